@@ -1,0 +1,209 @@
+//! The drive loop, written once: drains a [`Node`]'s outputs into a [`Sink`]
+//! in the documented order, within a work budget.
+//!
+//! The tokio driver, the smol driver and the simulator all call [`Drain::run`];
+//! they differ only in how they wait for sockets, timers and the application.
+
+use crate::event::{Action, CloseReason, Event};
+use crate::id::ConnId;
+use crate::node::Node;
+use crate::time::Timestamp;
+use std::collections::BTreeMap;
+
+/// What a write to a socket did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// This many bytes were written (possibly fewer than offered).
+    Wrote(usize),
+    /// The socket cannot take bytes now; the sink arranged to be woken when it can.
+    Blocked,
+    /// The socket failed; the connection is reported closed with this message.
+    Failed(String),
+}
+
+/// Where a [`Drain`] puts a node's outputs. Implemented by each driver.
+pub trait Sink {
+    /// Writes bytes to `conn`'s socket without blocking.
+    fn write(&mut self, conn: ConnId, bytes: &[u8]) -> WriteOutcome;
+    /// Carries out an action: start a dial, or close a socket.
+    fn act(&mut self, action: Action);
+    /// Hands an event to the application, or gives it back if the
+    /// application's queue is full (the sink arranges to be woken when it has room).
+    fn deliver(&mut self, event: Event) -> Result<(), Event>;
+}
+
+/// How much one [`Drain::run`] may do before yielding to other tasks.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Bytes pulled for writing.
+    pub bytes: usize,
+    /// Events delivered.
+    pub events: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            bytes: 1 << 20,
+            events: 4096,
+        }
+    }
+}
+
+/// What the driver does after a [`Drain::run`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing more to do until a socket, the application or the deadline wakes us.
+    Idle {
+        /// Call [`Drain::run`] again at this time at the latest.
+        deadline: Option<Timestamp>,
+    },
+    /// The budget ran out with work left: run again soon, after yielding.
+    Yield,
+}
+
+#[derive(Debug)]
+struct Tail {
+    bytes: Vec<u8>,
+    pos: usize,
+}
+
+/// Drains a node in order: due timers, then bytes for each connection (an
+/// unwritten tail first), then actions, then events, until nothing is left or
+/// the budget is spent. Keeps the unwritten tail of each blocked connection
+/// and an event the application could not take yet.
+#[derive(Debug, Default)]
+pub struct Drain {
+    buf: Vec<u8>,
+    tails: BTreeMap<ConnId, Tail>,
+    parked: Option<Event>,
+    budget: Budget,
+}
+
+impl Drain {
+    /// A drain with the given budget per run.
+    pub fn new(budget: Budget) -> Self {
+        Drain {
+            budget,
+            ..Default::default()
+        }
+    }
+
+    /// Bytes waiting in blocked connections' tails.
+    pub fn pending_bytes(&self) -> usize {
+        self.tails.values().map(|t| t.bytes.len() - t.pos).sum()
+    }
+
+    /// True if an event is waiting for the application to make room.
+    pub fn app_blocked(&self) -> bool {
+        self.parked.is_some()
+    }
+
+    /// True if `conn` has bytes the socket has not taken yet.
+    pub fn is_write_blocked(&self, conn: ConnId) -> bool {
+        self.tails.contains_key(&conn)
+    }
+
+    /// Runs the node's outputs into `sink` at time `now`.
+    pub fn run(&mut self, node: &mut Node, now: Timestamp, sink: &mut impl Sink) -> Step {
+        let mut bytes_left = self.budget.bytes;
+        let mut events_left = self.budget.events;
+        loop {
+            if node.poll_timeout().is_some_and(|d| d <= now) {
+                node.handle_timeout(now);
+            }
+            let mut progressed = false;
+            // 1. Unwritten tails first, so bytes leave in order.
+            let blocked: Vec<ConnId> = self.tails.keys().copied().collect();
+            for conn in blocked {
+                progressed |= self.flush_tail(node, now, conn, sink);
+            }
+            // 2. New bytes, connection by connection.
+            let mut cursor = None;
+            while let Some(conn) = node.next_transmit(cursor) {
+                cursor = Some(conn);
+                while !self.tails.contains_key(&conn) && node.next_transmit_is(conn) {
+                    if bytes_left == 0 {
+                        return Step::Yield;
+                    }
+                    self.buf.clear();
+                    let n = node.poll_transmit(now, conn, &mut self.buf);
+                    if n == 0 {
+                        break;
+                    }
+                    bytes_left = bytes_left.saturating_sub(n);
+                    progressed = true;
+                    let bytes = std::mem::take(&mut self.buf);
+                    self.tails.insert(conn, Tail { bytes, pos: 0 });
+                    self.flush_tail(node, now, conn, sink);
+                }
+            }
+            // 3. Actions.
+            while let Some(action) = node.poll_action() {
+                if let Action::Close { conn } = action {
+                    self.flush_tail(node, now, conn, sink);
+                    self.tails.remove(&conn);
+                }
+                sink.act(action);
+                progressed = true;
+            }
+            // 4. Events, as long as the application takes them.
+            if let Some(ev) = self.parked.take() {
+                match sink.deliver(ev) {
+                    Ok(()) => progressed = true,
+                    Err(ev) => self.parked = Some(ev),
+                }
+            }
+            while self.parked.is_none() {
+                if events_left == 0 {
+                    return Step::Yield;
+                }
+                let Some(ev) = node.poll_event() else { break };
+                events_left -= 1;
+                progressed = true;
+                if let Err(ev) = sink.deliver(ev) {
+                    self.parked = Some(ev);
+                }
+            }
+            if !progressed {
+                return Step::Idle {
+                    deadline: node.poll_timeout(),
+                };
+            }
+        }
+    }
+
+    /// Writes as much of `conn`'s tail as the socket takes. Returns true if
+    /// anything happened. The buffer of a finished tail is kept for reuse.
+    fn flush_tail(
+        &mut self,
+        node: &mut Node,
+        now: Timestamp,
+        conn: ConnId,
+        sink: &mut impl Sink,
+    ) -> bool {
+        let Some(tail) = self.tails.get_mut(&conn) else {
+            return false;
+        };
+        let mut progressed = false;
+        while tail.pos < tail.bytes.len() {
+            match sink.write(conn, &tail.bytes[tail.pos..]) {
+                WriteOutcome::Wrote(0) | WriteOutcome::Blocked => return progressed,
+                WriteOutcome::Wrote(n) => {
+                    tail.pos += n;
+                    progressed = true;
+                }
+                WriteOutcome::Failed(e) => {
+                    self.tails.remove(&conn);
+                    node.handle_closed(now, conn, CloseReason::Io(e));
+                    return true;
+                }
+            }
+        }
+        let done = self.tails.remove(&conn).expect("present above");
+        if self.buf.capacity() < done.bytes.capacity() {
+            self.buf = done.bytes;
+        }
+        progressed
+    }
+}

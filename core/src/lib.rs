@@ -1,0 +1,80 @@
+//! # estafeta-core: the sans-IO protocol of estafeta
+//!
+//! Pure state machines fed bytes and time, emitting bytes, actions and
+//! events. No I/O, no clock, no threads, no OS randomness: the same inputs
+//! give the same outputs, byte for byte. The tokio and smol drivers and the
+//! deterministic simulator all run this code.
+//!
+//! ## Driving a node
+//!
+//! A driver owns the sockets and one timer, and loops:
+//!
+//! 1. **Inputs.** Report what happened, with the current time `now`
+//!    (a [`Timestamp`] from an origin the driver picks, never going back):
+//!    [`Node::handle_accepted`] for an accepted socket,
+//!    [`Node::handle_connected`] when a dial connected,
+//!    [`Node::handle_bytes`] for received bytes (read only while
+//!    [`Node::wants_read`] says so: that is how backpressure reaches TCP),
+//!    [`Node::handle_closed`] when a socket ended or a dial failed,
+//!    [`Node::handle_timeout`] when the deadline passed.
+//!    Application commands are plain calls: [`Node::subscribe`],
+//!    [`Node::publish`], [`Node::connect`], [`Node::close`].
+//! 2. **Drain**, in this order, after every input or command:
+//!    bytes ([`Node::poll_transmit`], writing them in order, keeping an
+//!    unwritten tail for a blocked socket), then actions
+//!    ([`Node::poll_action`]: [`Action::Dial`], [`Action::Close`]), then
+//!    events ([`Node::poll_event`]), then the deadline ([`Node::poll_timeout`]).
+//!    [`Drain::run`] does all of this with a work budget against any [`Sink`];
+//!    use it rather than writing the loop again.
+//! 3. **Wait** for a socket, the deadline, or a command.
+//!
+//! `examples/std_loop.rs` in the repository drives two nodes from a plain
+//! `std::net` loop with no async runtime.
+//!
+//! ## Panics and errors
+//!
+//! Bytes from the network never panic and never make a call fail: a
+//! malformed or forbidden frame closes that connection with a reason, counts in
+//! [`Stats::malformed`] and surfaces as [`Event::ProtocolViolation`]. Commands
+//! return typed errors ([`PublishError`], [`CommandError`]) that leave the
+//! node's state unchanged.
+//!
+//! ## Bounds
+//!
+//! Every queue is bounded ([`Config`]): outbound bytes and frames per peer
+//! (a full queue is [`PublishError::Full`], then [`Event::Writable`]), pending
+//! events (input processing pauses and [`Node::wants_read`] turns false), the
+//! read buffer per connection, frame size (checked before allocating).
+//! Drops happen only by policy and are counted ([`Stats::dropped`]) and
+//! reported ([`Event::Dropped`]).
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod conn;
+mod drain;
+mod error;
+mod event;
+mod id;
+mod node;
+mod outbound;
+mod rng;
+mod stats;
+mod time;
+pub mod wire;
+
+pub use bytes::Bytes;
+pub use config::{Config, ConfigError, FullQueuePolicy};
+pub use drain::{Budget, Drain, Sink, Step, WriteOutcome};
+pub use error::{CommandError, PublishError};
+pub use event::{
+    Action, CloseReason, DropReason, Event, Message, PeerInfo, ProtocolError, TargetId,
+};
+pub use id::{AddrParseError, ConnId, NodeId, PeerAddr, PeerRef, Topic};
+pub use node::{Node, Published, SendMode};
+pub use stats::Stats;
+pub use time::Timestamp;
+pub use wire::CloseCode;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,376 @@
+//! Received bytes: the preamble, the handshake, and frames.
+
+use super::{Node, PeerEntry};
+use crate::conn::Phase;
+use crate::event::{CloseReason, DropReason, Event, Message, PeerInfo, ProtocolError};
+use crate::id::{ConnId, NodeId, Topic};
+use crate::outbound::Out;
+use crate::time::Timestamp;
+use crate::wire::{check_preamble, decode_frame, CloseCode, Header, Hello, PREAMBLE_LEN};
+use bytes::Bytes;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// What one frame did to the connection.
+enum Flow {
+    Continue,
+    /// The connection was closed or is closing; stop reading it.
+    Stop,
+}
+
+impl Node {
+    /// Bytes arrived on `conn`. They are buffered and processed as far as the
+    /// event queue has room; the rest waits (see [`Node::wants_read`]).
+    /// Bad bytes close the connection with a reason; this call never fails.
+    pub fn handle_bytes(&mut self, now: Timestamp, conn: ConnId, bytes: &[u8]) {
+        self.advance(now);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.phase == Phase::Dialing || bytes.is_empty() {
+            return;
+        }
+        c.last_recv = self.now;
+        c.rx.extend_from_slice(bytes);
+        self.stats.bytes_in += bytes.len() as u64;
+        self.process_input(conn);
+    }
+
+    /// Processes buffered input of connections that stalled on a full event queue.
+    pub(super) fn resume_input(&mut self) {
+        self.input_stalled = false;
+        let ids: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.rx.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.process_input(id);
+        }
+    }
+
+    fn process_input(&mut self, conn: ConnId) {
+        loop {
+            if self.events_full() {
+                self.input_stalled = true;
+                return;
+            }
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if c.closing.is_some() {
+                // Closing: input is no longer processed.
+                c.rx.clear();
+                return;
+            }
+            if c.phase == Phase::AwaitPreamble {
+                if c.rx.len() < PREAMBLE_LEN {
+                    return;
+                }
+                let pre = c.rx.split_to(PREAMBLE_LEN);
+                if let Err(e) = check_preamble(&pre) {
+                    self.violation(conn, ProtocolError::Wire(e));
+                    return;
+                }
+                c.phase = Phase::AwaitHello;
+                continue;
+            }
+            let frame = match decode_frame(&mut c.rx, self.cfg.max_frame_size) {
+                Ok(Some(f)) => f,
+                Ok(None) => return,
+                Err(e) => {
+                    self.violation(conn, ProtocolError::Wire(e));
+                    return;
+                }
+            };
+            let (header, payload) = match frame.parse() {
+                Ok(x) => x,
+                Err(e) => {
+                    self.violation(conn, ProtocolError::Wire(e));
+                    return;
+                }
+            };
+            if let Flow::Stop = self.on_frame(conn, header, payload) {
+                return;
+            }
+        }
+    }
+
+    fn on_frame(&mut self, conn: ConnId, header: Header<'_>, payload: Bytes) -> Flow {
+        let phase = self.conns.get(&conn).map(|c| c.phase);
+        match (phase, header) {
+            (Some(Phase::AwaitHello), Header::Hello(hello)) => self.on_hello(conn, hello),
+            (Some(Phase::AwaitHello), _) => self.violation(
+                conn,
+                ProtocolError::UnexpectedFrame("first frame must be Hello"),
+            ),
+            (_, Header::Hello(_)) => {
+                self.violation(conn, ProtocolError::UnexpectedFrame("second Hello"))
+            }
+            (_, Header::Heartbeat) => Flow::Continue,
+            (_, Header::Subscribe { topic }) => self.on_subscribe(conn, topic),
+            (_, Header::Unsubscribe { topic }) => {
+                self.on_unsubscribe(conn, topic);
+                Flow::Continue
+            }
+            (_, Header::Publish { topic }) => {
+                self.on_publish(conn, topic, payload);
+                Flow::Continue
+            }
+            (_, Header::Goodbye { code, reason }) => {
+                let reason = CloseReason::Remote {
+                    code: CloseCode(code),
+                    reason: reason.to_string(),
+                };
+                self.remove_conn(conn, reason);
+                Flow::Stop
+            }
+        }
+    }
+
+    fn violation(&mut self, conn: ConnId, error: ProtocolError) -> Flow {
+        self.stats.malformed += 1;
+        let peer = self.conns.get(&conn).and_then(|c| c.peer.clone());
+        self.push_event(Event::ProtocolViolation {
+            conn,
+            peer,
+            error: error.clone(),
+        });
+        if let Some(c) = self.conns.get_mut(&conn) {
+            // Tell the peer why (our preamble already went first), then close.
+            c.rx.clear();
+            c.out.clear();
+            c.closing = Some(CloseReason::Protocol(error.clone()));
+            c.goodbye_queued = true;
+            c.out
+                .push_control(Out::Goodbye(error.close_code().0, error.to_string()));
+        }
+        Flow::Stop
+    }
+
+    fn check_hello(&self, hello: &Hello<'_>) -> Result<(), ProtocolError> {
+        let limit = |what: String| Err(ProtocolError::Limit(what));
+        if hello.name.len() > self.cfg.max_name_len {
+            return limit(format!(
+                "name of {} bytes > {}",
+                hello.name.len(),
+                self.cfg.max_name_len
+            ));
+        }
+        if hello.subscriptions.len() > self.cfg.max_subscriptions_per_peer {
+            return limit(format!(
+                "{} subscriptions > {}",
+                hello.subscriptions.len(),
+                self.cfg.max_subscriptions_per_peer
+            ));
+        }
+        if let Some(t) = hello
+            .subscriptions
+            .iter()
+            .find(|t| self.check_topic(t).is_err())
+        {
+            return limit(format!("bad topic of {} bytes", t.len()));
+        }
+        if hello.id == self.id.as_u128() {
+            return limit("peer has this node's own id (connected to itself?)".into());
+        }
+        Ok(())
+    }
+
+    fn on_hello(&mut self, conn: ConnId, hello: Hello<'_>) -> Flow {
+        if let Err(e) = self.check_hello(&hello) {
+            return self.violation(conn, e);
+        }
+        let id = NodeId::from_u128(hello.id);
+        let info = match self.peers.get(&id) {
+            Some(p) => p.info.clone(),
+            None => PeerInfo {
+                id,
+                name: Arc::from(hello.name),
+            },
+        };
+        let subs: BTreeSet<Topic> = hello
+            .subscriptions
+            .iter()
+            .map(|t| Topic::from(*t))
+            .collect();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Flow::Stop;
+        };
+        c.phase = Phase::Open;
+        c.peer = Some(info.clone());
+        c.peer_subs = subs;
+        let target = c.target;
+        match self.peers.get_mut(&id) {
+            Some(p) => {
+                // A second connection to a connected peer (simultaneous dial):
+                // keep it as a standby; messages stay on the primary.
+                p.conns.insert(conn);
+            }
+            None => {
+                let mut conns = BTreeSet::new();
+                conns.insert(conn);
+                self.peers.insert(
+                    id,
+                    PeerEntry {
+                        info: info.clone(),
+                        primary: conn,
+                        conns,
+                    },
+                );
+                self.index_topics(conn, true);
+                self.push_event(Event::PeerUp {
+                    peer: info.clone(),
+                    conn,
+                    target,
+                });
+                let topics: Vec<Topic> = self.conns[&conn].peer_subs.iter().cloned().collect();
+                for topic in topics {
+                    self.push_event(Event::Subscribed {
+                        peer: info.clone(),
+                        topic,
+                    });
+                }
+            }
+        }
+        if let Some(t) = target {
+            self.target_connected(t, &info);
+        }
+        Flow::Continue
+    }
+
+    /// Adds (or removes) `conn`'s announced topics to the subscriber index.
+    pub(super) fn index_topics(&mut self, conn: ConnId, add: bool) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        for t in &c.peer_subs {
+            if add {
+                self.topics.entry(t.clone()).or_default().insert(conn);
+            } else if let Some(set) = self.topics.get_mut(t) {
+                set.remove(&conn);
+                if set.is_empty() {
+                    self.topics.remove(t);
+                    self.rr_cursor.remove(t);
+                }
+            }
+        }
+    }
+
+    fn is_primary(&self, conn: ConnId, peer: &PeerInfo) -> bool {
+        self.peers.get(&peer.id).is_some_and(|p| p.primary == conn)
+    }
+
+    fn on_subscribe(&mut self, conn: ConnId, topic: &str) -> Flow {
+        if let Err(e) = self.check_topic(topic) {
+            return self.violation(conn, ProtocolError::Limit(e));
+        }
+        let max = self.cfg.max_subscriptions_per_peer;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Flow::Stop;
+        };
+        if c.peer_subs.contains(topic) {
+            return Flow::Continue;
+        }
+        if c.peer_subs.len() >= max {
+            return self.violation(
+                conn,
+                ProtocolError::Limit(format!("more than {max} subscriptions")),
+            );
+        }
+        let t = self
+            .topics
+            .get_key_value(topic)
+            .map_or_else(|| Topic::from(topic), |(t, _)| t.clone());
+        c.peer_subs.insert(t.clone());
+        let peer = c.peer.clone().expect("open connections have a peer");
+        if self.is_primary(conn, &peer) {
+            self.topics.entry(t.clone()).or_default().insert(conn);
+            self.push_event(Event::Subscribed { peer, topic: t });
+        }
+        Flow::Continue
+    }
+
+    fn on_unsubscribe(&mut self, conn: ConnId, topic: &str) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(t) = c.peer_subs.take(topic) else {
+            return;
+        };
+        let peer = c.peer.clone().expect("open connections have a peer");
+        if self.is_primary(conn, &peer) {
+            if let Some(set) = self.topics.get_mut(topic) {
+                set.remove(&conn);
+                if set.is_empty() {
+                    self.topics.remove(topic);
+                    self.rr_cursor.remove(topic);
+                }
+            }
+            self.push_event(Event::Unsubscribed { peer, topic: t });
+        }
+    }
+
+    fn on_publish(&mut self, conn: ConnId, topic: &str, payload: Bytes) {
+        let from = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.peer.clone())
+            .expect("open connections have a peer");
+        match self.local_subs.get(topic) {
+            Some(t) => {
+                let topic = t.clone();
+                self.stats.received += 1;
+                self.push_event(Event::Message(Message {
+                    topic,
+                    from,
+                    payload,
+                }));
+            }
+            None => self.report_drop(Some(from), 1, DropReason::NotSubscribed),
+        }
+    }
+
+    /// Removes `conn` from its peer; promotes a standby or reports the peer down.
+    pub(super) fn detach_from_peer(&mut self, info: &PeerInfo, conn: ConnId, reason: CloseReason) {
+        let Some(p) = self.peers.get_mut(&info.id) else {
+            return;
+        };
+        if !p.conns.remove(&conn) {
+            return;
+        }
+        let was_primary = p.primary == conn;
+        let next = p.conns.iter().next().copied();
+        if !was_primary {
+            return;
+        }
+        // The closed connection's topics leave the index; `conn` is already
+        // out of `self.conns`, so remove by scanning its entries.
+        let mut emptied = Vec::new();
+        for (t, set) in self.topics.iter_mut() {
+            if set.remove(&conn) && set.is_empty() {
+                emptied.push(t.clone());
+            }
+        }
+        for t in emptied {
+            self.topics.remove(&t);
+            self.rr_cursor.remove(&t);
+        }
+        match next {
+            Some(standby) => {
+                if let Some(p) = self.peers.get_mut(&info.id) {
+                    p.primary = standby;
+                }
+                self.index_topics(standby, true);
+            }
+            None => {
+                self.peers.remove(&info.id);
+                self.push_event(Event::PeerDown {
+                    peer: info.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Publishing in the three send modes.
+
+use super::Node;
+use crate::error::PublishError;
+use crate::event::DropReason;
+use crate::id::{ConnId, PeerRef, Topic};
+use crate::outbound::data_cost;
+use crate::FullQueuePolicy;
+use bytes::Bytes;
+
+/// Who receives a publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendMode {
+    /// Every connected subscriber of the topic.
+    All,
+    /// One subscriber, taking turns; a subscriber whose queue is full is skipped.
+    RoundRobin,
+    /// One named peer, which must subscribe to the topic.
+    To(PeerRef),
+}
+
+/// What a successful publish did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// Peers the message was queued for.
+    pub queued: usize,
+    /// Peers it was dropped for by [`FullQueuePolicy::DropForFullPeers`] (counted and reported).
+    pub dropped: usize,
+}
+
+impl Node {
+    /// Queues `payload` on `topic` for the peers `mode` selects.
+    ///
+    /// On error nothing was queued for anyone. `Full` means wait for
+    /// [`Event::Writable`](crate::Event::Writable) and retry.
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        payload: Bytes,
+        mode: SendMode,
+    ) -> Result<Published, PublishError> {
+        if self.closing.is_some() {
+            return Err(PublishError::Closed);
+        }
+        self.check_topic(topic).map_err(PublishError::BadTopic)?;
+        let size = crate::wire::encoded_len_hint(topic.len(), payload.len());
+        if size > self.cfg.max_frame_size {
+            return Err(PublishError::TooLarge {
+                size,
+                max: self.cfg.max_frame_size,
+            });
+        }
+        match mode {
+            SendMode::All => self.publish_all(topic, payload),
+            SendMode::RoundRobin => self.publish_round_robin(topic, payload),
+            SendMode::To(peer) => self.publish_to(topic, payload, peer),
+        }
+    }
+
+    fn has_room(&self, conn: ConnId, cost: usize) -> bool {
+        self.conns.get(&conn).is_some_and(|c| {
+            c.closing.is_none()
+                && c.out.has_room(
+                    cost,
+                    self.cfg.max_queued_bytes_per_peer,
+                    self.cfg.max_queued_frames_per_peer,
+                )
+        })
+    }
+
+    fn enqueue(&mut self, conn: ConnId, topic: &Topic, payload: &Bytes) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.out.push_data(topic.clone(), payload.clone());
+        }
+    }
+
+    fn mark_want_writable(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.want_writable = true;
+        }
+    }
+
+    fn subscribers(&self, topic: &str) -> Result<(Topic, Vec<ConnId>), PublishError> {
+        match self.topics.get_key_value(topic) {
+            Some((t, conns)) if !conns.is_empty() => {
+                Ok((t.clone(), conns.iter().copied().collect()))
+            }
+            _ => Err(PublishError::NoSubscribers(Topic::from(topic))),
+        }
+    }
+
+    fn publish_all(
+        &mut self,
+        topic: &str,
+        payload: Bytes,
+    ) -> Result<super::Published, PublishError> {
+        let (topic, conns) = self.subscribers(topic)?;
+        let cost = data_cost(&topic, &payload);
+        let full: Vec<ConnId> = conns
+            .iter()
+            .copied()
+            .filter(|c| !self.has_room(*c, cost))
+            .collect();
+        if !full.is_empty() && self.cfg.full_queue_policy == FullQueuePolicy::Backpressure {
+            for c in full {
+                self.mark_want_writable(c);
+            }
+            return Err(PublishError::Full(topic));
+        }
+        let mut queued = 0;
+        for c in &conns {
+            if full.contains(c) {
+                let peer = self.conns.get(c).and_then(|c| c.peer.clone());
+                self.report_drop(peer, 1, DropReason::QueueFull);
+            } else {
+                self.enqueue(*c, &topic, &payload);
+                queued += 1;
+            }
+        }
+        Ok(super::Published {
+            queued,
+            dropped: full.len(),
+        })
+    }
+
+    fn publish_round_robin(
+        &mut self,
+        topic: &str,
+        payload: Bytes,
+    ) -> Result<super::Published, PublishError> {
+        let (topic, conns) = self.subscribers(topic)?;
+        let cost = data_cost(&topic, &payload);
+        let last = self.rr_cursor.get(&topic).copied();
+        let start = last.map_or(0, |l| conns.iter().position(|c| *c > l).unwrap_or(0));
+        let pick = (0..conns.len())
+            .map(|i| conns[(start + i) % conns.len()])
+            .find(|c| self.has_room(*c, cost));
+        match pick {
+            Some(c) => {
+                self.enqueue(c, &topic, &payload);
+                self.rr_cursor.insert(topic, c);
+                Ok(super::Published {
+                    queued: 1,
+                    dropped: 0,
+                })
+            }
+            None => {
+                for c in conns {
+                    self.mark_want_writable(c);
+                }
+                Err(PublishError::Full(topic))
+            }
+        }
+    }
+
+    fn publish_to(
+        &mut self,
+        topic: &str,
+        payload: Bytes,
+        peer: PeerRef,
+    ) -> Result<super::Published, PublishError> {
+        let entry = match &peer {
+            PeerRef::Id(id) => self.peers.get(id),
+            PeerRef::Name(name) => {
+                let mut it = self
+                    .peers
+                    .values()
+                    .filter(|p| &*p.info.name == name.as_str());
+                let first = it.next();
+                if it.next().is_some() {
+                    return Err(PublishError::AmbiguousPeer(name.clone()));
+                }
+                first
+            }
+        };
+        let Some(entry) = entry else {
+            return Err(PublishError::UnknownPeer(peer));
+        };
+        let conn = entry.primary;
+        let subscribed = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.peer_subs.get(topic).cloned());
+        let Some(topic) = subscribed else {
+            return Err(PublishError::NotSubscribed {
+                peer,
+                topic: Topic::from(topic),
+            });
+        };
+        if !self.has_room(conn, data_cost(&topic, &payload)) {
+            self.mark_want_writable(conn);
+            return Err(PublishError::Full(topic));
+        }
+        self.enqueue(conn, &topic, &payload);
+        Ok(super::Published {
+            queued: 1,
+            dropped: 0,
+        })
+    }
+}

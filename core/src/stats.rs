@@ -1,0 +1,24 @@
+//! Counters a node keeps about itself.
+
+/// Counters since the node was created. Read with [`Node::stats`](crate::Node::stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Messages queued for sending (one per receiving peer).
+    pub sent: u64,
+    /// Messages received and handed to the application.
+    pub received: u64,
+    /// Bytes handed to the driver for writing.
+    pub bytes_out: u64,
+    /// Bytes received from the driver.
+    pub bytes_in: u64,
+    /// Connections closed because the peer sent malformed or forbidden input.
+    pub malformed: u64,
+    /// Messages dropped by policy (full queue policy, disconnect with queued
+    /// messages, arrival after unsubscribe). Each drop is also an event.
+    pub dropped: u64,
+    /// Connections re-established to a dial target after a loss.
+    pub reconnects: u64,
+    /// Heartbeats sent.
+    pub heartbeats: u64,
+}

@@ -1,0 +1,5 @@
+//! Scenario tests of the core, driven through [`Drain`] over in-memory pipes.
+
+mod util;
+
+mod scenarios;

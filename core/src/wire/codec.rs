@@ -1,0 +1,115 @@
+//! Encoding and decoding of the preamble and of frames.
+
+use super::{Header, WireError, LEN_PREFIX, MAGIC, PREAMBLE_LEN, VERSION};
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Appends the preamble (magic + version) to `out`.
+pub fn write_preamble(out: &mut Vec<u8>) {
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_be_bytes());
+}
+
+/// Checks a received preamble.
+///
+/// ```
+/// use estafeta_core::wire::{check_preamble, write_preamble, WireError};
+/// let mut p = Vec::new();
+/// write_preamble(&mut p);
+/// assert!(check_preamble(&p).is_ok());
+/// assert!(matches!(check_preamble(b"GET / "), Err(WireError::BadMagic(_))));
+/// assert!(matches!(check_preamble(b"ESTF\x00\x09"), Err(WireError::UnsupportedVersion { .. })));
+/// ```
+pub fn check_preamble(bytes: &[u8]) -> Result<(), WireError> {
+    let mut magic = [0u8; 4];
+    let n = bytes.len().min(4);
+    magic[..n].copy_from_slice(&bytes[..n]);
+    if bytes.len() < PREAMBLE_LEN || magic != MAGIC {
+        return Err(WireError::BadMagic(magic));
+    }
+    let theirs = u16::from_be_bytes([bytes[4], bytes[5]]);
+    if theirs != VERSION {
+        return Err(WireError::UnsupportedVersion {
+            theirs,
+            ours: VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// An upper bound on the encoded size of a frame with this header and payload length.
+pub fn encoded_len_hint(topic_len: usize, payload_len: usize) -> usize {
+    LEN_PREFIX + 16 + topic_len + payload_len
+}
+
+/// Appends one frame to `out` and returns its encoded length.
+///
+/// ```
+/// use estafeta_core::wire::{encode_frame, decode_frame, Header};
+/// use bytes::BytesMut;
+/// let mut out = Vec::new();
+/// encode_frame(&mut out, &Header::Publish { topic: "t" }, b"hi");
+/// let mut buf = BytesMut::from(&out[..]);
+/// let frame = decode_frame(&mut buf, 1024).unwrap().unwrap();
+/// let (h, payload) = frame.parse().unwrap();
+/// assert_eq!(h, Header::Publish { topic: "t" });
+/// assert_eq!(&payload[..], b"hi");
+/// ```
+pub fn encode_frame(out: &mut Vec<u8>, header: &Header<'_>, payload: &[u8]) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN_PREFIX]);
+    let taken = std::mem::take(out);
+    // Serializing a Header into a Vec cannot fail: every field is a plain
+    // integer, string or sequence, and Vec's Extend is infallible.
+    *out = match postcard::to_extend(header, taken) {
+        Ok(v) => v,
+        Err(e) => unreachable!("postcard cannot fail to encode a Header: {e}"),
+    };
+    out.extend_from_slice(payload);
+    let len = out.len() - start - LEN_PREFIX;
+    out[start..start + LEN_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
+    out.len() - start
+}
+
+/// One whole frame split off the read buffer (length prefix removed).
+#[derive(Clone, Debug)]
+pub struct RawFrame(Bytes);
+
+impl RawFrame {
+    /// Decodes the header; the payload is the rest of the frame, shared with the read buffer.
+    pub fn parse(&self) -> Result<(Header<'_>, Bytes), WireError> {
+        let (header, rest) = postcard::take_from_bytes::<Header<'_>>(&self.0)
+            .map_err(|e| WireError::BadHeader(e.to_string()))?;
+        Ok((header, self.0.slice_ref(rest)))
+    }
+
+    /// The frame's bytes after the length prefix.
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+/// Splits the next whole frame off `buf`, if one is there.
+///
+/// The length prefix is checked against `max_frame` before anything is
+/// allocated. Returns `Ok(None)` when more bytes are needed; how the byte
+/// stream was split into calls makes no difference.
+pub fn decode_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<RawFrame>, WireError> {
+    if buf.len() < LEN_PREFIX {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len == 0 {
+        return Err(WireError::EmptyFrame);
+    }
+    if len > max_frame {
+        return Err(WireError::FrameTooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    if buf.len() < LEN_PREFIX + len {
+        return Ok(None);
+    }
+    buf.advance(LEN_PREFIX);
+    Ok(Some(RawFrame(buf.split_to(len).freeze())))
+}
