@@ -153,6 +153,14 @@ pub enum Event {
         /// The dial target this connection came from, if this node dialed.
         target: Option<TargetId>,
     },
+    /// A connection dialed for `target` completed its handshake (also after
+    /// every reconnect). [`Event::PeerUp`] comes first when the peer is new.
+    Connected {
+        /// The dial target.
+        target: TargetId,
+        /// The peer reached.
+        peer: PeerInfo,
+    },
     /// A connected peer went away.
     PeerDown {
         /// The peer.

@@ -235,7 +235,8 @@ impl Node {
             }
         }
         if let Some(t) = target {
-            self.target_connected(t, &info);
+            self.target_connected(t);
+            self.push_event(Event::Connected { target: t, peer: info });
         }
         Flow::Continue
     }

@@ -177,6 +177,22 @@ impl Node {
         self.local_subs.iter()
     }
 
+    /// The peer `target` is connected to now, if its connection is open.
+    pub fn target_peer(&self, target: TargetId) -> Option<&PeerInfo> {
+        let conn = self.targets.get(&target)?.conn?;
+        let c = self.conns.get(&conn)?;
+        if c.phase == Phase::Open {
+            c.peer.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// True if `target` used up its dial attempts and is no longer dialed.
+    pub fn target_gave_up(&self, target: TargetId) -> bool {
+        self.targets.get(&target).is_some_and(|t| t.conn.is_none() && t.next_dial.is_none())
+    }
+
     /// True after [`Node::close`] was called.
     pub fn is_closing(&self) -> bool {
         self.closing.is_some()

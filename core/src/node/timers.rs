@@ -3,7 +3,7 @@
 
 use super::Node;
 use crate::conn::Phase;
-use crate::event::{CloseReason, Event, PeerInfo, TargetId};
+use crate::event::{CloseReason, Event, TargetId};
 use crate::id::ConnId;
 use crate::outbound::Out;
 use crate::time::Timestamp;
@@ -96,7 +96,7 @@ impl Node {
     }
 
     /// A dial target's connection completed its handshake.
-    pub(super) fn target_connected(&mut self, id: TargetId, _peer: &PeerInfo) {
+    pub(super) fn target_connected(&mut self, id: TargetId) {
         if let Some(t) = self.targets.get_mut(&id) {
             if t.ever_connected {
                 self.stats.reconnects += 1;
