@@ -235,7 +235,7 @@ impl Net {
         self.rng = SplitRng::new(seed);
         self.max_piece = max_piece.max(1);
         self.max_write = max_write.max(1);
-        self.round_budget = max_write.max(1) * 4;
+        self.round_budget = max_write.max(1).saturating_mul(4);
         self
     }
 

@@ -1,0 +1,238 @@
+//! Reproductions of defects found in estafeta-core while writing its
+//! integration tests. Each test states what should happen and fails today;
+//! they are `#[ignore]`d so the suite stays green, and each names the fix it
+//! waits for. Run them with `cargo test -p estafeta-core --test known_bugs --
+//! --ignored`. When one passes, drop its `#[ignore]`.
+
+use bytes::Bytes;
+use estafeta_core::wire::{encode_frame, write_preamble, Header, Hello, VERSION};
+use estafeta_core::{
+    Action, Config, ConnId, Drain, Event, Node, SendMode, Sink, Timestamp, WriteOutcome,
+};
+use std::time::Duration;
+
+mod common;
+use common::{fast_config, Net};
+
+fn pair(cfg: impl Fn(usize) -> Config) -> Net {
+    let a = Node::new(cfg(0), "a").unwrap();
+    let mut b = Node::new(cfg(1), "b").unwrap();
+    b.subscribe("t").unwrap();
+    let mut net = Net::new(vec![a, b]);
+    net.node(0).connect(Net::addr(1)).unwrap();
+    net.settle();
+    assert_eq!(net.node(0).subscriber_count("t"), 1);
+    net
+}
+
+/// Messages queued for a peer that then breaks the protocol vanish without
+/// being counted or reported.
+///
+/// `Node::violation` (core/src/node/input.rs) calls `c.out.clear()` and
+/// ignores the number of data frames it discarded, so they never reach
+/// `Stats::dropped` nor an `Event::Dropped`. Every other path that discards
+/// queued messages (`remove_conn`) reports them as `DropReason::Disconnected`.
+/// Expected: 3 dropped, reported. Actual: `dropped == 0`, `sent == 0`.
+#[test]
+#[ignore = "core bug: violation() drops queued messages silently"]
+fn protocol_violation_reports_the_messages_it_discards() {
+    let mut net = pair(|i| fast_config(i as u64));
+    for _ in 0..3 {
+        net.node(0)
+            .publish("t", Bytes::from_static(b"x"), SendMode::All)
+            .unwrap();
+    }
+    // Before a's drain runs, b's side of the stream turns to garbage.
+    let (conn, _) = net.conns_of(0)[0];
+    net.inject(0, conn, &[0, 0, 0, 0]);
+    net.settle();
+    let a = net.node(0);
+    assert_eq!(a.stats().malformed, 1);
+    assert_eq!(
+        a.stats().sent + a.stats().dropped,
+        3,
+        "every queued message is either sent or counted as dropped: {:?}",
+        a.stats()
+    );
+}
+
+/// A frame larger than `max_read_buffer` (but within `max_frame_size`) is
+/// never read: the connection hangs forever.
+///
+/// `Node::wants_read` returns false once `rx.len() >= max_read_buffer`, even
+/// when `rx` holds only part of one frame. A driver that honours it stops
+/// reading, so the frame never completes. `handle_timeout` then refreshes
+/// `last_recv` every time because the buffer is full, so the liveness timeout
+/// never fires either: nothing more arrives on that connection, and nothing
+/// reports it. `Config::max_read_buffer` is documented as "on top of one
+/// frame". With the defaults (256 KiB buffer, 8 MiB frames) any message over
+/// 256 KiB does this. Expected: the message arrives. Actual: it never does,
+/// and the peer stays "up".
+#[test]
+#[ignore = "core bug: wants_read blocks a frame larger than max_read_buffer"]
+fn a_frame_larger_than_the_read_buffer_is_still_read() {
+    let mut net = pair(|i| Config {
+        max_read_buffer: 4096,
+        ..fast_config(i as u64)
+    })
+    .with_splits(1, 1000, usize::MAX);
+    net.node(0)
+        .publish("t", Bytes::from(vec![7u8; 10_000]), SendMode::All)
+        .unwrap();
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.messages(1).len(), 1, "the big message arrived");
+}
+
+/// A sink that takes everything until told to block.
+struct Blocking {
+    block: bool,
+}
+
+impl Sink for Blocking {
+    fn write(&mut self, _conn: ConnId, bytes: &[u8]) -> WriteOutcome {
+        if self.block {
+            WriteOutcome::Blocked
+        } else {
+            WriteOutcome::Wrote(bytes.len())
+        }
+    }
+    fn act(&mut self, _action: Action) {}
+    fn deliver(&mut self, _event: Event) -> Result<(), Event> {
+        Ok(())
+    }
+}
+
+/// While a socket stays write-blocked with messages queued behind it, the
+/// node reports a deadline in the past after every wake-up: a driver that
+/// sleeps until `poll_timeout()` spins.
+///
+/// `poll_timeout` offers `last_send + heartbeat_interval` for every open
+/// connection, but `handle_timeout` queues a heartbeat only when the
+/// connection's queue is empty, and `last_send` moves only when
+/// `poll_transmit` hands out bytes, which the drain does not do while the
+/// connection's tail is blocked. Expected: after `handle_timeout(now)` (or a
+/// `Drain::run` at `now`) the deadline is later than `now`. Actual: it is
+/// `last_send + heartbeat_interval`, already past, until the socket drains
+/// or the liveness timeout fires.
+#[test]
+#[ignore = "core bug: stale heartbeat deadline while a socket is write-blocked"]
+fn deadline_is_in_the_future_while_a_socket_is_blocked() {
+    let cfg = fast_config(3);
+    let heartbeat = cfg.heartbeat_interval;
+    let mut node = Node::new(cfg, "me").unwrap();
+    let mut now = Timestamp::from_millis(1);
+    let conn = node.handle_accepted(now).unwrap();
+    let mut hs = Vec::new();
+    write_preamble(&mut hs);
+    encode_frame(
+        &mut hs,
+        &Header::Hello(Hello {
+            version: VERSION,
+            id: 42,
+            name: "peer",
+            roles: 0,
+            subscriptions: vec!["t"],
+        }),
+        &[],
+    );
+    node.handle_bytes(now, conn, &hs);
+    let mut drain = Drain::default();
+    let mut sink = Blocking { block: false };
+    drain.run(&mut node, now, &mut sink);
+    // The socket fills up: one message is taken and blocked in the drain's
+    // tail, the next stays queued in the node.
+    sink.block = true;
+    for _ in 0..2 {
+        node.publish("t", Bytes::from_static(b"m"), SendMode::All)
+            .unwrap();
+        drain.run(&mut node, now, &mut sink);
+    }
+    assert!(drain.is_write_blocked(conn));
+    // Still within the liveness timeout: the peer's bytes keep arriving.
+    now += heartbeat + Duration::from_millis(20);
+    let mut hb = Vec::new();
+    encode_frame(&mut hb, &Header::Heartbeat, &[]);
+    node.handle_bytes(now, conn, &hb);
+    let step = drain.run(&mut node, now, &mut sink);
+    match step {
+        estafeta_core::Step::Idle {
+            deadline: Some(deadline),
+        } => assert!(
+            deadline > now,
+            "deadline {deadline} is not after now {now}: the driver would spin"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A peer that refuses this node after every handshake is redialed forever,
+/// at the base delay, however `reconnect_max_attempts` is set.
+///
+/// When the dialed side accepts the TCP connection, sends its Hello, then
+/// refuses ours (here: our name is longer than its `max_name_len`; the same
+/// happens for too many subscriptions or a bad topic), the dialer reaches
+/// `Phase::Open`, reports `PeerUp` and `Connected`, then `PeerDown` on the
+/// peer's Goodbye(1003). `target_lost` treats the loss of an open connection
+/// as a fresh start (`attempts = 1`, no `DialFailed`), so the attempts never
+/// accumulate and the backoff never grows. Expected: after
+/// `reconnect_max_attempts` refusals in a row, `GaveUp` (or at least a
+/// growing backoff). Actual: a PeerUp/PeerDown pair every 25-50 ms forever.
+#[test]
+#[ignore = "core bug: refusal after handshake bypasses reconnect_max_attempts"]
+fn a_peer_that_always_refuses_is_given_up() {
+    let dialer = Node::new(
+        Config {
+            reconnect_max_attempts: Some(3),
+            ..fast_config(1)
+        },
+        "a-long-name",
+    )
+    .unwrap();
+    let picky = Node::new(
+        Config {
+            max_name_len: 4,
+            ..fast_config(2)
+        },
+        "srv",
+    )
+    .unwrap();
+    let mut net = Net::new(vec![dialer, picky]);
+    net.node(0).connect(Net::addr(1)).unwrap();
+    net.run_for(Duration::from_secs(5));
+    let ups = net.slots[0]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::PeerUp { .. }))
+        .count();
+    let gave_up = net.slots[0]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::GaveUp { .. }));
+    assert!(
+        gave_up && ups <= 3,
+        "{ups} handshakes with a peer that refuses every one, gave up: {gave_up}"
+    );
+}
+
+/// Once `close_timeout` has passed after `close()`, `poll_timeout()` returns
+/// `Some(Timestamp::MAX)` forever instead of `None`, even when the close
+/// finished cleanly long before.
+///
+/// `handle_timeout` sets `closing = Some(Timestamp::MAX)` once the close
+/// deadline passed, and `poll_timeout` starts from `closing`. A driver that
+/// turns the deadline into an `Instant` (`origin + Duration`) panics on
+/// overflow; `Timestamp::MAX` is documented as "never reached", so a driver
+/// has to special-case it. Expected: `None` once the node is closed.
+#[test]
+#[ignore = "core wart: poll_timeout() is Some(Timestamp::MAX) after a close timeout"]
+fn a_closed_node_has_no_deadline() {
+    let mut net = pair(|i| fast_config(i as u64));
+    net.node(0)
+        .publish("t", Bytes::from(vec![0u8; 100]), SendMode::All)
+        .unwrap();
+    net.node(0).close();
+    net.run_for(Duration::from_secs(2));
+    let a = net.node(0);
+    assert!(a.is_closed());
+    assert_eq!(a.poll_timeout(), None);
+}
