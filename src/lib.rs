@@ -1,1 +1,42 @@
-//! stub
+//! # estafeta
+//!
+//! A messaging fabric for Rust services: nodes on different machines connect
+//! over TCP, subscribe to topics and publish to them in three send modes (to
+//! every subscriber, round-robin to one, or to one named peer), reconnect on
+//! their own, detect dead peers, and never lose a message without saying so.
+//!
+//! The protocol is a sans-IO core ([`core`]); drivers run it on tokio
+//! (feature `tokio`, the default) and on smol (feature `smol`). Both features
+//! can be on at once. Switching runtime is one line:
+//!
+//! ```no_run
+//! use estafeta::tokio::Node;      // or: use estafeta::smol::Node;
+//! # async fn demo() -> Result<(), estafeta::Error> {
+//! let alice = Node::builder("alice").build().await?;
+//! let mut news = alice.subscribe("news")?;
+//! let bob = Node::builder("bob").build().await?;
+//! bob.connect(alice.address().unwrap().to_string()).await?;
+//! bob.wait_for_subscribers("news", 1).await?;
+//! bob.publish("news", "hello").await?;
+//! let msg = news.recv().await.unwrap();
+//! assert_eq!(&msg.payload[..], b"hello");
+//! assert_eq!(&*msg.from.name, "bob");
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub use estafeta_core as core;
+pub use estafeta_driver::{
+    encode, AppLimits, Bytes, CloseCode, CloseReason, Config, Error, Event, Events, Format,
+    FullQueuePolicy, Message, MessageExt, NodeId, PeerAddr, PeerInfo, PeerRef, Postcard, Published,
+    SendMode, Stats, Subscription, Topic,
+};
+
+/// estafeta on tokio: `estafeta::tokio::Node`.
+#[cfg(feature = "tokio")]
+pub use estafeta_tokio as tokio;
+
+/// estafeta on smol: `estafeta::smol::Node`.
+#[cfg(feature = "smol")]
+pub use estafeta_smol as smol;

@@ -1,1 +1,32 @@
-//! stub
+//! # estafeta-driver: one async driver for every runtime
+//!
+//! The handle API of estafeta ([`Node`], [`NodeBuilder`], [`Subscription`],
+//! [`Events`]) and the task that drives the sans-IO core, written once and
+//! generic over a small [`Runtime`] trait (sockets, a timer, spawn, a clock).
+//! `estafeta-tokio` and `estafeta-smol` implement that trait and re-export
+//! these types with the runtime filled in, so switching runtime is one line.
+//!
+//! The driver holds no protocol logic: it waits, reads sockets into the core,
+//! and runs the core's [`Drain`](estafeta_core::Drain).
+
+#![forbid(unsafe_code)]
+
+mod driver;
+mod error;
+mod format;
+mod node;
+mod runtime;
+mod state;
+mod stream;
+
+pub use error::Error;
+pub use format::{encode, Format, MessageExt, Postcard};
+pub use node::{Node, NodeBuilder};
+pub use runtime::{ConnectFuture, Listener, Runtime, Socket, Timer};
+pub use state::AppLimits;
+pub use stream::{Events, Subscription};
+
+pub use estafeta_core::{
+    Bytes, CloseCode, CloseReason, Config, Event, FullQueuePolicy, Message, NodeId, PeerAddr,
+    PeerInfo, PeerRef, Published, SendMode, Stats, Topic,
+};

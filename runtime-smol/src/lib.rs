@@ -1,1 +1,132 @@
-//! stub
+//! # estafeta-smol: estafeta on smol / async-io
+//!
+//! Plugs async-io's TCP sockets and timer and smol's `spawn` into the shared
+//! driver. The API is that of [`estafeta_driver`], with the runtime filled in:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), estafeta_smol::Error> {
+//! use estafeta_smol::Node;
+//! let node = Node::builder("alice").bind("127.0.0.1:0").build().await?;
+//! println!("listening at {}", node.address().unwrap());
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+use async_io::{Async, Timer as IoTimer};
+use smol::io::{AsyncRead, AsyncWrite};
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+pub use estafeta_driver::*;
+
+/// The smol runtime for estafeta.
+#[derive(Debug, Clone, Copy)]
+pub struct Smol;
+
+/// A node on smol.
+pub type Node = estafeta_driver::Node<Smol>;
+/// A node builder on smol.
+pub type NodeBuilder = estafeta_driver::NodeBuilder<Smol>;
+
+/// An async-io TCP stream with Nagle off.
+#[derive(Debug)]
+pub struct SmolSocket(Async<TcpStream>);
+
+impl Socket for SmolSocket {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+}
+
+fn socket(s: Async<TcpStream>) -> SmolSocket {
+    // Frames are batched by the drain; Nagle would only add latency.
+    let _ = s.get_ref().set_nodelay(true);
+    SmolSocket(s)
+}
+
+/// An async-io TCP listener.
+#[derive(Debug)]
+pub struct SmolListener(Async<TcpListener>);
+
+impl Listener for SmolListener {
+    type Socket = SmolSocket;
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(SmolSocket, SocketAddr)>> {
+        loop {
+            match self.0.get_ref().accept() {
+                Ok((s, a)) => return Poll::Ready(Async::new(s).map(|s| (socket(s), a))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            match self.0.poll_readable(cx) {
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+}
+
+/// An async-io timer that can be reset.
+#[derive(Debug)]
+pub struct SmolTimer(IoTimer);
+
+impl Timer for SmolTimer {
+    fn reset(&mut self, at: Instant) {
+        self.0.set_at(at);
+    }
+    fn poll_fire(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl Runtime for Smol {
+    type Socket = SmolSocket;
+    type Listener = SmolListener;
+    type Timer = SmolTimer;
+
+    fn spawn<F: Future<Output = ()> + Send + 'static>(fut: F) {
+        smol::spawn(fut).detach();
+    }
+    async fn bind(addr: &str) -> io::Result<SmolListener> {
+        let addrs: Vec<SocketAddr> = smol::net::resolve(addr).await?;
+        let mut last = io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing");
+        for a in addrs {
+            match Async::<TcpListener>::bind(a) {
+                Ok(l) => return Ok(SmolListener(l)),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+    fn connect(addr: String) -> ConnectFuture<SmolSocket> {
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = smol::net::resolve(addr.as_str()).await?;
+            let mut last =
+                io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing");
+            for a in addrs {
+                match Async::<TcpStream>::connect(a).await {
+                    Ok(s) => return Ok(socket(s)),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        })
+    }
+    fn timer() -> SmolTimer {
+        SmolTimer(IoTimer::never())
+    }
+    fn now() -> Instant {
+        Instant::now()
+    }
+}

@@ -190,7 +190,9 @@ impl Node {
 
     /// True if `target` used up its dial attempts and is no longer dialed.
     pub fn target_gave_up(&self, target: TargetId) -> bool {
-        self.targets.get(&target).is_some_and(|t| t.conn.is_none() && t.next_dial.is_none())
+        self.targets
+            .get(&target)
+            .is_some_and(|t| t.conn.is_none() && t.next_dial.is_none())
     }
 
     /// True after [`Node::close`] was called.
@@ -344,6 +346,19 @@ impl Node {
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
             self.begin_close(id, CloseReason::Local(CloseCode::GOING_AWAY));
+        }
+        self.check_closed();
+    }
+
+    /// Closes the node at once, like a crashed process: every connection is
+    /// cut without a goodbye and queued messages are dropped (counted and
+    /// reported). [`Event::Closed`] follows.
+    pub fn abort(&mut self) {
+        self.closing = Some(self.now);
+        self.targets.clear();
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.remove_conn(id, CloseReason::Local(CloseCode::ABNORMAL));
         }
         self.check_closed();
     }

@@ -1,0 +1,236 @@
+//! The driver task: waits on the listener, dials, sockets, the timer and the
+//! application, and runs the core's [`Drain`] after each wake-up. It holds no
+//! protocol logic: that is all in estafeta-core.
+
+use crate::runtime::{ConnectFuture, Listener, Runtime, Socket, Timer};
+use crate::state::{App, Shared, State};
+use estafeta_core::{Action, CloseReason, ConnId, Drain, Event, Sink, Step, WriteOutcome};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// Bytes read per socket read call.
+const READ_CHUNK: usize = 64 << 10;
+/// Bytes read across all sockets per wake-up before yielding.
+const READ_BUDGET: usize = 1 << 20;
+/// Connections accepted per wake-up before yielding.
+const ACCEPT_BUDGET: usize = 64;
+
+/// The driver future of one node. Spawn it on the runtime.
+pub(crate) struct Driver<R: Runtime> {
+    shared: Arc<Shared>,
+    listener: Option<R::Listener>,
+    sockets: BTreeMap<ConnId, R::Socket>,
+    dialing: BTreeMap<ConnId, ConnectFuture<R::Socket>>,
+    timer: R::Timer,
+    timer_at: Option<Instant>,
+    drain: Drain,
+    read_buf: Vec<u8>,
+}
+
+impl<R: Runtime> Driver<R> {
+    pub(crate) fn new(shared: Arc<Shared>, listener: Option<R::Listener>) -> Self {
+        Driver {
+            shared,
+            listener,
+            sockets: BTreeMap::new(),
+            dialing: BTreeMap::new(),
+            timer: R::timer(),
+            timer_at: None,
+            drain: Drain::default(),
+            read_buf: vec![0; READ_CHUNK],
+        }
+    }
+}
+
+/// The [`Sink`] the drain writes into: the driver's sockets and the app queues.
+struct DriverSink<'a, 'c, R: Runtime> {
+    cx: &'a mut Context<'c>,
+    sockets: &'a mut BTreeMap<ConnId, R::Socket>,
+    dialing: &'a mut BTreeMap<ConnId, ConnectFuture<R::Socket>>,
+    app: &'a mut App,
+    /// A dial started: its future must be polled once to register a waker.
+    dialed: bool,
+}
+
+impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
+    fn write(&mut self, conn: ConnId, bytes: &[u8]) -> WriteOutcome {
+        let Some(sock) = self.sockets.get_mut(&conn) else {
+            return WriteOutcome::Failed("socket is gone".into());
+        };
+        match sock.poll_write(self.cx, bytes) {
+            Poll::Ready(Ok(0)) => WriteOutcome::Failed("socket wrote zero bytes".into()),
+            Poll::Ready(Ok(n)) => WriteOutcome::Wrote(n),
+            Poll::Ready(Err(e)) => WriteOutcome::Failed(e.to_string()),
+            Poll::Pending => WriteOutcome::Blocked,
+        }
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Dial { conn, addr } => {
+                self.dialing.insert(conn, R::connect(addr.host_port()));
+                self.dialed = true;
+            }
+            Action::Close { conn } => {
+                self.sockets.remove(&conn);
+                self.dialing.remove(&conn);
+            }
+            _ => {}
+        }
+    }
+
+    fn deliver(&mut self, event: Event) -> Result<(), Event> {
+        self.app.deliver(event)
+    }
+}
+
+impl<R: Runtime> Driver<R> {
+    fn accept(&mut self, st: &mut State, cx: &mut Context<'_>) -> bool {
+        let shared = &self.shared;
+        let Some(listener) = self.listener.as_mut() else {
+            return false;
+        };
+        for _ in 0..ACCEPT_BUDGET {
+            match listener.poll_accept(cx) {
+                Poll::Ready(Ok((sock, _addr))) => {
+                    let now = shared.timestamp(R::now());
+                    if let Ok(conn) = st.node.handle_accepted(now) {
+                        self.sockets.insert(conn, sock);
+                    } // else: over the connection limit or closing; dropping the socket refuses it.
+                }
+                // Accept errors (e.g. too many open files) concern one socket; keep listening.
+                Poll::Ready(Err(_)) => {}
+                Poll::Pending => return false,
+            }
+        }
+        true
+    }
+
+    fn poll_dials(&mut self, st: &mut State, cx: &mut Context<'_>) {
+        let mut done = Vec::new();
+        for (conn, fut) in self.dialing.iter_mut() {
+            if let Poll::Ready(res) = fut.as_mut().poll(cx) {
+                done.push((*conn, res));
+            }
+        }
+        for (conn, res) in done {
+            self.dialing.remove(&conn);
+            let now = self.shared.timestamp(R::now());
+            match res {
+                Ok(sock) => {
+                    self.sockets.insert(conn, sock);
+                    st.node.handle_connected(now, conn);
+                }
+                Err(e) => st
+                    .node
+                    .handle_closed(now, conn, CloseReason::Io(e.to_string())),
+            }
+        }
+    }
+
+    /// Reads every socket the node wants input for. Returns true if the
+    /// budget ran out with sockets still readable.
+    fn read(&mut self, st: &mut State, cx: &mut Context<'_>) -> bool {
+        let mut budget = READ_BUDGET;
+        let mut closed: Vec<(ConnId, CloseReason)> = Vec::new();
+        for (conn, sock) in self.sockets.iter_mut() {
+            while st.node.wants_read(*conn) {
+                if budget == 0 {
+                    return true;
+                }
+                match sock.poll_read(cx, &mut self.read_buf) {
+                    Poll::Ready(Ok(0)) => {
+                        closed.push((*conn, CloseReason::Io("end of stream".into())));
+                        break;
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        budget = budget.saturating_sub(n);
+                        let now = self.shared.timestamp(R::now());
+                        st.node.handle_bytes(now, *conn, &self.read_buf[..n]);
+                    }
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Poll::Ready(Err(e)) => {
+                        closed.push((*conn, CloseReason::Io(e.to_string())));
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+        }
+        let now = self.shared.timestamp(R::now());
+        for (conn, reason) in closed {
+            self.sockets.remove(&conn);
+            st.node.handle_closed(now, conn, reason);
+        }
+        false
+    }
+}
+
+impl<R: Runtime> Future for Driver<R> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let shared = this.shared.clone();
+        let mut guard = shared.lock();
+        let st = &mut *guard;
+        st.app.driver_notified = false;
+        st.app.app_blocked = false;
+        if !st
+            .app
+            .driver
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            st.app.driver = Some(cx.waker().clone());
+        }
+        let mut more = this.accept(st, cx);
+        this.poll_dials(st, cx);
+        more |= this.read(st, cx);
+        let now = shared.timestamp(R::now());
+        let State { node, app } = st;
+        let mut sink = DriverSink::<R> {
+            cx,
+            sockets: &mut this.sockets,
+            dialing: &mut this.dialing,
+            app,
+            dialed: false,
+        };
+        let step = this.drain.run(node, now, &mut sink);
+        more |= sink.dialed;
+        if node.is_closed() {
+            app.finish();
+            return Poll::Ready(());
+        }
+        match step {
+            Step::Yield => more = true,
+            Step::Idle { deadline } => {
+                let at = deadline.map(|d| shared.instant(d));
+                if at != this.timer_at {
+                    if let Some(at) = at {
+                        this.timer.reset(at);
+                    }
+                    this.timer_at = at;
+                }
+                if let Some(at) = this.timer_at {
+                    // An elapsed timer may not report ready under a cooperative
+                    // budget (tokio): read the clock first.
+                    if R::now() >= at || this.timer.poll_fire(cx).is_ready() {
+                        this.timer_at = None;
+                        more = true;
+                    }
+                }
+            }
+        }
+        drop(guard);
+        if more {
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+}

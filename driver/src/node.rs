@@ -1,0 +1,460 @@
+//! The node handle and its builder.
+
+use crate::driver::Driver;
+use crate::format::{encode, Format, Postcard};
+use crate::runtime::{Listener, Runtime};
+use crate::state::{App, AppLimits, Shared, State};
+use crate::stream::{Events, Subscription};
+use crate::Error;
+use bytes::Bytes;
+use estafeta_core::{
+    Config, NodeId, PeerAddr, PeerInfo, PeerRef, Published, SendMode, Stats, Topic,
+};
+use serde::Serialize;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::task::Poll;
+
+/// Builds a [`Node`]. Every setting has a default; see [`Config`] and [`AppLimits`].
+pub struct NodeBuilder<R: Runtime> {
+    name: String,
+    bind: Option<String>,
+    subscriptions: Vec<String>,
+    config: Config,
+    id: Option<NodeId>,
+    limits: AppLimits,
+    _runtime: PhantomData<R>,
+}
+
+impl<R: Runtime> fmt::Debug for NodeBuilder<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeBuilder")
+            .field("name", &self.name)
+            .field("bind", &self.bind)
+            .finish()
+    }
+}
+
+impl<R: Runtime> NodeBuilder<R> {
+    /// A builder for a node called `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        NodeBuilder {
+            name: name.into(),
+            bind: Some("127.0.0.1:0".into()),
+            subscriptions: Vec::new(),
+            config: Config::default(),
+            id: None,
+            limits: AppLimits::default(),
+            _runtime: PhantomData,
+        }
+    }
+
+    /// Listens on `addr` (`host:port`; port 0 picks a free port). Default `127.0.0.1:0`.
+    pub fn bind(mut self, addr: impl Into<String>) -> Self {
+        self.bind = Some(addr.into());
+        self
+    }
+
+    /// Does not listen: the node only dials out.
+    pub fn no_listen(mut self) -> Self {
+        self.bind = None;
+        self
+    }
+
+    /// Subscribes to `topic` from the start (messages go to [`Node::messages`]
+    /// streams; use [`Node::subscribe`] for a stream of one topic).
+    pub fn subscribe(mut self, topic: impl Into<String>) -> Self {
+        self.subscriptions.push(topic.into());
+        self
+    }
+
+    /// Protocol limits and timers. A zero seed is replaced by a random one.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the node id (default: random), for example to keep it across restarts.
+    pub fn id(mut self, id: NodeId) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Limits of the application-side queues.
+    pub fn app_limits(mut self, limits: AppLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Binds, starts the node's driver task on the runtime, and returns the handle.
+    pub async fn build(self) -> Result<Node<R>, Error> {
+        let mut config = self.config;
+        if config.seed == 0 {
+            config.seed = random_seed();
+        }
+        let mut node = match self.id {
+            Some(id) => estafeta_core::Node::with_id(config, id, &self.name)?,
+            None => estafeta_core::Node::new(config, &self.name)?,
+        };
+        for t in &self.subscriptions {
+            node.subscribe(t)?;
+        }
+        let (listener, address) = match &self.bind {
+            Some(addr) => {
+                let l = R::bind(addr).await?;
+                let local = l.local_addr()?;
+                let mut a = PeerAddr::new(local.ip().to_string(), local.port());
+                a.name = Some(self.name.clone());
+                (Some(l), Some(a))
+            }
+            None => (None, None),
+        };
+        let mut app = App::new(self.limits);
+        for t in &self.subscriptions {
+            *app.topic_refs.entry(Topic::from(t.as_str())).or_insert(0) += 1;
+        }
+        let shared = Shared::new(State { node, app }, R::now());
+        R::spawn(Driver::<R>::new(shared.clone(), listener));
+        Ok(Node {
+            inner: Arc::new(Inner { shared, address }),
+            _runtime: PhantomData,
+        })
+    }
+}
+
+/// A seed from the process's hasher keys and the clock (the core itself never
+/// draws OS randomness).
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() | 1
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    address: Option<PeerAddr>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: close gracefully in the background.
+        let mut st = self.shared.lock();
+        st.node.close();
+        st.app.wake_driver();
+    }
+}
+
+/// A handle to a running node. Cheap to clone; when the last clone is
+/// dropped the node closes gracefully in the background.
+pub struct Node<R: Runtime> {
+    inner: Arc<Inner>,
+    _runtime: PhantomData<R>,
+}
+
+impl<R: Runtime> Clone for Node<R> {
+    fn clone(&self) -> Self {
+        Node {
+            inner: self.inner.clone(),
+            _runtime: PhantomData,
+        }
+    }
+}
+
+impl<R: Runtime> fmt::Debug for Node<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id())
+            .field("address", &self.inner.address)
+            .finish()
+    }
+}
+
+impl<R: Runtime> Node<R> {
+    /// A builder for a node called `name`.
+    pub fn builder(name: impl Into<String>) -> NodeBuilder<R> {
+        NodeBuilder::new(name)
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.shared().lock().node.id()
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> String {
+        self.shared().lock().node.name().to_string()
+    }
+
+    /// Where this node listens, as `name@host:port` (`None` if it does not listen).
+    pub fn address(&self) -> Option<PeerAddr> {
+        self.inner.address.clone()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.shared().lock().node.stats()
+    }
+
+    /// Connected peers.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.shared().lock().node.peers().cloned().collect()
+    }
+
+    /// How many connected peers subscribe to `topic`.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.shared().lock().node.subscriber_count(topic)
+    }
+
+    /// Connects to `addr` (`name@host:port` or `host:port`) and keeps it
+    /// connected: the node redials with backoff after any failure, and
+    /// re-sends its subscriptions on every new connection. Waits for the first
+    /// handshake; fails only if the attempts run out
+    /// ([`Config::reconnect_max_attempts`]).
+    pub async fn connect(&self, addr: impl AsRef<str>) -> Result<PeerInfo, Error> {
+        let addr: PeerAddr =
+            addr.as_ref()
+                .parse()
+                .map_err(|e: estafeta_core::AddrParseError| {
+                    Error::Command(estafeta_core::CommandError::BadTopic(e.to_string()))
+                })?;
+        let target = {
+            let mut st = self.shared().lock();
+            let t = st.node.connect(addr.clone())?;
+            st.app.gave_up.remove(&t);
+            st.app.wake_driver();
+            t
+        };
+        std::future::poll_fn(|cx| {
+            let mut st = self.shared().lock();
+            if let Some(p) = st.node.target_peer(target) {
+                return Poll::Ready(Ok(p.clone()));
+            }
+            if st.app.gave_up.contains_key(&target) {
+                return Poll::Ready(Err(Error::ConnectFailed(addr.clone())));
+            }
+            if st.app.finished || st.node.is_closing() {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            st.app.peers_changed.register(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Subscribes to `topic` and returns the stream of its messages. Peers
+    /// learn of it at once; use [`Node::wait_for_subscribers`] on the
+    /// publishing side to know when they have.
+    pub fn subscribe(&self, topic: &str) -> Result<Subscription, Error> {
+        let t = {
+            let mut st = self.shared().lock();
+            st.node.subscribe(topic)?;
+            let t = Topic::from(topic);
+            *st.app.topic_refs.entry(t.clone()).or_insert(0) += 1;
+            st.app.wake_driver();
+            t
+        };
+        Ok(Subscription::new(self.shared().clone(), Some(t)))
+    }
+
+    /// Unsubscribes from `topic` now, whatever subscriptions are still open
+    /// (they receive nothing more).
+    pub fn unsubscribe(&self, topic: &str) -> Result<(), Error> {
+        let mut st = self.shared().lock();
+        st.app.topic_refs.remove(topic);
+        st.node.unsubscribe(topic)?;
+        st.app.wake_driver();
+        Ok(())
+    }
+
+    /// A stream of every message this node receives, on any subscribed topic.
+    pub fn messages(&self) -> Subscription {
+        Subscription::new(self.shared().clone(), None)
+    }
+
+    /// A stream of lifecycle events (peer up/down with reasons, and more).
+    pub fn events(&self) -> Events {
+        Events::new(self.shared().clone())
+    }
+
+    /// Waits until at least `n` connected peers subscribe to `topic`, so a
+    /// publisher does not lose its first messages to a late subscriber.
+    pub async fn wait_for_subscribers(&self, topic: &str, n: usize) -> Result<(), Error> {
+        std::future::poll_fn(|cx| {
+            let mut st = self.shared().lock();
+            if st.node.subscriber_count(topic) >= n {
+                return Poll::Ready(Ok(()));
+            }
+            if st.app.finished || st.node.is_closing() {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            st.app.peers_changed.register(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Publishes without waiting. A full queue is `Err(e)` with
+    /// `e.is_full()`; nothing was queued.
+    pub fn try_publish_with(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        mode: SendMode,
+    ) -> Result<Published, Error> {
+        let mut st = self.shared().lock();
+        let r = st.node.publish(topic, payload.into(), mode)?;
+        st.app.wake_driver();
+        Ok(r)
+    }
+
+    /// Publishes in `mode`, waiting while the queues are full.
+    pub async fn publish_with(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        mode: SendMode,
+    ) -> Result<Published, Error> {
+        let payload = payload.into();
+        std::future::poll_fn(|cx| {
+            let mut st = self.shared().lock();
+            match st.node.publish(topic, payload.clone(), mode.clone()) {
+                Ok(r) => {
+                    st.app.wake_driver();
+                    Poll::Ready(Ok(r))
+                }
+                Err(e) if e.is_full() => {
+                    st.app.writable.register(cx.waker());
+                    st.app.wake_driver();
+                    Poll::Pending
+                }
+                Err(e) => Poll::Ready(Err(e.into())),
+            }
+        })
+        .await
+    }
+
+    /// Publishes to every subscriber of `topic`, waiting for queue space.
+    /// With no subscriber connected it is an error, never a silent drop.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<Published, Error> {
+        self.publish_with(topic, payload, SendMode::All).await
+    }
+
+    /// Publishes to every subscriber of `topic` without waiting.
+    pub fn try_publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<Published, Error> {
+        self.try_publish_with(topic, payload, SendMode::All)
+    }
+
+    /// Sends to one subscriber of `topic`, taking turns, waiting for space.
+    pub async fn publish_round_robin(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<Published, Error> {
+        self.publish_with(topic, payload, SendMode::RoundRobin)
+            .await
+    }
+
+    /// Sends to one subscriber of `topic`, taking turns, without waiting.
+    pub fn try_publish_round_robin(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<Published, Error> {
+        self.try_publish_with(topic, payload, SendMode::RoundRobin)
+    }
+
+    /// Sends to one peer (by id or name), which must subscribe to `topic`.
+    pub async fn send_to(
+        &self,
+        peer: impl Into<PeerRef>,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<Published, Error> {
+        self.publish_with(topic, payload, SendMode::To(peer.into()))
+            .await
+    }
+
+    /// Sends to one peer without waiting.
+    pub fn try_send_to(
+        &self,
+        peer: impl Into<PeerRef>,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<Published, Error> {
+        self.try_publish_with(topic, payload, SendMode::To(peer.into()))
+    }
+
+    /// Publishes a serde value (postcard) to every subscriber.
+    pub async fn publish_value<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        value: &T,
+    ) -> Result<Published, Error> {
+        self.publish_with(topic, encode::<Postcard, T>(value)?, SendMode::All)
+            .await
+    }
+
+    /// Publishes a serde value encoded with format `F`, in `mode`.
+    pub async fn publish_value_with<F: Format, T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        value: &T,
+        mode: SendMode,
+    ) -> Result<Published, Error> {
+        self.publish_with(topic, encode::<F, T>(value)?, mode).await
+    }
+
+    /// Closes the node at once without flushing or saying goodbye, as a
+    /// crashed process would (peers see the connections drop). Queued messages
+    /// are dropped and counted.
+    pub async fn abort(&self) {
+        {
+            let mut st = self.shared().lock();
+            st.node.abort();
+            st.app.wake_driver();
+        }
+        self.wait_finished().await
+    }
+
+    async fn wait_finished(&self) {
+        std::future::poll_fn(|cx| {
+            let mut st = self.shared().lock();
+            if st.app.finished {
+                return Poll::Ready(());
+            }
+            st.app.closed_waiters.register(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Bytes queued in this node for `peer` (`None` if it is not connected).
+    pub fn queued_bytes(&self, peer: NodeId) -> Option<usize> {
+        self.shared().lock().node.queued_bytes(peer)
+    }
+
+    /// Closes the node: flushes what is queued, says goodbye to every peer,
+    /// ends every stream. Returns when done (or after `close_timeout`).
+    pub async fn close(&self) {
+        {
+            let mut st = self.shared().lock();
+            st.node.close();
+            st.app.wake_driver();
+        }
+        self.wait_finished().await
+    }
+}

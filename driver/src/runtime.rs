@@ -1,0 +1,62 @@
+//! What a runtime supplies: TCP sockets, a listener, one timer, spawning and a clock.
+//!
+//! estafeta-tokio and estafeta-smol implement these in a few dozen lines each;
+//! everything else (the drive loop, the handles, the streams) is shared.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// A future that resolves to a connected socket.
+pub type ConnectFuture<S> = Pin<Box<dyn Future<Output = io::Result<S>> + Send>>;
+
+/// An async runtime estafeta can run on.
+pub trait Runtime: Send + Sync + Sized + 'static {
+    /// A connected TCP stream.
+    type Socket: Socket;
+    /// A listening TCP socket.
+    type Listener: Listener<Socket = Self::Socket>;
+    /// A resettable timer.
+    type Timer: Timer;
+
+    /// Runs `fut` in the background.
+    fn spawn<F: Future<Output = ()> + Send + 'static>(fut: F);
+    /// Binds a listener to `addr` (`host:port`, port 0 picks one).
+    fn bind(addr: &str) -> impl Future<Output = io::Result<Self::Listener>> + Send;
+    /// Connects to `addr` (`host:port`), resolving names.
+    fn connect(addr: String) -> ConnectFuture<Self::Socket>;
+    /// A new timer that has not fired.
+    fn timer() -> Self::Timer;
+    /// The runtime's clock (tokio's paused clock in tests, for example).
+    fn now() -> Instant;
+}
+
+/// A connected, non-blocking TCP stream.
+pub trait Socket: Send + Unpin + 'static {
+    /// Reads into `buf`; `Ok(0)` is end of stream.
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+    /// Writes from `buf`.
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+}
+
+/// A listening TCP socket.
+pub trait Listener: Send + Unpin + 'static {
+    /// The accepted sockets' type.
+    type Socket: Socket;
+    /// Accepts the next connection.
+    fn poll_accept(&mut self, cx: &mut Context<'_>)
+        -> Poll<io::Result<(Self::Socket, SocketAddr)>>;
+    /// The bound address.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// One resettable timer.
+pub trait Timer: Send + Unpin + 'static {
+    /// Fires at `at` (replacing any earlier deadline).
+    fn reset(&mut self, at: Instant);
+    /// Ready once the deadline passed.
+    fn poll_fire(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+}

@@ -1,0 +1,11 @@
+//! The behaviour suite on smol.
+
+mod suite;
+
+use std::future::Future;
+
+fn run<F: Future<Output = ()>>(f: F) {
+    smol::block_on(f)
+}
+
+suite::behaviour_suite!(estafeta_smol::Smol, run);

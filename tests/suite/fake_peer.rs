@@ -1,0 +1,87 @@
+//! Peers that misbehave, written with std sockets on their own threads.
+
+use estafeta_core::wire::{encode_frame, write_preamble, Header, Hello, VERSION};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A peer that accepts connections and then says nothing more, keeping the
+/// sockets open. With `handshake`, it first sends a valid preamble and Hello.
+pub struct SilentPeer {
+    port: u16,
+}
+
+impl SilentPeer {
+    pub fn start(handshake: bool) -> SilentPeer {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                if handshake {
+                    let mut out = Vec::new();
+                    write_preamble(&mut out);
+                    let hello = Hello {
+                        version: VERSION,
+                        id: 0xfeed,
+                        name: "silent",
+                        roles: 0,
+                        subscriptions: vec![],
+                    };
+                    encode_frame(&mut out, &Header::Hello(hello), &[]);
+                    let _ = s.write_all(&out);
+                }
+                held.push(s);
+            }
+        });
+        SilentPeer { port }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("silent@127.0.0.1:{}", self.port)
+    }
+}
+
+/// Deterministic pseudo-random bytes that do not start with the magic.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8 | 0x80
+        })
+        .collect()
+}
+
+/// A valid preamble followed by a length prefix of 4 GiB - 1.
+pub fn oversized_frame() -> Vec<u8> {
+    let mut out = Vec::new();
+    write_preamble(&mut out);
+    out.extend_from_slice(&u32::MAX.to_be_bytes());
+    out
+}
+
+/// Connects to `addr`, writes `bytes`, and reads until the node closes the
+/// connection (on a helper thread, so no runtime is blocked).
+pub async fn send_and_read_reply(addr: &str, bytes: Vec<u8>) -> Vec<u8> {
+    let result = Arc::new(Mutex::new(None::<Vec<u8>>));
+    let (r, addr) = (result.clone(), addr.to_string());
+    std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&bytes).unwrap();
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        *r.lock().unwrap() = Some(reply);
+    });
+    loop {
+        if let Some(reply) = result.lock().unwrap().take() {
+            return reply;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

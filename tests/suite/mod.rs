@@ -1,0 +1,451 @@
+//! The behaviour suite: each test is written once, generic over the runtime,
+//! and instantiated for tokio (tests/tokio.rs) and smol (tests/smol.rs).
+
+#![allow(dead_code)]
+
+pub mod fake_peer;
+pub mod util;
+
+use estafeta_core::PublishError;
+use estafeta_driver::{
+    AppLimits, CloseReason, Config, Error, Event, Node, PeerRef, Runtime, SendMode,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use util::{collect, fast_config, node, sleep, wait_until};
+
+/// Instantiates every behaviour test for one runtime.
+macro_rules! behaviour_suite {
+    ($runtime:ty, $run:path) => {
+        suite::behaviour_suite!(@each $runtime, $run;
+            two_nodes_exchange_100k_in_order_without_duplicates,
+            round_robin_splits_evenly_over_three,
+            send_to_one_peer_by_id_and_name,
+            unsubscribe_stops_and_late_subscribe_starts_delivery,
+            restarted_peer_is_reconnected_and_resubscribed,
+            silent_peer_is_declared_down_by_liveness_timeout,
+            silent_socket_fails_the_handshake_timeout,
+            stalled_consumer_blocks_publisher_within_budget_then_nothing_is_lost,
+            garbage_is_refused_with_a_reason_while_others_are_served,
+            typed_messages_round_trip,
+            close_flushes_and_ends_streams,
+            publish_to_nobody_is_an_error
+        );
+    };
+    (@each $runtime:ty, $run:path; $($name:ident),*) => {
+        $(
+            #[test]
+            fn $name() {
+                $run(async { suite::util::within::<$runtime, _>(std::time::Duration::from_secs(60), suite::$name::<$runtime>()).await });
+            }
+        )*
+    };
+}
+pub(crate) use behaviour_suite;
+
+pub async fn two_nodes_exchange_100k_in_order_without_duplicates<R: Runtime>() {
+    const N: u64 = 100_000;
+    let a = node::<R>("a", fast_config()).await;
+    let mut sub = a.subscribe("seq").unwrap();
+    let b = node::<R>("b", fast_config()).await;
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    b.wait_for_subscribers("seq", 1).await.unwrap();
+    let publisher = {
+        let b = b.clone();
+        async move {
+            for i in 0..N {
+                b.publish("seq", i.to_be_bytes().to_vec()).await.unwrap();
+            }
+        }
+    };
+    let receiver = async {
+        let mut next = 0u64;
+        while next < N {
+            let m = sub.recv().await.expect("stream ended early");
+            let got = u64::from_be_bytes(m.payload[..].try_into().unwrap());
+            assert_eq!(got, next, "out of order or duplicated");
+            assert_eq!(&*m.from.name, "b");
+            next += 1;
+        }
+    };
+    util::join(publisher, receiver).await;
+    sleep::<R>(Duration::from_millis(50)).await;
+    assert!(sub.try_next().is_none(), "a message arrived twice");
+    assert_eq!(a.stats().received, N);
+}
+
+pub async fn round_robin_splits_evenly_over_three<R: Runtime>() {
+    let p = node::<R>("p", fast_config()).await;
+    let mut subs = Vec::new();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let s = node::<R>(&format!("s{i}"), fast_config()).await;
+        subs.push(s.subscribe("work").unwrap());
+        p.connect(s.address().unwrap().to_string()).await.unwrap();
+        nodes.push(s);
+    }
+    p.wait_for_subscribers("work", 3).await.unwrap();
+    for i in 0..1000u32 {
+        p.publish_round_robin("work", i.to_be_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    let mut counts = Vec::new();
+    let mut all = Vec::new();
+    for s in subs.iter_mut() {
+        let got = collect(s, Duration::from_millis(300)).await;
+        counts.push(got.len());
+        all.extend(
+            got.iter()
+                .map(|m| u32::from_be_bytes(m.payload[..].try_into().unwrap())),
+        );
+    }
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..1000).collect::<Vec<_>>(),
+        "each message exactly once"
+    );
+    let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+    assert!(max - min <= 1, "uneven split {counts:?}");
+}
+
+pub async fn send_to_one_peer_by_id_and_name<R: Runtime>() {
+    let p = node::<R>("p", fast_config()).await;
+    let x = node::<R>("x", fast_config()).await;
+    let y = node::<R>("y", fast_config()).await;
+    let (mut sx, mut sy) = (
+        x.subscribe("direct").unwrap(),
+        y.subscribe("direct").unwrap(),
+    );
+    p.connect(x.address().unwrap().to_string()).await.unwrap();
+    p.connect(y.address().unwrap().to_string()).await.unwrap();
+    p.wait_for_subscribers("direct", 2).await.unwrap();
+    p.send_to(x.id(), "direct", "by id").await.unwrap();
+    p.send_to("y", "direct", "by name").await.unwrap();
+    let m = sx.recv().await.unwrap();
+    assert_eq!(&m.payload[..], b"by id");
+    let m = sy.recv().await.unwrap();
+    assert_eq!(&m.payload[..], b"by name");
+    // The receiver sees who sent it and can reply.
+    assert_eq!(m.from.id, p.id());
+    let mut replies = p.subscribe("replies").unwrap();
+    y.wait_for_subscribers("replies", 1).await.unwrap();
+    y.send_to(m.from.id, "replies", "pong").await.unwrap();
+    assert_eq!(&replies.recv().await.unwrap().payload[..], b"pong");
+    assert!(
+        collect(&mut sx, Duration::from_millis(100))
+            .await
+            .is_empty(),
+        "x got y's message"
+    );
+    match p.send_to("nobody", "direct", "lost?").await {
+        Err(Error::Publish(PublishError::UnknownPeer(PeerRef::Name(n)))) => assert_eq!(n, "nobody"),
+        other => panic!("expected UnknownPeer, got {other:?}"),
+    }
+    match p.try_send_to(x.id(), "not-subscribed", "x") {
+        Err(Error::Publish(PublishError::NotSubscribed { .. })) => {}
+        other => panic!("expected NotSubscribed, got {other:?}"),
+    }
+}
+
+pub async fn unsubscribe_stops_and_late_subscribe_starts_delivery<R: Runtime>() {
+    let a = node::<R>("a", fast_config()).await;
+    let b = node::<R>("b", fast_config()).await;
+    let mut t = a.subscribe("t").unwrap();
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    b.wait_for_subscribers("t", 1).await.unwrap();
+    b.publish("t", "one").await.unwrap();
+    assert_eq!(&t.recv().await.unwrap().payload[..], b"one");
+    drop(t);
+    wait_until::<R>(
+        || b.subscriber_count("t") == 0,
+        "b learns of the unsubscribe",
+    )
+    .await;
+    assert!(matches!(
+        b.publish("t", "two").await,
+        Err(Error::Publish(PublishError::NoSubscribers(_)))
+    ));
+    // Subscribing after the connection exists starts delivery.
+    let mut u = a.subscribe("u").unwrap();
+    b.wait_for_subscribers("u", 1).await.unwrap();
+    b.publish("u", "late").await.unwrap();
+    assert_eq!(&u.recv().await.unwrap().payload[..], b"late");
+    // Explicit unsubscribe ends delivery even with the stream still open.
+    a.unsubscribe("u").unwrap();
+    wait_until::<R>(
+        || b.subscriber_count("u") == 0,
+        "b learns of the unsubscribe",
+    )
+    .await;
+    assert!(collect(&mut u, Duration::from_millis(50)).await.is_empty());
+}
+
+pub async fn restarted_peer_is_reconnected_and_resubscribed<R: Runtime>() {
+    let a = node::<R>("a", fast_config()).await;
+    let port = a.address().unwrap().port;
+    let _t = a.subscribe("t").unwrap();
+    let b = node::<R>("b", fast_config()).await;
+    let mut events = b.events();
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    b.wait_for_subscribers("t", 1).await.unwrap();
+    a.abort().await;
+    drop(_t);
+    loop {
+        match events.recv().await.unwrap() {
+            Event::PeerDown { peer, .. } => {
+                assert_eq!(&*peer.name, "a");
+                break;
+            }
+            _ => continue,
+        }
+    }
+    // A new process on the same port, with a new id.
+    let a2 = Node::<R>::builder("a2")
+        .bind(format!("127.0.0.1:{port}"))
+        .config(fast_config())
+        .build()
+        .await
+        .unwrap();
+    let mut t2 = a2.subscribe("t").unwrap();
+    // No user code: b redials and a2's subscription reaches it.
+    b.wait_for_subscribers("t", 1).await.unwrap();
+    b.publish("t", "again").await.unwrap();
+    let m = t2.recv().await.unwrap();
+    assert_eq!(&m.payload[..], b"again");
+    assert_eq!(&*m.from.name, "b");
+    assert!(b.stats().reconnects >= 1);
+}
+
+pub async fn silent_peer_is_declared_down_by_liveness_timeout<R: Runtime>() {
+    let silent = fake_peer::SilentPeer::start(true);
+    let cfg = fast_config();
+    let a = node::<R>("a", cfg.clone()).await;
+    let mut events = a.events();
+    let peer = a.connect(silent.addr()).await.unwrap();
+    assert_eq!(&*peer.name, "silent");
+    let started = R::now();
+    loop {
+        match events.recv().await.unwrap() {
+            Event::PeerDown { peer, reason } => {
+                assert_eq!(&*peer.name, "silent");
+                assert_eq!(reason, CloseReason::LivenessTimeout);
+                break;
+            }
+            _ => continue,
+        }
+    }
+    let took = R::now() - started;
+    assert!(
+        took >= cfg.liveness_timeout,
+        "declared down too early: {took:?}"
+    );
+}
+
+pub async fn silent_socket_fails_the_handshake_timeout<R: Runtime>() {
+    let silent = fake_peer::SilentPeer::start(false);
+    let cfg = Config {
+        reconnect_max_attempts: Some(1),
+        ..fast_config()
+    };
+    let a = node::<R>("a", cfg).await;
+    let mut events = a.events();
+    assert!(matches!(
+        a.connect(silent.addr()).await,
+        Err(Error::ConnectFailed(_))
+    ));
+    let reason = loop {
+        if let Event::DialFailed { reason, .. } = events.recv().await.unwrap() {
+            break reason;
+        }
+    };
+    assert_eq!(reason, CloseReason::HandshakeTimeout);
+}
+
+pub async fn stalled_consumer_blocks_publisher_within_budget_then_nothing_is_lost<R: Runtime>() {
+    const N: usize = 50_000;
+    const SIZE: usize = 1024;
+    let sub_limits = AppLimits {
+        subscription_messages: 256,
+        subscription_bytes: 1 << 20,
+        events: 64,
+    };
+    let a_cfg = Config {
+        max_pending_events: 256,
+        max_read_buffer: 64 << 10,
+        ..fast_config()
+    };
+    let a = Node::<R>::builder("a")
+        .config(a_cfg)
+        .app_limits(sub_limits)
+        .build()
+        .await
+        .unwrap();
+    let mut sub = a.subscribe("bulk").unwrap();
+    let b_cfg = Config {
+        max_queued_bytes_per_peer: 256 << 10,
+        ..fast_config()
+    };
+    let b = node::<R>("b", b_cfg.clone()).await;
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    b.wait_for_subscribers("bulk", 1).await.unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let publisher = {
+        let (b, sent) = (b.clone(), sent.clone());
+        async move {
+            for i in 0..N {
+                let mut payload = vec![0u8; SIZE];
+                payload[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                b.publish("bulk", payload).await.unwrap();
+                sent.store(i + 1, Ordering::Relaxed);
+            }
+        }
+    };
+    let consumer = async {
+        // Stall: read nothing for a while; the publisher must wait, not buffer.
+        sleep::<R>(Duration::from_millis(1500)).await;
+        let stalled_at = sent.load(Ordering::Relaxed);
+        assert!(
+            stalled_at < N,
+            "publisher never waited: all {N} accepted while the consumer was stalled"
+        );
+        let queued = b.queued_bytes(a.id()).unwrap();
+        assert!(
+            queued <= b_cfg.max_queued_bytes_per_peer,
+            "publisher queue {queued} over its budget"
+        );
+        // The stall is also not a dead peer.
+        assert_eq!(b.peers().len(), 1);
+        let mut next = 0usize;
+        while next < N {
+            let m = sub.recv().await.unwrap();
+            assert_eq!(
+                u64::from_be_bytes(m.payload[..8].try_into().unwrap()) as usize,
+                next
+            );
+            next += 1;
+        }
+        stalled_at
+    };
+    let ((), stalled_at) = util::join(publisher, consumer).await;
+    assert!(
+        stalled_at * SIZE < 32 << 20,
+        "accepted {stalled_at} messages during the stall"
+    );
+    assert_eq!(b.stats().dropped, 0);
+}
+
+pub async fn garbage_is_refused_with_a_reason_while_others_are_served<R: Runtime>() {
+    let a = node::<R>("a", fast_config()).await;
+    let mut events = a.events();
+    let mut t = a.subscribe("t").unwrap();
+    let b = node::<R>("b", fast_config()).await;
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    b.wait_for_subscribers("t", 1).await.unwrap();
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("random bytes", fake_peer::random_bytes(4096), "bad magic"),
+        (
+            "wrong magic",
+            b"HTTP/1.1 200 OK\r\n\r\n".to_vec(),
+            "bad magic",
+        ),
+        (
+            "wrong version",
+            b"ESTF\x00\x63".to_vec(),
+            "unsupported protocol version 99",
+        ),
+        (
+            "oversized length",
+            fake_peer::oversized_frame(),
+            "exceeds the maximum",
+        ),
+    ];
+    let addr = a.address().unwrap().host_port();
+    for (i, (what, bytes, reason)) in cases.into_iter().enumerate() {
+        let reply = fake_peer::send_and_read_reply(&addr, bytes).await;
+        let text = String::from_utf8_lossy(&reply);
+        assert!(
+            reply.starts_with(b"ESTF"),
+            "{what}: no preamble in reply {text:?}"
+        );
+        assert!(
+            text.contains(reason),
+            "{what}: reply {text:?} lacks {reason:?}"
+        );
+        // The node keeps serving its other peer.
+        b.publish("t", format!("still here {i}")).await.unwrap();
+        assert_eq!(
+            t.recv().await.unwrap().payload,
+            format!("still here {i}").as_bytes()
+        );
+    }
+    let mut violations = 0;
+    while violations < 4 {
+        if let Event::ProtocolViolation { .. } = events.recv().await.unwrap() {
+            violations += 1;
+        }
+    }
+    assert_eq!(a.stats().malformed, 4);
+}
+
+pub async fn typed_messages_round_trip<R: Runtime>() {
+    use estafeta_driver::MessageExt;
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Order {
+        id: u32,
+        item: String,
+    }
+    let a = node::<R>("a", fast_config()).await;
+    let mut orders = a.subscribe("orders").unwrap();
+    let b = node::<R>("b", fast_config()).await;
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    b.wait_for_subscribers("orders", 1).await.unwrap();
+    let sent = Order {
+        id: 7,
+        item: "tea".into(),
+    };
+    b.publish_value("orders", &sent).await.unwrap();
+    let got: Order = orders.recv().await.unwrap().decode().unwrap();
+    assert_eq!(got, sent);
+    b.publish("orders", vec![0xff]).await.unwrap();
+    assert!(matches!(
+        orders.recv().await.unwrap().decode::<Order>(),
+        Err(Error::Format(_))
+    ));
+}
+
+pub async fn close_flushes_and_ends_streams<R: Runtime>() {
+    let a = node::<R>("a", fast_config()).await;
+    let mut t = a.subscribe("t").unwrap();
+    let b = node::<R>("b", fast_config()).await;
+    let mut a_events = a.events();
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    b.wait_for_subscribers("t", 1).await.unwrap();
+    for i in 0..1000u32 {
+        b.try_publish("t", i.to_be_bytes().to_vec()).unwrap();
+    }
+    b.close().await;
+    let got = collect(&mut t, Duration::from_millis(200)).await;
+    assert_eq!(got.len(), 1000, "close flushed what was queued");
+    let reason = loop {
+        if let Event::PeerDown { reason, .. } = a_events.recv().await.unwrap() {
+            break reason;
+        }
+    };
+    assert_eq!(reason.code(), estafeta_driver::CloseCode::GOING_AWAY);
+    assert!(matches!(b.publish("t", "x").await, Err(Error::Closed)));
+    a.close().await;
+    assert!(t.recv().await.is_none(), "streams end when the node closes");
+}
+
+pub async fn publish_to_nobody_is_an_error<R: Runtime>() {
+    let a = node::<R>("a", fast_config()).await;
+    for mode in [SendMode::All, SendMode::RoundRobin] {
+        match a.try_publish_with("void", "x", mode) {
+            Err(Error::Publish(PublishError::NoSubscribers(t))) => assert_eq!(t.as_str(), "void"),
+            other => panic!("expected NoSubscribers, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Runtime-agnostic test helpers: sleep, timeout, join, collect.
+
+use estafeta_driver::{Config, Message, Node, Runtime, Subscription, Timer};
+use std::future::Future;
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+/// Timers short enough for tests; limits at their defaults.
+pub fn fast_config() -> Config {
+    Config {
+        heartbeat_interval: Duration::from_millis(100),
+        liveness_timeout: Duration::from_millis(500),
+        handshake_timeout: Duration::from_millis(500),
+        reconnect_base: Duration::from_millis(20),
+        reconnect_cap: Duration::from_millis(300),
+        ..Config::default()
+    }
+}
+
+pub async fn node<R: Runtime>(name: &str, cfg: Config) -> Node<R> {
+    Node::<R>::builder(name)
+        .config(cfg)
+        .build()
+        .await
+        .expect("node starts")
+}
+
+pub async fn sleep<R: Runtime>(d: Duration) {
+    let mut t = R::timer();
+    let at = R::now() + d;
+    t.reset(at);
+    std::future::poll_fn(|cx| {
+        if R::now() >= at {
+            Poll::Ready(())
+        } else {
+            t.poll_fire(cx)
+        }
+    })
+    .await
+}
+
+/// Runs `fut`, panicking if it takes longer than `limit`.
+pub async fn within<R: Runtime, F: Future>(limit: Duration, fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let mut t = R::timer();
+    t.reset(R::now() + limit);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(v);
+        }
+        if t.poll_fire(cx).is_ready() {
+            panic!("test did not finish within {limit:?}");
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Runs two futures concurrently on the current task.
+pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        if ra.is_some() && rb.is_some() {
+            Poll::Ready((ra.take().unwrap(), rb.take().unwrap()))
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Receives until the stream stays quiet for `quiet`.
+pub async fn collect(sub: &mut Subscription, quiet: Duration) -> Vec<Message> {
+    let mut out = Vec::new();
+    loop {
+        let mut t = estafeta_driver_timer(quiet);
+        let next = std::future::poll_fn(|cx| {
+            if let Poll::Ready(m) = std::pin::Pin::new(&mut *sub).poll_next_msg(cx) {
+                return Poll::Ready(m);
+            }
+            if t.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        match next {
+            Some(m) => out.push(m),
+            None => return out,
+        }
+    }
+}
+
+/// A quiet-period timer that needs no runtime (a thread sleeps, then wakes).
+fn estafeta_driver_timer(d: Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    let done = std::sync::Arc::new(std::sync::Mutex::new((false, None::<std::task::Waker>)));
+    let d2 = done.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(d);
+        let mut g = d2.lock().unwrap();
+        g.0 = true;
+        if let Some(w) = g.1.take() {
+            w.wake();
+        }
+    });
+    Box::pin(std::future::poll_fn(move |cx| {
+        let mut g = done.lock().unwrap();
+        if g.0 {
+            Poll::Ready(())
+        } else {
+            g.1 = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }))
+}
+
+trait PollNextMsg {
+    fn poll_next_msg(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Message>>;
+}
+
+impl PollNextMsg for Subscription {
+    fn poll_next_msg(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Message>> {
+        futures_core::Stream::poll_next(self, cx)
+    }
+}
+
+/// Polls `pred` every 10 ms for up to 10 s.
+pub async fn wait_until<R: Runtime>(mut pred: impl FnMut() -> bool, what: &str) {
+    for _ in 0..1000 {
+        if pred() {
+            return;
+        }
+        sleep::<R>(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
