@@ -194,8 +194,10 @@ pub enum Event {
         /// What was wrong.
         error: ProtocolError,
     },
-    /// A dial attempt failed; another is scheduled after `retry_in`, or none if
-    /// the attempts are used up (then [`Event::GaveUp`] follows).
+    /// A dial to a target failed, or its connection was lost; another dial is
+    /// scheduled after `retry_in`, or none if the attempts in a row are used
+    /// up (then [`Event::GaveUp`] follows). Only a connection that stayed up
+    /// for a liveness timeout resets the count.
     DialFailed {
         /// The target.
         target: TargetId,

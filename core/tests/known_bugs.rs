@@ -1,8 +1,5 @@
-//! Reproductions of defects found in estafeta-core while writing its
-//! integration tests. Each test states what should happen and fails today;
-//! they are `#[ignore]`d so the suite stays green, and each names the fix it
-//! waits for. Run them with `cargo test -p estafeta-core --test known_bugs --
-//! --ignored`. When one passes, drop its `#[ignore]`.
+//! Regression tests for defects found in estafeta-core while writing its
+//! integration tests (all fixed). Each test states what should happen.
 
 use bytes::Bytes;
 use estafeta_core::wire::{encode_frame, write_preamble, Header, Hello, VERSION};
@@ -34,7 +31,6 @@ fn pair(cfg: impl Fn(usize) -> Config) -> Net {
 /// queued messages (`remove_conn`) reports them as `DropReason::Disconnected`.
 /// Expected: 3 dropped, reported. Actual: `dropped == 0`, `sent == 0`.
 #[test]
-#[ignore = "core bug: violation() drops queued messages silently"]
 fn protocol_violation_reports_the_messages_it_discards() {
     let mut net = pair(|i| fast_config(i as u64));
     for _ in 0..3 {
@@ -69,7 +65,6 @@ fn protocol_violation_reports_the_messages_it_discards() {
 /// 256 KiB does this. Expected: the message arrives. Actual: it never does,
 /// and the peer stays "up".
 #[test]
-#[ignore = "core bug: wants_read blocks a frame larger than max_read_buffer"]
 fn a_frame_larger_than_the_read_buffer_is_still_read() {
     let mut net = pair(|i| Config {
         max_read_buffer: 4096,
@@ -115,7 +110,6 @@ impl Sink for Blocking {
 /// `last_send + heartbeat_interval`, already past, until the socket drains
 /// or the liveness timeout fires.
 #[test]
-#[ignore = "core bug: stale heartbeat deadline while a socket is write-blocked"]
 fn deadline_is_in_the_future_while_a_socket_is_blocked() {
     let cfg = fast_config(3);
     let heartbeat = cfg.heartbeat_interval;
@@ -178,7 +172,6 @@ fn deadline_is_in_the_future_while_a_socket_is_blocked() {
 /// `reconnect_max_attempts` refusals in a row, `GaveUp` (or at least a
 /// growing backoff). Actual: a PeerUp/PeerDown pair every 25-50 ms forever.
 #[test]
-#[ignore = "core bug: refusal after handshake bypasses reconnect_max_attempts"]
 fn a_peer_that_always_refuses_is_given_up() {
     let dialer = Node::new(
         Config {
@@ -224,7 +217,6 @@ fn a_peer_that_always_refuses_is_given_up() {
 /// overflow; `Timestamp::MAX` is documented as "never reached", so a driver
 /// has to special-case it. Expected: `None` once the node is closed.
 #[test]
-#[ignore = "core wart: poll_timeout() is Some(Timestamp::MAX) after a close timeout"]
 fn a_closed_node_has_no_deadline() {
     let mut net = pair(|i| fast_config(i as u64));
     net.node(0)

@@ -132,20 +132,17 @@ impl Node {
     fn violation(&mut self, conn: ConnId, error: ProtocolError) -> Flow {
         self.stats.malformed += 1;
         let peer = self.conns.get(&conn).and_then(|c| c.peer.clone());
-        self.push_event(Event::ProtocolViolation {
-            conn,
-            peer,
-            error: error.clone(),
-        });
+        self.push_event(Event::ProtocolViolation { conn, peer: peer.clone(), error: error.clone() });
+        let mut dropped = 0;
         if let Some(c) = self.conns.get_mut(&conn) {
-            // Tell the peer why (our preamble already went first), then close.
+            // Tell the peer why (our preamble goes first if not sent yet), then close.
             c.rx.clear();
-            c.out.clear();
+            dropped = c.out.clear();
             c.closing = Some(CloseReason::Protocol(error.clone()));
             c.goodbye_queued = true;
-            c.out
-                .push_control(Out::Goodbye(error.close_code().0, error.to_string()));
+            c.out.push_control(Out::Goodbye(error.close_code().0, error.to_string()));
         }
+        self.report_drop(peer, dropped, DropReason::Disconnected);
         Flow::Stop
     }
 
@@ -236,7 +233,10 @@ impl Node {
         }
         if let Some(t) = target {
             self.target_connected(t);
-            self.push_event(Event::Connected { target: t, peer: info });
+            self.push_event(Event::Connected {
+                target: t,
+                peer: info,
+            });
         }
         Flow::Continue
     }

@@ -38,6 +38,8 @@ struct Target {
     attempts: u32,
     next_dial: Option<Timestamp>,
     ever_connected: bool,
+    /// When the current connection completed its handshake.
+    connected_at: Option<Timestamp>,
 }
 
 /// The sans-IO protocol state of one estafeta node.
@@ -94,8 +96,10 @@ pub struct Node {
     event_bytes: usize,
     actions: VecDeque<Action>,
     stats: Stats,
-    /// Set by `close`: the deadline for flushing.
-    closing: Option<Timestamp>,
+    /// Set by `close` or `abort`.
+    closing: bool,
+    /// When `close` stops waiting for queues to flush.
+    close_deadline: Option<Timestamp>,
     closed: bool,
     /// Some connection holds unprocessed input because the event queue was full.
     input_stalled: bool,
@@ -134,7 +138,8 @@ impl Node {
             event_bytes: 0,
             actions: VecDeque::new(),
             stats: Stats::default(),
-            closing: None,
+            closing: false,
+            close_deadline: None,
             closed: false,
             input_stalled: false,
         })
@@ -197,7 +202,7 @@ impl Node {
 
     /// True after [`Node::close`] was called.
     pub fn is_closing(&self) -> bool {
-        self.closing.is_some()
+        self.closing
     }
 
     /// True once `close` finished: no connection is left.
@@ -215,13 +220,17 @@ impl Node {
     /// exists, is connected, and neither its buffer nor the event queue is full.
     pub fn wants_read(&self, conn: ConnId) -> bool {
         match self.conns.get(&conn) {
-            Some(c) => {
-                c.phase != Phase::Dialing
-                    && c.rx.len() < self.cfg.max_read_buffer
-                    && !self.events_full()
-            }
+            Some(c) => c.phase != Phase::Dialing && !self.input_paused(c),
             None => false,
         }
+    }
+
+    /// True while received input waits for the application: the event queue
+    /// is full, or the buffer holds `max_read_buffer` bytes and starts with a
+    /// whole frame. A frame larger than the buffer is always read to its end
+    /// (it is bounded by `max_frame_size`).
+    fn input_paused(&self, c: &Conn) -> bool {
+        self.events_full() || (c.rx.len() >= self.cfg.max_read_buffer && starts_with_whole_frame(&c.rx))
     }
 
     fn events_full(&self) -> bool {
@@ -249,7 +258,7 @@ impl Node {
     /// already subscribed (nothing changed).
     pub fn subscribe(&mut self, topic: &str) -> Result<bool, CommandError> {
         self.check_topic(topic).map_err(CommandError::BadTopic)?;
-        if self.closing.is_some() {
+        if self.closing {
             return Err(CommandError::Closed);
         }
         if self.local_subs.contains(topic) {
@@ -288,7 +297,7 @@ impl Node {
     /// backoff whenever the connection fails, until the attempts in a row run
     /// out. Returns the existing target if `addr` is already one.
     pub fn connect(&mut self, addr: PeerAddr) -> Result<TargetId, CommandError> {
-        if self.closing.is_some() {
+        if self.closing {
             return Err(CommandError::Closed);
         }
         if let Some((id, _)) = self
@@ -312,13 +321,7 @@ impl Node {
         self.next_target += 1;
         self.targets.insert(
             id,
-            Target {
-                addr,
-                conn: None,
-                attempts: 0,
-                next_dial: None,
-                ever_connected: false,
-            },
+            Target { addr, conn: None, attempts: 0, next_dial: None, ever_connected: false, connected_at: None },
         );
         self.dial(id);
         Ok(id)
@@ -338,10 +341,11 @@ impl Node {
     /// flushing after `close_timeout` are cut, and their queued messages are
     /// counted as dropped. [`Event::Closed`] follows.
     pub fn close(&mut self) {
-        if self.closing.is_some() {
+        if self.closing {
             return;
         }
-        self.closing = Some(self.now + self.cfg.close_timeout);
+        self.closing = true;
+        self.close_deadline = Some(self.now + self.cfg.close_timeout);
         self.targets.clear();
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
@@ -354,7 +358,7 @@ impl Node {
     /// cut without a goodbye and queued messages are dropped (counted and
     /// reported). [`Event::Closed`] follows.
     pub fn abort(&mut self) {
-        self.closing = Some(self.now);
+        self.closing = true;
         self.targets.clear();
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
@@ -377,7 +381,7 @@ impl Node {
     /// the connection limit is reached (drop the socket).
     pub fn handle_accepted(&mut self, now: Timestamp) -> Result<ConnId, CommandError> {
         self.advance(now);
-        if self.closing.is_some() {
+        if self.closing {
             return Err(CommandError::Closed);
         }
         if self.conns.len() >= self.cfg.max_connections {
@@ -579,16 +583,25 @@ impl Node {
             self.push_event(Event::Writable);
         }
         if let Some(tid) = c.target {
-            self.target_lost(tid, conn, c.phase, reason);
+            self.target_lost(tid, conn, reason);
         }
         self.check_closed();
     }
 
     fn check_closed(&mut self) {
-        if self.closing.is_some() && !self.closed && self.conns.is_empty() {
+        if self.closing && !self.closed && self.conns.is_empty() {
             self.closed = true;
+            self.close_deadline = None;
             self.push_event(Event::Closed);
         }
+    }
+}
+
+/// True if `rx` begins with a complete length-prefixed frame.
+fn starts_with_whole_frame(rx: &[u8]) -> bool {
+    match rx.get(..crate::wire::LEN_PREFIX) {
+        Some(p) => rx.len() >= crate::wire::LEN_PREFIX + u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize,
+        None => false,
     }
 }
 

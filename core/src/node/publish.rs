@@ -40,7 +40,7 @@ impl Node {
         payload: Bytes,
         mode: SendMode,
     ) -> Result<Published, PublishError> {
-        if self.closing.is_some() {
+        if self.closing {
             return Err(PublishError::Closed);
         }
         self.check_topic(topic).map_err(PublishError::BadTopic)?;
