@@ -40,3 +40,8 @@ pub use estafeta_tokio as tokio;
 /// estafeta on smol: `estafeta::smol::Node`.
 #[cfg(feature = "smol")]
 pub use estafeta_smol as smol;
+
+/// The README's examples, compiled as doctests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use util::{collect, fast_config, node, sleep, wait_until};
 
 /// Instantiates every behaviour test for one runtime.
+#[allow(unused_macros)]
 macro_rules! behaviour_suite {
     ($runtime:ty, $run:path) => {
         suite::behaviour_suite!(@each $runtime, $run;
@@ -42,6 +43,7 @@ macro_rules! behaviour_suite {
         )*
     };
 }
+#[allow(unused_imports)]
 pub(crate) use behaviour_suite;
 
 pub async fn two_nodes_exchange_100k_in_order_without_duplicates<R: Runtime>() {

@@ -1,0 +1,93 @@
+//! A tokio node and a smol node talk to each other: messages both ways in all
+//! three send modes, across a restart of either side.
+
+mod suite;
+
+use estafeta_driver::{Node, Runtime, Subscription};
+use estafeta_smol::Smol;
+use estafeta_tokio::Tokio;
+use std::time::Duration;
+use suite::util::{fast_config, within};
+
+struct Side<R: Runtime> {
+    node: Node<R>,
+    all: Subscription,
+    rr: Subscription,
+    direct: Subscription,
+}
+
+async fn side<R: Runtime>(name: &str, port: u16) -> Side<R> {
+    let node = Node::<R>::builder(name)
+        .bind(format!("127.0.0.1:{port}"))
+        .config(fast_config())
+        .build()
+        .await
+        .expect("node starts");
+    Side {
+        all: node.subscribe("all").unwrap(),
+        rr: node.subscribe("rr").unwrap(),
+        direct: node.subscribe("direct").unwrap(),
+        node,
+    }
+}
+
+/// `from` sends to `to` in every mode; `to` checks each message and its sender.
+async fn exchange<A: Runtime, B: Runtime>(from: &Side<A>, to: &mut Side<B>, tag: &str) {
+    for topic in ["all", "rr", "direct"] {
+        from.node.wait_for_subscribers(topic, 1).await.unwrap();
+    }
+    from.node.publish("all", format!("{tag}/all")).await.unwrap();
+    from.node.publish_round_robin("rr", format!("{tag}/rr")).await.unwrap();
+    from.node.send_to(to.node.id(), "direct", format!("{tag}/direct-id")).await.unwrap();
+    from.node.send_to(to.node.name(), "direct", format!("{tag}/direct-name")).await.unwrap();
+    let from_id = from.node.id();
+    let expect = [("all", "all"), ("rr", "rr"), ("direct", "direct-id"), ("direct", "direct-name")];
+    for (topic, suffix) in expect {
+        let sub = match topic {
+            "all" => &mut to.all,
+            "rr" => &mut to.rr,
+            _ => &mut to.direct,
+        };
+        let m = sub.recv().await.expect("stream open");
+        assert_eq!(m.payload, format!("{tag}/{suffix}").as_bytes(), "{tag}");
+        assert_eq!(m.from.id, from_id, "{tag}: sender is visible to the receiver");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn tokio_and_smol_nodes_interoperate_across_restarts() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(within::<Tokio, _>(Duration::from_secs(60), async {
+        let (tp, sp) = (free_port(), free_port());
+        let mut t = side::<Tokio>("tok", tp).await;
+        let mut s = side::<Smol>("smo", sp).await;
+        // Each dials the other, so each redials the other after a restart.
+        t.node.connect(format!("127.0.0.1:{sp}")).await.unwrap();
+        s.node.connect(format!("127.0.0.1:{tp}")).await.unwrap();
+        exchange(&t, &mut s, "t->s").await;
+        exchange(&s, &mut t, "s->t").await;
+
+        // Restart the smol side (crash, then a new process on the same port).
+        s.node.abort().await;
+        drop(s);
+        let mut s = side::<Smol>("smo", sp).await;
+        s.node.connect(format!("127.0.0.1:{tp}")).await.unwrap();
+        exchange(&t, &mut s, "t->s after smol restart").await;
+        exchange(&s, &mut t, "s->t after smol restart").await;
+
+        // Restart the tokio side.
+        t.node.abort().await;
+        drop(t);
+        let mut t = side::<Tokio>("tok", tp).await;
+        // No connect here: the smol node redials the restarted tokio node.
+        exchange(&s, &mut t, "s->t after tokio restart").await;
+        exchange(&t, &mut s, "t->s after tokio restart").await;
+        assert!(s.node.stats().reconnects >= 1);
+        t.node.close().await;
+        s.node.close().await;
+    }));
+}
