@@ -132,6 +132,9 @@ impl App {
 
     /// Delivers one event to the application's queues, or gives it back if a
     /// subscription that must take it is full.
+    // The event is handed back by value so the drain can retry it later
+    // without an allocation; boxing it would cost one per message.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn deliver(&mut self, event: Event) -> Result<(), Event> {
         match event {
             Event::Message(m) => self.deliver_message(m).map_err(Event::Message),
@@ -161,6 +164,7 @@ impl App {
         }
     }
 
+    #[allow(clippy::result_large_err)]
     fn deliver_message(&mut self, m: Message) -> Result<(), Message> {
         let limits = self.limits;
         let matches = |q: &SubQueue| q.topic.as_ref().is_none_or(|t| *t == m.topic);
