@@ -59,14 +59,7 @@ impl Node {
     }
 
     fn has_room(&self, conn: ConnId, cost: usize) -> bool {
-        self.conns.get(&conn).is_some_and(|c| {
-            c.closing.is_none()
-                && c.out.has_room(
-                    cost,
-                    self.cfg.max_queued_bytes_per_peer,
-                    self.cfg.max_queued_frames_per_peer,
-                )
-        })
+        room(&self.conns, &self.cfg, conn, cost)
     }
 
     fn enqueue(&mut self, conn: ConnId, topic: &Topic, payload: &Bytes) {
@@ -81,73 +74,73 @@ impl Node {
         }
     }
 
-    fn subscribers(&self, topic: &str) -> Result<(Topic, Vec<ConnId>), PublishError> {
-        match self.topics.get_key_value(topic) {
-            Some((t, conns)) if !conns.is_empty() => {
-                Ok((t.clone(), conns.iter().copied().collect()))
-            }
-            _ => Err(PublishError::NoSubscribers(Topic::from(topic))),
-        }
-    }
+    // The two fan-out modes below walk the subscriber set in place: no
+    // allocation per publish beyond the queue slots.
 
-    fn publish_all(
-        &mut self,
-        topic: &str,
-        payload: Bytes,
-    ) -> Result<super::Published, PublishError> {
-        let (topic, conns) = self.subscribers(topic)?;
-        let cost = data_cost(&topic, &payload);
-        let full: Vec<ConnId> = conns
-            .iter()
-            .copied()
-            .filter(|c| !self.has_room(*c, cost))
-            .collect();
-        if !full.is_empty() && self.cfg.full_queue_policy == FullQueuePolicy::Backpressure {
-            for c in full {
-                self.mark_want_writable(c);
+    fn publish_all(&mut self, topic: &str, payload: Bytes) -> Result<Published, PublishError> {
+        let Some((topic, subs)) = self.topics.get_key_value(topic).filter(|(_, s)| !s.is_empty()) else {
+            return Err(PublishError::NoSubscribers(Topic::from(topic)));
+        };
+        let cost = data_cost(topic, &payload);
+        let full = subs.iter().filter(|c| !room(&self.conns, &self.cfg, **c, cost)).count();
+        if full > 0 && self.cfg.full_queue_policy == FullQueuePolicy::Backpressure {
+            for c in subs {
+                if let Some(conn) = self.conns.get_mut(c) {
+                    if !conn.out.has_room(cost, self.cfg.max_queued_bytes_per_peer, self.cfg.max_queued_frames_per_peer)
+                    {
+                        conn.want_writable = true;
+                    }
+                }
             }
-            return Err(PublishError::Full(topic));
+            return Err(PublishError::Full(topic.clone()));
         }
         let mut queued = 0;
-        for c in &conns {
-            if full.contains(c) {
-                let peer = self.conns.get(c).and_then(|c| c.peer.clone());
-                self.report_drop(peer, 1, DropReason::QueueFull);
-            } else {
-                self.enqueue(*c, &topic, &payload);
+        let mut dropped_for = Vec::new();
+        for c in subs {
+            let fits = room(&self.conns, &self.cfg, *c, cost);
+            let Some(conn) = self.conns.get_mut(c) else { continue };
+            if fits {
+                conn.out.push_data(topic.clone(), payload.clone());
                 queued += 1;
+            } else {
+                // Only with DropForFullPeers; rare, so the Vec is fine here.
+                dropped_for.push(conn.peer.clone());
             }
         }
-        Ok(super::Published {
-            queued,
-            dropped: full.len(),
-        })
+        let dropped = dropped_for.len();
+        for peer in dropped_for {
+            self.report_drop(peer, 1, DropReason::QueueFull);
+        }
+        Ok(Published { queued, dropped })
     }
 
-    fn publish_round_robin(
-        &mut self,
-        topic: &str,
-        payload: Bytes,
-    ) -> Result<super::Published, PublishError> {
-        let (topic, conns) = self.subscribers(topic)?;
-        let cost = data_cost(&topic, &payload);
-        let last = self.rr_cursor.get(&topic).copied();
-        let start = last.map_or(0, |l| conns.iter().position(|c| *c > l).unwrap_or(0));
-        let pick = (0..conns.len())
-            .map(|i| conns[(start + i) % conns.len()])
-            .find(|c| self.has_room(*c, cost));
+    fn publish_round_robin(&mut self, topic: &str, payload: Bytes) -> Result<Published, PublishError> {
+        let Some((topic, subs)) = self.topics.get_key_value(topic).filter(|(_, s)| !s.is_empty()) else {
+            return Err(PublishError::NoSubscribers(Topic::from(topic)));
+        };
+        let cost = data_cost(topic, &payload);
+        let last = self.rr_cursor.get(topic).copied();
+        // The subscribers after the last one chosen, then from the start.
+        let after = last.map_or(ConnId(0), |l| ConnId(l.0 + 1));
+        let pick = subs
+            .range(after..)
+            .chain(subs.range(..after))
+            .copied()
+            .find(|c| room(&self.conns, &self.cfg, *c, cost));
+        let topic = topic.clone();
         match pick {
             Some(c) => {
                 self.enqueue(c, &topic, &payload);
                 self.rr_cursor.insert(topic, c);
-                Ok(super::Published {
-                    queued: 1,
-                    dropped: 0,
-                })
+                Ok(Published { queued: 1, dropped: 0 })
             }
             None => {
-                for c in conns {
-                    self.mark_want_writable(c);
+                if let Some(subs) = self.topics.get(&topic) {
+                    for c in subs {
+                        if let Some(conn) = self.conns.get_mut(c) {
+                            conn.want_writable = true;
+                        }
+                    }
                 }
                 Err(PublishError::Full(topic))
             }
@@ -159,7 +152,7 @@ impl Node {
         topic: &str,
         payload: Bytes,
         peer: PeerRef,
-    ) -> Result<super::Published, PublishError> {
+    ) -> Result<Published, PublishError> {
         let entry = match &peer {
             PeerRef::Id(id) => self.peers.get(id),
             PeerRef::Name(name) => {
@@ -198,4 +191,11 @@ impl Node {
             dropped: 0,
         })
     }
+}
+
+/// True if `conn` is open for new data and its queue has room for `cost` more bytes.
+fn room(conns: &std::collections::BTreeMap<ConnId, crate::conn::Conn>, cfg: &crate::Config, conn: ConnId, cost: usize) -> bool {
+    conns.get(&conn).is_some_and(|c| {
+        c.closing.is_none() && c.out.has_room(cost, cfg.max_queued_bytes_per_peer, cfg.max_queued_frames_per_peer)
+    })
 }
