@@ -60,6 +60,8 @@ enum Cmd {
     Connect(usize, usize),
     Disconnect(usize, usize),
     Close(usize),
+    /// Close at once, like a crash, but the instance stays.
+    Abort(usize),
     Advance(u64),
     /// Garbage on a new connection, optionally after a valid preamble.
     GarbageConn(usize, bool, Vec<u8>),
@@ -92,6 +94,7 @@ fn cmd(n: usize) -> impl Strategy<Value = Cmd> {
         4 => (node.clone(), 0..n + 1).prop_map(|(a, b)| Cmd::Connect(a, b)),
         1 => (node.clone(), 0..4usize).prop_map(|(a, k)| Cmd::Disconnect(a, k)),
         1 => node.clone().prop_map(Cmd::Close),
+        1 => node.clone().prop_map(Cmd::Abort),
         4 => prop_oneof![1u64..20, 20u64..200, 200u64..2000].prop_map(Cmd::Advance),
         1 => (node.clone(), any::<bool>(), prop::collection::vec(any::<u8>(), 0..64))
             .prop_map(|(a, p, g)| Cmd::GarbageConn(a, p, g)),
@@ -262,6 +265,12 @@ impl Model {
             Cmd::Close(a) => {
                 if let Some(node) = net.slots[*a].node.as_mut() {
                     node.close();
+                    prop_assert!(node.is_closing());
+                }
+            }
+            Cmd::Abort(a) => {
+                if let Some(node) = net.slots[*a].node.as_mut() {
+                    node.abort();
                     prop_assert!(node.is_closing());
                 }
             }
@@ -556,6 +565,13 @@ fn run(
                 let _ = node.subscriber_count(t);
             }
             let _ = node.stats();
+        }
+    }
+    for (i, targets) in model.targets.iter().enumerate() {
+        if let Some(node) = &net.slots[i].node {
+            for t in targets {
+                let _ = (node.target_peer(*t), node.target_gave_up(*t));
+            }
         }
     }
     Ok(())
