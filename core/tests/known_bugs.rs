@@ -235,7 +235,7 @@ fn a_closed_node_has_no_deadline() {
     assert_eq!(a.poll_timeout(), None);
 }
 
-/// Open: messages that arrive on a connection this node is closing
+/// Fixed: messages that arrived on a connection this node was closing
 /// gracefully are discarded without being counted or reported.
 ///
 /// `process_input` (core/src/node/input.rs) clears the read buffer of a
@@ -245,7 +245,6 @@ fn a_closed_node_has_no_deadline() {
 /// reported by `Event::Dropped` (for instance as `Disconnected`), or still
 /// delivered. Actual: `received == 0` and `dropped == 0` at the receiver.
 #[test]
-#[ignore = "core bug: input on a closing connection is discarded uncounted"]
 fn messages_arriving_while_closing_are_counted() {
     // a dials b (so a has a target to disconnect); both subscribe.
     let mut a = Node::new(fast_config(10), "a").unwrap();

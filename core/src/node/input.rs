@@ -59,11 +59,13 @@ impl Node {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
-            if c.closing.is_some() {
-                // Closing: input is no longer processed.
+            if matches!(c.closing, Some(CloseReason::Protocol(_))) {
+                // The peer broke the protocol: nothing more it sends is read.
                 c.rx.clear();
                 return;
             }
+            // A graceful close still delivers what the peer sends until the
+            // connection is gone.
             if c.phase == Phase::AwaitPreamble {
                 if c.rx.len() < PREAMBLE_LEN {
                     return;
@@ -374,4 +376,20 @@ impl Node {
             }
         }
     }
+}
+
+/// Counts the whole Publish frames in `rx`: messages received but never
+/// processed when a connection ends, so they can be reported as dropped.
+pub(super) fn unprocessed_messages(rx: &[u8]) -> u64 {
+    let mut rest = rx;
+    let mut n = 0;
+    while let Some(p) = rest.get(..crate::wire::LEN_PREFIX) {
+        let len = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
+        let Some(frame) = rest.get(crate::wire::LEN_PREFIX..crate::wire::LEN_PREFIX + len) else { break };
+        if let Ok((Header::Publish { .. }, _)) = postcard::take_from_bytes::<Header<'_>>(frame) {
+            n += 1;
+        }
+        rest = &rest[crate::wire::LEN_PREFIX + len..];
+    }
+    n
 }

@@ -575,6 +575,14 @@ impl Node {
         }
         let dropped = c.out.clear();
         let peer = c.peer.clone();
+        // Messages that arrived but were never processed (the application
+        // was behind) are lost with the connection: count them.
+        let unread = if c.phase == Phase::Open && !matches!(c.closing, Some(CloseReason::Protocol(_))) {
+            input::unprocessed_messages(&c.rx)
+        } else {
+            0
+        };
+        self.report_drop(peer.clone(), unread, DropReason::Disconnected);
         if let Some(info) = &peer {
             self.detach_from_peer(info, conn, reason.clone());
         }
