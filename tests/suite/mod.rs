@@ -31,7 +31,8 @@ macro_rules! behaviour_suite {
             garbage_is_refused_with_a_reason_while_others_are_served,
             typed_messages_round_trip,
             close_flushes_and_ends_streams,
-            publish_to_nobody_is_an_error
+            publish_to_nobody_is_an_error,
+            dropping_the_last_handle_closes_gracefully
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
@@ -450,4 +451,27 @@ pub async fn publish_to_nobody_is_an_error<R: Runtime>() {
             other => panic!("expected NoSubscribers, got {other:?}"),
         }
     }
+}
+
+pub async fn dropping_the_last_handle_closes_gracefully<R: Runtime>() {
+    let a = node::<R>("a", fast_config()).await;
+    let mut t = a.subscribe("t").unwrap();
+    let mut events = a.events();
+    let b = node::<R>("b", fast_config()).await;
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    b.wait_for_subscribers("t", 1).await.unwrap();
+    let b2 = b.clone();
+    b.publish("t", "queued before the drop").await.unwrap();
+    drop(b);
+    // A clone keeps the node alive.
+    b2.publish("t", "from the clone").await.unwrap();
+    drop(b2);
+    assert_eq!(&t.recv().await.unwrap().payload[..], b"queued before the drop");
+    assert_eq!(&t.recv().await.unwrap().payload[..], b"from the clone");
+    let reason = loop {
+        if let Event::PeerDown { reason, .. } = events.recv().await.unwrap() {
+            break reason;
+        }
+    };
+    assert_eq!(reason.code(), estafeta_driver::CloseCode::GOING_AWAY, "{reason}");
 }
