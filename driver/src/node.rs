@@ -17,6 +17,20 @@ use std::sync::Arc;
 use std::task::Poll;
 
 /// Builds a [`Node`]. Every setting has a default; see [`Config`] and [`AppLimits`].
+///
+/// ```
+/// use estafeta_driver::{Config, Node, Runtime, Error};
+/// use std::time::Duration;
+///
+/// async fn start<R: Runtime>() -> Result<Node<R>, Error> {
+///     Node::<R>::builder("pricer")
+///         .bind("0.0.0.0:7000")
+///         .subscribe("prices")
+///         .config(Config { heartbeat_interval: Duration::from_millis(250), ..Config::default() })
+///         .build()
+///         .await
+/// }
+/// ```
 pub struct NodeBuilder<R: Runtime> {
     name: String,
     bind: Option<String>,
@@ -152,6 +166,25 @@ impl Drop for Inner {
 
 /// A handle to a running node. Cheap to clone; when the last clone is
 /// dropped the node closes gracefully in the background.
+///
+/// Use it through a runtime crate (`estafeta_tokio::Node`,
+/// `estafeta_smol::Node`); the code is the same on both:
+///
+/// ```
+/// use estafeta_driver::{Node, Runtime, Error, MessageExt};
+///
+/// async fn worker<R: Runtime>(boss_addr: &str) -> Result<(), Error> {
+///     let me = Node::<R>::builder("worker").build().await?;
+///     let mut jobs = me.subscribe("jobs")?;
+///     me.connect(boss_addr).await?;
+///     while let Some(job) = jobs.recv().await {
+///         let n: u64 = job.decode()?;
+///         // Reply to whoever sent the job.
+///         me.send_to(job.from.id, "results", (n * n).to_be_bytes().to_vec()).await?;
+///     }
+///     Ok(())
+/// }
+/// ```
 pub struct Node<R: Runtime> {
     inner: Arc<Inner>,
     _runtime: PhantomData<R>,
@@ -288,6 +321,15 @@ impl<R: Runtime> Node<R> {
 
     /// Waits until at least `n` connected peers subscribe to `topic`, so a
     /// publisher does not lose its first messages to a late subscriber.
+    ///
+    /// ```
+    /// # use estafeta_driver::{Node, Runtime, Error};
+    /// async fn announce<R: Runtime>(node: &Node<R>) -> Result<(), Error> {
+    ///     node.wait_for_subscribers("news", 2).await?; // both listeners are ready
+    ///     node.publish("news", "first message, not lost").await?;
+    ///     Ok(())
+    /// }
+    /// ```
     pub async fn wait_for_subscribers(&self, topic: &str, n: usize) -> Result<(), Error> {
         std::future::poll_fn(|cx| {
             let mut st = self.shared().lock();
@@ -305,6 +347,17 @@ impl<R: Runtime> Node<R> {
 
     /// Publishes without waiting. A full queue is `Err(e)` with
     /// `e.is_full()`; nothing was queued.
+    ///
+    /// ```
+    /// # use estafeta_driver::{Node, Runtime, SendMode};
+    /// fn tick<R: Runtime>(node: &Node<R>, n: u64) {
+    ///     match node.try_publish_with("ticks", n.to_be_bytes().to_vec(), SendMode::RoundRobin) {
+    ///         Ok(p) => assert_eq!(p.queued, 1),
+    ///         Err(e) if e.is_full() => { /* back off; retry after a while */ }
+    ///         Err(e) => eprintln!("not sent: {e}"),
+    ///     }
+    /// }
+    /// ```
     pub fn try_publish_with(
         &self,
         topic: &str,
