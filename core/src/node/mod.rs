@@ -314,7 +314,7 @@ impl Node {
             }
             return Ok(id);
         }
-        if self.conns.len() >= self.cfg.max_connections {
+        if self.conns.len() >= self.cfg.max_connections || self.targets.len() >= self.cfg.max_connections {
             return Err(CommandError::TooManyConnections);
         }
         let id = TargetId(self.next_target);
@@ -536,14 +536,19 @@ impl Node {
     }
 
     fn report_drop(&mut self, peer: Option<PeerInfo>, count: u64, reason: DropReason) {
-        if count > 0 {
-            self.stats.dropped += count;
-            self.push_event(Event::Dropped {
-                peer,
-                count,
-                reason,
-            });
+        if count == 0 {
+            return;
         }
+        self.stats.dropped += count;
+        // Consecutive drops for the same peer and reason become one event, so
+        // a slow consumer does not turn into an event storm.
+        if let Some(Event::Dropped { peer: p, count: n, reason: r }) = self.events.back_mut() {
+            if *p == peer && *r == reason {
+                *n += count;
+                return;
+            }
+        }
+        self.push_event(Event::Dropped { peer, count, reason });
     }
 
     /// Starts a graceful close: flush data, send goodbye, then close.
