@@ -15,7 +15,7 @@
 //! - `received` equals the messages handed to the application, `dropped`
 //!   the sum of `Dropped` events, `malformed` the `ProtocolViolation` events;
 //! - every message an instance queued was handed to its driver or dropped on
-//!   a disconnect (counted and reported): queued = sent + dropped;
+//!   a disconnect (counted and reported): sent <= queued <= sent + dropped;
 //! - nothing is received that was not sent: received <= sent.
 
 use bytes::Bytes;
@@ -492,8 +492,10 @@ impl Model {
             prop_assert_eq!(stats.dropped, dropped, "dropped vs Dropped events");
             prop_assert_eq!(stats.malformed, violations, "malformed vs violations");
             prop_assert!(stats.sent <= *q, "sent {} > queued {}", stats.sent, q);
-            // Exact: every message queued by this instance was handed to
-            // its driver or dropped on a disconnect (counted, reported).
+            // Every message queued by this instance was handed to its driver
+            // or dropped on a disconnect (counted, reported). `Disconnected`
+            // drops also include messages received but left unprocessed
+            // when a connection ended, so this is a bound, not an equation.
             let lost: u64 = events
                 .iter()
                 .map(|e| match e {
@@ -505,10 +507,12 @@ impl Model {
                     _ => 0,
                 })
                 .sum();
-            prop_assert_eq!(
-                stats.sent + lost,
-                *q,
-                "queued = sent + dropped on disconnect"
+            prop_assert!(
+                *q <= stats.sent + lost,
+                "queued {} > sent {} + dropped on disconnect {}",
+                q,
+                stats.sent,
+                lost
             );
             received += stats.received;
             sent += stats.sent;

@@ -21,8 +21,7 @@
 #![allow(dead_code)]
 
 use estafeta_core::{
-    Action, CloseReason, ConnId, Drain, Event, Node, PeerAddr, Sink, Stats, Step, Timestamp,
-    WriteOutcome,
+    Action, CloseReason, ConnId, Drain, Event, Node, PeerAddr, Sink, Stats, Step, Timestamp, WriteOutcome,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -34,11 +33,7 @@ pub struct SplitRng(u64);
 impl SplitRng {
     /// A generator; a zero seed is replaced by a constant.
     pub fn new(seed: u64) -> Self {
-        SplitRng(if seed == 0 {
-            0x9E37_79B9_7F4A_7C15
-        } else {
-            seed
-        })
+        SplitRng(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
     }
 
     /// The next value.
@@ -154,11 +149,7 @@ impl Sink for NetSink<'_> {
         let n = bytes.len().min(self.max_write).min(self.budget);
         self.budget -= n;
         if let End::Node(to, c) = *end {
-            self.inflight.push_back(Item {
-                to,
-                conn: c,
-                wire: Wire::Bytes(bytes[..n].to_vec()),
-            });
+            self.inflight.push_back(Item { to, conn: c, wire: Wire::Bytes(bytes[..n].to_vec()) });
         }
         WriteOutcome::Wrote(n)
     }
@@ -168,11 +159,7 @@ impl Sink for NetSink<'_> {
             Action::Dial { conn, addr } => self.dials.push_back((self.me, conn, addr)),
             Action::Close { conn } => {
                 if let Some(End::Node(to, c)) = self.pipes.get(&(self.me, conn)) {
-                    self.inflight.push_back(Item {
-                        to: *to,
-                        conn: *c,
-                        wire: Wire::Eof,
-                    });
+                    self.inflight.push_back(Item { to: *to, conn: *c, wire: Wire::Eof });
                 }
                 self.closed.push(conn);
             }
@@ -256,17 +243,12 @@ impl Net {
 
     /// Connections of slot `i` that have a pipe, in order.
     pub fn conns_of(&self, i: usize) -> Vec<(ConnId, End)> {
-        self.pipes
-            .range((i, ConnId(0))..=(i, ConnId(u64::MAX)))
-            .map(|((_, c), e)| (*c, *e))
-            .collect()
+        self.pipes.range((i, ConnId(0))..=(i, ConnId(u64::MAX))).map(|((_, c), e)| (*c, *e)).collect()
     }
 
     /// True if bytes written to `(slot, conn)` are still on their way.
     pub fn has_inflight_to(&self, slot: usize, conn: ConnId) -> bool {
-        self.inflight
-            .iter()
-            .any(|it| it.to == slot && it.conn == conn)
+        self.inflight.iter().any(|it| it.to == slot && it.conn == conn)
     }
 
     /// Runs drains, dials and deliveries until nothing moves at this time.
@@ -307,8 +289,9 @@ impl Net {
         };
         let step = slot.drain.run(node, now, &mut sink);
         let closed = std::mem::take(&mut sink.closed);
+        let tails = slot.drain.pending_bytes() > 0;
         for c in closed {
-            self.pipes.remove(&(i, c));
+            self.close_end(i, c);
         }
         match step {
             Step::Yield => true,
@@ -318,7 +301,18 @@ impl Net {
                         self.stale_deadlines.push((i, d, now));
                     }
                 }
-                slot.drain.pending_bytes() > 0
+                tails
+            }
+        }
+    }
+
+    /// `(slot, conn)` closed its socket: what the far end writes from now
+    /// on vanishes (connection ids are reused by a restarted node, so the
+    /// far end must not reach whoever gets this id next).
+    fn close_end(&mut self, slot: usize, conn: ConnId) {
+        if let Some(End::Node(j, cj)) = self.pipes.remove(&(slot, conn)) {
+            if self.pipes.get(&(j, cj)) == Some(&End::Node(slot, conn)) {
+                self.pipes.insert((j, cj), End::Hole);
             }
         }
     }
@@ -333,10 +327,7 @@ impl Net {
             let now = self.now;
             let j = addr.port as usize;
             let accepted = if addr.host == "mem" && j < self.slots.len() {
-                self.slots[j]
-                    .node
-                    .as_mut()
-                    .and_then(|n| n.handle_accepted(now).ok())
+                self.slots[j].node.as_mut().and_then(|n| n.handle_accepted(now).ok())
             } else {
                 None
             };
@@ -347,8 +338,7 @@ impl Net {
                     self.node(i).handle_connected(now, conn);
                 }
                 None => {
-                    self.node(i)
-                        .handle_closed(now, conn, CloseReason::Io("refused".into()));
+                    self.node(i).handle_closed(now, conn, CloseReason::Io("refused".into()));
                 }
             }
         }
@@ -454,8 +444,7 @@ impl Net {
         let Some(end) = self.pipes.remove(&(slot, conn)) else {
             return;
         };
-        self.inflight
-            .retain(|it| !(it.to == slot && it.conn == conn));
+        self.inflight.retain(|it| !(it.to == slot && it.conn == conn));
         if let Some(n) = self.slots[slot].node.as_mut() {
             n.handle_closed(now, conn, CloseReason::Io("reset".into()));
         }
@@ -481,6 +470,12 @@ impl Net {
         }
         self.dials.retain(|(n, _, _)| *n != i);
         self.inflight.retain(|it| it.to != i);
+        // Sockets whose far end is gone write into the void.
+        for end in self.pipes.values_mut() {
+            if matches!(end, End::Node(j, _) if *j == i) {
+                *end = End::Hole;
+            }
+        }
         let slot = &mut self.slots[i];
         let mut node = slot.node.take().expect("checked");
         // Flush what the instance still holds into its event log.
@@ -503,11 +498,7 @@ impl Net {
         while let Some(ev) = node.poll_event() {
             slot.events.push(ev);
         }
-        self.retired.push(Retired {
-            slot: i,
-            stats: node.stats(),
-            events: std::mem::take(&mut slot.events),
-        });
+        self.retired.push(Retired { slot: i, stats: node.stats(), events: std::mem::take(&mut slot.events) });
         slot.drain = Drain::default();
         slot.frozen = false;
         slot.stalled = false;
