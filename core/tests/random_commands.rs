@@ -16,12 +16,12 @@
 //!   the sum of `Dropped` events, `malformed` the `ProtocolViolation` events;
 //! - every message an instance queued was handed to its driver or dropped on
 //!   a disconnect (counted and reported): sent <= queued <= sent + dropped;
-//! - nothing is received that was not sent: received <= sent.
+//! - nothing is received that was not sent: received <= sent;
+//! - after healing, every `PublishError::Full` was followed by `Writable`
+//!   (off until a known core bug is fixed: see `CHECK_WRITABLE_AFTER_FULL`).
 
 use bytes::Bytes;
-use estafeta_core::{
-    Config, DropReason, Event, FullQueuePolicy, Node, NodeId, PeerRef, SendMode, Stats, TargetId,
-};
+use estafeta_core::{Config, DropReason, Event, FullQueuePolicy, Node, NodeId, PeerRef, SendMode, Stats, TargetId};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -30,6 +30,12 @@ mod common;
 use common::{fast_config, End, Net};
 
 const TOPICS: [&str; 3] = ["alpha", "beta", "gamma"];
+
+/// Off until `known_bugs::full_because_a_subscriber_is_closing_is_followed_by_writable`
+/// passes: a publish to all subscribers refused with `Full` because one
+/// subscriber's connection is closing is never followed by `Writable`, and
+/// this check finds that within a few thousand cases.
+const CHECK_WRITABLE_AFTER_FULL: bool = false;
 
 fn name(slot: usize) -> String {
     format!("n{slot}")
@@ -129,25 +135,14 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         any::<bool>(),
         prop_oneof![Just(None), (1u32..6).prop_map(Some)],
     )
-        .prop_map(
-            |(
-                queued_frames,
-                queued_bytes,
-                pending_events,
-                read_buffer,
-                drop_for_full,
-                attempts,
-            )| {
-                Knobs {
-                    queued_frames,
-                    queued_bytes,
-                    pending_events,
-                    read_buffer,
-                    drop_for_full,
-                    attempts,
-                }
-            },
-        )
+        .prop_map(|(queued_frames, queued_bytes, pending_events, read_buffer, drop_for_full, attempts)| Knobs {
+            queued_frames,
+            queued_bytes,
+            pending_events,
+            read_buffer,
+            drop_for_full,
+            attempts,
+        })
 }
 
 fn config(k: &Knobs, seed: u64) -> Config {
@@ -197,6 +192,9 @@ struct Model {
     /// Totals of retired instances: (queued, stats).
     retired: Vec<(u64, Stats)>,
     targets: Vec<Vec<TargetId>>,
+    /// The current instance of each slot was refused with `Full` and has not
+    /// reported `Writable` since.
+    awaiting_writable: Vec<bool>,
 }
 
 /// Payload: publisher slot, sequence number, topic index, then filler.
@@ -212,10 +210,7 @@ fn payload(slot: usize, seq: u64, topic: usize, size: usize) -> Bytes {
 impl Model {
     fn new_node(&mut self, slot: usize) -> Node {
         self.generation[slot] += 1;
-        let seed = self
-            .case_seed
-            .wrapping_mul(1_000_003)
-            .wrapping_add(slot as u64 * 1000 + self.generation[slot]);
+        let seed = self.case_seed.wrapping_mul(1_000_003).wrapping_add(slot as u64 * 1000 + self.generation[slot]);
         Node::new(config(&self.knobs[slot], seed), &name(slot)).expect("valid config")
     }
 
@@ -235,13 +230,7 @@ impl Model {
                     prop_assert_eq!(r, Ok(was));
                 }
             }
-            Cmd::Publish {
-                node: a,
-                topic,
-                mode,
-                size,
-                count,
-            } => {
+            Cmd::Publish { node: a, topic, mode, size, count } => {
                 for _ in 0..*count {
                     self.publish(net, *a, *topic, mode, *size)?;
                 }
@@ -289,11 +278,7 @@ impl Model {
                 // Only at a frame boundary: everything written to this
                 // connection has been delivered. A zero length prefix makes
                 // sure the garbage cannot pass for a frame.
-                let conns: Vec<_> = net
-                    .conns_of(*a)
-                    .into_iter()
-                    .filter(|(_, e)| matches!(e, End::Node(..)))
-                    .collect();
+                let conns: Vec<_> = net.conns_of(*a).into_iter().filter(|(_, e)| matches!(e, End::Node(..))).collect();
                 if let Some((conn, _)) = conns.get(*k) {
                     if net.live(*a) && !net.has_inflight_to(*a, *conn) {
                         let mut bytes = vec![0, 0, 0, 0];
@@ -360,18 +345,12 @@ impl Model {
                 );
                 prop_assert!(only != Some(usize::MAX), "a publish to nobody succeeded");
                 self.queued_by[a] += p.queued as u64;
-                self.sent.insert(
-                    (a, seq),
-                    Sent {
-                        topic,
-                        only,
-                        single,
-                        queued: p.queued,
-                        delivered: 0,
-                    },
-                );
+                self.sent.insert((a, seq), Sent { topic, only, single, queued: p.queued, delivered: 0 });
             }
-            Err(_) => {
+            Err(e) => {
+                if e.is_full() {
+                    self.awaiting_writable[a] = true;
+                }
                 // Refused publishes change nothing.
                 prop_assert_eq!(node.stats(), before);
             }
@@ -396,6 +375,7 @@ impl Model {
         self.cursor[a] = 0;
         self.ever_subscribed[a].clear();
         self.targets[a].clear();
+        self.awaiting_writable[a] = false;
         Ok(())
     }
 
@@ -403,8 +383,10 @@ impl Model {
         for r in 0..self.n {
             let events = &net.slots[r].events;
             for ev in &events[self.cursor[r]..] {
-                if let Event::Message(m) = ev {
-                    self.check_message(r, m)?;
+                match ev {
+                    Event::Message(m) => self.check_message(r, m)?,
+                    Event::Writable => self.awaiting_writable[r] = false,
+                    _ => {}
                 }
             }
             self.cursor[r] = events.len();
@@ -430,32 +412,15 @@ impl Model {
         prop_assert_eq!(sent.topic, topic);
         prop_assert_eq!(m.topic.as_str(), TOPICS[topic]);
         prop_assert_eq!(m.from.name.to_string(), name(p));
-        prop_assert!(
-            self.ever_subscribed[r].contains(&topic),
-            "slot {} got {:?} without subscribing",
-            r,
-            m.topic
-        );
+        prop_assert!(self.ever_subscribed[r].contains(&topic), "slot {} got {:?} without subscribing", r, m.topic);
         if let Some(only) = sent.only {
             prop_assert_eq!(only, r, "a To publish reached another peer");
         }
         sent.delivered += 1;
-        prop_assert!(
-            sent.delivered <= sent.queued,
-            "delivered {} times, queued for {}",
-            sent.delivered,
-            sent.queued
-        );
+        prop_assert!(sent.delivered <= sent.queued, "delivered {} times, queued for {}", sent.delivered, sent.queued);
         prop_assert!(!sent.single || sent.delivered == 1);
         let last = self.last.entry((p, r)).or_insert(0);
-        prop_assert!(
-            seq >= *last,
-            "order broken from slot {} to slot {}: {} after {}",
-            p,
-            r,
-            seq,
-            *last
-        );
+        prop_assert!(seq >= *last, "order broken from slot {} to slot {}: {} after {}", p, r, seq, *last);
         *last = seq + 1;
         Ok(())
     }
@@ -473,10 +438,7 @@ impl Model {
         }
         let (mut received, mut sent, mut queued) = (0u64, 0u64, 0u64);
         for (q, stats, events) in &all {
-            let msgs = events
-                .iter()
-                .filter(|e| matches!(e, Event::Message(_)))
-                .count() as u64;
+            let msgs = events.iter().filter(|e| matches!(e, Event::Message(_))).count() as u64;
             let dropped: u64 = events
                 .iter()
                 .map(|e| match e {
@@ -484,10 +446,7 @@ impl Model {
                     _ => 0,
                 })
                 .sum();
-            let violations = events
-                .iter()
-                .filter(|e| matches!(e, Event::ProtocolViolation { .. }))
-                .count() as u64;
+            let violations = events.iter().filter(|e| matches!(e, Event::ProtocolViolation { .. })).count() as u64;
             prop_assert_eq!(stats.received, msgs, "received vs Message events");
             prop_assert_eq!(stats.dropped, dropped, "dropped vs Dropped events");
             prop_assert_eq!(stats.malformed, violations, "malformed vs violations");
@@ -499,11 +458,7 @@ impl Model {
             let lost: u64 = events
                 .iter()
                 .map(|e| match e {
-                    Event::Dropped {
-                        count,
-                        reason: DropReason::Disconnected,
-                        ..
-                    } => *count,
+                    Event::Dropped { count, reason: DropReason::Disconnected, .. } => *count,
                     _ => 0,
                 })
                 .sum();
@@ -545,6 +500,7 @@ fn run(
         queued_by: vec![0; n],
         retired: Vec::new(),
         targets: vec![Vec::new(); n],
+        awaiting_writable: vec![false; n],
     };
     let nodes: Vec<Node> = (0..n).map(|i| model.new_node(i)).collect();
     let mut net = Net::new(nodes).with_splits(seed, max_piece, max_write);
@@ -560,6 +516,13 @@ fn run(
     net.run_for(Duration::from_secs(2));
     model.check_events(&mut net)?;
     model.check_totals(&mut net)?;
+    // Liveness: every `Full` was followed by `Writable` once the network
+    // healed (a node that is still up).
+    if CHECK_WRITABLE_AFTER_FULL {
+        for (i, waiting) in model.awaiting_writable.iter().enumerate() {
+            prop_assert!(!waiting, "slot {} got Full and never Writable", i);
+        }
+    }
     for s in &net.slots {
         if let Some(node) = &s.node {
             // Getters on any state never panic.
