@@ -46,8 +46,8 @@
 //! the `polling` or `mio` crates) on the sockets and the deadline instead.
 
 use estafeta_core::{
-    Action, Bytes, CloseReason, Config, ConnId, Drain, Event, Node, PeerAddr, PublishError,
-    SendMode, Sink, Step, Timestamp, WriteOutcome,
+    Action, Bytes, CloseReason, Config, ConnId, Drain, Event, Node, PeerAddr, PublishError, SendMode, Sink, Step,
+    Timestamp, WriteOutcome,
 };
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
@@ -277,11 +277,7 @@ impl Host {
     /// out the dials it asked for, and repeat until it is idle.
     fn drive(&mut self, clock: Clock) {
         loop {
-            let mut sink = StdSink {
-                sockets: &mut self.sockets,
-                dials: &mut self.dials,
-                inbox: &mut self.inbox,
-            };
+            let mut sink = StdSink { sockets: &mut self.sockets, dials: &mut self.dials, inbox: &mut self.inbox };
             // Read the clock for every run: never reuse a `now` older than
             // one already given to the node.
             let step = self.drain.run(&mut self.node, clock.now(), &mut sink);
@@ -305,11 +301,7 @@ impl Host {
 
     /// Carries out `Action::Dial`, then reports the outcome to the node.
     fn dial(&mut self, clock: Clock, conn: ConnId, addr: &PeerAddr) {
-        let target = addr
-            .host_port()
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next());
+        let target = addr.host_port().to_socket_addrs().ok().and_then(|mut a| a.next());
         let result = match target {
             Some(sa) => TcpStream::connect_timeout(&sa, Duration::from_millis(500)),
             None => Err(std::io::Error::new(ErrorKind::NotFound, "unresolvable")),
@@ -325,9 +317,7 @@ impl Host {
             }
             // The node schedules the next attempt with backoff and jitter;
             // we will see `Event::DialFailed` with `retry_in`.
-            Err(e) => self
-                .node
-                .handle_closed(now, conn, CloseReason::Io(e.to_string())),
+            Err(e) => self.node.handle_closed(now, conn, CloseReason::Io(e.to_string())),
         }
     }
 
@@ -348,12 +338,9 @@ impl Host {
                 Event::Subscribed { peer, topic } => {
                     println!("[{me}] {} subscribes to {topic}", peer.name)
                 }
-                Event::DialFailed {
-                    addr,
-                    reason,
-                    retry_in,
-                    ..
-                } => println!("[{me}] dial {addr} failed ({reason}); retry in {retry_in:?}"),
+                Event::DialFailed { addr, reason, retry_in, .. } => {
+                    println!("[{me}] dial {addr} failed ({reason}); retry in {retry_in:?}")
+                }
                 Event::GaveUp { addr, .. } => println!("[{me}] gave up on {addr}"),
                 // A publish was refused with `Full` earlier: retry it now.
                 Event::Writable => {}
@@ -406,13 +393,7 @@ fn run_until(
 }
 
 /// Publishes `count` messages from alice, retrying on `Full`.
-fn publish(
-    clock: Clock,
-    alice: &mut Host,
-    bob: &mut Option<Host>,
-    first: usize,
-    count: usize,
-) -> Result<(), String> {
+fn publish(clock: Clock, alice: &mut Host, bob: &mut Option<Host>, first: usize, count: usize) -> Result<(), String> {
     for i in first..first + count {
         let payload = Bytes::from(format!("hello #{i}"));
         loop {
@@ -420,9 +401,7 @@ fn publish(
                 Ok(_) => break,
                 // The subscriber's queue is full: drive until `Writable`.
                 Err(PublishError::Full(_)) => {
-                    run_until(clock, alice, bob, "room", Duration::from_secs(2), |_, _| {
-                        true
-                    })?
+                    run_until(clock, alice, bob, "room", Duration::from_secs(2), |_, _| true)?
                 }
                 Err(e) => return Err(format!("publish failed: {e}")),
             }
@@ -434,23 +413,16 @@ fn publish(
 }
 
 fn check_received(bob: &Host, expected: std::ops::Range<usize>) -> Result<(), String> {
-    let want: Vec<(String, String)> = expected
-        .map(|i| ("alice".to_string(), format!("hello #{i}")))
-        .collect();
+    let want: Vec<(String, String)> = expected.map(|i| ("alice".to_string(), format!("hello #{i}"))).collect();
     if bob.received == want {
         Ok(())
     } else {
-        Err(format!(
-            "bob received {:?}, expected {want:?}",
-            bob.received
-        ))
+        Err(format!("bob received {:?}, expected {want:?}", bob.received))
     }
 }
 
 fn scenario() -> Result<(), String> {
-    let clock = Clock {
-        origin: Instant::now(),
-    };
+    let clock = Clock { origin: Instant::now() };
     let err = |e: std::io::Error| e.to_string();
 
     // Bob listens and subscribes.
@@ -463,72 +435,31 @@ fn scenario() -> Result<(), String> {
     // Alice keeps a connection to bob: the node asks us to dial
     // (`Action::Dial`), and redials by itself whenever the connection drops.
     let mut alice = Host::new("alice", Node::new(config(), "alice").unwrap(), None);
-    let target = PeerAddr {
-        name: Some("bob".into()),
-        host: bob_addr.ip().to_string(),
-        port: bob_addr.port(),
-    };
+    let target = PeerAddr { name: Some("bob".into()), host: bob_addr.ip().to_string(), port: bob_addr.port() };
     alice.node.connect(target).map_err(|e| e.to_string())?;
 
     let limit = Duration::from_secs(3);
-    run_until(
-        clock,
-        &mut alice,
-        &mut bob,
-        "bob's subscription",
-        limit,
-        |a, _| a.node.subscriber_count(TOPIC) == 1,
-    )?;
+    run_until(clock, &mut alice, &mut bob, "bob's subscription", limit, |a, _| a.node.subscriber_count(TOPIC) == 1)?;
     publish(clock, &mut alice, &mut bob, 0, 3)?;
-    run_until(clock, &mut alice, &mut bob, "3 messages", limit, |_, b| {
-        b.is_some_and(|b| b.received.len() >= 3)
-    })?;
+    run_until(clock, &mut alice, &mut bob, "3 messages", limit, |_, b| b.is_some_and(|b| b.received.len() >= 3))?;
     check_received(bob.as_ref().unwrap(), 0..3)?;
 
     // Bob crashes: his node, drain and sockets are dropped. Alice's sockets
     // see end of stream; her node reports bob down and starts redialing.
     println!("--- bob restarts ---");
     bob = None;
-    run_until(
-        clock,
-        &mut alice,
-        &mut bob,
-        "alice to notice",
-        limit,
-        |a, _| a.node.peers().count() == 0,
-    )?;
+    run_until(clock, &mut alice, &mut bob, "alice to notice", limit, |a, _| a.node.peers().count() == 0)?;
     // Leave bob down long enough for a refused dial or two.
     let down_until = Instant::now() + Duration::from_millis(150);
-    run_until(
-        clock,
-        &mut alice,
-        &mut bob,
-        "bob's downtime",
-        limit,
-        |_, _| Instant::now() >= down_until,
-    )?;
+    run_until(clock, &mut alice, &mut bob, "bob's downtime", limit, |_, _| Instant::now() >= down_until)?;
 
     // A new bob (new node id, no memory of alice) on the same port.
     let mut new_bob = Host::listen("bob", bob_addr).map_err(err)?;
     new_bob.node.subscribe(TOPIC).map_err(|e| e.to_string())?;
     bob = Some(new_bob);
-    run_until(
-        clock,
-        &mut alice,
-        &mut bob,
-        "the reconnect",
-        limit,
-        |a, _| a.node.subscriber_count(TOPIC) == 1,
-    )?;
+    run_until(clock, &mut alice, &mut bob, "the reconnect", limit, |a, _| a.node.subscriber_count(TOPIC) == 1)?;
     publish(clock, &mut alice, &mut bob, 3, 3)?;
-    run_until(
-        clock,
-        &mut alice,
-        &mut bob,
-        "3 more messages",
-        limit,
-        |_, b| b.is_some_and(|b| b.received.len() >= 3),
-    )?;
+    run_until(clock, &mut alice, &mut bob, "3 more messages", limit, |_, b| b.is_some_and(|b| b.received.len() >= 3))?;
     check_received(bob.as_ref().unwrap(), 3..6)?;
     let reconnects = alice.node.stats().reconnects;
     if reconnects != 1 {
@@ -539,27 +470,12 @@ fn scenario() -> Result<(), String> {
     // goodbye (code 1001, going away), then `Event::Closed`.
     alice.node.close();
     alice.drive(clock);
-    run_until(
-        clock,
-        &mut alice,
-        &mut bob,
-        "alice to close",
-        limit,
-        |a, _| a.node.is_closed(),
-    )?;
-    run_until(
-        clock,
-        &mut alice,
-        &mut bob,
-        "bob to see alice go",
-        limit,
-        |_, b| b.is_some_and(|b| b.node.peers().count() == 0),
-    )?;
+    run_until(clock, &mut alice, &mut bob, "alice to close", limit, |a, _| a.node.is_closed())?;
+    run_until(clock, &mut alice, &mut bob, "bob to see alice go", limit, |_, b| {
+        b.is_some_and(|b| b.node.peers().count() == 0)
+    })?;
     let stats = alice.node.stats();
-    println!(
-        "alice: {} sent, {} dropped, {} reconnect(s)",
-        stats.sent, stats.dropped, stats.reconnects
-    );
+    println!("alice: {} sent, {} dropped, {} reconnect(s)", stats.sent, stats.dropped, stats.reconnects);
     Ok(())
 }
 

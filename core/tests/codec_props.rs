@@ -4,21 +4,15 @@
 
 use bytes::BytesMut;
 use estafeta_core::wire::{
-    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, Header, Hello,
-    WireError, LEN_PREFIX, PREAMBLE_LEN, VERSION,
+    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, Header, Hello, WireError, LEN_PREFIX,
+    PREAMBLE_LEN, VERSION,
 };
 use proptest::prelude::*;
 
 /// An owned [`Header`], so proptest can generate it.
 #[derive(Clone, Debug)]
 enum OwnedHeader {
-    Hello {
-        version: u16,
-        id: u128,
-        name: String,
-        roles: u32,
-        subscriptions: Vec<String>,
-    },
+    Hello { version: u16, id: u128, name: String, roles: u32, subscriptions: Vec<String> },
     Subscribe(String),
     Unsubscribe(String),
     Publish(String),
@@ -29,13 +23,7 @@ enum OwnedHeader {
 impl OwnedHeader {
     fn as_header(&self) -> Header<'_> {
         match self {
-            OwnedHeader::Hello {
-                version,
-                id,
-                name,
-                roles,
-                subscriptions,
-            } => Header::Hello(Hello {
+            OwnedHeader::Hello { version, id, name, roles, subscriptions } => Header::Hello(Hello {
                 version: *version,
                 id: *id,
                 name,
@@ -46,10 +34,7 @@ impl OwnedHeader {
             OwnedHeader::Unsubscribe(t) => Header::Unsubscribe { topic: t },
             OwnedHeader::Publish(t) => Header::Publish { topic: t },
             OwnedHeader::Heartbeat => Header::Heartbeat,
-            OwnedHeader::Goodbye(code, reason) => Header::Goodbye {
-                code: *code,
-                reason,
-            },
+            OwnedHeader::Goodbye(code, reason) => Header::Goodbye { code: *code, reason },
         }
     }
 }
@@ -65,22 +50,11 @@ fn text() -> impl Strategy<Value = String> {
 
 fn header() -> impl Strategy<Value = OwnedHeader> {
     prop_oneof![
-        (
-            any::<u16>(),
-            any::<u128>(),
-            text(),
-            any::<u32>(),
-            prop::collection::vec(text(), 0..8)
-        )
-            .prop_map(|(version, id, name, roles, subscriptions)| {
-                OwnedHeader::Hello {
-                    version,
-                    id,
-                    name,
-                    roles,
-                    subscriptions,
-                }
-            }),
+        (any::<u16>(), any::<u128>(), text(), any::<u32>(), prop::collection::vec(text(), 0..8)).prop_map(
+            |(version, id, name, roles, subscriptions)| {
+                OwnedHeader::Hello { version, id, name, roles, subscriptions }
+            }
+        ),
         text().prop_map(OwnedHeader::Subscribe),
         text().prop_map(OwnedHeader::Unsubscribe),
         text().prop_map(OwnedHeader::Publish),
@@ -98,10 +72,8 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
 
 /// Cuts `total` bytes into pieces at the given fractions.
 fn cut_points(total: usize, fractions: &[u16]) -> Vec<usize> {
-    let mut cuts: Vec<usize> = fractions
-        .iter()
-        .map(|f| (*f as usize * (total + 1)) / (u16::MAX as usize + 1))
-        .collect();
+    let mut cuts: Vec<usize> =
+        fractions.iter().map(|f| (*f as usize * (total + 1)) / (u16::MAX as usize + 1)).collect();
     cuts.push(0);
     cuts.push(total);
     cuts.sort_unstable();
@@ -305,27 +277,12 @@ fn header_variant_tags_are_stable() {
     // Variants are numbered by position on the wire; appending is allowed,
     // reordering is not. The first header byte is the variant index.
     let cases: [(Header<'_>, u8); 6] = [
-        (
-            Header::Hello(Hello {
-                version: 1,
-                id: 0,
-                name: "",
-                roles: 0,
-                subscriptions: vec![],
-            }),
-            0,
-        ),
+        (Header::Hello(Hello { version: 1, id: 0, name: "", roles: 0, subscriptions: vec![] }), 0),
         (Header::Subscribe { topic: "t" }, 1),
         (Header::Unsubscribe { topic: "t" }, 2),
         (Header::Publish { topic: "t" }, 3),
         (Header::Heartbeat, 4),
-        (
-            Header::Goodbye {
-                code: 1000,
-                reason: "",
-            },
-            5,
-        ),
+        (Header::Goodbye { code: 1000, reason: "" }, 5),
     ];
     for (h, tag) in cases {
         let mut out = Vec::new();
@@ -341,15 +298,9 @@ fn header_variant_tags_are_stable() {
 #[test]
 fn empty_and_oversized_frames_are_errors() {
     let mut buf = BytesMut::from(&[0u8, 0, 0, 0, 9][..]);
-    assert_eq!(
-        decode_frame(&mut buf, 100).unwrap_err(),
-        WireError::EmptyFrame
-    );
+    assert_eq!(decode_frame(&mut buf, 100).unwrap_err(), WireError::EmptyFrame);
     let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
-    assert!(matches!(
-        decode_frame(&mut buf, 100),
-        Err(WireError::FrameTooLarge { max: 100, .. })
-    ));
+    assert!(matches!(decode_frame(&mut buf, 100), Err(WireError::FrameTooLarge { max: 100, .. })));
     // Fewer than four bytes is never an error.
     let mut buf = BytesMut::from(&[0xff, 0xff, 0xff][..]);
     assert!(decode_frame(&mut buf, 100).unwrap().is_none());

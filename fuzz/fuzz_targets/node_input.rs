@@ -13,9 +13,7 @@
 #![no_main]
 
 use estafeta_core::wire::{encode_frame, write_preamble, Header, Hello, VERSION};
-use estafeta_core::{
-    Action, Config, ConnId, Drain, Event, Node, Sink, Step, Timestamp, WriteOutcome,
-};
+use estafeta_core::{Action, Config, ConnId, Drain, Event, Node, Sink, Step, Timestamp, WriteOutcome};
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
 
@@ -97,9 +95,7 @@ fuzz_target!(|data: &[u8]| {
                 break;
             }
         }
-        let len = lens
-            .get(piece)
-            .map_or(input.len() - pos, |l| *l as usize + 1);
+        let len = lens.get(piece).map_or(input.len() - pos, |l| *l as usize + 1);
         let end = (pos + len).min(input.len());
         node.handle_bytes(now, conn, &input[pos..end]);
         pos = end;
@@ -112,19 +108,11 @@ fuzz_target!(|data: &[u8]| {
     now += Duration::from_secs(2);
     while let Step::Yield = drain.run(&mut node, now, &mut app) {}
 
-    let violations = app
-        .events
-        .iter()
-        .filter(|e| matches!(e, Event::ProtocolViolation { .. }))
-        .count() as u64;
+    let violations = app.events.iter().filter(|e| matches!(e, Event::ProtocolViolation { .. })).count() as u64;
     assert!(violations <= 1, "one violation closes the connection");
     let stats = node.stats();
     assert_eq!(stats.malformed, violations);
-    let messages = app
-        .events
-        .iter()
-        .filter(|e| matches!(e, Event::Message(_)))
-        .count() as u64;
+    let messages = app.events.iter().filter(|e| matches!(e, Event::Message(_))).count() as u64;
     assert_eq!(stats.received, messages);
     let dropped: u64 = app
         .events
