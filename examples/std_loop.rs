@@ -338,8 +338,10 @@ impl Host {
                 Event::Subscribed { peer, topic } => {
                     println!("[{me}] {} subscribes to {topic}", peer.name)
                 }
+                // A dial failed or a dialed connection was lost; the node
+                // redials after `retry_in` (None: it gave up, `GaveUp` follows).
                 Event::DialFailed { addr, reason, retry_in, .. } => {
-                    println!("[{me}] dial {addr} failed ({reason}); retry in {retry_in:?}")
+                    println!("[{me}] connection to {addr} failed ({reason}); next dial in {retry_in:?}")
                 }
                 Event::GaveUp { addr, .. } => println!("[{me}] gave up on {addr}"),
                 // A publish was refused with `Full` earlier: retry it now.
