@@ -4,7 +4,7 @@
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Messages queued for sending (one per receiving peer).
+    /// Messages handed to the driver for writing (one per receiving peer).
     pub sent: u64,
     /// Messages received and handed to the application.
     pub received: u64,

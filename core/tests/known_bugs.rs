@@ -245,7 +245,6 @@ fn messages_arriving_while_closing_are_counted() {
 /// `Event::Writable` and retry": an application that does so waits forever.
 /// Expected: `Writable` once the closing connection is gone. Actual: none.
 #[test]
-#[ignore = "core bug: Full from a closing subscriber is never followed by Writable"]
 fn full_because_a_subscriber_is_closing_is_followed_by_writable() {
     let mut net = pair(|i| fast_config(i as u64));
     let target = net.slots[0]

@@ -18,7 +18,7 @@
 //!   a disconnect (counted and reported): sent <= queued <= sent + dropped;
 //! - nothing is received that was not sent: received <= sent;
 //! - after healing, every `PublishError::Full` was followed by `Writable`
-//!   (off until a known core bug is fixed: see `CHECK_WRITABLE_AFTER_FULL`).
+//!   (see `CHECK_WRITABLE_AFTER_FULL`).
 
 use bytes::Bytes;
 use estafeta_core::{Config, DropReason, Event, FullQueuePolicy, Node, NodeId, PeerRef, SendMode, Stats, TargetId};
@@ -31,11 +31,9 @@ use common::{fast_config, End, Net};
 
 const TOPICS: [&str; 3] = ["alpha", "beta", "gamma"];
 
-/// Off until `known_bugs::full_because_a_subscriber_is_closing_is_followed_by_writable`
-/// passes: a publish to all subscribers refused with `Full` because one
-/// subscriber's connection is closing is never followed by `Writable`, and
-/// this check finds that within a few thousand cases.
-const CHECK_WRITABLE_AFTER_FULL: bool = false;
+/// Every publish refused with `Full` is followed by `Writable` (a closing
+/// subscriber included: that was a core bug, now fixed).
+const CHECK_WRITABLE_AFTER_FULL: bool = true;
 
 fn name(slot: usize) -> String {
     format!("n{slot}")

@@ -84,10 +84,11 @@ impl Node {
         let cost = data_cost(topic, &payload);
         let full = subs.iter().filter(|c| !room(&self.conns, &self.cfg, **c, cost)).count();
         if full > 0 && self.cfg.full_queue_policy == FullQueuePolicy::Backpressure {
+            // Every subscriber without room (full or closing) reports Writable
+            // when that changes, so the caller's wait always ends.
             for c in subs {
-                if let Some(conn) = self.conns.get_mut(c) {
-                    if !conn.out.has_room(cost, self.cfg.max_queued_bytes_per_peer, self.cfg.max_queued_frames_per_peer)
-                    {
+                if !room(&self.conns, &self.cfg, *c, cost) {
+                    if let Some(conn) = self.conns.get_mut(c) {
                         conn.want_writable = true;
                     }
                 }
