@@ -1,0 +1,428 @@
+//! Scenarios: a seed turns into nodes, links, subscriptions, a workload and a
+//! fault schedule; a run applies the faults, heals, and checks liveness.
+//!
+//! A run has three phases:
+//! 1. **faults**: the applications publish in every mode and change
+//!    subscriptions while the schedule partitions, holds, resets, crashes,
+//!    pauses and slows the nodes; safety is checked after every event;
+//! 2. **healing**: everything is repaired; within a bound (the reconnect
+//!    backoff cap plus a margin for liveness timeouts, handshakes and
+//!    retransmissions) every pair that should be connected is, with no
+//!    half-open connection and every subscription known to every peer;
+//! 3. **probe and accounting**: every node publishes once per topic to all
+//!    subscribers, every subscriber must get it; then every message ever
+//!    published is accounted for (see `account.rs`).
+
+use crate::account::Accounting;
+use crate::fault::{Fault, FaultPlan};
+use crate::link::LinkParams;
+use crate::net::{EndState, NetParams};
+use crate::rng::{self, Rng};
+use crate::sim::{NodeSetup, Sim, SimConfig};
+use crate::workload::Workload;
+use estafeta_core::{Budget, Config, FullQueuePolicy, SendMode};
+use std::time::Duration;
+
+/// Fast timers for simulation: 100 ms heartbeats, 400 ms liveness.
+///
+/// ```
+/// assert!(estafeta_sim::fast_config().validate().is_ok());
+/// ```
+pub fn fast_config() -> Config {
+    Config {
+        heartbeat_interval: Duration::from_millis(100),
+        liveness_timeout: Duration::from_millis(400),
+        handshake_timeout: Duration::from_millis(500),
+        reconnect_base: Duration::from_millis(20),
+        reconnect_cap: Duration::from_millis(300),
+        reconnect_max_attempts: None,
+        ..Config::default()
+    }
+}
+
+/// Who dials whom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// Every node dials every other node (simultaneous dials everywhere).
+    FullMesh,
+    /// Node `i` dials node `j` for `i < j`: one dialer per pair.
+    HalfMesh,
+    /// Every node dials node 0.
+    Star,
+}
+
+impl Topology {
+    /// The (dialer, callee) pairs for `n` nodes.
+    pub fn dials(self, n: usize) -> Vec<(usize, usize)> {
+        let mut v = Vec::new();
+        for a in 0..n {
+            for b in 0..n {
+                let keep = match self {
+                    Topology::FullMesh => a != b,
+                    Topology::HalfMesh => a < b,
+                    Topology::Star => b == 0 && a != 0,
+                };
+                if keep {
+                    v.push((a, b));
+                }
+            }
+        }
+        v
+    }
+}
+
+/// Limits on what [`Scenario::random`] draws.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Fewest nodes.
+    pub min_nodes: usize,
+    /// Most nodes.
+    pub max_nodes: usize,
+    /// Faults drawn per run (each partition, hold, crash, pause with its undo).
+    pub fault_budget: usize,
+    /// Virtual time during which faults happen, microseconds.
+    pub fault_window_us: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { min_nodes: 5, max_nodes: 10, fault_budget: 6, fault_window_us: 2_000_000 }
+    }
+}
+
+/// Everything one run does, drawn from a seed.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// The simulator setup.
+    pub sim: SimConfig,
+    /// Who dials whom.
+    pub topology: Topology,
+    /// Topics each node subscribes to at start.
+    pub subs: Vec<Vec<usize>>,
+    /// What the applications do during the fault phase.
+    pub workload: Workload,
+    /// The fault schedule.
+    pub faults: Vec<(u64, Fault)>,
+    /// When faults stop and everything is healed.
+    pub heal_at_us: u64,
+    /// How long after healing the nodes have to reconnect and agree.
+    pub settle_bound_us: u64,
+}
+
+/// What a passing run measured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// The trace hash (same seed, same hash).
+    pub trace_hash: u64,
+    /// Nodes simulated.
+    pub nodes: usize,
+    /// Virtual time simulated, microseconds.
+    pub sim_us: u64,
+    /// Events processed.
+    pub steps: u64,
+    /// Faults applied.
+    pub faults: usize,
+    /// Time from healing until every pair was connected and agreed.
+    pub reconnect_us: u64,
+    /// The fate of every message.
+    pub accounting: Accounting,
+}
+
+fn d(us: u64) -> Duration {
+    Duration::from_micros(us)
+}
+
+impl Scenario {
+    /// The scenario for `seed`.
+    ///
+    /// ```
+    /// use estafeta_sim::scenario::{Options, Scenario};
+    /// let a = Scenario::random(9, &Options::default());
+    /// let b = Scenario::random(9, &Options::default());
+    /// assert_eq!(a.faults, b.faults);
+    /// assert!((5..=10).contains(&a.sim.nodes.len()));
+    /// ```
+    pub fn random(seed: u64, opts: &Options) -> Scenario {
+        let mut r = Rng::derive(seed, &[rng::STREAM_SCENARIO]);
+        let n = r.range(opts.min_nodes as u64, opts.max_nodes.max(opts.min_nodes) as u64) as usize;
+        let topics = r.range(1, 3) as usize;
+        let mut sim = SimConfig::uniform(seed, n, topics);
+        let topology = match r.below(10) {
+            0..=3 => Topology::FullMesh,
+            4..=7 => Topology::HalfMesh,
+            _ => Topology::Star,
+        };
+        let mut worst = (0u64, 0u64, 0u64); // liveness, cap, handshake
+        for s in sim.nodes.iter_mut() {
+            let hb = r.range(50_000, 150_000);
+            let live = hb * r.range(3, 6);
+            let cap = r.range(100_000, 500_000);
+            let cfg = Config {
+                heartbeat_interval: d(hb),
+                liveness_timeout: d(live),
+                handshake_timeout: d(live + 100_000),
+                reconnect_base: d(r.range(10_000, 50_000)),
+                reconnect_cap: d(cap),
+                reconnect_max_attempts: if r.chance(500) { None } else { Some(r.range(3, 20) as u32) },
+                full_queue_policy: if r.chance(700) {
+                    FullQueuePolicy::Backpressure
+                } else {
+                    FullQueuePolicy::DropForFullPeers
+                },
+                max_queued_frames_per_peer: r.log_range(4, 4096) as usize,
+                max_queued_bytes_per_peer: r.log_range(4 << 10, 1 << 20) as usize,
+                transmit_chunk: r.log_range(512, 64 << 10) as usize,
+                max_read_buffer: r.log_range(1 << 10, 256 << 10) as usize,
+                max_pending_events: r.log_range(4, 16_384) as usize,
+                ..fast_config()
+            };
+            worst = (worst.0.max(live), worst.1.max(cap), worst.2.max(live + 100_000));
+            *s = NodeSetup {
+                config: cfg,
+                budget: Budget { bytes: r.log_range(512, 1 << 20) as usize, events: r.log_range(1, 4096) as usize },
+                drift_ppm: if r.chance(500) { r.range(0, 40_000) as i64 - 20_000 } else { 0 },
+                clock_offset_us: r.below(10_000_000),
+                read_rate: None,
+            };
+        }
+        let mut max_latency = 0;
+        for l in sim.links.iter_mut() {
+            let latency = r.log_range(100, 20_000);
+            max_latency = max_latency.max(latency * 3 / 2);
+            *l = LinkParams {
+                latency_us: latency,
+                jitter_us: latency * r.below(50) / 100,
+                bandwidth: r.log_range(1 << 20, 1 << 30),
+                window: r.log_range(4 << 10, 256 << 10) as usize,
+            };
+        }
+        sim.net = NetParams {
+            connect_timeout_us: r.range(200_000, 1_000_000),
+            rto_us: r.range(0, 300_000),
+            max_segment: r.log_range(64, 16 << 10) as usize,
+            short_write_per_mille: 50,
+        };
+        let subs = (0..n).map(|_| (0..topics).filter(|_| r.chance(500)).collect()).collect();
+        let workload = Workload {
+            mean_gap_us: r.range(5_000, 40_000),
+            resubscribe_per_mille: r.range(0, 60),
+            max_payload: r.log_range(2 << 10, 64 << 10) as usize,
+        };
+        let plan = FaultPlan {
+            budget: opts.fault_budget,
+            window_us: opts.fault_window_us,
+            max_duration_us: opts.fault_window_us / 2,
+            max_drift_ppm: 20_000,
+            min_read_rate: 20_000,
+        };
+        let faults = plan.draw(&mut Rng::derive(seed, &[rng::STREAM_FAULT, 1]), n);
+        // Liveness bound: a stale connection times out, the backoff runs to
+        // its cap, a dial and a handshake complete, lost segments are
+        // retransmitted; plus a margin for drift and scheduling.
+        let settle_bound_us = worst.0 * 11 / 10
+            + worst.1
+            + worst.2
+            + sim.net.connect_timeout_us
+            + sim.net.rto_us
+            + 8 * max_latency
+            + 500_000;
+        Scenario { sim, topology, subs, workload, faults, heal_at_us: opts.fault_window_us, settle_bound_us }
+    }
+
+    /// A one-line description.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} nodes, {} topics, {:?}, {} faults, heal at {}, settle bound {}",
+            self.sim.nodes.len(),
+            self.sim.topics.len(),
+            self.topology,
+            self.faults.len(),
+            crate::trace::fmt_time(self.heal_at_us),
+            crate::trace::fmt_time(self.settle_bound_us),
+        )
+    }
+
+    /// Runs the scenario; on failure returns what broke.
+    pub fn run(&self) -> Result<Report, String> {
+        let mut sim = Sim::new(self.sim.clone());
+        self.drive(&mut sim).map_err(|e| {
+            let tail = sim.trace_tail();
+            if tail.is_empty() {
+                e
+            } else {
+                format!("{e}\nlast trace records:\n{tail}")
+            }
+        })
+    }
+
+    fn drive(&self, sim: &mut Sim) -> Result<Report, String> {
+        let n = sim.len();
+        for (slot, topics) in self.subs.iter().enumerate() {
+            for t in topics {
+                sim.subscribe(slot, *t);
+            }
+        }
+        for (a, b) in self.topology.dials(n) {
+            sim.connect(a, b);
+        }
+        for (at, f) in &self.faults {
+            sim.schedule(*at, f.clone());
+        }
+        sim.start_workload(self.workload.clone());
+        sim.run_until(self.heal_at_us)?;
+        sim.stop_workload();
+        sim.apply(Fault::Heal);
+        let healed = sim.now();
+        let deadline = healed + self.settle_bound_us;
+        // Segments lost to partitions are retransmitted first.
+        sim.run_for(self.sim.net.rto_us + 2 * self.max_latency_us())?;
+        loop {
+            match self.settled(sim) {
+                Ok(()) => break,
+                Err(why) if sim.now() >= deadline => {
+                    return Err(format!(
+                        "liveness: not settled {} after healing at {}: {why}",
+                        crate::trace::fmt_time(self.settle_bound_us),
+                        crate::trace::fmt_time(healed)
+                    ))
+                }
+                Err(_) => sim.run_for(10_000)?,
+            }
+        }
+        let reconnect_us = sim.now() - healed;
+        // Probe: every node publishes to all subscribers of every topic.
+        let mut probes = Vec::new();
+        for slot in 0..n {
+            for t in 0..self.sim.topics.len() {
+                let want: Vec<usize> =
+                    self.neighbours(slot, n).into_iter().filter(|o| sim.hosts[*o].subs.contains(&t)).collect();
+                if want.is_empty() {
+                    continue;
+                }
+                // A full queue is backpressure: wait for it to drain and retry.
+                let give_up = sim.now() + 3_000_000;
+                loop {
+                    match sim.publish(slot, t, 100, SendMode::All) {
+                        Ok(g) => {
+                            probes.push((g, slot, want));
+                            break;
+                        }
+                        Err(e) if e.is_full() && sim.now() < give_up => sim.run_for(10_000)?,
+                        Err(e) => {
+                            return Err(format!(
+                                "liveness: after settling, n{slot} cannot publish on t{t} to {want:?}: {e}"
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        let probe_deadline = sim.now() + 3_000_000;
+        loop {
+            let missing: Vec<String> = probes
+                .iter()
+                .filter_map(|(g, from, want)| {
+                    let got = sim.delivered_to(*g);
+                    let lost: Vec<&usize> = want.iter().filter(|w| !got.contains(w)).collect();
+                    (!lost.is_empty()).then(|| format!("#{g} from n{from} missing at {lost:?}"))
+                })
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            if sim.now() >= probe_deadline {
+                return Err(format!("liveness: probe messages not delivered: {}", missing.join("; ")));
+            }
+            sim.run_for(10_000)?;
+        }
+        sim.run_for(100_000)?;
+        let accounting = sim.account();
+        sim.check()?;
+        Ok(Report {
+            seed: sim.seed(),
+            trace_hash: sim.trace_hash(),
+            nodes: n,
+            sim_us: sim.now(),
+            steps: sim.steps(),
+            faults: self.faults.len(),
+            reconnect_us,
+            accounting,
+        })
+    }
+
+    fn neighbours(&self, slot: usize, n: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = self
+            .topology
+            .dials(n)
+            .into_iter()
+            .filter_map(|(a, b)| {
+                if a == slot {
+                    Some(b)
+                } else if b == slot {
+                    Some(a)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Ok once every node runs, every pair that should be connected is, no
+    /// node lists a peer it should not, no connection is half-open, and
+    /// every node knows every neighbour's subscriptions.
+    fn settled(&self, sim: &Sim) -> Result<(), String> {
+        let n = sim.len();
+        for slot in 0..n {
+            if !sim.is_up(slot) {
+                return Err(format!("n{slot} is not running"));
+            }
+            let want: Vec<_> = self.neighbours(slot, n).iter().map(|o| sim.node_id(*o)).collect();
+            let node = sim.node(slot).expect("up");
+            let have: Vec<_> = node.peers().map(|p| p.id).collect();
+            for w in &want {
+                if !have.contains(w) {
+                    return Err(format!("n{slot} is not connected to {w:#}"));
+                }
+            }
+            if let Some(extra) = have.iter().find(|h| !want.contains(h)) {
+                return Err(format!("n{slot} lists a ghost peer {extra:#}"));
+            }
+            for (t, name) in self.sim_topics().iter().enumerate() {
+                let expect = self.neighbours(slot, n).iter().filter(|o| sim.hosts[**o].subs.contains(&t)).count();
+                let got = node.subscriber_count(name);
+                if got != expect {
+                    return Err(format!("n{slot} sees {got} subscribers of {name}, expected {expect}"));
+                }
+            }
+        }
+        for (i, t) in sim.net.tcps.iter().enumerate() {
+            let open = [0, 1].map(|e| t.ends[e].state == EndState::Open);
+            if open[0] != open[1] {
+                return Err(format!("tcp {i} between n{} and n{} is half-open", t.ends[0].slot, t.ends[1].slot));
+            }
+        }
+        Ok(())
+    }
+
+    fn max_latency_us(&self) -> u64 {
+        self.sim.links.iter().map(|l| l.latency_us + l.jitter_us).max().unwrap_or(0)
+    }
+
+    fn sim_topics(&self) -> &[String] {
+        &self.sim.topics
+    }
+}
+
+impl Sim {
+    /// Classifies every message published so far (see the crate docs) and
+    /// records an invariant violation for every unexplained loss.
+    pub fn account(&mut self) -> Accounting {
+        let now = self.now;
+        self.oracle.account(now, &self.net)
+    }
+}
