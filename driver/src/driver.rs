@@ -30,6 +30,8 @@ pub(crate) struct Driver<R: Runtime> {
     timer_at: Option<Instant>,
     drain: Drain,
     read_buf: Vec<u8>,
+    /// Sockets the last `read` skipped because the node wanted no input.
+    unread: Vec<ConnId>,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -43,6 +45,7 @@ impl<R: Runtime> Driver<R> {
             timer_at: None,
             drain: Drain::default(),
             read_buf: vec![0; READ_CHUNK],
+            unread: Vec::new(),
         }
     }
 }
@@ -134,12 +137,19 @@ impl<R: Runtime> Driver<R> {
     }
 
     /// Reads every socket the node wants input for. Returns true if the
-    /// budget ran out with sockets still readable.
+    /// budget ran out with sockets still readable. Sockets left unread
+    /// because the node did not want input (so no read interest is
+    /// registered for them) are noted in `self.unread`.
     fn read(&mut self, st: &mut State, cx: &mut Context<'_>) -> bool {
         let mut budget = READ_BUDGET;
         let mut closed: Vec<(ConnId, CloseReason)> = Vec::new();
+        self.unread.clear();
         for (conn, sock) in self.sockets.iter_mut() {
-            while st.node.wants_read(*conn) {
+            loop {
+                if !st.node.wants_read(*conn) {
+                    self.unread.push(*conn);
+                    break;
+                }
                 if budget == 0 {
                     return true;
                 }
@@ -203,6 +213,10 @@ impl<R: Runtime> Future for Driver<R> {
         };
         let step = this.drain.run(node, now, &mut sink);
         more |= sink.dialed;
+        // Delivering events may have made room for input on a socket that
+        // was skipped above: no read interest is registered for it, so
+        // nothing else would wake us to read it.
+        more |= this.unread.iter().any(|c| node.wants_read(*c));
         if node.is_closed() {
             app.finish();
             return Poll::Ready(());
