@@ -40,6 +40,9 @@ pub(crate) struct Conn {
     pub(crate) goodbye_queued: bool,
     /// A publish was refused because this queue was full: report Writable.
     pub(crate) want_writable: bool,
+    /// The node's session epoch when the socket opened: a connection opened
+    /// before the node last lost its peer belongs to an older session.
+    pub(crate) epoch: u64,
 }
 
 impl Conn {
@@ -58,6 +61,7 @@ impl Conn {
             closing: None,
             goodbye_queued: false,
             want_writable: false,
+            epoch: 0,
         }
     }
 

@@ -163,6 +163,23 @@ impl Sim {
         self.flush_net();
     }
 
+    /// How many connections between `a` and `b` are open at both ends.
+    pub fn open_connections(&self, a: usize, b: usize) -> usize {
+        self.net.open_between(a, b).len()
+    }
+
+    /// Resets only the `nth` open connection between `a` and `b` (oldest
+    /// first); returns false if there is no such connection.
+    pub fn reset_connection(&mut self, a: usize, b: usize, nth: usize) -> bool {
+        let Some(tcp) = self.net.open_between(a, b).get(nth).copied() else {
+            return false;
+        };
+        self.trace.record(self.now, kind::FAULT, &[14, tcp as u64], || format!("FAULT reset tcp {tcp}"));
+        self.net.reset(self.now, tcp);
+        self.flush_net();
+        true
+    }
+
     /// Crashes the node in `slot`: its state is gone and its sockets reset.
     pub fn crash(&mut self, slot: usize) {
         let h = &mut self.hosts[slot];

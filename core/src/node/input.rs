@@ -182,6 +182,40 @@ impl Node {
             return self.violation(conn, e);
         }
         let id = NodeId::from_u128(hello.id);
+        let Some(c) = self.conns.get(&conn) else {
+            return Flow::Stop;
+        };
+        let (accepted, epoch) = (c.target.is_none(), c.epoch);
+        // A connection opened before this node last lost the peer, or older
+        // than another connection the peer dialed, belongs to an older
+        // session of the peer's: its late bytes must not follow newer ones.
+        let newer_accepted =
+            |p: &PeerEntry| p.conns.iter().any(|o| *o > conn && self.conns.get(o).is_some_and(|c| c.target.is_none()));
+        let stale = self.down_epochs.get(&id).is_some_and(|e| epoch < *e)
+            || accepted && self.peers.get(&id).is_some_and(newer_accepted);
+        if stale {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.phase = Phase::Open;
+                c.peer = Some(PeerInfo { id, name: Arc::from(hello.name) });
+            }
+            self.remove_conn(conn, CloseReason::Duplicate);
+            return Flow::Stop;
+        }
+        if accepted {
+            // The peer dials again only after it lost its connection: an
+            // older connection it dialed is stale here. Ending it (and the
+            // session) now keeps its late bytes from overtaking the new ones.
+            let older: Vec<ConnId> = self.peers.get(&id).map_or(Vec::new(), |p| {
+                p.conns
+                    .iter()
+                    .copied()
+                    .filter(|o| *o < conn && self.conns.get(o).is_some_and(|c| c.target.is_none()))
+                    .collect()
+            });
+            for old in older {
+                self.remove_conn(old, CloseReason::Duplicate);
+            }
+        }
         let info = match self.peers.get(&id) {
             Some(p) => p.info.clone(),
             None => PeerInfo {
@@ -204,7 +238,8 @@ impl Node {
         match self.peers.get_mut(&id) {
             Some(p) => {
                 // A second connection to a connected peer (simultaneous dial):
-                // keep it as a standby; messages stay on the primary.
+                // keep it as a standby; messages stay on the primary, and
+                // the session ends when any of its connections is lost.
                 p.conns.insert(conn);
             }
             None => {
@@ -335,24 +370,29 @@ impl Node {
         }
     }
 
-    /// Removes `conn` from its peer; promotes a standby or reports the peer down.
+    /// Removes `conn` from its peer and ends the session: the peer is reported
+    /// down and its other connections close too.
+    ///
+    /// A standby is never promoted in silence: messages in flight on the lost
+    /// connection may be lost, so the application must hear `PeerDown`; and a
+    /// standby still carrying older bytes from the peer must not deliver them
+    /// after newer ones on a later connection. Dial targets reconnect.
     pub(super) fn detach_from_peer(&mut self, info: &PeerInfo, conn: ConnId, reason: CloseReason) {
-        let Some(p) = self.peers.get_mut(&info.id) else {
-            return;
-        };
-        if !p.conns.remove(&conn) {
+        if !self.peers.get(&info.id).is_some_and(|p| p.conns.contains(&conn)) {
             return;
         }
-        let was_primary = p.primary == conn;
-        let next = p.conns.iter().next().copied();
-        if !was_primary {
-            return;
-        }
-        // The closed connection's topics leave the index; `conn` is already
-        // out of `self.conns`, so remove by scanning its entries.
+        let p = self.peers.remove(&info.id).expect("checked above");
+        self.epoch += 1;
+        self.down_epochs.insert(info.id, self.epoch);
+        // Only connections still handshaking can be older than an entry.
+        let oldest =
+            self.conns.values().filter(|c| !matches!(c.phase, Phase::Open | Phase::Dialing)).map(|c| c.epoch).min();
+        self.down_epochs.retain(|_, e| oldest.is_some_and(|o| o < *e));
+        // The primary's topics leave the index; it may already be out of
+        // `self.conns`, so remove by scanning the entries.
         let mut emptied = Vec::new();
         for (t, set) in self.topics.iter_mut() {
-            if set.remove(&conn) && set.is_empty() {
+            if set.remove(&p.primary) && set.is_empty() {
                 emptied.push(t.clone());
             }
         }
@@ -360,20 +400,9 @@ impl Node {
             self.topics.remove(&t);
             self.rr_cursor.remove(&t);
         }
-        match next {
-            Some(standby) => {
-                if let Some(p) = self.peers.get_mut(&info.id) {
-                    p.primary = standby;
-                }
-                self.index_topics(standby, true);
-            }
-            None => {
-                self.peers.remove(&info.id);
-                self.push_event(Event::PeerDown {
-                    peer: info.clone(),
-                    reason,
-                });
-            }
+        self.push_event(Event::PeerDown { peer: info.clone(), reason: reason.clone() });
+        for other in p.conns.into_iter().filter(|c| *c != conn) {
+            self.remove_conn(other, reason.clone());
         }
     }
 }

@@ -21,7 +21,7 @@ pub use publish::{Published, SendMode};
 
 /// A connected peer: its identity and its connections. Messages to the peer
 /// leave on `primary`; more than one connection exists only after a
-/// simultaneous dial, and the others take over if the primary dies.
+/// simultaneous dial. Losing any of them ends the session (`PeerDown`).
 #[derive(Debug)]
 struct PeerEntry {
     info: PeerInfo,
@@ -103,6 +103,11 @@ pub struct Node {
     closed: bool,
     /// Some connection holds unprocessed input because the event queue was full.
     input_stalled: bool,
+    /// Counts sessions ended (`PeerDown`s); see `Conn::epoch`.
+    epoch: u64,
+    /// The epoch at which each peer was last reported down, kept while a
+    /// connection opened before it may still be handshaking.
+    down_epochs: BTreeMap<NodeId, u64>,
 }
 
 impl Node {
@@ -142,6 +147,8 @@ impl Node {
             close_deadline: None,
             closed: false,
             input_stalled: false,
+            epoch: 0,
+            down_epochs: BTreeMap::new(),
         })
     }
 
@@ -389,6 +396,7 @@ impl Node {
         }
         let id = self.new_conn_id();
         let mut conn = Conn::new(id, None, Phase::AwaitPreamble, self.now);
+        conn.epoch = self.epoch;
         conn.out.push_control(Out::Encoded(self.hello_frame()));
         self.conns.insert(id, conn);
         Ok(id)
@@ -401,6 +409,7 @@ impl Node {
         if let Some(c) = self.conns.get_mut(&conn) {
             if c.phase == Phase::Dialing {
                 c.phase = Phase::AwaitPreamble;
+                c.epoch = self.epoch;
                 c.opened_at = self.now;
                 c.last_recv = self.now;
                 c.last_send = self.now;
