@@ -1,0 +1,861 @@
+//! End-to-end loopback benchmark: estafeta node to node, beside a plain TCP
+//! baseline doing the same length-prefixed framing, measured in the same run.
+//!
+//! ```text
+//! cargo bench --bench e2e                    # tokio lines, then smol/ lines
+//! E2E_SCALE=0.1 cargo bench --bench e2e      # a quick run (a tenth of the messages)
+//! ```
+//!
+//! Cases: one-way throughput of 64 B, 1 KiB and 64 KiB payloads (first send
+//! to last receive, after a warm-up on the same connection), and the round
+//! trip of one 64 B message each way (p50 and p99 over `E2E_ROUNDS` round
+//! trips after a warm-up). Each case prints one line as soon as it is measured:
+//!
+//! ```text
+//! case=<name> ours=<value> baseline=<value> unit=<unit> ratio=<ours/baseline>
+//! ```
+//!
+//! For throughput higher is better; for round trips (unit `us`) lower is better.
+//!
+//! # Layout: one process, the same for ours and the baseline
+//!
+//! Both sides live in this process (two OS processes would be a little more
+//! honest, two tasks on one thread much less). What runs where is the same
+//! for ours and for the baseline:
+//!
+//! - **tokio**: each side (sender and receiver, pinger and echoer) has its own
+//!   OS thread running its own current-thread tokio runtime. Ours: the side's
+//!   node spawns its driver task on that runtime and the application code
+//!   (publish loop, subscription) runs in `block_on`. Baseline: the side
+//!   spawns its writer task on that runtime and the application code runs in
+//!   `block_on`.
+//! - **smol**: every task (both sides' application code, both nodes' drivers
+//!   or the baseline's writer tasks) runs on smol's global executor, given
+//!   two threads (`SMOL_THREADS=2` unless set) for the machine's two cores.
+//!
+//! # The baseline
+//!
+//! What a competent engineer writes on plain TCP (Nagle off): the
+//! application queues payloads in a bounded channel (8 MiB or 65 536
+//! messages, like a node's per-peer queue); a writer task encodes each one as
+//! `len:u32be payload` into a buffer, writes it when it holds 64 KiB, and
+//! writes the rest when the channel is drained (as our driver flushes when
+//! the node's queue is empty). The reader reads up to 64 KiB per call into a
+//! buffer and parses frames out of it, checking and counting every one. The
+//! echoer of the round-trip case queues each received payload back the same way.
+//!
+//! # Environment
+//!
+//! - `E2E_SCALE` (default 1): multiplies message counts and round trips.
+//! - `E2E_ROUNDS` (default 5000): measured round trips (then scaled).
+//! - `E2E_REPEAT` (default 1): measure each case this many times, alternating
+//!   baseline and ours, and keep the best of each.
+//! - `E2E_RUNTIME` (`tokio`, `smol`, default both).
+//! - `E2E_CASES`: comma-separated substrings; only matching cases run.
+//! - `E2E_IMPL` (`ours`, `baseline`): measure only one side, for profiling;
+//!   the other side's figure is then printed as 0 (ratio `inf` or 0).
+//!
+//! Without `--bench` (as under `cargo test --benches`) it runs a smoke test
+//! at 1 % of the counts.
+
+use bytes::Bytes;
+use estafeta_driver::{Node, Runtime};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+const TOPIC: &str = "bench";
+const PING: &str = "ping";
+const PONG: &str = "pong";
+/// Bytes the baseline writes at once / reads per call (our driver's figures).
+const CHUNK: usize = 64 << 10;
+/// Payload of the round-trip case.
+const RTT_PAYLOAD: usize = 64;
+
+/// One throughput case: name, payload size, messages at scale 1, unit.
+struct Case {
+    name: &'static str,
+    size: usize,
+    count: usize,
+    unit: Unit,
+}
+
+#[derive(Clone, Copy)]
+enum Unit {
+    MsgPerSec,
+    MegabytesPerSec,
+}
+
+const CASES: [Case; 3] = [
+    Case { name: "throughput_64B", size: 64, count: 1_000_000, unit: Unit::MsgPerSec },
+    Case { name: "throughput_1KiB", size: 1024, count: 300_000, unit: Unit::MsgPerSec },
+    Case { name: "throughput_64KiB", size: 64 << 10, count: 20_000, unit: Unit::MegabytesPerSec },
+];
+
+struct Settings {
+    scale: f64,
+    rounds: usize,
+    repeat: usize,
+    runtimes: Vec<String>,
+    cases: Vec<String>,
+    impls: Vec<String>,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let bench = std::env::args().any(|a| a == "--bench");
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let scale = var("E2E_SCALE").map(|v| v.parse::<f64>().expect("E2E_SCALE is a number")).unwrap_or(if bench {
+            1.0
+        } else {
+            0.01
+        });
+        let rounds = var("E2E_ROUNDS").map(|v| v.parse::<usize>().expect("E2E_ROUNDS is a count")).unwrap_or(5000);
+        let repeat = var("E2E_REPEAT").map(|v| v.parse::<usize>().expect("E2E_REPEAT is a count")).unwrap_or(1).max(1);
+        let list =
+            |k: &str| -> Vec<String> { var(k).map_or_else(Vec::new, |v| v.split(',').map(str::to_string).collect()) };
+        Settings {
+            scale,
+            rounds: ((rounds as f64 * scale) as usize).max(100),
+            repeat,
+            runtimes: list("E2E_RUNTIME"),
+            cases: list("E2E_CASES"),
+            impls: list("E2E_IMPL"),
+        }
+    }
+
+    fn count(&self, base: usize) -> usize {
+        ((base as f64 * self.scale) as usize).max(100)
+    }
+
+    fn wants_runtime(&self, rt: &str) -> bool {
+        self.runtimes.is_empty() || self.runtimes.iter().any(|r| r == rt)
+    }
+
+    fn wants_impl(&self, which: Impl) -> bool {
+        self.impls.is_empty() || self.impls.iter().any(|i| i == which.name())
+    }
+
+    fn wants(&self, case: &str) -> bool {
+        self.cases.is_empty() || self.cases.iter().any(|c| case.contains(c.as_str()))
+    }
+}
+
+/// Warm-up messages sent on the connection before the measured ones.
+fn warmup(count: usize) -> usize {
+    (count / 10).max(10)
+}
+
+/// Messages the baseline's channel holds: the node's per-peer limits
+/// (8 MiB, 65 536 frames).
+fn queue_capacity(size: usize) -> usize {
+    ((8 << 20) / (size + 4)).clamp(16, 65_536)
+}
+
+// ----- the baseline's framing, shared by both runtimes ------------------
+
+/// Encodes frames into a buffer that is written in chunks.
+struct FrameWriter {
+    out: Vec<u8>,
+}
+
+impl FrameWriter {
+    fn new() -> Self {
+        FrameWriter { out: Vec::with_capacity(2 * CHUNK) }
+    }
+
+    /// Appends one frame; true if the buffer should be written now.
+    fn push(&mut self, payload: &[u8]) -> bool {
+        let len = u32::try_from(payload.len()).expect("frame fits u32");
+        self.out.extend_from_slice(&len.to_be_bytes());
+        self.out.extend_from_slice(payload);
+        self.out.len() >= CHUNK
+    }
+}
+
+/// Reads frames out of a buffer filled by socket reads.
+struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    size: usize,
+}
+
+impl FrameReader {
+    /// A reader of frames whose payloads are all `size` bytes.
+    fn new(size: usize) -> Self {
+        FrameReader { buf: vec![0; size + 4 + CHUNK], start: 0, end: 0, size }
+    }
+
+    /// The next whole frame's payload, if buffered.
+    fn next_frame(&mut self) -> Option<&[u8]> {
+        let avail = &self.buf[self.start..self.end];
+        let prefix: [u8; 4] = avail.get(..4)?.try_into().expect("4 bytes");
+        let len = u32::from_be_bytes(prefix) as usize;
+        assert_eq!(len, self.size, "baseline frame has the wrong length");
+        if avail.len() < 4 + len {
+            return None;
+        }
+        let at = self.start + 4;
+        self.start = at + len;
+        Some(&self.buf[at..at + len])
+    }
+
+    /// Counts up to `want` whole frames; returns how many.
+    fn take(&mut self, want: usize) -> usize {
+        let mut n = 0;
+        while n < want && self.next_frame().is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    /// Room for the next read (at most `CHUNK` bytes), after moving a
+    /// partial frame to the front.
+    fn spare(&mut self) -> &mut [u8] {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end + CHUNK > self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let stop = (self.end + CHUNK).min(self.buf.len());
+        &mut self.buf[self.end..stop]
+    }
+
+    fn filled(&mut self, n: usize) {
+        assert!(n > 0, "baseline peer closed early");
+        self.end += n;
+    }
+}
+
+// ----- ours, generic over the runtime -----------------------------------
+
+async fn ours_receive<R: Runtime>(
+    size: usize,
+    warm: usize,
+    n: usize,
+    addr_tx: oneshot::Sender<String>,
+    warm_tx: oneshot::Sender<()>,
+    done_tx: oneshot::Sender<()>,
+) -> Instant {
+    let node = Node::<R>::builder("rx").build().await.expect("node starts");
+    let mut sub = node.subscribe(TOPIC).expect("subscribes");
+    let addr = node.address().expect("listens").to_string();
+    addr_tx.send(addr).expect("sender waits");
+    let mut warm_tx = Some(warm_tx);
+    for i in 0..warm + n {
+        if i == warm {
+            let tx = warm_tx.take().expect("sent once");
+            tx.send(()).expect("sender waits");
+        }
+        let m = sub.recv().await.expect("stream open");
+        assert_eq!(m.payload.len(), size);
+    }
+    let t1 = Instant::now();
+    assert!(sub.try_next().is_none(), "more messages than sent");
+    done_tx.send(()).expect("sender waits");
+    node.close().await;
+    t1
+}
+
+async fn ours_send<R: Runtime>(
+    size: usize,
+    warm: usize,
+    n: usize,
+    addr_rx: oneshot::Receiver<String>,
+    warm_rx: oneshot::Receiver<()>,
+    done_rx: oneshot::Receiver<()>,
+) -> Instant {
+    let node = Node::<R>::builder("tx").no_listen().build().await.expect("node starts");
+    node.connect(addr_rx.await.expect("address")).await.expect("connects");
+    node.wait_for_subscribers(TOPIC, 1).await.expect("subscriber");
+    let payload = Bytes::from(vec![0xA5; size]);
+    for _ in 0..warm {
+        node.publish(TOPIC, payload.clone()).await.expect("publish");
+    }
+    warm_rx.await.expect("warm-up received");
+    let t0 = Instant::now();
+    for _ in 0..n {
+        node.publish(TOPIC, payload.clone()).await.expect("publish");
+    }
+    // Closing before the receiver has everything would be fine for the
+    // bytes (close flushes), but would end the receiver's session while it
+    // may still hold unprocessed input; wait as the baseline does.
+    done_rx.await.expect("receiver done");
+    node.close().await;
+    t0
+}
+
+async fn ours_echo<R: Runtime>(total: usize, addr_tx: oneshot::Sender<String>, done_rx: oneshot::Receiver<()>) {
+    let node = Node::<R>::builder("echo").build().await.expect("node starts");
+    let mut sub = node.subscribe(PING).expect("subscribes");
+    addr_tx.send(node.address().expect("listens").to_string()).expect("pinger waits");
+    node.wait_for_subscribers(PONG, 1).await.expect("subscriber");
+    for _ in 0..total {
+        let m = sub.recv().await.expect("stream open");
+        node.publish(PONG, m.payload).await.expect("publish");
+    }
+    done_rx.await.expect("pinger done");
+    node.close().await;
+}
+
+async fn ours_ping<R: Runtime>(
+    warm: usize,
+    rounds: usize,
+    addr_rx: oneshot::Receiver<String>,
+    done_tx: oneshot::Sender<()>,
+) -> Vec<Duration> {
+    let node = Node::<R>::builder("ping").no_listen().build().await.expect("node starts");
+    let mut sub = node.subscribe(PONG).expect("subscribes");
+    node.connect(addr_rx.await.expect("address")).await.expect("connects");
+    node.wait_for_subscribers(PING, 1).await.expect("subscriber");
+    let payload = Bytes::from(vec![0x5A; RTT_PAYLOAD]);
+    let mut rtts = Vec::with_capacity(rounds);
+    for i in 0..warm + rounds {
+        let t = Instant::now();
+        node.publish(PING, payload.clone()).await.expect("publish");
+        let m = sub.recv().await.expect("stream open");
+        let d = t.elapsed();
+        assert_eq!(m.payload.len(), RTT_PAYLOAD);
+        if i >= warm {
+            rtts.push(d);
+        }
+    }
+    done_tx.send(()).expect("echoer waits");
+    node.close().await;
+    rtts
+}
+
+// ----- tokio: one thread and one current-thread runtime per side --------
+
+mod on_tokio {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::mpsc;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+    }
+
+    /// Runs each side on its own thread and runtime.
+    pub fn pair<A, FA, B, FB>(a: A, b: B) -> (FA::Output, FB::Output)
+    where
+        A: FnOnce() -> FA + Send + 'static,
+        FA: Future,
+        FA::Output: Send + 'static,
+        B: FnOnce() -> FB + Send + 'static,
+        FB: Future,
+        FB::Output: Send + 'static,
+    {
+        let ta = std::thread::spawn(move || runtime().block_on(a()));
+        let tb = std::thread::spawn(move || runtime().block_on(b()));
+        (ta.join().expect("side a"), tb.join().expect("side b"))
+    }
+
+    async fn writer<W: AsyncWrite + Unpin>(mut sock: W, mut rx: mpsc::Receiver<Bytes>) {
+        let mut w = FrameWriter::new();
+        while let Some(first) = rx.recv().await {
+            let mut next = Some(first);
+            while let Some(p) = next {
+                if w.push(&p) {
+                    sock.write_all(&w.out).await.expect("write");
+                    w.out.clear();
+                }
+                next = rx.try_recv().ok();
+            }
+            // The queue is drained: write what is buffered.
+            if !w.out.is_empty() {
+                sock.write_all(&w.out).await.expect("write");
+                w.out.clear();
+            }
+        }
+    }
+
+    async fn read_frames(sock: &mut TcpStream, r: &mut FrameReader, n: usize) {
+        let mut got = r.take(n);
+        while got < n {
+            let k = sock.read(r.spare()).await.expect("read");
+            r.filled(k);
+            got += r.take(n - got);
+        }
+    }
+
+    async fn accept(addr_tx: oneshot::Sender<String>) -> TcpStream {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("address").to_string();
+        addr_tx.send(addr).expect("peer waits");
+        let (s, _) = l.accept().await.expect("accept");
+        s.set_nodelay(true).expect("nodelay");
+        s
+    }
+
+    async fn connect(addr_rx: oneshot::Receiver<String>) -> TcpStream {
+        let s = TcpStream::connect(addr_rx.await.expect("address")).await.expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        s
+    }
+
+    pub async fn base_receive(
+        size: usize,
+        warm: usize,
+        n: usize,
+        addr_tx: oneshot::Sender<String>,
+        warm_tx: oneshot::Sender<()>,
+        done_tx: oneshot::Sender<()>,
+    ) -> Instant {
+        let mut s = accept(addr_tx).await;
+        let mut r = FrameReader::new(size);
+        read_frames(&mut s, &mut r, warm).await;
+        warm_tx.send(()).expect("sender waits");
+        read_frames(&mut s, &mut r, n).await;
+        let t1 = Instant::now();
+        assert_eq!(r.start, r.end, "more bytes than sent");
+        done_tx.send(()).expect("sender waits");
+        t1
+    }
+
+    pub async fn base_send(
+        size: usize,
+        warm: usize,
+        n: usize,
+        addr_rx: oneshot::Receiver<String>,
+        warm_rx: oneshot::Receiver<()>,
+        done_rx: oneshot::Receiver<()>,
+    ) -> Instant {
+        let s = connect(addr_rx).await;
+        let (tx, rx) = mpsc::channel(queue_capacity(size));
+        let w = tokio::spawn(writer(s, rx));
+        let payload = Bytes::from(vec![0xA5; size]);
+        for _ in 0..warm {
+            tx.send(payload.clone()).await.expect("writer runs");
+        }
+        warm_rx.await.expect("warm-up received");
+        let t0 = Instant::now();
+        for _ in 0..n {
+            tx.send(payload.clone()).await.expect("writer runs");
+        }
+        drop(tx);
+        w.await.expect("writer");
+        done_rx.await.expect("receiver done");
+        t0
+    }
+
+    pub async fn base_echo(total: usize, addr_tx: oneshot::Sender<String>, done_rx: oneshot::Receiver<()>) {
+        let s = accept(addr_tx).await;
+        let (mut rd, wr) = s.into_split();
+        let (tx, rx) = mpsc::channel(queue_capacity(RTT_PAYLOAD));
+        let w = tokio::spawn(writer(wr, rx));
+        let mut r = FrameReader::new(RTT_PAYLOAD);
+        for _ in 0..total {
+            let p = loop {
+                if let Some(p) = r.next_frame() {
+                    break Bytes::copy_from_slice(p);
+                }
+                let k = rd.read(r.spare()).await.expect("read");
+                r.filled(k);
+            };
+            tx.send(p).await.expect("writer runs");
+        }
+        done_rx.await.expect("pinger done");
+        drop(tx);
+        w.await.expect("writer");
+    }
+
+    pub async fn base_ping(
+        warm: usize,
+        rounds: usize,
+        addr_rx: oneshot::Receiver<String>,
+        done_tx: oneshot::Sender<()>,
+    ) -> Vec<Duration> {
+        let s = connect(addr_rx).await;
+        let (mut rd, wr) = s.into_split();
+        let (tx, rx) = mpsc::channel(queue_capacity(RTT_PAYLOAD));
+        let w = tokio::spawn(writer(wr, rx));
+        let mut r = FrameReader::new(RTT_PAYLOAD);
+        let payload = Bytes::from(vec![0x5A; RTT_PAYLOAD]);
+        let mut rtts = Vec::with_capacity(rounds);
+        for i in 0..warm + rounds {
+            let t = Instant::now();
+            tx.send(payload.clone()).await.expect("writer runs");
+            while r.take(1) == 0 {
+                let k = rd.read(r.spare()).await.expect("read");
+                r.filled(k);
+            }
+            let d = t.elapsed();
+            if i >= warm {
+                rtts.push(d);
+            }
+        }
+        done_tx.send(()).expect("echoer waits");
+        drop(tx);
+        w.await.expect("writer");
+        rtts
+    }
+}
+
+// ----- smol: every task on the global executor --------------------------
+
+mod on_smol {
+    use super::*;
+    use smol::channel;
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+    use smol::Async;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Arc;
+
+    /// Runs both sides as tasks on smol's global executor.
+    pub fn pair<A, FA, B, FB>(a: A, b: B) -> (FA::Output, FB::Output)
+    where
+        A: FnOnce() -> FA,
+        FA: Future + Send + 'static,
+        FA::Output: Send + 'static,
+        B: FnOnce() -> FB,
+        FB: Future + Send + 'static,
+        FB::Output: Send + 'static,
+    {
+        smol::block_on(async {
+            let ta = smol::spawn(a());
+            let tb = smol::spawn(b());
+            (ta.await, tb.await)
+        })
+    }
+
+    /// The writer task: `&Async<TcpStream>` writes, so the socket is shared
+    /// with the reading side through an `Arc`.
+    async fn writer(sock: Arc<Async<TcpStream>>, rx: channel::Receiver<Bytes>) {
+        let mut sock = &*sock;
+        let mut w = FrameWriter::new();
+        while let Ok(first) = rx.recv().await {
+            let mut next = Some(first);
+            while let Some(p) = next {
+                if w.push(&p) {
+                    sock.write_all(&w.out).await.expect("write");
+                    w.out.clear();
+                }
+                next = rx.try_recv().ok();
+            }
+            // The queue is drained: write what is buffered.
+            if !w.out.is_empty() {
+                sock.write_all(&w.out).await.expect("write");
+                w.out.clear();
+            }
+        }
+    }
+
+    async fn read_frames(sock: &Async<TcpStream>, r: &mut FrameReader, n: usize) {
+        let mut sock = sock;
+        let mut got = r.take(n);
+        while got < n {
+            let k = sock.read(r.spare()).await.expect("read");
+            r.filled(k);
+            got += r.take(n - got);
+        }
+    }
+
+    async fn accept(addr_tx: oneshot::Sender<String>) -> Arc<Async<TcpStream>> {
+        let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).expect("bind");
+        let addr = l.get_ref().local_addr().expect("address").to_string();
+        addr_tx.send(addr).expect("peer waits");
+        let (s, _) = l.accept().await.expect("accept");
+        s.get_ref().set_nodelay(true).expect("nodelay");
+        Arc::new(s)
+    }
+
+    async fn connect(addr_rx: oneshot::Receiver<String>) -> Arc<Async<TcpStream>> {
+        let addr: std::net::SocketAddr = addr_rx.await.expect("address").parse().expect("socket address");
+        let s = Async::<TcpStream>::connect(addr).await.expect("connect");
+        s.get_ref().set_nodelay(true).expect("nodelay");
+        Arc::new(s)
+    }
+
+    pub async fn base_receive(
+        size: usize,
+        warm: usize,
+        n: usize,
+        addr_tx: oneshot::Sender<String>,
+        warm_tx: oneshot::Sender<()>,
+        done_tx: oneshot::Sender<()>,
+    ) -> Instant {
+        let s = accept(addr_tx).await;
+        let mut r = FrameReader::new(size);
+        read_frames(&s, &mut r, warm).await;
+        warm_tx.send(()).expect("sender waits");
+        read_frames(&s, &mut r, n).await;
+        let t1 = Instant::now();
+        assert_eq!(r.start, r.end, "more bytes than sent");
+        done_tx.send(()).expect("sender waits");
+        t1
+    }
+
+    pub async fn base_send(
+        size: usize,
+        warm: usize,
+        n: usize,
+        addr_rx: oneshot::Receiver<String>,
+        warm_rx: oneshot::Receiver<()>,
+        done_rx: oneshot::Receiver<()>,
+    ) -> Instant {
+        let s = connect(addr_rx).await;
+        let (tx, rx) = channel::bounded(queue_capacity(size));
+        let w = smol::spawn(writer(s, rx));
+        let payload = Bytes::from(vec![0xA5; size]);
+        for _ in 0..warm {
+            tx.send(payload.clone()).await.expect("writer runs");
+        }
+        warm_rx.await.expect("warm-up received");
+        let t0 = Instant::now();
+        for _ in 0..n {
+            tx.send(payload.clone()).await.expect("writer runs");
+        }
+        drop(tx);
+        w.await;
+        done_rx.await.expect("receiver done");
+        t0
+    }
+
+    pub async fn base_echo(total: usize, addr_tx: oneshot::Sender<String>, done_rx: oneshot::Receiver<()>) {
+        let s = accept(addr_tx).await;
+        let (tx, rx) = channel::bounded(queue_capacity(RTT_PAYLOAD));
+        let w = smol::spawn(writer(s.clone(), rx));
+        let mut rd = &*s;
+        let mut r = FrameReader::new(RTT_PAYLOAD);
+        for _ in 0..total {
+            let p = loop {
+                if let Some(p) = r.next_frame() {
+                    break Bytes::copy_from_slice(p);
+                }
+                let k = rd.read(r.spare()).await.expect("read");
+                r.filled(k);
+            };
+            tx.send(p).await.expect("writer runs");
+        }
+        done_rx.await.expect("pinger done");
+        drop(tx);
+        w.await;
+    }
+
+    pub async fn base_ping(
+        warm: usize,
+        rounds: usize,
+        addr_rx: oneshot::Receiver<String>,
+        done_tx: oneshot::Sender<()>,
+    ) -> Vec<Duration> {
+        let s = connect(addr_rx).await;
+        let (tx, rx) = channel::bounded(queue_capacity(RTT_PAYLOAD));
+        let w = smol::spawn(writer(s.clone(), rx));
+        let mut rd = &*s;
+        let mut r = FrameReader::new(RTT_PAYLOAD);
+        let payload = Bytes::from(vec![0x5A; RTT_PAYLOAD]);
+        let mut rtts = Vec::with_capacity(rounds);
+        for i in 0..warm + rounds {
+            let t = Instant::now();
+            tx.send(payload.clone()).await.expect("writer runs");
+            while r.take(1) == 0 {
+                let k = rd.read(r.spare()).await.expect("read");
+                r.filled(k);
+            }
+            let d = t.elapsed();
+            if i >= warm {
+                rtts.push(d);
+            }
+        }
+        done_tx.send(()).expect("echoer waits");
+        drop(tx);
+        w.await;
+        rtts
+    }
+}
+
+// ----- measuring and printing -------------------------------------------
+
+/// What is being measured now, and since when (for the watchdog).
+static CURRENT: std::sync::Mutex<Option<(String, Instant)>> = std::sync::Mutex::new(None);
+/// A measurement that takes longer than this is stuck: the run fails.
+const STUCK: Duration = Duration::from_secs(120);
+
+fn measuring(what: String) {
+    *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some((what, Instant::now()));
+}
+
+/// Fails the run (rather than hanging it) if a measurement gets stuck.
+fn watchdog() {
+    std::thread::spawn(|| loop {
+        std::thread::sleep(Duration::from_secs(1));
+        if let Some((what, since)) = &*CURRENT.lock().unwrap_or_else(|e| e.into_inner()) {
+            if since.elapsed() > STUCK {
+                eprintln!("e2e: {what} did not finish within {STUCK:?}");
+                std::process::exit(2);
+            }
+        }
+    });
+}
+
+/// The runtime the sides run on.
+#[derive(Clone, Copy, PartialEq)]
+enum Rt {
+    Tokio,
+    Smol,
+}
+
+/// Which implementation is measured.
+#[derive(Clone, Copy, PartialEq)]
+enum Impl {
+    Ours,
+    Base,
+}
+
+impl Rt {
+    fn name(self) -> &'static str {
+        match self {
+            Rt::Tokio => "tokio",
+            Rt::Smol => "smol",
+        }
+    }
+}
+
+impl Impl {
+    fn name(self) -> &'static str {
+        match self {
+            Impl::Ours => "ours",
+            Impl::Base => "baseline",
+        }
+    }
+}
+
+fn throughput_once(rt: Rt, which: Impl, size: usize, n: usize) -> Duration {
+    measuring(format!("{} throughput of {n} x {size} B ({})", rt.name(), which.name()));
+    let warm = warmup(n);
+    let (addr_tx, addr_rx) = oneshot::channel();
+    let (warm_tx, warm_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    let (t1, t0) = match (rt, which) {
+        (Rt::Tokio, Impl::Ours) => on_tokio::pair(
+            move || ours_receive::<estafeta_tokio::Tokio>(size, warm, n, addr_tx, warm_tx, done_tx),
+            move || ours_send::<estafeta_tokio::Tokio>(size, warm, n, addr_rx, warm_rx, done_rx),
+        ),
+        (Rt::Tokio, Impl::Base) => on_tokio::pair(
+            move || on_tokio::base_receive(size, warm, n, addr_tx, warm_tx, done_tx),
+            move || on_tokio::base_send(size, warm, n, addr_rx, warm_rx, done_rx),
+        ),
+        (Rt::Smol, Impl::Ours) => on_smol::pair(
+            move || ours_receive::<estafeta_smol::Smol>(size, warm, n, addr_tx, warm_tx, done_tx),
+            move || ours_send::<estafeta_smol::Smol>(size, warm, n, addr_rx, warm_rx, done_rx),
+        ),
+        (Rt::Smol, Impl::Base) => on_smol::pair(
+            move || on_smol::base_receive(size, warm, n, addr_tx, warm_tx, done_tx),
+            move || on_smol::base_send(size, warm, n, addr_rx, warm_rx, done_rx),
+        ),
+    };
+    t1.saturating_duration_since(t0)
+}
+
+fn rtt_once(rt: Rt, which: Impl, rounds: usize) -> (Duration, Duration) {
+    measuring(format!("{} round trips ({})", rt.name(), which.name()));
+    let warm = (rounds / 10).max(100);
+    let total = warm + rounds;
+    let (addr_tx, addr_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    let ((), mut rtts) = match (rt, which) {
+        (Rt::Tokio, Impl::Ours) => on_tokio::pair(
+            move || ours_echo::<estafeta_tokio::Tokio>(total, addr_tx, done_rx),
+            move || ours_ping::<estafeta_tokio::Tokio>(warm, rounds, addr_rx, done_tx),
+        ),
+        (Rt::Tokio, Impl::Base) => on_tokio::pair(
+            move || on_tokio::base_echo(total, addr_tx, done_rx),
+            move || on_tokio::base_ping(warm, rounds, addr_rx, done_tx),
+        ),
+        (Rt::Smol, Impl::Ours) => on_smol::pair(
+            move || ours_echo::<estafeta_smol::Smol>(total, addr_tx, done_rx),
+            move || ours_ping::<estafeta_smol::Smol>(warm, rounds, addr_rx, done_tx),
+        ),
+        (Rt::Smol, Impl::Base) => on_smol::pair(
+            move || on_smol::base_echo(total, addr_tx, done_rx),
+            move || on_smol::base_ping(warm, rounds, addr_rx, done_tx),
+        ),
+    };
+    rtts.sort_unstable();
+    let at = |q: usize| rtts[(rtts.len() * q / 100).min(rtts.len() - 1)];
+    (at(50), at(99))
+}
+
+fn line(prefix: &str, case: &str, ours: f64, base: f64, unit: &str) {
+    let fmt = |v: f64| {
+        if v >= 1000.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    println!("case={prefix}{case} ours={} baseline={} unit={unit} ratio={:.3}", fmt(ours), fmt(base), ours / base);
+}
+
+fn run_runtime(s: &Settings, rt: Rt) {
+    let prefix = if rt == Rt::Smol { "smol/" } else { "" };
+    for case in &CASES {
+        if !s.wants(case.name) {
+            continue;
+        }
+        let n = s.count(case.count);
+        let (mut ours, mut base) = (Duration::MAX, Duration::MAX);
+        for _ in 0..s.repeat {
+            if s.wants_impl(Impl::Base) {
+                base = base.min(throughput_once(rt, Impl::Base, case.size, n));
+            }
+            if s.wants_impl(Impl::Ours) {
+                ours = ours.min(throughput_once(rt, Impl::Ours, case.size, n));
+            }
+        }
+        eprintln!(
+            "# {prefix}{}: {n} x {} B, ours {:.3} s, baseline {:.3} s",
+            case.name,
+            case.size,
+            ours.as_secs_f64(),
+            base.as_secs_f64()
+        );
+        let rate = |d: Duration| match case.unit {
+            Unit::MsgPerSec => n as f64 / d.as_secs_f64(),
+            Unit::MegabytesPerSec => (n * case.size) as f64 / d.as_secs_f64() / 1e6,
+        };
+        let unit = match case.unit {
+            Unit::MsgPerSec => "msg/s",
+            Unit::MegabytesPerSec => "MB/s",
+        };
+        line(prefix, case.name, rate(ours), rate(base), unit);
+    }
+    if s.wants("rtt") {
+        let (mut ours, mut base) = ((Duration::MAX, Duration::MAX), (Duration::MAX, Duration::MAX));
+        for _ in 0..s.repeat {
+            if s.wants_impl(Impl::Base) {
+                let b = rtt_once(rt, Impl::Base, s.rounds);
+                base = (base.0.min(b.0), base.1.min(b.1));
+            }
+            if s.wants_impl(Impl::Ours) {
+                let o = rtt_once(rt, Impl::Ours, s.rounds);
+                ours = (ours.0.min(o.0), ours.1.min(o.1));
+            }
+        }
+        eprintln!("# {prefix}rtt: {} round trips of {RTT_PAYLOAD} B each way", s.rounds);
+        let us = |d: Duration| if d == Duration::MAX { 0.0 } else { d.as_secs_f64() * 1e6 };
+        line(prefix, "rtt_p50", us(ours.0), us(base.0), "us");
+        line(prefix, "rtt_p99", us(ours.1), us(base.1), "us");
+    }
+}
+
+fn main() {
+    if std::env::var_os("SMOL_THREADS").is_none() {
+        // Before any thread exists: the smol executor reads it when first used.
+        std::env::set_var("SMOL_THREADS", "2");
+    }
+    let s = Settings::from_env();
+    watchdog();
+    if s.wants_runtime("tokio") {
+        run_runtime(&s, Rt::Tokio);
+    }
+    if s.wants_runtime("smol") {
+        run_runtime(&s, Rt::Smol);
+    }
+}
