@@ -25,11 +25,7 @@ const READ_CHUNK: usize = 64 << 10;
 
 fn frame(payload_len: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_frame(
-        &mut out,
-        &Header::Publish { topic: TOPIC },
-        &vec![0xA5; payload_len],
-    );
+    encode_frame(&mut out, &Header::Publish { topic: TOPIC }, &vec![0xA5; payload_len]);
     out
 }
 
@@ -52,13 +48,7 @@ fn encode(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 buf.clear();
-                let n = encode_frame(
-                    &mut buf,
-                    &Header::Publish {
-                        topic: black_box(TOPIC),
-                    },
-                    black_box(&payload),
-                );
+                let n = encode_frame(&mut buf, &Header::Publish { topic: black_box(TOPIC) }, black_box(&payload));
                 black_box(n)
             })
         });
@@ -75,9 +65,7 @@ fn decode(c: &mut Criterion) {
             b.iter_batched(
                 || BytesMut::from(&encoded[..]),
                 |mut buf| {
-                    let f = decode_frame(&mut buf, 8 << 20)
-                        .expect("valid")
-                        .expect("whole");
+                    let f = decode_frame(&mut buf, 8 << 20).expect("valid").expect("whole");
                     let (h, payload) = f.parse().expect("valid header");
                     black_box(&h);
                     black_box(payload.len())
@@ -141,15 +129,11 @@ fn pump(a: &mut Node, ca: ConnId, b: &mut Node, cb: ConnId, now: Timestamp) {
 /// the node and the connection to feed.
 fn handshaken() -> (Node, ConnId) {
     let now = Timestamp::from_millis(1);
-    let cfg = |seed| Config {
-        seed,
-        ..Config::default()
-    };
+    let cfg = |seed| Config { seed, ..Config::default() };
     let mut a = Node::new(cfg(1), "a").expect("valid config");
     a.subscribe(TOPIC).expect("valid topic");
     let mut b = Node::new(cfg(2), "b").expect("valid config");
-    b.connect("a@mem:1".parse().expect("valid address"))
-        .expect("dials");
+    b.connect("a@mem:1".parse().expect("valid address")).expect("dials");
     let cb = match b.poll_action() {
         Some(Action::Dial { conn, .. }) => conn,
         other => panic!("expected a dial, got {other:?}"),
@@ -163,11 +147,7 @@ fn handshaken() -> (Node, ConnId) {
 
 fn handle_bytes(c: &mut Criterion) {
     let mut g = c.benchmark_group("handle_bytes");
-    for (size, name, count) in [
-        (64usize, "64B", 4096usize),
-        (1024, "1KiB", 1024),
-        (64 << 10, "64KiB", 32),
-    ] {
+    for (size, name, count) in [(64usize, "64B", 4096usize), (1024, "1KiB", 1024), (64 << 10, "64KiB", 32)] {
         let (mut node, conn) = handshaken();
         let input = stream(size, count);
         let now = Timestamp::from_millis(2);
