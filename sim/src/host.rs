@@ -51,6 +51,18 @@ pub(crate) struct Host {
     pub(crate) restarts: u64,
 }
 
+/// A message the core accepted: its id, and how many peers it was queued
+/// for or dropped for (see [`estafeta_core::Published`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The message id, for [`Sim::delivered_to`].
+    pub id: u64,
+    /// Peers it was queued for.
+    pub queued: usize,
+    /// Peers it was dropped for (full queues, by policy).
+    pub dropped: usize,
+}
+
 /// The address of machine `slot`.
 pub fn addr_of(slot: usize) -> PeerAddr {
     PeerAddr { name: Some(format!("n{slot}")), host: "sim".into(), port: slot as u16 }
@@ -66,6 +78,7 @@ struct SimSink<'a> {
     trace: &'a mut Trace,
     gave_up: Vec<PeerAddr>,
     tapped: Vec<Tapped>,
+    log: Option<&'a mut Vec<(u64, usize, Event)>>,
 }
 
 impl Sink for SimSink<'_> {
@@ -119,6 +132,9 @@ impl Sink for SimSink<'_> {
         let words = event_words(&event);
         self.trace.record(self.now, kind::EVENT, &words, || format!("n{slot} event {}", short_event(&event)));
         self.oracle.on_event(self.now, self.proc, &event);
+        if let Some(log) = self.log.as_mut() {
+            log.push((self.now, slot, event.clone()));
+        }
         if let Event::GaveUp { addr, .. } = &event {
             self.gave_up.push(addr.clone());
         }
@@ -254,8 +270,9 @@ impl Sim {
     }
 
     /// The application of `slot` publishes a `len`-byte message on `topic`.
-    /// Returns the message id (for [`Sim::delivered_to`]) or the core's error.
-    pub fn publish(&mut self, slot: usize, topic: usize, len: usize, mode: SendMode) -> Result<u64, PublishError> {
+    /// Returns the message id (for [`Sim::delivered_to`]) and the core's
+    /// answer, or the core's error.
+    pub fn publish(&mut self, slot: usize, topic: usize, len: usize, mode: SendMode) -> Result<Sent, PublishError> {
         let g = self.oracle.next_msg();
         let payload = crate::payload::make(g, len);
         let (proc, in_sync) = (self.hosts[slot].proc, self.hosts[slot].in_sync);
@@ -273,7 +290,7 @@ impl Sim {
         );
         self.oracle.on_publish(self.now, proc, g, topic, Mode::of(&mode), len, r.clone(), in_sync);
         self.drain(slot);
-        r.map(|_| g)
+        r.map(|p| Sent { id: g, queued: p.queued, dropped: p.dropped })
     }
 
     /// Machines (slots) that received message `g`.
@@ -299,7 +316,8 @@ impl Sim {
         loop {
             let now = self.now;
             let h = &mut self.hosts[slot];
-            if h.state == HostState::Down {
+            // A paused process runs nothing; its outputs wait for resume.
+            if h.state != HostState::Up {
                 return;
             }
             let Some(node) = h.node.as_mut() else { return };
@@ -312,6 +330,7 @@ impl Sim {
                 trace: &mut self.trace,
                 gave_up: Vec::new(),
                 tapped: Vec::new(),
+                log: self.event_log.as_mut(),
             };
             let step = h.drain.run(node, h.clock.timestamp(now), &mut sink);
             let gave_up = std::mem::take(&mut sink.gave_up);

@@ -35,6 +35,8 @@ mod fault;
 mod host;
 mod link;
 mod net;
+#[cfg(test)]
+mod net_tests;
 pub mod payload;
 mod rng;
 pub mod scenario;
@@ -46,7 +48,7 @@ mod workload;
 pub use account::Accounting;
 pub use clock::Clock;
 pub use fault::{Fault, FaultPlan};
-pub use host::addr_of;
+pub use host::{addr_of, Sent};
 pub use link::LinkParams;
 pub use net::{NetParams, ProcId};
 pub use rng::Rng;

@@ -305,8 +305,8 @@ impl Scenario {
                 let give_up = sim.now() + 3_000_000;
                 loop {
                     match sim.publish(slot, t, 100, SendMode::All) {
-                        Ok(g) => {
-                            probes.push((g, slot, want));
+                        Ok(sent) => {
+                            probes.push((sent.id, slot, want));
                             break;
                         }
                         Err(e) if e.is_full() && sim.now() < give_up => sim.run_for(10_000)?,

@@ -134,7 +134,7 @@ impl SimConfig {
 /// assert!(sim.connected(0, 1));
 /// let msg = sim.publish(0, 0, 100, estafeta_core::SendMode::All).unwrap();
 /// sim.run_for(50_000).unwrap();
-/// assert_eq!(sim.delivered_to(msg), vec![1]);
+/// assert_eq!(sim.delivered_to(msg.id), vec![1]);
 /// ```
 pub struct Sim {
     pub(crate) seed: u64,
@@ -146,8 +146,10 @@ pub struct Sim {
     pub(crate) trace: Trace,
     pub(crate) steps: u64,
     pub(crate) max_steps: u64,
-    /// While true, `App` events make the nodes' applications act.
+    /// While set, `App` events make the nodes' applications act.
     pub(crate) workload: Option<crate::workload::Workload>,
+    /// Every event every node emitted, if asked for: (time, machine, event).
+    pub(crate) event_log: Option<Vec<(u64, usize, estafeta_core::Event)>>,
 }
 
 impl Sim {
@@ -195,6 +197,7 @@ impl Sim {
             steps: 0,
             max_steps: cfg.max_steps,
             workload: None,
+            event_log: None,
         };
         for slot in 0..n {
             sim.start_process(slot, false);
@@ -235,6 +238,17 @@ impl Sim {
     /// True if the node in `slot` is running (not crashed, not paused).
     pub fn is_up(&self, slot: usize) -> bool {
         self.hosts[slot].state == HostState::Up
+    }
+
+    /// Keeps every event the nodes emit from now on, for [`Sim::events`].
+    pub fn keep_events(&mut self) {
+        self.event_log.get_or_insert_with(Vec::new);
+    }
+
+    /// The events machine `slot` emitted since [`Sim::keep_events`], with
+    /// their virtual times.
+    pub fn events(&self, slot: usize) -> impl Iterator<Item = (u64, &estafeta_core::Event)> + '_ {
+        self.event_log.iter().flatten().filter(move |(_, s, _)| *s == slot).map(|(t, _, e)| (*t, e))
     }
 
     /// The hash of everything that happened so far.

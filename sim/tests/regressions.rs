@@ -71,7 +71,7 @@ fn losing_one_of_two_connections_ends_the_session() {
         assert!(sim.connected(0, 1), "reconnected");
         let later = sim.publish(0, 0, 200, SendMode::All).unwrap();
         sim.run_for(100_000).unwrap();
-        assert_eq!(sim.delivered_to(later), vec![1]);
+        assert_eq!(sim.delivered_to(later.id), vec![1]);
         sim.account();
         sim.check().unwrap_or_else(|e| panic!("reset of connection {nth}:\n{e}"));
     }
