@@ -27,6 +27,7 @@ pub(crate) struct Driver<R: Runtime> {
     sockets: BTreeMap<ConnId, R::Socket>,
     dialing: BTreeMap<ConnId, ConnectFuture<R::Socket>>,
     timer: R::Timer,
+    /// Where `timer` is armed (at or before the node's deadline).
     timer_at: Option<Instant>,
     drain: Drain,
     read_buf: Vec<u8>,
@@ -224,12 +225,17 @@ impl<R: Runtime> Future for Driver<R> {
         match step {
             Step::Yield => more = true,
             Step::Idle { deadline } => {
-                let at = deadline.map(|d| shared.instant(d));
-                if at != this.timer_at {
-                    if let Some(at) = at {
+                // The timer is moved only when the deadline comes earlier than
+                // where it is armed. Deadlines mostly move later (every send
+                // and receive pushes the heartbeat and liveness deadlines), and
+                // re-arming a runtime timer is not free (async-io wakes its
+                // reactor for every one). A timer that fires before the
+                // deadline only runs the drain once more, which re-arms it.
+                if let Some(at) = deadline.map(|d| shared.instant(d)) {
+                    if this.timer_at.is_none_or(|armed| at < armed) {
                         this.timer.reset(at);
+                        this.timer_at = Some(at);
                     }
-                    this.timer_at = at;
                 }
                 if let Some(at) = this.timer_at {
                     // An elapsed timer may not report ready under a cooperative
