@@ -171,6 +171,12 @@ impl Node {
         {
             return limit(format!("bad topic of {} bytes", t.len()));
         }
+        if hello.version != crate::wire::VERSION {
+            return Err(ProtocolError::Wire(crate::wire::WireError::UnsupportedVersion {
+                theirs: hello.version,
+                ours: crate::wire::VERSION,
+            }));
+        }
         if hello.id == self.id.as_u128() {
             return limit("peer has this node's own id (connected to itself?)".into());
         }
