@@ -24,11 +24,10 @@
 //! for ours and for the baseline:
 //!
 //! - **tokio**: each side (sender and receiver, pinger and echoer) has its own
-//!   OS thread running its own current-thread tokio runtime. Ours: the side's
-//!   node spawns its driver task on that runtime and the application code
-//!   (publish loop, subscription) runs in `block_on`. Baseline: the side
-//!   spawns its writer task on that runtime and the application code runs in
-//!   `block_on`.
+//!   OS thread running its own current-thread tokio runtime, and its
+//!   application code (publish loop, subscription) runs as a task spawned on
+//!   it. Ours: the side's node spawns its driver task on that runtime.
+//!   Baseline: the side spawns its writer task on that runtime.
 //! - **smol**: every task (both sides' application code, both nodes' drivers
 //!   or the baseline's writer tasks) runs on smol's global executor, given
 //!   two threads (`SMOL_THREADS=2` unless set) for the machine's two cores.
@@ -341,19 +340,31 @@ mod on_tokio {
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
     }
 
-    /// Runs each side on its own thread and runtime.
+    /// Runs each side as a task on its own thread and runtime.
     pub fn pair<A, FA, B, FB>(a: A, b: B) -> (FA::Output, FB::Output)
     where
         A: FnOnce() -> FA + Send + 'static,
-        FA: Future,
+        FA: Future + Send + 'static,
         FA::Output: Send + 'static,
         B: FnOnce() -> FB + Send + 'static,
-        FB: Future,
+        FB: Future + Send + 'static,
         FB::Output: Send + 'static,
     {
-        let ta = std::thread::spawn(move || runtime().block_on(a()));
-        let tb = std::thread::spawn(move || runtime().block_on(b()));
+        let ta = std::thread::spawn(move || side(a));
+        let tb = std::thread::spawn(move || side(b));
         (ta.join().expect("side a"), tb.join().expect("side b"))
+    }
+
+    /// A side's code runs as a spawned task, like the tasks it talks to
+    /// (our driver, the baseline's writer), not as the `block_on` future:
+    /// tokio polls that one only after parking on the I/O driver.
+    fn side<F: FnOnce() -> Fut, Fut: Future + Send + 'static>(f: F) -> Fut::Output
+    where
+        Fut::Output: Send + 'static,
+    {
+        let rt = runtime();
+        let task = rt.spawn(f());
+        rt.block_on(task).expect("side task")
     }
 
     async fn writer<W: AsyncWrite + Unpin>(mut sock: W, mut rx: mpsc::Receiver<Bytes>) {
