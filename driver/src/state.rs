@@ -57,6 +57,21 @@ pub(crate) struct SubQueue {
     pub(crate) waker: Option<Waker>,
 }
 
+impl SubQueue {
+    /// True if messages on `topic` go to this queue.
+    fn takes(&self, topic: &Topic) -> bool {
+        self.topic.as_ref().is_none_or(|t| t == topic)
+    }
+
+    fn push(&mut self, m: Message) {
+        self.bytes += m.payload.len();
+        self.queue.push_back(m);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
 /// One events stream's queue.
 #[derive(Debug, Default)]
 pub(crate) struct EventQueue {
@@ -167,21 +182,32 @@ impl App {
     #[allow(clippy::result_large_err)]
     fn deliver_message(&mut self, m: Message) -> Result<(), Message> {
         let limits = self.limits;
-        let matches = |q: &SubQueue| q.topic.as_ref().is_none_or(|t| *t == m.topic);
-        let full = self.subs.values().filter(|q| matches(q)).any(|q| {
-            q.queue.len() >= limits.subscription_messages
-                || (q.bytes > 0 && q.bytes + m.payload.len() > limits.subscription_bytes)
-        });
-        if full {
-            self.app_blocked = true;
-            return Err(m);
-        }
-        for q in self.subs.values_mut().filter(|q| matches(q)) {
-            q.bytes += m.payload.len();
-            q.queue.push_back(m.clone());
-            if let Some(w) = q.waker.take() {
-                w.wake();
+        let size = m.payload.len();
+        // One pass to check room and find the matching queues; the last one
+        // takes the message itself, the others a clone.
+        let mut last = None;
+        let mut more_than_one = false;
+        for (id, q) in &self.subs {
+            if !q.takes(&m.topic) {
+                continue;
             }
+            if q.queue.len() >= limits.subscription_messages
+                || (q.bytes > 0 && q.bytes + size > limits.subscription_bytes)
+            {
+                self.app_blocked = true;
+                return Err(m);
+            }
+            more_than_one |= last.is_some();
+            last = Some(*id);
+        }
+        let Some(last) = last else { return Ok(()) };
+        if more_than_one {
+            for (_, q) in self.subs.range_mut(..last).filter(|(_, q)| q.takes(&m.topic)) {
+                q.push(m.clone());
+            }
+        }
+        if let Some(q) = self.subs.get_mut(&last) {
+            q.push(m);
         }
         Ok(())
     }
