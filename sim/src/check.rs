@@ -288,7 +288,8 @@ impl Oracle {
         if m.proc != from {
             errs.push(format!("handed by {} but published by {}", self.who(from), self.who(m.proc)));
         }
-        if t.topic != self.topics[m.topic] || t.payload.len() != m.len || !payload::is_intact(&t.payload) {
+        // The bytes themselves are checked where they are delivered.
+        if t.topic != self.topics[m.topic] || t.payload.len() != m.len {
             errs.push("written with the wrong topic or payload".to_string());
         }
         if m.result.is_err() {
@@ -455,10 +456,11 @@ impl Oracle {
                 errs.push(format!("{count} subscribers of {t} but events say {seen}"));
             }
         }
-        let subs: BTreeSet<&str> = node.subscriptions().map(|t| t.as_str()).collect();
-        let want: BTreeSet<&str> = r.subs.iter().map(|i| self.topics[*i].as_str()).collect();
-        if subs != want {
-            errs.push(format!("subscribes to {subs:?}, was told {want:?}"));
+        let mut told: Vec<&str> = r.subs.iter().map(|i| self.topics[*i].as_str()).collect();
+        told.sort_unstable();
+        if !node.subscriptions().map(|t| t.as_str()).eq(told.iter().copied()) {
+            let subs: Vec<&str> = node.subscriptions().map(|t| t.as_str()).collect();
+            errs.push(format!("subscribes to {subs:?}, was told {told:?}"));
         }
         if !errs.is_empty() {
             let who = self.who(p);

@@ -180,6 +180,18 @@ impl Sim {
         true
     }
 
+    /// The application of `slot` closes its node gracefully
+    /// ([`estafeta_core::Node::close`]): queued messages are flushed, every
+    /// connection says goodbye. The process stays (a closed node) until
+    /// crashed or restarted.
+    pub fn close(&mut self, slot: usize) {
+        if let Some(node) = self.hosts[slot].node.as_mut() {
+            node.close();
+            self.trace.record(self.now, kind::COMMAND, &[slot as u64, 5], || format!("n{slot} closes"));
+            self.drain(slot);
+        }
+    }
+
     /// Crashes the node in `slot`: its state is gone and its sockets reset.
     pub fn crash(&mut self, slot: usize) {
         let h = &mut self.hosts[slot];

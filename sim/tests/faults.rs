@@ -193,3 +193,21 @@ fn drifting_clocks_keep_a_quiet_pair_connected() {
     assert!(downs(&sim, 0).is_empty() && downs(&sim, 1).is_empty());
     finish(sim);
 }
+
+#[test]
+fn graceful_close_flushes_a_blocked_queue_before_going_away() {
+    let mut cfg = SimConfig::uniform(9, 2, 1);
+    for l in cfg.links.iter_mut() {
+        l.window = 4 << 10;
+    }
+    let mut sim = pair_with(cfg);
+    sim.slow_reader(1, Some(100_000));
+    let ids: Vec<u64> = (0..40).filter_map(|_| sim.publish(0, 0, 1000, SendMode::All).ok()).map(|s| s.id).collect();
+    assert_eq!(ids.len(), 40);
+    sim.close(0);
+    sim.run_for(3_000_000).unwrap();
+    assert!(ids.iter().all(|id| sim.delivered_to(*id) == [1]), "everything queued before close arrives");
+    assert!(sim.events(0).any(|(_, e)| *e == Event::Closed));
+    assert_eq!(downs(&sim, 1).len(), 1, "the peer sees the session end once");
+    finish(sim);
+}
