@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 /// Bytes read per socket read call.
@@ -20,11 +21,94 @@ const READ_BUDGET: usize = 1 << 20;
 /// Connections accepted per wake-up before yielding.
 const ACCEPT_BUDGET: usize = 64;
 
+/// The driver task's own waker, shared with the [`Readiness`] wakers.
+#[derive(Default)]
+struct TaskWaker(Mutex<Option<Waker>>);
+
+impl TaskWaker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, cx: &Context<'_>) {
+        let mut w = self.lock();
+        if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *w = Some(cx.waker().clone());
+        }
+    }
+}
+
+/// Whether the runtime may have input for one socket (or connections for
+/// the listener). The runtime is handed a waker that sets the flag and wakes
+/// the driver task, so the driver reads only what was reported ready since
+/// its last read ended in `Pending`. Wake-ups for other reasons (a command
+/// from the application, room in a queue) then cost no read attempt: on
+/// async-io every attempt is a system call, and every `Pending` re-registers
+/// interest (`epoll_ctl`).
+struct Readiness {
+    ready: AtomicBool,
+    task: Arc<TaskWaker>,
+}
+
+impl Wake for Readiness {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.store(true, Ordering::SeqCst);
+        if let Some(w) = self.task.lock().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+}
+
+/// A socket or listener with its [`Readiness`].
+struct Source<S> {
+    io: S,
+    readiness: Arc<Readiness>,
+    waker: Waker,
+}
+
+impl<S> Source<S> {
+    /// A new source is read once, which registers interest.
+    fn new(io: S, task: &Arc<TaskWaker>) -> Self {
+        let readiness = Arc::new(Readiness {
+            ready: AtomicBool::new(true),
+            task: task.clone(),
+        });
+        Source {
+            io,
+            waker: Waker::from(readiness.clone()),
+            readiness,
+        }
+    }
+
+    /// True if the runtime reported it ready since the last `Pending`.
+    fn is_ready(&self) -> bool {
+        self.readiness.ready.load(Ordering::SeqCst)
+    }
+
+    /// Runs `f` (one read or accept) with the source's own waker. The flag is
+    /// cleared first: a `Pending` leaves it cleared (the runtime holds the
+    /// waker), anything else sets it again.
+    fn poll<T>(&mut self, f: impl FnOnce(&mut S, &mut Context<'_>) -> Poll<T>) -> Poll<T> {
+        self.readiness.ready.store(false, Ordering::SeqCst);
+        let mut cx = Context::from_waker(&self.waker);
+        let r = f(&mut self.io, &mut cx);
+        if r.is_ready() {
+            self.readiness.ready.store(true, Ordering::SeqCst);
+        }
+        r
+    }
+}
+
 /// The driver future of one node. Spawn it on the runtime.
 pub(crate) struct Driver<R: Runtime> {
     shared: Arc<Shared>,
-    listener: Option<R::Listener>,
-    sockets: BTreeMap<ConnId, R::Socket>,
+    task: Arc<TaskWaker>,
+    listener: Option<Source<R::Listener>>,
+    sockets: BTreeMap<ConnId, Source<R::Socket>>,
     dialing: BTreeMap<ConnId, ConnectFuture<R::Socket>>,
     timer: R::Timer,
     /// Where `timer` is armed (at or before the node's deadline).
@@ -37,9 +121,11 @@ pub(crate) struct Driver<R: Runtime> {
 
 impl<R: Runtime> Driver<R> {
     pub(crate) fn new(shared: Arc<Shared>, listener: Option<R::Listener>) -> Self {
+        let task = Arc::new(TaskWaker::default());
         Driver {
             shared,
-            listener,
+            listener: listener.map(|l| Source::new(l, &task)),
+            task,
             sockets: BTreeMap::new(),
             dialing: BTreeMap::new(),
             timer: R::timer(),
@@ -54,7 +140,7 @@ impl<R: Runtime> Driver<R> {
 /// The [`Sink`] the drain writes into: the driver's sockets and the app queues.
 struct DriverSink<'a, 'c, R: Runtime> {
     cx: &'a mut Context<'c>,
-    sockets: &'a mut BTreeMap<ConnId, R::Socket>,
+    sockets: &'a mut BTreeMap<ConnId, Source<R::Socket>>,
     dialing: &'a mut BTreeMap<ConnId, ConnectFuture<R::Socket>>,
     app: &'a mut App,
     /// A dial started: its future must be polled once to register a waker.
@@ -66,7 +152,7 @@ impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
         let Some(sock) = self.sockets.get_mut(&conn) else {
             return WriteOutcome::Failed("socket is gone".into());
         };
-        match sock.poll_write(self.cx, bytes) {
+        match sock.io.poll_write(self.cx, bytes) {
             Poll::Ready(Ok(0)) => WriteOutcome::Failed("socket wrote zero bytes".into()),
             Poll::Ready(Ok(n)) => WriteOutcome::Wrote(n),
             Poll::Ready(Err(e)) => WriteOutcome::Failed(e.to_string()),
@@ -94,17 +180,20 @@ impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
 }
 
 impl<R: Runtime> Driver<R> {
-    fn accept(&mut self, st: &mut State, cx: &mut Context<'_>) -> bool {
+    fn accept(&mut self, st: &mut State) -> bool {
         let shared = &self.shared;
         let Some(listener) = self.listener.as_mut() else {
             return false;
         };
         for _ in 0..ACCEPT_BUDGET {
-            match listener.poll_accept(cx) {
+            if !listener.is_ready() {
+                return false;
+            }
+            match listener.poll(|l, cx| l.poll_accept(cx)) {
                 Poll::Ready(Ok((sock, _addr))) => {
                     let now = shared.timestamp(R::now());
                     if let Ok(conn) = st.node.handle_accepted(now) {
-                        self.sockets.insert(conn, sock);
+                        self.sockets.insert(conn, Source::new(sock, &self.task));
                     } // else: over the connection limit or closing; dropping the socket refuses it.
                 }
                 // Accept errors (e.g. too many open files) concern one socket; keep listening.
@@ -127,7 +216,7 @@ impl<R: Runtime> Driver<R> {
             let now = self.shared.timestamp(R::now());
             match res {
                 Ok(sock) => {
-                    self.sockets.insert(conn, sock);
+                    self.sockets.insert(conn, Source::new(sock, &self.task));
                     st.node.handle_connected(now, conn);
                 }
                 Err(e) => st
@@ -137,11 +226,11 @@ impl<R: Runtime> Driver<R> {
         }
     }
 
-    /// Reads every socket the node wants input for. Returns true if the
-    /// budget ran out with sockets still readable. Sockets left unread
-    /// because the node did not want input (so no read interest is
-    /// registered for them) are noted in `self.unread`.
-    fn read(&mut self, st: &mut State, cx: &mut Context<'_>) -> bool {
+    /// Reads every socket the node wants input for and the runtime reported
+    /// ready. Returns true if the budget ran out with sockets still readable.
+    /// Sockets left unread because the node did not want input (so no read
+    /// interest is registered for them) are noted in `self.unread`.
+    fn read(&mut self, st: &mut State) -> bool {
         let mut budget = READ_BUDGET;
         let mut closed: Vec<(ConnId, CloseReason)> = Vec::new();
         self.unread.clear();
@@ -151,10 +240,14 @@ impl<R: Runtime> Driver<R> {
                     self.unread.push(*conn);
                     break;
                 }
+                if !sock.is_ready() {
+                    break;
+                }
                 if budget == 0 {
                     return true;
                 }
-                match sock.poll_read(cx, &mut self.read_buf) {
+                let buf = &mut self.read_buf;
+                match sock.poll(|s, cx| s.poll_read(cx, buf)) {
                     Poll::Ready(Ok(0)) => {
                         closed.push((*conn, CloseReason::Io("end of stream".into())));
                         break;
@@ -200,9 +293,10 @@ impl<R: Runtime> Future for Driver<R> {
         {
             st.app.driver = Some(cx.waker().clone());
         }
-        let mut more = this.accept(st, cx);
+        this.task.set(cx);
+        let mut more = this.accept(st);
         this.poll_dials(st, cx);
-        more |= this.read(st, cx);
+        more |= this.read(st);
         let now = shared.timestamp(R::now());
         let State { node, app } = st;
         let mut sink = DriverSink::<R> {
