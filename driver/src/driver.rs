@@ -4,7 +4,7 @@
 
 use crate::runtime::{ConnectFuture, Listener, Runtime, Socket, Timer};
 use crate::state::{App, Shared, State};
-use estafeta_core::{Action, CloseReason, ConnId, Drain, Event, Sink, Step, WriteOutcome};
+use estafeta_core::{Action, CloseReason, ConnId, Drain, Event, Sink, Step, Timestamp, WriteOutcome};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
@@ -180,8 +180,7 @@ impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
 }
 
 impl<R: Runtime> Driver<R> {
-    fn accept(&mut self, st: &mut State) -> bool {
-        let shared = &self.shared;
+    fn accept(&mut self, st: &mut State, now: Timestamp) -> bool {
         let Some(listener) = self.listener.as_mut() else {
             return false;
         };
@@ -191,7 +190,6 @@ impl<R: Runtime> Driver<R> {
             }
             match listener.poll(|l, cx| l.poll_accept(cx)) {
                 Poll::Ready(Ok((sock, _addr))) => {
-                    let now = shared.timestamp(R::now());
                     if let Ok(conn) = st.node.handle_accepted(now) {
                         self.sockets.insert(conn, Source::new(sock, &self.task));
                     } // else: over the connection limit or closing; dropping the socket refuses it.
@@ -204,7 +202,7 @@ impl<R: Runtime> Driver<R> {
         true
     }
 
-    fn poll_dials(&mut self, st: &mut State, cx: &mut Context<'_>) {
+    fn poll_dials(&mut self, st: &mut State, cx: &mut Context<'_>, now: Timestamp) {
         let mut done = Vec::new();
         for (conn, fut) in self.dialing.iter_mut() {
             if let Poll::Ready(res) = fut.as_mut().poll(cx) {
@@ -213,7 +211,6 @@ impl<R: Runtime> Driver<R> {
         }
         for (conn, res) in done {
             self.dialing.remove(&conn);
-            let now = self.shared.timestamp(R::now());
             match res {
                 Ok(sock) => {
                     self.sockets.insert(conn, Source::new(sock, &self.task));
@@ -230,7 +227,7 @@ impl<R: Runtime> Driver<R> {
     /// ready. Returns true if the budget ran out with sockets still readable.
     /// Sockets left unread because the node did not want input (so no read
     /// interest is registered for them) are noted in `self.unread`.
-    fn read(&mut self, st: &mut State) -> bool {
+    fn read(&mut self, st: &mut State, now: Timestamp) -> bool {
         let mut budget = READ_BUDGET;
         let mut closed: Vec<(ConnId, CloseReason)> = Vec::new();
         self.unread.clear();
@@ -254,7 +251,6 @@ impl<R: Runtime> Driver<R> {
                     }
                     Poll::Ready(Ok(n)) => {
                         budget = budget.saturating_sub(n);
-                        let now = self.shared.timestamp(R::now());
                         st.node.handle_bytes(now, *conn, &self.read_buf[..n]);
                     }
                     Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -266,7 +262,6 @@ impl<R: Runtime> Driver<R> {
                 }
             }
         }
-        let now = self.shared.timestamp(R::now());
         for (conn, reason) in closed {
             self.sockets.remove(&conn);
             st.node.handle_closed(now, conn, reason);
@@ -294,10 +289,12 @@ impl<R: Runtime> Future for Driver<R> {
             st.app.driver = Some(cx.waker().clone());
         }
         this.task.set(cx);
-        let mut more = this.accept(st);
-        this.poll_dials(st, cx);
-        more |= this.read(st);
-        let now = shared.timestamp(R::now());
+        // One reading of the clock serves the whole wake-up.
+        let clock = R::now();
+        let now = shared.timestamp(clock);
+        let mut more = this.accept(st, now);
+        this.poll_dials(st, cx, now);
+        more |= this.read(st, now);
         let State { node, app } = st;
         let mut sink = DriverSink::<R> {
             cx,
@@ -334,7 +331,7 @@ impl<R: Runtime> Future for Driver<R> {
                 if let Some(at) = this.timer_at {
                     // An elapsed timer may not report ready under a cooperative
                     // budget (tokio): read the clock first.
-                    if R::now() >= at || this.timer.poll_fire(cx).is_ready() {
+                    if clock >= at || this.timer.poll_fire(cx).is_ready() {
                         this.timer_at = None;
                         more = true;
                     }
