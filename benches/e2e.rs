@@ -16,6 +16,9 @@
 //! ```
 //!
 //! For throughput higher is better; for round trips (unit `us`) lower is better.
+//! Compare figures within one run: on a virtual machine whose idle vCPUs
+//! halt, a round trip is dominated by waking the other side's vCPU (tens of
+//! µs), and it is several times shorter while other work keeps the vCPUs busy.
 //!
 //! # Layout: one process, the same for ours and the baseline
 //!
@@ -47,7 +50,7 @@
 //!
 //! - `E2E_SCALE` (default 1): multiplies message counts and round trips.
 //! - `E2E_ROUNDS` (default 5000): measured round trips (then scaled).
-//! - `E2E_REPEAT` (default 1): measure each case this many times, alternating
+//! - `E2E_REPEAT` (default 2): measure each case this many times, alternating
 //!   baseline and ours, and keep the best of each.
 //! - `E2E_RUNTIME` (`tokio`, `smol`, default both).
 //! - `E2E_CASES`: comma-separated substrings; only matching cases run.
@@ -110,7 +113,7 @@ impl Settings {
             0.01
         });
         let rounds = var("E2E_ROUNDS").map(|v| v.parse::<usize>().expect("E2E_ROUNDS is a count")).unwrap_or(5000);
-        let repeat = var("E2E_REPEAT").map(|v| v.parse::<usize>().expect("E2E_REPEAT is a count")).unwrap_or(1).max(1);
+        let repeat = var("E2E_REPEAT").map(|v| v.parse::<usize>().expect("E2E_REPEAT is a count")).unwrap_or(2).max(1);
         let list =
             |k: &str| -> Vec<String> { var(k).map_or_else(Vec::new, |v| v.split(',').map(str::to_string).collect()) };
         Settings {
