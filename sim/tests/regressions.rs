@@ -49,6 +49,23 @@ fn seed_50_and_4991_keep_per_publisher_order() {
     passes(4991);
 }
 
+/// 4. Even with sessions ending on any loss, a peer that started a new
+///    session of its own (its old connection timed out on its side first) was
+///    joined to our old session as a standby: its new messages were delivered,
+///    then the old connection's retransmitted older ones (10 nodes: seeds
+///    2375, 3554, 3555). A peer's messages on a second connection now end
+///    our session if that connection is newer, or are dropped (counted) if it
+///    is older.
+#[test]
+fn seed_2375_3554_3555_ten_nodes_keep_per_publisher_order() {
+    let opts = Options { min_nodes: 10, max_nodes: 10, ..Options::default() };
+    for seed in [2375, 3554, 3555] {
+        if let Err(e) = Scenario::random(seed, &opts).run() {
+            panic!("seed {seed} (cargo run -p estafeta-sim --release -- run --seed {seed} --nodes 10):\n{e}");
+        }
+    }
+}
+
 /// The same defect, built by hand: two nodes dial each other (two
 /// connections), and one connection is reset while messages are in flight.
 /// Every lost message must be reported by a PeerDown, and the indexes and

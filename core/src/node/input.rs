@@ -116,10 +116,7 @@ impl Node {
                 self.on_unsubscribe(conn, topic);
                 Flow::Continue
             }
-            (_, Header::Publish { topic }) => {
-                self.on_publish(conn, topic, payload);
-                Flow::Continue
-            }
+            (_, Header::Publish { topic }) => self.on_publish(conn, topic, payload),
             (_, Header::Goodbye { code, reason }) => {
                 let reason = CloseReason::Remote {
                     code: CloseCode(code),
@@ -248,31 +245,7 @@ impl Node {
                 // the session ends when any of its connections is lost.
                 p.conns.insert(conn);
             }
-            None => {
-                let mut conns = BTreeSet::new();
-                conns.insert(conn);
-                self.peers.insert(
-                    id,
-                    PeerEntry {
-                        info: info.clone(),
-                        primary: conn,
-                        conns,
-                    },
-                );
-                self.index_topics(conn, true);
-                self.push_event(Event::PeerUp {
-                    peer: info.clone(),
-                    conn,
-                    target,
-                });
-                let topics: Vec<Topic> = self.conns[&conn].peer_subs.iter().cloned().collect();
-                for topic in topics {
-                    self.push_event(Event::Subscribed {
-                        peer: info.clone(),
-                        topic,
-                    });
-                }
-            }
+            None => self.start_session(conn, info.clone()),
         }
         if let Some(t) = target {
             self.target_connected(t);
@@ -282,6 +255,19 @@ impl Node {
             });
         }
         Flow::Continue
+    }
+
+    /// A session with the peer of `conn` begins, on `conn`.
+    fn start_session(&mut self, conn: ConnId, info: PeerInfo) {
+        let target = self.conns.get(&conn).and_then(|c| c.target);
+        let conns = BTreeSet::from([conn]);
+        self.peers.insert(info.id, PeerEntry { info: info.clone(), primary: conn, conns, data_conn: None });
+        self.index_topics(conn, true);
+        self.push_event(Event::PeerUp { peer: info.clone(), conn, target });
+        let topics: Vec<Topic> = self.conns[&conn].peer_subs.iter().cloned().collect();
+        for topic in topics {
+            self.push_event(Event::Subscribed { peer: info.clone(), topic });
+        }
     }
 
     /// Adds (or removes) `conn`'s announced topics to the subscriber index.
@@ -356,12 +342,37 @@ impl Node {
         }
     }
 
-    fn on_publish(&mut self, conn: ConnId, topic: &str, payload: Bytes) {
+    fn on_publish(&mut self, conn: ConnId, topic: &str, payload: Bytes) -> Flow {
         let from = self
             .conns
             .get(&conn)
             .and_then(|c| c.peer.clone())
             .expect("open connections have a peer");
+        // A peer sends on one connection per session of its own. Messages on
+        // another connection mean it started a new session (the connection
+        // is newer: end ours and follow it), or they are left over from an
+        // older one (the connection is older: they must not follow newer
+        // messages, so they are dropped, counted, with their connection).
+        let data_conn = self.peers.get(&from.id).and_then(|p| p.data_conn);
+        match data_conn {
+            None => {
+                if let Some(p) = self.peers.get_mut(&from.id) {
+                    p.data_conn = Some(conn);
+                }
+            }
+            Some(d) if d == conn => {}
+            Some(d) if conn > d => {
+                self.restart_session(&from, conn);
+                if let Some(p) = self.peers.get_mut(&from.id) {
+                    p.data_conn = Some(conn);
+                }
+            }
+            Some(_) => {
+                self.report_drop(Some(from.clone()), 1, DropReason::Disconnected);
+                self.drop_stale(&from, conn);
+                return Flow::Stop;
+            }
+        }
         match self.local_subs.get(topic) {
             Some(t) => {
                 let topic = t.clone();
@@ -374,6 +385,40 @@ impl Node {
             }
             None => self.report_drop(Some(from), 1, DropReason::NotSubscribed),
         }
+        Flow::Continue
+    }
+
+    /// The peer moved to `conn` for a new session of its own: ours ends
+    /// (PeerDown, its other connections close) and a new one starts on `conn`.
+    fn restart_session(&mut self, peer: &PeerInfo, conn: ConnId) {
+        let others: Vec<ConnId> = match self.peers.get_mut(&peer.id) {
+            Some(p) if p.conns.len() > 1 => {
+                p.conns.remove(&conn);
+                if p.primary == conn {
+                    // Our messages leave on `conn`; the session keeps a
+                    // primary that is closing now anyway.
+                    p.primary = p.conns.iter().next().copied().unwrap_or(conn);
+                }
+                p.conns.iter().copied().collect()
+            }
+            _ => return,
+        };
+        self.index_topics(conn, false);
+        if let Some(first) = others.first() {
+            self.remove_conn(*first, CloseReason::Duplicate);
+        }
+        self.start_session(conn, peer.clone());
+    }
+
+    /// `conn` carries a peer's older session: close it without ending ours,
+    /// unless our own messages leave on it.
+    fn drop_stale(&mut self, peer: &PeerInfo, conn: ConnId) {
+        if let Some(p) = self.peers.get_mut(&peer.id) {
+            if p.primary != conn {
+                p.conns.remove(&conn);
+            }
+        }
+        self.remove_conn(conn, CloseReason::Duplicate);
     }
 
     /// Removes `conn` from its peer and ends the session: the peer is reported

@@ -27,6 +27,9 @@ struct PeerEntry {
     info: PeerInfo,
     primary: ConnId,
     conns: BTreeSet<ConnId>,
+    /// The connection the peer's messages arrive on in this session (the
+    /// peer's primary, which never changes within a session).
+    data_conn: Option<ConnId>,
 }
 
 /// A dial target: an address this node keeps connected to.
