@@ -53,7 +53,13 @@ pub(crate) struct SubQueue {
     /// `None`: every message this node receives.
     pub(crate) topic: Option<Topic>,
     pub(crate) queue: VecDeque<Message>,
+    /// Payload bytes held: in `queue` and taken by the subscription.
     pub(crate) bytes: usize,
+    /// Messages the subscription took in its last batch: they count against
+    /// the limits until it comes back for the next batch.
+    pub(crate) taken: usize,
+    /// Their payload bytes.
+    pub(crate) taken_bytes: usize,
     pub(crate) waker: Option<Waker>,
 }
 
@@ -191,7 +197,7 @@ impl App {
             if !q.takes(&m.topic) {
                 continue;
             }
-            if q.queue.len() >= limits.subscription_messages
+            if q.queue.len() + q.taken >= limits.subscription_messages
                 || (q.bytes > 0 && q.bytes + size > limits.subscription_bytes)
             {
                 self.app_blocked = true;

@@ -1,8 +1,9 @@
 //! The streams a node hands out: messages of a subscription, and lifecycle events.
 
-use crate::state::{Shared, SubQueue};
+use crate::state::{Shared, State, SubQueue};
 use estafeta_core::{Event, Message, Topic};
 use futures_core::Stream;
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -19,7 +20,15 @@ pub struct Subscription {
     shared: Arc<Shared>,
     id: u64,
     topic: Option<Topic>,
+    /// Messages taken from the shared queue in one batch, handed out without
+    /// the lock. They count against the limits until the next batch is taken.
+    taken: VecDeque<Message>,
 }
+
+/// Messages a subscription takes from its shared queue per lock, at most.
+const BATCH_MESSAGES: usize = 64;
+/// Payload bytes it takes per lock, at most (but always one message).
+const BATCH_BYTES: usize = 256 << 10;
 
 impl Subscription {
     pub(crate) fn new(shared: Arc<Shared>, topic: Option<Topic>) -> Subscription {
@@ -31,11 +40,13 @@ impl Subscription {
                 topic: topic.clone(),
                 queue: Default::default(),
                 bytes: 0,
+                taken: 0,
+                taken_bytes: 0,
                 waker: None,
             },
         );
         drop(st);
-        Subscription { shared, id, topic }
+        Subscription { shared, id, topic, taken: VecDeque::new() }
     }
 
     /// The topic, or `None` for the stream of all messages.
@@ -45,8 +56,12 @@ impl Subscription {
 
     /// Takes a message if one is waiting, without waiting.
     pub fn try_next(&mut self) -> Option<Message> {
+        if let Some(m) = self.taken.pop_front() {
+            return Some(m);
+        }
         let mut st = self.shared.lock();
-        pop(&mut st, self.id)
+        refill(&mut st, self.id, &mut self.taken);
+        self.taken.pop_front()
     }
 
     /// Waits for the next message; `None` once the node is closed.
@@ -55,29 +70,46 @@ impl Subscription {
     }
 }
 
-fn pop(st: &mut crate::state::State, id: u64) -> Option<Message> {
-    let q = st.app.subs.get_mut(&id)?;
-    let m = q.queue.pop_front()?;
-    q.bytes -= m.payload.len();
-    if st.app.app_blocked {
+/// Called with `taken` empty: the last batch was handed out, so its room is
+/// given back (waking the driver if it waits for room), and the next batch
+/// is moved out of the shared queue.
+fn refill(st: &mut State, id: u64, taken: &mut VecDeque<Message>) {
+    let Some(q) = st.app.subs.get_mut(&id) else {
+        return;
+    };
+    let freed = q.taken > 0;
+    q.bytes -= q.taken_bytes;
+    q.taken = 0;
+    q.taken_bytes = 0;
+    while q.taken < BATCH_MESSAGES && q.taken_bytes < BATCH_BYTES {
+        let Some(m) = q.queue.pop_front() else { break };
+        q.taken += 1;
+        q.taken_bytes += m.payload.len();
+        taken.push_back(m);
+    }
+    if freed && st.app.app_blocked {
         st.app.app_blocked = false;
         st.app.wake_driver();
     }
-    Some(m)
 }
 
 impl Stream for Subscription {
     type Item = Message;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        let mut st = self.shared.lock();
-        if let Some(m) = pop(&mut st, self.id) {
+        let this = self.get_mut();
+        if let Some(m) = this.taken.pop_front() {
+            return Poll::Ready(Some(m));
+        }
+        let mut st = this.shared.lock();
+        refill(&mut st, this.id, &mut this.taken);
+        if let Some(m) = this.taken.pop_front() {
             return Poll::Ready(Some(m));
         }
         if st.app.finished {
             return Poll::Ready(None);
         }
-        if let Some(q) = st.app.subs.get_mut(&self.id) {
+        if let Some(q) = st.app.subs.get_mut(&this.id) {
             q.waker = Some(cx.waker().clone());
         }
         Poll::Pending
