@@ -57,6 +57,16 @@ impl Oracle {
         self.downs(p, peer).iter().any(|t| (lo..=hi).contains(t))
     }
 
+    /// Messages handed to a connection that is still open at both ends and
+    /// not yet read whole by the receiver: still travelling.
+    pub(crate) fn in_transit(&self, net: &Net) -> usize {
+        self.msgs
+            .iter()
+            .flat_map(|m| &m.handoffs)
+            .filter(|h| h.fed.is_none() && h.delivered.is_none() && net.tcps[h.tcp].died_at().is_none())
+            .count()
+    }
+
     /// Classifies every message; records a violation for each unexplained
     /// loss or miscount. Call when the network is quiet.
     pub(crate) fn account(&mut self, now: u64, net: &Net) -> Accounting {

@@ -102,6 +102,8 @@ fn sweep(a: &Args) -> ExitCode {
     let mut failed = Vec::new();
     let mut sim_us = 0u64;
     let mut steps = 0u64;
+    let mut slowest = (0u64, 0u64, 0u64); // reconnect time, its bound, seed
+    let mut acc = estafeta_sim::Accounting::default();
     let ((), wall) = timed(|| {
         for seed in a.start..a.start + a.seeds {
             let sc = Scenario::random(seed, &a.opts);
@@ -109,6 +111,17 @@ fn sweep(a: &Args) -> ExitCode {
                 Ok(r) => {
                     sim_us += r.sim_us;
                     steps += r.steps;
+                    if r.reconnect_us > slowest.0 {
+                        slowest = (r.reconnect_us, sc.settle_bound_us, seed);
+                    }
+                    let a = &r.accounting;
+                    acc.published += a.published;
+                    acc.refused += a.refused;
+                    acc.delivered += a.delivered;
+                    acc.lost_with_connection += a.lost_with_connection;
+                    acc.lost_in_crash += a.lost_in_crash;
+                    acc.dropped_by_receiver += a.dropped_by_receiver;
+                    acc.dropped_unsent += a.dropped_unsent;
                 }
                 Err(e) => {
                     println!("seed {seed} FAILED ({}):\n{e}\n  replay: {}\n", sc.describe(), replay(a, seed));
@@ -133,6 +146,13 @@ fn sweep(a: &Args) -> ExitCode {
         sim_s / wall,
         steps as f64 / wall,
     );
+    println!(
+        "slowest reconnection after healing: {} (seed {}, bound {})",
+        estafeta_sim::fmt_time(slowest.0),
+        slowest.2,
+        estafeta_sim::fmt_time(slowest.1)
+    );
+    println!("messages: {acc:?}");
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {

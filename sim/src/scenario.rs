@@ -337,6 +337,11 @@ impl Scenario {
             }
             sim.run_for(10_000)?;
         }
+        // Let every message still travelling on a live connection land.
+        let quiet_deadline = sim.now() + 5_000_000;
+        while sim.in_transit() > 0 && sim.now() < quiet_deadline {
+            sim.run_for(10_000)?;
+        }
         sim.run_for(100_000)?;
         let accounting = sim.account();
         sim.check()?;
@@ -419,6 +424,11 @@ impl Scenario {
 }
 
 impl Sim {
+    /// Messages handed to open connections and not yet read by their receivers.
+    pub fn in_transit(&self) -> usize {
+        self.oracle.in_transit(&self.net)
+    }
+
     /// Classifies every message published so far (see the crate docs) and
     /// records an invariant violation for every unexplained loss.
     pub fn account(&mut self) -> Accounting {
