@@ -19,6 +19,10 @@
 //! Compare figures within one run: on a virtual machine whose idle vCPUs
 //! halt, a round trip is dominated by waking the other side's vCPU (tens of
 //! µs), and it is several times shorter while other work keeps the vCPUs busy.
+//! Throughput moves between two modes from run to run: the kernel often keeps
+//! both sides' threads on one vCPU (they wake each other), and the ratio then
+//! compares CPU time per message; on two vCPUs the slower side sets the pace.
+//! Run it more than once.
 //!
 //! # Layout: one process, the same for ours and the baseline
 //!
@@ -283,9 +287,9 @@ async fn ours_send<R: Runtime>(
     for _ in 0..n {
         node.publish(TOPIC, payload.clone()).await.expect("publish");
     }
-    // Closing before the receiver has everything would be fine for the
-    // bytes (close flushes), but would end the receiver's session while it
-    // may still hold unprocessed input; wait as the baseline does.
+    // Wait for the receiver before closing, as the baseline does. Closing at
+    // once would flush everything, but the receiving node drops (and counts)
+    // input it has not processed yet when the connection ends.
     done_rx.await.expect("receiver done");
     node.close().await;
     t0
