@@ -7,7 +7,7 @@ use estafeta_driver::{Node, Runtime, Subscription};
 use estafeta_smol::Smol;
 use estafeta_tokio::Tokio;
 use std::time::Duration;
-use suite::util::{fast_config, within};
+use suite::util::{fast_config, wait_until, within};
 
 struct Side<R: Runtime> {
     node: Node<R>,
@@ -33,9 +33,19 @@ async fn side<R: Runtime>(name: &str, port: u16) -> Side<R> {
 
 /// `from` sends to `to` in every mode; `to` checks each message and its sender.
 async fn exchange<A: Runtime, B: Runtime>(from: &Side<A>, to: &mut Side<B>, tag: &str) {
-    for topic in ["all", "rr", "direct"] {
-        from.node.wait_for_subscribers(topic, 1).await.unwrap();
-    }
+    // Wait for `to` itself, not just "a subscriber": right after a restart the
+    // sender may still hold the session of the process that was killed.
+    let to_id = to.node.id();
+    wait_until::<A>(
+        || {
+            let peers = from.node.peers();
+            peers.len() == 1
+                && peers[0].id == to_id
+                && ["all", "rr", "direct"].iter().all(|t| from.node.subscriber_count(t) == 1)
+        },
+        tag,
+    )
+    .await;
     from.node.publish("all", format!("{tag}/all")).await.unwrap();
     from.node.publish_round_robin("rr", format!("{tag}/rr")).await.unwrap();
     from.node.send_to(to.node.id(), "direct", format!("{tag}/direct-id")).await.unwrap();
@@ -54,17 +64,14 @@ async fn exchange<A: Runtime, B: Runtime>(from: &Side<A>, to: &mut Side<B>, tag:
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[test]
 fn tokio_and_smol_nodes_interoperate_across_restarts() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(within::<Tokio, _>(Duration::from_secs(60), async {
-        let (tp, sp) = (free_port(), free_port());
-        let mut t = side::<Tokio>("tok", tp).await;
-        let mut s = side::<Smol>("smo", sp).await;
+        // Bind port 0, then restart each side on the port it got.
+        let mut t = side::<Tokio>("tok", 0).await;
+        let mut s = side::<Smol>("smo", 0).await;
+        let (tp, sp) = (t.node.address().unwrap().port, s.node.address().unwrap().port);
         // Each dials the other, so each redials the other after a restart.
         t.node.connect(format!("127.0.0.1:{sp}")).await.unwrap();
         s.node.connect(format!("127.0.0.1:{tp}")).await.unwrap();

@@ -310,6 +310,11 @@ impl<R: Runtime> Future for Driver<R> {
         // nothing else would wake us to read it.
         more |= this.unread.iter().any(|c| node.wants_read(*c));
         if node.is_closed() {
+            // Release the port and the sockets before anyone hears we are
+            // done, so a restart on the same port cannot race the drop.
+            this.listener = None;
+            this.sockets.clear();
+            this.dialing.clear();
             app.finish();
             return Poll::Ready(());
         }
