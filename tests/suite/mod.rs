@@ -32,7 +32,8 @@ macro_rules! behaviour_suite {
             typed_messages_round_trip,
             close_flushes_and_ends_streams,
             publish_to_nobody_is_an_error,
-            dropping_the_last_handle_closes_gracefully
+            dropping_the_last_handle_closes_gracefully,
+            a_tiny_event_queue_never_waits_for_a_timer
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
@@ -474,4 +475,32 @@ pub async fn dropping_the_last_handle_closes_gracefully<R: Runtime>() {
         }
     };
     assert_eq!(reason.code(), estafeta_driver::CloseCode::GOING_AWAY, "{reason}");
+}
+
+pub async fn a_tiny_event_queue_never_waits_for_a_timer<R: Runtime>() {
+    // Timers far beyond the test's 60 s limit: if the driver ever stopped
+    // reading a socket and waited for a timer to look again, this would hang.
+    let slow_timers = Config {
+        heartbeat_interval: Duration::from_secs(300),
+        liveness_timeout: Duration::from_secs(900),
+        max_pending_events: 8,
+        ..fast_config()
+    };
+    let a = node::<R>("a", slow_timers.clone()).await;
+    let mut sub = a.subscribe("t").unwrap();
+    let b = node::<R>("b", slow_timers).await;
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    b.wait_for_subscribers("t", 1).await.unwrap();
+    const N: u64 = 20_000;
+    let publisher = async {
+        for i in 0..N {
+            b.publish("t", i.to_be_bytes().to_vec()).await.unwrap();
+        }
+    };
+    let receiver = async {
+        for i in 0..N {
+            assert_eq!(sub.recv().await.unwrap().payload, i.to_be_bytes().as_slice());
+        }
+    };
+    util::join(publisher, receiver).await;
 }

@@ -33,7 +33,7 @@ impl Node {
         c.last_recv = self.now;
         c.rx.extend_from_slice(bytes);
         self.stats.bytes_in += bytes.len() as u64;
-        self.process_input(conn);
+        self.process_input(conn, true);
     }
 
     /// Processes buffered input of connections that stalled on a full event queue.
@@ -46,13 +46,15 @@ impl Node {
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            self.process_input(id);
+            self.process_input(id, true);
         }
     }
 
-    fn process_input(&mut self, conn: ConnId) {
+    /// Processes whole frames buffered for `conn`. `bounded`: stop while the
+    /// event queue is full (the rest waits in the read buffer).
+    pub(super) fn process_input(&mut self, conn: ConnId, bounded: bool) {
         loop {
-            if self.events_full() {
+            if bounded && self.events_full() {
                 self.input_stalled = true;
                 return;
             }

@@ -422,8 +422,16 @@ impl Node {
     }
 
     /// The socket of `conn` closed, failed, or its dial failed.
+    ///
+    /// What the peer sent before the socket ended is still delivered: frames
+    /// already buffered (at most `max_read_buffer` plus one frame) are
+    /// processed now, even past `max_pending_events`, then the connection is
+    /// removed.
     pub fn handle_closed(&mut self, now: Timestamp, conn: ConnId, reason: CloseReason) {
         self.advance(now);
+        if self.conns.get(&conn).is_some_and(|c| c.phase == Phase::Open && !c.rx.is_empty()) {
+            self.process_input(conn, false);
+        }
         if self.conns.contains_key(&conn) {
             self.remove_conn(conn, reason);
         }

@@ -226,3 +226,25 @@ fn close_flushes_then_says_goodbye() {
     });
     assert_eq!(down, Some(CloseCode::GOING_AWAY));
 }
+
+#[test]
+fn end_of_stream_still_delivers_what_was_buffered() {
+    // b's application is behind: a's messages wait in b's read buffer when a
+    // closes gracefully and its socket ends. They must still be delivered.
+    let mut net = Net::new(&["a", "b"], |i| Config { max_pending_events: 4, ..fast_config(i as u64) });
+    net.nodes[1].subscribe("t").unwrap();
+    net.nodes[0].connect(Net::addr(1)).unwrap();
+    net.settle();
+    net.app_cap[1] = Some(net.events[1].len());
+    for i in 0..40u8 {
+        net.nodes[0].publish("t", Bytes::from(vec![i]), SendMode::All).unwrap();
+    }
+    net.nodes[0].close();
+    net.settle();
+    assert!(net.events[0].contains(&Event::Closed));
+    net.app_cap[1] = None;
+    net.settle();
+    let got: Vec<u8> = net.messages(1).iter().map(|(_, p)| p[0]).collect();
+    assert_eq!(got, (0..40).collect::<Vec<_>>());
+    assert_eq!(net.nodes[1].stats().dropped, 0);
+}
