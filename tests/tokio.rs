@@ -5,12 +5,7 @@ mod suite;
 use std::future::Future;
 
 fn run<F: Future<Output = ()>>(f: F) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(f)
 }
 
 suite::behaviour_suite!(estafeta_tokio::Tokio, run);

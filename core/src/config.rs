@@ -122,35 +122,14 @@ impl Config {
     /// Checks that the limits are usable together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let checks: [(bool, &'static str); 8] = [
-            (
-                self.max_frame_size >= 1024,
-                "max_frame_size must be at least 1 KiB",
-            ),
-            (
-                self.max_frame_size <= u32::MAX as usize,
-                "max_frame_size must fit in u32",
-            ),
-            (
-                self.max_queued_frames_per_peer > 0,
-                "max_queued_frames_per_peer must be > 0",
-            ),
-            (
-                self.max_pending_events > 0,
-                "max_pending_events must be > 0",
-            ),
-            (
-                !self.heartbeat_interval.is_zero(),
-                "heartbeat_interval must be > 0",
-            ),
-            (
-                self.liveness_timeout > self.heartbeat_interval,
-                "liveness_timeout must exceed heartbeat_interval",
-            ),
+            (self.max_frame_size >= 1024, "max_frame_size must be at least 1 KiB"),
+            (self.max_frame_size <= u32::MAX as usize, "max_frame_size must fit in u32"),
+            (self.max_queued_frames_per_peer > 0, "max_queued_frames_per_peer must be > 0"),
+            (self.max_pending_events > 0, "max_pending_events must be > 0"),
+            (!self.heartbeat_interval.is_zero(), "heartbeat_interval must be > 0"),
+            (self.liveness_timeout > self.heartbeat_interval, "liveness_timeout must exceed heartbeat_interval"),
             (!self.reconnect_base.is_zero(), "reconnect_base must be > 0"),
-            (
-                self.transmit_chunk >= 512,
-                "transmit_chunk must be at least 512",
-            ),
+            (self.transmit_chunk >= 512, "transmit_chunk must be at least 512"),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, why)) => Err(ConfigError(why)),

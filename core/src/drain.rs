@@ -43,10 +43,7 @@ pub struct Budget {
 
 impl Default for Budget {
     fn default() -> Self {
-        Budget {
-            bytes: 1 << 20,
-            events: 4096,
-        }
+        Budget { bytes: 1 << 20, events: 4096 }
     }
 }
 
@@ -83,10 +80,7 @@ pub struct Drain {
 impl Drain {
     /// A drain with the given budget per run.
     pub fn new(budget: Budget) -> Self {
-        Drain {
-            budget,
-            ..Default::default()
-        }
+        Drain { budget, ..Default::default() }
     }
 
     /// Bytes waiting in blocked connections' tails.
@@ -166,22 +160,14 @@ impl Drain {
                 }
             }
             if !progressed {
-                return Step::Idle {
-                    deadline: node.poll_timeout(),
-                };
+                return Step::Idle { deadline: node.poll_timeout() };
             }
         }
     }
 
     /// Writes as much of `conn`'s tail as the socket takes. Returns true if
     /// anything happened. The buffer of a finished tail is kept for reuse.
-    fn flush_tail(
-        &mut self,
-        node: &mut Node,
-        now: Timestamp,
-        conn: ConnId,
-        sink: &mut impl Sink,
-    ) -> bool {
+    fn flush_tail(&mut self, node: &mut Node, now: Timestamp, conn: ConnId, sink: &mut impl Sink) -> bool {
         let Some(tail) = self.tails.get_mut(&conn) else {
             return false;
         };

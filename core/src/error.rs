@@ -41,20 +41,14 @@ impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PublishError::NoSubscribers(t) => write!(f, "no connected subscriber for topic {t:?}"),
-            PublishError::Full(t) => write!(
-                f,
-                "outbound queue full for topic {t:?}; retry when writable"
-            ),
+            PublishError::Full(t) => write!(f, "outbound queue full for topic {t:?}; retry when writable"),
             PublishError::UnknownPeer(p) => write!(f, "peer {p} is not connected"),
             PublishError::AmbiguousPeer(n) => write!(f, "several connected peers are named {n:?}"),
             PublishError::NotSubscribed { peer, topic } => {
                 write!(f, "peer {peer} does not subscribe to {topic:?}")
             }
             PublishError::TooLarge { size, max } => {
-                write!(
-                    f,
-                    "message of {size} bytes exceeds the frame limit of {max}"
-                )
+                write!(f, "message of {size} bytes exceeds the frame limit of {max}")
             }
             PublishError::BadTopic(why) => write!(f, "bad topic: {why}"),
             PublishError::Closed => write!(f, "node is closed"),

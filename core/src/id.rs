@@ -134,11 +134,7 @@ pub struct PeerAddr {
 impl PeerAddr {
     /// An address without a name.
     pub fn new(host: impl Into<String>, port: u16) -> Self {
-        PeerAddr {
-            name: None,
-            host: host.into(),
-            port,
-        }
+        PeerAddr { name: None, host: host.into(), port }
     }
 
     /// `host:port`, with IPv6 hosts in brackets: what a socket API resolves.
@@ -183,13 +179,10 @@ impl FromStr for PeerAddr {
             None => (None, s),
         };
         let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
-            let (h, p) = inner
-                .split_once("]:")
-                .ok_or_else(|| err("expected [ipv6]:port"))?;
+            let (h, p) = inner.split_once("]:").ok_or_else(|| err("expected [ipv6]:port"))?;
             (h, p)
         } else {
-            rest.rsplit_once(':')
-                .ok_or_else(|| err("expected host:port"))?
+            rest.rsplit_once(':').ok_or_else(|| err("expected host:port"))?
         };
         if host.is_empty() {
             return Err(err("empty host"));
@@ -197,14 +190,8 @@ impl FromStr for PeerAddr {
         if !rest.starts_with('[') && host.contains(':') {
             return Err(err("IPv6 hosts go in brackets"));
         }
-        let port = port
-            .parse::<u16>()
-            .map_err(|_| err("port is not a number 0-65535"))?;
-        Ok(PeerAddr {
-            name,
-            host: host.to_string(),
-            port,
-        })
+        let port = port.parse::<u16>().map_err(|_| err("port is not a number 0-65535"))?;
+        Ok(PeerAddr { name, host: host.to_string(), port })
     }
 }
 

@@ -67,9 +67,7 @@ pub use bytes::Bytes;
 pub use config::{Config, ConfigError, FullQueuePolicy};
 pub use drain::{Budget, Drain, Sink, Step, WriteOutcome};
 pub use error::{CommandError, PublishError};
-pub use event::{
-    Action, CloseReason, DropReason, Event, Message, PeerInfo, ProtocolError, TargetId,
-};
+pub use event::{Action, CloseReason, DropReason, Event, Message, PeerInfo, ProtocolError, TargetId};
 pub use id::{AddrParseError, ConnId, NodeId, PeerAddr, PeerRef, Topic};
 pub use node::{Node, Published, SendMode};
 pub use stats::Stats;

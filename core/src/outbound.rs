@@ -27,18 +27,9 @@ impl Out {
                 bytes.len()
             }
             Out::Subscribe(t) => encode_frame(buf, &Header::Subscribe { topic: t.as_str() }, &[]),
-            Out::Unsubscribe(t) => {
-                encode_frame(buf, &Header::Unsubscribe { topic: t.as_str() }, &[])
-            }
+            Out::Unsubscribe(t) => encode_frame(buf, &Header::Unsubscribe { topic: t.as_str() }, &[]),
             Out::Heartbeat => encode_frame(buf, &Header::Heartbeat, &[]),
-            Out::Goodbye(code, reason) => encode_frame(
-                buf,
-                &Header::Goodbye {
-                    code: *code,
-                    reason,
-                },
-                &[],
-            ),
+            Out::Goodbye(code, reason) => encode_frame(buf, &Header::Goodbye { code: *code, reason }, &[]),
             Out::Publish(t, p) => encode_frame(buf, &Header::Publish { topic: t.as_str() }, p),
         }
     }
@@ -59,10 +50,7 @@ pub(crate) struct Outbound {
 
 impl Outbound {
     pub(crate) fn new() -> Self {
-        Outbound {
-            preamble_pending: true,
-            ..Default::default()
-        }
+        Outbound { preamble_pending: true, ..Default::default() }
     }
 
     pub(crate) fn push_control(&mut self, out: Out) {
@@ -76,8 +64,7 @@ impl Outbound {
 
     /// True if `extra` more bytes in one more frame fit under the limits.
     pub(crate) fn has_room(&self, extra: usize, max_bytes: usize, max_frames: usize) -> bool {
-        self.data.len() < max_frames
-            && (self.data_bytes == 0 || self.data_bytes + extra <= max_bytes)
+        self.data.len() < max_frames && (self.data_bytes == 0 || self.data_bytes + extra <= max_bytes)
     }
 
     /// True once the queue fell to half its limits (the "writable again" mark).

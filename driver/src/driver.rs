@@ -73,15 +73,8 @@ struct Source<S> {
 impl<S> Source<S> {
     /// A new source is read once, which registers interest.
     fn new(io: S, task: &Arc<TaskWaker>) -> Self {
-        let readiness = Arc::new(Readiness {
-            ready: AtomicBool::new(true),
-            task: task.clone(),
-        });
-        Source {
-            io,
-            waker: Waker::from(readiness.clone()),
-            readiness,
-        }
+        let readiness = Arc::new(Readiness { ready: AtomicBool::new(true), task: task.clone() });
+        Source { io, waker: Waker::from(readiness.clone()), readiness }
     }
 
     /// True if the runtime reported it ready since the last `Pending`.
@@ -216,9 +209,7 @@ impl<R: Runtime> Driver<R> {
                     self.sockets.insert(conn, Source::new(sock, &self.task));
                     st.node.handle_connected(now, conn);
                 }
-                Err(e) => st
-                    .node
-                    .handle_closed(now, conn, CloseReason::Io(e.to_string())),
+                Err(e) => st.node.handle_closed(now, conn, CloseReason::Io(e.to_string())),
             }
         }
     }
@@ -280,12 +271,7 @@ impl<R: Runtime> Future for Driver<R> {
         let st = &mut *guard;
         st.app.driver_notified = false;
         st.app.app_blocked = false;
-        if !st
-            .app
-            .driver
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
+        if !st.app.driver.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             st.app.driver = Some(cx.waker().clone());
         }
         this.task.set(cx);
@@ -296,13 +282,8 @@ impl<R: Runtime> Future for Driver<R> {
         this.poll_dials(st, cx, now);
         more |= this.read(st, now);
         let State { node, app } = st;
-        let mut sink = DriverSink::<R> {
-            cx,
-            sockets: &mut this.sockets,
-            dialing: &mut this.dialing,
-            app,
-            dialed: false,
-        };
+        let mut sink =
+            DriverSink::<R> { cx, sockets: &mut this.sockets, dialing: &mut this.dialing, app, dialed: false };
         let step = this.drain.run(node, now, &mut sink);
         more |= sink.dialed;
         // Delivering events may have made room for input on a socket that

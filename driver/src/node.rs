@@ -7,9 +7,7 @@ use crate::state::{App, AppLimits, Shared, State};
 use crate::stream::{Events, Subscription};
 use crate::Error;
 use bytes::Bytes;
-use estafeta_core::{
-    Config, NodeId, PeerAddr, PeerInfo, PeerRef, Published, SendMode, Stats, Topic,
-};
+use estafeta_core::{Config, NodeId, PeerAddr, PeerInfo, PeerRef, Published, SendMode, Stats, Topic};
 use serde::Serialize;
 use std::fmt;
 use std::marker::PhantomData;
@@ -43,10 +41,7 @@ pub struct NodeBuilder<R: Runtime> {
 
 impl<R: Runtime> fmt::Debug for NodeBuilder<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NodeBuilder")
-            .field("name", &self.name)
-            .field("bind", &self.bind)
-            .finish()
+        f.debug_struct("NodeBuilder").field("name", &self.name).field("bind", &self.bind).finish()
     }
 }
 
@@ -130,10 +125,7 @@ impl<R: Runtime> NodeBuilder<R> {
         }
         let shared = Shared::new(State { node, app }, R::now());
         R::spawn(Driver::<R>::new(shared.clone(), listener));
-        Ok(Node {
-            inner: Arc::new(Inner { shared, address }),
-            _runtime: PhantomData,
-        })
+        Ok(Node { inner: Arc::new(Inner { shared, address }), _runtime: PhantomData })
     }
 }
 
@@ -142,11 +134,7 @@ impl<R: Runtime> NodeBuilder<R> {
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     h.finish() | 1
 }
 
@@ -192,19 +180,13 @@ pub struct Node<R: Runtime> {
 
 impl<R: Runtime> Clone for Node<R> {
     fn clone(&self) -> Self {
-        Node {
-            inner: self.inner.clone(),
-            _runtime: PhantomData,
-        }
+        Node { inner: self.inner.clone(), _runtime: PhantomData }
     }
 }
 
 impl<R: Runtime> fmt::Debug for Node<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Node")
-            .field("id", &self.id())
-            .field("address", &self.inner.address)
-            .finish()
+        f.debug_struct("Node").field("id", &self.id()).field("address", &self.inner.address).finish()
     }
 }
 
@@ -254,12 +236,9 @@ impl<R: Runtime> Node<R> {
     /// handshake; fails only if the attempts run out
     /// ([`Config::reconnect_max_attempts`]).
     pub async fn connect(&self, addr: impl AsRef<str>) -> Result<PeerInfo, Error> {
-        let addr: PeerAddr =
-            addr.as_ref()
-                .parse()
-                .map_err(|e: estafeta_core::AddrParseError| {
-                    Error::Command(estafeta_core::CommandError::BadTopic(e.to_string()))
-                })?;
+        let addr: PeerAddr = addr.as_ref().parse().map_err(|e: estafeta_core::AddrParseError| {
+            Error::Command(estafeta_core::CommandError::BadTopic(e.to_string()))
+        })?;
         let target = {
             let mut st = self.shared().lock();
             let t = st.node.connect(addr.clone())?;
@@ -358,12 +337,7 @@ impl<R: Runtime> Node<R> {
     ///     }
     /// }
     /// ```
-    pub fn try_publish_with(
-        &self,
-        topic: &str,
-        payload: impl Into<Bytes>,
-        mode: SendMode,
-    ) -> Result<Published, Error> {
+    pub fn try_publish_with(&self, topic: &str, payload: impl Into<Bytes>, mode: SendMode) -> Result<Published, Error> {
         let mut st = self.shared().lock();
         let r = st.node.publish(topic, payload.into(), mode)?;
         st.app.wake_driver();
@@ -398,11 +372,7 @@ impl<R: Runtime> Node<R> {
 
     /// Publishes to every subscriber of `topic`, waiting for queue space.
     /// With no subscriber connected it is an error, never a silent drop.
-    pub async fn publish(
-        &self,
-        topic: &str,
-        payload: impl Into<Bytes>,
-    ) -> Result<Published, Error> {
+    pub async fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<Published, Error> {
         self.publish_with(topic, payload, SendMode::All).await
     }
 
@@ -412,21 +382,12 @@ impl<R: Runtime> Node<R> {
     }
 
     /// Sends to one subscriber of `topic`, taking turns, waiting for space.
-    pub async fn publish_round_robin(
-        &self,
-        topic: &str,
-        payload: impl Into<Bytes>,
-    ) -> Result<Published, Error> {
-        self.publish_with(topic, payload, SendMode::RoundRobin)
-            .await
+    pub async fn publish_round_robin(&self, topic: &str, payload: impl Into<Bytes>) -> Result<Published, Error> {
+        self.publish_with(topic, payload, SendMode::RoundRobin).await
     }
 
     /// Sends to one subscriber of `topic`, taking turns, without waiting.
-    pub fn try_publish_round_robin(
-        &self,
-        topic: &str,
-        payload: impl Into<Bytes>,
-    ) -> Result<Published, Error> {
+    pub fn try_publish_round_robin(&self, topic: &str, payload: impl Into<Bytes>) -> Result<Published, Error> {
         self.try_publish_with(topic, payload, SendMode::RoundRobin)
     }
 
@@ -437,8 +398,7 @@ impl<R: Runtime> Node<R> {
         topic: &str,
         payload: impl Into<Bytes>,
     ) -> Result<Published, Error> {
-        self.publish_with(topic, payload, SendMode::To(peer.into()))
-            .await
+        self.publish_with(topic, payload, SendMode::To(peer.into())).await
     }
 
     /// Sends to one peer without waiting.
@@ -452,13 +412,8 @@ impl<R: Runtime> Node<R> {
     }
 
     /// Publishes a serde value (postcard) to every subscriber.
-    pub async fn publish_value<T: Serialize + ?Sized>(
-        &self,
-        topic: &str,
-        value: &T,
-    ) -> Result<Published, Error> {
-        self.publish_with(topic, encode::<Postcard, T>(value)?, SendMode::All)
-            .await
+    pub async fn publish_value<T: Serialize + ?Sized>(&self, topic: &str, value: &T) -> Result<Published, Error> {
+        self.publish_with(topic, encode::<Postcard, T>(value)?, SendMode::All).await
     }
 
     /// Publishes a serde value encoded with format `F`, in `mode`.

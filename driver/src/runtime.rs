@@ -47,8 +47,7 @@ pub trait Listener: Send + Unpin + 'static {
     /// The accepted sockets' type.
     type Socket: Socket;
     /// Accepts the next connection.
-    fn poll_accept(&mut self, cx: &mut Context<'_>)
-        -> Poll<io::Result<(Self::Socket, SocketAddr)>>;
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(Self::Socket, SocketAddr)>>;
     /// The bound address.
     fn local_addr(&self) -> io::Result<SocketAddr>;
 }

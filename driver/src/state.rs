@@ -22,11 +22,7 @@ pub struct AppLimits {
 
 impl Default for AppLimits {
     fn default() -> Self {
-        AppLimits {
-            subscription_messages: 4096,
-            subscription_bytes: 8 << 20,
-            events: 1024,
-        }
+        AppLimits { subscription_messages: 4096, subscription_bytes: 8 << 20, events: 1024 }
     }
 }
 
@@ -260,10 +256,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(state: State, origin: Instant) -> Arc<Shared> {
-        Arc::new(Shared {
-            state: Mutex::new(state),
-            origin,
-        })
+        Arc::new(Shared { state: Mutex::new(state), origin })
     }
 
     /// Locks the state. The lock is never held across an await or a call into

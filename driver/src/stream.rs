@@ -161,12 +161,7 @@ impl Events {
 
     /// Events dropped because this stream was full.
     pub fn lagged(&self) -> u64 {
-        self.shared
-            .lock()
-            .app
-            .event_queues
-            .get(&self.id)
-            .map_or(0, |q| q.lagged)
+        self.shared.lock().app.event_queues.get(&self.id).map_or(0, |q| q.lagged)
     }
 
     /// Waits for the next event; `None` once the node is closed.

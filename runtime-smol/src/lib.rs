@@ -112,8 +112,7 @@ impl Runtime for Smol {
     fn connect(addr: String) -> ConnectFuture<SmolSocket> {
         Box::pin(async move {
             let addrs: Vec<SocketAddr> = smol::net::resolve(addr.as_str()).await?;
-            let mut last =
-                io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing");
+            let mut last = io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing");
             for a in addrs {
                 match Async::<TcpStream>::connect(a).await {
                     Ok(s) => return Ok(socket(s)),

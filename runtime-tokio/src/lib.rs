@@ -100,9 +100,7 @@ impl Runtime for Tokio {
         Box::pin(async move { tokio::net::TcpStream::connect(addr).await.map(socket) })
     }
     fn timer() -> TokioTimer {
-        TokioTimer(Box::pin(tokio::time::sleep_until(
-            tokio::time::Instant::now(),
-        )))
+        TokioTimer(Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())))
     }
     fn now() -> Instant {
         tokio::time::Instant::now().into_std()

@@ -23,13 +23,7 @@ impl SilentPeer {
                 if handshake {
                     let mut out = Vec::new();
                     write_preamble(&mut out);
-                    let hello = Hello {
-                        version: VERSION,
-                        id: 0xfeed,
-                        name: "silent",
-                        roles: 0,
-                        subscriptions: vec![],
-                    };
+                    let hello = Hello { version: VERSION, id: 0xfeed, name: "silent", roles: 0, subscriptions: vec![] };
                     encode_frame(&mut out, &Header::Hello(hello), &[]);
                     let _ = s.write_all(&out);
                 }

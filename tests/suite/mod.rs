@@ -7,9 +7,7 @@ pub mod fake_peer;
 pub mod util;
 
 use estafeta_core::PublishError;
-use estafeta_driver::{
-    AppLimits, CloseReason, Config, Error, Event, Node, PeerRef, Runtime, SendMode,
-};
+use estafeta_driver::{AppLimits, CloseReason, Config, Error, Event, Node, PeerRef, Runtime, SendMode};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,26 +89,17 @@ pub async fn round_robin_splits_evenly_over_three<R: Runtime>() {
     }
     p.wait_for_subscribers("work", 3).await.unwrap();
     for i in 0..1000u32 {
-        p.publish_round_robin("work", i.to_be_bytes().to_vec())
-            .await
-            .unwrap();
+        p.publish_round_robin("work", i.to_be_bytes().to_vec()).await.unwrap();
     }
     let mut counts = Vec::new();
     let mut all = Vec::new();
     for s in subs.iter_mut() {
         let got = collect(s, Duration::from_millis(300)).await;
         counts.push(got.len());
-        all.extend(
-            got.iter()
-                .map(|m| u32::from_be_bytes(m.payload[..].try_into().unwrap())),
-        );
+        all.extend(got.iter().map(|m| u32::from_be_bytes(m.payload[..].try_into().unwrap())));
     }
     all.sort_unstable();
-    assert_eq!(
-        all,
-        (0..1000).collect::<Vec<_>>(),
-        "each message exactly once"
-    );
+    assert_eq!(all, (0..1000).collect::<Vec<_>>(), "each message exactly once");
     let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
     assert!(max - min <= 1, "uneven split {counts:?}");
 }
@@ -119,10 +108,7 @@ pub async fn send_to_one_peer_by_id_and_name<R: Runtime>() {
     let p = node::<R>("p", fast_config()).await;
     let x = node::<R>("x", fast_config()).await;
     let y = node::<R>("y", fast_config()).await;
-    let (mut sx, mut sy) = (
-        x.subscribe("direct").unwrap(),
-        y.subscribe("direct").unwrap(),
-    );
+    let (mut sx, mut sy) = (x.subscribe("direct").unwrap(), y.subscribe("direct").unwrap());
     p.connect(x.address().unwrap().to_string()).await.unwrap();
     p.connect(y.address().unwrap().to_string()).await.unwrap();
     p.wait_for_subscribers("direct", 2).await.unwrap();
@@ -138,12 +124,7 @@ pub async fn send_to_one_peer_by_id_and_name<R: Runtime>() {
     y.wait_for_subscribers("replies", 1).await.unwrap();
     y.send_to(m.from.id, "replies", "pong").await.unwrap();
     assert_eq!(&replies.recv().await.unwrap().payload[..], b"pong");
-    assert!(
-        collect(&mut sx, Duration::from_millis(100))
-            .await
-            .is_empty(),
-        "x got y's message"
-    );
+    assert!(collect(&mut sx, Duration::from_millis(100)).await.is_empty(), "x got y's message");
     match p.send_to("nobody", "direct", "lost?").await {
         Err(Error::Publish(PublishError::UnknownPeer(PeerRef::Name(n)))) => assert_eq!(n, "nobody"),
         other => panic!("expected UnknownPeer, got {other:?}"),
@@ -163,15 +144,8 @@ pub async fn unsubscribe_stops_and_late_subscribe_starts_delivery<R: Runtime>() 
     b.publish("t", "one").await.unwrap();
     assert_eq!(&t.recv().await.unwrap().payload[..], b"one");
     drop(t);
-    wait_until::<R>(
-        || b.subscriber_count("t") == 0,
-        "b learns of the unsubscribe",
-    )
-    .await;
-    assert!(matches!(
-        b.publish("t", "two").await,
-        Err(Error::Publish(PublishError::NoSubscribers(_)))
-    ));
+    wait_until::<R>(|| b.subscriber_count("t") == 0, "b learns of the unsubscribe").await;
+    assert!(matches!(b.publish("t", "two").await, Err(Error::Publish(PublishError::NoSubscribers(_)))));
     // Subscribing after the connection exists starts delivery.
     let mut u = a.subscribe("u").unwrap();
     b.wait_for_subscribers("u", 1).await.unwrap();
@@ -179,11 +153,7 @@ pub async fn unsubscribe_stops_and_late_subscribe_starts_delivery<R: Runtime>() 
     assert_eq!(&u.recv().await.unwrap().payload[..], b"late");
     // Explicit unsubscribe ends delivery even with the stream still open.
     a.unsubscribe("u").unwrap();
-    wait_until::<R>(
-        || b.subscriber_count("u") == 0,
-        "b learns of the unsubscribe",
-    )
-    .await;
+    wait_until::<R>(|| b.subscriber_count("u") == 0, "b learns of the unsubscribe").await;
     assert!(collect(&mut u, Duration::from_millis(50)).await.is_empty());
 }
 
@@ -207,12 +177,7 @@ pub async fn restarted_peer_is_reconnected_and_resubscribed<R: Runtime>() {
         }
     }
     // A new process on the same port, with a new id.
-    let a2 = Node::<R>::builder("a2")
-        .bind(format!("127.0.0.1:{port}"))
-        .config(fast_config())
-        .build()
-        .await
-        .unwrap();
+    let a2 = Node::<R>::builder("a2").bind(format!("127.0.0.1:{port}")).config(fast_config()).build().await.unwrap();
     let mut t2 = a2.subscribe("t").unwrap();
     // No user code: b redials and a2's subscription reaches it.
     b.wait_for_subscribers("t", 1).await.unwrap();
@@ -242,24 +207,15 @@ pub async fn silent_peer_is_declared_down_by_liveness_timeout<R: Runtime>() {
         }
     }
     let took = R::now() - started;
-    assert!(
-        took >= cfg.liveness_timeout,
-        "declared down too early: {took:?}"
-    );
+    assert!(took >= cfg.liveness_timeout, "declared down too early: {took:?}");
 }
 
 pub async fn silent_socket_fails_the_handshake_timeout<R: Runtime>() {
     let silent = fake_peer::SilentPeer::start(false);
-    let cfg = Config {
-        reconnect_max_attempts: Some(1),
-        ..fast_config()
-    };
+    let cfg = Config { reconnect_max_attempts: Some(1), ..fast_config() };
     let a = node::<R>("a", cfg).await;
     let mut events = a.events();
-    assert!(matches!(
-        a.connect(silent.addr()).await,
-        Err(Error::ConnectFailed(_))
-    ));
+    assert!(matches!(a.connect(silent.addr()).await, Err(Error::ConnectFailed(_))));
     let reason = loop {
         if let Event::DialFailed { reason, .. } = events.recv().await.unwrap() {
             break reason;
@@ -271,27 +227,11 @@ pub async fn silent_socket_fails_the_handshake_timeout<R: Runtime>() {
 pub async fn stalled_consumer_blocks_publisher_within_budget_then_nothing_is_lost<R: Runtime>() {
     const N: usize = 50_000;
     const SIZE: usize = 1024;
-    let sub_limits = AppLimits {
-        subscription_messages: 256,
-        subscription_bytes: 1 << 20,
-        events: 64,
-    };
-    let a_cfg = Config {
-        max_pending_events: 256,
-        max_read_buffer: 64 << 10,
-        ..fast_config()
-    };
-    let a = Node::<R>::builder("a")
-        .config(a_cfg)
-        .app_limits(sub_limits)
-        .build()
-        .await
-        .unwrap();
+    let sub_limits = AppLimits { subscription_messages: 256, subscription_bytes: 1 << 20, events: 64 };
+    let a_cfg = Config { max_pending_events: 256, max_read_buffer: 64 << 10, ..fast_config() };
+    let a = Node::<R>::builder("a").config(a_cfg).app_limits(sub_limits).build().await.unwrap();
     let mut sub = a.subscribe("bulk").unwrap();
-    let b_cfg = Config {
-        max_queued_bytes_per_peer: 256 << 10,
-        ..fast_config()
-    };
+    let b_cfg = Config { max_queued_bytes_per_peer: 256 << 10, ..fast_config() };
     let b = node::<R>("b", b_cfg.clone()).await;
     b.connect(a.address().unwrap().to_string()).await.unwrap();
     b.wait_for_subscribers("bulk", 1).await.unwrap();
@@ -311,33 +251,21 @@ pub async fn stalled_consumer_blocks_publisher_within_budget_then_nothing_is_los
         // Stall: read nothing for a while; the publisher must wait, not buffer.
         sleep::<R>(Duration::from_millis(1500)).await;
         let stalled_at = sent.load(Ordering::Relaxed);
-        assert!(
-            stalled_at < N,
-            "publisher never waited: all {N} accepted while the consumer was stalled"
-        );
+        assert!(stalled_at < N, "publisher never waited: all {N} accepted while the consumer was stalled");
         let queued = b.queued_bytes(a.id()).unwrap();
-        assert!(
-            queued <= b_cfg.max_queued_bytes_per_peer,
-            "publisher queue {queued} over its budget"
-        );
+        assert!(queued <= b_cfg.max_queued_bytes_per_peer, "publisher queue {queued} over its budget");
         // The stall is also not a dead peer.
         assert_eq!(b.peers().len(), 1);
         let mut next = 0usize;
         while next < N {
             let m = sub.recv().await.unwrap();
-            assert_eq!(
-                u64::from_be_bytes(m.payload[..8].try_into().unwrap()) as usize,
-                next
-            );
+            assert_eq!(u64::from_be_bytes(m.payload[..8].try_into().unwrap()) as usize, next);
             next += 1;
         }
         stalled_at
     };
     let ((), stalled_at) = util::join(publisher, consumer).await;
-    assert!(
-        stalled_at * SIZE < 32 << 20,
-        "accepted {stalled_at} messages during the stall"
-    );
+    assert!(stalled_at * SIZE < 32 << 20, "accepted {stalled_at} messages during the stall");
     assert_eq!(b.stats().dropped, 0);
 }
 
@@ -350,40 +278,19 @@ pub async fn garbage_is_refused_with_a_reason_while_others_are_served<R: Runtime
     b.wait_for_subscribers("t", 1).await.unwrap();
     let cases: [(&str, Vec<u8>, &str); 4] = [
         ("random bytes", fake_peer::random_bytes(4096), "bad magic"),
-        (
-            "wrong magic",
-            b"HTTP/1.1 200 OK\r\n\r\n".to_vec(),
-            "bad magic",
-        ),
-        (
-            "wrong version",
-            b"ESTF\x00\x63".to_vec(),
-            "unsupported protocol version 99",
-        ),
-        (
-            "oversized length",
-            fake_peer::oversized_frame(),
-            "exceeds the maximum",
-        ),
+        ("wrong magic", b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), "bad magic"),
+        ("wrong version", b"ESTF\x00\x63".to_vec(), "unsupported protocol version 99"),
+        ("oversized length", fake_peer::oversized_frame(), "exceeds the maximum"),
     ];
     let addr = a.address().unwrap().host_port();
     for (i, (what, bytes, reason)) in cases.into_iter().enumerate() {
         let reply = fake_peer::send_and_read_reply(&addr, bytes).await;
         let text = String::from_utf8_lossy(&reply);
-        assert!(
-            reply.starts_with(b"ESTF"),
-            "{what}: no preamble in reply {text:?}"
-        );
-        assert!(
-            text.contains(reason),
-            "{what}: reply {text:?} lacks {reason:?}"
-        );
+        assert!(reply.starts_with(b"ESTF"), "{what}: no preamble in reply {text:?}");
+        assert!(text.contains(reason), "{what}: reply {text:?} lacks {reason:?}");
         // The node keeps serving its other peer.
         b.publish("t", format!("still here {i}")).await.unwrap();
-        assert_eq!(
-            t.recv().await.unwrap().payload,
-            format!("still here {i}").as_bytes()
-        );
+        assert_eq!(t.recv().await.unwrap().payload, format!("still here {i}").as_bytes());
     }
     let mut violations = 0;
     while violations < 4 {
@@ -406,18 +313,12 @@ pub async fn typed_messages_round_trip<R: Runtime>() {
     let b = node::<R>("b", fast_config()).await;
     b.connect(a.address().unwrap().to_string()).await.unwrap();
     b.wait_for_subscribers("orders", 1).await.unwrap();
-    let sent = Order {
-        id: 7,
-        item: "tea".into(),
-    };
+    let sent = Order { id: 7, item: "tea".into() };
     b.publish_value("orders", &sent).await.unwrap();
     let got: Order = orders.recv().await.unwrap().decode().unwrap();
     assert_eq!(got, sent);
     b.publish("orders", vec![0xff]).await.unwrap();
-    assert!(matches!(
-        orders.recv().await.unwrap().decode::<Order>(),
-        Err(Error::Format(_))
-    ));
+    assert!(matches!(orders.recv().await.unwrap().decode::<Order>(), Err(Error::Format(_))));
 }
 
 pub async fn close_flushes_and_ends_streams<R: Runtime>() {

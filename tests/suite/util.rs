@@ -19,25 +19,14 @@ pub fn fast_config() -> Config {
 }
 
 pub async fn node<R: Runtime>(name: &str, cfg: Config) -> Node<R> {
-    Node::<R>::builder(name)
-        .config(cfg)
-        .build()
-        .await
-        .expect("node starts")
+    Node::<R>::builder(name).config(cfg).build().await.expect("node starts")
 }
 
 pub async fn sleep<R: Runtime>(d: Duration) {
     let mut t = R::timer();
     let at = R::now() + d;
     t.reset(at);
-    std::future::poll_fn(|cx| {
-        if R::now() >= at {
-            Poll::Ready(())
-        } else {
-            t.poll_fire(cx)
-        }
-    })
-    .await
+    std::future::poll_fn(|cx| if R::now() >= at { Poll::Ready(()) } else { t.poll_fire(cx) }).await
 }
 
 /// Runs `fut`, panicking if it takes longer than `limit`.
@@ -127,17 +116,11 @@ fn estafeta_driver_timer(d: Duration) -> std::pin::Pin<Box<dyn Future<Output = (
 }
 
 trait PollNextMsg {
-    fn poll_next_msg(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> Poll<Option<Message>>;
+    fn poll_next_msg(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<Message>>;
 }
 
 impl PollNextMsg for Subscription {
-    fn poll_next_msg(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> Poll<Option<Message>> {
+    fn poll_next_msg(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<Message>> {
         futures_core::Stream::poll_next(self, cx)
     }
 }

@@ -39,12 +39,7 @@ impl Node {
     /// Processes buffered input of connections that stalled on a full event queue.
     pub(super) fn resume_input(&mut self) {
         self.input_stalled = false;
-        let ids: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| !c.rx.is_empty())
-            .map(|(id, _)| *id)
-            .collect();
+        let ids: Vec<ConnId> = self.conns.iter().filter(|(_, c)| !c.rx.is_empty()).map(|(id, _)| *id).collect();
         for id in ids {
             self.process_input(id, true);
         }
@@ -105,13 +100,10 @@ impl Node {
         let phase = self.conns.get(&conn).map(|c| c.phase);
         match (phase, header) {
             (Some(Phase::AwaitHello), Header::Hello(hello)) => self.on_hello(conn, hello),
-            (Some(Phase::AwaitHello), _) => self.violation(
-                conn,
-                ProtocolError::UnexpectedFrame("first frame must be Hello"),
-            ),
-            (_, Header::Hello(_)) => {
-                self.violation(conn, ProtocolError::UnexpectedFrame("second Hello"))
+            (Some(Phase::AwaitHello), _) => {
+                self.violation(conn, ProtocolError::UnexpectedFrame("first frame must be Hello"))
             }
+            (_, Header::Hello(_)) => self.violation(conn, ProtocolError::UnexpectedFrame("second Hello")),
             (_, Header::Heartbeat) => Flow::Continue,
             (_, Header::Subscribe { topic }) => self.on_subscribe(conn, topic),
             (_, Header::Unsubscribe { topic }) => {
@@ -120,10 +112,7 @@ impl Node {
             }
             (_, Header::Publish { topic }) => self.on_publish(conn, topic, payload),
             (_, Header::Goodbye { code, reason }) => {
-                let reason = CloseReason::Remote {
-                    code: CloseCode(code),
-                    reason: reason.to_string(),
-                };
+                let reason = CloseReason::Remote { code: CloseCode(code), reason: reason.to_string() };
                 self.remove_conn(conn, reason);
                 Flow::Stop
             }
@@ -150,11 +139,7 @@ impl Node {
     fn check_hello(&self, hello: &Hello<'_>) -> Result<(), ProtocolError> {
         let limit = |what: String| Err(ProtocolError::Limit(what));
         if hello.name.len() > self.cfg.max_name_len {
-            return limit(format!(
-                "name of {} bytes > {}",
-                hello.name.len(),
-                self.cfg.max_name_len
-            ));
+            return limit(format!("name of {} bytes > {}", hello.name.len(), self.cfg.max_name_len));
         }
         if hello.subscriptions.len() > self.cfg.max_subscriptions_per_peer {
             return limit(format!(
@@ -163,11 +148,7 @@ impl Node {
                 self.cfg.max_subscriptions_per_peer
             ));
         }
-        if let Some(t) = hello
-            .subscriptions
-            .iter()
-            .find(|t| self.check_topic(t).is_err())
-        {
+        if let Some(t) = hello.subscriptions.iter().find(|t| self.check_topic(t).is_err()) {
             return limit(format!("bad topic of {} bytes", t.len()));
         }
         if hello.version != crate::wire::VERSION {
@@ -223,16 +204,9 @@ impl Node {
         }
         let info = match self.peers.get(&id) {
             Some(p) => p.info.clone(),
-            None => PeerInfo {
-                id,
-                name: Arc::from(hello.name),
-            },
+            None => PeerInfo { id, name: Arc::from(hello.name) },
         };
-        let subs: BTreeSet<Topic> = hello
-            .subscriptions
-            .iter()
-            .map(|t| Topic::from(*t))
-            .collect();
+        let subs: BTreeSet<Topic> = hello.subscriptions.iter().map(|t| Topic::from(*t)).collect();
         let Some(c) = self.conns.get_mut(&conn) else {
             return Flow::Stop;
         };
@@ -251,10 +225,7 @@ impl Node {
         }
         if let Some(t) = target {
             self.target_connected(t);
-            self.push_event(Event::Connected {
-                target: t,
-                peer: info,
-            });
+            self.push_event(Event::Connected { target: t, peer: info });
         }
         Flow::Continue
     }
@@ -306,15 +277,9 @@ impl Node {
             return Flow::Continue;
         }
         if c.peer_subs.len() >= max {
-            return self.violation(
-                conn,
-                ProtocolError::Limit(format!("more than {max} subscriptions")),
-            );
+            return self.violation(conn, ProtocolError::Limit(format!("more than {max} subscriptions")));
         }
-        let t = self
-            .topics
-            .get_key_value(topic)
-            .map_or_else(|| Topic::from(topic), |(t, _)| t.clone());
+        let t = self.topics.get_key_value(topic).map_or_else(|| Topic::from(topic), |(t, _)| t.clone());
         c.peer_subs.insert(t.clone());
         let peer = c.peer.clone().expect("open connections have a peer");
         if self.is_primary(conn, &peer) {
@@ -345,11 +310,7 @@ impl Node {
     }
 
     fn on_publish(&mut self, conn: ConnId, topic: &str, payload: Bytes) -> Flow {
-        let from = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.peer.clone())
-            .expect("open connections have a peer");
+        let from = self.conns.get(&conn).and_then(|c| c.peer.clone()).expect("open connections have a peer");
         // A peer sends on one connection per session of its own. Messages on
         // another connection mean it started a new session (the connection
         // is newer: end ours and follow it), or they are left over from an
@@ -379,11 +340,7 @@ impl Node {
             Some(t) => {
                 let topic = t.clone();
                 self.stats.received += 1;
-                self.push_event(Event::Message(Message {
-                    topic,
-                    from,
-                    payload,
-                }));
+                self.push_event(Event::Message(Message { topic, from, payload }));
             }
             None => self.report_drop(Some(from), 1, DropReason::NotSubscribed),
         }

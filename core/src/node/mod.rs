@@ -205,9 +205,7 @@ impl Node {
 
     /// True if `target` used up its dial attempts and is no longer dialed.
     pub fn target_gave_up(&self, target: TargetId) -> bool {
-        self.targets
-            .get(&target)
-            .is_some_and(|t| t.conn.is_none() && t.next_dial.is_none())
+        self.targets.get(&target).is_some_and(|t| t.conn.is_none() && t.next_dial.is_none())
     }
 
     /// True after [`Node::close`] was called.
@@ -244,8 +242,7 @@ impl Node {
     }
 
     fn events_full(&self) -> bool {
-        self.events.len() >= self.cfg.max_pending_events
-            || self.event_bytes >= self.cfg.max_pending_event_bytes
+        self.events.len() >= self.cfg.max_pending_events || self.event_bytes >= self.cfg.max_pending_event_bytes
     }
 
     // ----- commands ------------------------------------------------------
@@ -254,11 +251,7 @@ impl Node {
         if topic.is_empty() {
             Err("empty topic".into())
         } else if topic.len() > self.cfg.max_topic_len {
-            Err(format!(
-                "topic of {} bytes exceeds max_topic_len {}",
-                topic.len(),
-                self.cfg.max_topic_len
-            ))
+            Err(format!("topic of {} bytes exceeds max_topic_len {}", topic.len(), self.cfg.max_topic_len))
         } else {
             Ok(())
         }
@@ -276,11 +269,7 @@ impl Node {
         }
         let t = Topic::from(topic);
         self.local_subs.insert(t.clone());
-        for c in self
-            .conns
-            .values_mut()
-            .filter(|c| c.phase != Phase::Dialing)
-        {
+        for c in self.conns.values_mut().filter(|c| c.phase != Phase::Dialing) {
             c.out.push_control(Out::Subscribe(t.clone()));
         }
         Ok(true)
@@ -293,11 +282,7 @@ impl Node {
         let Some(t) = self.local_subs.take(topic) else {
             return Ok(false);
         };
-        for c in self
-            .conns
-            .values_mut()
-            .filter(|c| c.phase != Phase::Dialing)
-        {
+        for c in self.conns.values_mut().filter(|c| c.phase != Phase::Dialing) {
             c.out.push_control(Out::Unsubscribe(t.clone()));
         }
         Ok(true)
@@ -310,11 +295,7 @@ impl Node {
         if self.closing {
             return Err(CommandError::Closed);
         }
-        if let Some((id, _)) = self
-            .targets
-            .iter()
-            .find(|(_, t)| t.addr.host == addr.host && t.addr.port == addr.port)
-        {
+        if let Some((id, _)) = self.targets.iter().find(|(_, t)| t.addr.host == addr.host && t.addr.port == addr.port) {
             let id = *id;
             let t = self.targets.get_mut(&id).expect("found above");
             if t.conn.is_none() && t.next_dial.is_none() {
@@ -380,10 +361,7 @@ impl Node {
     // ----- inputs --------------------------------------------------------
 
     fn advance(&mut self, now: Timestamp) {
-        debug_assert!(
-            now >= self.now || now.as_micros() == 0,
-            "time went backwards"
-        );
+        debug_assert!(now >= self.now || now.as_micros() == 0, "time went backwards");
         self.now = self.now.max(now);
     }
 
@@ -442,10 +420,7 @@ impl Node {
     /// The first connection after `after` (in id order) with bytes to write.
     pub fn next_transmit(&self, after: Option<ConnId>) -> Option<ConnId> {
         let start = after.map_or(0, |c| c.0 + 1);
-        self.conns
-            .range(ConnId(start)..)
-            .find(|(_, c)| c.has_output())
-            .map(|(id, _)| *id)
+        self.conns.range(ConnId(start)..).find(|(_, c)| c.has_output()).map(|(id, _)| *id)
     }
 
     /// Appends bytes to write on `conn` to `buf` (about `transmit_chunk` at
@@ -454,10 +429,7 @@ impl Node {
     pub fn poll_transmit(&mut self, now: Timestamp, conn: ConnId, buf: &mut Vec<u8>) -> usize {
         self.advance(now);
         let chunk = self.cfg.transmit_chunk;
-        let (max_b, max_f) = (
-            self.cfg.max_queued_bytes_per_peer,
-            self.cfg.max_queued_frames_per_peer,
-        );
+        let (max_b, max_f) = (self.cfg.max_queued_bytes_per_peer, self.cfg.max_queued_frames_per_peer);
         let Some(c) = self.conns.get_mut(&conn) else {
             return 0;
         };
@@ -478,8 +450,7 @@ impl Node {
         if let Some(reason) = &c.closing {
             if c.out.data_is_empty() && !c.goodbye_queued {
                 c.goodbye_queued = true;
-                c.out
-                    .push_control(Out::Goodbye(reason.code().0, reason.to_string()));
+                c.out.push_control(Out::Goodbye(reason.code().0, reason.to_string()));
             } else if c.goodbye_queued && c.out.is_empty() {
                 finished = Some(reason.clone());
             }
@@ -521,13 +492,7 @@ impl Node {
 
     fn hello_frame(&self) -> Vec<u8> {
         let subscriptions: Vec<&str> = self.local_subs.iter().map(|t| t.as_str()).collect();
-        let hello = Hello {
-            version: VERSION,
-            id: self.id.as_u128(),
-            name: &self.name,
-            roles: 0,
-            subscriptions,
-        };
+        let hello = Hello { version: VERSION, id: self.id.as_u128(), name: &self.name, roles: 0, subscriptions };
         let mut buf = Vec::new();
         encode_frame(&mut buf, &Header::Hello(hello), &[]);
         buf
@@ -541,10 +506,7 @@ impl Node {
         t.conn = Some(conn);
         t.next_dial = None;
         let addr = t.addr.clone();
-        self.conns.insert(
-            conn,
-            Conn::new(conn, Some(target), Phase::Dialing, self.now),
-        );
+        self.conns.insert(conn, Conn::new(conn, Some(target), Phase::Dialing, self.now));
         self.actions.push_back(Action::Dial { conn, addr });
     }
 

@@ -34,22 +34,14 @@ impl Node {
     ///
     /// On error nothing was queued for anyone. `Full` means wait for
     /// [`Event::Writable`](crate::Event::Writable) and retry.
-    pub fn publish(
-        &mut self,
-        topic: &str,
-        payload: Bytes,
-        mode: SendMode,
-    ) -> Result<Published, PublishError> {
+    pub fn publish(&mut self, topic: &str, payload: Bytes, mode: SendMode) -> Result<Published, PublishError> {
         if self.closing {
             return Err(PublishError::Closed);
         }
         self.check_topic(topic).map_err(PublishError::BadTopic)?;
         let size = crate::wire::encoded_len_hint(topic.len(), payload.len());
         if size > self.cfg.max_frame_size {
-            return Err(PublishError::TooLarge {
-                size,
-                max: self.cfg.max_frame_size,
-            });
+            return Err(PublishError::TooLarge { size, max: self.cfg.max_frame_size });
         }
         match mode {
             SendMode::All => self.publish_all(topic, payload),
@@ -123,11 +115,8 @@ impl Node {
         let last = self.rr_cursor.get(topic).copied();
         // The subscribers after the last one chosen, then from the start.
         let after = last.map_or(ConnId(0), |l| ConnId(l.0 + 1));
-        let pick = subs
-            .range(after..)
-            .chain(subs.range(..after))
-            .copied()
-            .find(|c| room(&self.conns, &self.cfg, *c, cost));
+        let pick =
+            subs.range(after..).chain(subs.range(..after)).copied().find(|c| room(&self.conns, &self.cfg, *c, cost));
         let topic = topic.clone();
         match pick {
             Some(c) => {
@@ -148,19 +137,11 @@ impl Node {
         }
     }
 
-    fn publish_to(
-        &mut self,
-        topic: &str,
-        payload: Bytes,
-        peer: PeerRef,
-    ) -> Result<Published, PublishError> {
+    fn publish_to(&mut self, topic: &str, payload: Bytes, peer: PeerRef) -> Result<Published, PublishError> {
         let entry = match &peer {
             PeerRef::Id(id) => self.peers.get(id),
             PeerRef::Name(name) => {
-                let mut it = self
-                    .peers
-                    .values()
-                    .filter(|p| &*p.info.name == name.as_str());
+                let mut it = self.peers.values().filter(|p| &*p.info.name == name.as_str());
                 let first = it.next();
                 if it.next().is_some() {
                     return Err(PublishError::AmbiguousPeer(name.clone()));
@@ -172,30 +153,26 @@ impl Node {
             return Err(PublishError::UnknownPeer(peer));
         };
         let conn = entry.primary;
-        let subscribed = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.peer_subs.get(topic).cloned());
+        let subscribed = self.conns.get(&conn).and_then(|c| c.peer_subs.get(topic).cloned());
         let Some(topic) = subscribed else {
-            return Err(PublishError::NotSubscribed {
-                peer,
-                topic: Topic::from(topic),
-            });
+            return Err(PublishError::NotSubscribed { peer, topic: Topic::from(topic) });
         };
         if !self.has_room(conn, data_cost(&topic, &payload)) {
             self.mark_want_writable(conn);
             return Err(PublishError::Full(topic));
         }
         self.enqueue(conn, &topic, &payload);
-        Ok(super::Published {
-            queued: 1,
-            dropped: 0,
-        })
+        Ok(super::Published { queued: 1, dropped: 0 })
     }
 }
 
 /// True if `conn` is open for new data and its queue has room for `cost` more bytes.
-fn room(conns: &std::collections::BTreeMap<ConnId, crate::conn::Conn>, cfg: &crate::Config, conn: ConnId, cost: usize) -> bool {
+fn room(
+    conns: &std::collections::BTreeMap<ConnId, crate::conn::Conn>,
+    cfg: &crate::Config,
+    conn: ConnId,
+    cost: usize,
+) -> bool {
     conns.get(&conn).is_some_and(|c| {
         c.closing.is_none() && c.out.has_room(cost, cfg.max_queued_bytes_per_peer, cfg.max_queued_frames_per_peer)
     })

@@ -84,12 +84,8 @@ impl Node {
         for (id, reason) in expired {
             self.remove_conn(id, reason);
         }
-        let due: Vec<TargetId> = self
-            .targets
-            .iter()
-            .filter(|(_, t)| t.next_dial.is_some_and(|at| now >= at))
-            .map(|(id, _)| *id)
-            .collect();
+        let due: Vec<TargetId> =
+            self.targets.iter().filter(|(_, t)| t.next_dial.is_some_and(|at| now >= at)).map(|(id, _)| *id).collect();
         for id in due {
             self.dial(id);
         }

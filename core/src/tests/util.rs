@@ -79,11 +79,8 @@ pub(crate) fn fast_config(seed: u64) -> Config {
 
 impl Net {
     pub fn new(names: &[&str], cfg: impl Fn(usize) -> Config) -> Net {
-        let nodes: Vec<Node> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| Node::new(cfg(i), n).expect("valid config"))
-            .collect();
+        let nodes: Vec<Node> =
+            names.iter().enumerate().map(|(i, n)| Node::new(cfg(i), n).expect("valid config")).collect();
         let k = nodes.len();
         Net {
             nodes,
@@ -138,11 +135,7 @@ impl Net {
                         self.pipes.insert((j, cj), (i, conn));
                         self.nodes[i].handle_connected(self.now, conn);
                     }
-                    Err(_) => self.nodes[i].handle_closed(
-                        self.now,
-                        conn,
-                        CloseReason::Io("refused".into()),
-                    ),
+                    Err(_) => self.nodes[i].handle_closed(self.now, conn, CloseReason::Io("refused".into())),
                 }
             }
             while let Some((n, c, w)) = self.inflight.pop_front() {
@@ -196,12 +189,7 @@ impl Net {
     /// Kills node `i`'s connections abruptly (as a crashed process's sockets would).
     pub fn crash(&mut self, i: usize) {
         self.down[i] = true;
-        let mine: Vec<_> = self
-            .pipes
-            .iter()
-            .filter(|((n, _), _)| *n == i)
-            .map(|(k, v)| (*k, *v))
-            .collect();
+        let mine: Vec<_> = self.pipes.iter().filter(|((n, _), _)| *n == i).map(|(k, v)| (*k, *v)).collect();
         for (k, (n, c)) in mine {
             self.pipes.remove(&k);
             self.pipes.remove(&(n, c));

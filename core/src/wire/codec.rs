@@ -28,10 +28,7 @@ pub fn check_preamble(bytes: &[u8]) -> Result<(), WireError> {
     }
     let theirs = u16::from_be_bytes([bytes[4], bytes[5]]);
     if theirs != VERSION {
-        return Err(WireError::UnsupportedVersion {
-            theirs,
-            ours: VERSION,
-        });
+        return Err(WireError::UnsupportedVersion { theirs, ours: VERSION });
     }
     Ok(())
 }
@@ -109,8 +106,8 @@ impl RawFrame {
         if let Some((topic, rest)) = parse_publish(&self.0) {
             return Ok((Header::Publish { topic }, self.0.slice_ref(rest)));
         }
-        let (header, rest) = postcard::take_from_bytes::<Header<'_>>(&self.0)
-            .map_err(|e| WireError::BadHeader(e.to_string()))?;
+        let (header, rest) =
+            postcard::take_from_bytes::<Header<'_>>(&self.0).map_err(|e| WireError::BadHeader(e.to_string()))?;
         Ok((header, self.0.slice_ref(rest)))
     }
 
@@ -134,10 +131,7 @@ pub fn decode_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<RawFr
         return Err(WireError::EmptyFrame);
     }
     if len > max_frame {
-        return Err(WireError::FrameTooLarge {
-            len,
-            max: max_frame,
-        });
+        return Err(WireError::FrameTooLarge { len, max: max_frame });
     }
     if buf.len() < LEN_PREFIX + len {
         return Ok(None);

@@ -141,10 +141,7 @@ impl fmt::Display for WireError {
         match self {
             WireError::BadMagic(m) => write!(f, "bad magic {m:02x?}: not an estafeta peer"),
             WireError::UnsupportedVersion { theirs, ours } => {
-                write!(
-                    f,
-                    "unsupported protocol version {theirs} (this node speaks {ours})"
-                )
+                write!(f, "unsupported protocol version {theirs} (this node speaks {ours})")
             }
             WireError::FrameTooLarge { len, max } => {
                 write!(f, "frame of {len} bytes exceeds the maximum of {max}")
