@@ -234,15 +234,16 @@ impl<R: Runtime> Driver<R> {
                 if budget == 0 {
                     return true;
                 }
-                let buf = &mut self.read_buf;
-                match sock.poll(|s, cx| s.poll_read(cx, buf)) {
+                let scratch = &mut self.read_buf;
+                let Some(rx) = st.node.recv_buffer(*conn) else { break };
+                match sock.poll(|s, cx| s.poll_read_buf(cx, rx, scratch)) {
                     Poll::Ready(Ok(0)) => {
                         closed.push((*conn, CloseReason::Io("end of stream".into())));
                         break;
                     }
                     Poll::Ready(Ok(n)) => {
                         budget = budget.saturating_sub(n);
-                        st.node.handle_bytes(now, *conn, &self.read_buf[..n]);
+                        st.node.handle_received(now, *conn, n);
                     }
                     Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                     Poll::Ready(Err(e)) => {

@@ -3,6 +3,7 @@
 //! estafeta-tokio and estafeta-smol implement these in a few dozen lines each;
 //! everything else (the drive loop, the handles, the streams) is shared.
 
+use bytes::BytesMut;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -40,6 +41,24 @@ pub trait Socket: Send + Unpin + 'static {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
     /// Writes from `buf`.
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+
+    /// Reads by appending to `buf`. The default reads into `scratch` and
+    /// copies; a runtime that can read into spare capacity safely overrides
+    /// it and saves the copy.
+    fn poll_read_buf(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        scratch: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.poll_read(cx, scratch) {
+            Poll::Ready(Ok(n)) => {
+                buf.extend_from_slice(&scratch[..n]);
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    }
 }
 
 /// A listening TCP socket.

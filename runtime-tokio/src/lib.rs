@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+use bytes::BytesMut;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -50,7 +51,19 @@ impl Socket for TokioSocket {
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
+    fn poll_read_buf(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut, _: &mut [u8]) -> Poll<io::Result<usize>> {
+        // Reads into the spare capacity without zeroing or copying it.
+        if buf.capacity() - buf.len() < READ_SPARE_MIN {
+            buf.reserve(READ_RESERVE);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.0), cx, buf)
+    }
 }
+
+/// Spare room below which the receive buffer grows before a read.
+const READ_SPARE_MIN: usize = 16 << 10;
+/// How much the receive buffer grows by.
+const READ_RESERVE: usize = 64 << 10;
 
 fn socket(s: tokio::net::TcpStream) -> TokioSocket {
     // Frames are batched by the drain; Nagle would only add latency.

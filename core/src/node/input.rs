@@ -7,7 +7,7 @@ use crate::id::{ConnId, NodeId, Topic};
 use crate::outbound::Out;
 use crate::time::Timestamp;
 use crate::wire::{check_preamble, decode_frame, CloseCode, Header, Hello, PREAMBLE_LEN};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -23,16 +23,32 @@ impl Node {
     /// event queue has room; the rest waits (see [`Node::wants_read`]).
     /// Bad bytes close the connection with a reason; this call never fails.
     pub fn handle_bytes(&mut self, now: Timestamp, conn: ConnId, bytes: &[u8]) {
+        if let Some(rx) = self.recv_buffer(conn) {
+            rx.extend_from_slice(bytes);
+            self.handle_received(now, conn, bytes.len());
+        }
+    }
+
+    /// The receive buffer of `conn`, for a driver that reads from its socket
+    /// straight into it (saving a copy), then reports the bytes it appended
+    /// with [`Node::handle_received`]. Only append; read only while
+    /// [`Node::wants_read`] is true. `None` if `conn` is not connected.
+    pub fn recv_buffer(&mut self, conn: ConnId) -> Option<&mut BytesMut> {
+        self.conns.get_mut(&conn).filter(|c| c.phase != Phase::Dialing).map(|c| &mut c.rx)
+    }
+
+    /// `n` bytes were appended to [`Node::recv_buffer`]; processes them like
+    /// [`Node::handle_bytes`].
+    pub fn handle_received(&mut self, now: Timestamp, conn: ConnId, n: usize) {
         self.advance(now);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if c.phase == Phase::Dialing || bytes.is_empty() {
+        if c.phase == Phase::Dialing || n == 0 {
             return;
         }
         c.last_recv = self.now;
-        c.rx.extend_from_slice(bytes);
-        self.stats.bytes_in += bytes.len() as u64;
+        self.stats.bytes_in += n as u64;
         self.process_input(conn, true);
     }
 
