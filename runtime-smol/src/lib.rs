@@ -14,9 +14,10 @@
 #![forbid(unsafe_code)]
 
 use async_io::{Async, Timer as IoTimer};
+use bytes::BytesMut;
 use smol::io::{AsyncRead, AsyncWrite};
 use std::future::Future;
-use std::io;
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -44,7 +45,51 @@ impl Socket for SmolSocket {
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
+    fn poll_read_buf(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        scratch: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if !buf.is_empty() {
+            // A partial frame is waiting: append after it (one copy).
+            return match self.poll_read(cx, scratch) {
+                Poll::Ready(Ok(n)) => {
+                    buf.extend_from_slice(&scratch[..n]);
+                    Poll::Ready(Ok(n))
+                }
+                other => other,
+            };
+        }
+        // Empty buffer: std fills a fresh Vec's spare capacity without zeroing
+        // it, and the buffer takes the Vec over without a copy.
+        loop {
+            let mut v = Vec::with_capacity(READ_CHUNK);
+            let res = (&mut self.0.get_ref()).take(READ_CHUNK as u64).read_to_end(&mut v);
+            let n = v.len();
+            match res {
+                Ok(_) => {
+                    *buf = BytesMut::from(bytes::Bytes::from(v));
+                    return Poll::Ready(Ok(n));
+                }
+                Err(_) if n > 0 => {
+                    // Data first; a real error shows again on the next read.
+                    *buf = BytesMut::from(bytes::Bytes::from(v));
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.0.poll_readable(cx) {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                },
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
 }
+
+/// Bytes read per socket read.
+const READ_CHUNK: usize = 64 << 10;
 
 fn socket(s: Async<TcpStream>) -> SmolSocket {
     // Frames are batched by the drain; Nagle would only add latency.
