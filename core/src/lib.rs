@@ -13,7 +13,8 @@
 //!    (a [`Timestamp`] from an origin the driver picks, never going back):
 //!    [`Node::handle_accepted`] for an accepted socket,
 //!    [`Node::handle_connected`] when a dial connected,
-//!    [`Node::handle_bytes`] for received bytes (read only while
+//!    [`Node::handle_bytes`] for received bytes (or, without a copy,
+//!    [`Node::recv_buffer`] then [`Node::handle_received`]; read only while
 //!    [`Node::wants_read`] says so: that is how backpressure reaches TCP),
 //!    [`Node::handle_closed`] when a socket ended or a dial failed,
 //!    [`Node::handle_timeout`] when the deadline passed.
