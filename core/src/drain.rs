@@ -39,11 +39,14 @@ pub struct Budget {
     pub bytes: usize,
     /// Events delivered.
     pub events: usize,
+    /// How long a connection the node closed may stay open while its last
+    /// bytes (the goodbye) wait for a blocked socket. Default 1 s.
+    pub linger: std::time::Duration,
 }
 
 impl Default for Budget {
     fn default() -> Self {
-        Budget { bytes: 1 << 20, events: 4096 }
+        Budget { bytes: 1 << 20, events: 4096, linger: std::time::Duration::from_secs(1) }
     }
 }
 
@@ -75,6 +78,9 @@ pub struct Drain {
     tails: BTreeMap<ConnId, Tail>,
     parked: Option<Event>,
     budget: Budget,
+    /// Connections the node closed whose tail is still being written, with
+    /// the time they are closed regardless.
+    lingering: BTreeMap<ConnId, Timestamp>,
 }
 
 impl Drain {
@@ -91,6 +97,12 @@ impl Drain {
     /// True if an event is waiting for the application to make room.
     pub fn app_blocked(&self) -> bool {
         self.parked.is_some()
+    }
+
+    /// True while a connection the node closed still has its last bytes to
+    /// write (at most [`Budget::linger`]); keep its socket until then.
+    pub fn is_lingering(&self) -> bool {
+        !self.lingering.is_empty()
     }
 
     /// True if `conn` has bytes the socket has not taken yet.
@@ -134,13 +146,20 @@ impl Drain {
             }
             // 3. Actions.
             while let Some(action) = node.poll_action() {
+                progressed = true;
                 if let Action::Close { conn } = action {
                     self.flush_tail(node, now, conn, sink);
-                    self.tails.remove(&conn);
+                    if self.tails.contains_key(&conn) {
+                        // The socket is blocked with the last bytes (the
+                        // goodbye) unwritten: close once they are out, or
+                        // when the linger time is up.
+                        self.lingering.insert(conn, now + self.budget.linger);
+                        continue;
+                    }
                 }
                 sink.act(action);
-                progressed = true;
             }
+            progressed |= self.close_lingering(now, sink);
             // 4. Events, as long as the application takes them.
             if let Some(ev) = self.parked.take() {
                 match sink.deliver(ev) {
@@ -160,9 +179,31 @@ impl Drain {
                 }
             }
             if !progressed {
-                return Step::Idle { deadline: node.poll_timeout() };
+                let linger = self.lingering.values().min().copied();
+                let deadline = match (node.poll_timeout(), linger) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                return Step::Idle { deadline };
             }
         }
+    }
+
+    /// Closes lingering connections whose tail is written (or failed) or
+    /// whose time is up. Returns true if any was closed.
+    fn close_lingering(&mut self, now: Timestamp, sink: &mut impl Sink) -> bool {
+        let done: Vec<ConnId> = self
+            .lingering
+            .iter()
+            .filter(|(conn, until)| !self.tails.contains_key(conn) || now >= **until)
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in &done {
+            self.lingering.remove(conn);
+            self.tails.remove(conn);
+            sink.act(Action::Close { conn: *conn });
+        }
+        !done.is_empty()
     }
 
     /// Writes as much of `conn`'s tail as the socket takes. Returns true if

@@ -291,7 +291,7 @@ impl<R: Runtime> Future for Driver<R> {
         // was skipped above: no read interest is registered for it, so
         // nothing else would wake us to read it.
         more |= this.unread.iter().any(|c| node.wants_read(*c));
-        if node.is_closed() {
+        if node.is_closed() && !this.drain.is_lingering() {
             // Release the port and the sockets before anyone hears we are
             // done, so a restart on the same port cannot race the drop.
             this.listener = None;

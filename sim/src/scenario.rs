@@ -181,7 +181,11 @@ impl Scenario {
             worst = (worst.0.max(live), worst.1.max(cap), worst.2.max(live + 100_000));
             *s = NodeSetup {
                 config: cfg,
-                budget: Budget { bytes: r.log_range(512, 1 << 20) as usize, events: r.log_range(1, 4096) as usize },
+                budget: Budget {
+                    bytes: r.log_range(512, 1 << 20) as usize,
+                    events: r.log_range(1, 4096) as usize,
+                    ..Budget::default()
+                },
                 drift_ppm: if r.chance(500) { r.range(0, 40_000) as i64 - 20_000 } else { 0 },
                 clock_offset_us: r.below(10_000_000),
                 read_rate: None,
