@@ -22,7 +22,7 @@ mod stream;
 pub use error::Error;
 pub use format::{encode, Format, MessageExt, Postcard};
 pub use node::{Node, NodeBuilder};
-pub use runtime::{ConnectFuture, Listener, Runtime, Socket, Timer};
+pub use runtime::{poll_read_copy, ConnectFuture, Listener, Runtime, Socket, Timer};
 pub use state::AppLimits;
 pub use stream::{Events, Subscription};
 

@@ -51,13 +51,24 @@ pub trait Socket: Send + Unpin + 'static {
         buf: &mut BytesMut,
         scratch: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        match self.poll_read(cx, scratch) {
-            Poll::Ready(Ok(n)) => {
-                buf.extend_from_slice(&scratch[..n]);
-                Poll::Ready(Ok(n))
-            }
-            other => other,
+        poll_read_copy(self, cx, buf, scratch)
+    }
+}
+
+/// Reads into `scratch` and appends what came to `buf`: the copying way to
+/// fill a receive buffer, for [`Socket::poll_read_buf`] implementations.
+pub fn poll_read_copy<S: Socket + ?Sized>(
+    sock: &mut S,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+    scratch: &mut [u8],
+) -> Poll<io::Result<usize>> {
+    match sock.poll_read(cx, scratch) {
+        Poll::Ready(Ok(n)) => {
+            buf.extend_from_slice(&scratch[..n]);
+            Poll::Ready(Ok(n))
         }
+        other => other,
     }
 }
 

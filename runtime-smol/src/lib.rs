@@ -53,13 +53,7 @@ impl Socket for SmolSocket {
     ) -> Poll<io::Result<usize>> {
         if !buf.is_empty() {
             // A partial frame is waiting: append after it (one copy).
-            return match self.poll_read(cx, scratch) {
-                Poll::Ready(Ok(n)) => {
-                    buf.extend_from_slice(&scratch[..n]);
-                    Poll::Ready(Ok(n))
-                }
-                other => other,
-            };
+            return poll_read_copy(self, cx, buf, scratch);
         }
         // Empty buffer: std fills a fresh Vec's spare capacity without zeroing
         // it, and the buffer takes the Vec over without a copy.
