@@ -242,7 +242,6 @@ impl<R: Runtime> Node<R> {
         let target = {
             let mut st = self.shared().lock();
             let t = st.node.connect(addr.clone())?;
-            st.app.gave_up.remove(&t);
             st.app.wake_driver();
             t
         };
@@ -251,7 +250,7 @@ impl<R: Runtime> Node<R> {
             if let Some(p) = st.node.target_peer(target) {
                 return Poll::Ready(Ok(p.clone()));
             }
-            if st.app.gave_up.contains_key(&target) {
+            if st.node.target_gave_up(target) {
                 return Poll::Ready(Err(Error::ConnectFailed(addr.clone())));
             }
             if st.app.finished || st.node.is_closing() {
@@ -283,6 +282,9 @@ impl<R: Runtime> Node<R> {
     pub fn unsubscribe(&self, topic: &str) -> Result<(), Error> {
         let mut st = self.shared().lock();
         st.app.topic_refs.remove(topic);
+        for q in st.app.subs.values_mut().filter(|q| q.topic.as_ref().is_some_and(|t| t.as_str() == topic)) {
+            q.counted = false;
+        }
         st.node.unsubscribe(topic)?;
         st.app.wake_driver();
         Ok(())

@@ -1,7 +1,7 @@
 //! The state shared by the driver task and the handles: the core node behind
 //! one mutex, the application's bounded queues, and the wakers.
 
-use estafeta_core::{Event, Message, Node, TargetId, Timestamp, Topic};
+use estafeta_core::{Event, Message, Node, Timestamp, Topic};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
@@ -48,6 +48,9 @@ impl Wakers {
 pub(crate) struct SubQueue {
     /// `None`: every message this node receives.
     pub(crate) topic: Option<Topic>,
+    /// The stream holds one reference on its topic's subscription, until an
+    /// explicit `Node::unsubscribe` of that topic releases them all.
+    pub(crate) counted: bool,
     pub(crate) queue: VecDeque<Message>,
     /// Payload bytes held: in `queue` and taken by the subscription.
     pub(crate) bytes: usize,
@@ -108,7 +111,6 @@ pub(crate) struct App {
     pub(crate) peers_changed: Wakers,
     /// Tasks waiting for the driver to finish.
     pub(crate) closed_waiters: Wakers,
-    pub(crate) gave_up: BTreeMap<TargetId, ()>,
     /// The driver has exited: streams end, commands fail.
     pub(crate) finished: bool,
 }
@@ -127,7 +129,6 @@ impl App {
             writable: Wakers::default(),
             peers_changed: Wakers::default(),
             closed_waiters: Wakers::default(),
-            gave_up: BTreeMap::new(),
             finished: false,
         }
     }
@@ -167,10 +168,7 @@ impl App {
                         // A peer that left may have been the full one.
                         self.writable.wake_all();
                     }
-                    Event::GaveUp { target, .. } => {
-                        self.gave_up.insert(*target, ());
-                        self.peers_changed.wake_all();
-                    }
+                    Event::GaveUp { .. } => self.peers_changed.wake_all(),
                     _ => {}
                 }
                 if !matches!(other, Event::Writable) {

@@ -38,6 +38,7 @@ impl Subscription {
             id,
             SubQueue {
                 topic: topic.clone(),
+                counted: topic.is_some(),
                 queue: Default::default(),
                 bytes: 0,
                 taken: 0,
@@ -119,8 +120,8 @@ impl Stream for Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut st = self.shared.lock();
-        st.app.subs.remove(&self.id);
-        if let Some(t) = &self.topic {
+        let counted = st.app.subs.remove(&self.id).is_some_and(|q| q.counted);
+        if let (Some(t), true) = (&self.topic, counted) {
             let last = match st.app.topic_refs.get_mut(t) {
                 Some(n) => {
                     *n -= 1;

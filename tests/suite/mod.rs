@@ -31,7 +31,8 @@ macro_rules! behaviour_suite {
             close_flushes_and_ends_streams,
             publish_to_nobody_is_an_error,
             dropping_the_last_handle_closes_gracefully,
-            a_tiny_event_queue_never_waits_for_a_timer
+            a_tiny_event_queue_never_waits_for_a_timer,
+            an_old_subscription_dropped_after_resubscribing_does_not_unsubscribe
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
@@ -404,4 +405,22 @@ pub async fn a_tiny_event_queue_never_waits_for_a_timer<R: Runtime>() {
         }
     };
     util::join(publisher, receiver).await;
+}
+
+pub async fn an_old_subscription_dropped_after_resubscribing_does_not_unsubscribe<R: Runtime>() {
+    let a = node::<R>("a", fast_config()).await;
+    let b = node::<R>("b", fast_config()).await;
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    let old = a.subscribe("t").unwrap();
+    b.wait_for_subscribers("t", 1).await.unwrap();
+    a.unsubscribe("t").unwrap();
+    wait_until::<R>(|| b.subscriber_count("t") == 0, "b learns of the unsubscribe").await;
+    let mut new = a.subscribe("t").unwrap();
+    b.wait_for_subscribers("t", 1).await.unwrap();
+    // The stream from before the unsubscribe no longer counts.
+    drop(old);
+    sleep::<R>(Duration::from_millis(100)).await;
+    assert_eq!(b.subscriber_count("t"), 1, "dropping the old stream unsubscribed the new one");
+    b.publish("t", "still subscribed").await.unwrap();
+    assert_eq!(&new.recv().await.unwrap().payload[..], b"still subscribed");
 }
