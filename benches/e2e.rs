@@ -337,6 +337,8 @@ async fn ours_ping<R: Runtime>(
 
 // ----- tokio: one thread and one current-thread runtime per side --------
 
+#[path = "e2e/baseline.rs"]
+mod baseline;
 #[path = "e2e/on_tokio.rs"]
 mod on_tokio;
 
@@ -413,16 +415,16 @@ fn throughput_once(rt: Rt, which: Impl, size: usize, n: usize) -> Duration {
             move || ours_send::<estafeta_tokio::Tokio>(size, warm, n, addr_rx, warm_rx, done_rx),
         ),
         (Rt::Tokio, Impl::Base) => on_tokio::pair(
-            move || on_tokio::base_receive(size, warm, n, addr_tx, warm_tx, done_tx),
-            move || on_tokio::base_send(size, warm, n, addr_rx, warm_rx, done_rx),
+            move || baseline::base_receive::<on_tokio::TokioPlain>(size, warm, n, addr_tx, warm_tx, done_tx),
+            move || baseline::base_send::<on_tokio::TokioPlain>(size, warm, n, addr_rx, warm_rx, done_rx),
         ),
         (Rt::Smol, Impl::Ours) => on_smol::pair(
             move || ours_receive::<estafeta_smol::Smol>(size, warm, n, addr_tx, warm_tx, done_tx),
             move || ours_send::<estafeta_smol::Smol>(size, warm, n, addr_rx, warm_rx, done_rx),
         ),
         (Rt::Smol, Impl::Base) => on_smol::pair(
-            move || on_smol::base_receive(size, warm, n, addr_tx, warm_tx, done_tx),
-            move || on_smol::base_send(size, warm, n, addr_rx, warm_rx, done_rx),
+            move || baseline::base_receive::<on_smol::SmolPlain>(size, warm, n, addr_tx, warm_tx, done_tx),
+            move || baseline::base_send::<on_smol::SmolPlain>(size, warm, n, addr_rx, warm_rx, done_rx),
         ),
     };
     t1.saturating_duration_since(t0)
@@ -440,16 +442,16 @@ fn rtt_once(rt: Rt, which: Impl, rounds: usize) -> (Duration, Duration) {
             move || ours_ping::<estafeta_tokio::Tokio>(warm, rounds, addr_rx, done_tx),
         ),
         (Rt::Tokio, Impl::Base) => on_tokio::pair(
-            move || on_tokio::base_echo(total, addr_tx, done_rx),
-            move || on_tokio::base_ping(warm, rounds, addr_rx, done_tx),
+            move || baseline::base_echo::<on_tokio::TokioPlain>(total, addr_tx, done_rx),
+            move || baseline::base_ping::<on_tokio::TokioPlain>(warm, rounds, addr_rx, done_tx),
         ),
         (Rt::Smol, Impl::Ours) => on_smol::pair(
             move || ours_echo::<estafeta_smol::Smol>(total, addr_tx, done_rx),
             move || ours_ping::<estafeta_smol::Smol>(warm, rounds, addr_rx, done_tx),
         ),
         (Rt::Smol, Impl::Base) => on_smol::pair(
-            move || on_smol::base_echo(total, addr_tx, done_rx),
-            move || on_smol::base_ping(warm, rounds, addr_rx, done_tx),
+            move || baseline::base_echo::<on_smol::SmolPlain>(total, addr_tx, done_rx),
+            move || baseline::base_ping::<on_smol::SmolPlain>(warm, rounds, addr_rx, done_tx),
         ),
     };
     rtts.sort_unstable();

@@ -1,6 +1,7 @@
-//! The smol side of the end-to-end bench: the global executor and the plain
-//! async-io TCP baseline.
+//! The smol side of the end-to-end bench: the global executor, and the
+//! baseline's primitives in async-io's own API.
 
+use super::baseline::{writer, Plain};
 use super::*;
 use smol::channel;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,147 +26,55 @@ where
     })
 }
 
-/// The writer task: `&Async<TcpStream>` writes, so the socket is shared
-/// with the reading side through an `Arc`.
-async fn writer(sock: Arc<Async<TcpStream>>, rx: channel::Receiver<Bytes>) {
-    let mut sock = &*sock;
-    let mut w = FrameWriter::new();
-    while let Ok(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(p) = next {
-            if w.push(&p) {
-                sock.write_all(&w.out).await.expect("write");
-                w.out.clear();
-            }
-            next = rx.try_recv().ok();
-        }
-        // The queue is drained: write what is buffered.
-        if !w.out.is_empty() {
-            sock.write_all(&w.out).await.expect("write");
-            w.out.clear();
-        }
+/// The baseline's primitives on smol / async-io. `&Async<TcpStream>` reads
+/// and writes, so both sides of a connection share it through an `Arc`.
+pub(crate) struct SmolPlain;
+
+impl Plain for SmolPlain {
+    type Reader = Arc<Async<TcpStream>>;
+    type Writer = Arc<Async<TcpStream>>;
+    type Tx = channel::Sender<Bytes>;
+    type Rx = channel::Receiver<Bytes>;
+    type Join = smol::Task<()>;
+
+    async fn accept(addr_tx: oneshot::Sender<String>) -> (Self::Reader, Self::Writer) {
+        let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).expect("bind");
+        let addr = l.get_ref().local_addr().expect("address").to_string();
+        addr_tx.send(addr).expect("peer waits");
+        let (s, _) = l.accept().await.expect("accept");
+        s.get_ref().set_nodelay(true).expect("nodelay");
+        let s = Arc::new(s);
+        (s.clone(), s)
     }
-}
-
-async fn read_frames(sock: &Async<TcpStream>, r: &mut FrameReader, n: usize) {
-    let mut sock = sock;
-    let mut got = r.take(n);
-    while got < n {
-        let k = sock.read(r.spare()).await.expect("read");
-        r.filled(k);
-        got += r.take(n - got);
+    async fn connect(addr_rx: oneshot::Receiver<String>) -> (Self::Reader, Self::Writer) {
+        let addr: std::net::SocketAddr = addr_rx.await.expect("address").parse().expect("socket address");
+        let s = Async::<TcpStream>::connect(addr).await.expect("connect");
+        s.get_ref().set_nodelay(true).expect("nodelay");
+        let s = Arc::new(s);
+        (s.clone(), s)
     }
-}
-
-async fn accept(addr_tx: oneshot::Sender<String>) -> Arc<Async<TcpStream>> {
-    let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).expect("bind");
-    let addr = l.get_ref().local_addr().expect("address").to_string();
-    addr_tx.send(addr).expect("peer waits");
-    let (s, _) = l.accept().await.expect("accept");
-    s.get_ref().set_nodelay(true).expect("nodelay");
-    Arc::new(s)
-}
-
-async fn connect(addr_rx: oneshot::Receiver<String>) -> Arc<Async<TcpStream>> {
-    let addr: std::net::SocketAddr = addr_rx.await.expect("address").parse().expect("socket address");
-    let s = Async::<TcpStream>::connect(addr).await.expect("connect");
-    s.get_ref().set_nodelay(true).expect("nodelay");
-    Arc::new(s)
-}
-
-pub async fn base_receive(
-    size: usize,
-    warm: usize,
-    n: usize,
-    addr_tx: oneshot::Sender<String>,
-    warm_tx: oneshot::Sender<()>,
-    done_tx: oneshot::Sender<()>,
-) -> Instant {
-    let s = accept(addr_tx).await;
-    let mut r = FrameReader::new(size);
-    read_frames(&s, &mut r, warm).await;
-    warm_tx.send(()).expect("sender waits");
-    read_frames(&s, &mut r, n).await;
-    let t1 = Instant::now();
-    assert_eq!(r.start, r.end, "more bytes than sent");
-    done_tx.send(()).expect("sender waits");
-    t1
-}
-
-pub async fn base_send(
-    size: usize,
-    warm: usize,
-    n: usize,
-    addr_rx: oneshot::Receiver<String>,
-    warm_rx: oneshot::Receiver<()>,
-    done_rx: oneshot::Receiver<()>,
-) -> Instant {
-    let s = connect(addr_rx).await;
-    let (tx, rx) = channel::bounded(queue_capacity(size));
-    let w = smol::spawn(writer(s, rx));
-    let payload = Bytes::from(vec![0xA5; size]);
-    for _ in 0..warm {
-        tx.send(payload.clone()).await.expect("writer runs");
+    async fn read(r: &mut Self::Reader, buf: &mut [u8]) -> usize {
+        (&**r).read(buf).await.expect("read")
     }
-    warm_rx.await.expect("warm-up received");
-    let t0 = Instant::now();
-    for _ in 0..n {
-        tx.send(payload.clone()).await.expect("writer runs");
+    async fn write_all(w: &mut Self::Writer, buf: &[u8]) {
+        (&**w).write_all(buf).await.expect("write");
     }
-    drop(tx);
-    w.await;
-    done_rx.await.expect("receiver done");
-    t0
-}
-
-pub async fn base_echo(total: usize, addr_tx: oneshot::Sender<String>, done_rx: oneshot::Receiver<()>) {
-    let s = accept(addr_tx).await;
-    let (tx, rx) = channel::bounded(queue_capacity(RTT_PAYLOAD));
-    let w = smol::spawn(writer(s.clone(), rx));
-    let mut rd = &*s;
-    let mut r = FrameReader::new(RTT_PAYLOAD);
-    for _ in 0..total {
-        let p = loop {
-            if let Some(p) = r.next_frame() {
-                break Bytes::copy_from_slice(p);
-            }
-            let k = rd.read(r.spare()).await.expect("read");
-            r.filled(k);
-        };
-        tx.send(p).await.expect("writer runs");
+    fn channel(cap: usize) -> (Self::Tx, Self::Rx) {
+        channel::bounded(cap)
     }
-    done_rx.await.expect("pinger done");
-    drop(tx);
-    w.await;
-}
-
-pub async fn base_ping(
-    warm: usize,
-    rounds: usize,
-    addr_rx: oneshot::Receiver<String>,
-    done_tx: oneshot::Sender<()>,
-) -> Vec<Duration> {
-    let s = connect(addr_rx).await;
-    let (tx, rx) = channel::bounded(queue_capacity(RTT_PAYLOAD));
-    let w = smol::spawn(writer(s.clone(), rx));
-    let mut rd = &*s;
-    let mut r = FrameReader::new(RTT_PAYLOAD);
-    let payload = Bytes::from(vec![0x5A; RTT_PAYLOAD]);
-    let mut rtts = Vec::with_capacity(rounds);
-    for i in 0..warm + rounds {
-        let t = Instant::now();
-        tx.send(payload.clone()).await.expect("writer runs");
-        while r.take(1) == 0 {
-            let k = rd.read(r.spare()).await.expect("read");
-            r.filled(k);
-        }
-        let d = t.elapsed();
-        if i >= warm {
-            rtts.push(d);
-        }
+    async fn send(tx: &Self::Tx, payload: Bytes) {
+        tx.send(payload).await.expect("writer runs");
     }
-    done_tx.send(()).expect("echoer waits");
-    drop(tx);
-    w.await;
-    rtts
+    async fn recv(rx: &mut Self::Rx) -> Option<Bytes> {
+        rx.recv().await.ok()
+    }
+    fn try_recv(rx: &mut Self::Rx) -> Option<Bytes> {
+        rx.try_recv().ok()
+    }
+    fn spawn_writer(w: Self::Writer, rx: Self::Rx) -> Self::Join {
+        smol::spawn(writer::<Self>(w, rx))
+    }
+    async fn join(j: Self::Join) {
+        j.await;
+    }
 }

@@ -1,8 +1,10 @@
-//! The tokio side of the end-to-end bench: runtimes per side and the plain
-//! tokio TCP baseline.
+//! The tokio side of the end-to-end bench: one thread and runtime per side,
+//! and the baseline's primitives in tokio's own API.
 
+use super::baseline::{writer, Plain};
 use super::*;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -37,142 +39,51 @@ where
     rt.block_on(task).expect("side task")
 }
 
-async fn writer<W: AsyncWrite + Unpin>(mut sock: W, mut rx: mpsc::Receiver<Bytes>) {
-    let mut w = FrameWriter::new();
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(p) = next {
-            if w.push(&p) {
-                sock.write_all(&w.out).await.expect("write");
-                w.out.clear();
-            }
-            next = rx.try_recv().ok();
-        }
-        // The queue is drained: write what is buffered.
-        if !w.out.is_empty() {
-            sock.write_all(&w.out).await.expect("write");
-            w.out.clear();
-        }
+/// The baseline's primitives on tokio.
+pub(crate) struct TokioPlain;
+
+impl Plain for TokioPlain {
+    type Reader = OwnedReadHalf;
+    type Writer = OwnedWriteHalf;
+    type Tx = mpsc::Sender<Bytes>;
+    type Rx = mpsc::Receiver<Bytes>;
+    type Join = tokio::task::JoinHandle<()>;
+
+    async fn accept(addr_tx: oneshot::Sender<String>) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("address").to_string();
+        addr_tx.send(addr).expect("peer waits");
+        let (s, _) = l.accept().await.expect("accept");
+        s.set_nodelay(true).expect("nodelay");
+        s.into_split()
     }
-}
-
-async fn read_frames(sock: &mut TcpStream, r: &mut FrameReader, n: usize) {
-    let mut got = r.take(n);
-    while got < n {
-        let k = sock.read(r.spare()).await.expect("read");
-        r.filled(k);
-        got += r.take(n - got);
+    async fn connect(addr_rx: oneshot::Receiver<String>) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let s = TcpStream::connect(addr_rx.await.expect("address")).await.expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        s.into_split()
     }
-}
-
-async fn accept(addr_tx: oneshot::Sender<String>) -> TcpStream {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = l.local_addr().expect("address").to_string();
-    addr_tx.send(addr).expect("peer waits");
-    let (s, _) = l.accept().await.expect("accept");
-    s.set_nodelay(true).expect("nodelay");
-    s
-}
-
-async fn connect(addr_rx: oneshot::Receiver<String>) -> TcpStream {
-    let s = TcpStream::connect(addr_rx.await.expect("address")).await.expect("connect");
-    s.set_nodelay(true).expect("nodelay");
-    s
-}
-
-pub async fn base_receive(
-    size: usize,
-    warm: usize,
-    n: usize,
-    addr_tx: oneshot::Sender<String>,
-    warm_tx: oneshot::Sender<()>,
-    done_tx: oneshot::Sender<()>,
-) -> Instant {
-    let mut s = accept(addr_tx).await;
-    let mut r = FrameReader::new(size);
-    read_frames(&mut s, &mut r, warm).await;
-    warm_tx.send(()).expect("sender waits");
-    read_frames(&mut s, &mut r, n).await;
-    let t1 = Instant::now();
-    assert_eq!(r.start, r.end, "more bytes than sent");
-    done_tx.send(()).expect("sender waits");
-    t1
-}
-
-pub async fn base_send(
-    size: usize,
-    warm: usize,
-    n: usize,
-    addr_rx: oneshot::Receiver<String>,
-    warm_rx: oneshot::Receiver<()>,
-    done_rx: oneshot::Receiver<()>,
-) -> Instant {
-    let s = connect(addr_rx).await;
-    let (tx, rx) = mpsc::channel(queue_capacity(size));
-    let w = tokio::spawn(writer(s, rx));
-    let payload = Bytes::from(vec![0xA5; size]);
-    for _ in 0..warm {
-        tx.send(payload.clone()).await.expect("writer runs");
+    async fn read(r: &mut OwnedReadHalf, buf: &mut [u8]) -> usize {
+        r.read(buf).await.expect("read")
     }
-    warm_rx.await.expect("warm-up received");
-    let t0 = Instant::now();
-    for _ in 0..n {
-        tx.send(payload.clone()).await.expect("writer runs");
+    async fn write_all(w: &mut OwnedWriteHalf, buf: &[u8]) {
+        w.write_all(buf).await.expect("write");
     }
-    drop(tx);
-    w.await.expect("writer");
-    done_rx.await.expect("receiver done");
-    t0
-}
-
-pub async fn base_echo(total: usize, addr_tx: oneshot::Sender<String>, done_rx: oneshot::Receiver<()>) {
-    let s = accept(addr_tx).await;
-    let (mut rd, wr) = s.into_split();
-    let (tx, rx) = mpsc::channel(queue_capacity(RTT_PAYLOAD));
-    let w = tokio::spawn(writer(wr, rx));
-    let mut r = FrameReader::new(RTT_PAYLOAD);
-    for _ in 0..total {
-        let p = loop {
-            if let Some(p) = r.next_frame() {
-                break Bytes::copy_from_slice(p);
-            }
-            let k = rd.read(r.spare()).await.expect("read");
-            r.filled(k);
-        };
-        tx.send(p).await.expect("writer runs");
+    fn channel(cap: usize) -> (Self::Tx, Self::Rx) {
+        mpsc::channel(cap)
     }
-    done_rx.await.expect("pinger done");
-    drop(tx);
-    w.await.expect("writer");
-}
-
-pub async fn base_ping(
-    warm: usize,
-    rounds: usize,
-    addr_rx: oneshot::Receiver<String>,
-    done_tx: oneshot::Sender<()>,
-) -> Vec<Duration> {
-    let s = connect(addr_rx).await;
-    let (mut rd, wr) = s.into_split();
-    let (tx, rx) = mpsc::channel(queue_capacity(RTT_PAYLOAD));
-    let w = tokio::spawn(writer(wr, rx));
-    let mut r = FrameReader::new(RTT_PAYLOAD);
-    let payload = Bytes::from(vec![0x5A; RTT_PAYLOAD]);
-    let mut rtts = Vec::with_capacity(rounds);
-    for i in 0..warm + rounds {
-        let t = Instant::now();
-        tx.send(payload.clone()).await.expect("writer runs");
-        while r.take(1) == 0 {
-            let k = rd.read(r.spare()).await.expect("read");
-            r.filled(k);
-        }
-        let d = t.elapsed();
-        if i >= warm {
-            rtts.push(d);
-        }
+    async fn send(tx: &Self::Tx, payload: Bytes) {
+        tx.send(payload).await.expect("writer runs");
     }
-    done_tx.send(()).expect("echoer waits");
-    drop(tx);
-    w.await.expect("writer");
-    rtts
+    async fn recv(rx: &mut Self::Rx) -> Option<Bytes> {
+        rx.recv().await
+    }
+    fn try_recv(rx: &mut Self::Rx) -> Option<Bytes> {
+        rx.try_recv().ok()
+    }
+    fn spawn_writer(w: OwnedWriteHalf, rx: Self::Rx) -> Self::Join {
+        tokio::spawn(writer::<Self>(w, rx))
+    }
+    async fn join(j: Self::Join) {
+        j.await.expect("writer");
+    }
 }
