@@ -230,6 +230,23 @@ pub enum Event {
     Closed,
 }
 
+impl Event {
+    /// Messages this event reports as dropped (0 unless it is [`Event::Dropped`]),
+    /// so counters can be checked against events:
+    ///
+    /// ```
+    /// # use estafeta_core::{Event, DropReason};
+    /// let evs = [Event::Writable, Event::Dropped { peer: None, count: 3, reason: DropReason::QueueFull }];
+    /// assert_eq!(evs.iter().map(Event::dropped).sum::<u64>(), 3);
+    /// ```
+    pub fn dropped(&self) -> u64 {
+        match self {
+            Event::Dropped { count, .. } => *count,
+            _ => 0,
+        }
+    }
+}
+
 /// What the driver must do. Drain with [`Node::poll_action`](crate::Node::poll_action).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -171,14 +171,7 @@ fn check_sane(node: &Node, conn: ConnId, seen: &Seen) -> Result<(), TestCaseErro
     }
     let received = seen.events.iter().filter(|e| matches!(e, Event::Message(_))).count() as u64;
     prop_assert_eq!(node.stats().received, received);
-    let dropped: u64 = seen
-        .events
-        .iter()
-        .map(|e| match e {
-            Event::Dropped { count, .. } => *count,
-            _ => 0,
-        })
-        .sum();
+    let dropped: u64 = seen.events.iter().map(Event::dropped).sum();
     prop_assert_eq!(node.stats().dropped, dropped);
     for e in &seen.events {
         if let Event::Message(m) = e {

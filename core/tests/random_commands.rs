@@ -437,13 +437,7 @@ impl Model {
         let (mut received, mut sent, mut queued) = (0u64, 0u64, 0u64);
         for (q, stats, events) in &all {
             let msgs = events.iter().filter(|e| matches!(e, Event::Message(_))).count() as u64;
-            let dropped: u64 = events
-                .iter()
-                .map(|e| match e {
-                    Event::Dropped { count, .. } => *count,
-                    _ => 0,
-                })
-                .sum();
+            let dropped: u64 = events.iter().map(Event::dropped).sum();
             let violations = events.iter().filter(|e| matches!(e, Event::ProtocolViolation { .. })).count() as u64;
             prop_assert_eq!(stats.received, msgs, "received vs Message events");
             prop_assert_eq!(stats.dropped, dropped, "dropped vs Dropped events");

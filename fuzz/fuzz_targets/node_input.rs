@@ -117,10 +117,7 @@ fuzz_target!(|data: &[u8]| {
     let dropped: u64 = app
         .events
         .iter()
-        .map(|e| match e {
-            Event::Dropped { count, .. } => *count,
-            _ => 0,
-        })
+        .map(Event::dropped)
         .sum();
     assert_eq!(stats.dropped, dropped);
 });
