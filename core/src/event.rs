@@ -134,10 +134,15 @@ impl fmt::Display for ProtocolError {
 pub enum DropReason {
     /// The peer's queue was full and the policy is [`FullQueuePolicy::DropForFullPeers`](crate::FullQueuePolicy).
     QueueFull,
-    /// The connection closed with these messages still queued for it.
+    /// The connection closed with these messages still queued for it (not
+    /// yet handed to the driver).
     Disconnected,
     /// A message arrived for a topic this node no longer subscribes to.
     NotSubscribed,
+    /// Messages received on a connection that ended, or that a newer
+    /// connection from the same peer superseded, before they were processed
+    /// (the application was behind). `Disconnected` is the sending side.
+    Unprocessed,
 }
 
 /// What happened, for the application. Drain with [`Node::poll_event`](crate::Node::poll_event).

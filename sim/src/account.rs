@@ -206,17 +206,18 @@ impl Oracle {
                 ));
             }
             let reported = |id: Option<NodeId>| -> u64 {
-                [DropKind::Disconnected, DropKind::NotSubscribed]
+                [DropKind::Disconnected, DropKind::NotSubscribed, DropKind::Unprocessed]
                     .iter()
                     .map(|k| rec.drops.get(&(id, *k)).copied().unwrap_or(0))
                     .sum()
             };
-            let all_reported = counted(DropKind::Disconnected) + counted(DropKind::NotSubscribed);
+            let all_reported =
+                counted(DropKind::Disconnected) + counted(DropKind::NotSubscribed) + counted(DropKind::Unprocessed);
             let want = total.get(&p).copied().unwrap_or(0);
             if (alive && all_reported != want) || all_reported > want {
                 errs.push(format!(
                     "{}: {want} messages were queued and never written or read and not delivered, but \
-                     Dropped(Disconnected | NotSubscribed) counts {all_reported}",
+                     Dropped(Disconnected | NotSubscribed | Unprocessed) counts {all_reported}",
                     rec.name
                 ));
             }

@@ -88,6 +88,7 @@ pub(crate) enum DropKind {
     QueueFull,
     Disconnected,
     NotSubscribed,
+    Unprocessed,
     Other,
 }
 
@@ -370,6 +371,7 @@ impl Oracle {
                     DropReason::QueueFull => DropKind::QueueFull,
                     DropReason::Disconnected => DropKind::Disconnected,
                     DropReason::NotSubscribed => DropKind::NotSubscribed,
+                    DropReason::Unprocessed => DropKind::Unprocessed,
                     _ => DropKind::Other,
                 };
                 let r = &mut self.procs[p as usize];

@@ -347,7 +347,7 @@ impl Node {
                 }
             }
             Some(_) => {
-                self.report_drop(Some(from.clone()), 1, DropReason::Disconnected);
+                self.report_drop(Some(from.clone()), 1, DropReason::Unprocessed);
                 self.drop_stale(&from, conn);
                 return Flow::Stop;
             }

@@ -569,7 +569,7 @@ impl Node {
         } else {
             0
         };
-        self.report_drop(peer.clone(), unread, DropReason::Disconnected);
+        self.report_drop(peer.clone(), unread, DropReason::Unprocessed);
         if let Some(info) = &peer {
             self.detach_from_peer(info, conn, reason.clone());
         }
