@@ -237,16 +237,42 @@ impl FrameReader {
     }
 }
 
-// ----- ours, generic over the runtime -----------------------------------
+// ----- one throughput run: its shape and the two sides' rendezvous -------
 
-async fn ours_receive<R: Runtime>(
+/// The shape of one throughput run.
+#[derive(Clone, Copy)]
+struct Run {
     size: usize,
     warm: usize,
     n: usize,
+}
+
+/// The receiving side's ends: it announces its address, says when the
+/// warm-up arrived, and says when everything arrived.
+struct RxEnds {
     addr_tx: oneshot::Sender<String>,
     warm_tx: oneshot::Sender<()>,
     done_tx: oneshot::Sender<()>,
-) -> Instant {
+}
+
+/// The sending side's ends of the same rendezvous.
+struct TxEnds {
+    addr_rx: oneshot::Receiver<String>,
+    warm_rx: oneshot::Receiver<()>,
+    done_rx: oneshot::Receiver<()>,
+}
+
+fn ends() -> (RxEnds, TxEnds) {
+    let (addr_tx, addr_rx) = oneshot::channel();
+    let (warm_tx, warm_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    (RxEnds { addr_tx, warm_tx, done_tx }, TxEnds { addr_rx, warm_rx, done_rx })
+}
+
+// ----- ours, generic over the runtime -----------------------------------
+
+async fn ours_receive<R: Runtime>(run: Run, ends: RxEnds) -> Instant {
+    let (Run { size, warm, n }, RxEnds { addr_tx, warm_tx, done_tx }) = (run, ends);
     let node = Node::<R>::builder("rx").build().await.expect("node starts");
     let mut sub = node.subscribe(TOPIC).expect("subscribes");
     let addr = node.address().expect("listens").to_string();
@@ -267,14 +293,8 @@ async fn ours_receive<R: Runtime>(
     t1
 }
 
-async fn ours_send<R: Runtime>(
-    size: usize,
-    warm: usize,
-    n: usize,
-    addr_rx: oneshot::Receiver<String>,
-    warm_rx: oneshot::Receiver<()>,
-    done_rx: oneshot::Receiver<()>,
-) -> Instant {
+async fn ours_send<R: Runtime>(run: Run, ends: TxEnds) -> Instant {
+    let (Run { size, warm, n }, TxEnds { addr_rx, warm_rx, done_rx }) = (run, ends);
     let node = Node::<R>::builder("tx").no_listen().build().await.expect("node starts");
     node.connect(addr_rx.await.expect("address")).await.expect("connects");
     node.wait_for_subscribers(TOPIC, 1).await.expect("subscriber");
@@ -287,9 +307,7 @@ async fn ours_send<R: Runtime>(
     for _ in 0..n {
         node.publish(TOPIC, payload.clone()).await.expect("publish");
     }
-    // Wait for the receiver before closing, as the baseline does. Closing at
-    // once would flush everything, but the receiving node drops (and counts)
-    // input it has not processed yet when the connection ends.
+    // Wait for the receiver before closing, as the baseline does.
     done_rx.await.expect("receiver done");
     node.close().await;
     t0
@@ -405,26 +423,24 @@ impl Impl {
 
 fn throughput_once(rt: Rt, which: Impl, size: usize, n: usize) -> Duration {
     measuring(format!("{} throughput of {n} x {size} B ({})", rt.name(), which.name()));
-    let warm = warmup(n);
-    let (addr_tx, addr_rx) = oneshot::channel();
-    let (warm_tx, warm_rx) = oneshot::channel();
-    let (done_tx, done_rx) = oneshot::channel();
+    let run = Run { size, warm: warmup(n), n };
+    let (rx, tx) = ends();
     let (t1, t0) = match (rt, which) {
         (Rt::Tokio, Impl::Ours) => on_tokio::pair(
-            move || ours_receive::<estafeta_tokio::Tokio>(size, warm, n, addr_tx, warm_tx, done_tx),
-            move || ours_send::<estafeta_tokio::Tokio>(size, warm, n, addr_rx, warm_rx, done_rx),
+            move || ours_receive::<estafeta_tokio::Tokio>(run, rx),
+            move || ours_send::<estafeta_tokio::Tokio>(run, tx),
         ),
         (Rt::Tokio, Impl::Base) => on_tokio::pair(
-            move || baseline::base_receive::<on_tokio::TokioPlain>(size, warm, n, addr_tx, warm_tx, done_tx),
-            move || baseline::base_send::<on_tokio::TokioPlain>(size, warm, n, addr_rx, warm_rx, done_rx),
+            move || baseline::base_receive::<on_tokio::TokioPlain>(run, rx),
+            move || baseline::base_send::<on_tokio::TokioPlain>(run, tx),
         ),
         (Rt::Smol, Impl::Ours) => on_smol::pair(
-            move || ours_receive::<estafeta_smol::Smol>(size, warm, n, addr_tx, warm_tx, done_tx),
-            move || ours_send::<estafeta_smol::Smol>(size, warm, n, addr_rx, warm_rx, done_rx),
+            move || ours_receive::<estafeta_smol::Smol>(run, rx),
+            move || ours_send::<estafeta_smol::Smol>(run, tx),
         ),
         (Rt::Smol, Impl::Base) => on_smol::pair(
-            move || baseline::base_receive::<on_smol::SmolPlain>(size, warm, n, addr_tx, warm_tx, done_tx),
-            move || baseline::base_send::<on_smol::SmolPlain>(size, warm, n, addr_rx, warm_rx, done_rx),
+            move || baseline::base_receive::<on_smol::SmolPlain>(run, rx),
+            move || baseline::base_send::<on_smol::SmolPlain>(run, tx),
         ),
     };
     t1.saturating_duration_since(t0)

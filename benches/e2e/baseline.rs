@@ -60,14 +60,8 @@ async fn read_frames<P: Plain>(sock: &mut P::Reader, r: &mut FrameReader, n: usi
     }
 }
 
-pub(crate) async fn base_receive<P: Plain>(
-    size: usize,
-    warm: usize,
-    n: usize,
-    addr_tx: oneshot::Sender<String>,
-    warm_tx: oneshot::Sender<()>,
-    done_tx: oneshot::Sender<()>,
-) -> Instant {
+pub(crate) async fn base_receive<P: Plain>(run: Run, ends: RxEnds) -> Instant {
+    let (Run { size, warm, n }, RxEnds { addr_tx, warm_tx, done_tx }) = (run, ends);
     let (mut rd, _wr) = P::accept(addr_tx).await;
     let mut r = FrameReader::new(size);
     read_frames::<P>(&mut rd, &mut r, warm).await;
@@ -79,14 +73,8 @@ pub(crate) async fn base_receive<P: Plain>(
     t1
 }
 
-pub(crate) async fn base_send<P: Plain>(
-    size: usize,
-    warm: usize,
-    n: usize,
-    addr_rx: oneshot::Receiver<String>,
-    warm_rx: oneshot::Receiver<()>,
-    done_rx: oneshot::Receiver<()>,
-) -> Instant {
+pub(crate) async fn base_send<P: Plain>(run: Run, ends: TxEnds) -> Instant {
+    let (Run { size, warm, n }, TxEnds { addr_rx, warm_rx, done_rx }) = (run, ends);
     let (_rd, wr) = P::connect(addr_rx).await;
     let (tx, rx) = P::channel(queue_capacity(size));
     let w = P::spawn_writer(wr, rx);
