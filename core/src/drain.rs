@@ -120,9 +120,11 @@ impl Drain {
             }
             let mut progressed = false;
             // 1. Unwritten tails first, so bytes leave in order.
-            let blocked: Vec<ConnId> = self.tails.keys().copied().collect();
-            for conn in blocked {
+            // (Walked by key, not collected: no allocation per pass.)
+            let mut next = self.tails.keys().next().copied();
+            while let Some(conn) = next {
                 progressed |= self.flush_tail(node, now, conn, sink);
+                next = self.tails.range(ConnId(conn.0 + 1)..).next().map(|(c, _)| *c);
             }
             // 2. New bytes, connection by connection.
             let mut cursor = None;
