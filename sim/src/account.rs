@@ -7,7 +7,9 @@
 //! explained only if an application was told:
 //! - the publisher saw `PeerDown` for the receiver after handing it over, or
 //!   the receiver saw `PeerDown` for the publisher after the connection
-//!   opened, or either process crashed with the connection; and
+//!   opened, or either process crashed while its node still held the
+//!   connection (a paused process that crashes never learns of a reset that
+//!   arrived while it was paused); and
 //! - no later message from the same publisher reached the same receiver
 //!   without such a `PeerDown` in between (a silent gap).
 //!
@@ -128,13 +130,12 @@ impl Oracle {
                     acc.dropped_by_receiver += 1;
                     continue;
                 }
-                // A process that crashed with the connection still open on
-                // its side: nobody is left to tell, or to tell it.
+                // A process that crashed while its node still held the
+                // connection (open, or reset and not yet reported to the
+                // node, say because the process was paused): nobody is left
+                // to tell, or to tell it.
                 let t = &net.tcps[h.tcp];
-                let crashed_with_it = |p: ProcId| {
-                    let c = self.procs[p as usize].crashed;
-                    c.is_some() && t.ends.iter().any(|e| e.proc == p && e.died_at == c)
-                };
+                let crashed_with_it = |p: ProcId| t.ends.iter().any(|e| e.proc == p && e.held_at_crash);
                 if crashed_with_it(x) || crashed_with_it(y) {
                     acc.lost_in_crash += 1;
                     continue;

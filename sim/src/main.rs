@@ -2,9 +2,14 @@
 //!
 //! ```text
 //! estafeta-sim sweep [--seeds N] [--start S] [--nodes K | --min-nodes A --max-nodes B]
-//!                    [--faults F] [--window-ms W] [--quiet]
+//!                    [--faults F | --min-faults A --max-faults B] [--heavy]
+//!                    [--window-ms W] [--quiet]
 //! estafeta-sim run --seed S [same scenario options] [--trace] [--keep N]
 //! ```
+//!
+//! Without options a run has 5 to 10 nodes and 6 faults; `--heavy` is the
+//! CI sweep's range (2 to 12 nodes, 0 to 48 faults drawn per seed), applied
+//! before the other options.
 //!
 //! `sweep` prints every failing seed with the command that replays it, then
 //! seeds per second and simulated seconds per wall-clock second.
@@ -14,7 +19,8 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   estafeta-sim sweep [--seeds N] [--start S] [--nodes K | --min-nodes A --max-nodes B]
-                     [--faults F] [--window-ms W] [--quiet]
+                     [--faults F | --min-faults A --max-faults B] [--heavy]
+                     [--window-ms W] [--quiet]
   estafeta-sim run --seed S [scenario options] [--trace] [--keep N]";
 
 struct Args {
@@ -31,14 +37,16 @@ struct Args {
 }
 
 fn parse() -> Result<Args, String> {
-    let mut it = std::env::args().skip(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let heavy = args.iter().any(|a| a == "--heavy");
+    let mut it = args.into_iter();
     let cmd = it.next().ok_or("missing command")?;
     let mut a = Args {
         cmd,
         seeds: 1000,
         start: 0,
         seed: None,
-        opts: Options::default(),
+        opts: if heavy { Options::sweep() } else { Options::default() },
         trace: false,
         keep: 200,
         quiet: false,
@@ -56,7 +64,9 @@ fn parse() -> Result<Args, String> {
             "--keep" => a.keep = value("--keep")? as usize,
             "--trace" => a.trace = true,
             "--quiet" => a.quiet = true,
-            "--nodes" | "--min-nodes" | "--max-nodes" | "--faults" | "--window-ms" => {
+            "--heavy" => a.given.insert(0, flag.clone()),
+            "--nodes" | "--min-nodes" | "--max-nodes" | "--faults" | "--min-faults" | "--max-faults"
+            | "--window-ms" => {
                 let v = value(&flag)?;
                 a.given.push(format!("{flag} {v}"));
                 match flag.as_str() {
@@ -66,7 +76,9 @@ fn parse() -> Result<Args, String> {
                     }
                     "--min-nodes" => a.opts.min_nodes = v as usize,
                     "--max-nodes" => a.opts.max_nodes = v as usize,
-                    "--faults" => a.opts.fault_budget = v as usize,
+                    "--faults" => a.opts = a.opts.clone().with_faults(v as usize),
+                    "--min-faults" => a.opts.min_faults = v as usize,
+                    "--max-faults" => a.opts.max_faults = v as usize,
                     _ => a.opts.fault_window_us = v * 1000,
                 }
             }
@@ -76,6 +88,9 @@ fn parse() -> Result<Args, String> {
     }
     if a.opts.min_nodes < 2 || a.opts.max_nodes < a.opts.min_nodes {
         return Err("need 2 <= min-nodes <= max-nodes".into());
+    }
+    if a.opts.max_faults < a.opts.min_faults {
+        return Err("need min-faults <= max-faults".into());
     }
     Ok(a)
 }

@@ -121,6 +121,9 @@ pub(crate) struct End {
     pub(crate) state: EndState,
     /// When this end stopped being open.
     pub(crate) died_at: Option<u64>,
+    /// Its process crashed while its node still held it (open, or reset
+    /// and not yet reported to the node): nobody was left to tell.
+    pub(crate) held_at_crash: bool,
     rst_sent: bool,
 }
 
@@ -352,7 +355,15 @@ impl Net {
             return;
         }
         let tcp = self.tcps.len();
-        let end = |slot, proc, conn| End { slot, proc, conn, state: EndState::Open, died_at: None, rst_sent: false };
+        let end = |slot, proc, conn| End {
+            slot,
+            proc,
+            conn,
+            state: EndState::Open,
+            died_at: None,
+            held_at_crash: false,
+            rst_sent: false,
+        };
         self.tcps.push(Tcp {
             ends: [end(from, self.dials[id].proc, Some(self.dials[id].conn)), end(to, self.kernels[to].proc, None)],
             pipes: [Pipe::new(self.link(from, to).params.window), Pipe::new(self.link(to, from).params.window)],
@@ -641,6 +652,7 @@ impl Net {
             }
         }
         for (tcp, e) in ends {
+            self.tcps[tcp].ends[e].held_at_crash = true;
             self.abort_end(now, tcp, e);
         }
     }

@@ -78,15 +78,42 @@ pub struct Options {
     pub min_nodes: usize,
     /// Most nodes.
     pub max_nodes: usize,
-    /// Faults drawn per run (each partition, hold, crash, pause with its undo).
-    pub fault_budget: usize,
+    /// Fewest faults drawn per run (each partition, hold, crash, pause with
+    /// its undo counts as one).
+    pub min_faults: usize,
+    /// Most faults drawn per run; each seed draws its budget from
+    /// `min_faults..=max_faults` (from a stream of its own, so a fixed budget
+    /// draws exactly what it always drew).
+    pub max_faults: usize,
     /// Virtual time during which faults happen, microseconds.
     pub fault_window_us: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { min_nodes: 5, max_nodes: 10, fault_budget: 6, fault_window_us: 2_000_000 }
+        Options { min_nodes: 5, max_nodes: 10, min_faults: 6, max_faults: 6, fault_window_us: 2_000_000 }
+    }
+}
+
+impl Options {
+    /// What the CI sweep and `estafeta-sim sweep` draw from by default: 2 to
+    /// 12 nodes and 0 to 48 faults per run, so the heavy fault budgets that
+    /// once hid silent losses (issue: 40 faults per run) are in every sweep.
+    pub fn sweep() -> Options {
+        Options { min_nodes: 2, max_nodes: 12, min_faults: 0, max_faults: 48, ..Options::default() }
+    }
+
+    /// A fixed number of faults per run.
+    pub fn with_faults(self, faults: usize) -> Options {
+        Options { min_faults: faults, max_faults: faults, ..self }
+    }
+
+    /// The fault budget for `seed`.
+    fn fault_budget(&self, seed: u64) -> usize {
+        if self.max_faults <= self.min_faults {
+            return self.min_faults;
+        }
+        Rng::derive(seed, &[rng::STREAM_FAULT, 2]).range(self.min_faults as u64, self.max_faults as u64) as usize
     }
 }
 
@@ -215,7 +242,7 @@ impl Scenario {
             max_payload: r.log_range(2 << 10, 64 << 10) as usize,
         };
         let plan = FaultPlan {
-            budget: opts.fault_budget,
+            budget: opts.fault_budget(seed),
             window_us: opts.fault_window_us,
             max_duration_us: opts.fault_window_us / 2,
             max_drift_ppm: 20_000,
