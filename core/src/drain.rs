@@ -81,6 +81,8 @@ pub struct Drain {
     /// Connections the node closed whose tail is still being written, with
     /// the time they are closed regardless.
     lingering: BTreeMap<ConnId, Timestamp>,
+    /// The connection served last: the next round starts after it.
+    cursor: Option<ConnId>,
 }
 
 impl Drain {
@@ -126,25 +128,42 @@ impl Drain {
                 progressed |= self.flush_tail(node, now, conn, sink);
                 next = self.tails.range(ConnId(conn.0 + 1)..).next().map(|(c, _)| *c);
             }
-            // 2. New bytes, connection by connection.
-            let mut cursor = None;
-            while let Some(conn) = node.next_transmit(cursor) {
-                cursor = Some(conn);
-                while !self.tails.contains_key(&conn) && node.next_transmit_is(conn) {
-                    if bytes_left == 0 {
-                        return Step::Yield;
+            // 2. New bytes: one quantum (one `poll_transmit`) per connection
+            // per round, starting after the connection served last, so a
+            // busy connection never starves the others. The place is kept
+            // across runs.
+            let start = self.cursor;
+            let mut after = start;
+            let mut wrapped = start.is_none();
+            loop {
+                let conn = match node.next_transmit(after) {
+                    Some(c) if wrapped && start.is_some_and(|s| c > s) => break,
+                    Some(c) => c,
+                    None if !wrapped => {
+                        wrapped = true;
+                        after = None;
+                        continue;
                     }
-                    self.buf.clear();
-                    let n = node.poll_transmit(now, conn, &mut self.buf);
-                    if n == 0 {
-                        break;
-                    }
-                    bytes_left = bytes_left.saturating_sub(n);
-                    progressed = true;
-                    let bytes = std::mem::take(&mut self.buf);
-                    self.tails.insert(conn, Tail { bytes, pos: 0 });
-                    self.flush_tail(node, now, conn, sink);
+                    None => break,
+                };
+                after = Some(conn);
+                if self.tails.contains_key(&conn) {
+                    continue;
                 }
+                if bytes_left == 0 {
+                    return Step::Yield;
+                }
+                self.buf.clear();
+                let n = node.poll_transmit(now, conn, &mut self.buf);
+                if n == 0 {
+                    continue;
+                }
+                self.cursor = Some(conn);
+                bytes_left = bytes_left.saturating_sub(n);
+                progressed = true;
+                let bytes = std::mem::take(&mut self.buf);
+                self.tails.insert(conn, Tail { bytes, pos: 0 });
+                self.flush_tail(node, now, conn, sink);
             }
             // 3. Actions.
             while let Some(action) = node.poll_action() {

@@ -1,23 +1,28 @@
 //! Errors returned by commands. Each says what happened to the node's state.
 
 use crate::id::{PeerRef, Topic};
-use std::fmt;
 
 /// Why a publish was refused. In every case **nothing was queued**: the node's
 /// state is as it was before the call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PublishError {
     /// No connected peer subscribes to the topic.
+    #[error("no connected subscriber for topic {0:?}")]
     NoSubscribers(Topic),
-    /// The queue of a subscriber (every mode) or of all subscribers (round-robin),
-    /// or of the named peer, is full. Wait for [`Event::Writable`](crate::Event::Writable) and retry.
+    /// The queue of a subscriber (every mode), of the named peer, or for
+    /// round-robin the credit or queue of every subscriber, is full. Wait for
+    /// [`PubSubEvent::Writable`](crate::PubSubEvent::Writable) and retry.
+    #[error("outbound queue full for topic {0:?}; retry when writable")]
     Full(Topic),
     /// The named peer is not connected.
+    #[error("peer {0} is not connected")]
     UnknownPeer(PeerRef),
     /// More than one connected peer has this name; address it by id.
+    #[error("several connected peers are named {0:?}")]
     AmbiguousPeer(String),
     /// The named peer does not subscribe to the topic.
+    #[error("peer {peer} does not subscribe to {topic:?}")]
     NotSubscribed {
         /// The peer.
         peer: PeerRef,
@@ -25,6 +30,7 @@ pub enum PublishError {
         topic: Topic,
     },
     /// The frame would exceed the maximum frame size.
+    #[error("message of {size} bytes exceeds the frame limit of {max}")]
     TooLarge {
         /// Encoded frame size.
         size: usize,
@@ -32,31 +38,12 @@ pub enum PublishError {
         max: usize,
     },
     /// The topic name is empty or longer than the limit.
+    #[error("bad topic: {0}")]
     BadTopic(String),
     /// The node is closing or closed.
+    #[error("node is closed")]
     Closed,
 }
-
-impl fmt::Display for PublishError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PublishError::NoSubscribers(t) => write!(f, "no connected subscriber for topic {t:?}"),
-            PublishError::Full(t) => write!(f, "outbound queue full for topic {t:?}; retry when writable"),
-            PublishError::UnknownPeer(p) => write!(f, "peer {p} is not connected"),
-            PublishError::AmbiguousPeer(n) => write!(f, "several connected peers are named {n:?}"),
-            PublishError::NotSubscribed { peer, topic } => {
-                write!(f, "peer {peer} does not subscribe to {topic:?}")
-            }
-            PublishError::TooLarge { size, max } => {
-                write!(f, "message of {size} bytes exceeds the frame limit of {max}")
-            }
-            PublishError::BadTopic(why) => write!(f, "bad topic: {why}"),
-            PublishError::Closed => write!(f, "node is closed"),
-        }
-    }
-}
-
-impl std::error::Error for PublishError {}
 
 impl PublishError {
     /// True if waiting for queue space and retrying can succeed.
@@ -66,25 +53,16 @@ impl PublishError {
 }
 
 /// Why a subscribe, unsubscribe or connect was refused. Nothing changed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CommandError {
     /// The topic name is empty or longer than the limit.
+    #[error("bad topic: {0}")]
     BadTopic(String),
     /// The node is closing or closed.
+    #[error("node is closed")]
     Closed,
     /// The connection limit is reached.
+    #[error("connection limit reached")]
     TooManyConnections,
 }
-
-impl fmt::Display for CommandError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CommandError::BadTopic(why) => write!(f, "bad topic: {why}"),
-            CommandError::Closed => write!(f, "node is closed"),
-            CommandError::TooManyConnections => write!(f, "connection limit reached"),
-        }
-    }
-}
-
-impl std::error::Error for CommandError {}

@@ -1,8 +1,9 @@
 //! What the node tells its driver (actions) and its application (events).
 
-use crate::id::{ConnId, NodeId, PeerAddr, Topic};
+use crate::id::{ConnId, NodeId, PeerAddr};
+use crate::pubsub::PubSubEvent;
 use crate::wire::{CloseCode, WireError};
-use bytes::Bytes;
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
@@ -21,28 +22,16 @@ impl fmt::Display for PeerInfo {
     }
 }
 
-/// A received message: its topic, who sent it, and the payload.
-///
-/// The payload shares the connection's read buffer; no copy was made.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message {
-    /// The topic it was published on.
-    pub topic: Topic,
-    /// The sender, so the receiver can reply with a send to that peer.
-    pub from: PeerInfo,
-    /// The payload bytes.
-    pub payload: Bytes,
-}
-
 /// A dial target registered with [`Node::connect`](crate::Node::connect).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TargetId(pub u64);
 
 /// Why a connection ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CloseReason {
     /// The peer said goodbye with this code and reason.
+    #[error("peer closed: {code}: {reason}")]
     Remote {
         /// The peer's close code.
         code: CloseCode,
@@ -50,18 +39,25 @@ pub enum CloseReason {
         reason: String,
     },
     /// This node closed it (disconnect or shutdown).
+    #[error("closed by this node: {0}")]
     Local(CloseCode),
     /// Nothing was received for the liveness timeout: the peer is silent or gone.
+    #[error("liveness timeout: peer silent")]
     LivenessTimeout,
     /// The handshake did not finish within the handshake timeout.
+    #[error("handshake timeout")]
     HandshakeTimeout,
     /// The peer sent bytes this node cannot accept; the connection was refused.
+    #[error("protocol error: {0}")]
     Protocol(ProtocolError),
     /// The socket failed or reached end of stream without a goodbye.
+    #[error("connection lost: {0}")]
     Io(String),
     /// The node's connection limit was reached.
+    #[error("connection limit reached")]
     TooManyConnections,
     /// A second connection to a peer that is already connected; the other one stays.
+    #[error("duplicate connection to the same peer")]
     Duplicate,
 }
 
@@ -78,31 +74,25 @@ impl CloseReason {
     }
 }
 
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CloseReason::Remote { code, reason } => write!(f, "peer closed: {code}: {reason}"),
-            CloseReason::Local(code) => write!(f, "closed by this node: {code}"),
-            CloseReason::LivenessTimeout => write!(f, "liveness timeout: peer silent"),
-            CloseReason::HandshakeTimeout => write!(f, "handshake timeout"),
-            CloseReason::Protocol(e) => write!(f, "protocol error: {e}"),
-            CloseReason::Io(e) => write!(f, "connection lost: {e}"),
-            CloseReason::TooManyConnections => write!(f, "connection limit reached"),
-            CloseReason::Duplicate => write!(f, "duplicate connection to the same peer"),
-        }
-    }
-}
-
 /// A peer broke the protocol. The connection is closed with a reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtocolError {
     /// The byte stream is not valid estafeta framing.
-    Wire(WireError),
+    #[error("{0}")]
+    Wire(#[from] WireError),
     /// The first frame was not a Hello, or a Hello came twice.
+    #[error("unexpected frame: {0}")]
     UnexpectedFrame(&'static str),
     /// A field broke a configured limit.
+    #[error("limit exceeded: {0}")]
     Limit(String),
+    /// A frame of a plane this node did not announce in its Hello.
+    #[error("frame of a plane this node did not announce: {0}")]
+    NotAnnounced(&'static str),
+    /// The peer sent past the credit this node granted it.
+    #[error("credit exceeded: {0}")]
+    CreditExceeded(String),
 }
 
 impl ProtocolError {
@@ -112,42 +102,19 @@ impl ProtocolError {
             ProtocolError::Wire(WireError::BadMagic(_))
             | ProtocolError::Wire(WireError::UnsupportedVersion { .. })
             | ProtocolError::Wire(WireError::FrameTooLarge { .. })
+            | ProtocolError::NotAnnounced(_)
             | ProtocolError::Limit(_) => CloseCode::UNSUPPORTED_DATA,
             _ => CloseCode::BAD_REQUEST,
         }
     }
 }
 
-impl fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProtocolError::Wire(e) => write!(f, "{e}"),
-            ProtocolError::UnexpectedFrame(what) => write!(f, "unexpected frame: {what}"),
-            ProtocolError::Limit(what) => write!(f, "limit exceeded: {what}"),
-        }
-    }
-}
-
-/// Why messages were dropped by policy (always counted, always reported).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DropReason {
-    /// The peer's queue was full and the policy is [`FullQueuePolicy::DropForFullPeers`](crate::FullQueuePolicy).
-    QueueFull,
-    /// The connection closed with these messages still queued for it (not
-    /// yet handed to the driver).
-    Disconnected,
-    /// A message arrived for a topic this node no longer subscribes to.
-    NotSubscribed,
-    /// Messages received on a connection that ended, or that a newer
-    /// connection from the same peer superseded, before they were processed
-    /// (the application was behind). `Disconnected` is the sending side.
-    Unprocessed,
-}
-
 /// What happened, for the application. Drain with [`Node::poll_event`](crate::Node::poll_event).
+///
+/// The session's own events are variants here; each plane has one variant
+/// holding its own enum. Not `#[non_exhaustive]` on purpose: a driver that
+/// matches on it fails to compile until it handles a new plane's events.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Event {
     /// A handshake completed: the peer is connected.
     PeerUp {
@@ -158,14 +125,6 @@ pub enum Event {
         /// The dial target this connection came from, if this node dialed.
         target: Option<TargetId>,
     },
-    /// A connection dialed for `target` completed its handshake (also after
-    /// every reconnect). [`Event::PeerUp`] comes first when the peer is new.
-    Connected {
-        /// The dial target.
-        target: TargetId,
-        /// The peer reached.
-        peer: PeerInfo,
-    },
     /// A connected peer went away.
     PeerDown {
         /// The peer.
@@ -173,24 +132,8 @@ pub enum Event {
         /// Why.
         reason: CloseReason,
     },
-    /// A message arrived on a subscribed topic.
-    Message(Message),
-    /// A peer subscribed to a topic.
-    Subscribed {
-        /// The peer.
-        peer: PeerInfo,
-        /// The topic.
-        topic: Topic,
-    },
-    /// A peer unsubscribed from a topic.
-    Unsubscribed {
-        /// The peer.
-        peer: PeerInfo,
-        /// The topic.
-        topic: Topic,
-    },
     /// A connection was refused or cut because the peer broke the protocol.
-    /// It is also counted in [`Stats::malformed`](crate::Stats).
+    /// It is also counted in [`SessionStats::malformed`](crate::SessionStats).
     ProtocolViolation {
         /// The connection.
         conn: ConnId,
@@ -199,11 +142,50 @@ pub enum Event {
         /// What was wrong.
         error: ProtocolError,
     },
+    /// Dial targets: connected, failed, given up.
+    Dial(DialEvent),
+    /// Topics: messages, subscriptions, room to publish, drops.
+    PubSub(PubSubEvent),
+    /// [`Node::close`](crate::Node::close) finished: every connection is closed.
+    Closed,
+}
+
+impl Event {
+    /// Messages this event reports as dropped (0 unless it is
+    /// [`PubSubEvent::Dropped`]), so counters can be checked against events:
+    ///
+    /// ```
+    /// # use estafeta_core::{Event, PubSubEvent, DropReason};
+    /// let evs = [
+    ///     Event::PubSub(PubSubEvent::Writable),
+    ///     Event::PubSub(PubSubEvent::Dropped { peer: None, count: 3, reason: DropReason::QueueFull }),
+    /// ];
+    /// assert_eq!(evs.iter().map(Event::dropped).sum::<u64>(), 3);
+    /// ```
+    pub fn dropped(&self) -> u64 {
+        match self {
+            Event::PubSub(PubSubEvent::Dropped { count, .. }) => *count,
+            _ => 0,
+        }
+    }
+}
+
+/// What happened to a dial target registered with [`Node::connect`](crate::Node::connect).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DialEvent {
+    /// A connection dialed for `target` completed its handshake (also after
+    /// every reconnect). [`Event::PeerUp`] comes first when the peer is new.
+    Connected {
+        /// The dial target.
+        target: TargetId,
+        /// The peer reached.
+        peer: PeerInfo,
+    },
     /// A dial to a target failed, or its connection was lost; another dial is
     /// scheduled after `retry_in`, or none if the attempts in a row are used
-    /// up (then [`Event::GaveUp`] follows). Only a connection that stayed up
-    /// for a liveness timeout resets the count.
-    DialFailed {
+    /// up (then [`DialEvent::GaveUp`] follows). Only a connection that stayed
+    /// up for a liveness timeout resets the count.
+    Failed {
         /// The target.
         target: TargetId,
         /// Its address.
@@ -220,41 +202,14 @@ pub enum Event {
         /// Its address.
         addr: PeerAddr,
     },
-    /// Queue space freed after a publish was refused with `Full`: retry now.
-    Writable,
-    /// Messages were dropped by policy.
-    Dropped {
-        /// The peer concerned, if any.
-        peer: Option<PeerInfo>,
-        /// How many.
-        count: u64,
-        /// Why.
-        reason: DropReason,
-    },
-    /// [`Node::close`](crate::Node::close) finished: every connection is closed.
-    Closed,
-}
-
-impl Event {
-    /// Messages this event reports as dropped (0 unless it is [`Event::Dropped`]),
-    /// so counters can be checked against events:
-    ///
-    /// ```
-    /// # use estafeta_core::{Event, DropReason};
-    /// let evs = [Event::Writable, Event::Dropped { peer: None, count: 3, reason: DropReason::QueueFull }];
-    /// assert_eq!(evs.iter().map(Event::dropped).sum::<u64>(), 3);
-    /// ```
-    pub fn dropped(&self) -> u64 {
-        match self {
-            Event::Dropped { count, .. } => *count,
-            _ => 0,
-        }
-    }
 }
 
 /// What the driver must do. Drain with [`Node::poll_action`](crate::Node::poll_action).
+///
+/// Not `#[non_exhaustive]` on purpose: every driver handles every action.
+/// I/O a plane needs (file reads and writes) will be required [`Sink`](crate::Sink)
+/// methods, not variants here.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Action {
     /// Open a TCP connection to `addr`, then report it with
     /// [`Node::handle_connected`](crate::Node::handle_connected) or
@@ -271,4 +226,40 @@ pub enum Action {
         /// The connection.
         conn: ConnId,
     },
+}
+
+/// The node's pending events, with the payload bytes they hold.
+#[derive(Debug, Default)]
+pub(crate) struct Events {
+    queue: VecDeque<Event>,
+    bytes: usize,
+}
+
+impl Events {
+    pub(crate) fn push(&mut self, ev: Event) {
+        if let Event::PubSub(PubSubEvent::Message(m)) = &ev {
+            self.bytes += m.payload.len();
+        }
+        self.queue.push_back(ev);
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Event> {
+        let ev = self.queue.pop_front()?;
+        if let Event::PubSub(PubSubEvent::Message(m)) = &ev {
+            self.bytes -= m.payload.len();
+        }
+        Some(ev)
+    }
+
+    pub(crate) fn back_mut(&mut self) -> Option<&mut Event> {
+        self.queue.back_mut()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
 }

@@ -87,6 +87,13 @@ impl From<&Topic> for Topic {
     }
 }
 
+impl std::ops::Deref for Topic {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl std::borrow::Borrow<str> for Topic {
     fn borrow(&self) -> &str {
         &self.0

@@ -52,28 +52,30 @@
 #![forbid(unsafe_code)]
 
 mod config;
-mod conn;
+mod dialer;
 mod drain;
 mod error;
 mod event;
 mod id;
 mod node;
-mod outbound;
+mod pubsub;
 mod rng;
+mod session;
 mod stats;
 mod time;
+mod timer;
 pub mod wire;
 
 pub use bytes::Bytes;
-pub use config::{Config, ConfigError, FullQueuePolicy};
+pub use config::{Config, ConfigError, CreditMode, DialerConfig, FullQueuePolicy, PubSubConfig, SessionConfig};
 pub use drain::{Budget, Drain, Sink, Step, WriteOutcome};
 pub use error::{CommandError, PublishError};
-pub use event::{Action, CloseReason, DropReason, Event, Message, PeerInfo, ProtocolError, TargetId};
+pub use event::{Action, CloseReason, DialEvent, Event, PeerInfo, ProtocolError, TargetId};
 pub use id::{AddrParseError, ConnId, NodeId, PeerAddr, PeerRef, Topic};
-pub use node::{Node, Published, SendMode};
-pub use stats::Stats;
+pub use node::Node;
+pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, Published, SendMode};
+pub use stats::{DialerStats, PubSubStats, SessionStats, Stats};
 pub use time::Timestamp;
-pub use wire::CloseCode;
+pub use timer::TimerReason;
+pub use wire::{Capabilities, CloseCode};
 
-#[cfg(test)]
-mod tests;

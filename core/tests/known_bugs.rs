@@ -16,11 +16,11 @@ use common::{fast_config, Net};
 fn pair(cfg: impl Fn(usize) -> Config) -> Net {
     let a = Node::new(cfg(0), "a").unwrap();
     let mut b = Node::new(cfg(1), "b").unwrap();
-    b.subscribe("t").unwrap();
+    b.pubsub().subscribe("t").unwrap();
     let mut net = Net::new(vec![a, b]);
     net.node(0).connect(Net::addr(1)).unwrap();
     net.settle();
-    assert_eq!(net.node(0).subscriber_count("t"), 1);
+    assert_eq!(net.node(0).pubsub().subscriber_count("t"), 1);
     net
 }
 
@@ -29,23 +29,23 @@ fn pair(cfg: impl Fn(usize) -> Config) -> Net {
 ///
 /// `Node::violation` (core/src/node/input.rs) calls `c.out.clear()` and
 /// ignores the number of data frames it discarded, so they never reach
-/// `Stats::dropped` nor an `Event::Dropped`. Every other path that discards
+/// `Stats::dropped` nor an `Event::PubSub(PubSubEvent::Dropped)`. Every other path that discards
 /// queued messages (`remove_conn`) reports them as `DropReason::Disconnected`.
 /// Expected: 3 dropped, reported. Before the fix: `dropped == 0`, `sent == 0`.
 #[test]
 fn protocol_violation_reports_the_messages_it_discards() {
     let mut net = pair(|i| fast_config(i as u64));
     for _ in 0..3 {
-        net.node(0).publish("t", Bytes::from_static(b"x"), SendMode::All).unwrap();
+        net.node(0).pubsub().publish("t", Bytes::from_static(b"x"), SendMode::All).unwrap();
     }
     // Before a's drain runs, b's side of the stream turns to garbage.
     let (conn, _) = net.conns_of(0)[0];
     net.inject(0, conn, &[0, 0, 0, 0]);
     net.settle();
     let a = net.node(0);
-    assert_eq!(a.stats().malformed, 1);
+    assert_eq!(a.stats().session.malformed, 1);
     assert_eq!(
-        a.stats().sent + a.stats().dropped,
+        a.stats().pubsub.sent + a.stats().pubsub.dropped,
         3,
         "every queued message is either sent or counted as dropped: {:?}",
         a.stats()
@@ -67,7 +67,7 @@ fn protocol_violation_reports_the_messages_it_discards() {
 #[test]
 fn a_frame_larger_than_the_read_buffer_is_still_read() {
     let mut net = pair(|i| Config { max_read_buffer: 4096, ..fast_config(i as u64) }).with_splits(1, 1000, usize::MAX);
-    net.node(0).publish("t", Bytes::from(vec![7u8; 10_000]), SendMode::All).unwrap();
+    net.node(0).pubsub().publish("t", Bytes::from(vec![7u8; 10_000]), SendMode::All).unwrap();
     net.run_for(Duration::from_secs(2));
     assert_eq!(net.messages(1).len(), 1, "the big message arrived");
 }
@@ -125,7 +125,7 @@ fn deadline_is_in_the_future_while_a_socket_is_blocked() {
     // tail, the next stays queued in the node.
     sink.block = true;
     for _ in 0..2 {
-        node.publish("t", Bytes::from_static(b"m"), SendMode::All).unwrap();
+        node.pubsub().publish("t", Bytes::from_static(b"m"), SendMode::All).unwrap();
         drain.run(&mut node, now, &mut sink);
     }
     assert!(drain.is_write_blocked(conn));
@@ -164,7 +164,7 @@ fn a_peer_that_always_refuses_is_given_up() {
     net.node(0).connect(Net::addr(1)).unwrap();
     net.run_for(Duration::from_secs(5));
     let ups = net.slots[0].events.iter().filter(|e| matches!(e, Event::PeerUp { .. })).count();
-    let gave_up = net.slots[0].events.iter().any(|e| matches!(e, Event::GaveUp { .. }));
+    let gave_up = net.slots[0].events.iter().any(|e| matches!(e, Event::Dial(DialEvent::GaveUp { .. })));
     assert!(gave_up && ups <= 3, "{ups} handshakes with a peer that refuses every one, gave up: {gave_up}");
 }
 
@@ -181,7 +181,7 @@ fn a_peer_that_always_refuses_is_given_up() {
 #[test]
 fn a_closed_node_has_no_deadline() {
     let mut net = pair(|i| fast_config(i as u64));
-    net.node(0).publish("t", Bytes::from(vec![0u8; 100]), SendMode::All).unwrap();
+    net.node(0).pubsub().publish("t", Bytes::from(vec![0u8; 100]), SendMode::All).unwrap();
     net.node(0).close();
     net.run_for(Duration::from_secs(2));
     let a = net.node(0);
@@ -196,26 +196,26 @@ fn a_closed_node_has_no_deadline() {
 /// connection whose `closing` is set, frames and all. The sender counted
 /// those messages as sent; the receiver had them in hand and dropped them
 /// silently. Expected: each such message counted in `Stats::dropped` and
-/// reported by `Event::Dropped` (for instance as `Disconnected`), or still
+/// reported by `Event::PubSub(PubSubEvent::Dropped)` (for instance as `Disconnected`), or still
 /// delivered. Actual: `received == 0` and `dropped == 0` at the receiver.
 #[test]
 fn messages_arriving_while_closing_are_counted() {
     // a dials b (so a has a target to disconnect); both subscribe.
     let mut a = Node::new(fast_config(10), "a").unwrap();
-    a.subscribe("t").unwrap();
+    a.pubsub().subscribe("t").unwrap();
     let mut b = Node::new(fast_config(11), "b").unwrap();
-    b.subscribe("t").unwrap();
+    b.pubsub().subscribe("t").unwrap();
     // Small writes: a's flush takes several rounds.
     let mut net = Net::new(vec![a, b]).with_splits(5, usize::MAX, 64);
     let target = net.node(0).connect(Net::addr(1)).unwrap();
     net.settle();
-    assert_eq!(net.node(1).subscriber_count("t"), 1);
+    assert_eq!(net.node(1).pubsub().subscriber_count("t"), 1);
     // a has a lot to flush to b; b sends a three messages.
     for _ in 0..20 {
-        net.node(0).publish("t", Bytes::from(vec![1u8; 100]), SendMode::All).unwrap();
+        net.node(0).pubsub().publish("t", Bytes::from(vec![1u8; 100]), SendMode::All).unwrap();
     }
     for _ in 0..3 {
-        net.node(1).publish("t", Bytes::from_static(b"in flight"), SendMode::All).unwrap();
+        net.node(1).pubsub().publish("t", Bytes::from_static(b"in flight"), SendMode::All).unwrap();
     }
     // a closes the connection gracefully: it flushes its 20 messages, says
     // goodbye, then closes. b's three messages arrive meanwhile.
@@ -224,17 +224,17 @@ fn messages_arriving_while_closing_are_counted() {
     assert_eq!(net.messages(1).len(), 20, "a's queue was flushed");
     let stats = net.node(0).stats();
     let b_stats = net.node(1).stats();
-    assert_eq!(b_stats.sent, 3);
-    assert_eq!(stats.bytes_in, b_stats.bytes_out, "all b wrote reached a");
+    assert_eq!(b_stats.pubsub.sent, 3);
+    assert_eq!(stats.session.bytes_in, b_stats.session.bytes_out, "all b wrote reached a");
     assert_eq!(
-        stats.received + stats.dropped,
+        stats.pubsub.received + stats.pubsub.dropped,
         3,
         "the three messages b sent are received or counted as dropped: {stats:?}"
     );
 }
 
 /// Open: a publish to every subscriber refused with `Full` because one
-/// subscriber's connection is closing gets no `Event::Writable` afterwards.
+/// subscriber's connection is closing gets no `Event::PubSub(PubSubEvent::Writable)` afterwards.
 ///
 /// `publish_all` (core/src/node/publish.rs) counts a closing connection as
 /// full (`room` is false while `closing` is set) and, under
@@ -242,7 +242,7 @@ fn messages_arriving_while_closing_are_counted() {
 /// sets `want_writable` only on connections whose queue has no room, not on
 /// the closing one. When that connection is removed, nobody wanted
 /// `Writable`, so none is emitted. `PublishError::Full` documents "wait for
-/// `Event::Writable` and retry": an application that does so waits forever.
+/// `Event::PubSub(PubSubEvent::Writable)` and retry": an application that does so waits forever.
 /// Expected: `Writable` once the closing connection is gone. Actual: none.
 #[test]
 fn full_because_a_subscriber_is_closing_is_followed_by_writable() {
@@ -251,19 +251,19 @@ fn full_because_a_subscriber_is_closing_is_followed_by_writable() {
         .events
         .iter()
         .find_map(|e| match e {
-            Event::Connected { target, .. } => Some(*target),
+            Event::Dial(DialEvent::Connected { target, .. }) => Some(*target),
             _ => None,
         })
         .expect("a dialed b");
     // Something queued, then a graceful disconnect: the connection stays
     // closing until the queue is flushed.
-    net.node(0).publish("t", Bytes::from_static(b"first"), SendMode::All).unwrap();
+    net.node(0).pubsub().publish("t", Bytes::from_static(b"first"), SendMode::All).unwrap();
     net.node(0).disconnect(target);
-    let err = net.node(0).publish("t", Bytes::from_static(b"second"), SendMode::All).unwrap_err();
+    let err = net.node(0).pubsub().publish("t", Bytes::from_static(b"second"), SendMode::All).unwrap_err();
     assert!(err.is_full(), "{err:?}");
     net.settle();
     assert!(
-        net.slots[0].events.contains(&Event::Writable),
+        net.slots[0].events.contains(&Event::PubSub(PubSubEvent::Writable)),
         "Full must be followed by Writable: {:?}",
         net.slots[0].events
     );

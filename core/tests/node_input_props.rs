@@ -37,8 +37,8 @@ fn node(max_events: usize) -> Node {
         ..fast_config(7)
     };
     let mut n = Node::new(cfg, "me").unwrap();
-    n.subscribe("a").unwrap();
-    n.subscribe("b").unwrap();
+    n.pubsub().subscribe("a").unwrap();
+    n.pubsub().subscribe("b").unwrap();
     n
 }
 
@@ -117,7 +117,7 @@ fn drain(node: &mut Node, now: Timestamp, seen: &mut Seen) {
 fn coalesce_drops(events: &[Event]) -> Vec<Event> {
     let mut out: Vec<Event> = Vec::new();
     for e in events {
-        if let (Some(Event::Dropped { peer: p0, count: n0, reason: r0 }), Event::Dropped { peer, count, reason }) =
+        if let (Some(Event::PubSub(PubSubEvent::Dropped { peer: p0, count: n0, reason: r0 })), Event::PubSub(PubSubEvent::Dropped { peer, count, reason })) =
             (out.last_mut(), e)
         {
             if p0 == peer && r0 == reason {
@@ -158,7 +158,7 @@ fn check_sane(node: &Node, conn: ConnId, seen: &Seen) -> Result<(), TestCaseErro
         })
         .collect();
     prop_assert!(violations.len() <= 1, "one violation closes the connection");
-    prop_assert_eq!(node.stats().malformed, violations.len() as u64);
+    prop_assert_eq!(node.stats().session.malformed, violations.len() as u64);
     let frames = written_frames(&seen.written);
     if let Some(err) = violations.first() {
         // The node said goodbye with the error's code, and nothing after it.
@@ -169,12 +169,12 @@ fn check_sane(node: &Node, conn: ConnId, seen: &Seen) -> Result<(), TestCaseErro
         prop_assert!(last.starts_with(&expect), "{} / {:?}", last, err);
         prop_assert!(!node.wants_read(conn), "a refused connection is not read");
     }
-    let received = seen.events.iter().filter(|e| matches!(e, Event::Message(_))).count() as u64;
-    prop_assert_eq!(node.stats().received, received);
+    let received = seen.events.iter().filter(|e| matches!(e, Event::PubSub(PubSubEvent::Message(_)))).count() as u64;
+    prop_assert_eq!(node.stats().pubsub.received, received);
     let dropped: u64 = seen.events.iter().map(Event::dropped).sum();
-    prop_assert_eq!(node.stats().dropped, dropped);
+    prop_assert_eq!(node.stats().pubsub.dropped, dropped);
     for e in &seen.events {
-        if let Event::Message(m) = e {
+        if let Event::PubSub(PubSubEvent::Message(m)) = e {
             prop_assert!(m.topic.as_str() == "a" || m.topic.as_str() == "b");
             prop_assert_eq!(m.from.id, NodeId::from_u128(PEER_ID));
         }
@@ -299,7 +299,7 @@ proptest! {
         // Heartbeats and timing aside, the same frames were written back.
         prop_assert_eq!(written_frames(&seen_whole.written), written_frames(&seen_split.written));
         check_sane(&whole, c1, &seen_whole)?;
-        prop_assert_eq!(whole.stats().malformed, 0);
+        prop_assert_eq!(whole.stats().session.malformed, 0);
 
         // And the events are what the frames say: messages on subscribed
         // topics in order; the rest dropped and reported.
@@ -318,12 +318,12 @@ proptest! {
             .events
             .iter()
             .filter_map(|e| match e {
-                Event::Message(m) => Some((m.topic.to_string(), m.payload.to_vec())),
+                Event::PubSub(PubSubEvent::Message(m)) => Some((m.topic.to_string(), m.payload.to_vec())),
                 _ => None,
             })
             .collect();
         prop_assert_eq!(got, expected_msgs);
-        prop_assert_eq!(whole.stats().dropped, not_subscribed);
+        prop_assert_eq!(whole.stats().pubsub.dropped, not_subscribed);
         let downs = seen_whole.events.iter().filter(|e| matches!(e, Event::PeerDown { .. })).count();
         prop_assert_eq!(downs, usize::from(goodbye));
     }
@@ -346,11 +346,11 @@ proptest! {
             }
         }
         for t in ["a", "b", "c"] {
-            prop_assert_eq!(n.subscriber_count(t), usize::from(subs.contains(t)), "{}", t);
+            prop_assert_eq!(n.pubsub().subscriber_count(t), usize::from(subs.contains(t)), "{}", t);
         }
         // Publishing to the peer works exactly for its topics.
         for t in ["a", "b", "c"] {
-            let r = n.publish(t, Bytes::from_static(b"x"), SendMode::To("peer".into()));
+            let r = n.pubsub().publish(t, Bytes::from_static(b"x"), SendMode::To("peer".into()));
             prop_assert_eq!(r.is_ok(), subs.contains(t), "{:?}", r);
         }
         prop_assert_eq!(seen.events.iter().filter(|e| matches!(e, Event::PeerUp { .. })).count(), 1);

@@ -216,21 +216,21 @@ impl Model {
         match c {
             Cmd::Subscribe(a, t) => {
                 if let Some(node) = net.slots[*a].node.as_mut() {
-                    if node.subscribe(TOPICS[*t]).is_ok() {
+                    if node.pubsub().subscribe(TOPICS[*t]).is_ok() {
                         self.ever_subscribed[*a].insert(*t);
                     }
                 }
             }
             Cmd::Unsubscribe(a, t) => {
                 if let Some(node) = net.slots[*a].node.as_mut() {
-                    let was = node.subscriptions().any(|s| s.as_str() == TOPICS[*t]);
-                    let r = node.unsubscribe(TOPICS[*t]);
+                    let was = node.pubsub().subscriptions().any(|s| s.as_str() == TOPICS[*t]);
+                    let r = node.pubsub().unsubscribe(TOPICS[*t]);
                     prop_assert_eq!(r, Ok(was));
                 }
             }
             Cmd::Publish { node: a, topic, mode, size, count } => {
                 for _ in 0..*count {
-                    self.publish(net, *a, *topic, mode, *size)?;
+                    self.pubsub().publish(net, *a, *topic, mode, *size)?;
                 }
             }
             Cmd::Connect(a, b) => {
@@ -333,11 +333,11 @@ impl Model {
         };
         let single = !matches!(mode, Mode::All);
         let before = node.stats();
-        match node.publish(TOPICS[topic], payload(a, seq, topic, size), send_mode) {
+        match node.pubsub().publish(TOPICS[topic], payload(a, seq, topic, size), send_mode) {
             Ok(p) => {
                 prop_assert!(!single || p.queued + p.dropped == 1, "{:?}", p);
                 prop_assert_eq!(
-                    node.stats().dropped - before.dropped,
+                    node.stats().pubsub.dropped - before.dropped,
                     p.dropped as u64,
                     "drops of a publish are counted at once"
                 );
@@ -364,7 +364,7 @@ impl Model {
         let r = net.retired.last().expect("just retired");
         // The crash handed the application what the instance still held.
         for ev in &r.events[self.cursor[a]..] {
-            if let Event::Message(m) = ev {
+            if let Event::PubSub(PubSubEvent::Message(m)) = ev {
                 self.check_message(a, m)?;
             }
         }
@@ -382,8 +382,8 @@ impl Model {
             let events = &net.slots[r].events;
             for ev in &events[self.cursor[r]..] {
                 match ev {
-                    Event::Message(m) => self.check_message(r, m)?,
-                    Event::Writable => self.awaiting_writable[r] = false,
+                    Event::PubSub(PubSubEvent::Message(m)) => self.check_message(r, m)?,
+                    Event::PubSub(PubSubEvent::Writable) => self.awaiting_writable[r] = false,
                     _ => {}
                 }
             }
@@ -436,26 +436,26 @@ impl Model {
         }
         let (mut received, mut sent, mut queued) = (0u64, 0u64, 0u64);
         for (q, stats, events) in &all {
-            let msgs = events.iter().filter(|e| matches!(e, Event::Message(_))).count() as u64;
+            let msgs = events.iter().filter(|e| matches!(e, Event::PubSub(PubSubEvent::Message(_)))).count() as u64;
             let dropped: u64 = events.iter().map(Event::dropped).sum();
             let violations = events.iter().filter(|e| matches!(e, Event::ProtocolViolation { .. })).count() as u64;
-            prop_assert_eq!(stats.received, msgs, "received vs Message events");
-            prop_assert_eq!(stats.dropped, dropped, "dropped vs Dropped events");
-            prop_assert_eq!(stats.malformed, violations, "malformed vs violations");
-            prop_assert!(stats.sent <= *q, "sent {} > queued {}", stats.sent, q);
+            prop_assert_eq!(stats.pubsub.received, msgs, "received vs Message events");
+            prop_assert_eq!(stats.pubsub.dropped, dropped, "dropped vs Dropped events");
+            prop_assert_eq!(stats.session.malformed, violations, "malformed vs violations");
+            prop_assert!(stats.pubsub.sent <= *q, "sent {} > queued {}", stats.pubsub.sent, q);
             // Every message queued by this instance was handed to its driver
             // or dropped unsent on a disconnect (counted, reported as
             // `Disconnected`; the receiving side reports `Unprocessed`).
             let unsent: u64 = events
                 .iter()
                 .map(|e| match e {
-                    Event::Dropped { count, reason: DropReason::Disconnected, .. } => *count,
+                    Event::PubSub(PubSubEvent::Dropped { count, reason: DropReason::Disconnected, .. }) => *count,
                     _ => 0,
                 })
                 .sum();
-            prop_assert_eq!(*q, stats.sent + unsent, "queued = sent + dropped unsent");
-            received += stats.received;
-            sent += stats.sent;
+            prop_assert_eq!(*q, stats.pubsub.sent + unsent, "queued = sent + dropped unsent");
+            received += stats.pubsub.received;
+            sent += stats.pubsub.sent;
             queued += q;
         }
         prop_assert!(received <= sent, "received {} > sent {}", received, sent);
@@ -511,10 +511,10 @@ fn run(
     for s in &net.slots {
         if let Some(node) = &s.node {
             // Getters on any state never panic.
-            let _ = (node.peers().count(), node.subscriptions().count());
+            let _ = (node.peers().count(), node.pubsub().subscriptions().count());
             let _ = node.poll_timeout();
             for t in TOPICS {
-                let _ = node.subscriber_count(t);
+                let _ = node.pubsub().subscriber_count(t);
             }
             let _ = node.stats();
         }

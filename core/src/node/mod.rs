@@ -1,79 +1,44 @@
-//! The node: every connection, subscription and dial target of one process.
+//! The node: a façade that routes inputs to its planes (session, dialer,
+//! pub/sub) and drains their outputs. It owns nothing a plane owns.
 
-mod input;
-mod publish;
+mod output;
+mod route;
 mod timers;
 
 use crate::config::{Config, ConfigError};
-use crate::conn::{Conn, Phase};
+use crate::dialer::Dialer;
 use crate::error::CommandError;
-use crate::event::{Action, CloseReason, DropReason, Event, PeerInfo, TargetId};
-use crate::id::{ConnId, NodeId, PeerAddr, Topic};
-use crate::outbound::Out;
+use crate::event::{Action, CloseReason, Event, Events, PeerInfo, TargetId};
+use crate::id::{ConnId, NodeId, PeerAddr};
+use crate::pubsub::{self, DropReason, PubSub, PubSubState};
 use crate::rng::Rng;
+use crate::session::handshake::Me;
+use crate::session::{Closing, Session};
 use crate::stats::Stats;
 use crate::time::Timestamp;
-use crate::wire::{encode_frame, CloseCode, Header, Hello, VERSION};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use crate::wire::CloseCode;
+use std::collections::VecDeque;
 use std::sync::Arc;
-
-pub use publish::{Published, SendMode};
-
-/// A connected peer: its identity and its connections. Messages to the peer
-/// leave on `primary`; more than one connection exists only after a
-/// simultaneous dial. Losing any of them ends the session (`PeerDown`).
-#[derive(Debug)]
-struct PeerEntry {
-    info: PeerInfo,
-    primary: ConnId,
-    conns: BTreeSet<ConnId>,
-    /// The connection the peer's messages arrive on in this session (the
-    /// peer's primary, which never changes within a session).
-    data_conn: Option<ConnId>,
-}
-
-/// A dial target: an address this node keeps connected to.
-#[derive(Debug)]
-struct Target {
-    addr: PeerAddr,
-    conn: Option<ConnId>,
-    /// Failed attempts in a row.
-    attempts: u32,
-    next_dial: Option<Timestamp>,
-    ever_connected: bool,
-    /// When the current connection completed its handshake.
-    connected_at: Option<Timestamp>,
-}
 
 /// The sans-IO protocol state of one estafeta node.
 ///
 /// A `Node` performs no I/O and reads no clock. A driver feeds it socket
 /// events and time through the `handle_*` methods, gives it commands
-/// (`subscribe`, `publish`, `connect`, `close`), and drains its outputs in
-/// this order after every input or command:
-///
-/// 1. bytes to write, per connection: [`Node::poll_transmit`] (use
-///    [`Node::next_transmit`] to find connections with output);
-/// 2. actions for the driver: [`Node::poll_action`] (dial, close);
-/// 3. events for the application: [`Node::poll_event`];
-/// 4. the next deadline: [`Node::poll_timeout`] — call
-///    [`Node::handle_timeout`] when it passes.
-///
-/// [`Drain`](crate::Drain) does exactly this and is what the tokio and smol
-/// drivers and the simulator use. `examples/std_loop.rs` drives a node by hand.
-///
-/// Bytes from the network never make a call fail and never panic: bad input
-/// closes that connection with a reason, is counted in [`Stats::malformed`]
-/// and is reported as [`Event::ProtocolViolation`].
+/// ([`Node::connect`], [`Node::close`], and each plane's through its
+/// accessor, such as [`Node::pubsub`]), and drains its outputs after every
+/// input or command: bytes ([`Node::poll_transmit`]), actions
+/// ([`Node::poll_action`]), events ([`Node::poll_event`]), then the deadline
+/// ([`Node::poll_timeout`]). [`Drain`](crate::Drain) does exactly this; the
+/// crate documentation has the whole contract.
 ///
 /// ```
-/// use estafeta_core::{Config, Node, Timestamp};
+/// use estafeta_core::{Action, Config, Node};
 /// let mut node = Node::new(Config::default(), "alice").unwrap();
-/// node.subscribe("news").unwrap();
+/// node.pubsub().subscribe("news").unwrap();
 /// let target = node.connect("bob@127.0.0.1:7000".parse().unwrap()).unwrap();
 /// // The node asks its driver to dial.
 /// match node.poll_action() {
-///     Some(estafeta_core::Action::Dial { addr, .. }) => assert_eq!(addr.port, 7000),
+///     Some(Action::Dial { addr, .. }) => assert_eq!(addr.port, 7000),
 ///     other => panic!("{other:?}"),
 /// }
 /// # let _ = target;
@@ -81,24 +46,15 @@ struct Target {
 #[derive(Debug)]
 pub struct Node {
     cfg: Config,
-    id: NodeId,
-    name: Arc<str>,
+    me: Me,
     now: Timestamp,
     rng: Rng,
-    next_conn: u64,
-    next_target: u64,
-    conns: BTreeMap<ConnId, Conn>,
-    peers: BTreeMap<NodeId, PeerEntry>,
-    /// Remote subscribers per topic: the primary connection of each subscribed peer.
-    topics: BTreeMap<Topic, BTreeSet<ConnId>>,
-    /// Last connection chosen by round-robin, per topic.
-    rr_cursor: BTreeMap<Topic, ConnId>,
-    local_subs: BTreeSet<Topic>,
-    targets: BTreeMap<TargetId, Target>,
-    events: VecDeque<Event>,
-    event_bytes: usize,
+    session: Session,
+    dialer: Dialer,
+    pubsub: PubSubState,
+    events: Events,
     actions: VecDeque<Action>,
-    stats: Stats,
+    session_stats: crate::stats::SessionStats,
     /// Set by `close` or `abort`.
     closing: bool,
     /// When `close` stops waiting for queues to flush.
@@ -106,11 +62,6 @@ pub struct Node {
     closed: bool,
     /// Some connection holds unprocessed input because the event queue was full.
     input_stalled: bool,
-    /// Counts sessions ended (`PeerDown`s); see `Conn::epoch`.
-    epoch: u64,
-    /// The epoch at which each peer was last reported down, kept while a
-    /// connection opened before it may still be handshaking.
-    down_epochs: BTreeMap<NodeId, u64>,
 }
 
 impl Node {
@@ -124,34 +75,26 @@ impl Node {
     /// A node with the given id (for example, one kept across restarts).
     pub fn with_id(cfg: Config, id: NodeId, name: &str) -> Result<Node, ConfigError> {
         cfg.validate()?;
-        if name.len() > cfg.max_name_len {
-            return Err(ConfigError("name is longer than max_name_len"));
+        if name.len() > cfg.session.max_name_len {
+            return Err(ConfigError("name is longer than session.max_name_len"));
         }
         let rng = Rng::new(cfg.seed ^ 0x005E_ED0F_E57A_FE7A);
+        let me = Me { id, name: Arc::from(name), caps: cfg.capabilities, listen: None };
         Ok(Node {
+            session: Session::new(cfg.session.clone()),
+            dialer: Dialer::new(cfg.dialer.clone()),
+            pubsub: PubSubState::new(cfg.pubsub.clone()),
             cfg,
-            id,
-            name: Arc::from(name),
+            me,
             now: Timestamp::ZERO,
             rng,
-            next_conn: 1,
-            next_target: 1,
-            conns: BTreeMap::new(),
-            peers: BTreeMap::new(),
-            topics: BTreeMap::new(),
-            rr_cursor: BTreeMap::new(),
-            local_subs: BTreeSet::new(),
-            targets: BTreeMap::new(),
-            events: VecDeque::new(),
-            event_bytes: 0,
+            events: Events::default(),
             actions: VecDeque::new(),
-            stats: Stats::default(),
+            session_stats: Default::default(),
             closing: false,
             close_deadline: None,
             closed: false,
             input_stalled: false,
-            epoch: 0,
-            down_epochs: BTreeMap::new(),
         })
     }
 
@@ -159,12 +102,12 @@ impl Node {
 
     /// This node's id.
     pub fn id(&self) -> NodeId {
-        self.id
+        self.me.id
     }
 
     /// This node's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.me.name
     }
 
     /// The configuration.
@@ -172,40 +115,45 @@ impl Node {
         &self.cfg
     }
 
-    /// Counters.
+    /// Counters, one block per plane.
     pub fn stats(&self) -> Stats {
-        self.stats
+        let mut s = Stats::default();
+        s.session = self.session_stats;
+        s.dialer = self.dialer.stats;
+        s.pubsub = self.pubsub.stats;
+        s
     }
 
     /// Connected peers, in id order.
     pub fn peers(&self) -> impl Iterator<Item = &PeerInfo> + '_ {
-        self.peers.values().map(|p| &p.info)
+        self.session.peer_infos()
     }
 
-    /// How many connected peers subscribe to `topic`.
-    pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.topics.get(topic).map_or(0, |s| s.len())
+    /// The pub/sub plane: subscribe, publish, credit, subscriber counts.
+    pub fn pubsub(&mut self) -> PubSub<'_> {
+        PubSub {
+            state: &mut self.pubsub,
+            session: &mut self.session,
+            events: &mut self.events,
+            closing: self.closing,
+        }
     }
 
-    /// Topics this node subscribes to.
-    pub fn subscriptions(&self) -> impl Iterator<Item = &Topic> + '_ {
-        self.local_subs.iter()
+    /// Where this node listens, announced in every Hello from now on (for
+    /// discovery). A driver calls it after binding.
+    pub fn set_listen_addr(&mut self, host: &str, port: u16) {
+        self.me.listen = Some((host.to_string(), port));
     }
 
     /// The peer `target` is connected to now, if its connection is open.
     pub fn target_peer(&self, target: TargetId) -> Option<&PeerInfo> {
-        let conn = self.targets.get(&target)?.conn?;
-        let c = self.conns.get(&conn)?;
-        if c.phase == Phase::Open {
-            c.peer.as_ref()
-        } else {
-            None
-        }
+        let conn = self.dialer.conn(target)?;
+        self.session.conns.get(&conn)?.peer()
     }
 
     /// True if `target` used up its dial attempts and is no longer dialed.
     pub fn target_gave_up(&self, target: TargetId) -> bool {
-        self.targets.get(&target).is_some_and(|t| t.conn.is_none() && t.next_dial.is_none())
+        self.dialer.gave_up(target)
     }
 
     /// True after [`Node::close`] was called.
@@ -218,75 +166,26 @@ impl Node {
         self.closed
     }
 
-    /// Bytes queued for `peer`'s primary connection, if it is connected.
-    pub fn queued_bytes(&self, peer: NodeId) -> Option<usize> {
-        let p = self.peers.get(&peer)?;
-        Some(self.conns.get(&p.primary)?.out.queued_bytes())
-    }
-
     /// True if the driver should read more bytes for `conn`: the connection
-    /// exists, is connected, and neither its buffer nor the event queue is full.
+    /// exists, is connected, and its input is not waiting for the
+    /// application (see `SessionConfig::max_read_buffer` and
+    /// `max_pending_events`: with credit flow control this stays true
+    /// unless a driver stops taking events).
     pub fn wants_read(&self, conn: ConnId) -> bool {
-        match self.conns.get(&conn) {
-            Some(c) => c.phase != Phase::Dialing && !self.input_paused(c),
-            None => false,
-        }
+        self.session.conns.get(&conn).is_some_and(|c| !c.is_dialing() && !self.input_paused(conn))
     }
 
-    /// True while received input waits for the application: the event queue
-    /// is full, or the buffer holds `max_read_buffer` bytes and starts with a
-    /// whole frame. A frame larger than the buffer is always read to its end
-    /// (it is bounded by `max_frame_size`).
-    fn input_paused(&self, c: &Conn) -> bool {
-        self.events_full() || (c.rx.len() >= self.cfg.max_read_buffer && starts_with_whole_frame(&c.rx))
+    fn input_paused(&self, conn: ConnId) -> bool {
+        let Some(c) = self.session.conns.get(&conn) else { return false };
+        self.events_full() || (c.rx.len() >= self.cfg.session.max_read_buffer && starts_with_whole_frame(&c.rx))
     }
 
     fn events_full(&self) -> bool {
-        self.events.len() >= self.cfg.max_pending_events || self.event_bytes >= self.cfg.max_pending_event_bytes
+        self.events.len() >= self.cfg.session.max_pending_events
+            || self.events.bytes() >= self.cfg.session.max_pending_event_bytes
     }
 
     // ----- commands ------------------------------------------------------
-
-    fn check_topic(&self, topic: &str) -> Result<(), String> {
-        if topic.is_empty() {
-            Err("empty topic".into())
-        } else if topic.len() > self.cfg.max_topic_len {
-            Err(format!("topic of {} bytes exceeds max_topic_len {}", topic.len(), self.cfg.max_topic_len))
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Subscribes to `topic` and tells every connected peer. Returns `false` if
-    /// already subscribed (nothing changed).
-    pub fn subscribe(&mut self, topic: &str) -> Result<bool, CommandError> {
-        self.check_topic(topic).map_err(CommandError::BadTopic)?;
-        if self.closing {
-            return Err(CommandError::Closed);
-        }
-        if self.local_subs.contains(topic) {
-            return Ok(false);
-        }
-        let t = Topic::from(topic);
-        self.local_subs.insert(t.clone());
-        for c in self.conns.values_mut().filter(|c| c.phase != Phase::Dialing) {
-            c.out.push_control(Out::Subscribe(t.clone()));
-        }
-        Ok(true)
-    }
-
-    /// Unsubscribes from `topic` and tells every connected peer. Returns `false`
-    /// if not subscribed (nothing changed). Messages the peers sent before
-    /// they learned of it are dropped, counted and reported.
-    pub fn unsubscribe(&mut self, topic: &str) -> Result<bool, CommandError> {
-        let Some(t) = self.local_subs.take(topic) else {
-            return Ok(false);
-        };
-        for c in self.conns.values_mut().filter(|c| c.phase != Phase::Dialing) {
-            c.out.push_control(Out::Unsubscribe(t.clone()));
-        }
-        Ok(true)
-    }
 
     /// Keeps this node connected to `addr`: dials now, and redials with
     /// backoff whenever the connection fails, until the attempts in a row run
@@ -295,35 +194,25 @@ impl Node {
         if self.closing {
             return Err(CommandError::Closed);
         }
-        if let Some((id, _)) = self.targets.iter().find(|(_, t)| t.addr.host == addr.host && t.addr.port == addr.port) {
-            let id = *id;
-            let t = self.targets.get_mut(&id).expect("found above");
-            if t.conn.is_none() && t.next_dial.is_none() {
-                // It had given up: start again.
-                t.attempts = 0;
+        if let Some(id) = self.dialer.find(&addr) {
+            if self.dialer.revive(id) {
                 self.dial(id);
             }
             return Ok(id);
         }
-        if self.conns.len() >= self.cfg.max_connections || self.targets.len() >= self.cfg.max_connections {
+        let max = self.cfg.session.max_connections;
+        if self.session.conns.len() >= max || self.dialer.len() >= max {
             return Err(CommandError::TooManyConnections);
         }
-        let id = TargetId(self.next_target);
-        self.next_target += 1;
-        self.targets.insert(
-            id,
-            Target { addr, conn: None, attempts: 0, next_dial: None, ever_connected: false, connected_at: None },
-        );
+        let id = self.dialer.add(addr);
         self.dial(id);
         Ok(id)
     }
 
     /// Stops keeping `target` connected and closes its connection gracefully.
     pub fn disconnect(&mut self, target: TargetId) {
-        if let Some(t) = self.targets.remove(&target) {
-            if let Some(conn) = t.conn {
-                self.begin_close(conn, CloseReason::Local(CloseCode::NORMAL));
-            }
+        if let Some(conn) = self.dialer.remove(target) {
+            self.begin_close(conn, CloseReason::Local(CloseCode::NORMAL));
         }
     }
 
@@ -336,9 +225,9 @@ impl Node {
             return;
         }
         self.closing = true;
-        self.close_deadline = Some(self.now + self.cfg.close_timeout);
-        self.targets.clear();
-        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        self.close_deadline = Some(self.now + self.cfg.session.close_timeout);
+        self.dialer.clear();
+        let ids: Vec<ConnId> = self.session.conns.keys().copied().collect();
         for id in ids {
             self.begin_close(id, CloseReason::Local(CloseCode::GOING_AWAY));
         }
@@ -350,8 +239,8 @@ impl Node {
     /// reported). [`Event::Closed`] follows.
     pub fn abort(&mut self) {
         self.closing = true;
-        self.targets.clear();
-        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        self.dialer.clear();
+        let ids: Vec<ConnId> = self.session.conns.keys().copied().collect();
         for id in ids {
             self.remove_conn(id, CloseReason::Local(CloseCode::ABNORMAL));
         }
@@ -372,30 +261,17 @@ impl Node {
         if self.closing {
             return Err(CommandError::Closed);
         }
-        if self.conns.len() >= self.cfg.max_connections {
+        if self.session.conns.len() >= self.cfg.session.max_connections {
             return Err(CommandError::TooManyConnections);
         }
-        let id = self.new_conn_id();
-        let mut conn = Conn::new(id, None, Phase::AwaitPreamble, self.now);
-        conn.epoch = self.epoch;
-        conn.out.push_control(Out::Encoded(self.hello_frame()));
-        self.conns.insert(id, conn);
-        Ok(id)
+        Ok(self.session.accept(self.now))
     }
 
     /// A dial asked by [`Action::Dial`] connected.
     pub fn handle_connected(&mut self, now: Timestamp, conn: ConnId) {
         self.advance(now);
-        let hello = self.hello_frame();
-        if let Some(c) = self.conns.get_mut(&conn) {
-            if c.phase == Phase::Dialing {
-                c.phase = Phase::AwaitPreamble;
-                c.epoch = self.epoch;
-                c.opened_at = self.now;
-                c.last_recv = self.now;
-                c.last_send = self.now;
-                c.out.push_control(Out::Encoded(hello));
-            }
+        if self.session.conns.get(&conn).is_some_and(|c| c.is_dialing()) {
+            self.session.start_handshake(conn, self.now);
         }
     }
 
@@ -407,187 +283,82 @@ impl Node {
     /// removed.
     pub fn handle_closed(&mut self, now: Timestamp, conn: ConnId, reason: CloseReason) {
         self.advance(now);
-        if self.conns.get(&conn).is_some_and(|c| c.phase == Phase::Open && !c.rx.is_empty()) {
+        if self.session.conns.get(&conn).is_some_and(|c| c.is_open() && !c.rx.is_empty()) {
             self.process_input(conn, false);
         }
-        if self.conns.contains_key(&conn) {
+        if self.session.conns.contains_key(&conn) {
             self.remove_conn(conn, reason);
         }
-    }
-
-    // ----- outputs -------------------------------------------------------
-
-    /// The first connection after `after` (in id order) with bytes to write.
-    pub fn next_transmit(&self, after: Option<ConnId>) -> Option<ConnId> {
-        let start = after.map_or(0, |c| c.0 + 1);
-        self.conns.range(ConnId(start)..).find(|(_, c)| c.has_output()).map(|(id, _)| *id)
-    }
-
-    /// Appends bytes to write on `conn` to `buf` (about `transmit_chunk` at
-    /// most) and returns how many. The driver must write them, in order,
-    /// before asking for more.
-    pub fn poll_transmit(&mut self, now: Timestamp, conn: ConnId, buf: &mut Vec<u8>) -> usize {
-        self.advance(now);
-        let chunk = self.cfg.transmit_chunk;
-        let (max_b, max_f) = (self.cfg.max_queued_bytes_per_peer, self.cfg.max_queued_frames_per_peer);
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return 0;
-        };
-        if c.phase == Phase::Dialing {
-            return 0;
-        }
-        let (n, frames) = c.out.fill(buf, chunk);
-        if n > 0 {
-            c.last_send = self.now;
-            self.stats.bytes_out += n as u64;
-            self.stats.sent += frames;
-        }
-        let writable = c.want_writable && c.out.below_low_water(max_b, max_f);
-        if writable {
-            c.want_writable = false;
-        }
-        let mut finished = None;
-        if let Some(reason) = &c.closing {
-            if c.out.data_is_empty() && !c.goodbye_queued {
-                c.goodbye_queued = true;
-                c.out.push_control(Out::Goodbye(reason.code().0, reason.to_string()));
-            } else if c.goodbye_queued && c.out.is_empty() {
-                finished = Some(reason.clone());
-            }
-        }
-        if writable {
-            self.push_event(Event::Writable);
-        }
-        if let Some(reason) = finished {
-            self.remove_conn(conn, reason);
-        }
-        n
-    }
-
-    /// The next thing the driver must do.
-    pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
-    }
-
-    /// The next event for the application. Taking events makes room for more
-    /// received input to be processed.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        if self.input_stalled && self.events.len() <= self.cfg.max_pending_events / 2 {
-            self.resume_input();
-        }
-        let ev = self.events.pop_front()?;
-        if let Event::Message(m) = &ev {
-            self.event_bytes -= m.payload.len();
-        }
-        Some(ev)
     }
 
     // ----- internals -----------------------------------------------------
 
-    fn new_conn_id(&mut self) -> ConnId {
-        let id = ConnId(self.next_conn);
-        self.next_conn += 1;
-        id
-    }
-
-    fn hello_frame(&self) -> Vec<u8> {
-        let subscriptions: Vec<&str> = self.local_subs.iter().map(|t| t.as_str()).collect();
-        let hello = Hello { version: VERSION, id: self.id.as_u128(), name: &self.name, roles: 0, subscriptions };
-        let mut buf = Vec::new();
-        encode_frame(&mut buf, &Header::Hello(hello), &[]);
-        buf
-    }
-
     fn dial(&mut self, target: TargetId) {
-        let conn = self.new_conn_id();
-        let Some(t) = self.targets.get_mut(&target) else {
-            return;
-        };
-        t.conn = Some(conn);
-        t.next_dial = None;
-        let addr = t.addr.clone();
-        self.conns.insert(conn, Conn::new(conn, Some(target), Phase::Dialing, self.now));
-        self.actions.push_back(Action::Dial { conn, addr });
-    }
-
-    fn push_event(&mut self, ev: Event) {
-        if let Event::Message(m) = &ev {
-            self.event_bytes += m.payload.len();
-        }
-        self.events.push_back(ev);
-    }
-
-    fn report_drop(&mut self, peer: Option<PeerInfo>, count: u64, reason: DropReason) {
-        if count == 0 {
-            return;
-        }
-        self.stats.dropped += count;
-        // Consecutive drops for the same peer and reason become one event, so
-        // a slow consumer does not turn into an event storm.
-        if let Some(Event::Dropped { peer: p, count: n, reason: r }) = self.events.back_mut() {
-            if *p == peer && *r == reason {
-                *n += count;
-                return;
+        let conn = self.session.dial(target, self.now);
+        match self.dialer.dialing(target, conn) {
+            Some(addr) => self.actions.push_back(Action::Dial { conn, addr }),
+            None => {
+                self.session.take(conn);
             }
         }
-        self.push_event(Event::Dropped { peer, count, reason });
     }
 
     /// Starts a graceful close: flush data, send goodbye, then close.
     fn begin_close(&mut self, conn: ConnId, reason: CloseReason) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.session.conns.get_mut(&conn) else {
             return;
         };
-        if c.phase == Phase::Dialing || c.phase == Phase::AwaitPreamble && c.out.is_empty() {
+        let unsent = c.control.is_empty();
+        if c.is_dialing() || matches!(c.phase, crate::session::Phase::AwaitPreamble) && unsent {
             self.remove_conn(conn, reason);
             return;
         }
         if c.closing.is_none() {
-            c.closing = Some(reason);
-            if c.out.data_is_empty() && c.out.control_is_empty() {
-                c.goodbye_queued = true;
-                let r = c.closing.as_ref().expect("set above");
-                c.out.push_control(Out::Goodbye(r.code().0, r.to_string()));
-            }
+            c.closing = Some(Closing::Flushing(reason));
+            self.session.ready.insert(conn);
         }
     }
 
-    /// Closes `conn` now: tells the driver, updates peers, topics and targets.
+    /// Closes `conn` now: tells the driver, ends its peer's session if it
+    /// carried it (closing the session's other connections), tells the
+    /// planes and the dialer.
     fn remove_conn(&mut self, conn: ConnId, reason: CloseReason) {
-        let Some(mut c) = self.conns.remove(&conn) else {
-            return;
-        };
-        if c.phase != Phase::Dialing {
-            self.actions.push_back(Action::Close { conn });
-        }
-        let dropped = c.out.clear();
-        let peer = c.peer.clone();
-        // Messages that arrived but were never processed (the application
-        // was behind) are lost with the connection: count them.
-        let unread = if c.phase == Phase::Open && !matches!(c.closing, Some(CloseReason::Protocol(_))) {
-            input::unprocessed_messages(&c.rx)
-        } else {
-            0
-        };
-        self.report_drop(peer.clone(), unread, DropReason::Unprocessed);
-        if let Some(info) = &peer {
-            self.detach_from_peer(info, conn, reason.clone());
-        }
-        self.report_drop(peer, dropped, DropReason::Disconnected);
-        if c.want_writable {
-            self.push_event(Event::Writable);
-        }
-        if let Some(tid) = c.target {
-            self.target_lost(tid, conn, reason);
+        let mut work = vec![(conn, reason)];
+        while let Some((conn, reason)) = work.pop() {
+            let Some(c) = self.session.take(conn) else { continue };
+            if !c.is_dialing() {
+                self.actions.push_back(Action::Close { conn });
+            }
+            let peer = c.peer().cloned();
+            // Messages that arrived but were never processed (the
+            // application was behind) are lost with the connection: count them.
+            if c.is_open() && !c.refused() {
+                let unread = pubsub::unprocessed_messages(&c.rx);
+                self.pubsub.report_drop(&mut self.events, peer.clone(), unread, DropReason::Unprocessed);
+            }
+            self.pubsub.on_conn_closed(conn);
+            if let Some(info) = &peer {
+                if let Some(others) = self.session.detach(info.id, conn) {
+                    self.events.push(Event::PeerDown { peer: info.clone(), reason: reason.clone() });
+                    self.pubsub.on_peer_down(info.id, &mut self.events);
+                    work.extend(others.into_iter().rev().map(|o| (o, reason.clone())));
+                }
+            }
+            if let Some(t) = c.target {
+                if !self.closing {
+                    let live = self.cfg.session.liveness_timeout;
+                    self.dialer.lost(t, conn, reason, self.now, live, &mut self.rng, &mut self.events);
+                }
+            }
         }
         self.check_closed();
     }
 
     fn check_closed(&mut self) {
-        if self.closing && !self.closed && self.conns.is_empty() {
+        if self.closing && !self.closed && self.session.conns.is_empty() {
             self.closed = true;
             self.close_deadline = None;
-            self.push_event(Event::Closed);
+            self.events.push(Event::Closed);
         }
     }
 }
@@ -597,12 +368,5 @@ fn starts_with_whole_frame(rx: &[u8]) -> bool {
     match rx.get(..crate::wire::LEN_PREFIX) {
         Some(p) => rx.len() >= crate::wire::LEN_PREFIX + u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize,
         None => false,
-    }
-}
-
-impl Node {
-    /// True if `conn` has bytes to write now.
-    pub fn next_transmit_is(&self, conn: ConnId) -> bool {
-        self.conns.get(&conn).is_some_and(|c| c.has_output())
     }
 }

@@ -1,6 +1,6 @@
 //! Encoding and decoding of the preamble and of frames.
 
-use super::{Header, WireError, LEN_PREFIX, MAGIC, PREAMBLE_LEN, VERSION};
+use super::{negotiate, Header, WireError, LEN_PREFIX, MAGIC, MIN_VERSION, PREAMBLE_LEN, VERSION};
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Appends the preamble (magic + version) to `out`.
@@ -9,17 +9,20 @@ pub fn write_preamble(out: &mut Vec<u8>) {
     out.extend_from_slice(&VERSION.to_be_bytes());
 }
 
-/// Checks a received preamble.
+/// Checks a received preamble; returns the version both sides will speak
+/// (the lower of the two highest versions). A peer whose highest version is
+/// below [`MIN_VERSION`] is refused; one that speaks newer versions is fine.
 ///
 /// ```
-/// use estafeta_core::wire::{check_preamble, write_preamble, WireError};
+/// use estafeta_core::wire::{check_preamble, write_preamble, WireError, VERSION};
 /// let mut p = Vec::new();
 /// write_preamble(&mut p);
-/// assert!(check_preamble(&p).is_ok());
+/// assert_eq!(check_preamble(&p), Ok(VERSION));
+/// assert_eq!(check_preamble(b"ESTF\x00\x63"), Ok(VERSION), "a newer peer");
 /// assert!(matches!(check_preamble(b"GET / "), Err(WireError::BadMagic(_))));
-/// assert!(matches!(check_preamble(b"ESTF\x00\x09"), Err(WireError::UnsupportedVersion { .. })));
+/// assert!(matches!(check_preamble(b"ESTF\x00\x01"), Err(WireError::UnsupportedVersion { .. })));
 /// ```
-pub fn check_preamble(bytes: &[u8]) -> Result<(), WireError> {
+pub fn check_preamble(bytes: &[u8]) -> Result<u16, WireError> {
     let mut magic = [0u8; 4];
     let n = bytes.len().min(4);
     magic[..n].copy_from_slice(&bytes[..n]);
@@ -27,10 +30,9 @@ pub fn check_preamble(bytes: &[u8]) -> Result<(), WireError> {
         return Err(WireError::BadMagic(magic));
     }
     let theirs = u16::from_be_bytes([bytes[4], bytes[5]]);
-    if theirs != VERSION {
-        return Err(WireError::UnsupportedVersion { theirs, ours: VERSION });
-    }
-    Ok(())
+    // The preamble carries only the peer's highest version: its lowest
+    // comes in Hello and is checked there.
+    negotiate((MIN_VERSION, VERSION), (0, theirs)).ok_or(WireError::UnsupportedVersion { theirs, ours: VERSION })
 }
 
 /// An upper bound on the encoded size of a frame with this header and payload length.

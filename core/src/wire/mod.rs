@@ -11,23 +11,105 @@
 
 mod codec;
 
-pub use codec::{check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble};
+pub use codec::{check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, RawFrame};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The 4 bytes every connection starts with.
 pub const MAGIC: [u8; 4] = *b"ESTF";
-/// The protocol version this build speaks.
-pub const VERSION: u16 = 1;
+/// The highest protocol version this build speaks (sent in the preamble and
+/// in Hello). Version 2 added credit flow control, capabilities and the
+/// listen address; version 1 peers are refused.
+pub const VERSION: u16 = 2;
+/// The lowest protocol version this build accepts (sent in Hello).
+pub const MIN_VERSION: u16 = 2;
 /// Length of the preamble: magic + version.
 pub const PREAMBLE_LEN: usize = 6;
 /// Length of a frame's length prefix.
 pub const LEN_PREFIX: usize = 4;
 
-/// The header of a frame. Variants are numbered by position on the wire: new
-/// planes (file chunks, streams, membership, discovery) are appended, never
-/// inserted, and get their own protocol version.
+/// The version two peers use: the lower of the two highest versions, if
+/// both sides accept it.
+///
+/// ```
+/// use estafeta_core::wire::negotiate;
+/// assert_eq!(negotiate((2, 5), (2, 3)), Some(3));
+/// assert_eq!(negotiate((4, 5), (2, 3)), None);
+/// ```
+pub fn negotiate(ours: (u16, u16), theirs: (u16, u16)) -> Option<u16> {
+    let v = ours.1.min(theirs.1);
+    (v >= ours.0 && v >= theirs.0).then_some(v)
+}
+
+/// The planes a node runs, announced in its Hello. A frame of a plane the
+/// receiver did not announce is a protocol violation; bits a node does not
+/// know are ignored, so newer peers can announce planes older ones lack.
+///
+/// ```
+/// use estafeta_core::wire::Capabilities;
+/// let caps = Capabilities::PUBSUB | Capabilities::STREAMS;
+/// assert!(caps.contains(Capabilities::PUBSUB));
+/// assert!(!caps.contains(Capabilities::TRANSFER));
+/// assert_eq!(Capabilities::from_bits(1 << 40).known(), Capabilities::NONE);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Capabilities(u64);
+
+impl Capabilities {
+    /// No plane beyond the session (handshake, heartbeats, goodbye).
+    pub const NONE: Capabilities = Capabilities(0);
+    /// Topics: subscribe, publish, credit.
+    pub const PUBSUB: Capabilities = Capabilities(1 << 0);
+    /// Chunked file transfer.
+    pub const TRANSFER: Capabilities = Capabilities(1 << 1);
+    /// Request/stream exchanges.
+    pub const STREAMS: Capabilities = Capabilities(1 << 2);
+    /// Group membership, as a member.
+    pub const MEMBERSHIP: Capabilities = Capabilities(1 << 3);
+    /// Group membership, as a coordinator.
+    pub const COORDINATOR: Capabilities = Capabilities(1 << 4);
+    /// Discovery through known peers.
+    pub const DISCOVERY: Capabilities = Capabilities(1 << 5);
+    /// Every bit this build knows.
+    pub const KNOWN: Capabilities = Capabilities((1 << 6) - 1);
+    /// The planes this build runs.
+    pub const SUPPORTED: Capabilities = Capabilities::PUBSUB;
+
+    /// The capabilities with these bits (unknown bits are kept, and ignored).
+    pub const fn from_bits(bits: u64) -> Self {
+        Capabilities(bits)
+    }
+    /// The raw bits.
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+    /// Only the bits this build knows.
+    pub const fn known(self) -> Self {
+        Capabilities(self.0 & Self::KNOWN.0)
+    }
+    /// True if every bit of `other` is set.
+    pub const fn contains(self, other: Capabilities) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities::SUPPORTED
+    }
+}
+
+impl std::ops::BitOr for Capabilities {
+    type Output = Capabilities;
+    fn bitor(self, rhs: Capabilities) -> Capabilities {
+        Capabilities(self.0 | rhs.0)
+    }
+}
+
+/// The header of a frame. Variants are numbered by position on the wire:
+/// new ones are appended, never inserted (a new plane appends one variant
+/// holding its own frame enum), so older peers keep decoding what they know.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Header<'a> {
     /// First frame on every connection: who the sender is and what it wants.
@@ -56,19 +138,58 @@ pub enum Header<'a> {
         /// Human-readable reason.
         reason: &'a str,
     },
+    /// The sender grants credit for `topic`: the receiver of this frame may
+    /// send this many more messages (and about this many more payload
+    /// bytes) on `topic` to the sender. Grants add up over a session.
+    Credit {
+        /// The topic.
+        topic: &'a str,
+        /// More messages.
+        messages: u32,
+        /// More payload bytes.
+        bytes: u64,
+    },
 }
 
-/// The handshake frame's content.
+impl Header<'_> {
+    /// The plane a frame belongs to, as the capability its receiver must
+    /// have announced; `NONE` for the session's own frames.
+    pub fn plane(&self) -> Capabilities {
+        match self {
+            Header::Hello(_) | Header::Heartbeat | Header::Goodbye { .. } => Capabilities::NONE,
+            Header::Subscribe { .. } | Header::Unsubscribe { .. } | Header::Publish { .. } | Header::Credit { .. } => {
+                Capabilities::PUBSUB
+            }
+        }
+    }
+}
+
+/// Where a node listens, as its Hello announces it (for discovery).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddr<'a> {
+    /// Host name or IP address.
+    pub host: &'a str,
+    /// TCP port.
+    pub port: u16,
+}
+
+/// The handshake frame's content. Fields are appended, never inserted: an
+/// older peer decodes the fields it knows and ignores the rest.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Hello<'a> {
-    /// Protocol version (the same as the preamble's).
+    /// The highest protocol version the sender speaks (the preamble's).
     pub version: u16,
+    /// The lowest protocol version the sender accepts.
+    pub min_version: u16,
     /// The sender's node id.
     pub id: u128,
     /// The sender's human name.
     pub name: &'a str,
-    /// Role bits (none defined yet; reserved for membership and discovery).
-    pub roles: u32,
+    /// The planes the sender runs ([`Capabilities`] bits).
+    pub capabilities: u64,
+    /// Where the sender listens, if it does.
+    #[serde(borrow)]
+    pub listen: Option<ListenAddr<'a>>,
     /// Topics the sender subscribes to.
     #[serde(borrow)]
     pub subscriptions: Vec<&'a str>,
@@ -111,19 +232,22 @@ impl fmt::Display for CloseCode {
 }
 
 /// What is wrong with bytes received from the network.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WireError {
     /// The connection did not start with `ESTF`.
+    #[error("bad magic {0:02x?}: not an estafeta peer")]
     BadMagic([u8; 4]),
-    /// The peer speaks another protocol version.
+    /// The peer speaks no protocol version this node accepts.
+    #[error("unsupported protocol version {theirs} (this node speaks {MIN_VERSION}..={ours})")]
     UnsupportedVersion {
         /// The peer's version.
         theirs: u16,
-        /// Ours.
+        /// Ours (the highest).
         ours: u16,
     },
     /// A length prefix larger than the configured maximum (nothing was allocated).
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
     FrameTooLarge {
         /// The announced length.
         len: usize,
@@ -131,25 +255,9 @@ pub enum WireError {
         max: usize,
     },
     /// A zero-length frame.
+    #[error("empty frame")]
     EmptyFrame,
     /// The header did not decode.
+    #[error("malformed frame header: {0}")]
     BadHeader(String),
 }
-
-impl fmt::Display for WireError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WireError::BadMagic(m) => write!(f, "bad magic {m:02x?}: not an estafeta peer"),
-            WireError::UnsupportedVersion { theirs, ours } => {
-                write!(f, "unsupported protocol version {theirs} (this node speaks {ours})")
-            }
-            WireError::FrameTooLarge { len, max } => {
-                write!(f, "frame of {len} bytes exceeds the maximum of {max}")
-            }
-            WireError::EmptyFrame => write!(f, "empty frame"),
-            WireError::BadHeader(e) => write!(f, "malformed frame header: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for WireError {}

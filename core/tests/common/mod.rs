@@ -21,7 +21,8 @@
 #![allow(dead_code)]
 
 use estafeta_core::{
-    Action, CloseReason, ConnId, Drain, Event, Node, PeerAddr, Sink, Stats, Step, Timestamp, WriteOutcome,
+    Action, CloseReason, Config, ConnId, Drain, Event, Node, PeerAddr, PubSubEvent, Sink, Stats, Step, Timestamp,
+    WriteOutcome,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -163,7 +164,6 @@ impl Sink for NetSink<'_> {
                 }
                 self.closed.push(conn);
             }
-            other => panic!("unknown action {other:?}"),
         }
     }
 
@@ -177,17 +177,41 @@ impl Sink for NetSink<'_> {
 }
 
 /// Timers short enough that tests run in little virtual time.
-pub fn fast_config(seed: u64) -> estafeta_core::Config {
-    estafeta_core::Config {
-        seed,
-        heartbeat_interval: Duration::from_millis(100),
-        liveness_timeout: Duration::from_millis(400),
-        handshake_timeout: Duration::from_millis(500),
-        close_timeout: Duration::from_millis(300),
-        reconnect_base: Duration::from_millis(50),
-        reconnect_cap: Duration::from_millis(400),
-        ..estafeta_core::Config::default()
-    }
+pub fn fast_config(seed: u64) -> Config {
+    let mut c = Config { seed, ..Config::default() };
+    c.session.heartbeat_interval = Duration::from_millis(100);
+    c.session.liveness_timeout = Duration::from_millis(400);
+    c.session.handshake_timeout = Duration::from_millis(500);
+    c.session.close_timeout = Duration::from_millis(300);
+    c.dialer.reconnect_base = Duration::from_millis(50);
+    c.dialer.reconnect_cap = Duration::from_millis(400);
+    c
+}
+
+/// `fast_config(seed)` changed by `f`.
+pub fn config_with(seed: u64, f: impl FnOnce(&mut Config)) -> Config {
+    let mut c = fast_config(seed);
+    f(&mut c);
+    c
+}
+
+/// The preamble and a Hello from a hand-made peer with id `id` announcing
+/// pub/sub and `subs`.
+pub fn handshake_bytes(id: u128, name: &str, subs: &[&str]) -> Vec<u8> {
+    use estafeta_core::wire::{encode_frame, write_preamble, Capabilities, Header, Hello, MIN_VERSION, VERSION};
+    let mut b = Vec::new();
+    write_preamble(&mut b);
+    let hello = Hello {
+        version: VERSION,
+        min_version: MIN_VERSION,
+        id,
+        name,
+        capabilities: Capabilities::PUBSUB.bits(),
+        listen: None,
+        subscriptions: subs.to_vec(),
+    };
+    encode_frame(&mut b, &Header::Hello(hello), &[]);
+    b
 }
 
 impl Net {
@@ -540,7 +564,7 @@ impl Net {
             .events
             .iter()
             .filter_map(|e| match e {
-                Event::Message(m) => Some((m.from.name.to_string(), m.payload.to_vec())),
+                Event::PubSub(PubSubEvent::Message(m)) => Some((m.from.name.to_string(), m.payload.to_vec())),
                 _ => None,
             })
             .collect()

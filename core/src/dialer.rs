@@ -1,0 +1,152 @@
+//! The dialer: targets this node keeps connected, redialed with capped
+//! exponential backoff and jitter, given up after a bounded number of
+//! failed attempts in a row.
+
+use crate::config::DialerConfig;
+use crate::event::{CloseReason, DialEvent, Event, Events, TargetId};
+use crate::id::{ConnId, PeerAddr};
+use crate::rng::Rng;
+use crate::stats::DialerStats;
+use crate::time::Timestamp;
+use crate::timer::Timers;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A dial target: an address this node keeps connected to.
+#[derive(Debug)]
+struct Target {
+    addr: PeerAddr,
+    conn: Option<ConnId>,
+    /// Failed attempts in a row.
+    attempts: u32,
+    /// A dial is scheduled (the timer is armed).
+    scheduled: bool,
+    ever_connected: bool,
+    /// When the current connection completed its handshake.
+    connected_at: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Dialer {
+    cfg: DialerConfig,
+    targets: BTreeMap<TargetId, Target>,
+    next_target: u64,
+    pub(crate) timers: Timers<TargetId>,
+    pub(crate) stats: DialerStats,
+}
+
+impl Dialer {
+    pub(crate) fn new(cfg: DialerConfig) -> Self {
+        Dialer { cfg, targets: BTreeMap::new(), next_target: 1, timers: Timers::default(), stats: DialerStats::default() }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// The target with the same host and port as `addr`.
+    pub(crate) fn find(&self, addr: &PeerAddr) -> Option<TargetId> {
+        self.targets.iter().find(|(_, t)| t.addr.host == addr.host && t.addr.port == addr.port).map(|(id, _)| *id)
+    }
+
+    /// Adds a target; the caller dials it at once.
+    pub(crate) fn add(&mut self, addr: PeerAddr) -> TargetId {
+        let id = TargetId(self.next_target);
+        self.next_target += 1;
+        let t = Target { addr, conn: None, attempts: 0, scheduled: false, ever_connected: false, connected_at: None };
+        self.targets.insert(id, t);
+        id
+    }
+
+    /// Restarts a target that had given up; true if it had (dial it now).
+    pub(crate) fn revive(&mut self, id: TargetId) -> bool {
+        match self.targets.get_mut(&id) {
+            Some(t) if t.conn.is_none() && !t.scheduled => {
+                t.attempts = 0;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes a target; returns its connection, to close.
+    pub(crate) fn remove(&mut self, id: TargetId) -> Option<ConnId> {
+        self.timers.cancel(id);
+        self.targets.remove(&id)?.conn
+    }
+
+    /// Forgets every target (the node is closing).
+    pub(crate) fn clear(&mut self) {
+        self.targets.clear();
+        self.timers = Timers::default();
+    }
+
+    /// A dial of `id` starts on `conn`; returns the address to dial.
+    pub(crate) fn dialing(&mut self, id: TargetId, conn: ConnId) -> Option<PeerAddr> {
+        self.timers.cancel(id);
+        let t = self.targets.get_mut(&id)?;
+        t.conn = Some(conn);
+        t.scheduled = false;
+        Some(t.addr.clone())
+    }
+
+    /// The connection of `id`, if one is open or opening.
+    pub(crate) fn conn(&self, id: TargetId) -> Option<ConnId> {
+        self.targets.get(&id)?.conn
+    }
+
+    /// True if `id` used up its attempts and is no longer dialed.
+    pub(crate) fn gave_up(&self, id: TargetId) -> bool {
+        self.targets.get(&id).is_some_and(|t| t.conn.is_none() && !t.scheduled)
+    }
+
+    /// A target's connection completed its handshake.
+    pub(crate) fn connected(&mut self, id: TargetId, now: Timestamp) {
+        if let Some(t) = self.targets.get_mut(&id) {
+            if t.ever_connected {
+                self.stats.reconnects += 1;
+            }
+            t.ever_connected = true;
+            t.connected_at = Some(now);
+        }
+    }
+
+    /// A target's connection ended: schedule the next attempt or give up.
+    ///
+    /// Only a connection that stayed up for `stable_after` (the liveness
+    /// timeout) counts as a success and resets the attempts; a peer that
+    /// accepts and then drops or refuses every connection uses them up like
+    /// a refused dial.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn lost(
+        &mut self,
+        id: TargetId,
+        conn: ConnId,
+        reason: CloseReason,
+        now: Timestamp,
+        stable_after: Duration,
+        rng: &mut Rng,
+        events: &mut Events,
+    ) {
+        let (base, cap, max) = (self.cfg.reconnect_base, self.cfg.reconnect_cap, self.cfg.reconnect_max_attempts);
+        let Some(t) = self.targets.get_mut(&id) else { return };
+        if t.conn != Some(conn) {
+            return;
+        }
+        t.conn = None;
+        let stable = t.connected_at.take().is_some_and(|at| now >= at + stable_after);
+        t.attempts = if stable { 0 } else { t.attempts + 1 };
+        let addr = t.addr.clone();
+        if max.is_some_and(|m| t.attempts >= m) {
+            events.push(Event::Dial(DialEvent::Failed { target: id, addr: addr.clone(), reason, retry_in: None }));
+            events.push(Event::Dial(DialEvent::GaveUp { target: id, addr }));
+            return;
+        }
+        let exp = base.saturating_mul(1u32 << t.attempts.min(20)).min(cap);
+        let micros = u64::try_from(exp.as_micros()).unwrap_or(u64::MAX);
+        let delay = Duration::from_micros(rng.between(micros / 2, micros));
+        t.scheduled = true;
+        self.timers.set(id, now + delay);
+        events.push(Event::Dial(DialEvent::Failed { target: id, addr, reason, retry_in: Some(delay) }));
+    }
+}

@@ -1,0 +1,126 @@
+//! Outputs: the per-connection outbound scheduler, actions and events.
+//!
+//! A pull of bytes for one connection writes, in this order: the preamble
+//! and Hello, the session's control (a heartbeat or the goodbye), each
+//! plane's control (announcements, credit grants: encoded from state, so
+//! bounded by construction), then data sources round-robin, each with its
+//! own byte quantum and produced on pull. Today the pub/sub plane is the
+//! only source (itself round-robin across topics); streams and transfers
+//! join as further sources.
+
+use super::Node;
+use crate::config::CreditMode;
+use crate::event::{Action, Event};
+use crate::id::ConnId;
+use crate::pubsub::PubSubEvent;
+use crate::session::{handshake, Closing};
+use crate::time::Timestamp;
+use crate::wire::{encode_frame, write_preamble, Header};
+
+impl Node {
+    /// The first connection after `after` (in id order) that may have bytes
+    /// to write. [`Node::poll_transmit`] may then find nothing.
+    pub fn next_transmit(&self, after: Option<ConnId>) -> Option<ConnId> {
+        let start = after.map_or(0, |c| c.0 + 1);
+        self.session.ready.range(ConnId(start)..).next().copied()
+    }
+
+    /// Appends bytes to write on `conn` to `buf` (about
+    /// `SessionConfig::transmit_chunk` at most: one quantum) and returns how
+    /// many. The driver must write them, in order, before asking for more.
+    /// Returns 0 when `conn` has nothing to send now.
+    pub fn poll_transmit(&mut self, now: Timestamp, conn: ConnId, buf: &mut Vec<u8>) -> usize {
+        self.advance(now);
+        let limit = self.cfg.session.transmit_chunk;
+        let quantum = self.cfg.session.source_quantum;
+        let start = buf.len();
+        let Some(c) = self.session.conns.get_mut(&conn) else {
+            self.session.ready.remove(&conn);
+            return 0;
+        };
+        if c.is_dialing() {
+            self.session.ready.remove(&conn);
+            return 0;
+        }
+        let peer = c.peer().map(|p| p.id);
+        let refused = c.refused();
+        // The preamble, then our Hello (announcing our subscriptions as they are now).
+        if c.control.preamble {
+            c.control.preamble = false;
+            write_preamble(buf);
+        }
+        if c.control.hello {
+            c.control.hello = false;
+            handshake::encode_hello(buf, &self.me, self.pubsub.hello_subs(conn));
+        }
+        let c = self.session.conns.get_mut(&conn).expect("present above");
+        // A graceful close says goodbye once every source is empty.
+        if let Some(Closing::Flushing(r)) = &c.closing {
+            if self.pubsub.data_is_empty(conn, peer) && !self.pubsub.has_control(conn, peer) {
+                c.closing = Some(Closing::Goodbye(r.clone()));
+                c.control.goodbye = true;
+            }
+        }
+        if c.control.heartbeat {
+            c.control.heartbeat = false;
+            encode_frame(buf, &Header::Heartbeat, &[]);
+        }
+        let opened = c.is_open();
+        if !refused && opened {
+            self.pubsub.write_control(conn, peer, buf);
+            if let Some(id) = peer {
+                let room = limit.saturating_sub(buf.len() - start);
+                if room > 0 {
+                    let (_, sent) = self.pubsub.produce(conn, id, buf, room, quantum, &mut self.events);
+                    let _ = sent;
+                }
+            }
+        }
+        let c = self.session.conns.get_mut(&conn).expect("present above");
+        if c.control.goodbye {
+            c.control.goodbye = false;
+            let r = c.closing.as_ref().map(|k| k.reason().clone()).expect("a goodbye has a reason");
+            encode_frame(buf, &Header::Goodbye { code: r.code().0, reason: &r.to_string() }, &[]);
+        }
+        let n = buf.len() - start;
+        if n > 0 {
+            c.last_send = self.now;
+            self.session_stats.bytes_out += n as u64;
+        } else {
+            self.session.ready.remove(&conn);
+            // Nothing left after the goodbye: the connection is done.
+            if let Some(Closing::Goodbye(r)) = &c.closing {
+                let r = r.clone();
+                self.remove_conn(conn, r);
+            }
+        }
+        n
+    }
+
+    /// True if `conn` may have bytes to write now.
+    pub fn next_transmit_is(&self, conn: ConnId) -> bool {
+        self.session.ready.contains(&conn)
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next event for the application. Taking events makes room for more
+    /// received input to be processed; with [`CreditMode::OnPoll`] a message
+    /// handed out here counts as consumed.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.input_stalled && self.events.len() <= self.cfg.session.max_pending_events / 2 {
+            self.resume_input();
+        }
+        let ev = self.events.pop()?;
+        if let (Event::PubSub(PubSubEvent::Message(m)), CreditMode::OnPoll) = (&ev, self.cfg.pubsub.credit) {
+            let len = m.payload.len() as u64;
+            if let Some(conn) = self.pubsub.consumed(m.from.id, &m.topic, 1, len) {
+                self.session.ready.insert(conn);
+            }
+        }
+        Some(ev)
+    }
+}

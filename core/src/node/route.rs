@@ -1,0 +1,269 @@
+//! Received bytes and the frame router: the handshake gate, the session
+//! gate, the capability gate, then the plane. Planes return a protocol
+//! error; only the router refuses a connection.
+
+use super::Node;
+use crate::event::{CloseReason, DialEvent, Event, ProtocolError};
+use crate::id::{ConnId, NodeId};
+use crate::pubsub::DropReason;
+use crate::session::handshake::check_hello;
+use crate::session::{Closing, Gate, HelloOutcome, Open, Phase};
+use crate::time::Timestamp;
+use crate::wire::{check_preamble, decode_frame, Capabilities, CloseCode, Header, Hello, PREAMBLE_LEN};
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+
+/// What one frame did to the connection.
+enum Flow {
+    Continue,
+    /// The connection was closed or is closing; stop reading it.
+    Stop,
+}
+
+impl Node {
+    /// Bytes arrived on `conn`. They are buffered and processed as far as the
+    /// event queue has room; the rest waits (see [`Node::wants_read`]).
+    /// Bad bytes close the connection with a reason; this call never fails.
+    pub fn handle_bytes(&mut self, now: Timestamp, conn: ConnId, bytes: &[u8]) {
+        if let Some(rx) = self.recv_buffer(conn) {
+            rx.extend_from_slice(bytes);
+            self.handle_received(now, conn, bytes.len());
+        }
+    }
+
+    /// The receive buffer of `conn`, for a driver that reads from its socket
+    /// straight into it (saving a copy), then reports the bytes it appended
+    /// with [`Node::handle_received`]. Only append; read only while
+    /// [`Node::wants_read`] is true. `None` if `conn` is not connected.
+    pub fn recv_buffer(&mut self, conn: ConnId) -> Option<&mut BytesMut> {
+        self.session.conns.get_mut(&conn).filter(|c| !c.is_dialing()).map(|c| &mut c.rx)
+    }
+
+    /// `n` bytes were appended to [`Node::recv_buffer`]; processes them like
+    /// [`Node::handle_bytes`].
+    pub fn handle_received(&mut self, now: Timestamp, conn: ConnId, n: usize) {
+        self.advance(now);
+        let Some(c) = self.session.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.is_dialing() || n == 0 {
+            return;
+        }
+        c.last_recv = self.now;
+        self.session_stats.bytes_in += n as u64;
+        self.process_input(conn, true);
+    }
+
+    /// Processes buffered input of connections that stalled on a full event queue.
+    pub(super) fn resume_input(&mut self) {
+        self.input_stalled = false;
+        let ids: Vec<ConnId> =
+            self.session.conns.iter().filter(|(_, c)| !c.rx.is_empty()).map(|(id, _)| *id).collect();
+        for id in ids {
+            self.process_input(id, true);
+        }
+    }
+
+    /// Processes whole frames buffered for `conn`. `bounded`: stop while the
+    /// event queue is full (the rest waits in the read buffer).
+    pub(super) fn process_input(&mut self, conn: ConnId, bounded: bool) {
+        loop {
+            if bounded && self.events_full() {
+                self.input_stalled = true;
+                return;
+            }
+            let max_frame = self.cfg.session.max_frame_size;
+            let Some(c) = self.session.conns.get_mut(&conn) else {
+                return;
+            };
+            if c.refused() {
+                // The peer broke the protocol: nothing more it sends is read.
+                c.rx.clear();
+                return;
+            }
+            // A graceful close still delivers what the peer sends until the
+            // connection is gone.
+            if matches!(c.phase, Phase::AwaitPreamble) {
+                if c.rx.len() < PREAMBLE_LEN {
+                    return;
+                }
+                let pre = c.rx.split_to(PREAMBLE_LEN);
+                if let Err(e) = check_preamble(&pre) {
+                    self.violation(conn, ProtocolError::Wire(e));
+                    return;
+                }
+                c.phase = Phase::AwaitHello;
+                continue;
+            }
+            let frame = match decode_frame(&mut c.rx, max_frame) {
+                Ok(Some(f)) => f,
+                Ok(None) => return,
+                Err(e) => {
+                    self.violation(conn, ProtocolError::Wire(e));
+                    return;
+                }
+            };
+            let (header, payload) = match frame.parse() {
+                Ok(x) => x,
+                Err(e) => {
+                    self.violation(conn, ProtocolError::Wire(e));
+                    return;
+                }
+            };
+            let flow = match self.route(conn, header, payload) {
+                Ok(flow) => flow,
+                Err(e) => self.violation(conn, e),
+            };
+            if let Flow::Stop = flow {
+                return;
+            }
+        }
+    }
+
+    /// The router: gates, then the plane.
+    fn route(&mut self, conn: ConnId, header: Header<'_>, payload: Bytes) -> Result<Flow, ProtocolError> {
+        let Some(c) = self.session.conns.get(&conn) else { return Ok(Flow::Stop) };
+        // 1. The handshake gate.
+        let open = match (&c.phase, &header) {
+            (Phase::AwaitHello, Header::Hello(_)) => None,
+            (Phase::AwaitHello, Header::Goodbye { .. }) => None,
+            (Phase::AwaitHello, _) => return Err(ProtocolError::UnexpectedFrame("first frame must be Hello")),
+            (Phase::Open(_), Header::Hello(_)) => return Err(ProtocolError::UnexpectedFrame("second Hello")),
+            (Phase::Open(o), _) => Some(o.clone()),
+            (Phase::Dialing | Phase::AwaitPreamble, _) => return Ok(Flow::Stop),
+        };
+        match header {
+            Header::Hello(hello) => return Ok(self.on_hello(conn, hello)),
+            Header::Heartbeat => return Ok(Flow::Continue),
+            Header::Goodbye { code, reason } => {
+                // Also the refusal of a peer that refused our Hello before
+                // sending its own.
+                let reason = CloseReason::Remote { code: CloseCode(code), reason: reason.to_string() };
+                self.remove_conn(conn, reason);
+                return Ok(Flow::Stop);
+            }
+            _ => {}
+        }
+        let Some(open) = open else { return Ok(Flow::Stop) };
+        // 2. The capability gate: both sides announced the frame's plane.
+        let plane = header.plane();
+        if !open.caps.contains(plane) {
+            return Err(ProtocolError::NotAnnounced(match plane {
+                Capabilities::PUBSUB => "pub/sub",
+                _ => "unknown plane",
+            }));
+        }
+        let peer = open.peer;
+        // Announcements are per connection: not gated (see the pubsub docs).
+        match header {
+            Header::Subscribe { topic } | Header::Unsubscribe { topic } => {
+                let subscribe = matches!(header, Header::Subscribe { .. });
+                let primary = self.session.is_primary(conn);
+                self.pubsub.on_announce(conn, &peer, primary, topic, subscribe, &mut self.events)?;
+                return Ok(Flow::Continue);
+            }
+            _ => {}
+        }
+        // 3. The session gate: which connection carries the peer's session.
+        match self.session.gate(conn, peer.id) {
+            Gate::Pass => {}
+            Gate::Restart => self.restart_session(&peer, conn),
+            Gate::Stale => {
+                if matches!(header, Header::Publish { .. }) {
+                    self.pubsub.report_drop(&mut self.events, Some(peer.clone()), 1, DropReason::Unprocessed);
+                }
+                self.session.forget_stale(conn, peer.id);
+                self.remove_conn(conn, CloseReason::Duplicate);
+                return Ok(Flow::Stop);
+            }
+        }
+        // 4. The plane.
+        match header {
+            Header::Publish { topic } => self.pubsub.on_publish(&peer, topic, payload, &mut self.events)?,
+            Header::Credit { topic, messages, bytes } => {
+                if let Some(c) = self.pubsub.on_credit(peer.id, topic, messages, bytes, &mut self.events) {
+                    self.session.ready.insert(c);
+                }
+            }
+            Header::Hello(_) | Header::Heartbeat | Header::Goodbye { .. } => {}
+            Header::Subscribe { .. } | Header::Unsubscribe { .. } => {}
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Refuses `conn`: tells the peer why, then closes. Our preamble still
+    /// goes first if it has not left yet, but not our Hello: the peer reads
+    /// a Goodbye in place of a Hello as a refusal with its code and reason.
+    fn violation(&mut self, conn: ConnId, error: ProtocolError) -> Flow {
+        self.session_stats.malformed += 1;
+        let Some(c) = self.session.conns.get_mut(&conn) else { return Flow::Stop };
+        let peer = c.peer().cloned();
+        self.events.push(Event::ProtocolViolation { conn, peer: peer.clone(), error: error.clone() });
+        c.rx.clear();
+        c.control.heartbeat = false;
+        c.control.hello = false;
+        c.control.goodbye = true;
+        c.closing = Some(Closing::Goodbye(CloseReason::Protocol(error)));
+        self.session.ready.insert(conn);
+        let dropped = self.pubsub.clear_data(conn, peer.as_ref().map(|p| p.id));
+        self.pubsub.report_drop(&mut self.events, peer, dropped, DropReason::Disconnected);
+        Flow::Stop
+    }
+
+    fn on_hello(&mut self, conn: ConnId, hello: Hello<'_>) -> Flow {
+        let caps = match check_hello(&self.cfg, &self.me, &hello) {
+            Ok(caps) => caps,
+            Err(e) => return self.violation(conn, e),
+        };
+        let id = NodeId::from_u128(hello.id);
+        let info = match self.session.peers.get(&id) {
+            Some(p) => p.info.clone(),
+            None => crate::event::PeerInfo { id, name: Arc::from(hello.name) },
+        };
+        let open = Open { peer: info.clone(), caps };
+        match self.session.on_hello(conn, id) {
+            HelloOutcome::Stale => {
+                if let Some(c) = self.session.conns.get_mut(&conn) {
+                    c.phase = Phase::Open(open);
+                }
+                self.remove_conn(conn, CloseReason::Duplicate);
+                return Flow::Stop;
+            }
+            HelloOutcome::Open { close_first } => {
+                for old in close_first {
+                    self.remove_conn(old, CloseReason::Duplicate);
+                }
+            }
+        }
+        if !self.session.conns.contains_key(&conn) {
+            return Flow::Stop;
+        }
+        self.pubsub.on_hello(conn, &hello.subscriptions, caps.contains(Capabilities::PUBSUB));
+        let target = self.session.conns.get(&conn).and_then(|c| c.target);
+        if self.session.open(conn, open) {
+            self.start_session(conn, &info, target);
+        }
+        if let Some(t) = target {
+            self.dialer.connected(t, self.now);
+            self.events.push(Event::Dial(DialEvent::Connected { target: t, peer: info }));
+        }
+        Flow::Continue
+    }
+
+    /// A session with `info` begins, on `conn`.
+    fn start_session(&mut self, conn: ConnId, info: &crate::event::PeerInfo, target: Option<crate::event::TargetId>) {
+        self.events.push(Event::PeerUp { peer: info.clone(), conn, target });
+        self.pubsub.on_peer_up(info, conn, &mut self.events);
+        self.session.ready.insert(conn);
+    }
+
+    /// The peer moved to `conn` for a new session of its own: ours ends
+    /// (PeerDown, its other connections close) and a new one starts on `conn`.
+    fn restart_session(&mut self, peer: &crate::event::PeerInfo, conn: ConnId) {
+        let Some(first) = self.session.detach_for_restart(conn, peer.id) else { return };
+        self.remove_conn(first, CloseReason::Duplicate);
+        self.session.restart_on(conn);
+        let target = self.session.conns.get(&conn).and_then(|c| c.target);
+        self.start_session(conn, peer, target);
+    }
+}

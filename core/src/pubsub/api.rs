@@ -1,0 +1,148 @@
+//! The pub/sub plane's commands, through a borrowed accessor:
+//! `node.pubsub().publish(..)`.
+
+use super::{Payload, PubSubState, Published, SendMode};
+use crate::error::{CommandError, PublishError};
+use crate::event::Events;
+use crate::id::{NodeId, PeerRef, Topic};
+use crate::session::Session;
+use std::collections::BTreeSet;
+
+/// Commands and queries of the pub/sub plane, borrowed from a
+/// [`Node`](crate::Node) with [`Node::pubsub`](crate::Node::pubsub).
+///
+/// ```
+/// use estafeta_core::{Bytes, Config, Node, PublishError, SendMode};
+/// let mut node = Node::new(Config::default(), "alice").unwrap();
+/// assert_eq!(node.pubsub().subscribe("news"), Ok(true));
+/// let r = node.pubsub().publish("news", Bytes::from_static(b"hi"), SendMode::All);
+/// assert!(matches!(r, Err(PublishError::NoSubscribers(_))), "no peer yet");
+/// ```
+#[derive(Debug)]
+pub struct PubSub<'a> {
+    pub(crate) state: &'a mut PubSubState,
+    pub(crate) session: &'a mut Session,
+    pub(crate) events: &'a mut Events,
+    pub(crate) closing: bool,
+}
+
+impl PubSub<'_> {
+    /// Subscribes to `topic`, tells every connected peer and grants each
+    /// its window. Returns `false` if already subscribed (nothing changed).
+    pub fn subscribe(&mut self, topic: &str) -> Result<bool, CommandError> {
+        self.state.check_topic(topic).map_err(CommandError::BadTopic)?;
+        if self.closing {
+            return Err(CommandError::Closed);
+        }
+        if self.state.local.contains(topic) {
+            return Ok(false);
+        }
+        let t = self.state.intern(topic);
+        self.state.local.insert(t.clone());
+        self.announce(&t, true);
+        for conn in self.state.grant_all(&t) {
+            self.session.ready.insert(conn);
+        }
+        Ok(true)
+    }
+
+    /// Unsubscribes from `topic` and tells every connected peer. Returns
+    /// `false` if not subscribed (nothing changed). Messages the peers sent
+    /// before they learned of it are dropped, counted and reported.
+    pub fn unsubscribe(&mut self, topic: &str) -> Result<bool, CommandError> {
+        let Some(t) = self.state.local.take(topic) else {
+            return Ok(false);
+        };
+        self.announce(&t, false);
+        Ok(true)
+    }
+
+    fn announce(&mut self, t: &Topic, subscribe: bool) {
+        // Links whose peer's Hello has not arrived yet keep the change too;
+        // it leaves once both sides are known to run pub/sub.
+        for (conn, link) in self.state.links.iter_mut().filter(|(_, l)| l.announced) {
+            link.changes.insert(t.clone(), subscribe);
+            self.session.ready.insert(*conn);
+        }
+    }
+
+    /// Queues `payload` on `topic` for the peers `mode` selects.
+    ///
+    /// On error nothing was queued for anyone. `Full` means wait for
+    /// [`PubSubEvent::Writable`](crate::PubSubEvent::Writable) and retry.
+    pub fn publish(&mut self, topic: &str, payload: Payload, mode: SendMode) -> Result<Published, PublishError> {
+        if self.closing {
+            return Err(PublishError::Closed);
+        }
+        self.state.check_topic(topic).map_err(PublishError::BadTopic)?;
+        let size = crate::wire::encoded_len_hint(topic.len(), payload.len());
+        let max = self.session.cfg.max_frame_size;
+        if size > max {
+            return Err(PublishError::TooLarge { size, max });
+        }
+        let mut wake = BTreeSet::new();
+        let r = match mode {
+            SendMode::All => self.state.publish_all(topic, payload, self.events, &mut wake),
+            SendMode::RoundRobin => self.state.publish_round_robin(topic, payload, &mut wake),
+            SendMode::To(peer) => {
+                let id = self.resolve(&peer)?;
+                self.state.publish_to(topic, payload, id, peer, &mut wake)
+            }
+        };
+        self.session.ready.append(&mut wake);
+        r
+    }
+
+    fn resolve(&self, peer: &PeerRef) -> Result<NodeId, PublishError> {
+        match peer {
+            PeerRef::Id(id) if self.session.peers.contains_key(id) => Ok(*id),
+            PeerRef::Id(_) => Err(PublishError::UnknownPeer(peer.clone())),
+            PeerRef::Name(name) => {
+                let mut it = self.session.peer_infos().filter(|p| &*p.name == name.as_str());
+                let first = it.next().ok_or_else(|| PublishError::UnknownPeer(peer.clone()))?;
+                if it.next().is_some() {
+                    return Err(PublishError::AmbiguousPeer(name.clone()));
+                }
+                Ok(first.id)
+            }
+        }
+    }
+
+    /// The application consumed `messages` messages (`bytes` payload bytes)
+    /// that `peer` sent on `topic`: their credit may go back to the peer.
+    /// Only with [`CreditMode::Manual`](crate::CreditMode::Manual); with the
+    /// default a message is consumed when `poll_event` hands it out.
+    pub fn consumed(&mut self, peer: NodeId, topic: &str, messages: u64, bytes: u64) {
+        if let Some(conn) = self.state.consumed(peer, topic, messages, bytes) {
+            self.session.ready.insert(conn);
+        }
+    }
+
+    /// How many connected peers subscribe to `topic`.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.state.index.get(topic).map_or(0, |s| s.peers.len())
+    }
+
+    /// Topics this node subscribes to.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &Topic> + '_ {
+        self.state.local.iter()
+    }
+
+    /// Bytes queued for `peer` (all its topics), if it is connected.
+    pub fn queued_bytes(&self, peer: NodeId) -> Option<usize> {
+        self.state.queued_bytes(peer)
+    }
+
+    /// The credit `peer` granted this node on `topic`: messages and payload
+    /// bytes it may still send (bytes may be negative by one message's
+    /// overshoot). `None` before any grant.
+    pub fn send_credit(&self, peer: NodeId, topic: &str) -> Option<(u64, i64)> {
+        self.state.send_credit(peer, topic)
+    }
+
+    /// What this node still allows `peer` to send on `topic`, by its own
+    /// count (granted minus received). `None` before any grant.
+    pub fn receive_credit(&self, peer: NodeId, topic: &str) -> Option<(u64, i64)> {
+        self.state.credit_left(peer, topic)
+    }
+}

@@ -1,0 +1,182 @@
+//! Credit flow control, the receiving side: what this node granted each
+//! peer per topic, what arrived and what the application consumed; grants
+//! after about half a window was consumed (yamux's rule); messages that
+//! arrive past the credit are a protocol violation.
+
+use super::{DropReason, Message, PubSubEvent, PubSubState};
+use crate::event::{Event, Events, PeerInfo, ProtocolError};
+use crate::id::{ConnId, NodeId, Topic};
+use crate::wire::{encode_frame, Header};
+use bytes::Bytes;
+
+/// Messages and payload bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Amount {
+    pub(crate) msgs: u64,
+    pub(crate) bytes: u64,
+}
+
+impl Amount {
+    pub(crate) fn is_zero(self) -> bool {
+        self.msgs == 0 && self.bytes == 0
+    }
+}
+
+/// One (peer, topic) of the current session, receiving side. All counts
+/// are totals since the session started.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RecvCredit {
+    granted: Amount,
+    received: Amount,
+    consumed: Amount,
+}
+
+impl RecvCredit {
+    /// Received and not consumed yet: held by the application.
+    pub(crate) fn held(&self) -> Amount {
+        Amount {
+            msgs: self.received.msgs - self.consumed.msgs,
+            bytes: self.received.bytes.saturating_sub(self.consumed.bytes),
+        }
+    }
+}
+
+/// What the application still holds of ended sessions with one peer on one topic.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Debt(Amount);
+
+impl Debt {
+    pub(crate) fn add(&mut self, a: Amount) {
+        self.0.msgs += a.msgs;
+        self.0.bytes += a.bytes;
+    }
+}
+
+impl PubSubState {
+    /// A message from `from` arrived through the session gate.
+    pub(crate) fn on_publish(
+        &mut self,
+        from: &PeerInfo,
+        topic: &str,
+        payload: Bytes,
+        events: &mut Events,
+    ) -> Result<(), ProtocolError> {
+        let len = payload.len() as u64;
+        let subscribed = self.local.get(topic).cloned();
+        let Some(p) = self.peers.get_mut(&from.id) else { return Ok(()) };
+        let r = match p.recv.get_mut(topic) {
+            Some(r) => r,
+            None => return Err(ProtocolError::CreditExceeded(format!("a message on {topic:?} with no credit granted"))),
+        };
+        if r.received.msgs >= r.granted.msgs || r.received.bytes >= r.granted.bytes {
+            return Err(ProtocolError::CreditExceeded(format!(
+                "a message on {topic:?} past the {} messages / {} bytes granted",
+                r.granted.msgs, r.granted.bytes
+            )));
+        }
+        r.received.msgs += 1;
+        r.received.bytes += len;
+        match subscribed {
+            Some(topic) => {
+                self.stats.received += 1;
+                events.push(Event::PubSub(PubSubEvent::Message(Message { topic, from: from.clone(), payload })));
+            }
+            None => {
+                // Gone at once: it no longer holds any of the window.
+                r.consumed.msgs += 1;
+                r.consumed.bytes += len;
+                self.report_drop(events, Some(from.clone()), 1, DropReason::NotSubscribed);
+            }
+        }
+        Ok(())
+    }
+
+    /// The application consumed `msgs` messages (`bytes` payload bytes) of
+    /// `peer` on `topic`. Debts of ended sessions are paid first (those
+    /// messages came first). Returns the connection to wake if a grant is due.
+    pub(crate) fn consumed(&mut self, peer: NodeId, topic: &str, msgs: u64, bytes: u64) -> Option<ConnId> {
+        let mut left = Amount { msgs, bytes };
+        if !self.debts.is_empty() {
+            let key = (peer, Topic::from(topic));
+            if let Some(d) = self.debts.get_mut(&key) {
+                let paid = Amount { msgs: left.msgs.min(d.0.msgs), bytes: left.bytes.min(d.0.bytes) };
+                d.0.msgs -= paid.msgs;
+                d.0.bytes -= paid.bytes;
+                left.msgs -= paid.msgs;
+                left.bytes -= paid.bytes;
+                if d.0.is_zero() {
+                    self.debts.remove(&key);
+                }
+            }
+        }
+        if left.is_zero() {
+            return None;
+        }
+        let subscribed = self.local.contains(topic);
+        let (window_msgs, window_bytes) = (u64::from(self.cfg.window_messages), self.cfg.window_bytes);
+        let p = self.peers.get_mut(&peer)?;
+        let (t, r) = p.recv.get_key_value(topic).map(|(t, _)| t.clone()).zip(p.recv.get_mut(topic))?;
+        r.consumed.msgs = (r.consumed.msgs + left.msgs).min(r.received.msgs);
+        r.consumed.bytes = (r.consumed.bytes + left.bytes).min(r.received.bytes);
+        // Grant again once about half the window is free (yamux's rule):
+        // outstanding credit is what the peer may still send plus what the
+        // application holds.
+        let outstanding_msgs = r.granted.msgs - r.consumed.msgs;
+        let outstanding_bytes = r.granted.bytes.saturating_sub(r.consumed.bytes);
+        if subscribed && (outstanding_msgs <= window_msgs / 2 || outstanding_bytes <= window_bytes / 2) {
+            p.grants.insert(t);
+            return Some(p.conn);
+        }
+        None
+    }
+
+    /// Encodes the grants due to `peer` on `conn` (its session's primary).
+    pub(super) fn write_grants(&mut self, conn: ConnId, peer: NodeId, buf: &mut Vec<u8>) {
+        let (window_msgs, window_bytes) = (u64::from(self.cfg.window_messages), self.cfg.window_bytes);
+        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn) else { return };
+        for t in std::mem::take(&mut p.grants) {
+            if !self.local.contains(&t) {
+                continue;
+            }
+            let debt = self.debts.get(&(peer, t.clone())).map_or(Amount::default(), |d| d.0);
+            let r = p.recv.entry(t.clone()).or_default();
+            // The window covers what the peer may send, what the application
+            // holds of this session, and what it still holds of older ones.
+            let target = Amount {
+                msgs: (r.consumed.msgs + window_msgs).saturating_sub(debt.msgs),
+                bytes: (r.consumed.bytes + window_bytes).saturating_sub(debt.bytes),
+            };
+            let more = Amount {
+                msgs: target.msgs.saturating_sub(r.granted.msgs),
+                bytes: target.bytes.saturating_sub(r.granted.bytes),
+            };
+            if more.msgs == 0 && more.bytes == 0 {
+                continue;
+            }
+            r.granted.msgs += more.msgs;
+            r.granted.bytes += more.bytes;
+            let messages = u32::try_from(more.msgs).unwrap_or(u32::MAX);
+            encode_frame(buf, &Header::Credit { topic: t.as_str(), messages, bytes: more.bytes }, &[]);
+            self.stats.credit_grants += 1;
+        }
+    }
+
+    /// Local subscribe: every peer in session is granted credit for `topic`.
+    /// Returns the connections to wake.
+    pub(crate) fn grant_all(&mut self, topic: &Topic) -> Vec<ConnId> {
+        self.peers
+            .values_mut()
+            .map(|p| {
+                p.grants.insert(topic.clone());
+                p.conn
+            })
+            .collect()
+    }
+
+    /// What `peer` may still send on `topic` by this node's count (granted
+    /// minus received), for tests and the simulator.
+    pub(crate) fn credit_left(&self, peer: NodeId, topic: &str) -> Option<(u64, i64)> {
+        let r = self.peers.get(&peer)?.recv.get(topic)?;
+        Some((r.granted.msgs - r.received.msgs, r.granted.bytes as i64 - r.received.bytes as i64))
+    }
+}

@@ -1,0 +1,338 @@
+//! The pub/sub plane: local subscriptions, the index of remote subscribers,
+//! the three send modes, one send queue per subscription of each peer, and
+//! credit flow control.
+//!
+//! **Credit.** A node grants each peer, per topic it subscribes to, a window
+//! of messages and payload bytes (`PubSubConfig::window_*`): the peer may
+//! send that much more and no more. The node grants again once about half
+//! of the window was consumed by its application, so a slow subscription
+//! slows only its own senders on its own topic, and the socket is always
+//! read. Messages waiting for credit wait in the sender's per-subscription
+//! queue, bounded like the peer's whole queue; round-robin skips subscribers
+//! without spare credit. Credit lives for a session: it starts at zero with
+//! every session (the receiver grants its window at once) and survives
+//! unsubscribing, so grants and messages in flight always add up.
+//!
+//! **Announcements.** Subscribe and Unsubscribe are per connection: every
+//! connection carries its own full picture (its Hello, then changes), and
+//! the index uses the picture of the peer's session's primary connection.
+//! Messages and credit are per session and pass the session gate.
+
+mod api;
+mod credit;
+mod event;
+mod queue;
+mod send;
+
+pub use api::PubSub;
+pub use event::{DropReason, Message, PubSubEvent};
+pub use send::{Published, SendMode};
+
+use crate::config::PubSubConfig;
+use crate::event::{Event, Events, PeerInfo, ProtocolError};
+use crate::id::{ConnId, NodeId, Topic};
+use crate::stats::PubSubStats;
+use crate::wire::{encode_frame, Header, LEN_PREFIX};
+use bytes::Bytes;
+use credit::{Debt, RecvCredit};
+use queue::SendQ;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Remote subscribers of one topic.
+#[derive(Debug, Default)]
+struct TopicSubs {
+    peers: BTreeSet<NodeId>,
+    /// The subscriber round-robin chose last.
+    rr: Option<NodeId>,
+}
+
+/// What one connection says and is told about subscriptions.
+#[derive(Debug, Default)]
+struct Link {
+    /// Topics the peer announced on this connection.
+    peer_subs: BTreeSet<Topic>,
+    /// Our Hello left on it: later changes go as frames.
+    announced: bool,
+    /// Both sides run pub/sub (known once the peer's Hello arrived).
+    enabled: bool,
+    /// Changes to announce, coalesced: `true` subscribe, `false` unsubscribe.
+    changes: BTreeMap<Topic, bool>,
+}
+
+/// A peer in session, as this plane sees it.
+#[derive(Debug)]
+struct PeerState {
+    info: PeerInfo,
+    /// The session's primary: where messages and credit to the peer leave.
+    conn: ConnId,
+    /// Topics indexed for the peer (its primary's picture).
+    subs: BTreeSet<Topic>,
+    /// One send queue per topic, with its credit.
+    out: BTreeMap<Topic, SendQ>,
+    queued_bytes: usize,
+    queued_frames: usize,
+    /// The topic the last turn served (round-robin across topics).
+    cursor: Option<Topic>,
+    /// A publish was refused for this peer's queue: report Writable.
+    want_writable: bool,
+    /// What this node granted the peer, per topic.
+    recv: BTreeMap<Topic, RecvCredit>,
+    /// Topics whose grant may be due: encoded when bytes are pulled.
+    grants: BTreeSet<Topic>,
+}
+
+#[derive(Debug)]
+pub(crate) struct PubSubState {
+    cfg: PubSubConfig,
+    local: BTreeSet<Topic>,
+    index: BTreeMap<Topic, TopicSubs>,
+    peers: BTreeMap<NodeId, PeerState>,
+    links: BTreeMap<ConnId, Link>,
+    /// Messages of ended sessions the application has not consumed yet.
+    debts: BTreeMap<(NodeId, Topic), Debt>,
+    /// Round-robin was refused for want of credit: report Writable on the next grant.
+    rr_waiting: bool,
+    pub(crate) stats: PubSubStats,
+}
+
+impl PubSubState {
+    pub(crate) fn new(cfg: PubSubConfig) -> Self {
+        PubSubState {
+            cfg,
+            local: BTreeSet::new(),
+            index: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            links: BTreeMap::new(),
+            debts: BTreeMap::new(),
+            rr_waiting: false,
+            stats: PubSubStats::default(),
+        }
+    }
+
+    pub(crate) fn check_topic(&self, topic: &str) -> Result<(), String> {
+        if topic.is_empty() {
+            Err("empty topic".into())
+        } else if topic.len() > self.cfg.max_topic_len {
+            Err(format!("topic of {} bytes exceeds max_topic_len {}", topic.len(), self.cfg.max_topic_len))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A shared copy of `topic` if it is already known (saves an allocation).
+    fn intern(&self, topic: &str) -> Topic {
+        if let Some(t) = self.local.get(topic) {
+            return t.clone();
+        }
+        self.index.get_key_value(topic).map_or_else(|| Topic::from(topic), |(t, _)| t.clone())
+    }
+
+    /// The topics for this node's Hello on `conn`; later changes go as frames.
+    pub(crate) fn hello_subs(&mut self, conn: ConnId) -> impl Iterator<Item = &str> + '_ {
+        let link = self.links.entry(conn).or_default();
+        link.announced = true;
+        link.changes.clear();
+        self.local.iter().map(|t| t.as_str())
+    }
+
+    /// The peer's Hello on `conn` announced these topics (already checked);
+    /// `enabled`: both sides run pub/sub (otherwise they are ignored, and
+    /// this plane sends the peer nothing).
+    pub(crate) fn on_hello(&mut self, conn: ConnId, subs: &[&str], enabled: bool) {
+        let topics: BTreeSet<Topic> = if enabled { subs.iter().map(|t| self.intern(t)).collect() } else { BTreeSet::new() };
+        let link = self.links.entry(conn).or_default();
+        link.peer_subs = topics;
+        link.enabled = enabled;
+        if !enabled {
+            link.changes.clear();
+        }
+    }
+
+    /// A session with `info` starts on `conn`: index its topics, grant
+    /// credit for ours.
+    pub(crate) fn on_peer_up(&mut self, info: &PeerInfo, conn: ConnId, events: &mut Events) {
+        if !self.links.get(&conn).is_some_and(|l| l.enabled) {
+            return;
+        }
+        let subs = self.links.get(&conn).map(|l| l.peer_subs.clone()).unwrap_or_default();
+        for t in &subs {
+            self.index.entry(t.clone()).or_default().peers.insert(info.id);
+            events.push(Event::PubSub(PubSubEvent::Subscribed { peer: info.clone(), topic: t.clone() }));
+        }
+        let grants = self.local.clone();
+        self.peers.insert(
+            info.id,
+            PeerState {
+                info: info.clone(),
+                conn,
+                subs,
+                out: BTreeMap::new(),
+                queued_bytes: 0,
+                queued_frames: 0,
+                cursor: None,
+                want_writable: false,
+                recv: BTreeMap::new(),
+                grants,
+            },
+        );
+    }
+
+    /// The session with `peer` ended: its queued messages are dropped
+    /// (counted), what its application still holds becomes a debt, and it
+    /// leaves the index.
+    pub(crate) fn on_peer_down(&mut self, peer: NodeId, events: &mut Events) {
+        let Some(p) = self.peers.remove(&peer) else { return };
+        for t in &p.subs {
+            if let Some(s) = self.index.get_mut(t) {
+                s.peers.remove(&peer);
+                if s.peers.is_empty() {
+                    self.index.remove(t);
+                }
+            }
+        }
+        for (t, r) in p.recv {
+            let held = r.held();
+            if !held.is_zero() {
+                self.debts.entry((peer, t)).or_default().add(held);
+            }
+        }
+        let dropped = p.queued_frames as u64;
+        self.report_drop(events, Some(p.info), dropped, DropReason::Disconnected);
+        if p.want_writable || (self.rr_waiting && dropped > 0) {
+            events.push(Event::PubSub(PubSubEvent::Writable));
+        }
+    }
+
+    /// `conn` is gone.
+    pub(crate) fn on_conn_closed(&mut self, conn: ConnId) {
+        self.links.remove(&conn);
+    }
+
+    /// A Subscribe or Unsubscribe from `peer` on `conn` (not gated: each
+    /// connection carries its own picture). `primary`: `conn` is the session's.
+    pub(crate) fn on_announce(
+        &mut self,
+        conn: ConnId,
+        peer: &PeerInfo,
+        primary: bool,
+        topic: &str,
+        subscribe: bool,
+        events: &mut Events,
+    ) -> Result<(), ProtocolError> {
+        let max = self.cfg.max_subscriptions_per_peer;
+        if subscribe {
+            self.check_topic(topic).map_err(ProtocolError::Limit)?;
+        }
+        let t = self.intern(topic);
+        let link = self.links.entry(conn).or_default();
+        if subscribe {
+            if link.peer_subs.contains(topic) {
+                return Ok(());
+            }
+            if link.peer_subs.len() >= max {
+                return Err(ProtocolError::Limit(format!("more than {max} subscriptions")));
+            }
+            link.peer_subs.insert(t.clone());
+        } else if !link.peer_subs.remove(topic) {
+            return Ok(());
+        }
+        if !primary {
+            return Ok(());
+        }
+        let Some(p) = self.peers.get_mut(&peer.id) else { return Ok(()) };
+        if subscribe {
+            p.subs.insert(t.clone());
+            self.index.entry(t.clone()).or_default().peers.insert(peer.id);
+            events.push(Event::PubSub(PubSubEvent::Subscribed { peer: peer.clone(), topic: t }));
+        } else {
+            p.subs.remove(&t);
+            if let Some(s) = self.index.get_mut(&t) {
+                s.peers.remove(&peer.id);
+                if s.peers.is_empty() {
+                    self.index.remove(&t);
+                }
+            }
+            events.push(Event::PubSub(PubSubEvent::Unsubscribed { peer: peer.clone(), topic: t }));
+        }
+        Ok(())
+    }
+
+    /// Control frames for `conn`, encoded from state: announcements, then
+    /// credit grants if `conn` is a session's primary. Returns bytes written.
+    pub(crate) fn write_control(&mut self, conn: ConnId, peer: Option<NodeId>, buf: &mut Vec<u8>) -> usize {
+        let start = buf.len();
+        if let Some(link) = self.links.get_mut(&conn).filter(|l| l.enabled) {
+            for (t, sub) in std::mem::take(&mut link.changes) {
+                let topic = t.as_str();
+                let h = if sub { Header::Subscribe { topic } } else { Header::Unsubscribe { topic } };
+                encode_frame(buf, &h, &[]);
+            }
+        }
+        if let Some(id) = peer {
+            self.write_grants(conn, id, buf);
+        }
+        buf.len() - start
+    }
+
+    /// True if `conn` has announcements or grants to send.
+    pub(crate) fn has_control(&self, conn: ConnId, peer: Option<NodeId>) -> bool {
+        self.links.get(&conn).is_some_and(|l| l.enabled && !l.changes.is_empty())
+            || peer.and_then(|id| self.peers.get(&id)).is_some_and(|p| p.conn == conn && !p.grants.is_empty())
+    }
+
+    /// True if nothing is queued for the peer whose primary is `conn`.
+    pub(crate) fn data_is_empty(&self, conn: ConnId, peer: Option<NodeId>) -> bool {
+        peer.and_then(|id| self.peers.get(&id)).is_none_or(|p| p.conn != conn || p.queued_frames == 0)
+    }
+
+    /// Discards what is queued for the peer whose primary is `conn` (the
+    /// connection is refused); returns how many messages.
+    pub(crate) fn clear_data(&mut self, conn: ConnId, peer: Option<NodeId>) -> u64 {
+        let Some(p) = peer.and_then(|id| self.peers.get_mut(&id)).filter(|p| p.conn == conn) else { return 0 };
+        let n = p.queued_frames as u64;
+        p.out.clear();
+        p.queued_frames = 0;
+        p.queued_bytes = 0;
+        n
+    }
+
+    /// Counts and reports a drop; consecutive drops for the same peer and
+    /// reason become one event, so a slow consumer is no event storm.
+    pub(crate) fn report_drop(&mut self, events: &mut Events, peer: Option<PeerInfo>, count: u64, reason: DropReason) {
+        if count == 0 {
+            return;
+        }
+        self.stats.dropped += count;
+        if let Some(Event::PubSub(PubSubEvent::Dropped { peer: p, count: n, reason: r })) = events.back_mut() {
+            if *p == peer && *r == reason {
+                *n += count;
+                return;
+            }
+        }
+        events.push(Event::PubSub(PubSubEvent::Dropped { peer, count, reason }));
+    }
+
+    /// Bytes queued for `peer`, if it is in session.
+    pub(crate) fn queued_bytes(&self, peer: NodeId) -> Option<usize> {
+        self.peers.get(&peer).map(|p| p.queued_bytes)
+    }
+}
+
+/// Counts the whole Publish frames in `rx`: messages received but never
+/// processed when a connection ends, so they can be reported as dropped.
+pub(crate) fn unprocessed_messages(rx: &[u8]) -> u64 {
+    let mut rest = rx;
+    let mut n = 0;
+    while let Some(p) = rest.get(..LEN_PREFIX) {
+        let len = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
+        let Some(frame) = rest.get(LEN_PREFIX..LEN_PREFIX + len) else { break };
+        if let Ok((Header::Publish { .. }, _)) = postcard::take_from_bytes::<Header<'_>>(frame) {
+            n += 1;
+        }
+        rest = &rest[LEN_PREFIX + len..];
+    }
+    n
+}
+
+/// The payload of a message as queued: shared, never copied.
+pub(crate) type Payload = Bytes;

@@ -1,0 +1,160 @@
+//! The sending side: one queue per subscription of each peer, with the
+//! credit the peer granted, and the data source the scheduler pulls from:
+//! round-robin across topics with credit, each turn at most one quantum.
+
+use super::{Payload, PeerState, PubSubEvent, PubSubState};
+use crate::event::{Event, Events};
+use crate::id::{ConnId, NodeId, Topic};
+use crate::wire::{encode_frame, encoded_len_hint, Header};
+use std::collections::VecDeque;
+use std::ops::Bound;
+
+/// Bytes a queued message counts against the queue limits.
+pub(crate) fn data_cost(topic: &str, payload: &Payload) -> usize {
+    encoded_len_hint(topic.len(), payload.len())
+}
+
+/// Messages for one peer on one topic, and the credit it granted.
+#[derive(Debug, Default)]
+pub(crate) struct SendQ {
+    msgs: VecDeque<Payload>,
+    bytes: usize,
+    /// Messages the peer still accepts.
+    credit_msgs: u64,
+    /// Payload bytes it still accepts (a message may overshoot by its size).
+    credit_bytes: i64,
+}
+
+impl SendQ {
+    /// True if the head of the queue may be sent now.
+    fn sendable(&self) -> bool {
+        !self.msgs.is_empty() && self.credit_msgs > 0 && self.credit_bytes > 0
+    }
+
+    /// True if one more message would still be within the credit: round-robin
+    /// picks only such subscribers.
+    pub(crate) fn spare_credit(&self) -> bool {
+        self.credit_msgs > self.msgs.len() as u64 && self.credit_bytes > 0
+    }
+}
+
+impl PeerState {
+    /// True if a message costing `cost` fits the peer's and the subscription's limits.
+    pub(crate) fn has_room(&self, topic: &str, cost: usize, cfg: &crate::config::PubSubConfig) -> bool {
+        let peer_ok = self.queued_frames < cfg.max_queued_frames_per_peer
+            && (self.queued_bytes == 0 || self.queued_bytes + cost <= cfg.max_queued_bytes_per_peer);
+        let q = self.out.get(topic);
+        let (frames, bytes) = q.map_or((0, 0), |q| (q.msgs.len(), q.bytes));
+        let sub_ok = frames < cfg.max_queued_frames_per_subscription
+            && (bytes == 0 || bytes + cost <= cfg.max_queued_bytes_per_subscription);
+        peer_ok && sub_ok
+    }
+
+    /// Queues `payload` on `topic` (room was checked). Returns true if it can
+    /// leave now (credit is there).
+    pub(crate) fn push(&mut self, topic: &Topic, payload: Payload) -> bool {
+        let cost = data_cost(topic, &payload);
+        self.queued_bytes += cost;
+        self.queued_frames += 1;
+        let q = match self.out.get_mut(topic.as_str()) {
+            Some(q) => q,
+            None => self.out.entry(topic.clone()).or_default(),
+        };
+        q.bytes += cost;
+        q.msgs.push_back(payload);
+        q.credit_msgs > 0 && q.credit_bytes > 0
+    }
+
+    /// True once the queue fell to half its limits (the "writable again" mark).
+    fn below_low_water(&self, cfg: &crate::config::PubSubConfig) -> bool {
+        self.queued_frames <= cfg.max_queued_frames_per_peer / 2
+            && self.queued_bytes <= cfg.max_queued_bytes_per_peer / 2
+    }
+}
+
+impl PubSubState {
+    /// Credit from `peer` for `topic`. Returns the connection to wake if
+    /// messages can now leave.
+    pub(crate) fn on_credit(&mut self, peer: NodeId, topic: &str, msgs: u32, bytes: u64, events: &mut Events) -> Option<ConnId> {
+        let t = self.intern(topic);
+        let p = self.peers.get_mut(&peer)?;
+        let q = p.out.entry(t).or_default();
+        q.credit_msgs = q.credit_msgs.saturating_add(u64::from(msgs));
+        q.credit_bytes = q.credit_bytes.saturating_add(i64::try_from(bytes).unwrap_or(i64::MAX));
+        let wake = q.sendable().then_some(p.conn);
+        if p.want_writable || self.rr_waiting {
+            p.want_writable = false;
+            self.rr_waiting = false;
+            events.push(Event::PubSub(PubSubEvent::Writable));
+        }
+        wake
+    }
+
+    /// The data source of `conn`: writes queued messages that have credit,
+    /// round-robin across topics, at most `quantum` bytes per topic per
+    /// turn, until `buf` grew by `limit` bytes or nothing can leave.
+    /// Returns (bytes, messages) written.
+    pub(crate) fn produce(
+        &mut self,
+        conn: ConnId,
+        peer: NodeId,
+        buf: &mut Vec<u8>,
+        limit: usize,
+        quantum: usize,
+        events: &mut Events,
+    ) -> (usize, u64) {
+        let start = buf.len();
+        let mut sent = 0u64;
+        let cfg = &self.cfg;
+        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn) else { return (0, 0) };
+        if p.queued_frames == 0 {
+            return (0, 0);
+        }
+        while buf.len() - start < limit {
+            // The next topic after the cursor that can send, wrapping around.
+            let next = match p.cursor.as_ref() {
+                Some(c) => p
+                    .out
+                    .range::<Topic, _>((Bound::Excluded(c), Bound::Unbounded))
+                    .chain(p.out.range::<Topic, _>(..=c))
+                    .find(|(_, q)| q.sendable())
+                    .map(|(t, _)| t.clone()),
+                None => p.out.iter().find(|(_, q)| q.sendable()).map(|(t, _)| t.clone()),
+            };
+            let Some(topic) = next else { break };
+            let q = p.out.get_mut(&topic).expect("found above");
+            let turn = buf.len();
+            while q.sendable() && buf.len() - turn < quantum && buf.len() - start < limit {
+                let payload = q.msgs.pop_front().expect("sendable");
+                let cost = data_cost(&topic, &payload);
+                q.bytes -= cost;
+                q.credit_msgs -= 1;
+                q.credit_bytes -= payload.len() as i64;
+                p.queued_bytes -= cost;
+                p.queued_frames -= 1;
+                encode_frame(buf, &Header::Publish { topic: topic.as_str() }, &payload);
+                sent += 1;
+            }
+            p.cursor = Some(topic);
+        }
+        if p.want_writable && p.below_low_water(cfg) {
+            p.want_writable = false;
+            events.push(Event::PubSub(PubSubEvent::Writable));
+        }
+        self.stats.sent += sent;
+        (buf.len() - start, sent)
+    }
+
+    /// True if messages queued for the peer whose primary is `conn` may leave now.
+    pub(crate) fn has_sendable(&self, conn: ConnId, peer: Option<NodeId>) -> bool {
+        let p = peer.and_then(|id| self.peers.get(&id)).filter(|p| p.conn == conn);
+        p.is_some_and(|p| p.queued_frames > 0 && p.out.values().any(SendQ::sendable))
+    }
+
+    /// What this node may still send `peer` on `topic` (messages, bytes),
+    /// for tests and the simulator: never negative in messages.
+    pub(crate) fn send_credit(&self, peer: NodeId, topic: &str) -> Option<(u64, i64)> {
+        let q = self.peers.get(&peer)?.out.get(topic)?;
+        Some((q.credit_msgs, q.credit_bytes))
+    }
+}

@@ -1,0 +1,119 @@
+//! One connection: its phase (which carries the phase's data), liveness
+//! stamps, read buffer and the session's own pending control frames.
+
+use crate::event::{CloseReason, PeerInfo, TargetId};
+use crate::time::Timestamp;
+use crate::wire::Capabilities;
+use bytes::BytesMut;
+
+/// What a connection knows of its peer once the handshake is complete.
+#[derive(Clone, Debug)]
+pub(crate) struct Open {
+    pub(crate) peer: PeerInfo,
+    /// The planes both sides announced.
+    pub(crate) caps: Capabilities,
+}
+
+/// Where a connection is in its life.
+#[derive(Clone, Debug)]
+pub(crate) enum Phase {
+    /// Waiting for the driver to report the TCP connect.
+    Dialing,
+    /// Socket open; waiting for the peer's preamble.
+    AwaitPreamble,
+    /// Preamble checked (this version agreed); waiting for the peer's Hello.
+    AwaitHello,
+    /// Handshake complete.
+    Open(Open),
+}
+
+/// A graceful close in progress.
+#[derive(Clone, Debug)]
+pub(crate) enum Closing {
+    /// Data still flushes; the goodbye follows once every source is empty.
+    Flushing(CloseReason),
+    /// The goodbye is queued (or written); the connection goes once its
+    /// output is empty.
+    Goodbye(CloseReason),
+}
+
+impl Closing {
+    pub(crate) fn reason(&self) -> &CloseReason {
+        match self {
+            Closing::Flushing(r) | Closing::Goodbye(r) => r,
+        }
+    }
+}
+
+/// The session's control frames for one connection, kept as state and
+/// encoded when the driver pulls bytes: bounded by construction.
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    pub(crate) preamble: bool,
+    pub(crate) hello: bool,
+    pub(crate) heartbeat: bool,
+    /// Set when the goodbye must go out next (after the preamble and Hello).
+    pub(crate) goodbye: bool,
+}
+
+impl Control {
+    pub(crate) fn is_empty(&self) -> bool {
+        !(self.preamble || self.hello || self.heartbeat || self.goodbye)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) target: Option<TargetId>,
+    pub(crate) phase: Phase,
+    pub(crate) closing: Option<Closing>,
+    pub(crate) opened_at: Timestamp,
+    pub(crate) last_recv: Timestamp,
+    pub(crate) last_send: Timestamp,
+    /// No heartbeat before this: one was due while the connection had
+    /// output waiting (a blocked socket), which needs none.
+    pub(crate) hb_retry: Timestamp,
+    pub(crate) rx: BytesMut,
+    pub(crate) control: Control,
+    /// The node's session epoch when the socket opened: a connection opened
+    /// before the node last lost its peer belongs to an older session.
+    pub(crate) epoch: u64,
+}
+
+impl Conn {
+    pub(crate) fn new(target: Option<TargetId>, phase: Phase, now: Timestamp) -> Self {
+        Conn {
+            target,
+            phase,
+            closing: None,
+            opened_at: now,
+            last_recv: now,
+            last_send: now,
+            hb_retry: now,
+            rx: BytesMut::new(),
+            control: Control::default(),
+            epoch: 0,
+        }
+    }
+
+    /// The peer, once the handshake is complete.
+    pub(crate) fn peer(&self) -> Option<&PeerInfo> {
+        match &self.phase {
+            Phase::Open(o) => Some(&o.peer),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open(_))
+    }
+
+    pub(crate) fn is_dialing(&self) -> bool {
+        matches!(self.phase, Phase::Dialing)
+    }
+
+    /// True once the peer broke the protocol: nothing more it sends is read.
+    pub(crate) fn refused(&self) -> bool {
+        matches!(self.closing.as_ref().map(Closing::reason), Some(CloseReason::Protocol(_)))
+    }
+}
