@@ -37,7 +37,13 @@ pub(crate) struct Dialer {
 
 impl Dialer {
     pub(crate) fn new(cfg: DialerConfig) -> Self {
-        Dialer { cfg, targets: BTreeMap::new(), next_target: 1, timers: Timers::default(), stats: DialerStats::default() }
+        Dialer {
+            cfg,
+            targets: BTreeMap::new(),
+            next_target: 1,
+            timers: Timers::default(),
+            stats: DialerStats::default(),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {

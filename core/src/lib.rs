@@ -73,9 +73,8 @@ pub use error::{CommandError, PublishError};
 pub use event::{Action, CloseReason, DialEvent, Event, PeerInfo, ProtocolError, TargetId};
 pub use id::{AddrParseError, ConnId, NodeId, PeerAddr, PeerRef, Topic};
 pub use node::Node;
-pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, Published, SendMode};
+pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, PubSubRef, Published, SendMode};
 pub use stats::{DialerStats, PubSubStats, SessionStats, Stats};
 pub use time::Timestamp;
 pub use timer::TimerReason;
 pub use wire::{Capabilities, CloseCode};
-

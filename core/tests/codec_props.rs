@@ -4,15 +4,16 @@
 
 use bytes::BytesMut;
 use estafeta_core::wire::{
-    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, Header, Hello, WireError, LEN_PREFIX,
-    PREAMBLE_LEN, VERSION,
+    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, Header, Hello, ListenAddr, WireError,
+    LEN_PREFIX, PREAMBLE_LEN, VERSION,
 };
 use proptest::prelude::*;
 
 /// An owned [`Header`], so proptest can generate it.
 #[derive(Clone, Debug)]
 enum OwnedHeader {
-    Hello { version: u16, id: u128, name: String, roles: u32, subscriptions: Vec<String> },
+    Hello { version: u16, id: u128, name: String, caps: u64, listen: Option<(String, u16)>, subscriptions: Vec<String> },
+    Credit(String, u32, u64),
     Subscribe(String),
     Unsubscribe(String),
     Publish(String),
@@ -23,13 +24,16 @@ enum OwnedHeader {
 impl OwnedHeader {
     fn as_header(&self) -> Header<'_> {
         match self {
-            OwnedHeader::Hello { version, id, name, roles, subscriptions } => Header::Hello(Hello {
+            OwnedHeader::Hello { version, id, name, caps, listen, subscriptions } => Header::Hello(Hello {
                 version: *version,
+                min_version: version.saturating_sub(1),
                 id: *id,
                 name,
-                roles: *roles,
+                capabilities: *caps,
+                listen: listen.as_ref().map(|(host, port)| ListenAddr { host, port: *port }),
                 subscriptions: subscriptions.iter().map(|s| s.as_str()).collect(),
             }),
+            OwnedHeader::Credit(t, m, b) => Header::Credit { topic: t, messages: *m, bytes: *b },
             OwnedHeader::Subscribe(t) => Header::Subscribe { topic: t },
             OwnedHeader::Unsubscribe(t) => Header::Unsubscribe { topic: t },
             OwnedHeader::Publish(t) => Header::Publish { topic: t },
@@ -50,11 +54,18 @@ fn text() -> impl Strategy<Value = String> {
 
 fn header() -> impl Strategy<Value = OwnedHeader> {
     prop_oneof![
-        (any::<u16>(), any::<u128>(), text(), any::<u32>(), prop::collection::vec(text(), 0..8)).prop_map(
-            |(version, id, name, roles, subscriptions)| {
-                OwnedHeader::Hello { version, id, name, roles, subscriptions }
-            }
-        ),
+        (
+            any::<u16>(),
+            any::<u128>(),
+            text(),
+            any::<u64>(),
+            prop::option::of((text(), any::<u16>())),
+            prop::collection::vec(text(), 0..8)
+        )
+            .prop_map(|(version, id, name, caps, listen, subscriptions)| {
+                OwnedHeader::Hello { version, id, name, caps, listen, subscriptions }
+            }),
+        (text(), any::<u32>(), any::<u64>()).prop_map(|(t, m, b)| OwnedHeader::Credit(t, m, b)),
         text().prop_map(OwnedHeader::Subscribe),
         text().prop_map(OwnedHeader::Unsubscribe),
         text().prop_map(OwnedHeader::Publish),
@@ -102,7 +113,8 @@ fn owned(h: &Header<'_>) -> OwnedHeader {
             version: hello.version,
             id: hello.id,
             name: hello.name.to_string(),
-            roles: hello.roles,
+            caps: hello.capabilities,
+            listen: hello.listen.as_ref().map(|l| (l.host.to_string(), l.port)),
             subscriptions: hello.subscriptions.iter().map(|s| s.to_string()).collect(),
         },
         Header::Subscribe { topic } => OwnedHeader::Subscribe(topic.to_string()),
@@ -110,6 +122,7 @@ fn owned(h: &Header<'_>) -> OwnedHeader {
         Header::Publish { topic } => OwnedHeader::Publish(topic.to_string()),
         Header::Heartbeat => OwnedHeader::Heartbeat,
         Header::Goodbye { code, reason } => OwnedHeader::Goodbye(*code, reason.to_string()),
+        Header::Credit { topic, messages, bytes } => OwnedHeader::Credit(topic.to_string(), *messages, *bytes),
     }
 }
 
@@ -276,13 +289,16 @@ fn preamble_is_magic_and_version() {
 fn header_variant_tags_are_stable() {
     // Variants are numbered by position on the wire; appending is allowed,
     // reordering is not. The first header byte is the variant index.
-    let cases: [(Header<'_>, u8); 6] = [
-        (Header::Hello(Hello { version: 1, id: 0, name: "", roles: 0, subscriptions: vec![] }), 0),
+    let hello =
+        Hello { version: 1, min_version: 1, id: 0, name: "", capabilities: 0, listen: None, subscriptions: vec![] };
+    let cases: [(Header<'_>, u8); 7] = [
+        (Header::Hello(hello), 0),
         (Header::Subscribe { topic: "t" }, 1),
         (Header::Unsubscribe { topic: "t" }, 2),
         (Header::Publish { topic: "t" }, 3),
         (Header::Heartbeat, 4),
         (Header::Goodbye { code: 1000, reason: "" }, 5),
+        (Header::Credit { topic: "t", messages: 1, bytes: 1 }, 6),
     ];
     for (h, tag) in cases {
         let mut out = Vec::new();
@@ -304,4 +320,51 @@ fn empty_and_oversized_frames_are_errors() {
     // Fewer than four bytes is never an error.
     let mut buf = BytesMut::from(&[0xff, 0xff, 0xff][..]);
     assert!(decode_frame(&mut buf, 100).unwrap().is_none());
+}
+
+/// Hello fields are appended, never inserted: a decoder that knows fewer
+/// fields (an older peer) reads the ones it knows and leaves the rest in the
+/// frame's payload, which a Hello ignores.
+#[test]
+fn an_older_decoder_reads_a_newer_hello() {
+    #[derive(serde::Serialize)]
+    struct NewerHello<'a> {
+        version: u16,
+        min_version: u16,
+        id: u128,
+        name: &'a str,
+        capabilities: u64,
+        listen: Option<ListenAddr<'a>>,
+        subscriptions: Vec<&'a str>,
+        a_field_from_the_future: (u64, &'a str),
+    }
+    #[derive(serde::Serialize)]
+    enum NewerHeader<'a> {
+        Hello(NewerHello<'a>),
+    }
+    let newer = NewerHeader::Hello(NewerHello {
+        version: 9,
+        min_version: 2,
+        id: 5,
+        name: "future",
+        capabilities: 1 << 40 | 1,
+        listen: None,
+        subscriptions: vec!["t"],
+        a_field_from_the_future: (7, "x"),
+    });
+    let mut frame = vec![0; LEN_PREFIX];
+    frame.extend_from_slice(&postcard::to_allocvec(&newer).unwrap());
+    let len = (frame.len() - LEN_PREFIX) as u32;
+    frame[..LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
+    let mut buf = BytesMut::from(&frame[..]);
+    let raw = decode_frame(&mut buf, 1 << 20).unwrap().unwrap();
+    let (h, rest) = raw.parse().unwrap();
+    match h {
+        Header::Hello(hello) => {
+            assert_eq!((hello.version, hello.id, hello.name), (9, 5, "future"));
+            assert_eq!(hello.subscriptions, vec!["t"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!rest.is_empty(), "the newer field is left as payload");
 }

@@ -6,12 +6,14 @@
 //! `#[ignore]` with the fix.
 
 use bytes::Bytes;
-use estafeta_core::wire::{encode_frame, write_preamble, Header, Hello, VERSION};
-use estafeta_core::{Action, Config, ConnId, Drain, Event, Node, SendMode, Sink, Timestamp, WriteOutcome};
+use estafeta_core::wire::{encode_frame, Header};
+use estafeta_core::{
+    Action, Config, ConnId, DialEvent, Drain, Event, Node, PubSubEvent, SendMode, Sink, Timestamp, WriteOutcome,
+};
 use std::time::Duration;
 
 mod common;
-use common::{fast_config, Net};
+use common::{config_with, credit_bytes, fast_config, handshake_bytes, Net};
 
 fn pair(cfg: impl Fn(usize) -> Config) -> Net {
     let a = Node::new(cfg(0), "a").unwrap();
@@ -66,7 +68,8 @@ fn protocol_violation_reports_the_messages_it_discards() {
 /// and the peer stayed "up".
 #[test]
 fn a_frame_larger_than_the_read_buffer_is_still_read() {
-    let mut net = pair(|i| Config { max_read_buffer: 4096, ..fast_config(i as u64) }).with_splits(1, 1000, usize::MAX);
+    let mut net =
+        pair(|i| config_with(i as u64, |c| c.session.max_read_buffer = 4096)).with_splits(1, 1000, usize::MAX);
     net.node(0).pubsub().publish("t", Bytes::from(vec![7u8; 10_000]), SendMode::All).unwrap();
     net.run_for(Duration::from_secs(2));
     assert_eq!(net.messages(1).len(), 1, "the big message arrived");
@@ -106,18 +109,12 @@ impl Sink for Blocking {
 #[test]
 fn deadline_is_in_the_future_while_a_socket_is_blocked() {
     let cfg = fast_config(3);
-    let heartbeat = cfg.heartbeat_interval;
+    let heartbeat = cfg.session.heartbeat_interval;
     let mut node = Node::new(cfg, "me").unwrap();
     let mut now = Timestamp::from_millis(1);
     let conn = node.handle_accepted(now).unwrap();
-    let mut hs = Vec::new();
-    write_preamble(&mut hs);
-    encode_frame(
-        &mut hs,
-        &Header::Hello(Hello { version: VERSION, id: 42, name: "peer", roles: 0, subscriptions: vec!["t"] }),
-        &[],
-    );
-    node.handle_bytes(now, conn, &hs);
+    node.handle_bytes(now, conn, &handshake_bytes(42, "peer", &["t"]));
+    node.handle_bytes(now, conn, &credit_bytes("t", 100, 1 << 20));
     let mut drain = Drain::default();
     let mut sink = Blocking { block: false };
     drain.run(&mut node, now, &mut sink);
@@ -158,8 +155,8 @@ fn deadline_is_in_the_future_while_a_socket_is_blocked() {
 /// forever.
 #[test]
 fn a_peer_that_always_refuses_is_given_up() {
-    let dialer = Node::new(Config { reconnect_max_attempts: Some(3), ..fast_config(1) }, "a-long-name").unwrap();
-    let picky = Node::new(Config { max_name_len: 4, ..fast_config(2) }, "srv").unwrap();
+    let dialer = Node::new(config_with(1, |c| c.dialer.reconnect_max_attempts = Some(3)), "a-long-name").unwrap();
+    let picky = Node::new(config_with(2, |c| c.session.max_name_len = 4), "srv").unwrap();
     let mut net = Net::new(vec![dialer, picky]);
     net.node(0).connect(Net::addr(1)).unwrap();
     net.run_for(Duration::from_secs(5));

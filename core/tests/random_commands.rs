@@ -21,13 +21,15 @@
 //!   (see `CHECK_WRITABLE_AFTER_FULL`).
 
 use bytes::Bytes;
-use estafeta_core::{Config, DropReason, Event, FullQueuePolicy, Node, NodeId, PeerRef, SendMode, Stats, TargetId};
+use estafeta_core::{
+    Config, DropReason, Event, FullQueuePolicy, Node, NodeId, PeerRef, PubSubEvent, SendMode, Stats, TargetId,
+};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 mod common;
-use common::{fast_config, End, Net};
+use common::{config_with, End, Net};
 
 const TOPICS: [&str; 3] = ["alpha", "beta", "gamma"];
 
@@ -144,19 +146,15 @@ fn knobs() -> impl Strategy<Value = Knobs> {
 }
 
 fn config(k: &Knobs, seed: u64) -> Config {
-    Config {
-        max_queued_frames_per_peer: k.queued_frames,
-        max_queued_bytes_per_peer: k.queued_bytes,
-        max_pending_events: k.pending_events,
-        max_read_buffer: k.read_buffer,
-        full_queue_policy: if k.drop_for_full {
-            FullQueuePolicy::DropForFullPeers
-        } else {
-            FullQueuePolicy::Backpressure
-        },
-        reconnect_max_attempts: k.attempts,
-        ..fast_config(seed)
-    }
+    config_with(seed, |c| {
+        c.pubsub.max_queued_frames_per_peer = k.queued_frames;
+        c.pubsub.max_queued_bytes_per_peer = k.queued_bytes;
+        c.session.max_pending_events = k.pending_events;
+        c.session.max_read_buffer = k.read_buffer;
+        c.pubsub.full_queue_policy =
+            if k.drop_for_full { FullQueuePolicy::DropForFullPeers } else { FullQueuePolicy::Backpressure };
+        c.dialer.reconnect_max_attempts = k.attempts;
+    })
 }
 
 /// A publish the model remembers.
@@ -180,7 +178,7 @@ struct Model {
     next_seq: Vec<u64>,
     sent: BTreeMap<(usize, u64), Sent>,
     /// The lowest sequence number still acceptable from (publisher, receiver).
-    last: BTreeMap<(usize, usize), u64>,
+    last: BTreeMap<(usize, usize, usize), u64>,
     /// Events of each slot's current instance already checked.
     cursor: Vec<usize>,
     /// Topics each slot's current instance ever subscribed to.
@@ -223,14 +221,14 @@ impl Model {
             }
             Cmd::Unsubscribe(a, t) => {
                 if let Some(node) = net.slots[*a].node.as_mut() {
-                    let was = node.pubsub().subscriptions().any(|s| s.as_str() == TOPICS[*t]);
+                    let was = node.pubsub_ref().subscriptions().any(|s| s.as_str() == TOPICS[*t]);
                     let r = node.pubsub().unsubscribe(TOPICS[*t]);
                     prop_assert_eq!(r, Ok(was));
                 }
             }
             Cmd::Publish { node: a, topic, mode, size, count } => {
                 for _ in 0..*count {
-                    self.pubsub().publish(net, *a, *topic, mode, *size)?;
+                    self.publish(net, *a, *topic, mode, *size)?;
                 }
             }
             Cmd::Connect(a, b) => {
@@ -337,7 +335,7 @@ impl Model {
             Ok(p) => {
                 prop_assert!(!single || p.queued + p.dropped == 1, "{:?}", p);
                 prop_assert_eq!(
-                    node.stats().pubsub.dropped - before.dropped,
+                    node.stats().pubsub.dropped - before.pubsub.dropped,
                     p.dropped as u64,
                     "drops of a publish are counted at once"
                 );
@@ -417,8 +415,10 @@ impl Model {
         sent.delivered += 1;
         prop_assert!(sent.delivered <= sent.queued, "delivered {} times, queued for {}", sent.delivered, sent.queued);
         prop_assert!(!sent.single || sent.delivered == 1);
-        let last = self.last.entry((p, r)).or_insert(0);
-        prop_assert!(seq >= *last, "order broken from slot {} to slot {}: {} after {}", p, r, seq, *last);
+        // Order holds per publisher, receiver and topic (each topic has its
+        // own queue and credit, so topics may overtake each other).
+        let last = self.last.entry((p, r, topic)).or_insert(0);
+        prop_assert!(seq >= *last, "order broken from slot {} to slot {} on {}: {} after {}", p, r, topic, seq, *last);
         *last = seq + 1;
         Ok(())
     }
@@ -511,10 +511,10 @@ fn run(
     for s in &net.slots {
         if let Some(node) = &s.node {
             // Getters on any state never panic.
-            let _ = (node.peers().count(), node.pubsub().subscriptions().count());
+            let _ = (node.peers().count(), node.pubsub_ref().subscriptions().count());
             let _ = node.poll_timeout();
             for t in TOPICS {
-                let _ = node.pubsub().subscriber_count(t);
+                let _ = node.pubsub_ref().subscriber_count(t);
             }
             let _ = node.stats();
         }

@@ -346,7 +346,11 @@ fn a_stalled_subscription_stops_neither_other_topics_nor_heartbeats() {
     for round in 0..30u8 {
         net.node(0).pubsub().publish("b", Bytes::from(vec![round]), SendMode::All).unwrap();
         net.run_for(live / 10);
-        got_b += net.slots[1].events.iter().filter(|e| matches!(e, Event::PubSub(PubSubEvent::Message(m)) if &*m.topic == "b")).count();
+        got_b += net.slots[1]
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::PubSub(PubSubEvent::Message(m)) if &*m.topic == "b"))
+            .count();
         consume(&mut net, "b");
     }
     // 30 × liveness/10 = 3 liveness timeouts with t stalled.
@@ -442,10 +446,8 @@ fn a_node_announcing_fewer_capabilities_works_with_one_announcing_more() {
 
 #[test]
 fn a_node_without_pubsub_connects_and_is_sent_no_messages() {
-    let mut net = Net::new(vec![
-        node(0, fast_config(0)),
-        node(1, config_with(1, |c| c.capabilities = Capabilities::NONE)),
-    ]);
+    let mut net =
+        Net::new(vec![node(0, fast_config(0)), node(1, config_with(1, |c| c.capabilities = Capabilities::NONE))]);
     net.node(0).pubsub().subscribe("t").unwrap();
     net.node(1).connect(Net::addr(0)).unwrap();
     net.settle();

@@ -131,12 +131,12 @@ impl Node {
 
     /// The pub/sub plane: subscribe, publish, credit, subscriber counts.
     pub fn pubsub(&mut self) -> PubSub<'_> {
-        PubSub {
-            state: &mut self.pubsub,
-            session: &mut self.session,
-            events: &mut self.events,
-            closing: self.closing,
-        }
+        PubSub { state: &mut self.pubsub, session: &mut self.session, events: &mut self.events, closing: self.closing }
+    }
+
+    /// The pub/sub plane's queries, from a shared borrow.
+    pub fn pubsub_ref(&self) -> crate::pubsub::PubSubRef<'_> {
+        crate::pubsub::PubSubRef { state: &self.pubsub }
     }
 
     /// Where this node listens, announced in every Hello from now on (for
@@ -315,7 +315,9 @@ impl Node {
         }
         if c.closing.is_none() {
             c.closing = Some(Closing::Flushing(reason));
+            let peer = c.peer().map(|p| p.id);
             self.session.ready.insert(conn);
+            self.pubsub.on_closing(conn, peer);
         }
     }
 

@@ -83,16 +83,18 @@ impl Node {
             encode_frame(buf, &Header::Goodbye { code: r.code().0, reason: &r.to_string() }, &[]);
         }
         let n = buf.len() - start;
+        let done = matches!(c.closing, Some(Closing::Goodbye(_))) && c.control.is_empty();
         if n > 0 {
             c.last_send = self.now;
             self.session_stats.bytes_out += n as u64;
         } else {
             self.session.ready.remove(&conn);
-            // Nothing left after the goodbye: the connection is done.
-            if let Some(Closing::Goodbye(r)) = &c.closing {
-                let r = r.clone();
-                self.remove_conn(conn, r);
-            }
+        }
+        // The goodbye is out (in `buf`, which the driver writes before it
+        // closes the socket): the connection is done.
+        if done {
+            let r = c.closing.as_ref().map(|k| k.reason().clone()).expect("closing");
+            self.remove_conn(conn, r);
         }
         n
     }

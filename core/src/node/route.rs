@@ -57,8 +57,7 @@ impl Node {
     /// Processes buffered input of connections that stalled on a full event queue.
     pub(super) fn resume_input(&mut self) {
         self.input_stalled = false;
-        let ids: Vec<ConnId> =
-            self.session.conns.iter().filter(|(_, c)| !c.rx.is_empty()).map(|(id, _)| *id).collect();
+        let ids: Vec<ConnId> = self.session.conns.iter().filter(|(_, c)| !c.rx.is_empty()).map(|(id, _)| *id).collect();
         for id in ids {
             self.process_input(id, true);
         }

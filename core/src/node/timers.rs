@@ -51,8 +51,11 @@ impl Node {
     /// heartbeat, or arm it again at the real deadline.
     fn conn_timer(&mut self, conn: crate::id::ConnId, now: Timestamp) {
         let paused = self.input_paused(conn);
-        let (hb, live, hs) =
-            (self.cfg.session.heartbeat_interval, self.cfg.session.liveness_timeout, self.cfg.session.handshake_timeout);
+        let (hb, live, hs) = (
+            self.cfg.session.heartbeat_interval,
+            self.cfg.session.liveness_timeout,
+            self.cfg.session.handshake_timeout,
+        );
         let Some(c) = self.session.conns.get_mut(&conn) else { return };
         let peer = c.peer().map(|p| p.id);
         // While input is paused for backpressure the peer cannot be heard:

@@ -118,14 +118,43 @@ impl PubSub<'_> {
         }
     }
 
+    /// The plane's queries ([`PubSubRef`]).
+    pub fn view(&self) -> PubSubRef<'_> {
+        PubSubRef { state: self.state }
+    }
+
+    /// How many connected peers subscribe to `topic`.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.view().subscriber_count(topic)
+    }
+
+    /// Bytes queued for `peer` (all its topics), if it is connected.
+    pub fn queued_bytes(&self, peer: NodeId) -> Option<usize> {
+        self.view().queued_bytes(peer)
+    }
+}
+
+/// Read-only queries of the pub/sub plane, from a shared borrow of a
+/// [`Node`](crate::Node) ([`Node::pubsub_ref`](crate::Node::pubsub_ref)).
+#[derive(Debug, Clone, Copy)]
+pub struct PubSubRef<'a> {
+    pub(crate) state: &'a PubSubState,
+}
+
+impl<'a> PubSubRef<'a> {
     /// How many connected peers subscribe to `topic`.
     pub fn subscriber_count(&self, topic: &str) -> usize {
         self.state.index.get(topic).map_or(0, |s| s.peers.len())
     }
 
     /// Topics this node subscribes to.
-    pub fn subscriptions(&self) -> impl Iterator<Item = &Topic> + '_ {
+    pub fn subscriptions(&self) -> impl Iterator<Item = &'a Topic> + 'a {
         self.state.local.iter()
+    }
+
+    /// True if this node subscribes to `topic`.
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        self.state.local.contains(topic)
     }
 
     /// Bytes queued for `peer` (all its topics), if it is connected.

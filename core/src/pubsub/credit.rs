@@ -26,7 +26,10 @@ impl Amount {
 /// are totals since the session started.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RecvCredit {
+    /// Granted: decided by this node (the peer may send up to this).
     granted: Amount,
+    /// Of that, announced in Credit frames so far.
+    announced: Amount,
     received: Amount,
     consumed: Amount,
 }
@@ -66,7 +69,9 @@ impl PubSubState {
         let Some(p) = self.peers.get_mut(&from.id) else { return Ok(()) };
         let r = match p.recv.get_mut(topic) {
             Some(r) => r,
-            None => return Err(ProtocolError::CreditExceeded(format!("a message on {topic:?} with no credit granted"))),
+            None => {
+                return Err(ProtocolError::CreditExceeded(format!("a message on {topic:?} with no credit granted")))
+            }
         };
         if r.received.msgs >= r.granted.msgs || r.received.bytes >= r.granted.bytes {
             return Err(ProtocolError::CreditExceeded(format!(
@@ -112,10 +117,9 @@ impl PubSubState {
         if left.is_zero() {
             return None;
         }
-        let subscribed = self.local.contains(topic);
         let (window_msgs, window_bytes) = (u64::from(self.cfg.window_messages), self.cfg.window_bytes);
         let p = self.peers.get_mut(&peer)?;
-        let (t, r) = p.recv.get_key_value(topic).map(|(t, _)| t.clone()).zip(p.recv.get_mut(topic))?;
+        let r = p.recv.get_mut(topic)?;
         r.consumed.msgs = (r.consumed.msgs + left.msgs).min(r.received.msgs);
         r.consumed.bytes = (r.consumed.bytes + left.bytes).min(r.received.bytes);
         // Grant again once about half the window is free (yamux's rule):
@@ -123,54 +127,65 @@ impl PubSubState {
         // application holds.
         let outstanding_msgs = r.granted.msgs - r.consumed.msgs;
         let outstanding_bytes = r.granted.bytes.saturating_sub(r.consumed.bytes);
-        if subscribed && (outstanding_msgs <= window_msgs / 2 || outstanding_bytes <= window_bytes / 2) {
-            p.grants.insert(t);
-            return Some(p.conn);
+        if outstanding_msgs <= window_msgs / 2 || outstanding_bytes <= window_bytes / 2 {
+            return self.grant(peer, topic);
         }
         None
     }
 
-    /// Encodes the grants due to `peer` on `conn` (its session's primary).
-    pub(super) fn write_grants(&mut self, conn: ConnId, peer: NodeId, buf: &mut Vec<u8>) {
+    /// Decides a grant to `peer` on `topic` if this node subscribes to it:
+    /// the peer may send up to a window past what the application consumed,
+    /// less what it still holds of ended sessions. The grant counts from
+    /// now; it is announced when bytes are pulled. Returns the connection
+    /// to wake.
+    pub(crate) fn grant(&mut self, peer: NodeId, topic: &str) -> Option<ConnId> {
+        let t = self.local.get(topic)?.clone();
         let (window_msgs, window_bytes) = (u64::from(self.cfg.window_messages), self.cfg.window_bytes);
+        let debt = self.debts.get(&(peer, t.clone())).map_or(Amount::default(), |d| d.0);
+        let p = self.peers.get_mut(&peer)?;
+        let r = p.recv.entry(t.clone()).or_default();
+        // The window covers what the peer may send, what the application
+        // holds of this session, and what it still holds of older ones.
+        let target = Amount {
+            msgs: (r.consumed.msgs + window_msgs).saturating_sub(debt.msgs),
+            bytes: (r.consumed.bytes + window_bytes).saturating_sub(debt.bytes),
+        };
+        r.granted.msgs = r.granted.msgs.max(target.msgs);
+        r.granted.bytes = r.granted.bytes.max(target.bytes);
+        if r.granted == r.announced {
+            return None;
+        }
+        p.grants.insert(t);
+        Some(p.conn)
+    }
+
+    /// Encodes the grants decided for `peer` and not announced yet, on
+    /// `conn` (its session's primary).
+    pub(super) fn write_grants(&mut self, conn: ConnId, peer: NodeId, buf: &mut Vec<u8>) {
         let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn) else { return };
         for t in std::mem::take(&mut p.grants) {
-            if !self.local.contains(&t) {
+            let Some(r) = p.recv.get_mut(&t) else { continue };
+            let more = Amount { msgs: r.granted.msgs - r.announced.msgs, bytes: r.granted.bytes - r.announced.bytes };
+            if more.is_zero() {
                 continue;
             }
-            let debt = self.debts.get(&(peer, t.clone())).map_or(Amount::default(), |d| d.0);
-            let r = p.recv.entry(t.clone()).or_default();
-            // The window covers what the peer may send, what the application
-            // holds of this session, and what it still holds of older ones.
-            let target = Amount {
-                msgs: (r.consumed.msgs + window_msgs).saturating_sub(debt.msgs),
-                bytes: (r.consumed.bytes + window_bytes).saturating_sub(debt.bytes),
-            };
-            let more = Amount {
-                msgs: target.msgs.saturating_sub(r.granted.msgs),
-                bytes: target.bytes.saturating_sub(r.granted.bytes),
-            };
-            if more.msgs == 0 && more.bytes == 0 {
-                continue;
-            }
-            r.granted.msgs += more.msgs;
-            r.granted.bytes += more.bytes;
+            // A grant larger than a frame carries is announced in parts.
             let messages = u32::try_from(more.msgs).unwrap_or(u32::MAX);
+            r.announced.msgs += u64::from(messages);
+            r.announced.bytes += more.bytes;
             encode_frame(buf, &Header::Credit { topic: t.as_str(), messages, bytes: more.bytes }, &[]);
             self.stats.credit_grants += 1;
+            if r.announced != r.granted {
+                p.grants.insert(t);
+            }
         }
     }
 
     /// Local subscribe: every peer in session is granted credit for `topic`.
     /// Returns the connections to wake.
     pub(crate) fn grant_all(&mut self, topic: &Topic) -> Vec<ConnId> {
-        self.peers
-            .values_mut()
-            .map(|p| {
-                p.grants.insert(topic.clone());
-                p.conn
-            })
-            .collect()
+        let peers: Vec<NodeId> = self.peers.keys().copied().collect();
+        peers.into_iter().filter_map(|id| self.grant(id, topic)).collect()
     }
 
     /// What `peer` may still send on `topic` by this node's count (granted

@@ -24,7 +24,7 @@ mod event;
 mod queue;
 mod send;
 
-pub use api::PubSub;
+pub use api::{PubSub, PubSubRef};
 pub use event::{DropReason, Message, PubSubEvent};
 pub use send::{Published, SendMode};
 
@@ -75,6 +75,8 @@ struct PeerState {
     cursor: Option<Topic>,
     /// A publish was refused for this peer's queue: report Writable.
     want_writable: bool,
+    /// The session's primary is closing: nothing more is queued.
+    closing: bool,
     /// What this node granted the peer, per topic.
     recv: BTreeMap<Topic, RecvCredit>,
     /// Topics whose grant may be due: encoded when bytes are pulled.
@@ -139,7 +141,8 @@ impl PubSubState {
     /// `enabled`: both sides run pub/sub (otherwise they are ignored, and
     /// this plane sends the peer nothing).
     pub(crate) fn on_hello(&mut self, conn: ConnId, subs: &[&str], enabled: bool) {
-        let topics: BTreeSet<Topic> = if enabled { subs.iter().map(|t| self.intern(t)).collect() } else { BTreeSet::new() };
+        let topics: BTreeSet<Topic> =
+            if enabled { subs.iter().map(|t| self.intern(t)).collect() } else { BTreeSet::new() };
         let link = self.links.entry(conn).or_default();
         link.peer_subs = topics;
         link.enabled = enabled;
@@ -159,7 +162,6 @@ impl PubSubState {
             self.index.entry(t.clone()).or_default().peers.insert(info.id);
             events.push(Event::PubSub(PubSubEvent::Subscribed { peer: info.clone(), topic: t.clone() }));
         }
-        let grants = self.local.clone();
         self.peers.insert(
             info.id,
             PeerState {
@@ -171,10 +173,15 @@ impl PubSubState {
                 queued_frames: 0,
                 cursor: None,
                 want_writable: false,
+                closing: false,
                 recv: BTreeMap::new(),
-                grants,
+                grants: BTreeSet::new(),
             },
         );
+        let local: Vec<Topic> = self.local.iter().cloned().collect();
+        for t in local {
+            self.grant(info.id, &t);
+        }
     }
 
     /// The session with `peer` ended: its queued messages are dropped
@@ -200,6 +207,15 @@ impl PubSubState {
         self.report_drop(events, Some(p.info), dropped, DropReason::Disconnected);
         if p.want_writable || (self.rr_waiting && dropped > 0) {
             events.push(Event::PubSub(PubSubEvent::Writable));
+        }
+    }
+
+    /// `conn` started a graceful close: if it is a session's primary, that
+    /// peer takes no more messages (a publish to it is `Full`, and Writable
+    /// follows when the session ends).
+    pub(crate) fn on_closing(&mut self, conn: ConnId, peer: Option<NodeId>) {
+        if let Some(p) = peer.and_then(|id| self.peers.get_mut(&id)).filter(|p| p.conn == conn) {
+            p.closing = true;
         }
     }
 

@@ -41,7 +41,8 @@ impl SendQ {
 impl PeerState {
     /// True if a message costing `cost` fits the peer's and the subscription's limits.
     pub(crate) fn has_room(&self, topic: &str, cost: usize, cfg: &crate::config::PubSubConfig) -> bool {
-        let peer_ok = self.queued_frames < cfg.max_queued_frames_per_peer
+        let peer_ok = !self.closing
+            && self.queued_frames < cfg.max_queued_frames_per_peer
             && (self.queued_bytes == 0 || self.queued_bytes + cost <= cfg.max_queued_bytes_per_peer);
         let q = self.out.get(topic);
         let (frames, bytes) = q.map_or((0, 0), |q| (q.msgs.len(), q.bytes));
@@ -75,7 +76,14 @@ impl PeerState {
 impl PubSubState {
     /// Credit from `peer` for `topic`. Returns the connection to wake if
     /// messages can now leave.
-    pub(crate) fn on_credit(&mut self, peer: NodeId, topic: &str, msgs: u32, bytes: u64, events: &mut Events) -> Option<ConnId> {
+    pub(crate) fn on_credit(
+        &mut self,
+        peer: NodeId,
+        topic: &str,
+        msgs: u32,
+        bytes: u64,
+        events: &mut Events,
+    ) -> Option<ConnId> {
         let t = self.intern(topic);
         let p = self.peers.get_mut(&peer)?;
         let q = p.out.entry(t).or_default();

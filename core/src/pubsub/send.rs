@@ -71,7 +71,8 @@ impl PubSubState {
         for (i, id) in subs.peers.iter().enumerate() {
             let Some(p) = self.peers.get_mut(id) else { continue };
             if p.has_room(&topic, cost, &self.cfg) {
-                let body = if i + 1 == n { payload.take().unwrap_or_default() } else { payload.clone().unwrap_or_default() };
+                let body =
+                    if i + 1 == n { payload.take().unwrap_or_default() } else { payload.clone().unwrap_or_default() };
                 if p.push(&topic, body) {
                     wake.insert(p.conn);
                 }

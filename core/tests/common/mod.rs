@@ -195,6 +195,13 @@ pub fn config_with(seed: u64, f: impl FnOnce(&mut Config)) -> Config {
     c
 }
 
+/// A Credit frame granting `messages` and `bytes` on `topic`.
+pub fn credit_bytes(topic: &str, messages: u32, bytes: u64) -> Vec<u8> {
+    let mut b = Vec::new();
+    estafeta_core::wire::encode_frame(&mut b, &estafeta_core::wire::Header::Credit { topic, messages, bytes }, &[]);
+    b
+}
+
 /// The preamble and a Hello from a hand-made peer with id `id` announcing
 /// pub/sub and `subs`.
 pub fn handshake_bytes(id: u128, name: &str, subs: &[&str]) -> Vec<u8> {
