@@ -15,7 +15,7 @@
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use estafeta_core::wire::{decode_frame, encode_frame, Header};
-use estafeta_core::{Action, Config, ConnId, Event, Node, Timestamp};
+use estafeta_core::{Action, Config, ConnId, Event, Node, PubSubEvent, Timestamp};
 use std::hint::black_box;
 
 const TOPIC: &str = "bench/topic";
@@ -131,7 +131,7 @@ fn handshaken() -> (Node, ConnId) {
     let now = Timestamp::from_millis(1);
     let cfg = |seed| Config { seed, ..Config::default() };
     let mut a = Node::new(cfg(1), "a").expect("valid config");
-    a.subscribe(TOPIC).expect("valid topic");
+    a.pubsub().subscribe(TOPIC).expect("valid topic");
     let mut b = Node::new(cfg(2), "b").expect("valid config");
     b.connect("a@mem:1".parse().expect("valid address")).expect("dials");
     let cb = match b.poll_action() {
@@ -158,7 +158,7 @@ fn handle_bytes(c: &mut Criterion) {
                 for chunk in input.chunks(READ_CHUNK) {
                     node.handle_bytes(now, conn, chunk);
                     while let Some(ev) = node.poll_event() {
-                        if let Event::Message(m) = ev {
+                        if let Event::PubSub(PubSubEvent::Message(m)) = ev {
                             got += 1;
                             black_box(m.payload);
                         }

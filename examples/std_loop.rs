@@ -46,7 +46,8 @@
 //! the `polling` or `mio` crates) on the sockets and the deadline instead.
 
 use estafeta_core::{
-    Action, Bytes, CloseReason, Config, ConnId, Drain, Event, Node, PeerAddr, PublishError, SendMode, Sink, Step,
+    Action, Bytes, CloseReason, Config, ConnId, DialEvent, Drain, Event, Node, PeerAddr, PubSubEvent, PublishError,
+    SendMode, Sink, Step,
     Timestamp, WriteOutcome,
 };
 use std::collections::BTreeMap;
@@ -91,13 +92,11 @@ fn os_seed() -> u64 {
 }
 
 fn config() -> Config {
-    Config {
-        seed: os_seed(),
-        // Redial quickly in this demo; the defaults are 100 ms doubling to 5 s.
-        reconnect_base: Duration::from_millis(50),
-        reconnect_cap: Duration::from_millis(500),
-        ..Config::default()
-    }
+    let mut cfg = Config { seed: os_seed(), ..Config::default() };
+    // Redial quickly in this demo; the defaults are 100 ms doubling to 5 s.
+    cfg.dialer.reconnect_base = Duration::from_millis(50);
+    cfg.dialer.reconnect_cap = Duration::from_millis(500);
+    cfg
 }
 
 /// One node and everything its driver owns: the sockets, the drain, the
@@ -316,7 +315,7 @@ impl Host {
                 self.node.handle_connected(now, conn);
             }
             // The node schedules the next attempt with backoff and jitter;
-            // we will see `Event::DialFailed` with `retry_in`.
+            // we will see `Event::Dial(DialEvent::Failed)` with `retry_in`.
             Err(e) => self.node.handle_closed(now, conn, CloseReason::Io(e.to_string())),
         }
     }
@@ -326,7 +325,7 @@ impl Host {
         for event in std::mem::take(&mut self.inbox) {
             let me = self.label;
             match event {
-                Event::Message(m) => {
+                Event::PubSub(PubSubEvent::Message(m)) => {
                     let text = String::from_utf8_lossy(&m.payload).into_owned();
                     println!("[{me}] {}: {text:?} from {}", m.topic, m.from.name);
                     self.received.push((m.from.name.to_string(), text));
@@ -335,26 +334,30 @@ impl Host {
                 Event::PeerDown { peer, reason } => {
                     println!("[{me}] peer down: {peer}: {reason}")
                 }
-                Event::Subscribed { peer, topic } => {
+                Event::PubSub(PubSubEvent::Subscribed { peer, topic }) => {
                     println!("[{me}] {} subscribes to {topic}", peer.name)
                 }
                 // A dial failed or a dialed connection was lost; the node
                 // redials after `retry_in` (None: it gave up, `GaveUp` follows).
-                Event::DialFailed { addr, reason, retry_in, .. } => {
+                Event::Dial(DialEvent::Failed { addr, reason, retry_in, .. }) => {
                     println!("[{me}] connection to {addr} failed ({reason}); next dial in {retry_in:?}")
                 }
-                Event::GaveUp { addr, .. } => println!("[{me}] gave up on {addr}"),
+                Event::Dial(DialEvent::GaveUp { addr, .. }) => println!("[{me}] gave up on {addr}"),
                 // A publish was refused with `Full` earlier: retry it now.
-                Event::Writable => {}
-                // Drops are always counted (`Stats::dropped`) and reported.
-                Event::Dropped { count, reason, .. } => {
+                Event::PubSub(PubSubEvent::Writable) => {}
+                // Drops are always counted (`PubSubStats::dropped`) and reported.
+                Event::PubSub(PubSubEvent::Dropped { count, reason, .. }) => {
                     println!("[{me}] {count} message(s) dropped: {reason:?}")
                 }
                 Event::ProtocolViolation { error, .. } => {
                     println!("[{me}] a peer broke the protocol: {error}")
                 }
                 Event::Closed => println!("[{me}] closed"),
-                _ => {}
+                // Every event is matched: a new one fails to compile here.
+                Event::PubSub(PubSubEvent::Unsubscribed { peer, topic }) => {
+                    println!("[{me}] {} unsubscribes from {topic}", peer.name)
+                }
+                Event::Dial(DialEvent::Connected { peer, .. }) => println!("[{me}] connected to {peer}"),
             }
         }
     }
@@ -399,7 +402,7 @@ fn publish(clock: Clock, alice: &mut Host, bob: &mut Option<Host>, first: usize,
     for i in first..first + count {
         let payload = Bytes::from(format!("hello #{i}"));
         loop {
-            match alice.node.publish(TOPIC, payload.clone(), SendMode::All) {
+            match alice.node.pubsub().publish(TOPIC, payload.clone(), SendMode::All) {
                 Ok(_) => break,
                 // The subscriber's queue is full: drive until `Writable`.
                 Err(PublishError::Full(_)) => {
@@ -429,7 +432,7 @@ fn scenario() -> Result<(), String> {
 
     // Bob listens and subscribes.
     let mut bob = Host::listen("bob", "127.0.0.1:0".parse().unwrap()).map_err(err)?;
-    bob.node.subscribe(TOPIC).map_err(|e| e.to_string())?;
+    bob.node.pubsub().subscribe(TOPIC).map_err(|e| e.to_string())?;
     let bob_addr = bob.local_addr().ok_or("bob has no address")?;
     println!("bob listens on {bob_addr}");
     let mut bob = Some(bob);
@@ -441,7 +444,7 @@ fn scenario() -> Result<(), String> {
     alice.node.connect(target).map_err(|e| e.to_string())?;
 
     let limit = Duration::from_secs(3);
-    run_until(clock, &mut alice, &mut bob, "bob's subscription", limit, |a, _| a.node.subscriber_count(TOPIC) == 1)?;
+    run_until(clock, &mut alice, &mut bob, "bob's subscription", limit, |a, _| a.node.pubsub().subscriber_count(TOPIC) == 1)?;
     publish(clock, &mut alice, &mut bob, 0, 3)?;
     run_until(clock, &mut alice, &mut bob, "3 messages", limit, |_, b| b.is_some_and(|b| b.received.len() >= 3))?;
     check_received(bob.as_ref().unwrap(), 0..3)?;
@@ -457,13 +460,13 @@ fn scenario() -> Result<(), String> {
 
     // A new bob (new node id, no memory of alice) on the same port.
     let mut new_bob = Host::listen("bob", bob_addr).map_err(err)?;
-    new_bob.node.subscribe(TOPIC).map_err(|e| e.to_string())?;
+    new_bob.node.pubsub().subscribe(TOPIC).map_err(|e| e.to_string())?;
     bob = Some(new_bob);
-    run_until(clock, &mut alice, &mut bob, "the reconnect", limit, |a, _| a.node.subscriber_count(TOPIC) == 1)?;
+    run_until(clock, &mut alice, &mut bob, "the reconnect", limit, |a, _| a.node.pubsub().subscriber_count(TOPIC) == 1)?;
     publish(clock, &mut alice, &mut bob, 3, 3)?;
     run_until(clock, &mut alice, &mut bob, "3 more messages", limit, |_, b| b.is_some_and(|b| b.received.len() >= 3))?;
     check_received(bob.as_ref().unwrap(), 3..6)?;
-    let reconnects = alice.node.stats().reconnects;
+    let reconnects = alice.node.stats().dialer.reconnects;
     if reconnects != 1 {
         return Err(format!("alice counted {reconnects} reconnects, expected 1"));
     }
@@ -477,7 +480,7 @@ fn scenario() -> Result<(), String> {
         b.is_some_and(|b| b.node.peers().count() == 0)
     })?;
     let stats = alice.node.stats();
-    println!("alice: {} sent, {} dropped, {} reconnect(s)", stats.sent, stats.dropped, stats.reconnects);
+    println!("alice: {} sent, {} dropped, {} reconnect(s)", stats.pubsub.sent, stats.pubsub.dropped, stats.dialer.reconnects);
     Ok(())
 }
 

@@ -163,7 +163,6 @@ impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
                 self.sockets.remove(&conn);
                 self.dialing.remove(&conn);
             }
-            _ => {}
         }
     }
 

@@ -107,12 +107,13 @@ impl<R: Runtime> NodeBuilder<R> {
             None => estafeta_core::Node::new(config, &self.name)?,
         };
         for t in &self.subscriptions {
-            node.subscribe(t)?;
+            node.pubsub().subscribe(t)?;
         }
         let (listener, address) = match &self.bind {
             Some(addr) => {
                 let l = R::bind(addr).await?;
                 let local = l.local_addr()?;
+                node.set_listen_addr(&local.ip().to_string(), local.port());
                 let mut a = PeerAddr::new(local.ip().to_string(), local.port());
                 a.name = Some(self.name.clone());
                 (Some(l), Some(a))
@@ -227,7 +228,7 @@ impl<R: Runtime> Node<R> {
 
     /// How many connected peers subscribe to `topic`.
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.shared().lock().node.subscriber_count(topic)
+        self.shared().lock().node.pubsub().subscriber_count(topic)
     }
 
     /// Connects to `addr` (`name@host:port` or `host:port`) and keeps it
@@ -268,7 +269,7 @@ impl<R: Runtime> Node<R> {
     pub fn subscribe(&self, topic: &str) -> Result<Subscription, Error> {
         let t = {
             let mut st = self.shared().lock();
-            st.node.subscribe(topic)?;
+            st.node.pubsub().subscribe(topic)?;
             let t = Topic::from(topic);
             *st.app.topic_refs.entry(t.clone()).or_insert(0) += 1;
             st.app.wake_driver();
@@ -285,7 +286,7 @@ impl<R: Runtime> Node<R> {
         for q in st.app.subs.values_mut().filter(|q| q.topic.as_ref().is_some_and(|t| t.as_str() == topic)) {
             q.counted = false;
         }
-        st.node.unsubscribe(topic)?;
+        st.node.pubsub().unsubscribe(topic)?;
         st.app.wake_driver();
         Ok(())
     }
@@ -314,7 +315,7 @@ impl<R: Runtime> Node<R> {
     pub async fn wait_for_subscribers(&self, topic: &str, n: usize) -> Result<(), Error> {
         std::future::poll_fn(|cx| {
             let mut st = self.shared().lock();
-            if st.node.subscriber_count(topic) >= n {
+            if st.node.pubsub().subscriber_count(topic) >= n {
                 return Poll::Ready(Ok(()));
             }
             if st.app.finished || st.node.is_closing() {
@@ -341,7 +342,7 @@ impl<R: Runtime> Node<R> {
     /// ```
     pub fn try_publish_with(&self, topic: &str, payload: impl Into<Bytes>, mode: SendMode) -> Result<Published, Error> {
         let mut st = self.shared().lock();
-        let r = st.node.publish(topic, payload.into(), mode)?;
+        let r = st.node.pubsub().publish(topic, payload.into(), mode)?;
         st.app.wake_driver();
         Ok(r)
     }
@@ -356,7 +357,7 @@ impl<R: Runtime> Node<R> {
         let payload = payload.into();
         std::future::poll_fn(|cx| {
             let mut st = self.shared().lock();
-            match st.node.publish(topic, payload.clone(), mode.clone()) {
+            match st.node.pubsub().publish(topic, payload.clone(), mode.clone()) {
                 Ok(r) => {
                     st.app.wake_driver();
                     Poll::Ready(Ok(r))
@@ -454,7 +455,7 @@ impl<R: Runtime> Node<R> {
 
     /// Bytes queued in this node for `peer` (`None` if it is not connected).
     pub fn queued_bytes(&self, peer: NodeId) -> Option<usize> {
-        self.shared().lock().node.queued_bytes(peer)
+        self.shared().lock().node.pubsub().queued_bytes(peer)
     }
 
     /// Closes the node: flushes what is queued, says goodbye to every peer,

@@ -1,7 +1,7 @@
 //! The state shared by the driver task and the handles: the core node behind
 //! one mutex, the application's bounded queues, and the wakers.
 
-use estafeta_core::{Event, Message, Node, Timestamp, Topic};
+use estafeta_core::{DialEvent, Event, Message, Node, PubSubEvent, Timestamp, Topic};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
@@ -155,25 +155,31 @@ impl App {
     #[allow(clippy::result_large_err)]
     pub(crate) fn deliver(&mut self, event: Event) -> Result<(), Event> {
         match event {
-            Event::Message(m) => self.deliver_message(m).map_err(Event::Message),
+            Event::PubSub(PubSubEvent::Message(m)) => {
+                self.deliver_message(m).map_err(|m| Event::PubSub(PubSubEvent::Message(m)))
+            }
+            Event::PubSub(PubSubEvent::Writable) => {
+                self.writable.wake_all();
+                Ok(())
+            }
             other => {
+                // Every event is named: a new one fails to compile here.
                 match &other {
-                    Event::Writable => self.writable.wake_all(),
                     Event::PeerUp { .. }
                     | Event::PeerDown { .. }
-                    | Event::Connected { .. }
-                    | Event::Subscribed { .. }
-                    | Event::Unsubscribed { .. } => {
+                    | Event::Dial(DialEvent::Connected { .. })
+                    | Event::PubSub(PubSubEvent::Subscribed { .. } | PubSubEvent::Unsubscribed { .. }) => {
                         self.peers_changed.wake_all();
                         // A peer that left may have been the full one.
                         self.writable.wake_all();
                     }
-                    Event::GaveUp { .. } => self.peers_changed.wake_all(),
-                    _ => {}
+                    Event::Dial(DialEvent::GaveUp { .. }) => self.peers_changed.wake_all(),
+                    Event::Dial(DialEvent::Failed { .. })
+                    | Event::PubSub(PubSubEvent::Dropped { .. } | PubSubEvent::Message(_) | PubSubEvent::Writable)
+                    | Event::ProtocolViolation { .. }
+                    | Event::Closed => {}
                 }
-                if !matches!(other, Event::Writable) {
-                    self.push_lifecycle(other);
-                }
+                self.push_lifecycle(other);
                 Ok(())
             }
         }

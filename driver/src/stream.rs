@@ -131,7 +131,7 @@ impl Drop for Subscription {
             };
             if last {
                 st.app.topic_refs.remove(t);
-                let _ = st.node.unsubscribe(t.as_str());
+                let _ = st.node.pubsub().unsubscribe(t.as_str());
             }
         }
         // Messages it held no longer block the driver.

@@ -8,12 +8,12 @@
 //!
 //! Checks, besides "never panics": at most one protocol violation per
 //! connection, and `Stats::malformed`, `Stats::received` and
-//! `Stats::dropped` match the events handed to the application.
+//! `PubSubStats::dropped` match the events handed to the application.
 
 #![no_main]
 
-use estafeta_core::wire::{encode_frame, write_preamble, Header, Hello, VERSION};
-use estafeta_core::{Action, Config, ConnId, Drain, Event, Node, Sink, Step, Timestamp, WriteOutcome};
+use estafeta_core::wire::{encode_frame, write_preamble, Capabilities, Header, Hello, MIN_VERSION, VERSION};
+use estafeta_core::{Action, Config, ConnId, Drain, Event, Node, PubSubEvent, Sink, Step, Timestamp, WriteOutcome};
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
 
@@ -43,9 +43,11 @@ fn prefix(mode: u8) -> Vec<u8> {
             &mut out,
             &Header::Hello(Hello {
                 version: VERSION,
+                min_version: MIN_VERSION,
                 id: 0xfeed,
                 name: "fuzzer",
-                roles: 0,
+                capabilities: Capabilities::PUBSUB.bits(),
+                listen: None,
                 subscriptions: if mode == 3 { vec!["a", "b"] } else { vec![] },
             }),
             &[],
@@ -64,19 +66,17 @@ fuzz_target!(|data: &[u8]| {
     let lens = &data[2..2 + k];
     let body = &data[2 + k..];
 
-    let cfg = Config {
-        max_pending_events: max_events,
-        max_frame_size: 4096,
-        max_read_buffer: 1024,
-        max_topic_len: 16,
-        max_subscriptions_per_peer: 4,
-        heartbeat_interval: Duration::from_millis(100),
-        liveness_timeout: Duration::from_millis(400),
-        handshake_timeout: Duration::from_millis(500),
-        ..Config::default()
-    };
+    let mut cfg = Config::default();
+    cfg.session.max_pending_events = max_events;
+    cfg.session.max_frame_size = 4096;
+    cfg.session.max_read_buffer = 1024;
+    cfg.pubsub.max_topic_len = 16;
+    cfg.pubsub.max_subscriptions_per_peer = 4;
+    cfg.session.heartbeat_interval = Duration::from_millis(100);
+    cfg.session.liveness_timeout = Duration::from_millis(400);
+    cfg.session.handshake_timeout = Duration::from_millis(500);
     let mut node = Node::new(cfg, "target").expect("valid config");
-    node.subscribe("a").expect("valid topic");
+    node.pubsub().subscribe("a").expect("valid topic");
     let mut drain = Drain::default();
     let mut app = App::default();
     let mut now = Timestamp::from_millis(1);
@@ -111,13 +111,13 @@ fuzz_target!(|data: &[u8]| {
     let violations = app.events.iter().filter(|e| matches!(e, Event::ProtocolViolation { .. })).count() as u64;
     assert!(violations <= 1, "one violation closes the connection");
     let stats = node.stats();
-    assert_eq!(stats.malformed, violations);
-    let messages = app.events.iter().filter(|e| matches!(e, Event::Message(_))).count() as u64;
-    assert_eq!(stats.received, messages);
+    assert_eq!(stats.session.malformed, violations);
+    let messages = app.events.iter().filter(|e| matches!(e, Event::PubSub(PubSubEvent::Message(_)))).count() as u64;
+    assert_eq!(stats.pubsub.received, messages);
     let dropped: u64 = app
         .events
         .iter()
         .map(Event::dropped)
         .sum();
-    assert_eq!(stats.dropped, dropped);
+    assert_eq!(stats.pubsub.dropped, dropped);
 });
