@@ -191,6 +191,13 @@ impl Oracle {
         }
     }
 
+    /// Machines (slots) that received message `g`.
+    pub(crate) fn delivered_to(&self, g: u64) -> Vec<usize> {
+        self.msgs.get(g as usize).map_or(Vec::new(), |m| {
+            m.handoffs.iter().filter(|h| h.delivered.is_some()).map(|h| self.procs[h.to as usize].slot).collect()
+        })
+    }
+
     /// The id the next published message gets.
     pub(crate) fn next_msg(&self) -> u64 {
         self.msgs.len() as u64

@@ -664,6 +664,15 @@ impl Net {
         k.proc = proc;
     }
 
+    /// The first connection open at one end only: (tcp, dialer's machine,
+    /// callee's machine).
+    pub(crate) fn half_open(&self) -> Option<(TcpId, usize, usize)> {
+        self.tcps.iter().enumerate().find_map(|(i, t)| {
+            let open = [0, 1].map(|e| t.ends[e].state == EndState::Open);
+            (open[0] != open[1]).then_some((i, t.ends[0].slot, t.ends[1].slot))
+        })
+    }
+
     /// Connections between machines `a` and `b` whose ends are both still open.
     pub(crate) fn open_between(&self, a: usize, b: usize) -> Vec<TcpId> {
         self.tcps
