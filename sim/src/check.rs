@@ -17,7 +17,9 @@
 
 use crate::net::{ProcId, TcpId};
 use crate::payload;
-use crate::tap::Tapped;
+use crate::tap::Watch;
+use bytes::Bytes;
+use estafeta_core::wire::Header;
 use estafeta_core::{DropReason, Event, Node, NodeId, PeerRef, PublishError, Published, SendMode};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -282,10 +284,38 @@ impl Oracle {
         self.msgs.push(MsgRec { proc: p, seq, topic, mode, len, at: now, result, expected, handoffs: Vec::new() });
     }
 
+    /// Node `from` handed a frame to `tcp`, whose other end is `to`. Returns
+    /// what to watch until the receiver has read it whole: the ids of
+    /// publish frames that carry one of our messages.
+    pub(crate) fn on_wire(
+        &mut self,
+        now: u64,
+        from: ProcId,
+        tcp: TcpId,
+        to: ProcId,
+        header: &Header<'_>,
+        payload: &Bytes,
+    ) -> Vec<Watch> {
+        match header {
+            Header::Publish { topic } => {
+                self.on_handoff(now, from, tcp, to, topic, payload).map(|g| (0, g)).into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Node `from` handed a publish frame to `tcp`, whose other end is `to`.
     /// Returns the message id if it is one of ours.
-    pub(crate) fn on_handoff(&mut self, now: u64, from: ProcId, tcp: TcpId, to: ProcId, t: &Tapped) -> Option<u64> {
-        let Some(g) = payload::id_of(&t.payload).filter(|g| *g < self.msgs.len() as u64) else {
+    fn on_handoff(
+        &mut self,
+        now: u64,
+        from: ProcId,
+        tcp: TcpId,
+        to: ProcId,
+        topic: &str,
+        payload: &Bytes,
+    ) -> Option<u64> {
+        let Some(g) = payload::id_of(payload).filter(|g| *g < self.msgs.len() as u64) else {
             self.fail(now, format!("{} wrote an unknown payload", self.who(from)));
             return None;
         };
@@ -297,7 +327,7 @@ impl Oracle {
             errs.push(format!("handed by {} but published by {}", self.who(from), self.who(m.proc)));
         }
         // The bytes themselves are checked where they are delivered.
-        if t.topic != self.topics[m.topic] || t.payload.len() != m.len {
+        if topic != self.topics[m.topic] || payload.len() != m.len {
             errs.push("written with the wrong topic or payload".to_string());
         }
         if m.result.is_err() {
@@ -329,7 +359,7 @@ impl Oracle {
     }
 
     /// Node `to` now holds the whole frame of message `g`.
-    pub(crate) fn on_fed(&mut self, now: u64, g: u64, to: ProcId) {
+    pub(crate) fn on_fed(&mut self, now: u64, to: ProcId, (_, g): Watch) {
         let subscribed = {
             let m = &self.msgs[g as usize];
             self.procs[to as usize].subs.contains(&m.topic)

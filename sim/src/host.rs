@@ -10,7 +10,6 @@ use crate::config::NodeSetup;
 use crate::ev::kind;
 use crate::net::{Net, ProcId};
 use crate::rng::{self, Rng};
-use crate::tap::Tapped;
 use crate::trace::Trace;
 use estafeta_core::{Action, Budget, Config, ConnId, Drain, Event, Node, NodeId, PeerAddr, Sink, Step, WriteOutcome};
 use std::collections::BTreeSet;
@@ -93,7 +92,6 @@ impl Host {
             oracle: world.oracle,
             trace: world.trace,
             gave_up: Vec::new(),
-            tapped: Vec::new(),
             log: world.log,
         };
         let step = self.drain.run(node, self.clock.timestamp(now), &mut sink);
@@ -129,7 +127,6 @@ struct SimSink<'a> {
     oracle: &'a mut Oracle,
     trace: &'a mut Trace,
     gave_up: Vec<PeerAddr>,
-    tapped: Vec<Tapped>,
     log: Option<&'a mut Vec<(u64, usize, Event)>>,
 }
 
@@ -138,7 +135,11 @@ impl Sink for SimSink<'_> {
         let Some(&(tcp, e)) = self.net.kernels[self.slot].socks.get(&conn) else {
             return WriteOutcome::Failed("not a socket".into());
         };
-        let out = self.net.write(self.now, tcp, e, bytes, &mut self.tapped);
+        let (now, from, to) = (self.now, self.proc, self.net.tcps[tcp].ends[1 - e].proc);
+        let oracle = &mut *self.oracle;
+        let out = self
+            .net
+            .write(now, tcp, e, bytes, &mut |header, payload| oracle.on_wire(now, from, tcp, to, header, payload));
         let n = match &out {
             WriteOutcome::Wrote(n) => *n,
             _ => 0,
@@ -148,12 +149,6 @@ impl Sink for SimSink<'_> {
             format!("n{slot} {conn} writes {n}/{} bytes: {out:?}", bytes.len())
         });
         self.trace.bytes(&bytes[..n]);
-        let to = self.net.tcps[tcp].ends[1 - e].proc;
-        for t in std::mem::take(&mut self.tapped) {
-            if let Some(g) = self.oracle.on_handoff(self.now, self.proc, tcp, to, &t) {
-                self.net.tcps[tcp].pipes[e].unfed.push_back((t.end, g));
-            }
-        }
         out
     }
 
