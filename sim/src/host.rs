@@ -98,7 +98,7 @@ impl Host {
         let gave_up = std::mem::take(&mut sink.gave_up);
         self.in_sync = matches!(step, Step::Idle { .. }) && !self.drain.app_blocked();
         if self.in_sync {
-            sink.oracle.check_node(now, self.proc, node);
+            sink.oracle.after_step(now, self.proc, node);
         }
         Some((step, gave_up))
     }

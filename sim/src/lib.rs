@@ -46,7 +46,6 @@ mod config;
 mod fault;
 mod workload;
 
-mod account;
 mod check;
 mod ev;
 
@@ -56,7 +55,7 @@ mod sim;
 
 pub mod scenario;
 
-pub use account::Accounting;
+pub use check::Accounting;
 pub use clock::Clock;
 pub use config::{fast_config, NodeSetup, SimConfig};
 pub use fault::{Fault, FaultPlan};

@@ -11,9 +11,9 @@
 //!    half-open connection and every subscription known to every peer;
 //! 3. **probe and accounting**: every node publishes once per topic to all
 //!    subscribers, every subscriber must get it; then every message ever
-//!    published is accounted for (see `account.rs`).
+//!    published is accounted for (see `check/pubsub.rs`).
 
-use crate::account::Accounting;
+use crate::check::Accounting;
 use crate::config::{NodeSetup, SimConfig, Timers};
 use crate::fault::{Fault, FaultPlan};
 use crate::link::LinkParams;
@@ -356,43 +356,15 @@ impl Scenario {
 
     /// Ok once every node runs, every pair that should be connected is, no
     /// node lists a peer it should not, no connection is half-open, and
-    /// every node knows every neighbour's subscriptions.
+    /// every node knows every neighbour's subscriptions (each plane's
+    /// observer says what settled means for it).
     fn settled(&self, sim: &Sim) -> Result<(), String> {
         let n = sim.len();
-        for slot in 0..n {
-            if !sim.is_up(slot) {
-                return Err(format!("n{slot} is not running"));
-            }
-            let want: Vec<_> = self.neighbours(slot, n).iter().map(|o| sim.node_id(*o)).collect();
-            let node = sim.node(slot).expect("up");
-            let have: Vec<_> = node.peers().map(|p| p.id).collect();
-            for w in &want {
-                if !have.contains(w) {
-                    return Err(format!("n{slot} is not connected to {w:#}"));
-                }
-            }
-            if let Some(extra) = have.iter().find(|h| !want.contains(h)) {
-                return Err(format!("n{slot} lists a ghost peer {extra:#}"));
-            }
-            for (t, name) in self.sim_topics().iter().enumerate() {
-                let expect = self.neighbours(slot, n).iter().filter(|o| sim.subscribes(**o, t)).count();
-                let got = node.subscriber_count(name);
-                if got != expect {
-                    return Err(format!("n{slot} sees {got} subscribers of {name}, expected {expect}"));
-                }
-            }
-        }
-        if let Some(tcp) = sim.half_open() {
-            return Err(format!("{tcp} is half-open"));
-        }
-        Ok(())
+        let neighbours: Vec<Vec<usize>> = (0..n).map(|slot| self.neighbours(slot, n)).collect();
+        sim.settled(&neighbours)
     }
 
     fn max_latency_us(&self) -> u64 {
         self.sim.links.iter().map(|l| l.latency_us + l.jitter_us).max().unwrap_or(0)
-    }
-
-    fn sim_topics(&self) -> &[String] {
-        &self.sim.topics
     }
 }

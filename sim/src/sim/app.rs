@@ -51,8 +51,7 @@ impl Sim {
             _ => {
                 // Pick a peer the application believes subscribes; sometimes
                 // any node at all, by id or by name.
-                let view = &self.oracle.procs[proc as usize].view;
-                let subs: Vec<_> = view.iter().filter(|(_, v)| v.topics.contains(&topic)).map(|(id, _)| *id).collect();
+                let subs: Vec<_> = self.oracle.planes.pubsub.subscribers(proc, topic).collect();
                 let n = self.hosts.len() as u64;
                 let rng = &mut self.hosts[slot].rng;
                 let id = match rng.index(subs.len()) {

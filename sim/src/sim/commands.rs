@@ -29,7 +29,7 @@ impl Sim {
         };
         let r = if on { node.subscribe(&name) } else { node.unsubscribe(&name) };
         if r.is_ok() {
-            self.oracle.set_subscribed(proc, topic, on);
+            self.oracle.planes.pubsub.set_subscribed(proc, topic, on);
         }
         self.trace.record(self.now, kind::COMMAND, &[slot as u64, 2 + on as u64, topic as u64], || {
             format!("n{slot} {} {name}: {r:?}", if on { "subscribes" } else { "unsubscribes" })
@@ -106,7 +106,7 @@ impl Sim {
     /// Returns the message id (for [`Sim::delivered_to`]) and the core's
     /// answer, or the core's error.
     pub fn publish(&mut self, slot: usize, topic: usize, len: usize, mode: SendMode) -> Result<Sent, PublishError> {
-        let g = self.oracle.next_msg();
+        let g = self.oracle.planes.pubsub.next_msg();
         let payload = crate::payload::make(g, len);
         let (proc, in_sync) = (self.hosts[slot].proc, self.hosts[slot].in_sync);
         let name = self.topics[topic].clone();
@@ -121,7 +121,8 @@ impl Sim {
             &[slot as u64, g, topic as u64, r.as_ref().map_or(u64::MAX, |p| p.queued as u64)],
             || format!("n{slot} publishes #{g} on {name} {mode:?} ({len} bytes): {r:?}"),
         );
-        self.oracle.on_publish(self.now, proc, g, topic, Mode::of(&mode), len, r.clone(), in_sync);
+        let (pubsub, mut cx) = self.oracle.pubsub(self.now);
+        pubsub.on_publish(&mut cx, proc, g, topic, Mode::of(&mode), len, r.clone(), in_sync);
         self.drain(slot);
         r.map(|p| Sent { id: g, queued: p.queued, dropped: p.dropped })
     }

@@ -16,9 +16,8 @@ mod faults;
 
 pub use commands::Sent;
 
-use crate::account::Accounting;
 use crate::agenda::Agenda;
-use crate::check::Oracle;
+use crate::check::{Accounting, Oracle, Want};
 use crate::config::SimConfig;
 use crate::ev::{kind, net_words, Ev};
 use crate::fault::Fault;
@@ -215,10 +214,26 @@ impl Sim {
         self.oracle.account(self.now, &self.net)
     }
 
-    /// A connection open at one end and closed at the other, if any, as
-    /// "tcp {id} between n{a} and n{b}".
-    pub fn half_open(&self) -> Option<String> {
-        self.net.half_open().map(|(i, a, b)| format!("tcp {i} between n{a} and n{b}"))
+    /// Liveness: `Ok` once every node runs, every plane has settled as the
+    /// applications asked (machine `i` connected to exactly
+    /// `neighbours[i]`, seeing their subscriptions), and no connection is
+    /// half-open; else what is still missing.
+    pub(crate) fn settled(&self, neighbours: &[Vec<usize>]) -> Result<(), String> {
+        if let Some(slot) = (0..self.len()).find(|s| !self.is_up(*s)) {
+            return Err(format!("n{slot} is not running"));
+        }
+        let want = Want {
+            nodes: self.hosts.iter().map(|h| h.node.as_ref().expect("up")).collect(),
+            ids: self.hosts.iter().map(|h| h.id).collect(),
+            neighbours,
+            subs: self.hosts.iter().map(|h| &h.subs).collect(),
+            topics: &self.topics,
+        };
+        self.oracle.settled(&want)?;
+        if let Some((tcp, a, b)) = self.net.half_open() {
+            return Err(format!("tcp {tcp} between n{a} and n{b} is half-open"));
+        }
+        Ok(())
     }
 
     fn step(&mut self, ev: Ev) {
