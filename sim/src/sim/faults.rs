@@ -32,11 +32,17 @@ impl Sim {
 
     /// Cuts both directions between every node of `a` and every node of `b`.
     pub fn partition(&mut self, a: &[usize], b: &[usize]) {
+        self.set_cut(a, b, true);
+    }
+
+    /// Cuts (or repairs) both directions between every node of `a` and
+    /// every node of `b`.
+    fn set_cut(&mut self, a: &[usize], b: &[usize], on: bool) {
         for &x in a {
             for &y in b {
                 if x != y {
-                    self.net.set_partitioned(self.now, x, y, true);
-                    self.net.set_partitioned(self.now, y, x, true);
+                    self.net.set_partitioned(self.now, x, y, on);
+                    self.net.set_partitioned(self.now, y, x, on);
                 }
             }
         }
@@ -52,32 +58,27 @@ impl Sim {
     /// Repairs both directions between the nodes of `a` and of `b`; segments
     /// lost meanwhile are retransmitted.
     pub fn repair(&mut self, a: &[usize], b: &[usize]) {
-        for &x in a {
-            for &y in b {
-                if x != y {
-                    self.net.set_partitioned(self.now, x, y, false);
-                    self.net.set_partitioned(self.now, y, x, false);
-                }
-            }
-        }
+        self.set_cut(a, b, false);
         self.flush_net();
     }
 
     /// Clogs both directions between `a` and `b`.
     pub fn hold(&mut self, a: usize, b: usize) {
-        if a != b {
-            self.net.set_held(self.now, a, b, true);
-            self.net.set_held(self.now, b, a, true);
-        }
+        self.set_held(a, b, true);
     }
 
     /// Unclogs both directions between `a` and `b`.
     pub fn release(&mut self, a: usize, b: usize) {
-        if a != b {
-            self.net.set_held(self.now, a, b, false);
-            self.net.set_held(self.now, b, a, false);
-        }
+        self.set_held(a, b, false);
         self.flush_net();
+    }
+
+    /// Clogs (or unclogs) both directions between `a` and `b`.
+    fn set_held(&mut self, a: usize, b: usize, on: bool) {
+        if a != b {
+            self.net.set_held(self.now, a, b, on);
+            self.net.set_held(self.now, b, a, on);
+        }
     }
 
     /// Resets every open connection between `a` and `b`.
