@@ -27,32 +27,43 @@
 
 #![forbid(unsafe_code)]
 
-mod account;
+// The layers, bottom first: a module imports only from groups above its
+// own, never from its own group or below (sim/README.md, "Layout").
 mod agenda;
-mod check;
 mod clock;
-mod fault;
-mod host;
+pub mod payload;
+mod rng;
+mod tap;
+mod trace;
+
 mod link;
+
 mod net;
 #[cfg(test)]
 mod net_tests;
-pub mod payload;
-mod rng;
-pub mod scenario;
-mod sim;
-mod tap;
-mod trace;
+
+mod config;
+mod fault;
 mod workload;
 
-pub use account::Accounting;
+mod check;
+mod ev;
+
+mod host;
+
+mod sim;
+
+pub mod scenario;
+
+pub use check::Accounting;
 pub use clock::Clock;
+pub use config::{fast_config, NodeSetup, SimConfig};
 pub use fault::{Fault, FaultPlan};
-pub use host::{addr_of, Sent};
+pub use host::addr_of;
 pub use link::LinkParams;
 pub use net::{NetParams, ProcId};
 pub use rng::Rng;
-pub use scenario::{fast_config, Report, Scenario, Topology};
-pub use sim::{NodeSetup, Sim, SimConfig};
+pub use scenario::{Report, Scenario, Topology};
+pub use sim::{Sent, Sim};
 pub use trace::{fmt_time, Trace, TraceHasher};
 pub use workload::Workload;

@@ -12,7 +12,7 @@
 
 use crate::link::{Block, Link, LinkParams};
 use crate::rng::Rng;
-use crate::tap::{Tap, Tapped};
+use crate::tap::{OnFrame, Tap, Watch};
 use bytes::{Bytes, BytesMut};
 use estafeta_core::{ConnId, WriteOutcome};
 use std::collections::{BTreeMap, VecDeque};
@@ -76,12 +76,9 @@ pub(crate) struct Pipe {
     window: usize,
     unacked: usize,
     blocked: bool,
+    /// What the writer handed to this direction, frame by frame, and which
+    /// frames the receiver has read whole.
     pub(crate) tap: Tap,
-    /// Bytes handed to the receiving node.
-    pub(crate) fed: u64,
-    /// Publish frames handed to this direction and not yet wholly fed to the
-    /// receiver: (frame end offset, message id).
-    pub(crate) unfed: VecDeque<(u64, u64)>,
 }
 
 impl Pipe {
@@ -97,8 +94,6 @@ impl Pipe {
             unacked: 0,
             blocked: false,
             tap: Tap::default(),
-            fed: 0,
-            unfed: VecDeque::new(),
         }
     }
 }
@@ -432,19 +427,19 @@ impl Net {
         }
     }
 
-    /// End `e` of `tcp` writes `bytes`. Publish frames seen for the first time
-    /// are appended to `tapped`.
+    /// End `e` of `tcp` writes `bytes`. Frames seen whole for the first time
+    /// go to `on_frame`.
     pub(crate) fn write(
         &mut self,
         now: u64,
         tcp: TcpId,
         e: usize,
         bytes: &[u8],
-        tapped: &mut Vec<Tapped>,
+        on_frame: &mut OnFrame<'_>,
     ) -> WriteOutcome {
         // Bytes offered to a socket left the node, even if the write fails.
         let pipe = &mut self.tcps[tcp].pipes[e];
-        if let Err(v) = pipe.tap.offer(bytes, tapped) {
+        if let Err(v) = pipe.tap.offer(bytes, on_frame) {
             self.violations.push(format!("tcp {tcp}: {v}"));
         }
         match self.tcps[tcp].ends[e].state {
@@ -554,8 +549,8 @@ impl Net {
     }
 
     /// End `e` reads up to `max` bytes; the window credit travels back to the
-    /// writer. Ids of messages whose frames are now wholly read go to `fed`.
-    pub(crate) fn read(&mut self, now: u64, tcp: TcpId, e: usize, max: usize, fed: &mut Vec<u64>) -> Bytes {
+    /// writer. The watches of frames now wholly read go to `fed`.
+    pub(crate) fn read(&mut self, now: u64, tcp: TcpId, e: usize, max: usize, fed: &mut Vec<Watch>) -> Bytes {
         let (me, peer) = (self.tcps[tcp].ends[e].slot, self.tcps[tcp].ends[1 - e].slot);
         let pipe = &mut self.tcps[tcp].pipes[1 - e];
         let k = pipe.rx.len().min(max);
@@ -563,10 +558,7 @@ impl Net {
             return Bytes::new();
         }
         let chunk = pipe.rx.split_to(k).freeze();
-        pipe.fed += k as u64;
-        while pipe.unfed.front().is_some_and(|(end, _)| *end <= pipe.fed) {
-            fed.push(pipe.unfed.pop_front().expect("front exists").1);
-        }
+        pipe.tap.fed(k, fed);
         let at = now + self.link_mut(me, peer).delay();
         self.out.push((at, NetEv::Credit { tcp, dir: 1 - e, bytes: k }));
         chunk
@@ -662,6 +654,15 @@ impl Net {
         let k = &mut self.kernels[slot];
         k.up = true;
         k.proc = proc;
+    }
+
+    /// The first connection open at one end only: (tcp, dialer's machine,
+    /// callee's machine).
+    pub(crate) fn half_open(&self) -> Option<(TcpId, usize, usize)> {
+        self.tcps.iter().enumerate().find_map(|(i, t)| {
+            let open = [0, 1].map(|e| t.ends[e].state == EndState::Open);
+            (open[0] != open[1]).then_some((i, t.ends[0].slot, t.ends[1].slot))
+        })
     }
 
     /// Connections between machines `a` and `b` whose ends are both still open.

@@ -41,10 +41,10 @@ fn bytes_arrive_in_order_through_jitter_short_writes_and_a_full_window() {
     };
     let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(7) % 251) as u8).collect();
     let (mut sent, mut got, mut rng) = (0, Vec::new(), Rng::new(3));
-    let (mut short, mut blocked, mut tapped, mut fed) = (0, 0, Vec::new(), Vec::new());
+    let (mut short, mut blocked, mut fed) = (0, 0, Vec::new());
     while got.len() < data.len() {
         if sent < data.len() {
-            match net.write(now, tcp, 0, &data[sent..], &mut tapped) {
+            match net.write(now, tcp, 0, &data[sent..], &mut |_, _| Vec::new()) {
                 WriteOutcome::Wrote(n) => {
                     let room = data.len() - sent;
                     short += usize::from(n < room && n < window);
@@ -76,7 +76,7 @@ fn a_held_link_delivers_nothing_until_released() {
     pump(&mut net, &mut q, &mut now, 10_000);
     let Some((_, Ok(tcp))) = net.kernels[0].dial_done.pop_front() else { panic!("dial failed") };
     net.set_held(now, 0, 1, true);
-    let _ = net.write(now, tcp, 0, b"hello", &mut Vec::new());
+    let _ = net.write(now, tcp, 0, b"hello", &mut |_, _| Vec::new());
     pump(&mut net, &mut q, &mut now, 1_000_000);
     assert_eq!(net.sock_state(tcp, 1), SockState::Idle);
     net.set_held(now, 0, 1, false);

@@ -11,34 +11,17 @@
 //!    half-open connection and every subscription known to every peer;
 //! 3. **probe and accounting**: every node publishes once per topic to all
 //!    subscribers, every subscriber must get it; then every message ever
-//!    published is accounted for (see `account.rs`).
+//!    published is accounted for (see `check/pubsub.rs`).
 
-use crate::account::Accounting;
+use crate::check::Accounting;
+use crate::config::{NodeSetup, SimConfig, Timers};
 use crate::fault::{Fault, FaultPlan};
 use crate::link::LinkParams;
-use crate::net::{EndState, NetParams};
+use crate::net::NetParams;
 use crate::rng::{self, Rng};
-use crate::sim::{NodeSetup, Sim, SimConfig};
+use crate::sim::Sim;
 use crate::workload::Workload;
-use estafeta_core::{Budget, Config, FullQueuePolicy, SendMode};
-use std::time::Duration;
-
-/// Fast timers for simulation: 100 ms heartbeats, 400 ms liveness.
-///
-/// ```
-/// assert!(estafeta_sim::fast_config().validate().is_ok());
-/// ```
-pub fn fast_config() -> Config {
-    Config {
-        heartbeat_interval: Duration::from_millis(100),
-        liveness_timeout: Duration::from_millis(400),
-        handshake_timeout: Duration::from_millis(500),
-        reconnect_base: Duration::from_millis(20),
-        reconnect_cap: Duration::from_millis(300),
-        reconnect_max_attempts: None,
-        ..Config::default()
-    }
-}
+use estafeta_core::SendMode;
 
 /// Who dials whom.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,10 +140,6 @@ pub struct Report {
     pub accounting: Accounting,
 }
 
-fn d(us: u64) -> Duration {
-    Duration::from_micros(us)
-}
-
 impl Scenario {
     /// The scenario for `seed`.
     ///
@@ -181,42 +160,10 @@ impl Scenario {
             4..=7 => Topology::HalfMesh,
             _ => Topology::Star,
         };
-        let mut worst = (0u64, 0u64, 0u64); // liveness, cap, handshake
+        let mut worst = Timers::default();
         for s in sim.nodes.iter_mut() {
-            let hb = r.range(50_000, 150_000);
-            let live = hb * r.range(3, 6);
-            let cap = r.range(100_000, 500_000);
-            let cfg = Config {
-                heartbeat_interval: d(hb),
-                liveness_timeout: d(live),
-                handshake_timeout: d(live + 100_000),
-                reconnect_base: d(r.range(10_000, 50_000)),
-                reconnect_cap: d(cap),
-                reconnect_max_attempts: if r.chance(500) { None } else { Some(r.range(3, 20) as u32) },
-                full_queue_policy: if r.chance(700) {
-                    FullQueuePolicy::Backpressure
-                } else {
-                    FullQueuePolicy::DropForFullPeers
-                },
-                max_queued_frames_per_peer: r.log_range(4, 4096) as usize,
-                max_queued_bytes_per_peer: r.log_range(4 << 10, 1 << 20) as usize,
-                transmit_chunk: r.log_range(512, 64 << 10) as usize,
-                max_read_buffer: r.log_range(1 << 10, 256 << 10) as usize,
-                max_pending_events: r.log_range(4, 16_384) as usize,
-                ..fast_config()
-            };
-            worst = (worst.0.max(live), worst.1.max(cap), worst.2.max(live + 100_000));
-            *s = NodeSetup {
-                config: cfg,
-                budget: Budget {
-                    bytes: r.log_range(512, 1 << 20) as usize,
-                    events: r.log_range(1, 4096) as usize,
-                    ..Budget::default()
-                },
-                drift_ppm: if r.chance(500) { r.range(0, 40_000) as i64 - 20_000 } else { 0 },
-                clock_offset_us: r.below(10_000_000),
-                read_rate: None,
-            };
+            *s = NodeSetup::random(&mut r);
+            worst = worst.max(s.timers());
         }
         let mut max_latency = 0;
         for l in sim.links.iter_mut() {
@@ -252,9 +199,9 @@ impl Scenario {
         // Liveness bound: a stale connection times out, the backoff runs to
         // its cap, a dial and a handshake complete, lost segments are
         // retransmitted; plus a margin for drift and scheduling.
-        let settle_bound_us = worst.0 * 11 / 10
-            + worst.1
-            + worst.2
+        let settle_bound_us = worst.liveness * 11 / 10
+            + worst.reconnect_cap
+            + worst.handshake
             + sim.net.connect_timeout_us
             + sim.net.rto_us
             + 8 * max_latency
@@ -327,8 +274,7 @@ impl Scenario {
         let mut probes = Vec::new();
         for slot in 0..n {
             for t in 0..self.sim.topics.len() {
-                let want: Vec<usize> =
-                    self.neighbours(slot, n).into_iter().filter(|o| sim.hosts[*o].subs.contains(&t)).collect();
+                let want: Vec<usize> = self.neighbours(slot, n).into_iter().filter(|o| sim.subscribes(*o, t)).collect();
                 if want.is_empty() {
                     continue;
                 }
@@ -410,60 +356,15 @@ impl Scenario {
 
     /// Ok once every node runs, every pair that should be connected is, no
     /// node lists a peer it should not, no connection is half-open, and
-    /// every node knows every neighbour's subscriptions.
+    /// every node knows every neighbour's subscriptions (each plane's
+    /// observer says what settled means for it).
     fn settled(&self, sim: &Sim) -> Result<(), String> {
         let n = sim.len();
-        for slot in 0..n {
-            if !sim.is_up(slot) {
-                return Err(format!("n{slot} is not running"));
-            }
-            let want: Vec<_> = self.neighbours(slot, n).iter().map(|o| sim.node_id(*o)).collect();
-            let node = sim.node(slot).expect("up");
-            let have: Vec<_> = node.peers().map(|p| p.id).collect();
-            for w in &want {
-                if !have.contains(w) {
-                    return Err(format!("n{slot} is not connected to {w:#}"));
-                }
-            }
-            if let Some(extra) = have.iter().find(|h| !want.contains(h)) {
-                return Err(format!("n{slot} lists a ghost peer {extra:#}"));
-            }
-            for (t, name) in self.sim_topics().iter().enumerate() {
-                let expect = self.neighbours(slot, n).iter().filter(|o| sim.hosts[**o].subs.contains(&t)).count();
-                let got = node.subscriber_count(name);
-                if got != expect {
-                    return Err(format!("n{slot} sees {got} subscribers of {name}, expected {expect}"));
-                }
-            }
-        }
-        for (i, t) in sim.net.tcps.iter().enumerate() {
-            let open = [0, 1].map(|e| t.ends[e].state == EndState::Open);
-            if open[0] != open[1] {
-                return Err(format!("tcp {i} between n{} and n{} is half-open", t.ends[0].slot, t.ends[1].slot));
-            }
-        }
-        Ok(())
+        let neighbours: Vec<Vec<usize>> = (0..n).map(|slot| self.neighbours(slot, n)).collect();
+        sim.settled(&neighbours)
     }
 
     fn max_latency_us(&self) -> u64 {
         self.sim.links.iter().map(|l| l.latency_us + l.jitter_us).max().unwrap_or(0)
-    }
-
-    fn sim_topics(&self) -> &[String] {
-        &self.sim.topics
-    }
-}
-
-impl Sim {
-    /// Messages handed to open connections and not yet read by their receivers.
-    pub fn in_transit(&self) -> usize {
-        self.oracle.in_transit(&self.net)
-    }
-
-    /// Classifies every message published so far (see the crate docs) and
-    /// records an invariant violation for every unexplained loss.
-    pub fn account(&mut self) -> Accounting {
-        let now = self.now;
-        self.oracle.account(now, &self.net)
     }
 }

@@ -1,19 +1,20 @@
-//! A wire tap on one direction of a connection: parses the byte stream a node
-//! hands to its socket into frames, so the oracle knows exactly which messages
-//! were handed to which connection, and where each frame ends in the stream.
+//! A wire tap on one direction of a connection: cuts the byte stream a node
+//! hands to its socket into frames and parses each with the core's own
+//! decoder (`decode_frame`, `RawFrame::parse`), so the oracle sees every
+//! frame of every kind that was handed to a connection, and learns when the
+//! receiver has read a frame it watches whole.
 
 use bytes::{Buf, Bytes, BytesMut};
 use estafeta_core::wire::{decode_frame, Header, PREAMBLE_LEN};
+use std::collections::VecDeque;
 
-/// A publish frame seen on the wire.
-#[derive(Debug)]
-pub(crate) struct Tapped {
-    /// Stream offset just past the frame: once the receiver was fed this many
-    /// bytes, it has the whole frame.
-    pub end: u64,
-    pub topic: String,
-    pub payload: Bytes,
-}
+/// Who wants to know when the receiver has a frame whole: an observer's
+/// index, and the key that observer gave the frame.
+pub(crate) type Watch = (usize, u64);
+
+/// Where the tap hands every frame it parses (header and payload), in stream
+/// order; returns the watches to keep until the receiver has the frame.
+pub(crate) type OnFrame<'a> = dyn FnMut(&Header<'_>, &Bytes) -> Vec<Watch> + 'a;
 
 /// Parses the bytes offered to one direction of a connection.
 ///
@@ -29,13 +30,18 @@ pub(crate) struct Tap {
     /// Unparsed bytes, starting at stream offset `parsed`.
     buf: BytesMut,
     parsed: u64,
+    /// Bytes handed to the receiving node.
+    fed: u64,
+    /// Watched frames not yet wholly fed to the receiver: (stream offset just
+    /// past the frame, watch).
+    watched: VecDeque<(u64, Watch)>,
 }
 
 impl Tap {
     /// `bytes` were offered for writing. They must start at the accepted
-    /// offset; the part seen before must be identical. New publish frames are
-    /// appended to `out`.
-    pub(crate) fn offer(&mut self, bytes: &[u8], out: &mut Vec<Tapped>) -> Result<(), String> {
+    /// offset; the part seen before must be identical. Every frame the new
+    /// bytes complete goes to `on_frame`.
+    pub(crate) fn offer(&mut self, bytes: &[u8], on_frame: &mut OnFrame<'_>) -> Result<(), String> {
         let seen = self.pending.len().min(bytes.len());
         if bytes[..seen] != self.pending[..seen] {
             return Err(format!("the drain re-offered different bytes at stream offset {}", self.accepted));
@@ -46,7 +52,7 @@ impl Tap {
         }
         self.pending.extend_from_slice(new);
         self.buf.extend_from_slice(new);
-        self.parse(out)
+        self.parse(on_frame)
     }
 
     /// The socket took `n` bytes of what was offered.
@@ -56,7 +62,16 @@ impl Tap {
         self.accepted += n as u64;
     }
 
-    fn parse(&mut self, out: &mut Vec<Tapped>) -> Result<(), String> {
+    /// The receiver read `n` more bytes: the watches of frames it now has
+    /// whole go to `out`, in stream order.
+    pub(crate) fn fed(&mut self, n: usize, out: &mut Vec<Watch>) {
+        self.fed += n as u64;
+        while self.watched.front().is_some_and(|(end, _)| *end <= self.fed) {
+            out.push(self.watched.pop_front().expect("front exists").1);
+        }
+    }
+
+    fn parse(&mut self, on_frame: &mut OnFrame<'_>) -> Result<(), String> {
         if self.parsed == 0 {
             if self.buf.len() < PREAMBLE_LEN {
                 return Ok(());
@@ -73,8 +88,8 @@ impl Tap {
             };
             self.parsed += (before - self.buf.len()) as u64;
             let (header, payload) = frame.parse().map_err(|e| format!("node wrote a malformed header: {e}"))?;
-            if let Header::Publish { topic } = header {
-                out.push(Tapped { end: self.parsed, topic: topic.to_string(), payload });
+            for w in on_frame(&header, &payload) {
+                self.watched.push_back((self.parsed, w));
             }
         }
     }
@@ -85,26 +100,54 @@ mod tests {
     use super::*;
     use estafeta_core::wire::{encode_frame, write_preamble};
 
+    /// Every frame's header and payload, as the tap parsed them.
+    type Seen = Vec<(String, Vec<u8>)>;
+
+    fn record(seen: &mut Seen) -> impl FnMut(&Header<'_>, &Bytes) -> Vec<Watch> + '_ {
+        |h, p| {
+            seen.push((format!("{h:?}"), p.to_vec()));
+            vec![(0, seen.len() as u64 - 1)]
+        }
+    }
+
     #[test]
-    fn finds_frames_across_splits_and_reoffers() {
+    fn finds_every_frame_across_splits_and_reoffers() {
         let mut stream = Vec::new();
         write_preamble(&mut stream);
-        encode_frame(&mut stream, &Header::Heartbeat, &[]);
-        encode_frame(&mut stream, &Header::Publish { topic: "t" }, b"abc");
-        let end = stream.len() as u64;
-        let mut tap = Tap::default();
-        let mut out = Vec::new();
-        tap.offer(&stream[..5], &mut out).unwrap();
+        let frames = [
+            Header::Subscribe { topic: "t" },
+            Header::Heartbeat,
+            Header::Publish { topic: "t" },
+            Header::Unsubscribe { topic: "t" },
+            Header::Goodbye { code: 1000, reason: "bye" },
+        ];
+        let mut ends = Vec::new();
+        for h in &frames {
+            let payload: &[u8] = if matches!(h, Header::Publish { .. }) { b"abc" } else { b"" };
+            encode_frame(&mut stream, h, payload);
+            ends.push(stream.len());
+        }
+        let (mut tap, mut seen) = (Tap::default(), Seen::new());
+        let mut on = record(&mut seen);
+        tap.offer(&stream[..5], &mut on).unwrap();
         tap.accept(3);
-        tap.offer(&stream[3..9], &mut out).unwrap();
+        tap.offer(&stream[3..9], &mut on).unwrap();
         tap.accept(6);
-        tap.offer(&stream[9..11], &mut out).unwrap();
+        tap.offer(&stream[9..11], &mut on).unwrap();
         // A blocked write; the drain must offer the same bytes again.
-        assert!(tap.offer(&[stream[9] ^ 0xff, stream[10]], &mut out).is_err());
-        tap.offer(&stream[9..], &mut out).unwrap();
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].end, end);
-        assert_eq!(&out[0].payload[..], b"abc");
-        assert_eq!(out[0].topic, "t");
+        assert!(tap.offer(&[stream[9] ^ 0xff, stream[10]], &mut on).is_err());
+        tap.offer(&stream[9..], &mut on).unwrap();
+        drop(on);
+        let want: Vec<String> = frames.iter().map(|h| format!("{h:?}")).collect();
+        assert_eq!(seen.iter().map(|(h, _)| h.clone()).collect::<Vec<_>>(), want);
+        assert_eq!(seen[2].1, b"abc");
+        // The receiver has a frame once it has read up to its end.
+        let mut fed = Vec::new();
+        tap.fed(ends[1] - 1, &mut fed);
+        assert_eq!(fed, [(0, 0)]);
+        tap.fed(1, &mut fed);
+        assert_eq!(fed, [(0, 0), (0, 1)]);
+        tap.fed(stream.len() - ends[1], &mut fed);
+        assert_eq!(fed.len(), frames.len());
     }
 }

@@ -1,127 +1,31 @@
 //! The simulator: many nodes in one thread on virtual time, jumping from
-//! event to event, each node driven through the production [`Drain`].
+//! event to event, each node driven through the production
+//! [`estafeta_core::Drain`].
+//!
+//! `Sim` is the top of the layers below it (hosts, network, oracle); its
+//! methods are split by what they do, each file a child of this one:
+//! the event loop here, `driver.rs` (processes, sockets, drains),
+//! `commands.rs` (what applications ask of their nodes), `faults.rs` (what
+//! each fault does) and `app.rs` (the workload's actions). Nothing below
+//! `Sim` imports it.
+
+mod app;
+mod commands;
+mod driver;
+mod faults;
+
+pub use commands::Sent;
 
 use crate::agenda::Agenda;
-use crate::check::Oracle;
-use crate::clock::Clock;
+use crate::check::{Accounting, Oracle, Want};
+use crate::config::SimConfig;
+use crate::ev::{kind, net_words, Ev};
+use crate::fault::Fault;
 use crate::host::{Host, HostState};
-use crate::link::LinkParams;
-use crate::net::{Net, NetEv, NetParams, ProcId};
-use crate::rng::{self, Rng};
+use crate::net::Net;
 use crate::trace::Trace;
-use estafeta_core::{Budget, Config, Node, NodeId};
-
-/// Trace record kinds (hashed with their fields).
-pub(crate) mod kind {
-    pub const NET: u64 = 1;
-    pub const WAKE: u64 = 2;
-    pub const TIMER: u64 = 3;
-    pub const FAULT: u64 = 5;
-    pub const WRITE: u64 = 6;
-    pub const READ: u64 = 7;
-    pub const ACT: u64 = 8;
-    pub const EVENT: u64 = 9;
-    pub const INPUT: u64 = 10;
-    pub const PUBLISH: u64 = 11;
-    pub const COMMAND: u64 = 12;
-}
-
-/// Something scheduled on the agenda.
-#[derive(Clone, Debug)]
-pub(crate) enum Ev {
-    Net(NetEv),
-    /// The node's driver looks at its sockets.
-    Wake {
-        slot: usize,
-        proc: ProcId,
-    },
-    /// The node's deadline.
-    Timer {
-        slot: usize,
-        proc: ProcId,
-        gen: u64,
-    },
-    /// The node's application does its next thing.
-    App {
-        slot: usize,
-        proc: ProcId,
-    },
-    /// A scheduled fault.
-    Fault(crate::fault::Fault),
-}
-
-/// How one node is set up.
-#[derive(Clone, Debug)]
-pub struct NodeSetup {
-    /// The core configuration (its `seed` is replaced by one drawn from the
-    /// simulator's seed).
-    pub config: Config,
-    /// The drain's work budget per run.
-    pub budget: Budget,
-    /// Clock drift in parts per million.
-    pub drift_ppm: i64,
-    /// The clock's reading at virtual time zero, in microseconds.
-    pub clock_offset_us: u64,
-    /// Bytes per second the driver reads from the network (`None`: as fast as
-    /// bytes come).
-    pub read_rate: Option<u64>,
-}
-
-impl Default for NodeSetup {
-    fn default() -> Self {
-        NodeSetup {
-            config: crate::scenario::fast_config(),
-            budget: Budget::default(),
-            drift_ppm: 0,
-            clock_offset_us: 0,
-            read_rate: None,
-        }
-    }
-}
-
-/// Everything a [`Sim`] is built from.
-#[derive(Clone, Debug)]
-pub struct SimConfig {
-    /// The master seed: every random choice derives from it.
-    pub seed: u64,
-    /// One entry per node; node `i` is named `n{i}` and listens at `sim:{i}`.
-    pub nodes: Vec<NodeSetup>,
-    /// Topic names; topics are referred to by index.
-    pub topics: Vec<String>,
-    /// Link shape per ordered pair, `links[from * n + to]`.
-    pub links: Vec<LinkParams>,
-    /// Transport knobs.
-    pub net: NetParams,
-    /// Trace records kept readable for failure reports.
-    pub trace_keep: usize,
-    /// Print every trace record to stderr.
-    pub trace_echo: bool,
-    /// Give up (livelock) after this many events.
-    pub max_steps: u64,
-}
-
-impl SimConfig {
-    /// `n` nodes with default setups and links, topics `t0..t{topics}`.
-    ///
-    /// ```
-    /// let cfg = estafeta_sim::SimConfig::uniform(1, 3, 2);
-    /// assert_eq!(cfg.nodes.len(), 3);
-    /// assert_eq!(cfg.topics, ["t0", "t1"]);
-    /// assert_eq!(cfg.links.len(), 9);
-    /// ```
-    pub fn uniform(seed: u64, n: usize, topics: usize) -> SimConfig {
-        SimConfig {
-            seed,
-            nodes: (0..n).map(|_| NodeSetup::default()).collect(),
-            topics: (0..topics).map(|i| format!("t{i}")).collect(),
-            links: vec![LinkParams::default(); n * n],
-            net: NetParams::default(),
-            trace_keep: 0,
-            trace_echo: false,
-            max_steps: 20_000_000,
-        }
-    }
-}
+use crate::workload::Workload;
+use estafeta_core::{Event, Node, NodeId};
 
 /// A deterministic simulation of estafeta nodes on a TCP-like network.
 ///
@@ -137,19 +41,21 @@ impl SimConfig {
 /// assert_eq!(sim.delivered_to(msg.id), vec![1]);
 /// ```
 pub struct Sim {
-    pub(crate) seed: u64,
-    pub(crate) now: u64,
-    pub(crate) agenda: Agenda<Ev>,
-    pub(crate) hosts: Vec<Host>,
-    pub(crate) net: Net,
-    pub(crate) oracle: Oracle,
-    pub(crate) trace: Trace,
-    pub(crate) steps: u64,
-    pub(crate) max_steps: u64,
+    seed: u64,
+    now: u64,
+    agenda: Agenda<Ev>,
+    hosts: Vec<Host>,
+    net: Net,
+    oracle: Oracle,
+    trace: Trace,
+    /// Topic names; commands name topics by index.
+    topics: Vec<String>,
+    steps: u64,
+    max_steps: u64,
     /// While set, `App` events make the nodes' applications act.
-    pub(crate) workload: Option<crate::workload::Workload>,
+    workload: Option<Workload>,
     /// Every event every node emitted, if asked for: (time, machine, event).
-    pub(crate) event_log: Option<Vec<(u64, usize, estafeta_core::Event)>>,
+    event_log: Option<Vec<(u64, usize, Event)>>,
 }
 
 impl Sim {
@@ -160,32 +66,7 @@ impl Sim {
         assert_eq!(cfg.links.len(), n * n, "one LinkParams per ordered pair");
         let links = cfg.links.clone();
         let net = Net::new(n, cfg.seed, cfg.net.clone(), |a, b| links[a * n + b].clone());
-        let hosts = cfg
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, s)| Host {
-                name: format!("n{i}"),
-                state: HostState::Down,
-                proc: 0,
-                node: None,
-                drain: estafeta_core::Drain::new(s.budget),
-                config: s.config.clone(),
-                budget: s.budget,
-                clock: Clock::new(s.clock_offset_us, s.drift_ppm),
-                rng: Rng::derive(cfg.seed, &[rng::STREAM_HOST, i as u64]),
-                read_rate: s.read_rate,
-                read_ready_at: 0,
-                timer_at: None,
-                timer_gen: 0,
-                wake_at: None,
-                in_sync: true,
-                targets: Vec::new(),
-                subs: Default::default(),
-                id: NodeId::default(),
-                restarts: 0,
-            })
-            .collect();
+        let hosts = cfg.nodes.iter().enumerate().map(|(i, s)| Host::new(cfg.seed, i, s)).collect();
         let mut sim = Sim {
             seed: cfg.seed,
             now: 0,
@@ -194,6 +75,7 @@ impl Sim {
             net,
             oracle: Oracle::new(cfg.topics.clone()),
             trace: Trace::new(cfg.trace_keep, cfg.trace_echo),
+            topics: cfg.topics.clone(),
             steps: 0,
             max_steps: cfg.max_steps,
             workload: None,
@@ -247,7 +129,7 @@ impl Sim {
 
     /// The events machine `slot` emitted since [`Sim::keep_events`], with
     /// their virtual times.
-    pub fn events(&self, slot: usize) -> impl Iterator<Item = (u64, &estafeta_core::Event)> + '_ {
+    pub fn events(&self, slot: usize) -> impl Iterator<Item = (u64, &Event)> + '_ {
         self.event_log.iter().flatten().filter(move |(_, s, _)| *s == slot).map(|(t, _, e)| (*t, e))
     }
 
@@ -316,6 +198,44 @@ impl Sim {
         Err(s)
     }
 
+    /// Machines (slots) that received message `g`.
+    pub fn delivered_to(&self, g: u64) -> Vec<usize> {
+        self.oracle.delivered_to(g)
+    }
+
+    /// Messages handed to open connections and not yet read by their receivers.
+    pub fn in_transit(&self) -> usize {
+        self.oracle.in_transit(&self.net)
+    }
+
+    /// Classifies every message published so far (see the crate docs) and
+    /// records an invariant violation for every unexplained loss.
+    pub fn account(&mut self) -> Accounting {
+        self.oracle.account(self.now, &self.net)
+    }
+
+    /// Liveness: `Ok` once every node runs, every plane has settled as the
+    /// applications asked (machine `i` connected to exactly
+    /// `neighbours[i]`, seeing their subscriptions), and no connection is
+    /// half-open; else what is still missing.
+    pub(crate) fn settled(&self, neighbours: &[Vec<usize>]) -> Result<(), String> {
+        if let Some(slot) = (0..self.len()).find(|s| !self.is_up(*s)) {
+            return Err(format!("n{slot} is not running"));
+        }
+        let want = Want {
+            nodes: self.hosts.iter().map(|h| h.node.as_ref().expect("up")).collect(),
+            ids: self.hosts.iter().map(|h| h.id).collect(),
+            neighbours,
+            subs: self.hosts.iter().map(|h| &h.subs).collect(),
+            topics: &self.topics,
+        };
+        self.oracle.settled(&want)?;
+        if let Some((tcp, a, b)) = self.net.half_open() {
+            return Err(format!("tcp {tcp} between n{a} and n{b} is half-open"));
+        }
+        Ok(())
+    }
+
     fn step(&mut self, ev: Ev) {
         let now = self.now;
         match ev {
@@ -350,7 +270,7 @@ impl Sim {
     }
 
     /// Moves what the network scheduled onto the agenda.
-    pub(crate) fn flush_net(&mut self) {
+    fn flush_net(&mut self) {
         for (at, ev) in std::mem::take(&mut self.net.out) {
             self.agenda.push(at, Ev::Net(ev));
         }
@@ -361,7 +281,7 @@ impl Sim {
     }
 
     /// Makes the driver of `slot` look at its sockets at `at` (at the latest).
-    pub(crate) fn wake(&mut self, slot: usize, at: u64) {
+    fn wake(&mut self, slot: usize, at: u64) {
         let h = &mut self.hosts[slot];
         if h.wake_at.is_some_and(|w| w <= at) {
             return;
@@ -372,22 +292,12 @@ impl Sim {
     }
 
     /// Schedules `fault` at virtual time `at`.
-    pub fn schedule(&mut self, at: u64, fault: crate::fault::Fault) {
+    pub fn schedule(&mut self, at: u64, fault: Fault) {
         self.agenda.push(at, Ev::Fault(fault));
     }
 
-    /// Machines whose node ids are `ids`, for reports.
-    pub(crate) fn slot_of(&self, id: NodeId) -> Option<usize> {
+    /// The machine whose latest process has node id `id`.
+    fn slot_of(&self, id: NodeId) -> Option<usize> {
         self.hosts.iter().position(|h| h.id == id)
-    }
-}
-
-fn net_words(e: &NetEv) -> [u64; 3] {
-    match *e {
-        NetEv::Arrive { tcp, dir, .. } => [1, tcp as u64, dir as u64],
-        NetEv::Credit { tcp, dir, bytes } => [2, tcp as u64, ((dir as u64) << 32) | bytes as u64],
-        NetEv::Syn { dial } => [3, dial as u64, 0],
-        NetEv::SynAck { dial, tcp } => [4, dial as u64, tcp.map_or(u64::MAX, |t| t as u64)],
-        NetEv::DialTimeout { dial } => [5, dial as u64, 0],
     }
 }

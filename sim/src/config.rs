@@ -1,0 +1,177 @@
+//! How a simulation is built: [`SimConfig`], one [`NodeSetup`] per node, and
+//! the core configurations the nodes run with. This is the one module that
+//! writes `estafeta_core::Config` fields ([`fast_config`] and
+//! [`NodeSetup::random`]); the rest of the simulator passes configs along.
+
+use crate::link::LinkParams;
+use crate::net::NetParams;
+use crate::rng::Rng;
+use estafeta_core::{Budget, Config, FullQueuePolicy};
+use std::time::Duration;
+
+/// Fast timers for simulation: 100 ms heartbeats, 400 ms liveness.
+///
+/// ```
+/// assert!(estafeta_sim::fast_config().validate().is_ok());
+/// ```
+pub fn fast_config() -> Config {
+    Config {
+        heartbeat_interval: Duration::from_millis(100),
+        liveness_timeout: Duration::from_millis(400),
+        handshake_timeout: Duration::from_millis(500),
+        reconnect_base: Duration::from_millis(20),
+        reconnect_cap: Duration::from_millis(300),
+        reconnect_max_attempts: None,
+        ..Config::default()
+    }
+}
+
+fn d(us: u64) -> Duration {
+    Duration::from_micros(us)
+}
+
+/// How one node is set up.
+#[derive(Clone, Debug)]
+pub struct NodeSetup {
+    /// The core configuration (its `seed` is replaced by one drawn from the
+    /// simulator's seed).
+    pub config: Config,
+    /// The drain's work budget per run.
+    pub budget: Budget,
+    /// Clock drift in parts per million.
+    pub drift_ppm: i64,
+    /// The clock's reading at virtual time zero, in microseconds.
+    pub clock_offset_us: u64,
+    /// Bytes per second the driver reads from the network (`None`: as fast as
+    /// bytes come).
+    pub read_rate: Option<u64>,
+}
+
+impl Default for NodeSetup {
+    fn default() -> Self {
+        NodeSetup {
+            config: fast_config(),
+            budget: Budget::default(),
+            drift_ppm: 0,
+            clock_offset_us: 0,
+            read_rate: None,
+        }
+    }
+}
+
+/// The timers of a node that bound how long it takes to reconnect, in
+/// microseconds.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Timers {
+    /// A silent connection is declared dead after this long.
+    pub(crate) liveness: u64,
+    /// The reconnect backoff's longest wait.
+    pub(crate) reconnect_cap: u64,
+    /// A handshake not finished by then fails.
+    pub(crate) handshake: u64,
+}
+
+impl Timers {
+    /// The slower of two, timer by timer.
+    pub(crate) fn max(self, o: Timers) -> Timers {
+        Timers {
+            liveness: self.liveness.max(o.liveness),
+            reconnect_cap: self.reconnect_cap.max(o.reconnect_cap),
+            handshake: self.handshake.max(o.handshake),
+        }
+    }
+}
+
+impl NodeSetup {
+    /// A node drawn from `r`: timers, queue and buffer limits, the drain's
+    /// budget, clock drift and offset.
+    pub(crate) fn random(r: &mut Rng) -> NodeSetup {
+        let hb = r.range(50_000, 150_000);
+        let live = hb * r.range(3, 6);
+        let cap = r.range(100_000, 500_000);
+        let config = Config {
+            heartbeat_interval: d(hb),
+            liveness_timeout: d(live),
+            handshake_timeout: d(live + 100_000),
+            reconnect_base: d(r.range(10_000, 50_000)),
+            reconnect_cap: d(cap),
+            reconnect_max_attempts: if r.chance(500) { None } else { Some(r.range(3, 20) as u32) },
+            full_queue_policy: if r.chance(700) {
+                FullQueuePolicy::Backpressure
+            } else {
+                FullQueuePolicy::DropForFullPeers
+            },
+            max_queued_frames_per_peer: r.log_range(4, 4096) as usize,
+            max_queued_bytes_per_peer: r.log_range(4 << 10, 1 << 20) as usize,
+            transmit_chunk: r.log_range(512, 64 << 10) as usize,
+            max_read_buffer: r.log_range(1 << 10, 256 << 10) as usize,
+            max_pending_events: r.log_range(4, 16_384) as usize,
+            ..fast_config()
+        };
+        NodeSetup {
+            config,
+            budget: Budget {
+                bytes: r.log_range(512, 1 << 20) as usize,
+                events: r.log_range(1, 4096) as usize,
+                ..Budget::default()
+            },
+            drift_ppm: if r.chance(500) { r.range(0, 40_000) as i64 - 20_000 } else { 0 },
+            clock_offset_us: r.below(10_000_000),
+            read_rate: None,
+        }
+    }
+
+    /// The timers that bound this node's reconnection.
+    pub(crate) fn timers(&self) -> Timers {
+        let us = |t: Duration| t.as_micros() as u64;
+        Timers {
+            liveness: us(self.config.liveness_timeout),
+            reconnect_cap: us(self.config.reconnect_cap),
+            handshake: us(self.config.handshake_timeout),
+        }
+    }
+}
+
+/// Everything a [`crate::Sim`] is built from.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The master seed: every random choice derives from it.
+    pub seed: u64,
+    /// One entry per node; node `i` is named `n{i}` and listens at `sim:{i}`.
+    pub nodes: Vec<NodeSetup>,
+    /// Topic names; topics are referred to by index.
+    pub topics: Vec<String>,
+    /// Link shape per ordered pair, `links[from * n + to]`.
+    pub links: Vec<LinkParams>,
+    /// Transport knobs.
+    pub net: NetParams,
+    /// Trace records kept readable for failure reports.
+    pub trace_keep: usize,
+    /// Print every trace record to stderr.
+    pub trace_echo: bool,
+    /// Give up (livelock) after this many events.
+    pub max_steps: u64,
+}
+
+impl SimConfig {
+    /// `n` nodes with default setups and links, topics `t0..t{topics}`.
+    ///
+    /// ```
+    /// let cfg = estafeta_sim::SimConfig::uniform(1, 3, 2);
+    /// assert_eq!(cfg.nodes.len(), 3);
+    /// assert_eq!(cfg.topics, ["t0", "t1"]);
+    /// assert_eq!(cfg.links.len(), 9);
+    /// ```
+    pub fn uniform(seed: u64, n: usize, topics: usize) -> SimConfig {
+        SimConfig {
+            seed,
+            nodes: (0..n).map(|_| NodeSetup::default()).collect(),
+            topics: (0..topics).map(|i| format!("t{i}")).collect(),
+            links: vec![LinkParams::default(); n * n],
+            net: NetParams::default(),
+            trace_keep: 0,
+            trace_echo: false,
+            max_steps: 20_000_000,
+        }
+    }
+}
