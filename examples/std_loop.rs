@@ -47,8 +47,7 @@
 
 use estafeta_core::{
     Action, Bytes, CloseReason, Config, ConnId, DialEvent, Drain, Event, Node, PeerAddr, PubSubEvent, PublishError,
-    SendMode, Sink, Step,
-    Timestamp, WriteOutcome,
+    SendMode, Sink, Step, Timestamp, WriteOutcome,
 };
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
@@ -444,7 +443,9 @@ fn scenario() -> Result<(), String> {
     alice.node.connect(target).map_err(|e| e.to_string())?;
 
     let limit = Duration::from_secs(3);
-    run_until(clock, &mut alice, &mut bob, "bob's subscription", limit, |a, _| a.node.pubsub().subscriber_count(TOPIC) == 1)?;
+    run_until(clock, &mut alice, &mut bob, "bob's subscription", limit, |a, _| {
+        a.node.pubsub().subscriber_count(TOPIC) == 1
+    })?;
     publish(clock, &mut alice, &mut bob, 0, 3)?;
     run_until(clock, &mut alice, &mut bob, "3 messages", limit, |_, b| b.is_some_and(|b| b.received.len() >= 3))?;
     check_received(bob.as_ref().unwrap(), 0..3)?;
@@ -462,7 +463,9 @@ fn scenario() -> Result<(), String> {
     let mut new_bob = Host::listen("bob", bob_addr).map_err(err)?;
     new_bob.node.pubsub().subscribe(TOPIC).map_err(|e| e.to_string())?;
     bob = Some(new_bob);
-    run_until(clock, &mut alice, &mut bob, "the reconnect", limit, |a, _| a.node.pubsub().subscriber_count(TOPIC) == 1)?;
+    run_until(clock, &mut alice, &mut bob, "the reconnect", limit, |a, _| {
+        a.node.pubsub().subscriber_count(TOPIC) == 1
+    })?;
     publish(clock, &mut alice, &mut bob, 3, 3)?;
     run_until(clock, &mut alice, &mut bob, "3 more messages", limit, |_, b| b.is_some_and(|b| b.received.len() >= 3))?;
     check_received(bob.as_ref().unwrap(), 3..6)?;
@@ -480,7 +483,10 @@ fn scenario() -> Result<(), String> {
         b.is_some_and(|b| b.node.peers().count() == 0)
     })?;
     let stats = alice.node.stats();
-    println!("alice: {} sent, {} dropped, {} reconnect(s)", stats.pubsub.sent, stats.pubsub.dropped, stats.dialer.reconnects);
+    println!(
+        "alice: {} sent, {} dropped, {} reconnect(s)",
+        stats.pubsub.sent, stats.pubsub.dropped, stats.dialer.reconnects
+    );
     Ok(())
 }
 

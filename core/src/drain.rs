@@ -29,6 +29,9 @@ pub trait Sink {
     fn act(&mut self, action: Action);
     /// Hands an event to the application, or gives it back if the
     /// application's queue is full (the sink arranges to be woken when it has room).
+    // The event comes back by value so the drain can retry it without an
+    // allocation; boxing it would cost one per message.
+    #[allow(clippy::result_large_err)]
     fn deliver(&mut self, event: Event) -> Result<(), Event>;
 }
 

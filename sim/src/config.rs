@@ -15,15 +15,14 @@ use std::time::Duration;
 /// assert!(estafeta_sim::fast_config().validate().is_ok());
 /// ```
 pub fn fast_config() -> Config {
-    Config {
-        heartbeat_interval: Duration::from_millis(100),
-        liveness_timeout: Duration::from_millis(400),
-        handshake_timeout: Duration::from_millis(500),
-        reconnect_base: Duration::from_millis(20),
-        reconnect_cap: Duration::from_millis(300),
-        reconnect_max_attempts: None,
-        ..Config::default()
-    }
+    let mut c = Config::default();
+    c.session.heartbeat_interval = Duration::from_millis(100);
+    c.session.liveness_timeout = Duration::from_millis(400);
+    c.session.handshake_timeout = Duration::from_millis(500);
+    c.dialer.reconnect_base = Duration::from_millis(20);
+    c.dialer.reconnect_cap = Duration::from_millis(300);
+    c.dialer.reconnect_max_attempts = None;
+    c
 }
 
 fn d(us: u64) -> Duration {
@@ -89,25 +88,28 @@ impl NodeSetup {
         let hb = r.range(50_000, 150_000);
         let live = hb * r.range(3, 6);
         let cap = r.range(100_000, 500_000);
-        let config = Config {
-            heartbeat_interval: d(hb),
-            liveness_timeout: d(live),
-            handshake_timeout: d(live + 100_000),
-            reconnect_base: d(r.range(10_000, 50_000)),
-            reconnect_cap: d(cap),
-            reconnect_max_attempts: if r.chance(500) { None } else { Some(r.range(3, 20) as u32) },
-            full_queue_policy: if r.chance(700) {
-                FullQueuePolicy::Backpressure
-            } else {
-                FullQueuePolicy::DropForFullPeers
-            },
-            max_queued_frames_per_peer: r.log_range(4, 4096) as usize,
-            max_queued_bytes_per_peer: r.log_range(4 << 10, 1 << 20) as usize,
-            transmit_chunk: r.log_range(512, 64 << 10) as usize,
-            max_read_buffer: r.log_range(1 << 10, 256 << 10) as usize,
-            max_pending_events: r.log_range(4, 16_384) as usize,
-            ..fast_config()
-        };
+        let mut config = fast_config();
+        let (s, dl, p) = (&mut config.session, &mut config.dialer, &mut config.pubsub);
+        s.heartbeat_interval = d(hb);
+        s.liveness_timeout = d(live);
+        s.handshake_timeout = d(live + 100_000);
+        dl.reconnect_base = d(r.range(10_000, 50_000));
+        dl.reconnect_cap = d(cap);
+        dl.reconnect_max_attempts = if r.chance(500) { None } else { Some(r.range(3, 20) as u32) };
+        p.full_queue_policy =
+            if r.chance(700) { FullQueuePolicy::Backpressure } else { FullQueuePolicy::DropForFullPeers };
+        p.max_queued_frames_per_peer = r.log_range(4, 4096) as usize;
+        p.max_queued_bytes_per_peer = r.log_range(4 << 10, 1 << 20) as usize;
+        s.transmit_chunk = r.log_range(512, 64 << 10) as usize;
+        s.max_read_buffer = r.log_range(1 << 10, 256 << 10) as usize;
+        s.max_pending_events = r.log_range(4, 16_384) as usize;
+        // Drawn after the fields above, so those draw what they always drew.
+        // Small windows make senders wait for credit often.
+        p.window_messages = r.log_range(2, 4096) as u32;
+        p.window_bytes = r.log_range(2 << 10, 8 << 20);
+        p.max_queued_frames_per_subscription = (r.log_range(2, 4096) as usize).max(1);
+        p.max_queued_bytes_per_subscription = r.log_range(2 << 10, 1 << 20) as usize;
+        s.source_quantum = r.log_range(256, 64 << 10) as usize;
         NodeSetup {
             config,
             budget: Budget {
@@ -125,9 +127,9 @@ impl NodeSetup {
     pub(crate) fn timers(&self) -> Timers {
         let us = |t: Duration| t.as_micros() as u64;
         Timers {
-            liveness: us(self.config.liveness_timeout),
-            reconnect_cap: us(self.config.reconnect_cap),
-            handshake: us(self.config.handshake_timeout),
+            liveness: us(self.config.session.liveness_timeout),
+            reconnect_cap: us(self.config.dialer.reconnect_cap),
+            handshake: us(self.config.session.handshake_timeout),
         }
     }
 }

@@ -11,7 +11,10 @@ use crate::ev::kind;
 use crate::net::{Net, ProcId};
 use crate::rng::{self, Rng};
 use crate::trace::Trace;
-use estafeta_core::{Action, Budget, Config, ConnId, Drain, Event, Node, NodeId, PeerAddr, Sink, Step, WriteOutcome};
+use estafeta_core::{
+    Action, Budget, Config, ConnId, DialEvent, Drain, Event, Node, NodeId, PeerAddr, PubSubEvent, Sink, Step,
+    WriteOutcome,
+};
 use std::collections::BTreeSet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,12 +167,10 @@ impl Sink for SimSink<'_> {
                     self.net.close(self.now, tcp, e);
                 }
             }
-            _ => {}
         }
         let (k, c) = match &action {
             Action::Dial { conn, addr } => (1, conn.0 | (addr.port as u64) << 48),
             Action::Close { conn } => (2, conn.0),
-            _ => (3, 0),
         };
         self.trace.record(self.now, kind::ACT, &[slot as u64, k, c], || format!("n{slot} action {action:?}"));
     }
@@ -182,7 +183,7 @@ impl Sink for SimSink<'_> {
         if let Some(log) = self.log.as_mut() {
             log.push((self.now, slot, event.clone()));
         }
-        if let Event::GaveUp { addr, .. } = &event {
+        if let Event::Dial(DialEvent::GaveUp { addr, .. }) = &event {
             self.gave_up.push(addr.clone());
         }
         Ok(())
@@ -192,25 +193,27 @@ impl Sink for SimSink<'_> {
 fn event_words(ev: &Event) -> [u64; 4] {
     let id = |i: &NodeId| i.as_u128() as u64;
     match ev {
-        Event::Message(m) => {
+        Event::PubSub(PubSubEvent::Message(m)) => {
             [1, id(&m.from.id), crate::payload::id_of(&m.payload).unwrap_or(u64::MAX), m.payload.len() as u64]
         }
         Event::PeerUp { peer, conn, .. } => [2, id(&peer.id), conn.0, 0],
         Event::PeerDown { peer, .. } => [3, id(&peer.id), 0, 0],
-        Event::Subscribed { peer, topic } => [4, id(&peer.id), topic.as_str().len() as u64, 0],
-        Event::Unsubscribed { peer, topic } => [5, id(&peer.id), topic.as_str().len() as u64, 0],
-        Event::Dropped { peer, count, .. } => [6, peer.as_ref().map_or(0, |p| id(&p.id)), *count, 0],
-        Event::DialFailed { target, .. } => [7, target.0, 0, 0],
-        Event::GaveUp { target, .. } => [8, target.0, 0, 0],
-        Event::Connected { target, peer } => [9, target.0, id(&peer.id), 0],
-        Event::Writable => [10, 0, 0, 0],
+        Event::PubSub(PubSubEvent::Subscribed { peer, topic }) => [4, id(&peer.id), topic.as_str().len() as u64, 0],
+        Event::PubSub(PubSubEvent::Unsubscribed { peer, topic }) => [5, id(&peer.id), topic.as_str().len() as u64, 0],
+        Event::PubSub(PubSubEvent::Dropped { peer, count, .. }) => {
+            [6, peer.as_ref().map_or(0, |p| id(&p.id)), *count, 0]
+        }
+        Event::Dial(DialEvent::Failed { target, .. }) => [7, target.0, 0, 0],
+        Event::Dial(DialEvent::GaveUp { target, .. }) => [8, target.0, 0, 0],
+        Event::Dial(DialEvent::Connected { target, peer }) => [9, target.0, id(&peer.id), 0],
+        Event::PubSub(PubSubEvent::Writable) => [10, 0, 0, 0],
         _ => [11, 0, 0, 0],
     }
 }
 
 fn short_event(ev: &Event) -> String {
     match ev {
-        Event::Message(m) => format!(
+        Event::PubSub(PubSubEvent::Message(m)) => format!(
             "Message #{} on {} from {} ({} bytes)",
             crate::payload::id_of(&m.payload).map_or(-1, |g| g as i64),
             m.topic,

@@ -1,7 +1,7 @@
 //! The fault vocabulary, one fault at a time, on two nodes: each does what
 //! its name says, and the oracle's invariants hold throughout.
 
-use estafeta_core::{CloseReason, Event, SendMode};
+use estafeta_core::{CloseReason, DialEvent, Event, PubSubEvent, SendMode};
 use estafeta_sim::{Sim, SimConfig};
 
 /// n0 dials n1, n1 subscribes to t0; both record their events.
@@ -31,7 +31,7 @@ fn downs(sim: &Sim, slot: usize) -> Vec<(u64, CloseReason)> {
 fn dial_failures(sim: &Sim, slot: usize) -> Vec<String> {
     sim.events(slot)
         .filter_map(|(_, e)| match e {
-            Event::DialFailed { reason, .. } => Some(reason.to_string()),
+            Event::Dial(DialEvent::Failed { reason, .. }) => Some(reason.to_string()),
             _ => None,
         })
         .collect()
@@ -124,7 +124,7 @@ fn crash_resets_peers_refuses_dials_and_restart_keeps_or_changes_the_id() {
     sim.run_for(1_000_000).unwrap();
     assert_eq!(sim.node_id(1), id, "same identity");
     assert!(sim.connected(0, 1));
-    assert_eq!(sim.node(0).unwrap().subscriber_count("t0"), 1, "the restarted node subscribes again");
+    assert_eq!(sim.node(0).unwrap().pubsub_ref().subscriber_count("t0"), 1, "the restarted node subscribes again");
     sim.crash(1);
     sim.restart(1, true);
     sim.run_for(1_000_000).unwrap();
@@ -154,7 +154,7 @@ fn a_paused_node_is_declared_dead_by_liveness_and_catches_up_on_resume() {
 #[test]
 fn a_slow_reader_blocks_the_writer_without_losing_anything() {
     let mut cfg = SimConfig::uniform(7, 2, 1);
-    cfg.nodes[0].config.max_queued_bytes_per_peer = 16 << 10;
+    cfg.nodes[0].config.pubsub.max_queued_bytes_per_peer = 16 << 10;
     for l in cfg.links.iter_mut() {
         l.window = 8 << 10;
     }
@@ -174,7 +174,10 @@ fn a_slow_reader_blocks_the_writer_without_losing_anything() {
     }
     assert!(full, "a slow reader's queue fills up");
     sim.run_for(3_000_000).unwrap();
-    assert!(sim.events(0).any(|(_, e)| *e == Event::Writable), "the writer hears it may publish again");
+    assert!(
+        sim.events(0).any(|(_, e)| *e == Event::PubSub(PubSubEvent::Writable)),
+        "the writer hears it may publish again"
+    );
     assert!(ids.iter().all(|id| sim.delivered_to(*id) == [1]), "every queued message arrives");
     assert!(downs(&sim, 0).is_empty() && downs(&sim, 1).is_empty(), "slow is not dead");
     finish(sim);

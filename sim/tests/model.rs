@@ -287,7 +287,7 @@ fn apply(sim: &mut Sim, m: &mut Model, t: &Transition) -> Result<(), TestCaseErr
                 if m.view_settled(a, now) {
                     for topic in 0..TOPICS {
                         let want = m.subscribers(a, topic).len();
-                        let got = sim.node(a).expect("up").subscriber_count(&format!("t{topic}"));
+                        let got = sim.node(a).expect("up").pubsub_ref().subscriber_count(&format!("t{topic}"));
                         prop_assert_eq!(
                             got,
                             want,

@@ -153,3 +153,16 @@ fn a_reset_unseen_by_paused_processes_that_then_crash_is_a_crash_loss() {
     assert_eq!(acc.lost_in_crash, 1, "{acc:?}");
     sim.check().unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Found while moving pub/sub onto its own plane (heavy sweep, seed 1651):
+/// a subscription change made while a connection's Hello had left but the
+/// peer's had not arrived yet was held (the peer's planes were not known) and
+/// never sent: the connection was not woken when the peer's Hello came. The
+/// pending change made that standby connection look busy, so it never sent a
+/// heartbeat, and the peer's liveness timeout ended the session after healing.
+#[test]
+fn seed_1651_announcements_held_for_the_peers_hello_leave_once_it_arrives() {
+    if let Err(e) = Scenario::random(1651, &Options::sweep()).run() {
+        panic!("seed 1651 (cargo run -p estafeta-sim --release -- run --seed 1651 --heavy):\n{e}");
+    }
+}

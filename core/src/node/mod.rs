@@ -117,11 +117,7 @@ impl Node {
 
     /// Counters, one block per plane.
     pub fn stats(&self) -> Stats {
-        let mut s = Stats::default();
-        s.session = self.session_stats;
-        s.dialer = self.dialer.stats;
-        s.pubsub = self.pubsub.stats;
-        s
+        Stats { session: self.session_stats, dialer: self.dialer.stats, pubsub: self.pubsub.stats }
     }
 
     /// Connected peers, in id order.

@@ -238,6 +238,8 @@ impl Node {
             return Flow::Stop;
         }
         self.pubsub.on_hello(conn, &hello.subscriptions, caps.contains(Capabilities::PUBSUB));
+        // Announcements held until the peer's planes were known may leave now.
+        self.session.ready.insert(conn);
         let target = self.session.conns.get(&conn).and_then(|c| c.target);
         if self.session.open(conn, open) {
             self.start_session(conn, &info, target);

@@ -19,9 +19,9 @@ impl Node {
     /// armed no later than the real one; see [`TimerReason`]).
     pub fn next_timer(&self) -> Option<(Timestamp, TimerReason)> {
         let close = self.close_deadline.map(|t| (t, TimerReason::Close));
-        let conn = self.session.timers.next().and_then(|(at, c)| {
+        let conn = self.session.timers.next().map(|(at, c)| {
             let reason = self.session.deadline(c).map_or(TimerReason::Liveness(c), |(_, r)| r);
-            Some((at, reason))
+            (at, reason)
         });
         let dial = self.dialer.timers.next().map(|(t, id)| (t, TimerReason::Redial(id)));
         TimerReason::soonest(TimerReason::soonest(close, conn), dial)

@@ -262,6 +262,12 @@ impl PubSubState {
             events.push(Event::PubSub(PubSubEvent::Subscribed { peer: peer.clone(), topic: t }));
         } else {
             p.subs.remove(&t);
+            // Messages still queued for the topic would wait for credit the
+            // peer no longer grants: they are dropped here (counted), as the
+            // peer would drop them on arrival. The credit itself stays.
+            let dropped = p.out.get_mut(&t).map_or((0, 0), |q| q.clear());
+            p.queued_frames -= dropped.0;
+            p.queued_bytes -= dropped.1;
             if let Some(s) = self.index.get_mut(&t) {
                 s.peers.remove(&peer.id);
                 if s.peers.is_empty() {
@@ -269,6 +275,7 @@ impl PubSubState {
                 }
             }
             events.push(Event::PubSub(PubSubEvent::Unsubscribed { peer: peer.clone(), topic: t }));
+            self.report_drop(events, Some(peer.clone()), dropped.0 as u64, DropReason::NotSubscribed);
         }
         Ok(())
     }

@@ -26,6 +26,14 @@ pub(crate) struct SendQ {
 }
 
 impl SendQ {
+    /// Empties the queue (the credit stays); returns (messages, bytes) removed.
+    pub(crate) fn clear(&mut self) -> (usize, usize) {
+        let n = (self.msgs.len(), self.bytes);
+        self.msgs.clear();
+        self.bytes = 0;
+        n
+    }
+
     /// True if the head of the queue may be sent now.
     fn sendable(&self) -> bool {
         !self.msgs.is_empty() && self.credit_msgs > 0 && self.credit_bytes > 0

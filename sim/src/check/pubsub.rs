@@ -36,7 +36,7 @@
 //! - no later message from the same publisher reached the same receiver
 //!   without such a `PeerDown` in between (a silent gap).
 //!
-//! Everything else must be counted by `Event::Dropped`, per node and peer:
+//! Everything else must be counted by `Event::PubSub(PubSubEvent::Dropped)`, per node and peer:
 //! messages queued and never written (`QueueFull`, `Disconnected` at the
 //! publisher), and frames a receiver read whole but did not deliver (it had
 //! unsubscribed: `NotSubscribed`; its connection closed before it processed
@@ -47,7 +47,9 @@ use crate::net::{Net, ProcId, TcpId};
 use crate::payload;
 use crate::trace::fmt_time;
 use estafeta_core::wire::Header;
-use estafeta_core::{DropReason, Event, Message, Node, NodeId, PeerRef, PublishError, Published, SendMode};
+use estafeta_core::{
+    DropReason, Event, Message, Node, NodeId, PeerRef, PubSubEvent, PublishError, Published, SendMode,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -161,7 +163,8 @@ pub struct Accounting {
 }
 
 /// (publisher, receiver) processes.
-type Pair = (ProcId, ProcId);
+/// (publisher, receiver, topic): a stream whose order is kept.
+type Pair = (ProcId, ProcId, usize);
 
 /// Everything the pub/sub observer knows.
 #[derive(Debug, Default)]
@@ -169,8 +172,8 @@ pub(crate) struct PubSub {
     procs: Vec<ProcRec>,
     /// Every message, indexed by its id.
     msgs: Vec<MsgRec>,
-    /// Per (receiving machine, publishing process): the last sequence delivered.
-    order: BTreeMap<(usize, ProcId), u64>,
+    /// Per (receiving machine, publishing process, topic): the last sequence delivered.
+    order: BTreeMap<(usize, ProcId, usize), u64>,
     /// The last accounting ([`Observer::at_end`]).
     pub(crate) accounting: Accounting,
 }
@@ -364,7 +367,9 @@ impl PubSub {
             }
             Some(_) => {}
         }
-        let key = (slot, rec.proc);
+        // Order holds per publisher, receiver and topic: each topic has its
+        // own queue and credit, so topics may overtake each other.
+        let key = (slot, rec.proc, rec.topic);
         let seq = rec.seq;
         if let Some(last) = self.order.get(&key) {
             if *last >= seq {
@@ -392,12 +397,13 @@ impl PubSub {
     fn account(&self, cx: &mut Cx<'_>, net: &Net) -> Accounting {
         let mut acc = Accounting::default();
         let mut errs: Vec<String> = Vec::new();
-        // Per (publisher, receiver): handoffs in order, with delivery times,
-        // and for each position the next delivered one after it.
+        // Per (publisher, receiver, topic), the order messages keep: handoffs
+        // in order, with delivery times, and for each position the next
+        // delivered one after it.
         let mut streams: BTreeMap<Pair, Vec<(u64, Option<u64>)>> = BTreeMap::new();
         for m in &self.msgs {
             for h in &m.handoffs {
-                streams.entry((m.proc, h.to)).or_default().push((h.at, h.delivered));
+                streams.entry((m.proc, h.to, m.topic)).or_default().push((h.at, h.delivered));
             }
         }
         let mut next_delivered: BTreeMap<Pair, Vec<Option<(u64, u64)>>> = BTreeMap::new();
@@ -426,7 +432,7 @@ impl PubSub {
             let x = m.proc;
             let x_id = cx.procs[x as usize].id;
             for h in &m.handoffs {
-                let key = (x, h.to);
+                let key = (x, h.to, m.topic);
                 let i = *pos.entry(key).and_modify(|i| *i += 1).or_insert(0);
                 if h.delivered.is_some() {
                     acc.delivered += 1;
@@ -570,7 +576,7 @@ impl Observer for PubSub {
 
     fn on_event(&mut self, cx: &mut Cx<'_>, p: ProcId, ev: &Event) {
         match ev {
-            Event::Message(m) => self.on_message(cx, p, m),
+            Event::PubSub(PubSubEvent::Message(m)) => self.on_message(cx, p, m),
             Event::PeerUp { peer, .. } => {
                 let v = PeerView { name: peer.name.clone(), topics: BTreeSet::new() };
                 self.procs[p as usize].view.insert(peer.id, v);
@@ -580,8 +586,9 @@ impl Observer for PubSub {
                 r.peer_downs.entry(peer.id).or_default().push(cx.now);
                 r.view.remove(&peer.id);
             }
-            Event::Subscribed { peer, topic } | Event::Unsubscribed { peer, topic } => {
-                let on = matches!(ev, Event::Subscribed { .. });
+            Event::PubSub(PubSubEvent::Subscribed { peer, topic })
+            | Event::PubSub(PubSubEvent::Unsubscribed { peer, topic }) => {
+                let on = matches!(ev, Event::PubSub(PubSubEvent::Subscribed { .. }));
                 let idx = cx.topic_index(topic.as_str());
                 match (self.procs[p as usize].view.get_mut(&peer.id), idx) {
                     (Some(v), Some(i)) => {
@@ -594,7 +601,7 @@ impl Observer for PubSub {
                     _ => cx.fail(format!("{}: {ev:?} for a peer not up", cx.who(p))),
                 }
             }
-            Event::Dropped { peer, count, reason } => {
+            Event::PubSub(PubSubEvent::Dropped { peer, count, reason }) => {
                 let kind = match reason {
                     DropReason::QueueFull => DropKind::QueueFull,
                     DropReason::Disconnected => DropKind::Disconnected,
@@ -614,7 +621,9 @@ impl Observer for PubSub {
         let unknown = |t: &str| cx.topic_index(t).is_none();
         let bad: Option<&str> = match w.header {
             Header::Publish { topic } => return self.on_handoff(cx, w, topic),
-            Header::Subscribe { topic } | Header::Unsubscribe { topic } => unknown(topic).then_some(*topic),
+            Header::Subscribe { topic } | Header::Unsubscribe { topic } | Header::Credit { topic, .. } => {
+                unknown(topic).then_some(*topic)
+            }
             Header::Hello(h) => h.subscriptions.iter().copied().find(|t| unknown(t)),
             Header::Heartbeat | Header::Goodbye { .. } => None,
         };
@@ -639,23 +648,23 @@ impl Observer for PubSub {
         let r = &self.procs[p as usize];
         let stats = node.stats();
         let mut errs = Vec::new();
-        if stats.received != r.received {
-            errs.push(format!("Stats::received {} but {} Message events", stats.received, r.received));
+        if stats.pubsub.received != r.received {
+            errs.push(format!("Stats::received {} but {} Message events", stats.pubsub.received, r.received));
         }
-        if stats.dropped != r.dropped {
-            errs.push(format!("Stats::dropped {} but Dropped events count {}", stats.dropped, r.dropped));
+        if stats.pubsub.dropped != r.dropped {
+            errs.push(format!("Stats::dropped {} but Dropped events count {}", stats.pubsub.dropped, r.dropped));
         }
         for (i, t) in cx.topics.iter().enumerate() {
             let seen = r.view.values().filter(|v| v.topics.contains(&i)).count();
-            let count = node.subscriber_count(t);
+            let count = node.pubsub_ref().subscriber_count(t);
             if count != seen {
                 errs.push(format!("{count} subscribers of {t} but events say {seen}"));
             }
         }
         let mut told: Vec<&str> = r.subs.iter().map(|i| cx.topics[*i].as_str()).collect();
         told.sort_unstable();
-        if !node.subscriptions().map(|t| t.as_str()).eq(told.iter().copied()) {
-            let subs: Vec<&str> = node.subscriptions().map(|t| t.as_str()).collect();
+        if !node.pubsub_ref().subscriptions().map(|t| t.as_str()).eq(told.iter().copied()) {
+            let subs: Vec<&str> = node.pubsub_ref().subscriptions().map(|t| t.as_str()).collect();
             errs.push(format!("subscribes to {subs:?}, was told {told:?}"));
         }
         for e in errs {
@@ -664,10 +673,19 @@ impl Observer for PubSub {
     }
 
     fn settled(&self, want: &Want<'_>) -> Result<(), String> {
+        // Backlogs drain once the network is whole: credit never deadlocks.
+        for (slot, node) in want.nodes.iter().enumerate() {
+            for &o in &want.neighbours[slot] {
+                let queued = node.pubsub_ref().queued_bytes(want.ids[o]).unwrap_or(0);
+                if queued > 0 {
+                    return Err(format!("n{slot} still has {queued} bytes queued for n{o}"));
+                }
+            }
+        }
         for (slot, node) in want.nodes.iter().enumerate() {
             for (t, name) in want.topics.iter().enumerate() {
                 let expect = want.neighbours[slot].iter().filter(|o| want.subs[**o].contains(&t)).count();
-                let got = node.subscriber_count(name);
+                let got = node.pubsub_ref().subscriber_count(name);
                 if got != expect {
                     return Err(format!("n{slot} sees {got} subscribers of {name}, expected {expect}"));
                 }

@@ -38,6 +38,15 @@ impl Observer for Session {
             Event::PeerDown { peer, .. } => {
                 peers.remove(&peer.id).is_none().then(|| format!("PeerDown {peer} that was not up"))
             }
+            // Every simulated node is honest: a violation is a bug in one of
+            // them. Among others this is the credit invariant: a receiver
+            // checks every message against the credit it granted, so no
+            // sender ever has more messages in flight on a subscription than
+            // it was granted (or this fires with CreditExceeded).
+            Event::ProtocolViolation { peer, error, .. } => {
+                let who = peer.as_ref().map_or("a peer".to_string(), |p| p.to_string());
+                Some(format!("refused {who}: {error}"))
+            }
             _ => None,
         };
         if let Some(what) = broken {

@@ -27,7 +27,7 @@ impl Sim {
         let Some(node) = self.hosts[slot].node.as_mut() else {
             return;
         };
-        let r = if on { node.subscribe(&name) } else { node.unsubscribe(&name) };
+        let r = if on { node.pubsub().subscribe(&name) } else { node.pubsub().unsubscribe(&name) };
         if r.is_ok() {
             self.oracle.planes.pubsub.set_subscribed(proc, topic, on);
         }
@@ -114,7 +114,7 @@ impl Sim {
             return Err(PublishError::Closed);
         };
         let len = payload.len();
-        let r: Result<Published, PublishError> = node.publish(&name, payload, mode.clone());
+        let r: Result<Published, PublishError> = node.pubsub().publish(&name, payload, mode.clone());
         self.trace.record(
             self.now,
             kind::PUBLISH,
