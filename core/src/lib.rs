@@ -18,13 +18,16 @@
 //!    [`Node::wants_read`] says so: that is how backpressure reaches TCP),
 //!    [`Node::handle_closed`] when a socket ended or a dial failed,
 //!    [`Node::handle_timeout`] when the deadline passed.
-//!    Application commands are plain calls: [`Node::subscribe`],
-//!    [`Node::publish`], [`Node::connect`], [`Node::close`].
+//!    Application commands are plain calls on the node ([`Node::connect`],
+//!    [`Node::close`]) or on a plane's accessor: [`Node::pubsub`] gives
+//!    [`PubSub::subscribe`], [`PubSub::publish`] and [`PubSub::consumed`].
 //! 2. **Drain**, in this order, after every input or command:
 //!    bytes ([`Node::poll_transmit`], writing them in order, keeping an
 //!    unwritten tail for a blocked socket), then actions
 //!    ([`Node::poll_action`]: [`Action::Dial`], [`Action::Close`]), then
-//!    events ([`Node::poll_event`]), then the deadline ([`Node::poll_timeout`]).
+//!    events ([`Node::poll_event`]: [`Event`] has one variant per plane, such
+//!    as [`Event::PubSub`]), then the deadline ([`Node::poll_timeout`], or
+//!    [`Node::next_timer`] with its reason).
 //!    [`Drain::run`] does all of this with a work budget against any [`Sink`];
 //!    use it rather than writing the loop again.
 //! 3. **Wait** for a socket, the deadline, or a command.
@@ -36,18 +39,33 @@
 //!
 //! Bytes from the network never panic and never make a call fail: a
 //! malformed or forbidden frame closes that connection with a reason, counts in
-//! [`Stats::malformed`] and surfaces as [`Event::ProtocolViolation`]. Commands
+//! [`SessionStats::malformed`] and surfaces as [`Event::ProtocolViolation`]. Commands
 //! return typed errors ([`PublishError`], [`CommandError`]) that leave the
 //! node's state unchanged.
 //!
+//! ## Planes
+//!
+//! [`Node`] routes; the work is done by planes that never see it: the
+//! session (connections, handshake, peer table), the dialer and pub/sub,
+//! each with its own sub-config ([`SessionConfig`], [`DialerConfig`],
+//! [`PubSubConfig`]), stats block and events. Frames pass one router: the
+//! handshake gate, the capability gate (both sides announced the plane,
+//! [`Capabilities`]), the session gate (the frame belongs to the peer's
+//! current session), then the plane. Outbound, each connection writes its
+//! control state first, then round-robin over data sources, each produced on
+//! pull; the [`Drain`] gives each connection one quantum per round.
+//!
 //! ## Bounds
 //!
-//! Every queue is bounded ([`Config`]): outbound bytes and frames per peer
-//! (a full queue is [`PublishError::Full`], then [`Event::Writable`]), pending
-//! events (input processing pauses and [`Node::wants_read`] turns false), the
-//! read buffer per connection, frame size (checked before allocating).
-//! Drops happen only by policy and are counted ([`Stats::dropped`]) and
-//! reported ([`Event::Dropped`]).
+//! Every queue is bounded ([`Config`]). Messages are sent against **credit**
+//! the receiver grants per subscription ([`PubSubConfig::window_messages`]),
+//! so connections are always read; a full send queue is
+//! [`PublishError::Full`], then [`PubSubEvent::Writable`]. The read buffer per
+//! connection and the frame size (checked before allocating) are bounded;
+//! pending events are a backstop for a driver that stops taking them (input
+//! processing pauses and [`Node::wants_read`] turns false). Drops happen only
+//! by policy and are counted ([`PubSubStats::dropped`]) and reported
+//! ([`PubSubEvent::Dropped`]).
 
 #![forbid(unsafe_code)]
 
