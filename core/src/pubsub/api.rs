@@ -6,7 +6,6 @@ use crate::error::{CommandError, PublishError};
 use crate::event::Events;
 use crate::id::{NodeId, PeerRef, Topic};
 use crate::session::Session;
-use std::collections::BTreeSet;
 
 /// Commands and queries of the pub/sub plane, borrowed from a
 /// [`Node`](crate::Node) with [`Node::pubsub`](crate::Node::pubsub).
@@ -80,17 +79,15 @@ impl PubSub<'_> {
         if size > max {
             return Err(PublishError::TooLarge { size, max });
         }
-        let mut wake = BTreeSet::new();
-        let r = match mode {
-            SendMode::All => self.state.publish_all(topic, payload, self.events, &mut wake),
-            SendMode::RoundRobin => self.state.publish_round_robin(topic, payload, &mut wake),
+        let wake = &mut self.session.ready;
+        match mode {
+            SendMode::All => self.state.publish_all(topic, payload, self.events, wake),
+            SendMode::RoundRobin => self.state.publish_round_robin(topic, payload, wake),
             SendMode::To(peer) => {
                 let id = self.resolve(&peer)?;
-                self.state.publish_to(topic, payload, id, peer, &mut wake)
+                self.state.publish_to(topic, payload, id, peer, &mut self.session.ready)
             }
-        };
-        self.session.ready.append(&mut wake);
-        r
+        }
     }
 
     fn resolve(&self, peer: &PeerRef) -> Result<NodeId, PublishError> {

@@ -62,7 +62,6 @@ impl PubSubState {
             }
             return Err(PublishError::Full(topic));
         }
-        let topic = topic.clone();
         let mut queued = 0;
         let mut dropped_for = Vec::new();
         // The last subscriber takes the payload itself, the others a clone.
@@ -70,10 +69,10 @@ impl PubSubState {
         let mut payload = Some(payload);
         for (i, id) in subs.peers.iter().enumerate() {
             let Some(p) = self.peers.get_mut(id) else { continue };
-            if p.has_room(&topic, cost, &self.cfg) {
+            if p.has_room(topic, cost, cfg) {
                 let body =
                     if i + 1 == n { payload.take().unwrap_or_default() } else { payload.clone().unwrap_or_default() };
-                if p.push(&topic, body) {
+                if p.push(topic, body) {
                     wake.insert(p.conn);
                 }
                 queued += 1;
