@@ -1,12 +1,12 @@
 //! Publishing in the three send modes.
 
 use super::queue::data_cost;
-use super::{DropReason, Payload, PubSubState};
+use super::{DropReason, Payload, PubSubState, TopicSubs};
 use crate::config::FullQueuePolicy;
 use crate::error::PublishError;
 use crate::event::Events;
 use crate::id::{ConnId, NodeId, PeerRef, Topic};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 /// Who receives a publish.
@@ -41,9 +41,7 @@ impl PubSubState {
         events: &mut Events,
         wake: &mut BTreeSet<ConnId>,
     ) -> Result<super::Published, PublishError> {
-        let Some((topic, subs)) = self.index.get_key_value(topic).filter(|(_, s)| !s.peers.is_empty()) else {
-            return Err(PublishError::NoSubscribers(Topic::from(topic)));
-        };
+        let (topic, subs) = subscribers(&self.index, topic)?;
         let cost = data_cost(topic, &payload);
         let cfg = &self.cfg;
         let fits = |id: &NodeId| self.peers.get(id).is_some_and(|p| p.has_room(topic, cost, cfg));
@@ -95,9 +93,7 @@ impl PubSubState {
         payload: Payload,
         wake: &mut BTreeSet<ConnId>,
     ) -> Result<super::Published, PublishError> {
-        let Some((topic, subs)) = self.index.get_key_value(topic).filter(|(_, s)| !s.peers.is_empty()) else {
-            return Err(PublishError::NoSubscribers(Topic::from(topic)));
-        };
+        let (topic, subs) = subscribers(&self.index, topic)?;
         let cost = data_cost(topic, &payload);
         let cfg = &self.cfg;
         // Subscribers after the last one chosen, then from the start; only
@@ -160,4 +156,15 @@ impl PubSubState {
         }
         Ok(super::Published { queued: 1, dropped: 0 })
     }
+}
+
+/// The remote subscribers of `topic`, or `NoSubscribers`.
+fn subscribers<'a>(
+    index: &'a BTreeMap<Topic, TopicSubs>,
+    topic: &str,
+) -> Result<(&'a Topic, &'a TopicSubs), PublishError> {
+    index
+        .get_key_value(topic)
+        .filter(|(_, s)| !s.peers.is_empty())
+        .ok_or_else(|| PublishError::NoSubscribers(Topic::from(topic)))
 }
