@@ -220,6 +220,15 @@ impl<R: Runtime> Node<R> {
         self.shared().lock().node.stats()
     }
 
+    /// How many subscription queues this node examined to deliver the
+    /// messages it received so far: one per matching subscription of each
+    /// message, whatever the number of other subscriptions. A diagnostic for
+    /// tests, not a stable API.
+    #[doc(hidden)]
+    pub fn queue_visits(&self) -> u64 {
+        self.shared().lock().app.queue_visits
+    }
+
     /// Connected peers.
     pub fn peers(&self) -> Vec<PeerInfo> {
         self.shared().lock().node.peers().cloned().collect()
@@ -282,9 +291,7 @@ impl<R: Runtime> Node<R> {
     pub fn unsubscribe(&self, topic: &str) -> Result<(), Error> {
         let mut st = self.shared().lock();
         st.app.topic_refs.remove(topic);
-        for q in st.app.subs.values_mut().filter(|q| q.topic.as_ref().is_some_and(|t| t.as_str() == topic)) {
-            q.counted = false;
-        }
+        st.app.uncount(topic);
         st.node.unsubscribe(topic)?;
         st.app.wake_driver();
         Ok(())

@@ -63,9 +63,10 @@ pub(crate) struct SubQueue {
 }
 
 impl SubQueue {
-    /// True if messages on `topic` go to this queue.
-    fn takes(&self, topic: &Topic) -> bool {
-        self.topic.as_ref().is_none_or(|t| t == topic)
+    /// True if one more message of `size` payload bytes would pass `limits`.
+    fn has_room(&self, limits: &AppLimits, size: usize) -> bool {
+        self.queue.len() + self.taken < limits.subscription_messages
+            && (self.bytes == 0 || self.bytes + size <= limits.subscription_bytes)
     }
 
     fn push(&mut self, m: Message) {
@@ -102,6 +103,12 @@ pub(crate) struct App {
     /// The driver holds an event no subscription could take.
     pub(crate) app_blocked: bool,
     pub(crate) subs: BTreeMap<u64, SubQueue>,
+    /// The ids of the subscriptions of each topic: delivery looks a
+    /// message's queues up here, so its cost does not grow with the number
+    /// of other subscriptions.
+    by_topic: BTreeMap<Topic, Vec<u64>>,
+    /// The ids of the subscriptions to every message.
+    every: Vec<u64>,
     pub(crate) topic_refs: BTreeMap<Topic, usize>,
     pub(crate) event_queues: BTreeMap<u64, EventQueue>,
     next_id: u64,
@@ -113,6 +120,9 @@ pub(crate) struct App {
     pub(crate) closed_waiters: Wakers,
     /// The driver has exited: streams end, commands fail.
     pub(crate) finished: bool,
+    /// Subscription queues examined to deliver messages (a diagnostic, see
+    /// `Node::queue_visits`).
+    pub(crate) queue_visits: u64,
 }
 
 impl App {
@@ -123,6 +133,8 @@ impl App {
             driver_notified: false,
             app_blocked: false,
             subs: BTreeMap::new(),
+            by_topic: BTreeMap::new(),
+            every: Vec::new(),
             topic_refs: BTreeMap::new(),
             event_queues: BTreeMap::new(),
             next_id: 1,
@@ -130,12 +142,53 @@ impl App {
             peers_changed: Wakers::default(),
             closed_waiters: Wakers::default(),
             finished: false,
+            queue_visits: 0,
         }
     }
 
     pub(crate) fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// Opens a subscription queue for `topic` (`None`: every message) and returns its id.
+    pub(crate) fn add_sub(&mut self, topic: Option<Topic>) -> u64 {
+        let id = self.next_id();
+        match &topic {
+            Some(t) => self.by_topic.entry(t.clone()).or_default().push(id),
+            None => self.every.push(id),
+        }
+        let counted = topic.is_some();
+        let q = SubQueue { topic, counted, queue: VecDeque::new(), bytes: 0, taken: 0, taken_bytes: 0, waker: None };
+        self.subs.insert(id, q);
+        id
+    }
+
+    /// Closes subscription queue `id`; returns it.
+    pub(crate) fn remove_sub(&mut self, id: u64) -> Option<SubQueue> {
+        let q = self.subs.remove(&id)?;
+        match &q.topic {
+            Some(t) => {
+                if let Some(ids) = self.by_topic.get_mut(t) {
+                    ids.retain(|i| *i != id);
+                    if ids.is_empty() {
+                        self.by_topic.remove(t);
+                    }
+                }
+            }
+            None => self.every.retain(|i| *i != id),
+        }
+        Some(q)
+    }
+
+    /// After an explicit unsubscribe: the open subscriptions of `topic` no
+    /// longer hold a reference on it.
+    pub(crate) fn uncount(&mut self, topic: &str) {
+        for id in self.by_topic.get(topic).into_iter().flatten() {
+            if let Some(q) = self.subs.get_mut(id) {
+                q.counted = false;
+            }
+        }
     }
 
     /// Wakes the driver after a command changed the node.
@@ -181,32 +234,29 @@ impl App {
 
     #[allow(clippy::result_large_err)]
     fn deliver_message(&mut self, m: Message) -> Result<(), Message> {
-        let limits = self.limits;
+        let App { limits, subs, by_topic, every, queue_visits, .. } = self;
         let size = m.payload.len();
-        // One pass to check room and find the matching queues; the last one
-        // takes the message itself, the others a clone.
+        // The queues of the message's topic, then those of every topic.
+        let topic_ids = by_topic.get(&m.topic).map_or(&[][..], Vec::as_slice);
+        let ids = || topic_ids.iter().chain(every.iter()).copied();
+        // One pass to check room; then the last queue takes the message
+        // itself and the others a clone.
         let mut last = None;
-        let mut more_than_one = false;
-        for (id, q) in &self.subs {
-            if !q.takes(&m.topic) {
-                continue;
-            }
-            if q.queue.len() + q.taken >= limits.subscription_messages
-                || (q.bytes > 0 && q.bytes + size > limits.subscription_bytes)
-            {
+        for id in ids() {
+            *queue_visits += 1;
+            if !subs.get(&id).is_none_or(|q| q.has_room(limits, size)) {
                 self.app_blocked = true;
                 return Err(m);
             }
-            more_than_one |= last.is_some();
-            last = Some(*id);
+            last = Some(id);
         }
         let Some(last) = last else { return Ok(()) };
-        if more_than_one {
-            for (_, q) in self.subs.range_mut(..last).filter(|(_, q)| q.takes(&m.topic)) {
+        for id in ids().filter(|id| *id != last) {
+            if let Some(q) = subs.get_mut(&id) {
                 q.push(m.clone());
             }
         }
-        if let Some(q) = self.subs.get_mut(&last) {
+        if let Some(q) = subs.get_mut(&last) {
             q.push(m);
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! The streams a node hands out: messages of a subscription, and lifecycle events.
 
-use crate::state::{Shared, State, SubQueue};
+use crate::state::{Shared, State};
 use estafeta_core::{Event, Message, Topic};
 use futures_core::Stream;
 use std::collections::VecDeque;
@@ -32,21 +32,7 @@ const BATCH_BYTES: usize = 256 << 10;
 
 impl Subscription {
     pub(crate) fn new(shared: Arc<Shared>, topic: Option<Topic>) -> Subscription {
-        let mut st = shared.lock();
-        let id = st.app.next_id();
-        st.app.subs.insert(
-            id,
-            SubQueue {
-                topic: topic.clone(),
-                counted: topic.is_some(),
-                queue: Default::default(),
-                bytes: 0,
-                taken: 0,
-                taken_bytes: 0,
-                waker: None,
-            },
-        );
-        drop(st);
+        let id = shared.lock().app.add_sub(topic.clone());
         Subscription { shared, id, topic, taken: VecDeque::new() }
     }
 
@@ -120,7 +106,7 @@ impl Stream for Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut st = self.shared.lock();
-        let counted = st.app.subs.remove(&self.id).is_some_and(|q| q.counted);
+        let counted = st.app.remove_sub(self.id).is_some_and(|q| q.counted);
         if let (Some(t), true) = (&self.topic, counted) {
             let last = match st.app.topic_refs.get_mut(t) {
                 Some(n) => {

@@ -32,7 +32,8 @@ macro_rules! behaviour_suite {
             publish_to_nobody_is_an_error,
             dropping_the_last_handle_closes_gracefully,
             a_tiny_event_queue_never_waits_for_a_timer,
-            an_old_subscription_dropped_after_resubscribing_does_not_unsubscribe
+            an_old_subscription_dropped_after_resubscribing_does_not_unsubscribe,
+            delivery_visits_only_the_matching_subscriptions
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
@@ -427,4 +428,36 @@ pub async fn an_old_subscription_dropped_after_resubscribing_does_not_unsubscrib
     assert_eq!(b.subscriber_count("t"), 1, "dropping the old stream unsubscribed the new one");
     b.publish("t", "still subscribed").await.unwrap();
     assert_eq!(&new.recv().await.unwrap().payload[..], b"still subscribed");
+}
+
+pub async fn delivery_visits_only_the_matching_subscriptions<R: Runtime>() {
+    // Ten thousand subscriptions on other topics must not make a message
+    // cost more: delivery looks its topic's queues up instead of walking
+    // them all. (A peer may announce that many topics only if allowed to.)
+    const OTHERS: usize = 10_000;
+    const N: u64 = 500;
+    let cfg = Config { max_subscriptions_per_peer: 2 * OTHERS, ..fast_config() };
+    let a = node::<R>("a", cfg.clone()).await;
+    let mut t = a.subscribe("t").unwrap();
+    let mut all = a.messages();
+    let others: Vec<_> = (0..OTHERS).map(|i| a.subscribe(&format!("other/{i}")).unwrap()).collect();
+    let b = node::<R>("b", cfg).await;
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    b.wait_for_subscribers("t", 1).await.unwrap();
+    let before = a.queue_visits();
+    let publisher = async {
+        for i in 0..N {
+            b.publish("t", i.to_be_bytes().to_vec()).await.unwrap();
+        }
+    };
+    let receiver = async {
+        for i in 0..N {
+            assert_eq!(t.recv().await.unwrap().payload[..], i.to_be_bytes());
+            assert_eq!(all.recv().await.unwrap().payload[..], i.to_be_bytes());
+        }
+    };
+    util::join(publisher, receiver).await;
+    // Each message visits the queue of "t" and the catch-all one, and only those.
+    assert_eq!(a.queue_visits() - before, 2 * N, "delivery walked other subscriptions' queues");
+    drop(others);
 }
