@@ -291,7 +291,10 @@ impl<R: Runtime> Future for Driver<R> {
         // was skipped above: no read interest is registered for it, so
         // nothing else would wake us to read it.
         more |= this.unread.iter().any(|c| node.wants_read(*c));
-        if node.is_closed() && !this.drain.is_lingering() {
+        // A close is over once no connection lingers with an unwritten
+        // goodbye, or when its time is up (Config::close_timeout).
+        let close_due = app.close_by.is_some_and(|by| clock >= by);
+        if node.is_closed() && (!this.drain.is_lingering() || close_due) {
             // Release the port and the sockets before anyone hears we are
             // done, so a restart on the same port cannot race the drop.
             this.listener = None;
@@ -309,7 +312,12 @@ impl<R: Runtime> Future for Driver<R> {
                 // re-arming a runtime timer is not free (async-io wakes its
                 // reactor for every one). A timer that fires before the
                 // deadline only runs the drain once more, which re-arms it.
-                if let Some(at) = deadline.map(|d| shared.instant(d)) {
+                let mut deadline = deadline.map(|d| shared.instant(d));
+                if this.drain.is_lingering() {
+                    // Lingering sockets are dropped at the close deadline.
+                    deadline = deadline.into_iter().chain(app.close_by).min();
+                }
+                if let Some(at) = deadline {
                     if this.timer_at.is_none_or(|armed| at < armed) {
                         this.timer.reset(at);
                         this.timer_at = Some(at);

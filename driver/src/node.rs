@@ -123,7 +123,7 @@ impl<R: Runtime> NodeBuilder<R> {
         for t in &self.subscriptions {
             *app.topic_refs.entry(Topic::from(t.as_str())).or_insert(0) += 1;
         }
-        let shared = Shared::new(State { node, app }, R::now());
+        let shared = Shared::new(State { node, app }, R::now);
         R::spawn(Driver::<R>::new(shared.clone(), listener));
         Ok(Node { inner: Arc::new(Inner { shared, address }), _runtime: PhantomData })
     }
@@ -147,8 +147,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // The last handle is gone: close gracefully in the background.
         let mut st = self.shared.lock();
-        st.node.close();
-        st.app.wake_driver();
+        self.shared.begin_close(&mut st, false);
     }
 }
 
@@ -439,11 +438,7 @@ impl<R: Runtime> Node<R> {
     /// crashed process would (peers see the connections drop). Queued messages
     /// are dropped and counted.
     pub async fn abort(&self) {
-        {
-            let mut st = self.shared().lock();
-            st.node.abort();
-            st.app.wake_driver();
-        }
+        self.shared().begin_close(&mut self.shared().lock(), true);
         self.wait_finished().await
     }
 
@@ -465,13 +460,14 @@ impl<R: Runtime> Node<R> {
     }
 
     /// Closes the node: flushes what is queued, says goodbye to every peer,
-    /// ends every stream. Returns when done (or after `close_timeout`).
+    /// ends every stream. Returns when every connection has flushed and
+    /// said goodbye, and at the latest [`Config::close_timeout`] after the
+    /// call (plus the time the driver task takes to be scheduled): what
+    /// could not be written by then is dropped, counted in
+    /// [`Stats::dropped`] and reported, and the sockets are closed, even one
+    /// whose goodbye is still unwritten because its peer reads nothing.
     pub async fn close(&self) {
-        {
-            let mut st = self.shared().lock();
-            st.node.close();
-            st.app.wake_driver();
-        }
+        self.shared().begin_close(&mut self.shared().lock(), false);
         self.wait_finished().await
     }
 }

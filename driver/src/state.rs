@@ -123,6 +123,10 @@ pub(crate) struct App {
     /// Subscription queues examined to deliver messages (a diagnostic, see
     /// `Node::queue_visits`).
     pub(crate) queue_visits: u64,
+    /// When a close must be over: connections still lingering with an
+    /// unwritten goodbye are dropped then (`close_timeout` after `close`,
+    /// at once after `abort`).
+    pub(crate) close_by: Option<Instant>,
 }
 
 impl App {
@@ -143,6 +147,7 @@ impl App {
             closed_waiters: Wakers::default(),
             finished: false,
             queue_visits: 0,
+            close_by: None,
         }
     }
 
@@ -295,16 +300,35 @@ impl App {
     }
 }
 
-/// The shared state: one mutex, and the clock origin.
+/// The shared state: one mutex, the clock origin and the runtime's clock.
 #[derive(Debug)]
 pub(crate) struct Shared {
     state: Mutex<State>,
     origin: Instant,
+    clock: fn() -> Instant,
 }
 
 impl Shared {
-    pub(crate) fn new(state: State, origin: Instant) -> Arc<Shared> {
-        Arc::new(Shared { state: Mutex::new(state), origin })
+    pub(crate) fn new(state: State, clock: fn() -> Instant) -> Arc<Shared> {
+        Arc::new(Shared { state: Mutex::new(state), origin: clock(), clock })
+    }
+
+    /// Starts closing the node (gracefully, or at once with `abort`) and
+    /// sets when the close must be over.
+    pub(crate) fn begin_close(&self, st: &mut State, abort: bool) {
+        let clock = (self.clock)();
+        // The core's clock moves only with inputs: bring it to now, so that
+        // its close deadline counts from this call.
+        st.node.handle_timeout(self.timestamp(clock));
+        let by = if abort {
+            st.node.abort();
+            clock
+        } else {
+            st.node.close();
+            clock + st.node.config().close_timeout
+        };
+        st.app.close_by = Some(st.app.close_by.map_or(by, |t| t.min(by)));
+        st.app.wake_driver();
     }
 
     /// Locks the state. The lock is never held across an await or a call into

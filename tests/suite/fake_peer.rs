@@ -14,6 +14,17 @@ pub struct SilentPeer {
 
 impl SilentPeer {
     pub fn start(handshake: bool) -> SilentPeer {
+        Self::start_with(handshake, &[])
+    }
+
+    /// A peer that completes the handshake announcing `subscriptions`, then
+    /// never reads nor writes: whatever is sent to it backs up.
+    pub fn subscriber(subscriptions: &[&'static str]) -> SilentPeer {
+        Self::start_with(true, subscriptions)
+    }
+
+    fn start_with(handshake: bool, subscriptions: &[&'static str]) -> SilentPeer {
+        let subscriptions = subscriptions.to_vec();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         std::thread::spawn(move || {
@@ -23,7 +34,13 @@ impl SilentPeer {
                 if handshake {
                     let mut out = Vec::new();
                     write_preamble(&mut out);
-                    let hello = Hello { version: VERSION, id: 0xfeed, name: "silent", roles: 0, subscriptions: vec![] };
+                    let hello = Hello {
+                        version: VERSION,
+                        id: 0xfeed,
+                        name: "silent",
+                        roles: 0,
+                        subscriptions: subscriptions.clone(),
+                    };
                     encode_frame(&mut out, &Header::Hello(hello), &[]);
                     let _ = s.write_all(&out);
                 }

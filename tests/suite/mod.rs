@@ -33,7 +33,8 @@ macro_rules! behaviour_suite {
             dropping_the_last_handle_closes_gracefully,
             a_tiny_event_queue_never_waits_for_a_timer,
             an_old_subscription_dropped_after_resubscribing_does_not_unsubscribe,
-            delivery_visits_only_the_matching_subscriptions
+            delivery_visits_only_the_matching_subscriptions,
+            close_returns_by_close_timeout_when_a_peer_reads_nothing
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
@@ -460,4 +461,44 @@ pub async fn delivery_visits_only_the_matching_subscriptions<R: Runtime>() {
     // Each message visits the queue of "t" and the catch-all one, and only those.
     assert_eq!(a.queue_visits() - before, 2 * N, "delivery walked other subscriptions' queues");
     drop(others);
+}
+
+pub async fn close_returns_by_close_timeout_when_a_peer_reads_nothing<R: Runtime>() {
+    // The peer never reads: the queue cannot flush, the socket stays
+    // blocked with the goodbye unwritten. close() must still return by
+    // close_timeout. (Long liveness: the silent peer must not be declared
+    // down first, which would end the connection early.)
+    let close_timeout = Duration::from_millis(500);
+    let cfg = Config {
+        close_timeout,
+        heartbeat_interval: Duration::from_secs(5),
+        liveness_timeout: Duration::from_secs(30),
+        ..fast_config()
+    };
+    let sink = fake_peer::SilentPeer::subscriber(&["bulk"]);
+    let a = node::<R>("a", cfg).await;
+    a.connect(sink.addr()).await.unwrap();
+    a.wait_for_subscribers("bulk", 1).await.unwrap();
+    // Publish until the queue stays full: the kernel's buffers are full too.
+    let payload = estafeta_driver::Bytes::from(vec![0u8; 64 << 10]);
+    let mut full_in_a_row = 0;
+    while full_in_a_row < 5 {
+        match a.try_publish("bulk", payload.clone()) {
+            Ok(_) => full_in_a_row = 0,
+            Err(e) if e.is_full() => {
+                full_in_a_row += 1;
+                sleep::<R>(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("publish failed: {e}"),
+        }
+    }
+    let started = std::time::Instant::now();
+    a.close().await;
+    let took = started.elapsed();
+    assert!(took >= close_timeout - Duration::from_millis(50), "close gave up flushing early: {took:?}");
+    assert!(
+        took < close_timeout + Duration::from_millis(300),
+        "close took {took:?}, close_timeout is {close_timeout:?}"
+    );
+    assert!(a.stats().dropped > 0, "what could not be flushed is counted");
 }
