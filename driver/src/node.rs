@@ -243,6 +243,20 @@ impl<R: Runtime> Node<R> {
     /// re-sends its subscriptions on every new connection. Waits for the first
     /// handshake; fails only if the attempts run out
     /// ([`Config::reconnect_max_attempts`]).
+    ///
+    /// `Ok` means the connection is open *on this side*: the peer's handshake
+    /// arrived and passed this node's checks, and the returned [`PeerInfo`]
+    /// says who answered. It does not mean the peer accepted this node: the
+    /// peer checks this node's handshake at the same moment and may still
+    /// refuse it (a name or subscription list over its limits, a duplicate
+    /// of a connection it already has). A refusal arrives a moment later as
+    /// [`Event::PeerDown`](crate::Event::PeerDown) with the peer's reason on
+    /// [`Node::events`], and the node redials as after any failure (a
+    /// connection that ends within [`Config::liveness_timeout`] of its
+    /// handshake counts as a failed attempt, so a peer that always refuses
+    /// ends in [`Event::GaveUp`](crate::Event::GaveUp)). To know that the
+    /// peer kept the connection, wait for what you need from it, such as
+    /// [`Node::wait_for_subscribers`].
     pub async fn connect(&self, addr: impl AsRef<str>) -> Result<PeerInfo, Error> {
         let addr: PeerAddr = addr.as_ref().parse().map_err(|e: estafeta_core::AddrParseError| {
             Error::Command(estafeta_core::CommandError::BadTopic(e.to_string()))
