@@ -8,6 +8,32 @@ use std::task::Waker;
 use std::time::Instant;
 
 /// Limits of the application-side queues.
+///
+/// # Memory held for received messages
+///
+/// A node whose application stops taking messages holds, at most:
+///
+/// - per subscription, `subscription_bytes` of payload in at most
+///   `subscription_messages` messages;
+/// - in the core, [`Config::max_pending_event_bytes`](crate::Config) of
+///   payload in at most `max_pending_events` events (input stops there),
+///   plus the one message the driver holds back for a full subscription;
+/// - per connection, [`Config::max_read_buffer`](crate::Config) of received
+///   bytes plus the one frame being completed (at most `max_frame_size`);
+/// - a 64 KiB read buffer per node.
+///
+/// A held message weighs its frame (the payload, a length prefix and a
+/// header of 2 bytes plus the topic's length) and about 100 bytes of
+/// bookkeeping, so the message-count limits bound what the payload limits
+/// do not count. Payloads are slices of the allocations the driver reads
+/// into, and each allocation holds whole frames only, sized exactly: held
+/// messages keep alive the bytes of their own frames and of the frames that
+/// arrived in the same socket read (at most 64 KiB, plus the frame that read
+/// started). Those are held too when a subscription stalls (they are the
+/// messages that follow); a message kept out of a stream whose other
+/// messages are consumed keeps its read's allocation, at most 64 KiB plus
+/// its frame, so copy small payloads you keep for long
+/// (`Bytes::copy_from_slice`).
 #[derive(Clone, Copy, Debug)]
 pub struct AppLimits {
     /// Messages one subscription holds before the node stops reading its

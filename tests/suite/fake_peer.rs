@@ -96,3 +96,55 @@ pub async fn send_and_read_reply(addr: &str, bytes: Vec<u8>) -> Vec<u8> {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A publisher written by hand: it says hello, then sends `size`-byte
+/// messages on `topic` to the node at `addr`, `count` of them one by one
+/// with `pause` between them, or (`count` of `None`) in 64 KiB writes until
+/// the node stops reading for a second. Returns the bytes written.
+pub fn publish_raw(
+    addr: &str,
+    topic: &'static str,
+    size: usize,
+    count: Option<usize>,
+    pause: Duration,
+) -> std::thread::JoinHandle<usize> {
+    let addr = addr.to_string();
+    std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut out = Vec::new();
+        write_preamble(&mut out);
+        let hello = Hello { version: VERSION, id: 0xbeef, name: "raw", roles: 0, subscriptions: vec![] };
+        encode_frame(&mut out, &Header::Hello(hello), &[]);
+        s.write_all(&out).unwrap();
+        let payload = vec![0x5a; size];
+        let mut written = 0;
+        match count {
+            Some(n) => {
+                for _ in 0..n {
+                    out.clear();
+                    encode_frame(&mut out, &Header::Publish { topic }, &payload);
+                    s.write_all(&out).unwrap();
+                    written += out.len();
+                    std::thread::sleep(pause);
+                }
+            }
+            None => {
+                s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+                loop {
+                    out.clear();
+                    while out.len() < 64 << 10 {
+                        encode_frame(&mut out, &Header::Publish { topic }, &payload);
+                    }
+                    if s.write_all(&out).is_err() {
+                        break;
+                    }
+                    written += out.len();
+                }
+            }
+        }
+        // Keep the connection open (the node would drop what it holds).
+        std::mem::forget(s);
+        written
+    })
+}

@@ -34,7 +34,8 @@ macro_rules! behaviour_suite {
             a_tiny_event_queue_never_waits_for_a_timer,
             an_old_subscription_dropped_after_resubscribing_does_not_unsubscribe,
             delivery_visits_only_the_matching_subscriptions,
-            close_returns_by_close_timeout_when_a_peer_reads_nothing
+            close_returns_by_close_timeout_when_a_peer_reads_nothing,
+            a_stalled_subscriber_holds_what_its_limits_allow_and_no_more
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
@@ -501,4 +502,46 @@ pub async fn close_returns_by_close_timeout_when_a_peer_reads_nothing<R: Runtime
         "close took {took:?}, close_timeout is {close_timeout:?}"
     );
     assert!(a.stats().dropped > 0, "what could not be flushed is counted");
+}
+
+pub async fn a_stalled_subscriber_holds_what_its_limits_allow_and_no_more<R: Runtime>() {
+    // Measures the process's memory: runs alone in a child process.
+    if !util::isolated("a_stalled_subscriber_holds_what_its_limits_allow_and_no_more") {
+        return;
+    }
+    const MIB: usize = 1 << 20;
+    let limits = AppLimits { subscription_messages: 4096, subscription_bytes: 4 * MIB, events: 64 };
+    let cfg = Config { max_pending_event_bytes: 8 * MIB, max_read_buffer: 256 << 10, ..fast_config() };
+    let a = Node::<R>::builder("a").config(cfg.clone()).app_limits(limits).build().await.unwrap();
+    let (_small, _big) = (a.subscribe("small").unwrap(), a.subscribe("big").unwrap());
+    let addr = a.address().unwrap().host_port();
+    let base = util::resident_bytes();
+    // 1. A trickle: 2000 small messages, each in a read of its own, held by
+    // a subscription nobody reads. Each pinned a 64 KiB read chunk (smol).
+    let n = 2000;
+    fake_peer::publish_raw(&addr, "small", 64, Some(n), Duration::from_micros(200)).join().unwrap();
+    wait_until::<R>(|| a.stats().received == n as u64, "the trickle arrives").await;
+    let trickle = util::resident_bytes().saturating_sub(base);
+    // What each held message weighs: its frame (64 + 11 bytes) and its
+    // bookkeeping (a Message in a queue), well under 1 KiB; plus 1 MiB.
+    assert!(trickle < n * 1024 + MIB, "{n} held messages of 64 B take {} KiB", trickle >> 10);
+    // 2. 64 KiB messages until the node stops reading: it then holds what
+    // its limits allow: the subscription's bytes, the core's pending event
+    // bytes, the read buffer and one frame. Frames cut by reads were kept
+    // twice (tokio): about twice that.
+    fake_peer::publish_raw(&addr, "big", 64 << 10, None, Duration::ZERO).join().unwrap();
+    let held = util::resident_bytes().saturating_sub(base) - trickle;
+    let allowed = limits.subscription_bytes + cfg.max_pending_event_bytes + cfg.max_read_buffer + (64 << 10);
+    assert!(
+        held < allowed + 2 * MIB,
+        "a stalled subscriber holds {} KiB; its limits allow {} KiB",
+        held >> 10,
+        allowed >> 10
+    );
+    eprintln!(
+        "held {} KiB after the trickle, then {} KiB more (limits {} KiB)",
+        trickle >> 10,
+        held >> 10,
+        allowed >> 10
+    );
 }

@@ -135,3 +135,30 @@ pub async fn wait_until<R: Runtime>(mut pred: impl FnMut() -> bool, what: &str) 
     }
     panic!("timed out waiting until {what}");
 }
+
+/// True in a child process started to run only test `name`: a test that
+/// measures the process (its resident memory) runs there, alone. In the
+/// parent, runs that child, checks that it ran `name` and passed, and
+/// returns false.
+pub fn isolated(name: &str) -> bool {
+    const VAR: &str = "ESTAFETA_ISOLATED_TEST";
+    if std::env::var(VAR).is_ok_and(|v| v == name) {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new(exe)
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(VAR, name)
+        .output()
+        .expect("child test runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "isolated run of {name} failed:\n{text}");
+    print!("{text}");
+    false
+}
+
+/// This process's resident memory, in bytes (Linux; 0 elsewhere).
+pub fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<usize>().ok()).unwrap_or(0) * 4096
+}
