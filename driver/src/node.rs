@@ -392,6 +392,60 @@ impl<R: Runtime> Node<R> {
         .await
     }
 
+    /// Publishes every payload of `payloads`, in order, to every subscriber
+    /// of `topic`, taking the node's lock once per wake-up rather than once
+    /// per message, and waiting while the queues are full. Each queued
+    /// payload is removed from the front of `payloads`; returns how many.
+    /// On an error (the same as [`Node::publish`]'s) the payloads not queued
+    /// stay in `payloads`, the one refused first; so they do if the future
+    /// is dropped while it waits.
+    ///
+    /// ```
+    /// use estafeta_driver::{Bytes, Node, Runtime, Error};
+    ///
+    /// async fn stream_ticks<R: Runtime>(node: &Node<R>) -> Result<(), Error> {
+    ///     let mut batch: Vec<Bytes> = Vec::with_capacity(256);
+    ///     for tick in 0..10_000u64 {
+    ///         batch.push(Bytes::copy_from_slice(&tick.to_be_bytes()));
+    ///         if batch.len() == batch.capacity() {
+    ///             node.publish_batch("ticks", &mut batch).await?; // empties it
+    ///         }
+    ///     }
+    ///     let queued = node.publish_batch("ticks", &mut batch).await?;
+    ///     assert!(queued <= 256 && batch.is_empty());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn publish_batch(&self, topic: &str, payloads: &mut Vec<Bytes>) -> Result<usize, Error> {
+        let mut queued = 0;
+        std::future::poll_fn(|cx| {
+            let mut st = self.shared().lock();
+            let mut n = 0;
+            let result = loop {
+                let Some(payload) = payloads.get(n) else { break Poll::Ready(Ok(())) };
+                // The core drops a payload it refuses: keep ours for the retry.
+                match st.node.publish(topic, payload.clone(), SendMode::All) {
+                    Ok(_) => n += 1,
+                    Err(e) if e.is_full() => {
+                        st.app.writable.register(cx.waker());
+                        break Poll::Pending;
+                    }
+                    Err(e) => break Poll::Ready(Err(e.into())),
+                }
+            };
+            if n > 0 || result.is_pending() {
+                st.app.wake_driver();
+            }
+            // Remove what was queued now: dropping this future while it waits
+            // leaves exactly the payloads not queued.
+            payloads.drain(..n);
+            queued += n;
+            result
+        })
+        .await
+        .map(|()| queued)
+    }
+
     /// Publishes to every subscriber of `topic`, waiting for queue space.
     /// With no subscriber connected it is an error, never a silent drop.
     pub async fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<Published, Error> {

@@ -1,6 +1,6 @@
 //! The streams a node hands out: messages of a subscription, and lifecycle events.
 
-use crate::state::{Shared, State};
+use crate::state::{Shared, State, SubQueue};
 use estafeta_core::{Event, Message, Topic};
 use futures_core::Stream;
 use std::collections::VecDeque;
@@ -25,11 +25,6 @@ pub struct Subscription {
     taken: VecDeque<Message>,
 }
 
-/// Messages a subscription takes from its shared queue per lock, at most.
-const BATCH_MESSAGES: usize = 64;
-/// Payload bytes it takes per lock, at most (but always one message).
-const BATCH_BYTES: usize = 256 << 10;
-
 impl Subscription {
     pub(crate) fn new(shared: Arc<Shared>, topic: Option<Topic>) -> Subscription {
         let id = shared.lock().app.add_sub(topic.clone());
@@ -47,7 +42,7 @@ impl Subscription {
             return Some(m);
         }
         let mut st = self.shared.lock();
-        refill(&mut st, self.id, &mut self.taken);
+        refill(&mut st, self.id, |q| take_batch(q, &mut self.taken));
         self.taken.pop_front()
     }
 
@@ -55,29 +50,112 @@ impl Subscription {
     pub async fn recv(&mut self) -> Option<Message> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
+
+    /// Waits until messages are waiting, then appends all of them to `batch`
+    /// at once (one lock, one wake-up) and returns how many: at least one,
+    /// or 0 once the node is closed. The messages handed out count against
+    /// the subscription's limits ([`AppLimits`](crate::AppLimits)) until the
+    /// next call that takes messages (`next_batch`, [`Subscription::recv`],
+    /// [`Subscription::try_next`]): process them, then come back.
+    ///
+    /// ```
+    /// use estafeta_driver::{Message, Node, Runtime, Error};
+    ///
+    /// async fn consume<R: Runtime>(node: &Node<R>) -> Result<u64, Error> {
+    ///     let mut ticks = node.subscribe("ticks")?;
+    ///     let (mut batch, mut bytes) = (Vec::new(), 0u64);
+    ///     while ticks.next_batch(&mut batch).await > 0 {
+    ///         bytes += batch.iter().map(|m| m.payload.len() as u64).sum::<u64>();
+    ///         batch.clear(); // the Vec is reused: no allocation per batch
+    ///     }
+    ///     Ok(bytes) // the node was closed
+    /// }
+    /// ```
+    pub async fn next_batch(&mut self, batch: &mut Vec<Message>) -> usize {
+        std::future::poll_fn(|cx| {
+            if !self.taken.is_empty() {
+                let n = self.taken.len();
+                batch.extend(self.taken.drain(..));
+                return Poll::Ready(n);
+            }
+            poll_take(&self.shared, self.id, cx, |q| take_all(q, batch)).map(|n| n.unwrap_or(0))
+        })
+        .await
+    }
 }
 
-/// Called with `taken` empty: the last batch was handed out, so its room is
-/// given back (waking the driver if it waits for room), and the next batch
-/// is moved out of the shared queue.
-fn refill(st: &mut State, id: u64, taken: &mut VecDeque<Message>) {
+/// Messages `recv` moves out of the shared queue per lock, at most.
+const BATCH_MESSAGES: usize = 64;
+/// Payload bytes it moves, at most (but always one message).
+const BATCH_BYTES: usize = 256 << 10;
+
+/// Moves up to a batch of messages from `q` to `taken`; returns how many and
+/// their payload bytes.
+fn take_batch(q: &mut SubQueue, taken: &mut VecDeque<Message>) -> (usize, usize) {
+    let (mut n, mut bytes) = (0, 0);
+    while n < BATCH_MESSAGES && bytes < BATCH_BYTES {
+        let Some(m) = q.queue.pop_front() else { break };
+        n += 1;
+        bytes += m.payload.len();
+        taken.push_back(m);
+    }
+    (n, bytes)
+}
+
+/// Moves every message from `q` to the end of `out`; returns how many and
+/// their payload bytes. Into an empty `out`, the two buffers are swapped
+/// (no message is copied, nothing is allocated).
+fn take_all(q: &mut SubQueue, out: &mut Vec<Message>) -> (usize, usize) {
+    let n = q.queue.len();
+    if out.is_empty() {
+        let spare = VecDeque::from(std::mem::take(out));
+        *out = Vec::from(std::mem::replace(&mut q.queue, spare));
+    } else {
+        out.extend(q.queue.drain(..));
+    }
+    // With the last batch given back, `bytes` counts the queue only.
+    (n, q.bytes)
+}
+
+/// Called once the previous messages were handed out: their room is given
+/// back (waking the driver if it waits for room), and `take` moves the
+/// next ones out of the shared queue. Returns how many.
+fn refill(st: &mut State, id: u64, take: impl FnOnce(&mut SubQueue) -> (usize, usize)) -> usize {
     let Some(q) = st.app.subs.get_mut(&id) else {
-        return;
+        return 0;
     };
     let freed = q.taken > 0;
     q.bytes -= q.taken_bytes;
-    q.taken = 0;
-    q.taken_bytes = 0;
-    while q.taken < BATCH_MESSAGES && q.taken_bytes < BATCH_BYTES {
-        let Some(m) = q.queue.pop_front() else { break };
-        q.taken += 1;
-        q.taken_bytes += m.payload.len();
-        taken.push_back(m);
-    }
+    (q.taken, q.taken_bytes) = take(q);
+    let n = q.taken;
     if freed && st.app.app_blocked {
         st.app.app_blocked = false;
         st.app.wake_driver();
     }
+    n
+}
+
+/// Takes the next messages (see [`refill`]): `Some(n)` with `n > 0`,
+/// `None` once the node is closed, or `Pending` with the task registered
+/// to be woken when messages come.
+fn poll_take(
+    shared: &Shared,
+    id: u64,
+    cx: &mut Context<'_>,
+    take: impl FnOnce(&mut SubQueue) -> (usize, usize),
+) -> Poll<Option<usize>> {
+    let mut st = shared.lock();
+    let n = refill(&mut st, id, take);
+    if n > 0 {
+        return Poll::Ready(Some(n));
+    }
+    if st.app.finished {
+        return Poll::Ready(None);
+    }
+    if let Some(q) = st.app.subs.get_mut(&id) {
+        q.waker = Some(cx.waker().clone());
+    }
+    Poll::Pending
 }
 
 impl Stream for Subscription {
@@ -85,21 +163,14 @@ impl Stream for Subscription {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
         let this = self.get_mut();
-        if let Some(m) = this.taken.pop_front() {
-            return Poll::Ready(Some(m));
+        if this.taken.is_empty() {
+            let taken = &mut this.taken;
+            let took = std::task::ready!(poll_take(&this.shared, this.id, cx, |q| take_batch(q, taken)));
+            if took.is_none() {
+                return Poll::Ready(None);
+            }
         }
-        let mut st = this.shared.lock();
-        refill(&mut st, this.id, &mut this.taken);
-        if let Some(m) = this.taken.pop_front() {
-            return Poll::Ready(Some(m));
-        }
-        if st.app.finished {
-            return Poll::Ready(None);
-        }
-        if let Some(q) = st.app.subs.get_mut(&this.id) {
-            q.waker = Some(cx.waker().clone());
-        }
-        Poll::Pending
+        Poll::Ready(this.taken.pop_front())
     }
 }
 

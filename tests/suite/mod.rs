@@ -35,7 +35,8 @@ macro_rules! behaviour_suite {
             an_old_subscription_dropped_after_resubscribing_does_not_unsubscribe,
             delivery_visits_only_the_matching_subscriptions,
             close_returns_by_close_timeout_when_a_peer_reads_nothing,
-            a_stalled_subscriber_holds_what_its_limits_allow_and_no_more
+            a_stalled_subscriber_holds_what_its_limits_allow_and_no_more,
+            batches_are_published_and_received_in_order_through_backpressure
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
@@ -544,4 +545,55 @@ pub async fn a_stalled_subscriber_holds_what_its_limits_allow_and_no_more<R: Run
         held >> 10,
         allowed >> 10
     );
+}
+
+pub async fn batches_are_published_and_received_in_order_through_backpressure<R: Runtime>() {
+    use estafeta_driver::Bytes;
+    const N: u64 = 30_000;
+    // Small queues on both sides, so batches wait for room again and again.
+    let a_limits = AppLimits { subscription_messages: 512, ..AppLimits::default() };
+    let a = Node::<R>::builder("a").config(fast_config()).app_limits(a_limits).build().await.unwrap();
+    let mut sub = a.subscribe("seq").unwrap();
+    let b = node::<R>("b", Config { max_queued_frames_per_peer: 1000, ..fast_config() }).await;
+    let mut refused = vec![Bytes::from_static(b"nobody listens")];
+    match b.publish_batch("seq", &mut refused).await {
+        Err(Error::Publish(PublishError::NoSubscribers(_))) => {}
+        other => panic!("expected NoSubscribers, got {other:?}"),
+    }
+    assert_eq!(refused.len(), 1, "a refused payload stays in the batch");
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    b.wait_for_subscribers("seq", 1).await.unwrap();
+    let publisher = async {
+        let mut batch = Vec::new();
+        for chunk in (0..N).collect::<Vec<_>>().chunks(2500) {
+            batch.extend(chunk.iter().map(|i| Bytes::copy_from_slice(&i.to_be_bytes())));
+            assert_eq!(b.publish_batch("seq", &mut batch).await.unwrap(), chunk.len());
+            assert!(batch.is_empty(), "queued payloads leave the batch");
+        }
+    };
+    let receiver = async {
+        let (mut next, mut batch, mut batches) = (0u64, Vec::new(), 0);
+        while next < N {
+            // Single messages and batches mix.
+            if next % 7 == 0 {
+                let m = sub.recv().await.unwrap();
+                assert_eq!(m.payload[..], next.to_be_bytes());
+                next += 1;
+                continue;
+            }
+            let n = sub.next_batch(&mut batch).await;
+            assert!(n > 0 && n == batch.len() && n <= 512, "batch of {n}");
+            for m in batch.drain(..) {
+                assert_eq!(m.payload[..], next.to_be_bytes(), "out of order or duplicated");
+                next += 1;
+            }
+            batches += 1;
+        }
+        batches
+    };
+    let ((), batches) = util::join(publisher, receiver).await;
+    assert!(batches < N as usize, "messages came in batches");
+    assert!(sub.try_next().is_none(), "more messages than sent");
+    a.close().await;
+    assert_eq!(sub.next_batch(&mut Vec::new()).await, 0, "the stream ends with the node");
 }
