@@ -26,6 +26,7 @@
 //! | `throughput_64B`, `throughput_1KiB` (msg/s), `throughput_64KiB` (MB/s) | one publisher, one subscriber | the channel baseline |
 //! | `rtt_p50`, `rtt_p99` (us) | ping-pong between two nodes | the channel baseline's ping-pong |
 //! | `direct/throughput_*`, `direct/rtt_*` | the same figure as above | the direct baseline |
+//! | `batch/throughput_*` | the same through `Node::publish_batch` (256 messages a call) and `Subscription::next_batch` | the direct baseline |
 //! | `fanout4/throughput_64B` (msg/s) | messages received per second by the four subscribers together | the direct baseline writing every frame to four sockets |
 //! | `fanout4/per_subscriber_64B` (msg/s) | the same divided by four: what each subscriber receives | the same, per socket |
 //!
@@ -83,14 +84,14 @@
 //! - `E2E_RUNTIME` (`tokio`, `smol`, default both).
 //! - `E2E_CASES`: comma-separated substrings of the printed names; only
 //!   matching lines are measured (`direct/`, `fanout4`, `rtt`, ...).
-//! - `E2E_IMPL` (`ours`, `baseline`, `direct`): measure only those, for
+//! - `E2E_IMPL` (`ours`, `batch`, `baseline`, `direct`): measure only those, for
 //!   profiling; the others' figures are then printed as 0 (ratio `inf` or 0).
 //!
 //! Without `--bench` (as under `cargo test --benches`) it runs a smoke test
 //! at 1 % of the counts.
 
 use bytes::Bytes;
-use estafeta_driver::{Node, Runtime};
+use estafeta_driver::{Message, Node, Runtime, Subscription};
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -296,21 +297,52 @@ fn ends() -> (RxEnds, TxEnds) {
 
 // ----- ours, generic over the runtime -----------------------------------
 
-async fn ours_receive<R: Runtime>(run: Run, ends: RxEnds) -> Instant {
+/// Messages per `publish_batch` in the batch cases.
+const BATCH: usize = 256;
+
+/// Receives `n` messages of `size` bytes, one by one or in batches.
+async fn receive_n(sub: &mut Subscription, n: usize, size: usize, batch: &mut Option<Vec<Message>>) {
+    let Some(batch) = batch else {
+        for _ in 0..n {
+            let m = sub.recv().await.expect("stream open");
+            assert_eq!(m.payload.len(), size);
+        }
+        return;
+    };
+    let mut got = 0;
+    while got < n {
+        got += sub.next_batch(batch).await;
+        assert!(batch.drain(..).all(|m| m.payload.len() == size));
+    }
+    assert_eq!(got, n, "more messages than sent");
+}
+
+/// Publishes `n` copies of `payload`, one by one or in batches.
+async fn publish_n<R: Runtime>(node: &Node<R>, payload: &Bytes, n: usize, batch: bool) {
+    if !batch {
+        for _ in 0..n {
+            node.publish(TOPIC, payload.clone()).await.expect("publish");
+        }
+        return;
+    }
+    let mut b = Vec::with_capacity(BATCH);
+    for k in (0..n).step_by(BATCH) {
+        b.extend((k..n.min(k + BATCH)).map(|_| payload.clone()));
+        node.publish_batch(TOPIC, &mut b).await.expect("publish");
+    }
+}
+
+/// Our receiver (`batch`: through `Subscription::next_batch`).
+async fn ours_receive<R: Runtime>(run: Run, ends: RxEnds, batch: bool) -> Instant {
     let (Run { size, warm, n }, RxEnds { addr_tx, warm_tx, done_tx }) = (run, ends);
     let node = Node::<R>::builder("rx").build().await.expect("node starts");
     let mut sub = node.subscribe(TOPIC).expect("subscribes");
     let addr = node.address().expect("listens").to_string();
     addr_tx.send(addr).expect("sender waits");
-    let mut warm_tx = Some(warm_tx);
-    for i in 0..warm + n {
-        if i == warm {
-            let tx = warm_tx.take().expect("sent once");
-            tx.send(()).expect("sender waits");
-        }
-        let m = sub.recv().await.expect("stream open");
-        assert_eq!(m.payload.len(), size);
-    }
+    let mut batch = batch.then(Vec::new);
+    receive_n(&mut sub, warm, size, &mut batch).await;
+    warm_tx.send(()).expect("sender waits");
+    receive_n(&mut sub, n, size, &mut batch).await;
     let t1 = Instant::now();
     assert!(sub.try_next().is_none(), "more messages than sent");
     done_tx.send(()).expect("sender waits");
@@ -319,8 +351,9 @@ async fn ours_receive<R: Runtime>(run: Run, ends: RxEnds) -> Instant {
 }
 
 /// Our sender, to one receiving node or several (fan-out: every message
-/// goes to every subscriber, `SendMode::All`).
-async fn ours_send<R: Runtime>(run: Run, ends: Vec<TxEnds>) -> Instant {
+/// goes to every subscriber, `SendMode::All`); `batch`: through
+/// `Node::publish_batch`.
+async fn ours_send<R: Runtime>(run: Run, ends: Vec<TxEnds>, batch: bool) -> Instant {
     let Run { size, warm, n } = run;
     let node = Node::<R>::builder("tx").no_listen().build().await.expect("node starts");
     let mut waits = Vec::with_capacity(ends.len());
@@ -330,18 +363,14 @@ async fn ours_send<R: Runtime>(run: Run, ends: Vec<TxEnds>) -> Instant {
     }
     node.wait_for_subscribers(TOPIC, waits.len()).await.expect("subscribers");
     let payload = Bytes::from(vec![0xA5; size]);
-    for _ in 0..warm {
-        node.publish(TOPIC, payload.clone()).await.expect("publish");
-    }
+    publish_n(&node, &payload, warm, batch).await;
     let mut done = Vec::with_capacity(waits.len());
     for (warm_rx, done_rx) in waits {
         warm_rx.await.expect("warm-up received");
         done.push(done_rx);
     }
     let t0 = Instant::now();
-    for _ in 0..n {
-        node.publish(TOPIC, payload.clone()).await.expect("publish");
-    }
+    publish_n(&node, &payload, n, batch).await;
     // Wait for the receivers before closing, as the baselines do.
     for done_rx in done {
         done_rx.await.expect("receiver done");
@@ -454,13 +483,15 @@ enum Rt {
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Impl {
     Ours,
+    /// Ours through `publish_batch` and `next_batch`.
+    Batch,
     /// The channel baseline.
     Base,
     /// The direct baseline.
     Direct,
 }
 
-const IMPLS: usize = 3;
+const IMPLS: usize = 4;
 
 impl Rt {
     fn name(self) -> &'static str {
@@ -475,6 +506,7 @@ impl Impl {
     fn name(self) -> &'static str {
         match self {
             Impl::Ours => "ours",
+            Impl::Batch => "batch",
             Impl::Base => "baseline",
             Impl::Direct => "direct",
         }
@@ -498,7 +530,7 @@ fn throughput_on<P: baseline::Plain>(which: Impl, run: Run, fanout: usize) -> Du
     let receivers = move || {
         let futs = rx.into_iter().map(|e| -> BoxFut<Instant> {
             match which {
-                Impl::Ours => Box::pin(ours_receive::<P::Ours>(run, e)),
+                Impl::Ours | Impl::Batch => Box::pin(ours_receive::<P::Ours>(run, e, which == Impl::Batch)),
                 Impl::Base | Impl::Direct => Box::pin(baseline::base_receive::<P>(run, e)),
             }
         });
@@ -506,7 +538,7 @@ fn throughput_on<P: baseline::Plain>(which: Impl, run: Run, fanout: usize) -> Du
     };
     let sender = move || -> BoxFut<Instant> {
         match which {
-            Impl::Ours => Box::pin(ours_send::<P::Ours>(run, tx)),
+            Impl::Ours | Impl::Batch => Box::pin(ours_send::<P::Ours>(run, tx, which == Impl::Batch)),
             Impl::Base => {
                 let [tx] = <[TxEnds; 1]>::try_from(tx).ok().expect("the channel baseline has one receiver");
                 Box::pin(baseline::base_send::<P>(run, tx))
@@ -529,7 +561,7 @@ fn rtt_on<P: baseline::Plain>(which: Impl, warm: usize, rounds: usize) -> Vec<Du
     let (addr_tx, addr_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel();
     let ((), rtts) = match which {
-        Impl::Ours => P::pair(
+        Impl::Ours | Impl::Batch => P::pair(
             move || ours_echo::<P::Ours>(total, addr_tx, done_rx),
             move || ours_ping::<P::Ours>(warm, rounds, addr_rx, done_tx),
         ),
@@ -592,15 +624,26 @@ const FANOUT_CASE: Case = Case { name: "throughput_64B", size: 64, count: 250_00
 fn run_throughput(s: &Settings, rt: Rt, case: &Case) {
     let on = if rt == Rt::Smol { "smol/" } else { "" };
     let name = |group: &str| format!("{group}{on}{}", case.name);
-    // The baselines whose lines are wanted; ours is measured for any of them.
-    let baselines: Vec<(Impl, String)> =
-        [(Impl::Base, name("")), (Impl::Direct, name("direct/"))].into_iter().filter(|(_, n)| s.wants(n)).collect();
-    if baselines.is_empty() {
+    // The lines wanted: (ours, baseline, name).
+    let lines: Vec<(Impl, Impl, String)> = [
+        (Impl::Ours, Impl::Base, name("")),
+        (Impl::Ours, Impl::Direct, name("direct/")),
+        (Impl::Batch, Impl::Direct, name("batch/")),
+    ]
+    .into_iter()
+    .filter(|(_, _, n)| s.wants(n))
+    .collect();
+    let mut impls: Vec<Impl> = Vec::new();
+    for which in lines.iter().flat_map(|(o, b, _)| [*b, *o]) {
+        if !impls.contains(&which) {
+            impls.push(which);
+        }
+    }
+    if impls.is_empty() {
         return;
     }
     let n = s.count(case.count);
     let run = Run { size: case.size, warm: warmup(n), n };
-    let impls: Vec<Impl> = baselines.iter().map(|(i, _)| *i).chain([Impl::Ours]).collect();
     let best = best_of(s, &impls, Duration::MAX, Duration::min, |which| throughput_once(rt, which, run, 1));
     let secs: Vec<String> = impls.iter().map(|i| format!("{} {:.3} s", i.name(), best(*i).as_secs_f64())).collect();
     eprintln!("# {on}{}: {n} x {} B, {}", case.name, case.size, secs.join(", "));
@@ -608,8 +651,8 @@ fn run_throughput(s: &Settings, rt: Rt, case: &Case) {
         Unit::MsgPerSec => (n as f64, "msg/s"),
         Unit::MegabytesPerSec => ((n * case.size) as f64 / 1e6, "MB/s"),
     };
-    for (which, name) in &baselines {
-        line(name, rate / best(Impl::Ours).as_secs_f64(), rate / best(*which).as_secs_f64(), unit);
+    for (ours, base, name) in &lines {
+        line(name, rate / best(*ours).as_secs_f64(), rate / best(*base).as_secs_f64(), unit);
     }
 }
 
