@@ -135,6 +135,11 @@ pub(crate) struct App {
     by_topic: BTreeMap<Topic, Vec<u64>>,
     /// The ids of the subscriptions to every message.
     every: Vec<u64>,
+    /// The topic of the last message delivered and the ids of the queues it
+    /// went to, so a run of messages on one topic skips the lookup: the
+    /// core hands out one `Topic` per subscription, compared by address.
+    /// Cleared when subscriptions change.
+    route: Option<(Topic, Vec<u64>)>,
     pub(crate) topic_refs: BTreeMap<Topic, usize>,
     pub(crate) event_queues: BTreeMap<u64, EventQueue>,
     next_id: u64,
@@ -165,6 +170,7 @@ impl App {
             subs: BTreeMap::new(),
             by_topic: BTreeMap::new(),
             every: Vec::new(),
+            route: None,
             topic_refs: BTreeMap::new(),
             event_queues: BTreeMap::new(),
             next_id: 1,
@@ -185,6 +191,7 @@ impl App {
     /// Opens a subscription queue for `topic` (`None`: every message) and returns its id.
     pub(crate) fn add_sub(&mut self, topic: Option<Topic>) -> u64 {
         let id = self.next_id();
+        self.route = None;
         match &topic {
             Some(t) => self.by_topic.entry(t.clone()).or_default().push(id),
             None => self.every.push(id),
@@ -198,6 +205,7 @@ impl App {
     /// Closes subscription queue `id`; returns it.
     pub(crate) fn remove_sub(&mut self, id: u64) -> Option<SubQueue> {
         let q = self.subs.remove(&id)?;
+        self.route = None;
         match &q.topic {
             Some(t) => {
                 if let Some(ids) = self.by_topic.get_mut(t) {
@@ -265,25 +273,33 @@ impl App {
 
     #[allow(clippy::result_large_err)]
     fn deliver_message(&mut self, m: Message) -> Result<(), Message> {
-        let App { limits, subs, by_topic, every, queue_visits, .. } = self;
+        let App { limits, subs, by_topic, every, route, queue_visits, .. } = self;
         let size = m.payload.len();
         // The queues of the message's topic, then those of every topic.
-        let topic_ids = by_topic.get(&m.topic).map_or(&[][..], Vec::as_slice);
-        let ids = || topic_ids.iter().chain(every.iter()).copied();
+        if !route.as_ref().is_some_and(|(t, _)| std::ptr::eq(t.as_str(), m.topic.as_str())) {
+            let found = by_topic.get(&m.topic).into_iter().flatten().chain(every.iter()).copied();
+            match route {
+                Some((t, ids)) => {
+                    *t = m.topic.clone();
+                    ids.clear();
+                    ids.extend(found);
+                }
+                None => *route = Some((m.topic.clone(), found.collect())),
+            }
+        }
+        let ids = &route.as_ref().expect("routed above").1;
         // One pass to check room; then the last queue takes the message
         // itself and the others a clone.
-        let mut last = None;
-        for id in ids() {
+        let Some((&last, others)) = ids.split_last() else { return Ok(()) };
+        for id in ids.iter() {
             *queue_visits += 1;
-            if !subs.get(&id).is_none_or(|q| q.has_room(limits, size)) {
+            if !subs.get(id).is_none_or(|q| q.has_room(limits, size)) {
                 self.app_blocked = true;
                 return Err(m);
             }
-            last = Some(id);
         }
-        let Some(last) = last else { return Ok(()) };
-        for id in ids().filter(|id| *id != last) {
-            if let Some(q) = subs.get_mut(&id) {
+        for id in others {
+            if let Some(q) = subs.get_mut(id) {
                 q.push(m.clone());
             }
         }
