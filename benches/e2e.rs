@@ -527,16 +527,14 @@ macro_rules! on_runtime {
 /// the last receive.
 fn throughput_on<P: baseline::Plain>(which: Impl, run: Run, fanout: usize) -> Duration {
     let (rx, tx): (Vec<RxEnds>, Vec<TxEnds>) = (0..fanout).map(|_| ends()).unzip();
-    let receivers = move || {
-        let futs = rx.into_iter().map(|e| -> BoxFut<Instant> {
-            match which {
-                Impl::Ours | Impl::Batch => Box::pin(ours_receive::<P::Ours>(run, e, which == Impl::Batch)),
-                Impl::Base | Impl::Direct => Box::pin(baseline::base_receive::<P>(run, e)),
-            }
-        });
-        join_all::<P, Instant>(futs.collect())
-    };
-    let sender = move || -> BoxFut<Instant> {
+    let receivers = rx.into_iter().map(|e| -> BoxFut<Instant> {
+        match which {
+            Impl::Ours | Impl::Batch => Box::pin(ours_receive::<P::Ours>(run, e, which == Impl::Batch)),
+            Impl::Base | Impl::Direct => Box::pin(baseline::base_receive::<P>(run, e)),
+        }
+    });
+    let receivers = Box::pin(join_all::<P, Instant>(receivers.collect()));
+    let sender: BoxFut<Instant> = {
         match which {
             Impl::Ours | Impl::Batch => Box::pin(ours_send::<P::Ours>(run, tx, which == Impl::Batch)),
             Impl::Base => {
@@ -562,16 +560,16 @@ fn rtt_on<P: baseline::Plain>(which: Impl, warm: usize, rounds: usize) -> Vec<Du
     let (done_tx, done_rx) = oneshot::channel();
     let ((), rtts) = match which {
         Impl::Ours | Impl::Batch => P::pair(
-            move || ours_echo::<P::Ours>(total, addr_tx, done_rx),
-            move || ours_ping::<P::Ours>(warm, rounds, addr_rx, done_tx),
+            Box::pin(ours_echo::<P::Ours>(total, addr_tx, done_rx)),
+            Box::pin(ours_ping::<P::Ours>(warm, rounds, addr_rx, done_tx)),
         ),
         Impl::Base => P::pair(
-            move || baseline::base_echo::<P>(total, addr_tx, done_rx),
-            move || baseline::base_ping::<P>(warm, rounds, addr_rx, done_tx),
+            Box::pin(baseline::base_echo::<P>(total, addr_tx, done_rx)),
+            Box::pin(baseline::base_ping::<P>(warm, rounds, addr_rx, done_tx)),
         ),
         Impl::Direct => P::pair(
-            move || direct::direct_echo::<P>(total, addr_tx, done_rx),
-            move || direct::direct_ping::<P>(warm, rounds, addr_rx, done_tx),
+            Box::pin(direct::direct_echo::<P>(total, addr_tx, done_rx)),
+            Box::pin(direct::direct_ping::<P>(warm, rounds, addr_rx, done_tx)),
         ),
     };
     rtts

@@ -22,14 +22,7 @@ pub(crate) trait Plain: Sized + 'static {
     type Join: Send;
 
     /// Runs the two sides of a case to their ends.
-    fn pair<A, FA, B, FB>(a: A, b: B) -> (FA::Output, FB::Output)
-    where
-        A: FnOnce() -> FA + Send + 'static,
-        FA: Future + Send + 'static,
-        FA::Output: Send + 'static,
-        B: FnOnce() -> FB + Send + 'static,
-        FB: Future + Send + 'static,
-        FB::Output: Send + 'static;
+    fn pair<A: Send + 'static, B: Send + 'static>(a: BoxFut<A>, b: BoxFut<B>) -> (A, B);
     /// Runs `f` as a task of its own on the current side, from now on.
     fn spawn<T: Send + 'static>(f: BoxFut<T>) -> BoxFut<T>;
 

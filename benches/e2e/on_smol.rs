@@ -22,18 +22,9 @@ impl Plain for SmolPlain {
     type Join = smol::Task<()>;
 
     /// Both sides run as tasks on smol's global executor.
-    fn pair<A, FA, B, FB>(a: A, b: B) -> (FA::Output, FB::Output)
-    where
-        A: FnOnce() -> FA + Send + 'static,
-        FA: Future + Send + 'static,
-        FA::Output: Send + 'static,
-        B: FnOnce() -> FB + Send + 'static,
-        FB: Future + Send + 'static,
-        FB::Output: Send + 'static,
-    {
+    fn pair<A: Send + 'static, B: Send + 'static>(a: BoxFut<A>, b: BoxFut<B>) -> (A, B) {
         smol::block_on(async {
-            let ta = smol::spawn(a());
-            let tb = smol::spawn(b());
+            let (ta, tb) = (smol::spawn(a), smol::spawn(b));
             (ta.await, tb.await)
         })
     }

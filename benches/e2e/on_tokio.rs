@@ -15,12 +15,9 @@ fn runtime() -> tokio::runtime::Runtime {
 /// A side's code runs as a spawned task, like the tasks it talks to
 /// (our driver, the baseline's writer), not as the `block_on` future:
 /// tokio polls that one only after parking on the I/O driver.
-fn side<F: FnOnce() -> Fut, Fut: Future + Send + 'static>(f: F) -> Fut::Output
-where
-    Fut::Output: Send + 'static,
-{
+fn side<T: Send + 'static>(f: BoxFut<T>) -> T {
     let rt = runtime();
-    let task = rt.spawn(f());
+    let task = rt.spawn(f);
     rt.block_on(task).expect("side task")
 }
 
@@ -36,15 +33,7 @@ impl Plain for TokioPlain {
     type Join = tokio::task::JoinHandle<()>;
 
     /// Each side runs as a task on its own thread and runtime.
-    fn pair<A, FA, B, FB>(a: A, b: B) -> (FA::Output, FB::Output)
-    where
-        A: FnOnce() -> FA + Send + 'static,
-        FA: Future + Send + 'static,
-        FA::Output: Send + 'static,
-        B: FnOnce() -> FB + Send + 'static,
-        FB: Future + Send + 'static,
-        FB::Output: Send + 'static,
-    {
+    fn pair<A: Send + 'static, B: Send + 'static>(a: BoxFut<A>, b: BoxFut<B>) -> (A, B) {
         let ta = std::thread::spawn(move || side(a));
         let tb = std::thread::spawn(move || side(b));
         (ta.join().expect("side a"), tb.join().expect("side b"))
