@@ -2,7 +2,7 @@
 //! application, and runs the core's [`Drain`] after each wake-up. It holds no
 //! protocol logic: that is all in estafeta-core.
 
-use crate::recv::RecvState;
+use crate::recv::{Plan, RecvState};
 use crate::runtime::{ConnectFuture, Listener, Runtime, Socket, Timer};
 use crate::state::{App, Shared, State};
 use estafeta_core::{Action, CloseReason, ConnId, Drain, Event, Sink, Step, Timestamp, WriteOutcome};
@@ -248,14 +248,14 @@ impl<R: Runtime> Driver<R> {
                     return true;
                 }
                 let scratch = &mut self.read_buf;
-                let (read, zero_copy) = match sock.io.recv.zero_copy_room(&mut st.node, *conn) {
-                    // The rest of a long frame: straight into the room kept for it.
-                    Some(room) => {
+                let plan = sock.io.recv.plan(&mut st.node, *conn, READ_CHUNK);
+                let read = match plan {
+                    Plan::Room(room) => {
                         let Some(rx) = st.node.recv_buffer(*conn) else { break };
                         let scratch = &mut scratch[..room.min(READ_CHUNK)];
-                        (sock.poll(|s, cx| s.sock.poll_read_buf(cx, rx, scratch)), true)
+                        sock.poll(|s, cx| s.sock.poll_read_buf(cx, rx, scratch))
                     }
-                    None => (sock.poll(|s, cx| s.sock.poll_read(cx, scratch)), false),
+                    Plan::Copy(max) => sock.poll(|s, cx| s.sock.poll_read(cx, &mut scratch[..max])),
                 };
                 match read {
                     Poll::Ready(Ok(0)) => {
@@ -264,10 +264,9 @@ impl<R: Runtime> Driver<R> {
                     }
                     Poll::Ready(Ok(n)) => {
                         budget = budget.saturating_sub(n);
-                        if zero_copy {
-                            sock.io.recv.received(&mut st.node, now, *conn, n);
-                        } else {
-                            sock.io.recv.feed(&mut st.node, now, *conn, &scratch[..n]);
+                        match plan {
+                            Plan::Room(_) => sock.io.recv.received(&mut st.node, now, *conn, n),
+                            Plan::Copy(_) => sock.io.recv.feed(&mut st.node, now, *conn, &scratch[..n]),
                         }
                     }
                     Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -15,19 +15,37 @@
 //! they start (its length prefix says how much), and the next read first
 //! completes that frame in the room kept for it. An allocation then holds
 //! whole frames and nothing else, and the memory pinned by held messages is
-//! the bytes of their frames (header and payload). Reads go through a 64 KiB
-//! buffer and are copied once; the rest of a frame of at least
-//! [`ZERO_COPY_MIN`] bytes is read straight into the room kept for it.
+//! the bytes of their frames (header and payload). Reads of short frames go
+//! through a 64 KiB buffer and are copied once. A long frame (at least
+//! [`LONG_FRAME`] bytes) is read on its own, with the next frame's length
+//! prefix: the read asks for exactly its rest plus those 4 bytes, straight
+//! into its room (no copy) when that is at least [`ZERO_COPY_MIN`]. So a
+//! stream of long frames costs one read and no copy per frame, and each
+//! allocation holds one frame plus the 4 bytes of the next one's prefix
+//! (which move on to that frame's own allocation).
 
 use bytes::BytesMut;
 use estafeta_core::wire::{LEN_PREFIX, PREAMBLE_LEN};
 use estafeta_core::{ConnId, Node, Timestamp};
 
-/// The rest of a frame at least this long is read straight into its room
-/// (no copy); below it the copy is cheap. It is also the spare room below
-/// which a runtime's own `poll_read_buf` may grow the buffer (tokio's does),
-/// so the room handed to it is never smaller.
+/// A frame at least this long is read on its own (see the module docs).
+pub(crate) const LONG_FRAME: usize = 16 << 10;
+
+/// A read of at least this many bytes into room kept in the receive buffer
+/// goes straight there; below it the copy is cheap. It is also the spare
+/// room below which a runtime's own `poll_read_buf` may grow the buffer
+/// (tokio's does), so the room handed to it is never smaller.
 pub(crate) const ZERO_COPY_MIN: usize = 16 << 10;
+
+/// How to do the next read of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Read at most this many bytes into the driver's buffer, then [`RecvState::feed`].
+    Copy(usize),
+    /// Read at most this many bytes straight into the room kept for them at
+    /// the end of the receive buffer, then [`RecvState::received`].
+    Room(usize),
+}
 
 /// What one connection's reads have been.
 #[derive(Debug, Default)]
@@ -42,21 +60,27 @@ impl RecvState {
         self.bytes_in >= PREAMBLE_LEN as u64
     }
 
-    /// Bytes to read straight into `conn`'s receive buffer, if the frame at
-    /// its end misses at least [`ZERO_COPY_MIN`] of them. Room is made for
-    /// exactly that many.
-    pub(crate) fn zero_copy_room(&self, node: &mut Node, conn: ConnId) -> Option<usize> {
+    /// How to read `conn` next, reading at most `chunk` bytes into the
+    /// driver's buffer. Makes the room a [`Plan::Room`] reads into.
+    pub(crate) fn plan(&self, node: &mut Node, conn: ConnId, chunk: usize) -> Plan {
         let max = node.config().max_frame_size;
-        let rx = node.recv_buffer(conn)?;
-        if !self.framed() || rx.is_empty() {
-            return None;
+        let Some(rx) = node.recv_buffer(conn) else { return Plan::Copy(chunk) };
+        if !self.framed() {
+            return Plan::Copy(chunk);
         }
-        let need = tail_need(rx, max);
-        if need < ZERO_COPY_MIN {
-            return None;
+        match cut_frame(rx, max) {
+            // The rest of a long frame and the next frame's length prefix.
+            Some(cut) if cut.is_long() => {
+                let want = cut.room();
+                if want >= ZERO_COPY_MIN {
+                    fit(rx, want);
+                    Plan::Room(want)
+                } else {
+                    Plan::Copy(want.min(chunk))
+                }
+            }
+            _ => Plan::Copy(chunk),
         }
-        fit(rx, need);
-        Some(need)
     }
 
     /// `n` bytes were read straight into the receive buffer.
@@ -75,12 +99,9 @@ impl RecvState {
         self.bytes_in += data.len() as u64;
         while framed && !data.is_empty() {
             let Some(rx) = node.recv_buffer(conn) else { return };
-            let need = if rx.is_empty() { 0 } else { tail_need(rx, max) };
-            if need == 0 {
-                break;
-            }
-            fit(rx, need);
-            let take = need.min(data.len());
+            let Some(cut) = cut_frame(rx, max) else { break };
+            fit(rx, cut.room());
+            let take = cut.need.min(data.len());
             rx.extend_from_slice(&data[..take]);
             data = &data[take..];
             node.handle_received(now, conn, take);
@@ -91,7 +112,7 @@ impl RecvState {
         let Some(rx) = node.recv_buffer(conn) else { return };
         // Before the preamble is in, frames cannot be measured: no room is
         // kept (the next reads move the cut frame once).
-        let extra = if framed { tail_need(data, max) } else { 0 };
+        let extra = if framed { cut_frame(data, max).map_or(0, |c| c.room()) } else { 0 };
         if rx.is_empty() && rx.capacity() < data.len() + extra {
             *rx = BytesMut::with_capacity(data.len() + extra);
         } else {
@@ -116,26 +137,46 @@ fn fit(rx: &mut BytesMut, more: usize) {
     }
 }
 
-/// Bytes missing from the last frame of `buf`, which starts at a frame
-/// boundary: 0 if it ends on one, the rest of the length prefix if that is
-/// cut short. A length the core will refuse (0, or over `max`) counts as
-/// nothing missing: the core closes the connection on it.
-fn tail_need(buf: &[u8], max: usize) -> usize {
+/// The last frame of a buffer that does not end on a frame boundary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cut {
+    /// Bytes missing: the rest of the frame, or of its length prefix.
+    need: usize,
+    /// The whole frame's length with its prefix (0 while the prefix is cut).
+    len: usize,
+}
+
+/// The frame cut at the end of `buf`, which starts at a frame boundary. A
+/// length the core will refuse (0, or over `max`) counts as nothing
+/// missing: the core closes the connection on it.
+fn cut_frame(buf: &[u8], max: usize) -> Option<Cut> {
     let mut at = 0;
     loop {
         let rest = &buf[at..];
         let Some(prefix) = rest.get(..LEN_PREFIX) else {
-            return if rest.is_empty() { 0 } else { LEN_PREFIX - rest.len() };
+            return (!rest.is_empty()).then(|| Cut { need: LEN_PREFIX - rest.len(), len: 0 });
         };
         let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
         if len == 0 || len > max {
-            return 0;
+            return None;
         }
         let end = LEN_PREFIX + len;
         if rest.len() < end {
-            return end - rest.len();
+            return Some(Cut { need: end - rest.len(), len: end });
         }
         at += end;
+    }
+}
+
+impl Cut {
+    fn is_long(&self) -> bool {
+        self.len >= LONG_FRAME
+    }
+
+    /// The room to keep for it: what it misses, and for a long frame the
+    /// next frame's length prefix, read with it.
+    fn room(&self) -> usize {
+        self.need + if self.is_long() { LEN_PREFIX } else { 0 }
     }
 }
 
@@ -150,15 +191,18 @@ mod tests {
     }
 
     #[test]
-    fn tail_need_measures_the_last_frame() {
+    fn cut_frame_measures_the_last_frame() {
+        let cut = |b: &[u8]| cut_frame(b, 1 << 20).map(|c| (c.need, c.len));
         let two: Vec<u8> = [frame(10), frame(20)].concat();
-        assert_eq!(tail_need(&two, 1024), 0);
-        assert_eq!(tail_need(&two[..two.len() - 5], 1024), 5);
-        assert_eq!(tail_need(&two[..14], 1024), 0, "ends on a boundary");
-        assert_eq!(tail_need(&two[..16], 1024), 2, "a cut length prefix");
-        assert_eq!(tail_need(&two[..18], 1024), 20);
-        assert_eq!(tail_need(&frame(2000)[..100], 1024), 0, "over the maximum: the core refuses it");
-        assert_eq!(tail_need(&[0, 0, 0, 0], 1024), 0, "an empty frame: the core refuses it");
+        assert_eq!(cut(&two), None);
+        assert_eq!(cut(&two[..two.len() - 5]), Some((5, 24)));
+        assert_eq!(cut(&two[..14]), None, "ends on a boundary");
+        assert_eq!(cut(&two[..16]), Some((2, 0)), "a cut length prefix");
+        assert_eq!(cut(&two[..18]), Some((20, 24)));
+        assert_eq!(cut_frame(&frame(2000)[..100], 1024), None, "over the maximum: the core refuses it");
+        assert_eq!(cut(&[0, 0, 0, 0]), None, "an empty frame: the core refuses it");
+        let long = cut_frame(&frame(LONG_FRAME)[..100], 1 << 20).unwrap();
+        assert_eq!(long.room(), LONG_FRAME + LEN_PREFIX - 100 + LEN_PREFIX, "room for the next prefix too");
     }
 
     #[test]
