@@ -43,7 +43,7 @@ pub trait Socket: Send + Unpin + 'static {
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
 
     /// Reads by appending to `buf`. The driver calls it to read the rest of
-    /// a long frame (at least 16 KiB) into room it made for exactly that in
+    /// a long frame into room it made for exactly that (at least 16 KiB) in
     /// `buf`, with `scratch` cut to at most that length: read into `buf`'s
     /// spare room or into `scratch`, never more than the room (growing `buf`
     /// is allowed but wastes memory that received messages keep alive). The

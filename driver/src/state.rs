@@ -22,17 +22,19 @@ use std::time::Instant;
 ///   bytes plus the one frame being completed (at most `max_frame_size`);
 /// - a 64 KiB read buffer per node.
 ///
-/// A held message weighs its frame (the payload, a length prefix and a
-/// header of 2 bytes plus the topic's length) and about 100 bytes of
+/// A held message weighs its frame (the payload, a 4-byte length prefix and
+/// a header of 2 bytes plus the topic's length) and about 100 bytes of
 /// bookkeeping, so the message-count limits bound what the payload limits
-/// do not count. Payloads are slices of the allocations the driver reads
-/// into, and each allocation holds whole frames only, sized exactly: held
-/// messages keep alive the bytes of their own frames and of the frames that
-/// arrived in the same socket read (at most 64 KiB, plus the frame that read
-/// started). Those are held too when a subscription stalls (they are the
-/// messages that follow); a message kept out of a stream whose other
-/// messages are consumed keeps its read's allocation, at most 64 KiB plus
-/// its frame, so copy small payloads you keep for long
+/// do not count. Nothing else grows with what is held: payloads are slices
+/// of the allocations the driver reads into, and each allocation holds whole
+/// frames only, sized exactly (a frame of 16 KiB or more has one of its own,
+/// with the 4-byte length prefix of the frame after it).
+///
+/// Held messages keep alive the frames that arrived in the same socket read
+/// (at most 64 KiB, plus the frame that read started). When a subscription
+/// stalls those are held anyway (they are the messages that follow), but a
+/// message kept out of a stream whose other messages are consumed keeps up
+/// to 64 KiB plus its frame alive: copy small payloads you keep for long
 /// (`Bytes::copy_from_slice`).
 #[derive(Clone, Copy, Debug)]
 pub struct AppLimits {
