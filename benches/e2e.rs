@@ -1,21 +1,35 @@
-//! End-to-end loopback benchmark: estafeta node to node, beside a plain TCP
-//! baseline doing the same length-prefixed framing, measured in the same run.
+//! End-to-end loopback benchmark: estafeta node to node, beside two plain
+//! TCP baselines doing the same length-prefixed framing, measured in the
+//! same run.
 //!
 //! ```text
-//! cargo bench --bench e2e                    # tokio lines, then smol/ lines
+//! cargo bench --bench e2e                    # tokio lines, then smol lines
 //! E2E_SCALE=0.1 cargo bench --bench e2e      # a quick run (a tenth of the messages)
 //! ```
 //!
 //! Cases: one-way throughput of 64 B, 1 KiB and 64 KiB payloads (first send
-//! to last receive, after a warm-up on the same connection), and the round
-//! trip of one 64 B message each way (p50 and p99 over `E2E_ROUNDS` round
-//! trips after a warm-up). Each case prints one line as soon as it is measured:
+//! to last receive, after a warm-up on the same connection); fan-out of 64 B
+//! payloads from one publisher to four subscribing nodes; and the round trip
+//! of one 64 B message each way (p50 and p99 over `E2E_ROUNDS` round trips
+//! after a warm-up). Each case prints its lines as soon as it is measured:
 //!
 //! ```text
 //! case=<name> ours=<value> baseline=<value> unit=<unit> ratio=<ours/baseline>
 //! ```
 //!
 //! For throughput higher is better; for round trips (unit `us`) lower is better.
+//! The names, with `smol/` after the group on smol (`smol/throughput_64B`,
+//! `direct/smol/throughput_64B`, `fanout4/smol/throughput_64B`):
+//!
+//! | name | ours | baseline |
+//! |---|---|---|
+//! | `throughput_64B`, `throughput_1KiB` (msg/s), `throughput_64KiB` (MB/s) | one publisher, one subscriber | the channel baseline |
+//! | `rtt_p50`, `rtt_p99` (us) | ping-pong between two nodes | the channel baseline's ping-pong |
+//! | `direct/throughput_*`, `direct/rtt_*` | the same figure as above | the direct baseline |
+//! | `batch/throughput_*` | the same through `Node::publish_batch` (256 messages a call) and `Subscription::next_batch` | the direct baseline |
+//! | `fanout4/throughput_64B` (msg/s) | messages received per second by the four subscribers together | the direct baseline writing every frame to four sockets |
+//! | `fanout4/per_subscriber_64B` (msg/s) | the same divided by four: what each subscriber receives | the same, per socket |
+//!
 //! Compare figures within one run: on a virtual machine whose idle vCPUs
 //! halt, a round trip is dominated by waking the other side's vCPU (tens of
 //! µs), and it is several times shorter while other work keeps the vCPUs busy.
@@ -24,48 +38,60 @@
 //! compares CPU time per message; on two vCPUs the slower side sets the pace.
 //! Run it more than once.
 //!
-//! # Layout: one process, the same for ours and the baseline
+//! # Layout: one process, the same for ours and the baselines
 //!
 //! Both sides live in this process (two OS processes would be a little more
 //! honest, two tasks on one thread much less). What runs where is the same
-//! for ours and for the baseline:
+//! for ours and for the baselines:
 //!
 //! - **tokio**: each side (sender and receiver, pinger and echoer) has its own
 //!   OS thread running its own current-thread tokio runtime, and its
 //!   application code (publish loop, subscription) runs as a task spawned on
 //!   it. Ours: the side's node spawns its driver task on that runtime.
-//!   Baseline: the side spawns its writer task on that runtime.
-//! - **smol**: every task (both sides' application code, both nodes' drivers
+//!   Baseline: the side spawns its writer task on that runtime. In the
+//!   fan-out case the four receivers are four tasks on the receiving side
+//!   (with their four nodes' drivers).
+//! - **smol**: every task (both sides' application code, the nodes' drivers
 //!   or the baseline's writer tasks) runs on smol's global executor, given
 //!   two threads (`SMOL_THREADS=2` unless set) for the machine's two cores.
 //!
-//! # The baseline
+//! # The baselines
 //!
-//! What a competent engineer writes on plain TCP (Nagle off): the
-//! application queues payloads in a bounded channel (8 MiB or 65 536
-//! messages, like a node's per-peer queue); a writer task encodes each one as
-//! `len:u32be payload` into a buffer, writes it when it holds 64 KiB, and
-//! writes the rest when the channel is drained (as our driver flushes when
-//! the node's queue is empty). The reader reads up to 64 KiB per call into a
-//! buffer and parses frames out of it, checking and counting every one. The
-//! echoer of the round-trip case queues each received payload back the same way.
+//! What a competent engineer writes on plain TCP (Nagle off), in two ways:
+//!
+//! - **channel** (the lines without a group): the application queues
+//!   payloads in a bounded channel (8 MiB or 65 536 messages, like a node's
+//!   per-peer queue); a writer task encodes each one as `len:u32be payload`
+//!   into a buffer, writes it when it holds 64 KiB, and writes the rest when
+//!   the channel is drained (as our driver flushes when the node's queue is
+//!   empty). The echoer of the round-trip case queues each received payload
+//!   back the same way.
+//! - **direct** (`direct/`, `fanout4/`): no channel and no writer task: the
+//!   sending task itself encodes each frame into a 64 KiB buffer, writes it
+//!   to the socket when it is full and once more at the end (a `BufWriter`).
+//!   Fan-out writes each frame into one such buffer per subscriber. Its
+//!   round trip is a plain ping-pong: write one frame, read one frame.
+//!
+//! Both read the same way: up to 64 KiB per call into a buffer, parsing
+//! frames out of it and checking and counting every one.
 //!
 //! # Environment
 //!
 //! - `E2E_SCALE` (default 1): multiplies message counts and round trips.
 //! - `E2E_ROUNDS` (default 5000): measured round trips (then scaled).
 //! - `E2E_REPEAT` (default 2): measure each case this many times, alternating
-//!   baseline and ours, and keep the best of each.
+//!   the baselines and ours, and keep the best of each.
 //! - `E2E_RUNTIME` (`tokio`, `smol`, default both).
-//! - `E2E_CASES`: comma-separated substrings; only matching cases run.
-//! - `E2E_IMPL` (`ours`, `baseline`): measure only one side, for profiling;
-//!   the other side's figure is then printed as 0 (ratio `inf` or 0).
+//! - `E2E_CASES`: comma-separated substrings of the printed names; only
+//!   matching lines are measured (`direct/`, `fanout4`, `rtt`, ...).
+//! - `E2E_IMPL` (`ours`, `batch`, `baseline`, `direct`): measure only those, for
+//!   profiling; the others' figures are then printed as 0 (ratio `inf` or 0).
 //!
 //! Without `--bench` (as under `cargo test --benches`) it runs a smoke test
 //! at 1 % of the counts.
 
 use bytes::Bytes;
-use estafeta_driver::{Node, Runtime};
+use estafeta_driver::{Message, Node, Runtime, Subscription};
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -271,21 +297,52 @@ fn ends() -> (RxEnds, TxEnds) {
 
 // ----- ours, generic over the runtime -----------------------------------
 
-async fn ours_receive<R: Runtime>(run: Run, ends: RxEnds) -> Instant {
+/// Messages per `publish_batch` in the batch cases.
+const BATCH: usize = 256;
+
+/// Receives `n` messages of `size` bytes, one by one or in batches.
+async fn receive_n(sub: &mut Subscription, n: usize, size: usize, batch: &mut Option<Vec<Message>>) {
+    let Some(batch) = batch else {
+        for _ in 0..n {
+            let m = sub.recv().await.expect("stream open");
+            assert_eq!(m.payload.len(), size);
+        }
+        return;
+    };
+    let mut got = 0;
+    while got < n {
+        got += sub.next_batch(batch).await;
+        assert!(batch.drain(..).all(|m| m.payload.len() == size));
+    }
+    assert_eq!(got, n, "more messages than sent");
+}
+
+/// Publishes `n` copies of `payload`, one by one or in batches.
+async fn publish_n<R: Runtime>(node: &Node<R>, payload: &Bytes, n: usize, batch: bool) {
+    if !batch {
+        for _ in 0..n {
+            node.publish(TOPIC, payload.clone()).await.expect("publish");
+        }
+        return;
+    }
+    let mut b = Vec::with_capacity(BATCH);
+    for k in (0..n).step_by(BATCH) {
+        b.extend((k..n.min(k + BATCH)).map(|_| payload.clone()));
+        node.publish_batch(TOPIC, &mut b).await.expect("publish");
+    }
+}
+
+/// Our receiver (`batch`: through `Subscription::next_batch`).
+async fn ours_receive<R: Runtime>(run: Run, ends: RxEnds, batch: bool) -> Instant {
     let (Run { size, warm, n }, RxEnds { addr_tx, warm_tx, done_tx }) = (run, ends);
     let node = Node::<R>::builder("rx").build().await.expect("node starts");
     let mut sub = node.subscribe(TOPIC).expect("subscribes");
     let addr = node.address().expect("listens").to_string();
     addr_tx.send(addr).expect("sender waits");
-    let mut warm_tx = Some(warm_tx);
-    for i in 0..warm + n {
-        if i == warm {
-            let tx = warm_tx.take().expect("sent once");
-            tx.send(()).expect("sender waits");
-        }
-        let m = sub.recv().await.expect("stream open");
-        assert_eq!(m.payload.len(), size);
-    }
+    let mut batch = batch.then(Vec::new);
+    receive_n(&mut sub, warm, size, &mut batch).await;
+    warm_tx.send(()).expect("sender waits");
+    receive_n(&mut sub, n, size, &mut batch).await;
     let t1 = Instant::now();
     assert!(sub.try_next().is_none(), "more messages than sent");
     done_tx.send(()).expect("sender waits");
@@ -293,22 +350,31 @@ async fn ours_receive<R: Runtime>(run: Run, ends: RxEnds) -> Instant {
     t1
 }
 
-async fn ours_send<R: Runtime>(run: Run, ends: TxEnds) -> Instant {
-    let (Run { size, warm, n }, TxEnds { addr_rx, warm_rx, done_rx }) = (run, ends);
+/// Our sender, to one receiving node or several (fan-out: every message
+/// goes to every subscriber, `SendMode::All`); `batch`: through
+/// `Node::publish_batch`.
+async fn ours_send<R: Runtime>(run: Run, ends: Vec<TxEnds>, batch: bool) -> Instant {
+    let Run { size, warm, n } = run;
     let node = Node::<R>::builder("tx").no_listen().build().await.expect("node starts");
-    node.connect(addr_rx.await.expect("address")).await.expect("connects");
-    node.wait_for_subscribers(TOPIC, 1).await.expect("subscriber");
+    let mut waits = Vec::with_capacity(ends.len());
+    for TxEnds { addr_rx, warm_rx, done_rx } in ends {
+        node.connect(addr_rx.await.expect("address")).await.expect("connects");
+        waits.push((warm_rx, done_rx));
+    }
+    node.wait_for_subscribers(TOPIC, waits.len()).await.expect("subscribers");
     let payload = Bytes::from(vec![0xA5; size]);
-    for _ in 0..warm {
-        node.publish(TOPIC, payload.clone()).await.expect("publish");
+    publish_n(&node, &payload, warm, batch).await;
+    let mut done = Vec::with_capacity(waits.len());
+    for (warm_rx, done_rx) in waits {
+        warm_rx.await.expect("warm-up received");
+        done.push(done_rx);
     }
-    warm_rx.await.expect("warm-up received");
     let t0 = Instant::now();
-    for _ in 0..n {
-        node.publish(TOPIC, payload.clone()).await.expect("publish");
+    publish_n(&node, &payload, n, batch).await;
+    // Wait for the receivers before closing, as the baselines do.
+    for done_rx in done {
+        done_rx.await.expect("receiver done");
     }
-    // Wait for the receiver before closing, as the baseline does.
-    done_rx.await.expect("receiver done");
     node.close().await;
     t0
 }
@@ -353,17 +419,34 @@ async fn ours_ping<R: Runtime>(
     rtts
 }
 
-// ----- tokio: one thread and one current-thread runtime per side --------
+// ----- the runtimes and the baselines ------------------------------------
+
+/// A boxed future, for tasks spawned in numbers.
+type BoxFut<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Runs every future as a task of its own (one inline) and waits for all.
+async fn join_all<P: baseline::Plain, T: Send + 'static>(mut futs: Vec<BoxFut<T>>) -> Vec<T> {
+    if futs.len() == 1 {
+        return vec![futs.pop().expect("one").await];
+    }
+    let tasks: Vec<BoxFut<T>> = futs.into_iter().map(P::spawn).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await);
+    }
+    out
+}
 
 #[path = "e2e/baseline.rs"]
 mod baseline;
-#[path = "e2e/on_tokio.rs"]
-mod on_tokio;
-
-// ----- smol: every task on the global executor --------------------------
-
+#[path = "e2e/direct.rs"]
+mod direct;
+/// smol: every task on the global executor.
 #[path = "e2e/on_smol.rs"]
 mod on_smol;
+/// tokio: one thread and one current-thread runtime per side.
+#[path = "e2e/on_tokio.rs"]
+mod on_tokio;
 
 // ----- measuring and printing -------------------------------------------
 
@@ -397,11 +480,18 @@ enum Rt {
 }
 
 /// Which implementation is measured.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Impl {
     Ours,
+    /// Ours through `publish_batch` and `next_batch`.
+    Batch,
+    /// The channel baseline.
     Base,
+    /// The direct baseline.
+    Direct,
 }
+
+const IMPLS: usize = 4;
 
 impl Rt {
     fn name(self) -> &'static str {
@@ -416,66 +506,104 @@ impl Impl {
     fn name(self) -> &'static str {
         match self {
             Impl::Ours => "ours",
+            Impl::Batch => "batch",
             Impl::Base => "baseline",
+            Impl::Direct => "direct",
         }
     }
 }
 
-fn throughput_once(rt: Rt, which: Impl, size: usize, n: usize) -> Duration {
-    measuring(format!("{} throughput of {n} x {size} B ({})", rt.name(), which.name()));
-    let run = Run { size, warm: warmup(n), n };
-    let (rx, tx) = ends();
-    let (t1, t0) = match (rt, which) {
-        (Rt::Tokio, Impl::Ours) => on_tokio::pair(
-            move || ours_receive::<estafeta_tokio::Tokio>(run, rx),
-            move || ours_send::<estafeta_tokio::Tokio>(run, tx),
-        ),
-        (Rt::Tokio, Impl::Base) => on_tokio::pair(
-            move || baseline::base_receive::<on_tokio::TokioPlain>(run, rx),
-            move || baseline::base_send::<on_tokio::TokioPlain>(run, tx),
-        ),
-        (Rt::Smol, Impl::Ours) => on_smol::pair(
-            move || ours_receive::<estafeta_smol::Smol>(run, rx),
-            move || ours_send::<estafeta_smol::Smol>(run, tx),
-        ),
-        (Rt::Smol, Impl::Base) => on_smol::pair(
-            move || baseline::base_receive::<on_smol::SmolPlain>(run, rx),
-            move || baseline::base_send::<on_smol::SmolPlain>(run, tx),
-        ),
+/// Runs `f` with the runtime's bench primitives.
+macro_rules! on_runtime {
+    ($rt:expr, $f:ident($($arg:expr),*)) => {
+        match $rt {
+            Rt::Tokio => $f::<on_tokio::TokioPlain>($($arg),*),
+            Rt::Smol => $f::<on_smol::SmolPlain>($($arg),*),
+        }
     };
-    t1.saturating_duration_since(t0)
 }
 
-fn rtt_once(rt: Rt, which: Impl, rounds: usize) -> (Duration, Duration) {
-    measuring(format!("{} round trips ({})", rt.name(), which.name()));
-    let warm = (rounds / 10).max(100);
+/// One throughput run to `fanout` receivers: from the first measured send to
+/// the last receive.
+fn throughput_on<P: baseline::Plain>(which: Impl, run: Run, fanout: usize) -> Duration {
+    let (rx, tx): (Vec<RxEnds>, Vec<TxEnds>) = (0..fanout).map(|_| ends()).unzip();
+    let receivers = rx.into_iter().map(|e| -> BoxFut<Instant> {
+        match which {
+            Impl::Ours | Impl::Batch => Box::pin(ours_receive::<P::Ours>(run, e, which == Impl::Batch)),
+            Impl::Base | Impl::Direct => Box::pin(baseline::base_receive::<P>(run, e)),
+        }
+    });
+    let receivers = Box::pin(join_all::<P, Instant>(receivers.collect()));
+    let sender: BoxFut<Instant> = {
+        match which {
+            Impl::Ours | Impl::Batch => Box::pin(ours_send::<P::Ours>(run, tx, which == Impl::Batch)),
+            Impl::Base => {
+                let [tx] = <[TxEnds; 1]>::try_from(tx).ok().expect("the channel baseline has one receiver");
+                Box::pin(baseline::base_send::<P>(run, tx))
+            }
+            Impl::Direct => Box::pin(direct::direct_send::<P>(run, tx)),
+        }
+    };
+    let (t1, t0) = P::pair(receivers, sender);
+    t1.into_iter().max().expect("a receiver").saturating_duration_since(t0)
+}
+
+fn throughput_once(rt: Rt, which: Impl, run: Run, fanout: usize) -> Duration {
+    measuring(format!("{} throughput of {} x {} B to {fanout} ({})", rt.name(), run.n, run.size, which.name()));
+    on_runtime!(rt, throughput_on(which, run, fanout))
+}
+
+/// Round trips: the echoing side, then the pinging side, which returns them.
+fn rtt_on<P: baseline::Plain>(which: Impl, warm: usize, rounds: usize) -> Vec<Duration> {
     let total = warm + rounds;
     let (addr_tx, addr_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel();
-    let ((), mut rtts) = match (rt, which) {
-        (Rt::Tokio, Impl::Ours) => on_tokio::pair(
-            move || ours_echo::<estafeta_tokio::Tokio>(total, addr_tx, done_rx),
-            move || ours_ping::<estafeta_tokio::Tokio>(warm, rounds, addr_rx, done_tx),
+    let ((), rtts) = match which {
+        Impl::Ours | Impl::Batch => P::pair(
+            Box::pin(ours_echo::<P::Ours>(total, addr_tx, done_rx)),
+            Box::pin(ours_ping::<P::Ours>(warm, rounds, addr_rx, done_tx)),
         ),
-        (Rt::Tokio, Impl::Base) => on_tokio::pair(
-            move || baseline::base_echo::<on_tokio::TokioPlain>(total, addr_tx, done_rx),
-            move || baseline::base_ping::<on_tokio::TokioPlain>(warm, rounds, addr_rx, done_tx),
+        Impl::Base => P::pair(
+            Box::pin(baseline::base_echo::<P>(total, addr_tx, done_rx)),
+            Box::pin(baseline::base_ping::<P>(warm, rounds, addr_rx, done_tx)),
         ),
-        (Rt::Smol, Impl::Ours) => on_smol::pair(
-            move || ours_echo::<estafeta_smol::Smol>(total, addr_tx, done_rx),
-            move || ours_ping::<estafeta_smol::Smol>(warm, rounds, addr_rx, done_tx),
-        ),
-        (Rt::Smol, Impl::Base) => on_smol::pair(
-            move || baseline::base_echo::<on_smol::SmolPlain>(total, addr_tx, done_rx),
-            move || baseline::base_ping::<on_smol::SmolPlain>(warm, rounds, addr_rx, done_tx),
+        Impl::Direct => P::pair(
+            Box::pin(direct::direct_echo::<P>(total, addr_tx, done_rx)),
+            Box::pin(direct::direct_ping::<P>(warm, rounds, addr_rx, done_tx)),
         ),
     };
+    rtts
+}
+
+/// p50 and p99 of one round-trip run.
+fn rtt_once(rt: Rt, which: Impl, rounds: usize) -> (Duration, Duration) {
+    measuring(format!("{} round trips ({})", rt.name(), which.name()));
+    let warm = (rounds / 10).max(100);
+    let mut rtts = on_runtime!(rt, rtt_on(which, warm, rounds));
     rtts.sort_unstable();
     let at = |q: usize| rtts[(rtts.len() * q / 100).min(rtts.len() - 1)];
     (at(50), at(99))
 }
 
-fn line(prefix: &str, case: &str, ours: f64, base: f64, unit: &str) {
+/// The best figure of each implementation over `s.repeat` rounds that
+/// alternate between them. An implementation not measured keeps `worst`.
+fn best_of<T: Copy>(
+    s: &Settings,
+    impls: &[Impl],
+    worst: T,
+    better: impl Fn(T, T) -> T,
+    mut once: impl FnMut(Impl) -> T,
+) -> impl Fn(Impl) -> T {
+    let mut best = [worst; IMPLS];
+    for _ in 0..s.repeat {
+        for &which in impls.iter().filter(|i| s.wants_impl(**i)) {
+            best[which as usize] = better(best[which as usize], once(which));
+        }
+    }
+    move |which: Impl| best[which as usize]
+}
+
+fn line(case: &str, ours: f64, base: f64, unit: &str) {
     let fmt = |v: f64| {
         if v >= 1000.0 {
             format!("{v:.0}")
@@ -483,59 +611,103 @@ fn line(prefix: &str, case: &str, ours: f64, base: f64, unit: &str) {
             format!("{v:.1}")
         }
     };
-    println!("case={prefix}{case} ours={} baseline={} unit={unit} ratio={:.3}", fmt(ours), fmt(base), ours / base);
+    println!("case={case} ours={} baseline={} unit={unit} ratio={:.3}", fmt(ours), fmt(base), ours / base);
+}
+
+/// Subscribers of the fan-out case.
+const FANOUT: usize = 4;
+/// The fan-out case: 64 B messages, each to every subscriber.
+const FANOUT_CASE: Case = Case { name: "throughput_64B", size: 64, count: 250_000, unit: Unit::MsgPerSec };
+
+fn run_throughput(s: &Settings, rt: Rt, case: &Case) {
+    let on = if rt == Rt::Smol { "smol/" } else { "" };
+    let name = |group: &str| format!("{group}{on}{}", case.name);
+    // The lines wanted: (ours, baseline, name).
+    let lines: Vec<(Impl, Impl, String)> = [
+        (Impl::Ours, Impl::Base, name("")),
+        (Impl::Ours, Impl::Direct, name("direct/")),
+        (Impl::Batch, Impl::Direct, name("batch/")),
+    ]
+    .into_iter()
+    .filter(|(_, _, n)| s.wants(n))
+    .collect();
+    let mut impls: Vec<Impl> = Vec::new();
+    for which in lines.iter().flat_map(|(o, b, _)| [*b, *o]) {
+        if !impls.contains(&which) {
+            impls.push(which);
+        }
+    }
+    if impls.is_empty() {
+        return;
+    }
+    let n = s.count(case.count);
+    let run = Run { size: case.size, warm: warmup(n), n };
+    let best = best_of(s, &impls, Duration::MAX, Duration::min, |which| throughput_once(rt, which, run, 1));
+    let secs: Vec<String> = impls.iter().map(|i| format!("{} {:.3} s", i.name(), best(*i).as_secs_f64())).collect();
+    eprintln!("# {on}{}: {n} x {} B, {}", case.name, case.size, secs.join(", "));
+    let (rate, unit) = match case.unit {
+        Unit::MsgPerSec => (n as f64, "msg/s"),
+        Unit::MegabytesPerSec => ((n * case.size) as f64 / 1e6, "MB/s"),
+    };
+    for (ours, base, name) in &lines {
+        line(name, rate / best(*ours).as_secs_f64(), rate / best(*base).as_secs_f64(), unit);
+    }
+}
+
+/// One publisher, `FANOUT` subscribing nodes: the aggregate rate (messages
+/// received by all subscribers per second) and the rate per subscriber.
+fn run_fanout(s: &Settings, rt: Rt) {
+    let on = if rt == Rt::Smol { "smol/" } else { "" };
+    let group = format!("fanout{FANOUT}/{on}");
+    if !s.wants(&format!("{group}{}", FANOUT_CASE.name)) {
+        return;
+    }
+    let n = s.count(FANOUT_CASE.count);
+    let run = Run { size: FANOUT_CASE.size, warm: warmup(n), n };
+    let impls = [Impl::Direct, Impl::Ours];
+    let best = best_of(s, &impls, Duration::MAX, Duration::min, |which| throughput_once(rt, which, run, FANOUT));
+    eprintln!(
+        "# {group}{}: {n} x {} B to each of {FANOUT}, ours {:.3} s, direct {:.3} s",
+        FANOUT_CASE.name,
+        FANOUT_CASE.size,
+        best(Impl::Ours).as_secs_f64(),
+        best(Impl::Direct).as_secs_f64()
+    );
+    let per_sub = |which: Impl| n as f64 / best(which).as_secs_f64();
+    let (ours, direct) = (per_sub(Impl::Ours), per_sub(Impl::Direct));
+    let k = FANOUT as f64;
+    line(&format!("{group}{}", FANOUT_CASE.name), ours * k, direct * k, "msg/s");
+    line(&format!("{group}per_subscriber_64B"), ours, direct, "msg/s");
+}
+
+fn run_rtt(s: &Settings, rt: Rt) {
+    let on = if rt == Rt::Smol { "smol/" } else { "" };
+    let baselines: Vec<(Impl, &str)> = [(Impl::Base, ""), (Impl::Direct, "direct/")]
+        .into_iter()
+        .filter(|(_, g)| s.wants(&format!("{g}{on}rtt")))
+        .collect();
+    if baselines.is_empty() {
+        return;
+    }
+    let impls: Vec<Impl> = baselines.iter().map(|(i, _)| *i).chain([Impl::Ours]).collect();
+    let worst = (Duration::MAX, Duration::MAX);
+    let best = best_of(s, &impls, worst, |a, b| (a.0.min(b.0), a.1.min(b.1)), |which| rtt_once(rt, which, s.rounds));
+    eprintln!("# {on}rtt: {} round trips of {RTT_PAYLOAD} B each way", s.rounds);
+    let us = |d: Duration| if d == Duration::MAX { 0.0 } else { d.as_secs_f64() * 1e6 };
+    let ours = best(Impl::Ours);
+    for (which, group) in baselines {
+        let base = best(which);
+        line(&format!("{group}{on}rtt_p50"), us(ours.0), us(base.0), "us");
+        line(&format!("{group}{on}rtt_p99"), us(ours.1), us(base.1), "us");
+    }
 }
 
 fn run_runtime(s: &Settings, rt: Rt) {
-    let prefix = if rt == Rt::Smol { "smol/" } else { "" };
     for case in &CASES {
-        if !s.wants(case.name) {
-            continue;
-        }
-        let n = s.count(case.count);
-        let (mut ours, mut base) = (Duration::MAX, Duration::MAX);
-        for _ in 0..s.repeat {
-            if s.wants_impl(Impl::Base) {
-                base = base.min(throughput_once(rt, Impl::Base, case.size, n));
-            }
-            if s.wants_impl(Impl::Ours) {
-                ours = ours.min(throughput_once(rt, Impl::Ours, case.size, n));
-            }
-        }
-        eprintln!(
-            "# {prefix}{}: {n} x {} B, ours {:.3} s, baseline {:.3} s",
-            case.name,
-            case.size,
-            ours.as_secs_f64(),
-            base.as_secs_f64()
-        );
-        let rate = |d: Duration| match case.unit {
-            Unit::MsgPerSec => n as f64 / d.as_secs_f64(),
-            Unit::MegabytesPerSec => (n * case.size) as f64 / d.as_secs_f64() / 1e6,
-        };
-        let unit = match case.unit {
-            Unit::MsgPerSec => "msg/s",
-            Unit::MegabytesPerSec => "MB/s",
-        };
-        line(prefix, case.name, rate(ours), rate(base), unit);
+        run_throughput(s, rt, case);
     }
-    if s.wants("rtt") {
-        let (mut ours, mut base) = ((Duration::MAX, Duration::MAX), (Duration::MAX, Duration::MAX));
-        for _ in 0..s.repeat {
-            if s.wants_impl(Impl::Base) {
-                let b = rtt_once(rt, Impl::Base, s.rounds);
-                base = (base.0.min(b.0), base.1.min(b.1));
-            }
-            if s.wants_impl(Impl::Ours) {
-                let o = rtt_once(rt, Impl::Ours, s.rounds);
-                ours = (ours.0.min(o.0), ours.1.min(o.1));
-            }
-        }
-        eprintln!("# {prefix}rtt: {} round trips of {RTT_PAYLOAD} B each way", s.rounds);
-        let us = |d: Duration| if d == Duration::MAX { 0.0 } else { d.as_secs_f64() * 1e6 };
-        line(prefix, "rtt_p50", us(ours.0), us(base.0), "us");
-        line(prefix, "rtt_p99", us(ours.1), us(base.1), "us");
-    }
+    run_fanout(s, rt);
+    run_rtt(s, rt);
 }
 
 fn main() {

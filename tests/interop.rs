@@ -93,7 +93,7 @@ fn tokio_and_smol_nodes_interoperate_across_restarts() {
         // No connect here: the smol node redials the restarted tokio node.
         exchange(&s, &mut t, "s->t after tokio restart").await;
         exchange(&t, &mut s, "t->s after tokio restart").await;
-        assert!(s.node.stats().reconnects >= 1);
+        assert!(s.node.stats().dialer.reconnects >= 1);
         t.node.close().await;
         s.node.close().await;
     }));

@@ -5,30 +5,38 @@
 
 use super::*;
 
-/// What a runtime supplies to the baseline.
+/// What a runtime supplies to the bench: the runtime our nodes run on, how
+/// the two sides of a case run, and the baseline's primitives.
 pub(crate) trait Plain: Sized + 'static {
+    /// The runtime of our nodes.
+    type Ours: Runtime;
     /// The reading side of a connection.
     type Reader: Send + 'static;
     /// The writing side of a connection.
     type Writer: Send + 'static;
     /// A bounded channel's sending end.
-    type Tx: Send + 'static;
+    type Tx: Send + Sync + 'static;
     /// A bounded channel's receiving end.
     type Rx: Send + 'static;
     /// A spawned writer task.
-    type Join;
+    type Join: Send;
 
-    async fn accept(addr_tx: oneshot::Sender<String>) -> (Self::Reader, Self::Writer);
-    async fn connect(addr_rx: oneshot::Receiver<String>) -> (Self::Reader, Self::Writer);
-    async fn read(r: &mut Self::Reader, buf: &mut [u8]) -> usize;
-    async fn write_all(w: &mut Self::Writer, buf: &[u8]);
+    /// Runs the two sides of a case to their ends.
+    fn pair<A: Send + 'static, B: Send + 'static>(a: BoxFut<A>, b: BoxFut<B>) -> (A, B);
+    /// Runs `f` as a task of its own on the current side, from now on.
+    fn spawn<T: Send + 'static>(f: BoxFut<T>) -> BoxFut<T>;
+
+    fn accept(addr_tx: oneshot::Sender<String>) -> impl Future<Output = (Self::Reader, Self::Writer)> + Send;
+    fn connect(addr_rx: oneshot::Receiver<String>) -> impl Future<Output = (Self::Reader, Self::Writer)> + Send;
+    fn read(r: &mut Self::Reader, buf: &mut [u8]) -> impl Future<Output = usize> + Send;
+    fn write_all(w: &mut Self::Writer, buf: &[u8]) -> impl Future<Output = ()> + Send;
     fn channel(cap: usize) -> (Self::Tx, Self::Rx);
-    async fn send(tx: &Self::Tx, payload: Bytes);
-    async fn recv(rx: &mut Self::Rx) -> Option<Bytes>;
+    fn send(tx: &Self::Tx, payload: Bytes) -> impl Future<Output = ()> + Send;
+    fn recv(rx: &mut Self::Rx) -> impl Future<Output = Option<Bytes>> + Send;
     fn try_recv(rx: &mut Self::Rx) -> Option<Bytes>;
     /// Spawns [`writer`] for this runtime.
     fn spawn_writer(w: Self::Writer, rx: Self::Rx) -> Self::Join;
-    async fn join(j: Self::Join);
+    fn join(j: Self::Join) -> impl Future<Output = ()> + Send;
 }
 
 /// The writer task: batches queued frames, writes when the queue is drained.

@@ -9,34 +9,28 @@ use smol::Async;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
-/// Runs both sides as tasks on smol's global executor.
-pub fn pair<A, FA, B, FB>(a: A, b: B) -> (FA::Output, FB::Output)
-where
-    A: FnOnce() -> FA,
-    FA: Future + Send + 'static,
-    FA::Output: Send + 'static,
-    B: FnOnce() -> FB,
-    FB: Future + Send + 'static,
-    FB::Output: Send + 'static,
-{
-    smol::block_on(async {
-        let ta = smol::spawn(a());
-        let tb = smol::spawn(b());
-        (ta.await, tb.await)
-    })
-}
-
 /// The baseline's primitives on smol / async-io. `&Async<TcpStream>` reads
 /// and writes, so both sides of a connection share it through an `Arc`.
 pub(crate) struct SmolPlain;
 
 impl Plain for SmolPlain {
+    type Ours = estafeta_smol::Smol;
     type Reader = Arc<Async<TcpStream>>;
     type Writer = Arc<Async<TcpStream>>;
     type Tx = channel::Sender<Bytes>;
     type Rx = channel::Receiver<Bytes>;
     type Join = smol::Task<()>;
 
+    /// Both sides run as tasks on smol's global executor.
+    fn pair<A: Send + 'static, B: Send + 'static>(a: BoxFut<A>, b: BoxFut<B>) -> (A, B) {
+        smol::block_on(async {
+            let (ta, tb) = (smol::spawn(a), smol::spawn(b));
+            (ta.await, tb.await)
+        })
+    }
+    fn spawn<T: Send + 'static>(f: BoxFut<T>) -> BoxFut<T> {
+        Box::pin(smol::spawn(f))
+    }
     async fn accept(addr_tx: oneshot::Sender<String>) -> (Self::Reader, Self::Writer) {
         let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).expect("bind");
         let addr = l.get_ref().local_addr().expect("address").to_string();

@@ -12,30 +12,12 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
 }
 
-/// Runs each side as a task on its own thread and runtime.
-pub fn pair<A, FA, B, FB>(a: A, b: B) -> (FA::Output, FB::Output)
-where
-    A: FnOnce() -> FA + Send + 'static,
-    FA: Future + Send + 'static,
-    FA::Output: Send + 'static,
-    B: FnOnce() -> FB + Send + 'static,
-    FB: Future + Send + 'static,
-    FB::Output: Send + 'static,
-{
-    let ta = std::thread::spawn(move || side(a));
-    let tb = std::thread::spawn(move || side(b));
-    (ta.join().expect("side a"), tb.join().expect("side b"))
-}
-
 /// A side's code runs as a spawned task, like the tasks it talks to
 /// (our driver, the baseline's writer), not as the `block_on` future:
 /// tokio polls that one only after parking on the I/O driver.
-fn side<F: FnOnce() -> Fut, Fut: Future + Send + 'static>(f: F) -> Fut::Output
-where
-    Fut::Output: Send + 'static,
-{
+fn side<T: Send + 'static>(f: BoxFut<T>) -> T {
     let rt = runtime();
-    let task = rt.spawn(f());
+    let task = rt.spawn(f);
     rt.block_on(task).expect("side task")
 }
 
@@ -43,12 +25,23 @@ where
 pub(crate) struct TokioPlain;
 
 impl Plain for TokioPlain {
+    type Ours = estafeta_tokio::Tokio;
     type Reader = OwnedReadHalf;
     type Writer = OwnedWriteHalf;
     type Tx = mpsc::Sender<Bytes>;
     type Rx = mpsc::Receiver<Bytes>;
     type Join = tokio::task::JoinHandle<()>;
 
+    /// Each side runs as a task on its own thread and runtime.
+    fn pair<A: Send + 'static, B: Send + 'static>(a: BoxFut<A>, b: BoxFut<B>) -> (A, B) {
+        let ta = std::thread::spawn(move || side(a));
+        let tb = std::thread::spawn(move || side(b));
+        (ta.join().expect("side a"), tb.join().expect("side b"))
+    }
+    fn spawn<T: Send + 'static>(f: BoxFut<T>) -> BoxFut<T> {
+        let task = tokio::spawn(f);
+        Box::pin(async move { task.await.expect("task") })
+    }
     async fn accept(addr_tx: oneshot::Sender<String>) -> (OwnedReadHalf, OwnedWriteHalf) {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = l.local_addr().expect("address").to_string();

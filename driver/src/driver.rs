@@ -2,6 +2,7 @@
 //! application, and runs the core's [`Drain`] after each wake-up. It holds no
 //! protocol logic: that is all in estafeta-core.
 
+use crate::recv::{Plan, RecvState};
 use crate::runtime::{ConnectFuture, Listener, Runtime, Socket, Timer};
 use crate::state::{App, Shared, State};
 use estafeta_core::{Action, CloseReason, ConnId, Drain, Event, Sink, Step, Timestamp, WriteOutcome};
@@ -96,12 +97,24 @@ impl<S> Source<S> {
     }
 }
 
+/// A connected socket and how its reads have gone.
+struct Connection<S> {
+    sock: S,
+    recv: RecvState,
+}
+
+impl<S> Connection<S> {
+    fn new(sock: S) -> Self {
+        Connection { sock, recv: RecvState::default() }
+    }
+}
+
 /// The driver future of one node. Spawn it on the runtime.
 pub(crate) struct Driver<R: Runtime> {
     shared: Arc<Shared>,
     task: Arc<TaskWaker>,
     listener: Option<Source<R::Listener>>,
-    sockets: BTreeMap<ConnId, Source<R::Socket>>,
+    sockets: BTreeMap<ConnId, Source<Connection<R::Socket>>>,
     dialing: BTreeMap<ConnId, ConnectFuture<R::Socket>>,
     timer: R::Timer,
     /// Where `timer` is armed (at or before the node's deadline).
@@ -133,7 +146,7 @@ impl<R: Runtime> Driver<R> {
 /// The [`Sink`] the drain writes into: the driver's sockets and the app queues.
 struct DriverSink<'a, 'c, R: Runtime> {
     cx: &'a mut Context<'c>,
-    sockets: &'a mut BTreeMap<ConnId, Source<R::Socket>>,
+    sockets: &'a mut BTreeMap<ConnId, Source<Connection<R::Socket>>>,
     dialing: &'a mut BTreeMap<ConnId, ConnectFuture<R::Socket>>,
     app: &'a mut App,
     /// A dial started: its future must be polled once to register a waker.
@@ -145,7 +158,7 @@ impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
         let Some(sock) = self.sockets.get_mut(&conn) else {
             return WriteOutcome::Failed("socket is gone".into());
         };
-        match sock.io.poll_write(self.cx, bytes) {
+        match sock.io.sock.poll_write(self.cx, bytes) {
             Poll::Ready(Ok(0)) => WriteOutcome::Failed("socket wrote zero bytes".into()),
             Poll::Ready(Ok(n)) => WriteOutcome::Wrote(n),
             Poll::Ready(Err(e)) => WriteOutcome::Failed(e.to_string()),
@@ -183,7 +196,7 @@ impl<R: Runtime> Driver<R> {
             match listener.poll(|l, cx| l.poll_accept(cx)) {
                 Poll::Ready(Ok((sock, _addr))) => {
                     if let Ok(conn) = st.node.handle_accepted(now) {
-                        self.sockets.insert(conn, Source::new(sock, &self.task));
+                        self.sockets.insert(conn, Source::new(Connection::new(sock), &self.task));
                     } // else: over the connection limit or closing; dropping the socket refuses it.
                 }
                 // Accept errors (e.g. too many open files) concern one socket; keep listening.
@@ -205,7 +218,7 @@ impl<R: Runtime> Driver<R> {
             self.dialing.remove(&conn);
             match res {
                 Ok(sock) => {
-                    self.sockets.insert(conn, Source::new(sock, &self.task));
+                    self.sockets.insert(conn, Source::new(Connection::new(sock), &self.task));
                     st.node.handle_connected(now, conn);
                 }
                 Err(e) => st.node.handle_closed(now, conn, CloseReason::Io(e.to_string())),
@@ -234,15 +247,26 @@ impl<R: Runtime> Driver<R> {
                     return true;
                 }
                 let scratch = &mut self.read_buf;
-                let Some(rx) = st.node.recv_buffer(*conn) else { break };
-                match sock.poll(|s, cx| s.poll_read_buf(cx, rx, scratch)) {
+                let plan = sock.io.recv.plan(&mut st.node, *conn, READ_CHUNK);
+                let read = match plan {
+                    Plan::Room(room) => {
+                        let Some(rx) = st.node.recv_buffer(*conn) else { break };
+                        let scratch = &mut scratch[..room.min(READ_CHUNK)];
+                        sock.poll(|s, cx| s.sock.poll_read_buf(cx, rx, scratch))
+                    }
+                    Plan::Copy(max) => sock.poll(|s, cx| s.sock.poll_read(cx, &mut scratch[..max])),
+                };
+                match read {
                     Poll::Ready(Ok(0)) => {
                         closed.push((*conn, CloseReason::Io("end of stream".into())));
                         break;
                     }
                     Poll::Ready(Ok(n)) => {
                         budget = budget.saturating_sub(n);
-                        st.node.handle_received(now, *conn, n);
+                        match plan {
+                            Plan::Room(_) => sock.io.recv.received(&mut st.node, now, *conn, n),
+                            Plan::Copy(_) => sock.io.recv.feed(&mut st.node, now, *conn, &scratch[..n]),
+                        }
                     }
                     Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                     Poll::Ready(Err(e)) => {
@@ -290,7 +314,10 @@ impl<R: Runtime> Future for Driver<R> {
         // was skipped above: no read interest is registered for it, so
         // nothing else would wake us to read it.
         more |= this.unread.iter().any(|c| node.wants_read(*c));
-        if node.is_closed() && !this.drain.is_lingering() {
+        // A close is over once no connection lingers with an unwritten
+        // goodbye, or when its time is up (Config::close_timeout).
+        let close_due = app.close_by.is_some_and(|by| clock >= by);
+        if node.is_closed() && (!this.drain.is_lingering() || close_due) {
             // Release the port and the sockets before anyone hears we are
             // done, so a restart on the same port cannot race the drop.
             this.listener = None;
@@ -308,7 +335,12 @@ impl<R: Runtime> Future for Driver<R> {
                 // re-arming a runtime timer is not free (async-io wakes its
                 // reactor for every one). A timer that fires before the
                 // deadline only runs the drain once more, which re-arms it.
-                if let Some(at) = deadline.map(|d| shared.instant(d)) {
+                let mut deadline = deadline.map(|d| shared.instant(d));
+                if this.drain.is_lingering() {
+                    // Lingering sockets are dropped at the close deadline.
+                    deadline = deadline.into_iter().chain(app.close_by).min();
+                }
+                if let Some(at) = deadline {
                     if this.timer_at.is_none_or(|armed| at < armed) {
                         this.timer.reset(at);
                         this.timer_at = Some(at);

@@ -15,6 +15,7 @@ mod driver;
 mod error;
 mod format;
 mod node;
+mod recv;
 mod runtime;
 mod state;
 mod stream;

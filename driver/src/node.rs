@@ -24,7 +24,7 @@ use std::task::Poll;
 ///     Node::<R>::builder("pricer")
 ///         .bind("0.0.0.0:7000")
 ///         .subscribe("prices")
-///         .config(Config { heartbeat_interval: Duration::from_millis(250), ..Config::default() })
+///         .config({ let mut c = Config::default(); c.session.heartbeat_interval = Duration::from_millis(250); c })
 ///         .build()
 ///         .await
 /// }
@@ -102,6 +102,9 @@ impl<R: Runtime> NodeBuilder<R> {
         if config.seed == 0 {
             config.seed = random_seed();
         }
+        // Credit goes back as the application takes messages from its
+        // subscriptions, not when the driver queues them.
+        config.pubsub.credit = estafeta_core::CreditMode::Manual;
         let mut node = match self.id {
             Some(id) => estafeta_core::Node::with_id(config, id, &self.name)?,
             None => estafeta_core::Node::new(config, &self.name)?,
@@ -124,7 +127,7 @@ impl<R: Runtime> NodeBuilder<R> {
         for t in &self.subscriptions {
             *app.topic_refs.entry(Topic::from(t.as_str())).or_insert(0) += 1;
         }
-        let shared = Shared::new(State { node, app }, R::now());
+        let shared = Shared::new(State { node, app }, R::now);
         R::spawn(Driver::<R>::new(shared.clone(), listener));
         Ok(Node { inner: Arc::new(Inner { shared, address }), _runtime: PhantomData })
     }
@@ -148,8 +151,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // The last handle is gone: close gracefully in the background.
         let mut st = self.shared.lock();
-        st.node.close();
-        st.app.wake_driver();
+        self.shared.begin_close(&mut st, false);
     }
 }
 
@@ -221,6 +223,15 @@ impl<R: Runtime> Node<R> {
         self.shared().lock().node.stats()
     }
 
+    /// How many subscription queues this node examined to deliver the
+    /// messages it received so far: one per matching subscription of each
+    /// message, whatever the number of other subscriptions. A diagnostic for
+    /// tests, not a stable API.
+    #[doc(hidden)]
+    pub fn queue_visits(&self) -> u64 {
+        self.shared().lock().app.queue_visits
+    }
+
     /// Connected peers.
     pub fn peers(&self) -> Vec<PeerInfo> {
         self.shared().lock().node.peers().cloned().collect()
@@ -236,6 +247,20 @@ impl<R: Runtime> Node<R> {
     /// re-sends its subscriptions on every new connection. Waits for the first
     /// handshake; fails only if the attempts run out
     /// ([`Config::reconnect_max_attempts`]).
+    ///
+    /// `Ok` means the connection is open *on this side*: the peer's handshake
+    /// arrived and passed this node's checks, and the returned [`PeerInfo`]
+    /// says who answered. It does not mean the peer accepted this node: the
+    /// peer checks this node's handshake at the same moment and may still
+    /// refuse it (a name or subscription list over its limits, a duplicate
+    /// of a connection it already has). A refusal arrives a moment later as
+    /// [`Event::PeerDown`](crate::Event::PeerDown) with the peer's reason on
+    /// [`Node::events`], and the node redials as after any failure (a
+    /// connection that ends within [`Config::liveness_timeout`] of its
+    /// handshake counts as a failed attempt, so a peer that always refuses
+    /// ends in [`Event::Dial(DialEvent::GaveUp)`](crate::Event::Dial(DialEvent::GaveUp))). To know that the
+    /// peer kept the connection, wait for what you need from it, such as
+    /// [`Node::wait_for_subscribers`].
     pub async fn connect(&self, addr: impl AsRef<str>) -> Result<PeerInfo, Error> {
         let addr: PeerAddr = addr.as_ref().parse().map_err(|e: estafeta_core::AddrParseError| {
             Error::Command(estafeta_core::CommandError::BadTopic(e.to_string()))
@@ -283,9 +308,7 @@ impl<R: Runtime> Node<R> {
     pub fn unsubscribe(&self, topic: &str) -> Result<(), Error> {
         let mut st = self.shared().lock();
         st.app.topic_refs.remove(topic);
-        for q in st.app.subs.values_mut().filter(|q| q.topic.as_ref().is_some_and(|t| t.as_str() == topic)) {
-            q.counted = false;
-        }
+        st.app.uncount(topic);
         st.node.pubsub().unsubscribe(topic)?;
         st.app.wake_driver();
         Ok(())
@@ -301,8 +324,10 @@ impl<R: Runtime> Node<R> {
         Events::new(self.shared().clone())
     }
 
-    /// Waits until at least `n` connected peers subscribe to `topic`, so a
-    /// publisher does not lose its first messages to a late subscriber.
+    /// Waits until at least `n` connected peers subscribe to `topic` and can
+    /// take messages (they granted this node credit on it, about a round
+    /// trip after they subscribed), so a publisher does not lose its first
+    /// messages to a late subscriber and round-robin starts with all of them.
     ///
     /// ```
     /// # use estafeta_driver::{Node, Runtime, Error};
@@ -315,13 +340,15 @@ impl<R: Runtime> Node<R> {
     pub async fn wait_for_subscribers(&self, topic: &str, n: usize) -> Result<(), Error> {
         std::future::poll_fn(|cx| {
             let mut st = self.shared().lock();
-            if st.node.pubsub().subscriber_count(topic) >= n {
+            if st.node.pubsub_ref().ready_subscriber_count(topic) >= n {
                 return Poll::Ready(Ok(()));
             }
             if st.app.finished || st.node.is_closing() {
                 return Poll::Ready(Err(Error::Closed));
             }
+            // Subscriptions come with peer events, credit with Writable.
             st.app.peers_changed.register(cx.waker());
+            st.app.writable.register(cx.waker());
             Poll::Pending
         })
         .await
@@ -371,6 +398,60 @@ impl<R: Runtime> Node<R> {
             }
         })
         .await
+    }
+
+    /// Publishes every payload of `payloads`, in order, to every subscriber
+    /// of `topic`, taking the node's lock once per wake-up rather than once
+    /// per message, and waiting while the queues are full. Each queued
+    /// payload is removed from the front of `payloads`; returns how many.
+    /// On an error (the same as [`Node::publish`]'s) the payloads not queued
+    /// stay in `payloads`, the one refused first; so they do if the future
+    /// is dropped while it waits.
+    ///
+    /// ```
+    /// use estafeta_driver::{Bytes, Node, Runtime, Error};
+    ///
+    /// async fn stream_ticks<R: Runtime>(node: &Node<R>) -> Result<(), Error> {
+    ///     let mut batch: Vec<Bytes> = Vec::with_capacity(256);
+    ///     for tick in 0..10_000u64 {
+    ///         batch.push(Bytes::copy_from_slice(&tick.to_be_bytes()));
+    ///         if batch.len() == batch.capacity() {
+    ///             node.publish_batch("ticks", &mut batch).await?; // empties it
+    ///         }
+    ///     }
+    ///     let queued = node.publish_batch("ticks", &mut batch).await?;
+    ///     assert!(queued <= 256 && batch.is_empty());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn publish_batch(&self, topic: &str, payloads: &mut Vec<Bytes>) -> Result<usize, Error> {
+        let mut queued = 0;
+        std::future::poll_fn(|cx| {
+            let mut st = self.shared().lock();
+            let mut n = 0;
+            let result = loop {
+                let Some(payload) = payloads.get(n) else { break Poll::Ready(Ok(())) };
+                // The core drops a payload it refuses: keep ours for the retry.
+                match st.node.pubsub().publish(topic, payload.clone(), SendMode::All) {
+                    Ok(_) => n += 1,
+                    Err(e) if e.is_full() => {
+                        st.app.writable.register(cx.waker());
+                        break Poll::Pending;
+                    }
+                    Err(e) => break Poll::Ready(Err(e.into())),
+                }
+            };
+            if n > 0 || result.is_pending() {
+                st.app.wake_driver();
+            }
+            // Remove what was queued now: dropping this future while it waits
+            // leaves exactly the payloads not queued.
+            payloads.drain(..n);
+            queued += n;
+            result
+        })
+        .await
+        .map(|()| queued)
     }
 
     /// Publishes to every subscriber of `topic`, waiting for queue space.
@@ -433,11 +514,7 @@ impl<R: Runtime> Node<R> {
     /// crashed process would (peers see the connections drop). Queued messages
     /// are dropped and counted.
     pub async fn abort(&self) {
-        {
-            let mut st = self.shared().lock();
-            st.node.abort();
-            st.app.wake_driver();
-        }
+        self.shared().begin_close(&mut self.shared().lock(), true);
         self.wait_finished().await
     }
 
@@ -459,13 +536,14 @@ impl<R: Runtime> Node<R> {
     }
 
     /// Closes the node: flushes what is queued, says goodbye to every peer,
-    /// ends every stream. Returns when done (or after `close_timeout`).
+    /// ends every stream. Returns when every connection has flushed and
+    /// said goodbye, and at the latest [`Config::close_timeout`] after the
+    /// call (plus the time the driver task takes to be scheduled): what
+    /// could not be written by then is dropped, counted in
+    /// [`Stats::dropped`] and reported, and the sockets are closed, even one
+    /// whose goodbye is still unwritten because its peer reads nothing.
     pub async fn close(&self) {
-        {
-            let mut st = self.shared().lock();
-            st.node.close();
-            st.app.wake_driver();
-        }
+        self.shared().begin_close(&mut self.shared().lock(), false);
         self.wait_finished().await
     }
 }

@@ -42,9 +42,14 @@ pub trait Socket: Send + Unpin + 'static {
     /// Writes from `buf`.
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
 
-    /// Reads by appending to `buf`. The default reads into `scratch` and
-    /// copies; a runtime that can read into spare capacity safely overrides
-    /// it and saves the copy.
+    /// Reads by appending to `buf`. The driver calls it to read the rest of
+    /// a long frame into room it made for exactly that (at least 16 KiB) in
+    /// `buf`, with `scratch` cut to at most that length: read into `buf`'s
+    /// spare room or into `scratch`, never more than the room (growing `buf`
+    /// is allowed but wastes memory that received messages keep alive). The
+    /// default reads into `scratch` and copies; a runtime that can read into
+    /// spare capacity safely overrides it and saves the copy. Other reads
+    /// go through [`Socket::poll_read`].
     fn poll_read_buf(
         &mut self,
         cx: &mut Context<'_>,

@@ -8,12 +8,46 @@ use std::task::Waker;
 use std::time::Instant;
 
 /// Limits of the application-side queues.
+///
+/// # Memory held for received messages
+///
+/// A node whose application stops taking messages holds, at most:
+///
+/// - per subscription, per sending peer, one credit window of messages
+///   ([`PubSubConfig::window_messages`](crate::PubSubConfig), 4096, and
+///   `window_bytes`, 8 MiB, plus one message): the senders hold the rest;
+/// - per extra stream of the same topic (or [`Node::messages`](crate::Node::messages)
+///   stream), which holds copies, `subscription_bytes` of payload in at most
+///   `subscription_messages` messages;
+/// - in the core, [`Config::max_pending_event_bytes`](crate::Config) of
+///   payload in at most `max_pending_events` events (input stops there),
+///   plus the one message the driver holds back for a full subscription;
+/// - per connection, [`Config::max_read_buffer`](crate::Config) of received
+///   bytes plus the one frame being completed (at most `max_frame_size`);
+/// - a 64 KiB read buffer per node.
+///
+/// A held message weighs its frame (the payload, a 4-byte length prefix and
+/// a header of 2 bytes plus the topic's length) and about 100 bytes of
+/// bookkeeping, so the message-count limits bound what the payload limits
+/// do not count. Nothing else grows with what is held: payloads are slices
+/// of the allocations the driver reads into, and each allocation holds whole
+/// frames only, sized exactly (a frame of 16 KiB or more has one of its own,
+/// with the 4-byte length prefix of the frame after it).
+///
+/// Held messages keep alive the frames that arrived in the same socket read
+/// (at most 64 KiB, plus the frame that read started). When a subscription
+/// stalls those are held anyway (they are the messages that follow), but a
+/// message kept out of a stream whose other messages are consumed keeps up
+/// to 64 KiB plus its frame alive: copy small payloads you keep for long
+/// (`Bytes::copy_from_slice`).
 #[derive(Clone, Copy, Debug)]
 pub struct AppLimits {
-    /// Messages one subscription holds before the node stops reading its
-    /// sockets (TCP then pushes back on the senders). Default 4096.
+    /// Messages a stream that holds copies (a second stream of the same
+    /// topic, or a `messages()` stream) holds before the driver stops
+    /// delivering (the node then stops reading its sockets). The first
+    /// stream of a topic is bounded by credit instead. Default 4096.
     pub subscription_messages: usize,
-    /// Payload bytes one subscription holds before the same. Default 8 MiB.
+    /// Payload bytes such a stream holds before the same. Default 8 MiB.
     pub subscription_bytes: usize,
     /// Lifecycle events an events stream holds; older ones are dropped and
     /// counted (`Events::lagged`). Default 1024.
@@ -52,6 +86,10 @@ pub(crate) struct SubQueue {
     /// explicit `Node::unsubscribe` of that topic releases them all.
     pub(crate) counted: bool,
     pub(crate) queue: VecDeque<Message>,
+    /// Which messages of `queue` carry credit, as runs (owned?, count): a
+    /// message delivered to several subscriptions carries its sender's credit
+    /// in the first of them only; the others hold copies.
+    pub(crate) owned: VecDeque<(bool, usize)>,
     /// Payload bytes held: in `queue` and taken by the subscription.
     pub(crate) bytes: usize,
     /// Messages the subscription took in its last batch: they count against
@@ -63,13 +101,18 @@ pub(crate) struct SubQueue {
 }
 
 impl SubQueue {
-    /// True if messages on `topic` go to this queue.
-    fn takes(&self, topic: &Topic) -> bool {
-        self.topic.as_ref().is_none_or(|t| t == topic)
+    /// True if one more message of `size` payload bytes would pass `limits`.
+    fn has_room(&self, limits: &AppLimits, size: usize) -> bool {
+        self.queue.len() + self.taken < limits.subscription_messages
+            && (self.bytes == 0 || self.bytes + size <= limits.subscription_bytes)
     }
 
-    fn push(&mut self, m: Message) {
+    fn push(&mut self, m: Message, owned: bool) {
         self.bytes += m.payload.len();
+        match self.owned.back_mut() {
+            Some((o, n)) if *o == owned => *n += 1,
+            _ => self.owned.push_back((owned, 1)),
+        }
         self.queue.push_back(m);
         if let Some(w) = self.waker.take() {
             w.wake();
@@ -102,6 +145,17 @@ pub(crate) struct App {
     /// The driver holds an event no subscription could take.
     pub(crate) app_blocked: bool,
     pub(crate) subs: BTreeMap<u64, SubQueue>,
+    /// The ids of the subscriptions of each topic: delivery looks a
+    /// message's queues up here, so its cost does not grow with the number
+    /// of other subscriptions.
+    by_topic: BTreeMap<Topic, Vec<u64>>,
+    /// The ids of the subscriptions to every message.
+    every: Vec<u64>,
+    /// The topic of the last message delivered and the ids of the queues it
+    /// went to, so a run of messages on one topic skips the lookup: the
+    /// core hands out one `Topic` per subscription, compared by address.
+    /// Cleared when subscriptions change.
+    route: Option<(Topic, Vec<u64>)>,
     pub(crate) topic_refs: BTreeMap<Topic, usize>,
     pub(crate) event_queues: BTreeMap<u64, EventQueue>,
     next_id: u64,
@@ -113,6 +167,13 @@ pub(crate) struct App {
     pub(crate) closed_waiters: Wakers,
     /// The driver has exited: streams end, commands fail.
     pub(crate) finished: bool,
+    /// Subscription queues examined to deliver messages (a diagnostic, see
+    /// `Node::queue_visits`).
+    pub(crate) queue_visits: u64,
+    /// When a close must be over: connections still lingering with an
+    /// unwritten goodbye are dropped then (`close_timeout` after `close`,
+    /// at once after `abort`).
+    pub(crate) close_by: Option<Instant>,
 }
 
 impl App {
@@ -123,6 +184,9 @@ impl App {
             driver_notified: false,
             app_blocked: false,
             subs: BTreeMap::new(),
+            by_topic: BTreeMap::new(),
+            every: Vec::new(),
+            route: None,
             topic_refs: BTreeMap::new(),
             event_queues: BTreeMap::new(),
             next_id: 1,
@@ -130,12 +194,65 @@ impl App {
             peers_changed: Wakers::default(),
             closed_waiters: Wakers::default(),
             finished: false,
+            queue_visits: 0,
+            close_by: None,
         }
     }
 
     pub(crate) fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// Opens a subscription queue for `topic` (`None`: every message) and returns its id.
+    pub(crate) fn add_sub(&mut self, topic: Option<Topic>) -> u64 {
+        let id = self.next_id();
+        self.route = None;
+        match &topic {
+            Some(t) => self.by_topic.entry(t.clone()).or_default().push(id),
+            None => self.every.push(id),
+        }
+        let counted = topic.is_some();
+        let q = SubQueue {
+            topic,
+            counted,
+            queue: VecDeque::new(),
+            owned: VecDeque::new(),
+            bytes: 0,
+            taken: 0,
+            taken_bytes: 0,
+            waker: None,
+        };
+        self.subs.insert(id, q);
+        id
+    }
+
+    /// Closes subscription queue `id`; returns it.
+    pub(crate) fn remove_sub(&mut self, id: u64) -> Option<SubQueue> {
+        let q = self.subs.remove(&id)?;
+        self.route = None;
+        match &q.topic {
+            Some(t) => {
+                if let Some(ids) = self.by_topic.get_mut(t) {
+                    ids.retain(|i| *i != id);
+                    if ids.is_empty() {
+                        self.by_topic.remove(t);
+                    }
+                }
+            }
+            None => self.every.retain(|i| *i != id),
+        }
+        Some(q)
+    }
+
+    /// After an explicit unsubscribe: the open subscriptions of `topic` no
+    /// longer hold a reference on it.
+    pub(crate) fn uncount(&mut self, topic: &str) {
+        for id in self.by_topic.get(topic).into_iter().flatten() {
+            if let Some(q) = self.subs.get_mut(id) {
+                q.counted = false;
+            }
+        }
     }
 
     /// Wakes the driver after a command changed the node.
@@ -187,33 +304,42 @@ impl App {
 
     #[allow(clippy::result_large_err)]
     fn deliver_message(&mut self, m: Message) -> Result<(), Message> {
-        let limits = self.limits;
+        let App { limits, subs, by_topic, every, route, queue_visits, .. } = self;
         let size = m.payload.len();
-        // One pass to check room and find the matching queues; the last one
-        // takes the message itself, the others a clone.
-        let mut last = None;
-        let mut more_than_one = false;
-        for (id, q) in &self.subs {
-            if !q.takes(&m.topic) {
-                continue;
+        // The queues of the message's topic, then those of every topic.
+        if !route.as_ref().is_some_and(|(t, _)| std::ptr::eq(t.as_str(), m.topic.as_str())) {
+            let found = by_topic.get(&m.topic).into_iter().flatten().chain(every.iter()).copied();
+            match route {
+                Some((t, ids)) => {
+                    *t = m.topic.clone();
+                    ids.clear();
+                    ids.extend(found);
+                }
+                None => *route = Some((m.topic.clone(), found.collect())),
             }
-            if q.queue.len() + q.taken >= limits.subscription_messages
-                || (q.bytes > 0 && q.bytes + size > limits.subscription_bytes)
-            {
+        }
+        let ids = &route.as_ref().expect("routed above").1;
+        // The first queue carries the message's credit: the core bounds it
+        // (one window per sending peer), so it never refuses. The others
+        // hold copies, bounded by `limits`: one pass checks their room, then
+        // the last queue takes the message itself and the others a clone.
+        let Some((&last, _)) = ids.split_last() else { return Ok(()) };
+        for id in ids.iter().skip(1) {
+            *queue_visits += 1;
+            if !subs.get(id).is_none_or(|q| q.has_room(limits, size)) {
                 self.app_blocked = true;
                 return Err(m);
             }
-            more_than_one |= last.is_some();
-            last = Some(*id);
         }
-        let Some(last) = last else { return Ok(()) };
-        if more_than_one {
-            for (_, q) in self.subs.range_mut(..last).filter(|(_, q)| q.takes(&m.topic)) {
-                q.push(m.clone());
+        *queue_visits += 1;
+        let owner = ids[0];
+        for id in &ids[..ids.len() - 1] {
+            if let Some(q) = subs.get_mut(id) {
+                q.push(m.clone(), *id == owner);
             }
         }
-        if let Some(q) = self.subs.get_mut(&last) {
-            q.push(m);
+        if let Some(q) = subs.get_mut(&last) {
+            q.push(m, last == owner);
         }
         Ok(())
     }
@@ -251,16 +377,35 @@ impl App {
     }
 }
 
-/// The shared state: one mutex, and the clock origin.
+/// The shared state: one mutex, the clock origin and the runtime's clock.
 #[derive(Debug)]
 pub(crate) struct Shared {
     state: Mutex<State>,
     origin: Instant,
+    clock: fn() -> Instant,
 }
 
 impl Shared {
-    pub(crate) fn new(state: State, origin: Instant) -> Arc<Shared> {
-        Arc::new(Shared { state: Mutex::new(state), origin })
+    pub(crate) fn new(state: State, clock: fn() -> Instant) -> Arc<Shared> {
+        Arc::new(Shared { state: Mutex::new(state), origin: clock(), clock })
+    }
+
+    /// Starts closing the node (gracefully, or at once with `abort`) and
+    /// sets when the close must be over.
+    pub(crate) fn begin_close(&self, st: &mut State, abort: bool) {
+        let clock = (self.clock)();
+        // The core's clock moves only with inputs: bring it to now, so that
+        // its close deadline counts from this call.
+        st.node.handle_timeout(self.timestamp(clock));
+        let by = if abort {
+            st.node.abort();
+            clock
+        } else {
+            st.node.close();
+            clock + st.node.config().session.close_timeout
+        };
+        st.app.close_by = Some(st.app.close_by.map_or(by, |t| t.min(by)));
+        st.app.wake_driver();
     }
 
     /// Locks the state. The lock is never held across an await or a call into
@@ -279,5 +424,53 @@ impl Shared {
     /// Converts the core's time to the runtime clock.
     pub(crate) fn instant(&self, t: Timestamp) -> Instant {
         self.origin + t.saturating_since(Timestamp::ZERO)
+    }
+}
+
+/// Messages that carried credit, as they leave a subscription's queue:
+/// runs of (sender, topic, messages, payload bytes), reported to the core
+/// with [`Consumed::report`].
+#[derive(Debug, Default)]
+pub(crate) struct Consumed(Vec<(estafeta_core::NodeId, Topic, u64, u64)>);
+
+impl Consumed {
+    /// `msgs` just left `q` from its front (in order): counts those that
+    /// carry credit.
+    pub(crate) fn count<'a>(&mut self, q: &mut SubQueue, msgs: impl Iterator<Item = &'a Message>) {
+        for m in msgs {
+            let owned = match q.owned.front_mut() {
+                Some((o, n)) => {
+                    let o = *o;
+                    *n -= 1;
+                    if *n == 0 {
+                        q.owned.pop_front();
+                    }
+                    o
+                }
+                None => false,
+            };
+            if !owned {
+                continue;
+            }
+            let len = m.payload.len() as u64;
+            match self.0.last_mut() {
+                Some((id, t, n, b)) if *id == m.from.id && std::ptr::eq(t.as_str(), m.topic.as_str()) => {
+                    *n += 1;
+                    *b += len;
+                }
+                _ => self.0.push((m.from.id, m.topic.clone(), 1, len)),
+            }
+        }
+    }
+
+    /// Gives the credit back to the senders; wakes the driver if a grant is due.
+    pub(crate) fn report(self, st: &mut State) {
+        let mut due = false;
+        for (id, topic, n, bytes) in self.0 {
+            due |= st.node.pubsub().consumed(id, &topic, n, bytes);
+        }
+        if due {
+            st.app.wake_driver();
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The streams a node hands out: messages of a subscription, and lifecycle events.
 
-use crate::state::{Shared, State, SubQueue};
+use crate::state::{Consumed, Shared, State, SubQueue};
 use estafeta_core::{Event, Message, Topic};
 use futures_core::Stream;
 use std::collections::VecDeque;
@@ -11,9 +11,14 @@ use std::task::{Context, Poll};
 /// A stream of received messages: one topic ([`Node::subscribe`](crate::Node::subscribe))
 /// or all of them ([`Node::messages`](crate::Node::messages)).
 ///
-/// Bounded ([`AppLimits`](crate::AppLimits)): while it is full the node stops
-/// reading its sockets, so TCP pushes back on the publishers and nothing is
-/// lost. Dropping the last subscription of a topic unsubscribes from it.
+/// Bounded by credit: each sending peer may have at most one window
+/// ([`PubSubConfig::window_messages`](crate::PubSubConfig) and `window_bytes`)
+/// of messages on a topic that the application has not taken yet; the
+/// senders hold the rest, so a subscription that is not read slows only its
+/// own senders on its own topic and nothing is lost. A second stream of the
+/// same topic (or [`Node::messages`](crate::Node::messages)) holds copies,
+/// bounded by [`AppLimits`](crate::AppLimits). Dropping the last
+/// subscription of a topic unsubscribes from it.
 /// The stream ends when the node is closed.
 #[derive(Debug)]
 pub struct Subscription {
@@ -25,28 +30,9 @@ pub struct Subscription {
     taken: VecDeque<Message>,
 }
 
-/// Messages a subscription takes from its shared queue per lock, at most.
-const BATCH_MESSAGES: usize = 64;
-/// Payload bytes it takes per lock, at most (but always one message).
-const BATCH_BYTES: usize = 256 << 10;
-
 impl Subscription {
     pub(crate) fn new(shared: Arc<Shared>, topic: Option<Topic>) -> Subscription {
-        let mut st = shared.lock();
-        let id = st.app.next_id();
-        st.app.subs.insert(
-            id,
-            SubQueue {
-                topic: topic.clone(),
-                counted: topic.is_some(),
-                queue: Default::default(),
-                bytes: 0,
-                taken: 0,
-                taken_bytes: 0,
-                waker: None,
-            },
-        );
-        drop(st);
+        let id = shared.lock().app.add_sub(topic.clone());
         Subscription { shared, id, topic, taken: VecDeque::new() }
     }
 
@@ -61,7 +47,7 @@ impl Subscription {
             return Some(m);
         }
         let mut st = self.shared.lock();
-        refill(&mut st, self.id, &mut self.taken);
+        refill(&mut st, self.id, |q, c| take_batch(q, &mut self.taken, c));
         self.taken.pop_front()
     }
 
@@ -69,29 +55,120 @@ impl Subscription {
     pub async fn recv(&mut self) -> Option<Message> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
+
+    /// Waits until messages are waiting, then appends all of them to `batch`
+    /// at once (one lock, one wake-up) and returns how many: at least one,
+    /// or 0 once the node is closed. The messages handed out count against
+    /// the subscription's limits ([`AppLimits`](crate::AppLimits)) until the
+    /// next call that takes messages (`next_batch`, [`Subscription::recv`],
+    /// [`Subscription::try_next`]): process them, then come back.
+    ///
+    /// ```
+    /// use estafeta_driver::{Message, Node, Runtime, Error};
+    ///
+    /// async fn consume<R: Runtime>(node: &Node<R>) -> Result<u64, Error> {
+    ///     let mut ticks = node.subscribe("ticks")?;
+    ///     let (mut batch, mut bytes) = (Vec::new(), 0u64);
+    ///     while ticks.next_batch(&mut batch).await > 0 {
+    ///         bytes += batch.iter().map(|m| m.payload.len() as u64).sum::<u64>();
+    ///         batch.clear(); // the Vec is reused: no allocation per batch
+    ///     }
+    ///     Ok(bytes) // the node was closed
+    /// }
+    /// ```
+    pub async fn next_batch(&mut self, batch: &mut Vec<Message>) -> usize {
+        std::future::poll_fn(|cx| {
+            if !self.taken.is_empty() {
+                let n = self.taken.len();
+                batch.extend(self.taken.drain(..));
+                return Poll::Ready(n);
+            }
+            poll_take(&self.shared, self.id, cx, |q, c| take_all(q, batch, c)).map(|n| n.unwrap_or(0))
+        })
+        .await
+    }
 }
 
-/// Called with `taken` empty: the last batch was handed out, so its room is
-/// given back (waking the driver if it waits for room), and the next batch
-/// is moved out of the shared queue.
-fn refill(st: &mut State, id: u64, taken: &mut VecDeque<Message>) {
+/// Messages `recv` moves out of the shared queue per lock, at most.
+const BATCH_MESSAGES: usize = 64;
+/// Payload bytes it moves, at most (but always one message).
+const BATCH_BYTES: usize = 256 << 10;
+
+/// Moves up to a batch of messages from `q` to `taken`; returns how many and
+/// their payload bytes.
+fn take_batch(q: &mut SubQueue, taken: &mut VecDeque<Message>, consumed: &mut Consumed) -> (usize, usize) {
+    let (mut n, mut bytes) = (0, 0);
+    let start = taken.len();
+    while n < BATCH_MESSAGES && bytes < BATCH_BYTES {
+        let Some(m) = q.queue.pop_front() else { break };
+        n += 1;
+        bytes += m.payload.len();
+        taken.push_back(m);
+    }
+    consumed.count(q, taken.range(start..));
+    (n, bytes)
+}
+
+/// Moves every message from `q` to the end of `out`; returns how many and
+/// their payload bytes. Into an empty `out`, the two buffers are swapped
+/// (no message is copied, nothing is allocated).
+fn take_all(q: &mut SubQueue, out: &mut Vec<Message>, consumed: &mut Consumed) -> (usize, usize) {
+    let n = q.queue.len();
+    let start = out.len();
+    if out.is_empty() {
+        let spare = VecDeque::from(std::mem::take(out));
+        *out = Vec::from(std::mem::replace(&mut q.queue, spare));
+    } else {
+        out.extend(q.queue.drain(..));
+    }
+    consumed.count(q, out[start..].iter());
+    // With the last batch given back, `bytes` counts the queue only.
+    (n, q.bytes)
+}
+
+/// Called once the previous messages were handed out: their room is given
+/// back (waking the driver if it waits for room), and `take` moves the
+/// next ones out of the shared queue. Returns how many.
+/// Messages that carry credit give it back to their senders as they leave
+/// the queue.
+fn refill(st: &mut State, id: u64, take: impl FnOnce(&mut SubQueue, &mut Consumed) -> (usize, usize)) -> usize {
     let Some(q) = st.app.subs.get_mut(&id) else {
-        return;
+        return 0;
     };
     let freed = q.taken > 0;
     q.bytes -= q.taken_bytes;
-    q.taken = 0;
-    q.taken_bytes = 0;
-    while q.taken < BATCH_MESSAGES && q.taken_bytes < BATCH_BYTES {
-        let Some(m) = q.queue.pop_front() else { break };
-        q.taken += 1;
-        q.taken_bytes += m.payload.len();
-        taken.push_back(m);
-    }
+    let mut consumed = Consumed::default();
+    (q.taken, q.taken_bytes) = take(q, &mut consumed);
+    let n = q.taken;
     if freed && st.app.app_blocked {
         st.app.app_blocked = false;
         st.app.wake_driver();
     }
+    consumed.report(st);
+    n
+}
+
+/// Takes the next messages (see [`refill`]): `Some(n)` with `n > 0`,
+/// `None` once the node is closed, or `Pending` with the task registered
+/// to be woken when messages come.
+fn poll_take(
+    shared: &Shared,
+    id: u64,
+    cx: &mut Context<'_>,
+    take: impl FnOnce(&mut SubQueue, &mut Consumed) -> (usize, usize),
+) -> Poll<Option<usize>> {
+    let mut st = shared.lock();
+    let n = refill(&mut st, id, take);
+    if n > 0 {
+        return Poll::Ready(Some(n));
+    }
+    if st.app.finished {
+        return Poll::Ready(None);
+    }
+    if let Some(q) = st.app.subs.get_mut(&id) {
+        q.waker = Some(cx.waker().clone());
+    }
+    Poll::Pending
 }
 
 impl Stream for Subscription {
@@ -99,28 +176,29 @@ impl Stream for Subscription {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
         let this = self.get_mut();
-        if let Some(m) = this.taken.pop_front() {
-            return Poll::Ready(Some(m));
+        if this.taken.is_empty() {
+            let taken = &mut this.taken;
+            let took = std::task::ready!(poll_take(&this.shared, this.id, cx, |q, c| take_batch(q, taken, c)));
+            if took.is_none() {
+                return Poll::Ready(None);
+            }
         }
-        let mut st = this.shared.lock();
-        refill(&mut st, this.id, &mut this.taken);
-        if let Some(m) = this.taken.pop_front() {
-            return Poll::Ready(Some(m));
-        }
-        if st.app.finished {
-            return Poll::Ready(None);
-        }
-        if let Some(q) = st.app.subs.get_mut(&this.id) {
-            q.waker = Some(cx.waker().clone());
-        }
-        Poll::Pending
+        Poll::Ready(this.taken.pop_front())
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut st = self.shared.lock();
-        let counted = st.app.subs.remove(&self.id).is_some_and(|q| q.counted);
+        let removed = st.app.remove_sub(self.id);
+        let counted = removed.as_ref().is_some_and(|q| q.counted);
+        // Messages it still held give their credit back.
+        if let Some(mut q) = removed {
+            let msgs = std::mem::take(&mut q.queue);
+            let mut consumed = Consumed::default();
+            consumed.count(&mut q, msgs.iter());
+            consumed.report(&mut st);
+        }
         if let (Some(t), true) = (&self.topic, counted) {
             let last = match st.app.topic_refs.get_mut(t) {
                 Some(n) => {
@@ -168,6 +246,18 @@ impl Events {
     /// Waits for the next event; `None` once the node is closed.
     pub async fn recv(&mut self) -> Option<Event> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+
+    /// Takes an event if one is waiting, without waiting.
+    ///
+    /// ```
+    /// use estafeta_driver::{Event, Events};
+    /// fn peers_went_down(events: &mut Events) -> usize {
+    ///     std::iter::from_fn(|| events.try_next()).filter(|e| matches!(e, Event::PeerDown { .. })).count()
+    /// }
+    /// ```
+    pub fn try_next(&mut self) -> Option<Event> {
+        self.shared.lock().app.event_queues.get_mut(&self.id)?.queue.pop_front()
     }
 }
 

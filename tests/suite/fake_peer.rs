@@ -1,6 +1,6 @@
 //! Peers that misbehave, written with std sockets on their own threads.
 
-use estafeta_core::wire::{encode_frame, write_preamble, Header, Hello, VERSION};
+use estafeta_core::wire::{encode_frame, write_preamble, Capabilities, Header, Hello, MIN_VERSION, VERSION};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -14,6 +14,17 @@ pub struct SilentPeer {
 
 impl SilentPeer {
     pub fn start(handshake: bool) -> SilentPeer {
+        Self::start_with(handshake, &[])
+    }
+
+    /// A peer that completes the handshake announcing `subscriptions`, then
+    /// never reads nor writes: whatever is sent to it backs up.
+    pub fn subscriber(subscriptions: &[&'static str]) -> SilentPeer {
+        Self::start_with(true, subscriptions)
+    }
+
+    fn start_with(handshake: bool, subscriptions: &[&'static str]) -> SilentPeer {
+        let subscriptions = subscriptions.to_vec();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         std::thread::spawn(move || {
@@ -23,8 +34,22 @@ impl SilentPeer {
                 if handshake {
                     let mut out = Vec::new();
                     write_preamble(&mut out);
-                    let hello = Hello { version: VERSION, id: 0xfeed, name: "silent", roles: 0, subscriptions: vec![] };
+                    let hello = Hello {
+                        version: VERSION,
+                        min_version: MIN_VERSION,
+                        id: 0xfeed,
+                        name: "silent",
+                        capabilities: Capabilities::PUBSUB.bits(),
+                        listen: None,
+                        subscriptions: subscriptions.clone(),
+                    };
                     encode_frame(&mut out, &Header::Hello(hello), &[]);
+                    // Unlimited credit: what holds the sender back is TCP
+                    // (this peer never reads), not the protocol.
+                    for topic in &subscriptions {
+                        let credit = Header::Credit { topic, messages: u32::MAX, bytes: u64::MAX / 2 };
+                        encode_frame(&mut out, &credit, &[]);
+                    }
                     let _ = s.write_all(&out);
                 }
                 held.push(s);
@@ -78,4 +103,64 @@ pub async fn send_and_read_reply(addr: &str, bytes: Vec<u8>) -> Vec<u8> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// A publisher written by hand: it says hello, then sends `size`-byte
+/// messages on `topic` to the node at `addr`, `count` of them one by one
+/// with `pause` between them, or (`count` of `None`) in 64 KiB writes until
+/// the node stops reading for a second. Returns the bytes written.
+pub fn publish_raw(
+    addr: &str,
+    topic: &'static str,
+    size: usize,
+    count: Option<usize>,
+    pause: Duration,
+) -> std::thread::JoinHandle<usize> {
+    let addr = addr.to_string();
+    std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut out = Vec::new();
+        write_preamble(&mut out);
+        let hello = Hello {
+            version: VERSION,
+            min_version: MIN_VERSION,
+            id: 0xbeef,
+            name: "raw",
+            capabilities: Capabilities::PUBSUB.bits(),
+            listen: None,
+            subscriptions: vec![],
+        };
+        encode_frame(&mut out, &Header::Hello(hello), &[]);
+        s.write_all(&out).unwrap();
+        let payload = vec![0x5a; size];
+        let mut written = 0;
+        match count {
+            Some(n) => {
+                for _ in 0..n {
+                    out.clear();
+                    encode_frame(&mut out, &Header::Publish { topic }, &payload);
+                    s.write_all(&out).unwrap();
+                    written += out.len();
+                    std::thread::sleep(pause);
+                }
+            }
+            None => {
+                s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+                loop {
+                    out.clear();
+                    while out.len() < 64 << 10 {
+                        encode_frame(&mut out, &Header::Publish { topic }, &payload);
+                    }
+                    if s.write_all(&out).is_err() {
+                        break;
+                    }
+                    written += out.len();
+                }
+            }
+        }
+        // Keep the connection open (the node would drop what it holds).
+        std::mem::forget(s);
+        written
+    })
 }

@@ -3,11 +3,15 @@
 
 #![allow(dead_code)]
 
+pub mod credit;
 pub mod fake_peer;
 pub mod util;
 
+#[allow(unused_imports)] // used by the suite macro, not by every test crate
+pub use credit::*;
+
 use estafeta_core::PublishError;
-use estafeta_driver::{AppLimits, CloseReason, Config, Error, Event, Node, PeerRef, Runtime, SendMode};
+use estafeta_driver::{AppLimits, CloseReason, DialEvent, Error, Event, Node, PeerRef, Runtime, SendMode};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +36,12 @@ macro_rules! behaviour_suite {
             publish_to_nobody_is_an_error,
             dropping_the_last_handle_closes_gracefully,
             a_tiny_event_queue_never_waits_for_a_timer,
-            an_old_subscription_dropped_after_resubscribing_does_not_unsubscribe
+            an_old_subscription_dropped_after_resubscribing_does_not_unsubscribe,
+            delivery_visits_only_the_matching_subscriptions,
+            close_returns_by_close_timeout_when_a_peer_reads_nothing,
+            a_stalled_subscriber_holds_what_its_limits_allow_and_no_more,
+            batches_are_published_and_received_in_order_through_backpressure,
+            a_stalled_subscription_stops_neither_another_topic_nor_heartbeats
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
@@ -75,7 +84,7 @@ pub async fn two_nodes_exchange_100k_in_order_without_duplicates<R: Runtime>() {
     util::join(publisher, receiver).await;
     sleep::<R>(Duration::from_millis(50)).await;
     assert!(sub.try_next().is_none(), "a message arrived twice");
-    assert_eq!(a.stats().received, N);
+    assert_eq!(a.stats().pubsub.received, N);
 }
 
 pub async fn round_robin_splits_evenly_over_three<R: Runtime>() {
@@ -186,7 +195,7 @@ pub async fn restarted_peer_is_reconnected_and_resubscribed<R: Runtime>() {
     let m = t2.recv().await.unwrap();
     assert_eq!(&m.payload[..], b"again");
     assert_eq!(&*m.from.name, "b");
-    assert!(b.stats().reconnects >= 1);
+    assert!(b.stats().dialer.reconnects >= 1);
 }
 
 pub async fn silent_peer_is_declared_down_by_liveness_timeout<R: Runtime>() {
@@ -208,17 +217,21 @@ pub async fn silent_peer_is_declared_down_by_liveness_timeout<R: Runtime>() {
         }
     }
     let took = R::now() - started;
-    assert!(took >= cfg.liveness_timeout, "declared down too early: {took:?}");
+    assert!(took >= cfg.session.liveness_timeout, "declared down too early: {took:?}");
 }
 
 pub async fn silent_socket_fails_the_handshake_timeout<R: Runtime>() {
     let silent = fake_peer::SilentPeer::start(false);
-    let cfg = Config { reconnect_max_attempts: Some(1), ..fast_config() };
+    let cfg = {
+        let mut c = fast_config();
+        c.dialer.reconnect_max_attempts = Some(1);
+        c
+    };
     let a = node::<R>("a", cfg).await;
     let mut events = a.events();
     assert!(matches!(a.connect(silent.addr()).await, Err(Error::ConnectFailed(_))));
     let reason = loop {
-        if let Event::DialFailed { reason, .. } = events.recv().await.unwrap() {
+        if let Event::Dial(DialEvent::Failed { reason, .. }) = events.recv().await.unwrap() {
             break reason;
         }
     };
@@ -229,10 +242,19 @@ pub async fn stalled_consumer_blocks_publisher_within_budget_then_nothing_is_los
     const N: usize = 50_000;
     const SIZE: usize = 1024;
     let sub_limits = AppLimits { subscription_messages: 256, subscription_bytes: 1 << 20, events: 64 };
-    let a_cfg = Config { max_pending_events: 256, max_read_buffer: 64 << 10, ..fast_config() };
+    let a_cfg = {
+        let mut c = fast_config();
+        c.session.max_pending_events = 256;
+        c.session.max_read_buffer = 64 << 10;
+        c
+    };
     let a = Node::<R>::builder("a").config(a_cfg).app_limits(sub_limits).build().await.unwrap();
     let mut sub = a.subscribe("bulk").unwrap();
-    let b_cfg = Config { max_queued_bytes_per_peer: 256 << 10, ..fast_config() };
+    let b_cfg = {
+        let mut c = fast_config();
+        c.pubsub.max_queued_bytes_per_peer = 256 << 10;
+        c
+    };
     let b = node::<R>("b", b_cfg.clone()).await;
     b.connect(a.address().unwrap().to_string()).await.unwrap();
     b.wait_for_subscribers("bulk", 1).await.unwrap();
@@ -254,7 +276,7 @@ pub async fn stalled_consumer_blocks_publisher_within_budget_then_nothing_is_los
         let stalled_at = sent.load(Ordering::Relaxed);
         assert!(stalled_at < N, "publisher never waited: all {N} accepted while the consumer was stalled");
         let queued = b.queued_bytes(a.id()).unwrap();
-        assert!(queued <= b_cfg.max_queued_bytes_per_peer, "publisher queue {queued} over its budget");
+        assert!(queued <= b_cfg.pubsub.max_queued_bytes_per_peer, "publisher queue {queued} over its budget");
         // The stall is also not a dead peer.
         assert_eq!(b.peers().len(), 1);
         let mut next = 0usize;
@@ -267,7 +289,7 @@ pub async fn stalled_consumer_blocks_publisher_within_budget_then_nothing_is_los
     };
     let ((), stalled_at) = util::join(publisher, consumer).await;
     assert!(stalled_at * SIZE < 32 << 20, "accepted {stalled_at} messages during the stall");
-    assert_eq!(b.stats().dropped, 0);
+    assert_eq!(b.stats().pubsub.dropped, 0);
 }
 
 pub async fn garbage_is_refused_with_a_reason_while_others_are_served<R: Runtime>() {
@@ -280,7 +302,8 @@ pub async fn garbage_is_refused_with_a_reason_while_others_are_served<R: Runtime
     let cases: [(&str, Vec<u8>, &str); 4] = [
         ("random bytes", fake_peer::random_bytes(4096), "bad magic"),
         ("wrong magic", b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), "bad magic"),
-        ("wrong version", b"ESTF\x00\x63".to_vec(), "unsupported protocol version 99"),
+        // A newer peer is fine (versions are negotiated); an older one is not.
+        ("too old a version", b"ESTF\x00\x01".to_vec(), "unsupported protocol version 1"),
         ("oversized length", fake_peer::oversized_frame(), "exceeds the maximum"),
     ];
     let addr = a.address().unwrap().host_port();
@@ -299,7 +322,7 @@ pub async fn garbage_is_refused_with_a_reason_while_others_are_served<R: Runtime
             violations += 1;
         }
     }
-    assert_eq!(a.stats().malformed, 4);
+    assert_eq!(a.stats().session.malformed, 4);
 }
 
 pub async fn typed_messages_round_trip<R: Runtime>() {
@@ -384,11 +407,12 @@ pub async fn a_tiny_event_queue_never_waits_for_a_timer<R: Runtime>() {
     // reading a socket and waited for a timer to look again, this would hang.
     // 1 KiB messages keep each read to a few dozen frames, so the drain never
     // runs out of budget and yields (which would hide such a stall).
-    let slow_timers = Config {
-        heartbeat_interval: Duration::from_secs(300),
-        liveness_timeout: Duration::from_secs(900),
-        max_pending_events: 8,
-        ..fast_config()
+    let slow_timers = {
+        let mut c = fast_config();
+        c.session.heartbeat_interval = Duration::from_secs(300);
+        c.session.liveness_timeout = Duration::from_secs(900);
+        c.session.max_pending_events = 8;
+        c
     };
     let a = node::<R>("a", slow_timers.clone()).await;
     let mut sub = a.subscribe("t").unwrap();
@@ -427,4 +451,184 @@ pub async fn an_old_subscription_dropped_after_resubscribing_does_not_unsubscrib
     assert_eq!(b.subscriber_count("t"), 1, "dropping the old stream unsubscribed the new one");
     b.publish("t", "still subscribed").await.unwrap();
     assert_eq!(&new.recv().await.unwrap().payload[..], b"still subscribed");
+}
+
+pub async fn delivery_visits_only_the_matching_subscriptions<R: Runtime>() {
+    // Ten thousand subscriptions on other topics must not make a message
+    // cost more: delivery looks its topic's queues up instead of walking
+    // them all. (A peer may announce that many topics only if allowed to.)
+    const OTHERS: usize = 10_000;
+    const N: u64 = 500;
+    let cfg = {
+        let mut c = fast_config();
+        c.pubsub.max_subscriptions_per_peer = 2 * OTHERS;
+        c
+    };
+    let a = node::<R>("a", cfg.clone()).await;
+    let mut t = a.subscribe("t").unwrap();
+    let mut all = a.messages();
+    let others: Vec<_> = (0..OTHERS).map(|i| a.subscribe(&format!("other/{i}")).unwrap()).collect();
+    let b = node::<R>("b", cfg).await;
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    b.wait_for_subscribers("t", 1).await.unwrap();
+    let before = a.queue_visits();
+    let publisher = async {
+        for i in 0..N {
+            b.publish("t", i.to_be_bytes().to_vec()).await.unwrap();
+        }
+    };
+    let receiver = async {
+        for i in 0..N {
+            assert_eq!(t.recv().await.unwrap().payload[..], i.to_be_bytes());
+            assert_eq!(all.recv().await.unwrap().payload[..], i.to_be_bytes());
+        }
+    };
+    util::join(publisher, receiver).await;
+    // Each message visits the queue of "t" and the catch-all one, and only those.
+    assert_eq!(a.queue_visits() - before, 2 * N, "delivery walked other subscriptions' queues");
+    drop(others);
+}
+
+pub async fn close_returns_by_close_timeout_when_a_peer_reads_nothing<R: Runtime>() {
+    // The peer never reads: the queue cannot flush, the socket stays
+    // blocked with the goodbye unwritten. close() must still return by
+    // close_timeout. (Long liveness: the silent peer must not be declared
+    // down first, which would end the connection early.)
+    let close_timeout = Duration::from_millis(500);
+    let mut cfg = fast_config();
+    cfg.session.close_timeout = close_timeout;
+    cfg.session.heartbeat_interval = Duration::from_secs(5);
+    cfg.session.liveness_timeout = Duration::from_secs(30);
+    let sink = fake_peer::SilentPeer::subscriber(&["bulk"]);
+    let a = node::<R>("a", cfg).await;
+    a.connect(sink.addr()).await.unwrap();
+    a.wait_for_subscribers("bulk", 1).await.unwrap();
+    // Publish until the queue stays full: the kernel's buffers are full too.
+    let payload = estafeta_driver::Bytes::from(vec![0u8; 64 << 10]);
+    let mut full_in_a_row = 0;
+    while full_in_a_row < 5 {
+        match a.try_publish("bulk", payload.clone()) {
+            Ok(_) => full_in_a_row = 0,
+            Err(e) if e.is_full() => {
+                full_in_a_row += 1;
+                sleep::<R>(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("publish failed: {e}"),
+        }
+    }
+    let started = std::time::Instant::now();
+    a.close().await;
+    let took = started.elapsed();
+    assert!(took >= close_timeout - Duration::from_millis(50), "close gave up flushing early: {took:?}");
+    assert!(
+        took < close_timeout + Duration::from_millis(300),
+        "close took {took:?}, close_timeout is {close_timeout:?}"
+    );
+    assert!(a.stats().pubsub.dropped > 0, "what could not be flushed is counted");
+}
+
+pub async fn a_stalled_subscriber_holds_what_its_limits_allow_and_no_more<R: Runtime>() {
+    // Measures the process's memory: runs alone in a child process.
+    if !util::isolated("a_stalled_subscriber_holds_what_its_limits_allow_and_no_more") {
+        return;
+    }
+    const MIB: usize = 1 << 20;
+    let limits = AppLimits { subscription_messages: 4096, subscription_bytes: 4 * MIB, events: 64 };
+    let cfg = {
+        let mut c = fast_config();
+        c.session.max_pending_event_bytes = 8 * MIB;
+        c.session.max_read_buffer = 256 << 10;
+        c
+    };
+    let a = Node::<R>::builder("a").config(cfg.clone()).app_limits(limits).build().await.unwrap();
+    let (_small, _big) = (a.subscribe("small").unwrap(), a.subscribe("big").unwrap());
+    let addr = a.address().unwrap().host_port();
+    let base = util::resident_bytes();
+    // 1. A trickle: 2000 small messages, each in a read of its own, held by
+    // a subscription nobody reads. Each pinned a 64 KiB read chunk (smol).
+    let n = 2000;
+    fake_peer::publish_raw(&addr, "small", 64, Some(n), Duration::from_micros(200)).join().unwrap();
+    wait_until::<R>(|| a.stats().pubsub.received == n as u64, "the trickle arrives").await;
+    let trickle = util::resident_bytes().saturating_sub(base);
+    // What each held message weighs: its frame (64 + 11 bytes) and its
+    // bookkeeping (a Message in a queue), well under 1 KiB; plus 1 MiB.
+    assert!(trickle < n * 1024 + MIB, "{n} held messages of 64 B take {} KiB", trickle >> 10);
+    // 2. 64 KiB messages until the node stops reading: it then holds what
+    // its limits allow: the subscription's bytes, the core's pending event
+    // bytes, the read buffer and one frame. Frames cut by reads were kept
+    // twice (tokio): about twice that.
+    fake_peer::publish_raw(&addr, "big", 64 << 10, None, Duration::ZERO).join().unwrap();
+    let held = util::resident_bytes().saturating_sub(base) - trickle;
+    let allowed =
+        limits.subscription_bytes + cfg.session.max_pending_event_bytes + cfg.session.max_read_buffer + (64 << 10);
+    assert!(
+        held < allowed + 2 * MIB,
+        "a stalled subscriber holds {} KiB; its limits allow {} KiB",
+        held >> 10,
+        allowed >> 10
+    );
+    eprintln!(
+        "held {} KiB after the trickle, then {} KiB more (limits {} KiB)",
+        trickle >> 10,
+        held >> 10,
+        allowed >> 10
+    );
+}
+
+pub async fn batches_are_published_and_received_in_order_through_backpressure<R: Runtime>() {
+    use estafeta_driver::Bytes;
+    const N: u64 = 30_000;
+    // Small queues on both sides, so batches wait for room again and again:
+    // a's credit window lets b have 512 messages untaken at most.
+    let mut a_cfg = fast_config();
+    a_cfg.pubsub.window_messages = 512;
+    let a = Node::<R>::builder("a").config(a_cfg).build().await.unwrap();
+    let mut sub = a.subscribe("seq").unwrap();
+    let b = node::<R>("b", {
+        let mut c = fast_config();
+        c.pubsub.max_queued_frames_per_peer = 1000;
+        c
+    })
+    .await;
+    let mut refused = vec![Bytes::from_static(b"nobody listens")];
+    match b.publish_batch("seq", &mut refused).await {
+        Err(Error::Publish(PublishError::NoSubscribers(_))) => {}
+        other => panic!("expected NoSubscribers, got {other:?}"),
+    }
+    assert_eq!(refused.len(), 1, "a refused payload stays in the batch");
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    b.wait_for_subscribers("seq", 1).await.unwrap();
+    let publisher = async {
+        let mut batch = Vec::new();
+        for chunk in (0..N).collect::<Vec<_>>().chunks(2500) {
+            batch.extend(chunk.iter().map(|i| Bytes::copy_from_slice(&i.to_be_bytes())));
+            assert_eq!(b.publish_batch("seq", &mut batch).await.unwrap(), chunk.len());
+            assert!(batch.is_empty(), "queued payloads leave the batch");
+        }
+    };
+    let receiver = async {
+        let (mut next, mut batch, mut batches) = (0u64, Vec::new(), 0);
+        while next < N {
+            // Single messages and batches mix.
+            if next % 7 == 0 {
+                let m = sub.recv().await.unwrap();
+                assert_eq!(m.payload[..], next.to_be_bytes());
+                next += 1;
+                continue;
+            }
+            let n = sub.next_batch(&mut batch).await;
+            assert!(n > 0 && n == batch.len() && n <= 512, "batch of {n}");
+            for m in batch.drain(..) {
+                assert_eq!(m.payload[..], next.to_be_bytes(), "out of order or duplicated");
+                next += 1;
+            }
+            batches += 1;
+        }
+        batches
+    };
+    let ((), batches) = util::join(publisher, receiver).await;
+    assert!(batches < N as usize, "messages came in batches");
+    assert!(sub.try_next().is_none(), "more messages than sent");
+    a.close().await;
+    assert_eq!(sub.next_batch(&mut Vec::new()).await, 0, "the stream ends with the node");
 }

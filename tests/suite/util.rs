@@ -8,14 +8,13 @@ use std::time::Duration;
 
 /// Timers short enough for tests; limits at their defaults.
 pub fn fast_config() -> Config {
-    Config {
-        heartbeat_interval: Duration::from_millis(100),
-        liveness_timeout: Duration::from_millis(500),
-        handshake_timeout: Duration::from_millis(500),
-        reconnect_base: Duration::from_millis(20),
-        reconnect_cap: Duration::from_millis(300),
-        ..Config::default()
-    }
+    let mut c = Config::default();
+    c.session.heartbeat_interval = Duration::from_millis(100);
+    c.session.liveness_timeout = Duration::from_millis(500);
+    c.session.handshake_timeout = Duration::from_millis(500);
+    c.dialer.reconnect_base = Duration::from_millis(20);
+    c.dialer.reconnect_cap = Duration::from_millis(300);
+    c
 }
 
 pub async fn node<R: Runtime>(name: &str, cfg: Config) -> Node<R> {
@@ -134,4 +133,31 @@ pub async fn wait_until<R: Runtime>(mut pred: impl FnMut() -> bool, what: &str) 
         sleep::<R>(Duration::from_millis(10)).await;
     }
     panic!("timed out waiting until {what}");
+}
+
+/// True in a child process started to run only test `name`: a test that
+/// measures the process (its resident memory) runs there, alone. In the
+/// parent, runs that child, checks that it ran `name` and passed, and
+/// returns false.
+pub fn isolated(name: &str) -> bool {
+    const VAR: &str = "ESTAFETA_ISOLATED_TEST";
+    if std::env::var(VAR).is_ok_and(|v| v == name) {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new(exe)
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(VAR, name)
+        .output()
+        .expect("child test runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "isolated run of {name} failed:\n{text}");
+    print!("{text}");
+    false
+}
+
+/// This process's resident memory, in bytes (Linux; 0 elsewhere).
+pub fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<usize>().ok()).unwrap_or(0) * 4096
 }

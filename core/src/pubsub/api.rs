@@ -109,9 +109,15 @@ impl PubSub<'_> {
     /// that `peer` sent on `topic`: their credit may go back to the peer.
     /// Only with [`CreditMode::Manual`](crate::CreditMode::Manual); with the
     /// default a message is consumed when `poll_event` hands it out.
-    pub fn consumed(&mut self, peer: NodeId, topic: &str, messages: u64, bytes: u64) {
-        if let Some(conn) = self.state.consumed(peer, topic, messages, bytes) {
-            self.session.ready.insert(conn);
+    ///
+    /// Returns true if a grant is now due: the driver should drain the node.
+    pub fn consumed(&mut self, peer: NodeId, topic: &str, messages: u64, bytes: u64) -> bool {
+        match self.state.consumed(peer, topic, messages, bytes) {
+            Some(conn) => {
+                self.session.ready.insert(conn);
+                true
+            }
+            None => false,
         }
     }
 
@@ -142,6 +148,16 @@ impl<'a> PubSubRef<'a> {
     /// How many connected peers subscribe to `topic`.
     pub fn subscriber_count(&self, topic: &str) -> usize {
         self.state.index.get(topic).map_or(0, |s| s.peers.len())
+    }
+
+    /// How many connected peers subscribe to `topic` and have granted this
+    /// node credit on it, so a message to them can leave now. A subscriber's
+    /// first grant arrives about one round trip after its subscription is
+    /// known; [`PubSubEvent::Writable`](crate::PubSubEvent::Writable) follows
+    /// each subscription's first grant.
+    pub fn ready_subscriber_count(&self, topic: &str) -> usize {
+        let Some(s) = self.state.index.get(topic) else { return 0 };
+        s.peers.iter().filter(|id| self.state.send_credit(**id, topic).is_some_and(|(m, b)| m > 0 && b > 0)).count()
     }
 
     /// Topics this node subscribes to.

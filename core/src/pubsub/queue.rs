@@ -95,10 +95,15 @@ impl PubSubState {
         let t = self.intern(topic);
         let p = self.peers.get_mut(&peer)?;
         let q = p.out.entry(t).or_default();
+        let had_none = q.credit_msgs == 0 || q.credit_bytes <= 0;
         q.credit_msgs = q.credit_msgs.saturating_add(u64::from(msgs));
         q.credit_bytes = q.credit_bytes.saturating_add(i64::try_from(bytes).unwrap_or(i64::MAX));
         let wake = q.sendable().then_some(p.conn);
-        if p.want_writable || self.rr_waiting {
+        // A subscription that could take nothing can take messages again (or
+        // for the first time): whoever waits for room or for ready
+        // subscribers looks again.
+        let opened = had_none && q.credit_msgs > 0 && q.credit_bytes > 0;
+        if p.want_writable || self.rr_waiting || opened {
             p.want_writable = false;
             self.rr_waiting = false;
             events.push(Event::PubSub(PubSubEvent::Writable));
