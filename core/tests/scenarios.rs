@@ -142,9 +142,10 @@ fn full_queue_is_backpressure_then_writable() {
     }
     let err = net.node(0).pubsub().publish("t", Bytes::from_static(b"x"), SendMode::All).unwrap_err();
     assert!(err.is_full());
+    net.slots[0].events.clear();
     net.round_budget = usize::MAX;
     net.settle();
-    assert_eq!(count(&net, 0, |e| matches!(e, Event::PubSub(PubSubEvent::Writable))), 1);
+    assert!(count(&net, 0, |e| matches!(e, Event::PubSub(PubSubEvent::Writable))) >= 1, "Full is followed by Writable");
     assert_eq!(net.messages(1).len(), 4);
 }
 

@@ -166,3 +166,16 @@ fn seed_1651_announcements_held_for_the_peers_hello_leave_once_it_arrives() {
         panic!("seed 1651 (cargo run -p estafeta-sim --release -- run --seed 1651 --heavy):\n{e}");
     }
 }
+
+/// Found by the heavy sweep (seed 381): a receiver whose application still
+/// held a window's worth of bytes from the peer's previous session granted
+/// the new session messages but no bytes (the debt took the whole byte
+/// window), and consuming those old messages paid the debt without deciding
+/// a new grant: the sender waited for byte credit forever. Paying a debt now
+/// re-decides the grant, and debts are paid by whole messages.
+#[test]
+fn seed_381_paying_a_debt_of_an_ended_session_grants_again() {
+    if let Err(e) = Scenario::random(381, &Options::sweep()).run() {
+        panic!("seed 381 (cargo run -p estafeta-sim --release -- run --seed 381 --heavy):\n{e}");
+    }
+}

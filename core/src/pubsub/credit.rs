@@ -104,29 +104,37 @@ impl PubSubState {
         if !self.debts.is_empty() {
             let key = (peer, Topic::from(topic));
             if let Some(d) = self.debts.get_mut(&key) {
-                let paid = Amount { msgs: left.msgs.min(d.0.msgs), bytes: left.bytes.min(d.0.bytes) };
+                // Whole messages: the first ones reported are the oldest, so
+                // the debt's messages go first, with their bytes.
+                let paid = if d.0.msgs >= left.msgs {
+                    Amount { msgs: left.msgs, bytes: left.bytes.min(d.0.bytes) }
+                } else {
+                    Amount { msgs: d.0.msgs, bytes: d.0.bytes.min(left.bytes) }
+                };
                 d.0.msgs -= paid.msgs;
                 d.0.bytes -= paid.bytes;
                 left.msgs -= paid.msgs;
                 left.bytes -= paid.bytes;
-                if d.0.is_zero() {
+                if d.0.msgs == 0 {
                     self.debts.remove(&key);
                 }
             }
         }
-        if left.is_zero() {
-            return None;
-        }
         let (window_msgs, window_bytes) = (u64::from(self.cfg.window_messages), self.cfg.window_bytes);
+        let debt = match self.debts.is_empty() {
+            true => Amount::default(),
+            false => self.debts.get(&(peer, Topic::from(topic))).map_or(Amount::default(), |d| d.0),
+        };
         let p = self.peers.get_mut(&peer)?;
         let r = p.recv.get_mut(topic)?;
         r.consumed.msgs = (r.consumed.msgs + left.msgs).min(r.received.msgs);
         r.consumed.bytes = (r.consumed.bytes + left.bytes).min(r.received.bytes);
         // Grant again once about half the window is free (yamux's rule):
-        // outstanding credit is what the peer may still send plus what the
-        // application holds.
-        let outstanding_msgs = r.granted.msgs - r.consumed.msgs;
-        let outstanding_bytes = r.granted.bytes.saturating_sub(r.consumed.bytes);
+        // the window holds what the peer may still send, what the
+        // application holds of this session and what it still holds of
+        // older ones (so paying a debt can make a grant due too).
+        let outstanding_msgs = r.granted.msgs - r.consumed.msgs + debt.msgs;
+        let outstanding_bytes = r.granted.bytes.saturating_sub(r.consumed.bytes) + debt.bytes;
         if outstanding_msgs <= window_msgs / 2 || outstanding_bytes <= window_bytes / 2 {
             return self.grant(peer, topic);
         }

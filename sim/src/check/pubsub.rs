@@ -678,7 +678,14 @@ impl Observer for PubSub {
             for &o in &want.neighbours[slot] {
                 let queued = node.pubsub_ref().queued_bytes(want.ids[o]).unwrap_or(0);
                 if queued > 0 {
-                    return Err(format!("n{slot} still has {queued} bytes queued for n{o}"));
+                    let mut info = String::new();
+                    for t in want.topics {
+                        let sc = node.pubsub_ref().send_credit(want.ids[o], t);
+                        let rc = want.nodes[o].pubsub_ref().receive_credit(want.ids[slot], t);
+                        let sub = want.nodes[o].pubsub_ref().is_subscribed(t);
+                        info.push_str(&format!(" [{t}: credit {sc:?} here, {rc:?} there, subscribed {sub}]"));
+                    }
+                    return Err(format!("n{slot} still has {queued} bytes queued for n{o}{info}"));
                 }
             }
         }
