@@ -10,7 +10,7 @@
 //! Without `--bench` (as under `cargo test --benches`) it runs a smoke test
 //! with 100 connections.
 
-use estafeta_core::wire::{encode_frame, write_preamble, Capabilities, Header, Hello, MIN_VERSION, VERSION};
+use estafeta_core::wire::{encode_frame, write_preamble, Capabilities, Header, Hello};
 use estafeta_core::{Action, Config, ConnId, Drain, Event, Node, Sink, Timestamp, WriteOutcome};
 use std::time::{Duration, Instant};
 
@@ -30,15 +30,7 @@ impl Sink for Null {
 fn handshake(id: u128) -> Vec<u8> {
     let mut b = Vec::new();
     write_preamble(&mut b);
-    let hello = Hello {
-        version: VERSION,
-        min_version: MIN_VERSION,
-        id,
-        name: "peer",
-        capabilities: Capabilities::PUBSUB.bits(),
-        listen: None,
-        subscriptions: vec!["t"],
-    };
+    let hello = Hello::new(id, "peer", Capabilities::PUBSUB, vec!["t"]);
     encode_frame(&mut b, &Header::Hello(hello), &[]);
     b
 }

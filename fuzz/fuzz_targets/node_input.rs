@@ -12,7 +12,7 @@
 
 #![no_main]
 
-use estafeta_core::wire::{encode_frame, write_preamble, Capabilities, Header, Hello, MIN_VERSION, VERSION};
+use estafeta_core::wire::{encode_frame, write_preamble, Capabilities, Header, Hello};
 use estafeta_core::{Action, Config, ConnId, Drain, Event, Node, PubSubEvent, Sink, Step, Timestamp, WriteOutcome};
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
@@ -41,15 +41,12 @@ fn prefix(mode: u8) -> Vec<u8> {
     if mode >= 2 {
         encode_frame(
             &mut out,
-            &Header::Hello(Hello {
-                version: VERSION,
-                min_version: MIN_VERSION,
-                id: 0xfeed,
-                name: "fuzzer",
-                capabilities: Capabilities::PUBSUB.bits(),
-                listen: None,
-                subscriptions: if mode == 3 { vec!["a", "b"] } else { vec![] },
-            }),
+            &Header::Hello(Hello::new(
+                0xfeed,
+                "fuzzer",
+                Capabilities::PUBSUB,
+                if mode == 3 { vec!["a", "b"] } else { vec![] },
+            )),
             &[],
         );
     }

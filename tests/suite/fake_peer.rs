@@ -1,6 +1,6 @@
 //! Peers that misbehave, written with std sockets on their own threads.
 
-use estafeta_core::wire::{encode_frame, write_preamble, Capabilities, Header, Hello, MIN_VERSION, VERSION};
+use estafeta_core::wire::{encode_frame, write_preamble, Capabilities, Header, Hello};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -34,15 +34,7 @@ impl SilentPeer {
                 if handshake {
                     let mut out = Vec::new();
                     write_preamble(&mut out);
-                    let hello = Hello {
-                        version: VERSION,
-                        min_version: MIN_VERSION,
-                        id: 0xfeed,
-                        name: "silent",
-                        capabilities: Capabilities::PUBSUB.bits(),
-                        listen: None,
-                        subscriptions: subscriptions.clone(),
-                    };
+                    let hello = Hello::new(0xfeed, "silent", Capabilities::PUBSUB, subscriptions.clone());
                     encode_frame(&mut out, &Header::Hello(hello), &[]);
                     // Unlimited credit: what holds the sender back is TCP
                     // (this peer never reads), not the protocol.
@@ -122,15 +114,7 @@ pub fn publish_raw(
         s.set_nodelay(true).unwrap();
         let mut out = Vec::new();
         write_preamble(&mut out);
-        let hello = Hello {
-            version: VERSION,
-            min_version: MIN_VERSION,
-            id: 0xbeef,
-            name: "raw",
-            capabilities: Capabilities::PUBSUB.bits(),
-            listen: None,
-            subscriptions: vec![],
-        };
+        let hello = Hello::new(0xbeef, "raw", Capabilities::PUBSUB, vec![]);
         encode_frame(&mut out, &Header::Hello(hello), &[]);
         s.write_all(&out).unwrap();
         let payload = vec![0x5a; size];

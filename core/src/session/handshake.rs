@@ -16,15 +16,8 @@ pub(crate) struct Me {
 
 /// Appends this node's Hello, announcing `subscriptions`.
 pub(crate) fn encode_hello<'a>(buf: &mut Vec<u8>, me: &Me, subscriptions: impl Iterator<Item = &'a str>) -> usize {
-    let hello = Hello {
-        version: VERSION,
-        min_version: MIN_VERSION,
-        id: me.id.as_u128(),
-        name: &me.name,
-        capabilities: me.caps.bits(),
-        listen: me.listen.as_ref().map(|(host, port)| ListenAddr { host, port: *port }),
-        subscriptions: subscriptions.collect(),
-    };
+    let mut hello = Hello::new(me.id.as_u128(), &me.name, me.caps, subscriptions.collect());
+    hello.listen = me.listen.as_ref().map(|(host, port)| ListenAddr { host, port: *port });
     encode_frame(buf, &Header::Hello(hello), &[])
 }
 

@@ -195,6 +195,27 @@ pub struct Hello<'a> {
     pub subscriptions: Vec<&'a str>,
 }
 
+impl<'a> Hello<'a> {
+    /// A Hello of this build's version range, not listening.
+    ///
+    /// ```
+    /// use estafeta_core::wire::{Capabilities, Hello, VERSION};
+    /// let h = Hello::new(7, "peer", Capabilities::PUBSUB, vec!["news"]);
+    /// assert_eq!((h.version, h.listen), (VERSION, None));
+    /// ```
+    pub fn new(id: u128, name: &'a str, capabilities: Capabilities, subscriptions: Vec<&'a str>) -> Self {
+        Hello {
+            version: VERSION,
+            min_version: MIN_VERSION,
+            id,
+            name,
+            capabilities: capabilities.bits(),
+            listen: None,
+            subscriptions,
+        }
+    }
+}
+
 /// Why a connection was closed, as a number both sides understand.
 ///
 /// The values follow WebSocket where they overlap.

@@ -205,18 +205,10 @@ pub fn credit_bytes(topic: &str, messages: u32, bytes: u64) -> Vec<u8> {
 /// The preamble and a Hello from a hand-made peer with id `id` announcing
 /// pub/sub and `subs`.
 pub fn handshake_bytes(id: u128, name: &str, subs: &[&str]) -> Vec<u8> {
-    use estafeta_core::wire::{encode_frame, write_preamble, Capabilities, Header, Hello, MIN_VERSION, VERSION};
+    use estafeta_core::wire::{encode_frame, write_preamble, Capabilities, Header, Hello};
     let mut b = Vec::new();
     write_preamble(&mut b);
-    let hello = Hello {
-        version: VERSION,
-        min_version: MIN_VERSION,
-        id,
-        name,
-        capabilities: Capabilities::PUBSUB.bits(),
-        listen: None,
-        subscriptions: subs.to_vec(),
-    };
+    let hello = Hello::new(id, name, Capabilities::PUBSUB, subs.to_vec());
     encode_frame(&mut b, &Header::Hello(hello), &[]);
     b
 }
