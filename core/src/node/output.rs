@@ -11,11 +11,25 @@
 use super::Node;
 use crate::config::CreditMode;
 use crate::event::{Action, Event};
-use crate::id::ConnId;
+use crate::id::{ConnId, NodeId};
 use crate::pubsub::PubSubEvent;
 use crate::session::{handshake, Closing};
 use crate::time::Timestamp;
 use crate::wire::{encode_frame, write_preamble, Header};
+
+/// A data source of a connection: a plane whose bulk is produced on pull.
+/// Streams and transfers add a variant each (every `match` on it must then
+/// handle them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// Messages, round-robin across topics.
+    PubSub,
+}
+
+impl Source {
+    /// Every source, in the order a round visits them.
+    const ALL: [Source; 1] = [Source::PubSub];
+}
 
 impl Node {
     /// The first connection after `after` (in id order) that may have bytes
@@ -66,14 +80,11 @@ impl Node {
             encode_frame(buf, &Header::Heartbeat, &[]);
         }
         let opened = c.is_open();
+        let first_source = c.next_source;
         if !refused && opened {
             self.pubsub.write_control(conn, peer, buf);
             if let Some(id) = peer {
-                let room = limit.saturating_sub(buf.len() - start);
-                if room > 0 {
-                    let (_, sent) = self.pubsub.produce(conn, id, buf, room, quantum, &mut self.events);
-                    let _ = sent;
-                }
+                self.write_sources(conn, id, first_source, buf, start + limit, quantum);
             }
         }
         let c = self.session.conns.get_mut(&conn).expect("present above");
@@ -97,6 +108,25 @@ impl Node {
             self.remove_conn(conn, r);
         }
         n
+    }
+
+    /// Data sources, round-robin from `first`, each turn at most `quantum`
+    /// bytes, until `buf` reaches `end` or no source has anything. Where the
+    /// next pull starts is kept on the connection.
+    fn write_sources(&mut self, conn: ConnId, peer: NodeId, first: usize, buf: &mut Vec<u8>, end: usize, quantum: usize) {
+        let mut idle = 0;
+        let mut i = first;
+        while buf.len() < end && idle < Source::ALL.len() {
+            let room = (end - buf.len()).min(quantum);
+            let wrote = match Source::ALL[i % Source::ALL.len()] {
+                Source::PubSub => self.pubsub.produce(conn, peer, buf, room, quantum, &mut self.events).0,
+            };
+            idle = if wrote == 0 { idle + 1 } else { 0 };
+            i += 1;
+        }
+        if let Some(c) = self.session.conns.get_mut(&conn) {
+            c.next_source = i % Source::ALL.len();
+        }
     }
 
     /// True if `conn` may have bytes to write now.

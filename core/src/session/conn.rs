@@ -75,6 +75,8 @@ pub(crate) struct Conn {
     pub(crate) hb_retry: Timestamp,
     pub(crate) rx: BytesMut,
     pub(crate) control: Control,
+    /// The data source the next pull starts with (round-robin across pulls).
+    pub(crate) next_source: usize,
     /// The node's session epoch when the socket opened: a connection opened
     /// before the node last lost its peer belongs to an older session.
     pub(crate) epoch: u64,
@@ -92,6 +94,7 @@ impl Conn {
             hb_retry: now,
             rx: BytesMut::new(),
             control: Control::default(),
+            next_source: 0,
             epoch: 0,
         }
     }
