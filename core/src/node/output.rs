@@ -113,7 +113,15 @@ impl Node {
     /// Data sources, round-robin from `first`, each turn at most `quantum`
     /// bytes, until `buf` reaches `end` or no source has anything. Where the
     /// next pull starts is kept on the connection.
-    fn write_sources(&mut self, conn: ConnId, peer: NodeId, first: usize, buf: &mut Vec<u8>, end: usize, quantum: usize) {
+    fn write_sources(
+        &mut self,
+        conn: ConnId,
+        peer: NodeId,
+        first: usize,
+        buf: &mut Vec<u8>,
+        end: usize,
+        quantum: usize,
+    ) {
         let mut idle = 0;
         let mut i = first;
         while buf.len() < end && idle < Source::ALL.len() {
