@@ -156,17 +156,29 @@ impl Drain {
                 if bytes_left == 0 {
                     return Step::Yield;
                 }
-                self.buf.clear();
-                let n = node.poll_transmit(now, conn, &mut self.buf);
-                if n == 0 {
-                    continue;
+                // One quantum; more while no other connection has output
+                // (nobody to be fair to, and a round trip through the rest
+                // of the loop per quantum costs throughput).
+                loop {
+                    self.buf.clear();
+                    let n = node.poll_transmit(now, conn, &mut self.buf);
+                    if n == 0 {
+                        break;
+                    }
+                    self.cursor = Some(conn);
+                    bytes_left = bytes_left.saturating_sub(n);
+                    progressed = true;
+                    let bytes = std::mem::take(&mut self.buf);
+                    self.tails.insert(conn, Tail { bytes, pos: 0 });
+                    self.flush_tail(node, now, conn, sink);
+                    let alone = node.next_transmit(Some(conn)).is_none() && node.next_transmit(None) == Some(conn);
+                    if !alone || self.tails.contains_key(&conn) {
+                        break;
+                    }
+                    if bytes_left == 0 {
+                        return Step::Yield;
+                    }
                 }
-                self.cursor = Some(conn);
-                bytes_left = bytes_left.saturating_sub(n);
-                progressed = true;
-                let bytes = std::mem::take(&mut self.buf);
-                self.tails.insert(conn, Tail { bytes, pos: 0 });
-                self.flush_tail(node, now, conn, sink);
             }
             // 3. Actions.
             while let Some(action) = node.poll_action() {
