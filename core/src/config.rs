@@ -135,7 +135,7 @@ pub struct PubSubConfig {
     /// The receive window of one subscription per sending peer, in messages:
     /// a peer may have at most this many messages on a topic sent and not
     /// yet consumed by this node's application. More credit is granted once
-    /// about half of it was consumed. Default 4096.
+    /// about half of it was consumed. Default 16 384 (at 64-byte messages a smaller window makes the sender wait for grants).
     pub window_messages: u32,
     /// The same window in payload bytes (a message may overshoot it by its
     /// own size). Default 8 MiB.
@@ -154,7 +154,7 @@ impl Default for PubSubConfig {
             max_queued_bytes_per_subscription: 4 << 20,
             max_queued_frames_per_subscription: 32_768,
             full_queue_policy: FullQueuePolicy::Backpressure,
-            window_messages: 4096,
+            window_messages: 16384,
             window_bytes: 8 << 20,
             credit: CreditMode::OnPoll,
         }

@@ -14,7 +14,7 @@ use std::time::Instant;
 /// A node whose application stops taking messages holds, at most:
 ///
 /// - per subscription, per sending peer, one credit window of messages
-///   ([`PubSubConfig::window_messages`](crate::PubSubConfig), 4096, and
+///   ([`PubSubConfig::window_messages`](crate::PubSubConfig), 16 384, and
 ///   `window_bytes`, 8 MiB, plus one message): the senders hold the rest;
 /// - per extra stream of the same topic (or [`Node::messages`](crate::Node::messages)
 ///   stream), which holds copies, `subscription_bytes` of payload in at most

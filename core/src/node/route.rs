@@ -124,11 +124,10 @@ impl Node {
         let Some(c) = self.session.conns.get(&conn) else { return Ok(Flow::Stop) };
         // 1. The handshake gate.
         let open = match (&c.phase, &header) {
-            (Phase::AwaitHello, Header::Hello(_)) => None,
-            (Phase::AwaitHello, Header::Goodbye { .. }) => None,
+            (Phase::AwaitHello, Header::Hello(_) | Header::Goodbye { .. }) => None,
             (Phase::AwaitHello, _) => return Err(ProtocolError::UnexpectedFrame("first frame must be Hello")),
             (Phase::Open(_), Header::Hello(_)) => return Err(ProtocolError::UnexpectedFrame("second Hello")),
-            (Phase::Open(o), _) => Some(o.clone()),
+            (Phase::Open(o), _) => Some((o.caps, o.peer.id)),
             (Phase::Dialing | Phase::AwaitPreamble, _) => return Ok(Flow::Stop),
         };
         match header {
@@ -143,31 +142,32 @@ impl Node {
             }
             _ => {}
         }
-        let Some(open) = open else { return Ok(Flow::Stop) };
+        let Some((caps, peer_id)) = open else { return Ok(Flow::Stop) };
         // 2. The capability gate: both sides announced the frame's plane.
         let plane = header.plane();
-        if !open.caps.contains(plane) {
+        if !caps.contains(plane) {
             return Err(ProtocolError::NotAnnounced(match plane {
                 Capabilities::PUBSUB => "pub/sub",
                 _ => "unknown plane",
             }));
         }
-        let peer = open.peer;
         // Announcements are per connection: not gated (see the pubsub docs).
-        match header {
-            Header::Subscribe { topic } | Header::Unsubscribe { topic } => {
-                let subscribe = matches!(header, Header::Subscribe { .. });
-                let primary = self.session.is_primary(conn);
-                self.pubsub.on_announce(conn, &peer, primary, topic, subscribe, &mut self.events)?;
-                return Ok(Flow::Continue);
-            }
-            _ => {}
+        if let Header::Subscribe { topic } | Header::Unsubscribe { topic } = header {
+            let subscribe = matches!(header, Header::Subscribe { .. });
+            let primary = self.session.is_primary(conn);
+            let peer = self.conn_peer(conn);
+            self.pubsub.on_announce(conn, &peer, primary, topic, subscribe, &mut self.events)?;
+            return Ok(Flow::Continue);
         }
         // 3. The session gate: which connection carries the peer's session.
-        match self.session.gate(conn, peer.id) {
+        match self.session.gate(conn, peer_id) {
             Gate::Pass => {}
-            Gate::Restart => self.restart_session(&peer, conn),
+            Gate::Restart => {
+                let peer = self.conn_peer(conn);
+                self.restart_session(&peer, conn);
+            }
             Gate::Stale => {
+                let peer = self.conn_peer(conn);
                 if matches!(header, Header::Publish { .. }) {
                     self.pubsub.report_drop(&mut self.events, Some(peer.clone()), 1, DropReason::Unprocessed);
                 }
@@ -176,11 +176,14 @@ impl Node {
                 return Ok(Flow::Stop);
             }
         }
-        // 4. The plane.
+        // 4. The plane (the peer is borrowed from the session, not cloned).
         match header {
-            Header::Publish { topic } => self.pubsub.on_publish(&peer, topic, payload, &mut self.events)?,
+            Header::Publish { topic } => {
+                let Some(peer) = self.session.conns.get(&conn).and_then(|c| c.peer()) else { return Ok(Flow::Stop) };
+                self.pubsub.on_publish(peer, topic, payload, &mut self.events)?
+            }
             Header::Credit { topic, messages, bytes } => {
-                if let Some(c) = self.pubsub.on_credit(peer.id, topic, messages, bytes, &mut self.events) {
+                if let Some(c) = self.pubsub.on_credit(peer_id, topic, messages, bytes, &mut self.events) {
                     self.session.ready.insert(c);
                 }
             }
@@ -188,6 +191,11 @@ impl Node {
             Header::Subscribe { .. } | Header::Unsubscribe { .. } => {}
         }
         Ok(Flow::Continue)
+    }
+
+    /// The peer of an open connection (a cheap clone).
+    fn conn_peer(&self, conn: ConnId) -> crate::event::PeerInfo {
+        self.session.conns.get(&conn).and_then(|c| c.peer()).cloned().expect("an open connection has a peer")
     }
 
     /// Refuses `conn`: tells the peer why, then closes. Our preamble still

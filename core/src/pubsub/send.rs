@@ -67,7 +67,9 @@ impl PubSubState {
         let mut payload = Some(payload);
         for (i, id) in subs.peers.iter().enumerate() {
             let Some(p) = self.peers.get_mut(id) else { continue };
-            if p.has_room(topic, cost, cfg) {
+            // Room was checked above for everyone; only the drop policy
+            // needs to know again who is full.
+            if full == 0 || p.has_room(topic, cost, cfg) {
                 let body =
                     if i + 1 == n { payload.take().unwrap_or_default() } else { payload.clone().unwrap_or_default() };
                 if p.push(topic, body) {
