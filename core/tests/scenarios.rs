@@ -532,3 +532,21 @@ fn a_refusal_during_the_handshake_reaches_the_refused_side_with_its_reason() {
         assert_eq!(down, Some(CloseCode::UNSUPPORTED_DATA));
     }
 }
+
+#[test]
+fn a_message_sent_within_credit_after_an_unsubscribe_is_dropped_and_counted_not_refused() {
+    let mut net = pair();
+    net.node(0).pubsub().publish("t", Bytes::from_static(b"in flight"), SendMode::All).unwrap();
+    // n1 unsubscribes before the message arrives; n0 sent it within the
+    // credit n1 had granted, so it is no violation.
+    net.node(1).pubsub().unsubscribe("t").unwrap();
+    net.settle();
+    assert_eq!(net.messages(1).len(), 0);
+    let dropped = net.slots[1].events.iter().find_map(|e| match e {
+        Event::PubSub(PubSubEvent::Dropped { count, reason, .. }) => Some((*count, *reason)),
+        _ => None,
+    });
+    assert_eq!(dropped, Some((1, DropReason::NotSubscribed)));
+    assert_eq!(net.node(1).stats().session.malformed, 0);
+    assert_eq!(net.node(0).peers().count(), 1, "the session goes on");
+}

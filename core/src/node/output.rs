@@ -137,11 +137,6 @@ impl Node {
         }
     }
 
-    /// True if `conn` may have bytes to write now.
-    pub fn next_transmit_is(&self, conn: ConnId) -> bool {
-        self.session.ready.contains(&conn)
-    }
-
     /// The next thing the driver must do.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()

@@ -121,19 +121,14 @@ impl PubSub<'_> {
         }
     }
 
-    /// The plane's queries ([`PubSubRef`]).
-    pub fn view(&self) -> PubSubRef<'_> {
-        PubSubRef { state: self.state }
-    }
-
     /// How many connected peers subscribe to `topic`.
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.view().subscriber_count(topic)
+        PubSubRef { state: self.state }.subscriber_count(topic)
     }
 
     /// Bytes queued for `peer` (all its topics), if it is connected.
     pub fn queued_bytes(&self, peer: NodeId) -> Option<usize> {
-        self.view().queued_bytes(peer)
+        PubSubRef { state: self.state }.queued_bytes(peer)
     }
 }
 
