@@ -3,11 +3,14 @@
 
 #![allow(dead_code)]
 
+pub mod child;
 pub mod credit;
 pub mod fake_peer;
 pub mod util;
 
 #[allow(unused_imports)] // used by the suite macro, not by every test crate
+pub use child::a_child_process_is_killed_by_sigkill;
+#[allow(unused_imports)]
 pub use credit::*;
 
 use estafeta_core::PublishError;
@@ -41,7 +44,8 @@ macro_rules! behaviour_suite {
             close_returns_by_close_timeout_when_a_peer_reads_nothing,
             a_stalled_subscriber_holds_what_its_limits_allow_and_no_more,
             batches_are_published_and_received_in_order_through_backpressure,
-            a_stalled_subscription_stops_neither_another_topic_nor_heartbeats
+            a_stalled_subscription_stops_neither_another_topic_nor_heartbeats,
+            a_child_process_is_killed_by_sigkill
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
