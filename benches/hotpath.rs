@@ -1,0 +1,128 @@
+//! The core's per-message cost without a driver: node A publishes 64 B
+//! messages to node B through memory (no sockets, no threads, no locks), B
+//! takes them as events, credit flows back. It prints the nanoseconds per
+//! message on each side; under callgrind it gives instructions per message,
+//! which do not depend on what else the machine is doing:
+//!
+//! ```text
+//! cargo bench --bench hotpath
+//! valgrind --tool=callgrind --toggle-collect='hotpath::send_side' \
+//!     target/release/deps/hotpath-* --bench       # sender instructions
+//! valgrind --tool=callgrind --toggle-collect='hotpath::recv_side' \
+//!     target/release/deps/hotpath-* --bench       # receiver instructions
+//! ```
+//!
+//! `HOTPATH_MESSAGES` (default 1,000,000; 10,000 without `--bench`) and
+//! `HOTPATH_SIZE` (default 64) change the run.
+
+use estafeta_core::{Action, Config, ConnId, CreditMode, Event, Node, PubSubEvent, SendMode, Timestamp};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const TOPIC: &str = "bench";
+
+fn env(k: &str, default: usize) -> usize {
+    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Moves every byte either node has for the other until both are quiet.
+fn pump(a: &mut Node, ca: ConnId, b: &mut Node, cb: ConnId, now: Timestamp) {
+    let mut buf = Vec::new();
+    loop {
+        let mut moved = false;
+        buf.clear();
+        if a.poll_transmit(now, ca, &mut buf) > 0 {
+            b.handle_bytes(now, cb, &buf);
+            moved = true;
+        }
+        buf.clear();
+        if b.poll_transmit(now, cb, &mut buf) > 0 {
+            a.handle_bytes(now, ca, &buf);
+            moved = true;
+        }
+        while a.poll_event().is_some() {}
+        while b.poll_event().is_some() {}
+        if !moved {
+            return;
+        }
+    }
+}
+
+/// Publisher `a` connected to subscriber `b`, handshake and first credit done.
+fn pair() -> (Node, ConnId, Node, ConnId) {
+    let now = Timestamp::from_millis(1);
+    let cfg = |seed| {
+        let mut c = Config { seed, ..Config::default() };
+        c.pubsub.credit = CreditMode::OnPoll;
+        c
+    };
+    let mut b = Node::new(cfg(1), "b").expect("valid config");
+    b.pubsub().subscribe(TOPIC).expect("valid topic");
+    let mut a = Node::new(cfg(2), "a").expect("valid config");
+    a.connect("b@mem:1".parse().expect("valid address")).expect("dials");
+    let ca = match a.poll_action() {
+        Some(Action::Dial { conn, .. }) => conn,
+        other => panic!("expected a dial, got {other:?}"),
+    };
+    a.handle_connected(now, ca);
+    let cb = b.handle_accepted(now).expect("accepts");
+    pump(&mut a, ca, &mut b, cb, now);
+    assert_eq!(a.pubsub_ref().ready_subscriber_count(TOPIC), 1, "credit granted");
+    (a, ca, b, cb)
+}
+
+/// The sender's work: publish until the queue is full, then pull bytes.
+#[inline(never)]
+fn send_side(a: &mut Node, ca: ConnId, payload: &bytes::Bytes, left: &mut usize, out: &mut Vec<u8>) {
+    let now = Timestamp::from_millis(2);
+    while *left > 0 && a.pubsub().publish(TOPIC, payload.clone(), SendMode::All).is_ok() {
+        *left -= 1;
+    }
+    out.clear();
+    while a.poll_transmit(now, ca, out) > 0 {
+        if out.len() >= 1 << 20 {
+            break;
+        }
+    }
+}
+
+/// The receiver's work: take the bytes, take the messages, pull credit.
+#[inline(never)]
+fn recv_side(b: &mut Node, cb: ConnId, input: &[u8], got: &mut usize, out: &mut Vec<u8>) {
+    let now = Timestamp::from_millis(2);
+    for chunk in input.chunks(64 << 10) {
+        b.handle_bytes(now, cb, chunk);
+        while let Some(ev) = b.poll_event() {
+            if let Event::PubSub(PubSubEvent::Message(m)) = ev {
+                *got += 1;
+                black_box(m.payload);
+            }
+        }
+    }
+    out.clear();
+    while b.poll_transmit(now, cb, out) > 0 {}
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let n = env("HOTPATH_MESSAGES", if bench { 1_000_000 } else { 10_000 });
+    let size = env("HOTPATH_SIZE", 64);
+    let (mut a, ca, mut b, cb) = pair();
+    let payload = bytes::Bytes::from(vec![0xA5u8; size]);
+    let (mut left, mut got) = (n, 0usize);
+    let (mut to_b, mut to_a) = (Vec::new(), Vec::new());
+    let (mut t_send, mut t_recv) = (Duration::ZERO, Duration::ZERO);
+    let now = Timestamp::from_millis(2);
+    while got < n {
+        let t = Instant::now();
+        send_side(&mut a, ca, &payload, &mut left, &mut to_b);
+        t_send += t.elapsed();
+        let t = Instant::now();
+        recv_side(&mut b, cb, &to_b, &mut got, &mut to_a);
+        t_recv += t.elapsed();
+        a.handle_bytes(now, ca, &to_a);
+        while a.poll_event().is_some() {}
+    }
+    let per = |d: Duration| d.as_nanos() as f64 / n as f64;
+    println!("hotpath size={size} messages={n} send_ns_per_msg={:.1} recv_ns_per_msg={:.1}", per(t_send), per(t_recv));
+}
