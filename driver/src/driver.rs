@@ -123,12 +123,19 @@ pub(crate) struct Driver<R: Runtime> {
     read_buf: Vec<u8>,
     /// Sockets the last `read` skipped because the node wanted no input.
     unread: Vec<ConnId>,
+    /// `node{name=…}`: every log line of this node is emitted inside it.
+    span: tracing::Span,
 }
 
 impl<R: Runtime> Driver<R> {
     pub(crate) fn new(shared: Arc<Shared>, listener: Option<R::Listener>) -> Self {
         let task = Arc::new(TaskWaker::default());
+        let span = {
+            let st = shared.lock();
+            tracing::info_span!("node", name = %st.node.name(), id = %st.node.id())
+        };
         Driver {
+            span,
             shared,
             listener: listener.map(|l| Source::new(l, &task)),
             task,
@@ -180,6 +187,7 @@ impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
     }
 
     fn deliver(&mut self, event: Event) -> Result<(), Event> {
+        crate::log::event(&event);
         self.app.deliver(event)
     }
 }
@@ -290,6 +298,8 @@ impl<R: Runtime> Future for Driver<R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        let span = this.span.clone();
+        let _entered = span.enter();
         let shared = this.shared.clone();
         let mut guard = shared.lock();
         let st = &mut *guard;

@@ -14,6 +14,7 @@
 mod driver;
 mod error;
 mod format;
+mod log;
 mod node;
 mod recv;
 mod runtime;

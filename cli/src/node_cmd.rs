@@ -1,0 +1,58 @@
+//! `estafeta node`: a node that prints what happens to it.
+
+use crate::args::NodeCmd;
+use crate::common::{build, connect_all, within, Failure};
+use estafeta_driver::{DialEvent, Event, PubSubEvent, Runtime};
+
+/// Runs the node until `--duration` passes (or forever), printing one line
+/// per lifecycle event on stdout.
+pub async fn run<R: Runtime>(cmd: NodeCmd) -> Result<(), Failure> {
+    let node = build::<R>(&cmd.node, "node").await?;
+    // Events from before the first dial on.
+    let mut events = node.events();
+    // Subscriptions whose messages are only counted (the stream keeps the topic subscribed).
+    let mut subs = Vec::new();
+    for t in &cmd.subscribe {
+        subs.push(node.subscribe(t)?);
+    }
+    connect_all(&node, &cmd.node.connect, cmd.node.connect_timeout).await?;
+    let print = async {
+        while let Some(ev) = events.recv().await {
+            if let Some(line) = describe(&ev) {
+                println!("{line}");
+            }
+            for s in &mut subs {
+                while s.try_next().is_some() {}
+            }
+        }
+    };
+    within::<R, _>(cmd.duration, print).await;
+    node.close().await;
+    Ok(())
+}
+
+/// One line for a lifecycle event; `None` for messages.
+fn describe(ev: &Event) -> Option<String> {
+    Some(match ev {
+        Event::PeerUp { peer, .. } => format!("peer up {peer}"),
+        Event::PeerDown { peer, reason } => format!("peer down {peer}: {reason}"),
+        Event::ProtocolViolation { peer, error, .. } => match peer {
+            Some(p) => format!("refused {p}: {error}"),
+            None => format!("refused a connection: {error}"),
+        },
+        Event::Dial(DialEvent::Connected { peer, .. }) => format!("connected {peer}"),
+        Event::Dial(DialEvent::Failed { addr, reason, retry_in, .. }) => match retry_in {
+            Some(d) => format!("dial {addr} failed: {reason}; retry in {d:?}"),
+            None => format!("dial {addr} failed: {reason}"),
+        },
+        Event::Dial(DialEvent::GaveUp { addr, .. }) => format!("gave up on {addr}"),
+        Event::PubSub(PubSubEvent::Subscribed { peer, topic }) => format!("{peer} subscribed to {topic}"),
+        Event::PubSub(PubSubEvent::Unsubscribed { peer, topic }) => format!("{peer} unsubscribed from {topic}"),
+        Event::PubSub(PubSubEvent::Dropped { peer, count, reason }) => match peer {
+            Some(p) => format!("dropped {count} messages for {p}: {reason:?}"),
+            None => format!("dropped {count} messages: {reason:?}"),
+        },
+        Event::PubSub(PubSubEvent::Message(_) | PubSubEvent::Writable) => return None,
+        Event::Closed => "closed".to_string(),
+    })
+}

@@ -1,0 +1,209 @@
+//! The `estafeta` binary driven as real processes, on both runtimes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::Duration;
+
+fn estafeta() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_estafeta"));
+    c.env("RUST_LOG", "warn").env_remove("ESTAFETA_CONNECT").env_remove("ESTAFETA_BIND");
+    c
+}
+
+/// A running `estafeta sub`, with the address it listens at.
+struct Sub {
+    child: Child,
+    addr: String,
+    stderr: Receiver<String>,
+}
+
+impl Sub {
+    fn start(runtime: &str, args: &[&str]) -> Sub {
+        let mut child = estafeta()
+            .args(["--runtime", runtime, "sub"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("estafeta sub starts");
+        let (tx, stderr) = channel();
+        let err = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let addr = loop {
+            let line = stderr.recv_timeout(Duration::from_secs(20)).expect("sub says where it listens");
+            if let Some(rest) = line.split(" listening at ").nth(1) {
+                break rest.trim().to_string();
+            }
+        };
+        Sub { child, addr, stderr }
+    }
+
+    /// Waits for the process and returns its stdout lines and exit code.
+    fn finish(mut self) -> (Vec<String>, Option<i32>) {
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut self.child.stdout.take().expect("piped"), &mut out).expect("stdout");
+        let status = self.child.wait().expect("sub exits");
+        while self.stderr.try_recv().is_ok() {}
+        (out.lines().map(str::to_string).collect(), status.code())
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    estafeta().args(args).output().expect("estafeta runs")
+}
+
+fn sub_then_pub(runtime: &str) {
+    let sub = Sub::start(runtime, &["news", "--count", "3", "--format", "json", "--timeout", "30"]);
+    let out = run(&["--runtime", runtime, "pub", "news", "hello", "--repeat", "3", "--connect", &sub.addr]);
+    assert!(out.status.success(), "pub failed: {}", String::from_utf8_lossy(&out.stderr));
+    let (lines, code) = sub.finish();
+    assert_eq!(code, Some(0), "sub exits 0 after --count messages");
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+        assert_eq!(v["topic"], "news");
+        assert_eq!(v["text"], "hello");
+        assert_eq!(v["size"], 5);
+        assert!(v["from"].as_str().is_some_and(|f| f.starts_with("pub-")), "{v}");
+    }
+}
+
+#[test]
+fn sub_prints_what_pub_sends_between_two_processes_on_tokio() {
+    sub_then_pub("tokio");
+}
+
+#[test]
+fn sub_prints_what_pub_sends_between_two_processes_on_smol() {
+    sub_then_pub("smol");
+}
+
+#[test]
+fn pub_sends_each_line_of_stdin_in_order() {
+    let sub = Sub::start("tokio", &["lines", "--count", "3", "--timeout", "30"]);
+    let mut p = estafeta()
+        .args(["pub", "lines", "--connect", &sub.addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pub starts");
+    p.stdin.take().expect("piped").write_all(b"one\ntwo\nthree\n").expect("stdin");
+    let out = p.wait_with_output().expect("pub exits");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (lines, code) = sub.finish();
+    assert_eq!(code, Some(0));
+    let texts: Vec<&str> = lines.iter().map(|l| l.rsplit(": ").next().unwrap_or("")).collect();
+    assert_eq!(texts, ["one", "two", "three"], "{lines:?}");
+}
+
+#[test]
+fn sub_exits_3_when_fewer_messages_than_count_arrive() {
+    let sub = Sub::start("tokio", &["quiet", "--count", "1", "--timeout", "0.5"]);
+    let (lines, code) = sub.finish();
+    assert!(lines.is_empty());
+    assert_eq!(code, Some(3));
+}
+
+#[test]
+fn pub_exits_3_without_a_subscriber_and_4_without_a_peer() {
+    let out = run(&["pub", "nobody", "x", "--wait-timeout", "0.3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fewer than 1 subscribers"));
+    // Port 1 on loopback: nobody listens.
+    let out = run(&["pub", "x", "y", "--connect", "127.0.0.1:1", "--connect-timeout", "0.5"]);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("could not connect to 127.0.0.1:1"));
+}
+
+#[test]
+fn bad_arguments_say_why_and_exit_2() {
+    let out = run(&["pub"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<TOPIC>"));
+    let out = run(&["sub", "t", "--timeout", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a number of seconds"));
+    let out = run(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn every_subcommand_explains_itself_with_an_example() {
+    for cmd in ["node", "sub", "pub", "bench"] {
+        let out = run(&[cmd, "--help"]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Example: estafeta"), "{cmd} --help has no example:\n{text}");
+    }
+}
+
+fn bench_for_one_second(runtime: &str) {
+    let out = run(&["--runtime", runtime, "bench", "--seconds", "1", "--rounds", "200"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let rate: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("throughput: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a throughput line");
+    assert!(rate > 0.0, "{text}");
+    let lat = text.lines().find(|l| l.starts_with("latency (us): p50=")).expect("a latency line");
+    assert!(lat.contains("p99.9=") && lat.contains("(200 round trips)"), "{lat}");
+}
+
+#[test]
+fn bench_runs_for_one_second_and_prints_its_figures_on_tokio() {
+    bench_for_one_second("tokio");
+}
+
+#[test]
+fn bench_runs_for_one_second_and_prints_its_figures_on_smol() {
+    bench_for_one_second("smol");
+}
+
+#[test]
+fn bench_client_measures_against_a_server_in_another_process() {
+    let mut server = estafeta()
+        .args(["bench", "--serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("server starts");
+    let err = BufReader::new(server.stderr.take().expect("piped"));
+    let addr = err
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split(" listening at ").nth(1).map(str::to_string))
+        .expect("server says where it listens");
+    let out = run(&["bench", "--seconds", "0.5", "--rounds", "100", "--connect", &addr]);
+    let _ = server.kill();
+    let _ = server.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("throughput: ") && text.contains("(100 round trips)"), "{text}");
+}
+
+#[test]
+fn node_prints_peers_coming_and_going() {
+    let sub = Sub::start("tokio", &["t", "--timeout", "30"]);
+    let out = run(&["node", "--name", "watcher", "--connect", &sub.addr, "--duration", "0.5"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.starts_with("peer up sub-")), "{text}");
+    assert!(text.lines().any(|l| l.contains("subscribed to t")), "{text}");
+    drop(sub);
+}

@@ -1,0 +1,54 @@
+//! Logs through `tracing`: the driver turns the core's events into `tracing`
+//! events (the core itself stays free of logging). Every line is emitted
+//! inside the node's span (`node{name=…}`), which the driver task enters.
+//!
+//! Levels, chosen so that INFO is useful and quiet:
+//!
+//! | level | what |
+//! |---|---|
+//! | INFO | a peer up or down (with the reason), a dial target given up, the node closed |
+//! | WARN | messages dropped (with the count and reason), a peer refused for breaking the protocol |
+//! | DEBUG | dial failures with the retry delay, subscriptions of peers, room to publish again |
+//!
+//! Messages themselves are never logged. With no subscriber installed each
+//! call costs one relaxed load of `tracing`'s global maximum level.
+
+use estafeta_core::{DialEvent, Event, PubSubEvent};
+
+/// Logs `event` at its level (see the module documentation).
+pub(crate) fn event(event: &Event) {
+    match event {
+        Event::PeerUp { peer, conn, target } => {
+            tracing::info!(peer = %peer, conn = conn.0, dialed = target.is_some(), "peer up")
+        }
+        Event::PeerDown { peer, reason } => {
+            tracing::info!(peer = %peer, code = reason.code().0, %reason, "peer down")
+        }
+        Event::ProtocolViolation { conn, peer, error } => match peer {
+            Some(p) => tracing::warn!(conn = conn.0, peer = %p, %error, "peer refused: protocol violation"),
+            None => tracing::warn!(conn = conn.0, %error, "connection refused during the handshake"),
+        },
+        Event::Dial(DialEvent::Connected { target, peer }) => {
+            tracing::debug!(target = target.0, peer = %peer, "dial target connected")
+        }
+        Event::Dial(DialEvent::Failed { target, addr, reason, retry_in }) => {
+            tracing::debug!(target = target.0, %addr, %reason, retry_in = ?retry_in, "dial failed")
+        }
+        Event::Dial(DialEvent::GaveUp { target, addr }) => {
+            tracing::info!(target = target.0, %addr, "dial target gave up: attempts used up")
+        }
+        Event::PubSub(PubSubEvent::Message(_)) => {}
+        Event::PubSub(PubSubEvent::Subscribed { peer, topic }) => {
+            tracing::debug!(peer = %peer, topic = %topic, "peer subscribed")
+        }
+        Event::PubSub(PubSubEvent::Unsubscribed { peer, topic }) => {
+            tracing::debug!(peer = %peer, topic = %topic, "peer unsubscribed")
+        }
+        Event::PubSub(PubSubEvent::Writable) => tracing::trace!("room to publish again"),
+        Event::PubSub(PubSubEvent::Dropped { peer, count, reason }) => match peer {
+            Some(p) => tracing::warn!(peer = %p, count, reason = ?reason, "messages dropped"),
+            None => tracing::warn!(count, reason = ?reason, "messages dropped"),
+        },
+        Event::Closed => tracing::info!("node closed"),
+    }
+}
