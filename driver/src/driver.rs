@@ -187,7 +187,10 @@ impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
     }
 
     fn deliver(&mut self, event: Event) -> Result<(), Event> {
-        crate::log::event(&event);
+        // Messages are never logged: skip the call on the hot path.
+        if !matches!(event, Event::PubSub(estafeta_core::PubSubEvent::Message(_))) {
+            crate::log::event(&event);
+        }
         self.app.deliver(event)
     }
 }

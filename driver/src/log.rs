@@ -16,6 +16,7 @@
 use estafeta_core::{DialEvent, Event, PubSubEvent};
 
 /// Logs `event` at its level (see the module documentation).
+#[cold]
 pub(crate) fn event(event: &Event) {
     match event {
         Event::PeerUp { peer, conn, target } => {
