@@ -2,6 +2,7 @@
 
 use crate::id::{ConnId, NodeId, PeerAddr};
 use crate::pubsub::PubSubEvent;
+use crate::streams::StreamEvent;
 use crate::wire::{CloseCode, WireError};
 use std::collections::VecDeque;
 use std::fmt;
@@ -146,6 +147,8 @@ pub enum Event {
     Dial(DialEvent),
     /// Topics: messages, subscriptions, room to publish, drops.
     PubSub(PubSubEvent),
+    /// Streams: requests, replies, ends, credit, who serves what.
+    Stream(StreamEvent),
     /// [`Node::close`](crate::Node::close) finished: every connection is closed.
     Closed,
 }

@@ -80,19 +80,23 @@ mod pubsub;
 mod rng;
 mod session;
 mod stats;
+mod streams;
 mod time;
 mod timer;
 pub mod wire;
 
 pub use bytes::Bytes;
-pub use config::{Config, ConfigError, CreditMode, DialerConfig, FullQueuePolicy, PubSubConfig, SessionConfig};
+pub use config::{
+    Config, ConfigError, CreditMode, DialerConfig, FullQueuePolicy, PubSubConfig, SessionConfig, StreamsConfig,
+};
 pub use drain::{Budget, Drain, Sink, Step, WriteOutcome};
 pub use error::{CommandError, PublishError};
 pub use event::{Action, CloseReason, DialEvent, Event, PeerInfo, ProtocolError, TargetId};
 pub use id::{AddrParseError, ConnId, NodeId, PeerAddr, PeerRef, Topic};
 pub use node::Node;
 pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, PubSubRef, Published, SendMode};
-pub use stats::{DialerStats, PubSubStats, SessionStats, Stats};
+pub use stats::{DialerStats, PubSubStats, SessionStats, Stats, StreamsStats};
+pub use streams::{Role, StreamEnd, StreamEvent, StreamId, Streams, StreamsRef, WriteError};
 pub use time::Timestamp;
 pub use timer::TimerReason;
 pub use wire::{Capabilities, CloseCode};
