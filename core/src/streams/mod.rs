@@ -263,9 +263,12 @@ impl StreamsState {
         }
         let p = self.peers.get_mut(&id).expect("present above");
         for (wid, s) in p.served.iter_mut() {
-            s.queue.clear();
-            s.offset = 0;
+            // A stream its application already closed keeps its replies and
+            // its code (the close timeout bounds the flush); the others
+            // drop what is queued and end with 1001.
             if !s.ended {
+                s.queue.clear();
+                s.offset = 0;
                 s.ended = true;
                 s.close = Some((CloseCode::GOING_AWAY, text.into()));
                 push_closed(events, s.local, Role::Producer, CloseCode::GOING_AWAY, text, false);

@@ -161,3 +161,12 @@ impl Sim {
         self.drain(slot);
     }
 }
+
+impl Sim {
+    /// Streams the applications opened, terminals the observer saw, and
+    /// streams whose two ends' codes it compared.
+    pub fn stream_counts(&self) -> (u64, u64, u64) {
+        let s = &self.oracle.planes.streams;
+        (s.opened, s.closed, s.matched)
+    }
+}
