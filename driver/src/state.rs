@@ -426,6 +426,11 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The runtime clock now, as the core's time.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.timestamp((self.clock)())
+    }
+
     /// Converts the runtime clock to the core's time.
     pub(crate) fn timestamp(&self, at: Instant) -> Timestamp {
         let us = at.saturating_duration_since(self.origin).as_micros();

@@ -198,6 +198,11 @@ pub struct StreamOptions {
 /// Opens a stream in the core and registers its queue.
 pub(crate) fn open(shared: &Arc<Shared>, topic: &str, request: Bytes, opts: StreamOptions) -> ReplyStream {
     let mut st = shared.lock();
+    if opts.deadline.is_some() {
+        // The core's clock moves only with inputs: bring it to now, so that
+        // the deadline counts from this call.
+        st.node.handle_timeout(shared.now());
+    }
     let id = st.node.streams().open(topic, request, opts.to, opts.deadline);
     st.app.streams.replies.insert(id, ReplyQueue::default());
     st.app.wake_driver();
