@@ -20,7 +20,12 @@ const ETOPIC: &str = "bench-echo";
 /// The producer side: serves `STOPIC`; each request is answered on a task
 /// of its own with `total` writes of `size` bytes (forever if it asks for
 /// "stall"), then a close.
-async fn producer<R: Runtime>(size: usize, total: usize, addr_tx: oneshot::Sender<String>, done_rx: oneshot::Receiver<()>) {
+async fn producer<R: Runtime>(
+    size: usize,
+    total: usize,
+    addr_tx: oneshot::Sender<String>,
+    done_rx: oneshot::Receiver<()>,
+) {
     let node = Node::<R>::builder("producer").build().await.expect("node starts");
     let mut server = node.serve_streams(STOPIC).expect("serves");
     addr_tx.send(node.address().expect("listens").to_string()).expect("consumer waits");

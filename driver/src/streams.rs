@@ -207,7 +207,7 @@ pub(crate) fn open(shared: &Arc<Shared>, topic: &str, request: Bytes, opts: Stre
     st.app.streams.replies.insert(id, ReplyQueue::default());
     st.app.wake_driver();
     drop(st);
-    ReplyStream { shared: shared.clone(), id, done: false }
+    ReplyStream { shared: shared.clone(), id, done: false, taken: VecDeque::new() }
 }
 
 /// Starts serving `topic` and registers its request queue.
@@ -237,6 +237,9 @@ pub struct ReplyStream {
     shared: Arc<Shared>,
     id: StreamId,
     done: bool,
+    /// Replies taken from the shared queue in one batch (their credit went
+    /// back when they were taken), handed out without the lock.
+    taken: VecDeque<Bytes>,
 }
 
 impl ReplyStream {
@@ -264,6 +267,9 @@ impl ReplyStream {
     }
 
     fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, StreamClosed>>> {
+        if let Some(b) = self.taken.pop_front() {
+            return Poll::Ready(Some(Ok(b)));
+        }
         if self.done {
             return Poll::Ready(None);
         }
@@ -271,12 +277,13 @@ impl ReplyStream {
         let st = &mut *guard;
         let finished = st.app.finished;
         let Some(q) = st.app.streams.replies.get_mut(&self.id) else { return Poll::Ready(None) };
-        if let Some(b) = q.items.pop_front() {
-            let len = b.len() as u64;
-            if st.node.streams().consumed(self.id, 1, len) {
+        if !q.items.is_empty() {
+            std::mem::swap(&mut q.items, &mut self.taken);
+            let (n, bytes) = (self.taken.len() as u64, self.taken.iter().map(|b| b.len() as u64).sum::<u64>());
+            if st.node.streams().consumed(self.id, n, bytes) {
                 st.app.wake_driver();
             }
-            return Poll::Ready(Some(Ok(b)));
+            return Poll::Ready(self.taken.pop_front().map(Ok));
         }
         if let Some(end) = q.end.clone() {
             self.done = true;

@@ -32,25 +32,33 @@ fn code(r: Option<Result<estafeta_driver::Bytes, StreamClosed>>) -> CloseCode {
 pub async fn ten_thousand_concurrent_streams_share_one_connection<R: Runtime>() {
     const N: usize = 10_000;
     let (p, mut server, c) = pair::<R>("rows", fast_config()).await;
+    let all_open = Arc::new(AtomicUsize::new(0));
+    let seen = all_open.clone();
+    let producer = p.clone();
     R::spawn(async move {
-        while let Some(req) = server.recv().await {
-            let mut w = req.writer;
-            w.write(req.request).await.unwrap();
+        // No reply before every stream is open at both ends.
+        let mut held = Vec::with_capacity(N);
+        while held.len() < N {
+            let req = server.recv().await.unwrap();
+            held.push((req.request, req.writer));
+        }
+        seen.store(producer.open_stream_counts().1, Ordering::SeqCst);
+        for (req, mut w) in held {
+            w.write(req).await.unwrap();
             w.close();
         }
     });
     let t = Instant::now();
-    // Every stream is open at once before any reply is read.
     let mut streams: Vec<_> = (0..N as u32).map(|i| c.open_stream("rows", i.to_be_bytes().to_vec())).collect();
-    // Streams whose reply and close arrived already count no more.
-    let peak = c.open_stream_counts().0;
+    assert_eq!(c.open_stream_counts().0, N, "all open at the consumer");
     for (i, s) in streams.iter_mut().enumerate() {
         let first = s.recv().await.expect("a reply").expect("not an error");
         assert_eq!(&first[..], &(i as u32).to_be_bytes());
         assert!(s.recv().await.is_none(), "a normal end after the reply");
     }
     let took = t.elapsed();
-    assert!(peak > N / 2, "most streams were open at once (peak {peak})");
+    let peak = all_open.load(Ordering::SeqCst);
+    assert_eq!(peak, N, "all open at the producer at once");
     assert_eq!(c.peers().len(), 1);
     assert_eq!(c.stats().session.bytes_in > 0, true);
     println!("STREAMS 10000 streams on one connection: {took:?}, peak {peak} open at once");
