@@ -60,7 +60,6 @@ pub async fn ten_thousand_concurrent_streams_share_one_connection<R: Runtime>() 
     let peak = all_open.load(Ordering::SeqCst);
     assert_eq!(peak, N, "all open at the producer at once");
     assert_eq!(c.peers().len(), 1);
-    assert_eq!(c.stats().session.bytes_in > 0, true);
     println!("STREAMS 10000 streams on one connection: {took:?}, peak {peak} open at once");
     wait_until::<R>(|| c.open_stream_counts() == (0, 0) && p.open_stream_counts() == (0, 0), "all streams ended").await;
 }
