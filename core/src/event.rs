@@ -231,6 +231,15 @@ pub enum Action {
     },
 }
 
+/// Payload bytes an event holds: a message, a stream request or reply.
+fn payload_len(ev: &Event) -> usize {
+    match ev {
+        Event::PubSub(PubSubEvent::Message(m)) => m.payload.len(),
+        Event::Stream(StreamEvent::Request { request: p, .. } | StreamEvent::Data { payload: p, .. }) => p.len(),
+        _ => 0,
+    }
+}
+
 /// The node's pending events, with the payload bytes they hold.
 #[derive(Debug, Default)]
 pub(crate) struct Events {
@@ -240,17 +249,13 @@ pub(crate) struct Events {
 
 impl Events {
     pub(crate) fn push(&mut self, ev: Event) {
-        if let Event::PubSub(PubSubEvent::Message(m)) = &ev {
-            self.bytes += m.payload.len();
-        }
+        self.bytes += payload_len(&ev);
         self.queue.push_back(ev);
     }
 
     pub(crate) fn pop(&mut self) -> Option<Event> {
         let ev = self.queue.pop_front()?;
-        if let Event::PubSub(PubSubEvent::Message(m)) = &ev {
-            self.bytes -= m.payload.len();
-        }
+        self.bytes -= payload_len(&ev);
         Some(ev)
     }
 

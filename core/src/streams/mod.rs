@@ -409,7 +409,7 @@ impl StreamsState {
         let half = self.cfg.window / 2;
         let p = self.peers.get_mut(&peer)?;
         let s = p.opened.get_mut(&wid)?;
-        let c = (bytes + messages * MESSAGE_COST).min(s.received - s.consumed);
+        let c = bytes.saturating_add(messages.saturating_mul(MESSAGE_COST)).min(s.received - s.consumed);
         let before = s.held();
         s.consumed += c;
         p.outstanding -= before - s.held();
