@@ -479,12 +479,19 @@ impl Writer {
             }
             Err(estafeta_core::WriteError::NoCredit) => Err(StreamWriteError::Full),
             Err(estafeta_core::WriteError::TooLarge { size, max }) => Err(StreamWriteError::TooLarge { size, max }),
+            // The core ended the stream and its Closed event is still on its
+            // way to this side (the drain yielded): wait for it, so the
+            // error says how it ended.
+            Err(_) if !st.app.finished && st.app.streams.writers.get(&self.id).is_some_and(|w| w.end.is_none()) => {
+                Err(StreamWriteError::Full)
+            }
             Err(_) => Err(ended(st, self.id)),
         }
     }
 
     /// Writes one message without waiting: [`StreamWriteError::Full`] if
-    /// the stream has no credit now.
+    /// the stream has no credit now (or, rarely, if its end is on its way to
+    /// this side: the next call reports it).
     pub fn try_write(&mut self, payload: impl Into<Bytes>) -> Result<(), StreamWriteError> {
         let payload = payload.into();
         let mut st = self.shared.lock();
