@@ -46,9 +46,10 @@
 //! ## Planes
 //!
 //! [`Node`] routes; the work is done by planes that never see it: the
-//! session (connections, handshake, peer table), the dialer and pub/sub,
+//! session (connections, handshake, peer table), the dialer, pub/sub and
+//! streams ([`Node::streams`]: request → stream of replies),
 //! each with its own sub-config ([`SessionConfig`], [`DialerConfig`],
-//! [`PubSubConfig`]), stats block and events. Frames pass one router: the
+//! [`PubSubConfig`], [`StreamsConfig`]), stats block and events. Frames pass one router: the
 //! handshake gate, the capability gate (both sides announced the plane,
 //! [`Capabilities`]), the session gate (the frame belongs to the peer's
 //! current session), then the plane. Outbound, each connection writes its
