@@ -708,7 +708,12 @@ fn run_runtime(s: &Settings, rt: Rt) {
     }
     run_fanout(s, rt);
     run_rtt(s, rt);
+    streams::run(s, rt);
 }
+
+/// The streams cases.
+#[path = "e2e/streams.rs"]
+mod streams;
 
 fn main() {
     if std::env::var_os("SMOL_THREADS").is_none() {

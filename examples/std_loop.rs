@@ -342,6 +342,8 @@ impl Host {
                 Event::Dial(DialEvent::GaveUp { addr, .. }) => println!("[{me}] gave up on {addr}"),
                 // A publish was refused with `Full` earlier: retry it now.
                 Event::PubSub(PubSubEvent::Writable) => {}
+                // Streams: this example opens none and serves none.
+                Event::Stream(ev) => println!("[{me}] stream event: {ev:?}"),
                 // Drops are always counted (`PubSubStats::dropped`) and reported.
                 Event::PubSub(PubSubEvent::Dropped { count, reason, .. }) => {
                     println!("[{me}] {count} message(s) dropped: {reason:?}")

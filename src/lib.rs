@@ -31,6 +31,10 @@ pub use estafeta_driver::{
     encode, AppLimits, Bytes, CloseCode, CloseReason, Config, Error, Event, Events, Format, FullQueuePolicy, Message,
     MessageExt, NodeId, PeerAddr, PeerInfo, PeerRef, Postcard, Published, SendMode, Stats, Subscription, Topic,
 };
+pub use estafeta_driver::{
+    ReplyStream, StreamClosed, StreamEnd, StreamEvent, StreamId, StreamOptions, StreamRequest, StreamServer,
+    StreamWriteError, TypedReplyStream, Writer,
+};
 
 /// estafeta on tokio: `estafeta::tokio::Node`.
 #[cfg(feature = "tokio")]

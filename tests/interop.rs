@@ -98,3 +98,57 @@ fn tokio_and_smol_nodes_interoperate_across_restarts() {
         s.node.close().await;
     }));
 }
+
+/// A smol node opens streams on a tokio node that serves them: replies in
+/// order, a normal end, a cancel the producer sees, and request/reply.
+#[test]
+fn streams_between_tokio_and_smol() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(within::<Tokio, _>(Duration::from_secs(60), async {
+        let producer = Node::<Tokio>::builder("tok").config(fast_config()).build().await.unwrap();
+        let mut server = producer.serve_streams("rows").unwrap();
+        let consumer = Node::<Smol>::builder("smo").config(fast_config()).build().await.unwrap();
+        consumer.connect(producer.address().unwrap().to_string()).await.unwrap();
+        consumer.wait_for_servers("rows", 1).await.unwrap();
+        let (cancelled_tx, cancelled_rx) = std::sync::mpsc::channel();
+        Tokio::spawn(async move {
+            while let Some(req) = server.recv().await {
+                let mut w = req.writer;
+                if &req.request[..] == b"forever" {
+                    let tx = cancelled_tx.clone();
+                    Tokio::spawn(async move {
+                        loop {
+                            if let Err(e) = w.write("tick").await {
+                                let _ = tx.send(e);
+                                return;
+                            }
+                        }
+                    });
+                    continue;
+                }
+                for i in 0..100u32 {
+                    w.write(i.to_be_bytes().to_vec()).await.unwrap();
+                }
+                w.close();
+            }
+        });
+        let mut s = consumer.open_stream("rows", "all");
+        let mut got = Vec::new();
+        while let Some(item) = s.recv().await {
+            got.push(u32::from_be_bytes(item.unwrap()[..4].try_into().unwrap()));
+        }
+        assert_eq!(got, (0..100).collect::<Vec<_>>());
+        let mut s = consumer.open_stream("rows", "forever");
+        s.recv().await.unwrap().unwrap();
+        drop(s);
+        wait_until::<Tokio>(
+            || cancelled_rx.try_recv().is_ok_and(|e| matches!(e, estafeta_driver::StreamWriteError::Cancelled(_))),
+            "the producer saw the cancel",
+        )
+        .await;
+        let reply = consumer.request("rows", "one", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(&reply[..], &0u32.to_be_bytes());
+        consumer.close().await;
+        producer.close().await;
+    }));
+}

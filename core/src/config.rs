@@ -161,6 +161,68 @@ impl Default for PubSubConfig {
     }
 }
 
+/// Request → stream-of-replies exchanges (the streams plane): limits,
+/// credit windows and the stream heartbeat.
+#[derive(Clone, Debug)]
+pub struct StreamsConfig {
+    /// Longest topic name in bytes. Default 256.
+    pub max_topic_len: usize,
+    /// Largest request payload; a larger one is closed at once with 4000.
+    /// Default 64 KiB.
+    pub max_request_size: usize,
+    /// Largest single write (message) on a stream. Default 1 MiB.
+    pub max_message_size: usize,
+    /// A message longer than this leaves in fragments of this size, so one
+    /// long message does not hold up other streams. Default 16 KiB.
+    pub fragment_size: usize,
+    /// Credit window of one stream, in bytes plus
+    /// [`MESSAGE_COST`](crate::wire::MESSAGE_COST) per message: what a
+    /// producer may send that this node's application has not consumed.
+    /// More is granted once about half was consumed. Default 128 KiB.
+    pub window: u64,
+    /// Cap on the credit outstanding on all streams with one peer (the
+    /// connection-wide window). Default 64 MiB.
+    pub connection_window: u64,
+    /// Streams this node may have open as a consumer, all peers together;
+    /// more opens are closed at once with 1013. Default 16 384, at most
+    /// [`MAX_OPEN_PER_SESSION`](crate::wire::MAX_OPEN_PER_SESSION).
+    pub max_open_streams: usize,
+    /// Streams one peer may have open with this node as producer; more are
+    /// refused with 1013. Default 16 384.
+    pub max_served_per_peer: usize,
+    /// Topics one peer may announce it serves. Default 4096.
+    pub max_served_topics_per_peer: usize,
+    /// While streams are open with a peer, each side lists the ids it holds
+    /// at this interval; a stream the other side no longer holds is closed.
+    /// Default 5 s.
+    pub heartbeat_interval: Duration,
+    /// When received stream data counts as consumed (its credit goes back).
+    pub credit: CreditMode,
+    /// Test only: a deliberate bug for the simulator's checker to find (the
+    /// producer ignores its credit).
+    #[doc(hidden)]
+    pub planted_bug: bool,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig {
+            max_topic_len: 256,
+            max_request_size: 64 << 10,
+            max_message_size: 1 << 20,
+            fragment_size: 16 << 10,
+            window: 128 << 10,
+            connection_window: 64 << 20,
+            max_open_streams: 16_384,
+            max_served_per_peer: 16_384,
+            max_served_topics_per_peer: 4096,
+            heartbeat_interval: Duration::from_secs(5),
+            credit: CreditMode::OnPoll,
+            planted_bug: false,
+        }
+    }
+}
+
 /// Limits, timers and the random seed of a [`Node`](crate::Node), one
 /// sub-config per plane.
 ///
@@ -188,6 +250,8 @@ pub struct Config {
     pub dialer: DialerConfig,
     /// Topics, queues and credit.
     pub pubsub: PubSubConfig,
+    /// Request → stream-of-replies exchanges.
+    pub streams: StreamsConfig,
 }
 
 /// A configuration that cannot work, with the field that is wrong.
@@ -213,7 +277,18 @@ impl Config {
             (p.window_messages >= 2, "pubsub.window_messages must be at least 2"),
             (p.window_bytes >= 2, "pubsub.window_bytes must be at least 2"),
         ];
-        match checks.iter().find(|(ok, _)| !ok) {
+        let st = &self.streams;
+        let streams: [(bool, &'static str); 5] = [
+            (
+                st.max_open_streams <= crate::wire::MAX_OPEN_PER_SESSION,
+                "streams.max_open_streams must be at most 65 536",
+            ),
+            (st.window >= 2 * crate::wire::MESSAGE_COST, "streams.window must be at least 32"),
+            (st.connection_window >= st.window, "streams.connection_window must be at least streams.window"),
+            (st.fragment_size >= 64, "streams.fragment_size must be at least 64"),
+            (!st.heartbeat_interval.is_zero(), "streams.heartbeat_interval must be > 0"),
+        ];
+        match checks.iter().chain(streams.iter()).find(|(ok, _)| !ok) {
             Some((_, why)) => Err(ConfigError(why)),
             None => Ok(()),
         }

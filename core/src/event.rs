@@ -2,6 +2,7 @@
 
 use crate::id::{ConnId, NodeId, PeerAddr};
 use crate::pubsub::PubSubEvent;
+use crate::streams::StreamEvent;
 use crate::wire::{CloseCode, WireError};
 use std::collections::VecDeque;
 use std::fmt;
@@ -146,6 +147,8 @@ pub enum Event {
     Dial(DialEvent),
     /// Topics: messages, subscriptions, room to publish, drops.
     PubSub(PubSubEvent),
+    /// Streams: requests, replies, ends, credit, who serves what.
+    Stream(StreamEvent),
     /// [`Node::close`](crate::Node::close) finished: every connection is closed.
     Closed,
 }
@@ -228,6 +231,15 @@ pub enum Action {
     },
 }
 
+/// Payload bytes an event holds: a message, a stream request or reply.
+fn payload_len(ev: &Event) -> usize {
+    match ev {
+        Event::PubSub(PubSubEvent::Message(m)) => m.payload.len(),
+        Event::Stream(StreamEvent::Request { request: p, .. } | StreamEvent::Data { payload: p, .. }) => p.len(),
+        _ => 0,
+    }
+}
+
 /// The node's pending events, with the payload bytes they hold.
 #[derive(Debug, Default)]
 pub(crate) struct Events {
@@ -237,17 +249,13 @@ pub(crate) struct Events {
 
 impl Events {
     pub(crate) fn push(&mut self, ev: Event) {
-        if let Event::PubSub(PubSubEvent::Message(m)) = &ev {
-            self.bytes += m.payload.len();
-        }
+        self.bytes += payload_len(&ev);
         self.queue.push_back(ev);
     }
 
     pub(crate) fn pop(&mut self) -> Option<Event> {
         let ev = self.queue.pop_front()?;
-        if let Event::PubSub(PubSubEvent::Message(m)) = &ev {
-            self.bytes -= m.payload.len();
-        }
+        self.bytes -= payload_len(&ev);
         Some(ev)
     }
 

@@ -46,9 +46,10 @@
 //! ## Planes
 //!
 //! [`Node`] routes; the work is done by planes that never see it: the
-//! session (connections, handshake, peer table), the dialer and pub/sub,
+//! session (connections, handshake, peer table), the dialer, pub/sub and
+//! streams ([`Node::streams`]: request → stream of replies),
 //! each with its own sub-config ([`SessionConfig`], [`DialerConfig`],
-//! [`PubSubConfig`]), stats block and events. Frames pass one router: the
+//! [`PubSubConfig`], [`StreamsConfig`]), stats block and events. Frames pass one router: the
 //! handshake gate, the capability gate (both sides announced the plane,
 //! [`Capabilities`]), the session gate (the frame belongs to the peer's
 //! current session), then the plane. Outbound, each connection writes its
@@ -80,19 +81,23 @@ mod pubsub;
 mod rng;
 mod session;
 mod stats;
+mod streams;
 mod time;
 mod timer;
 pub mod wire;
 
 pub use bytes::Bytes;
-pub use config::{Config, ConfigError, CreditMode, DialerConfig, FullQueuePolicy, PubSubConfig, SessionConfig};
+pub use config::{
+    Config, ConfigError, CreditMode, DialerConfig, FullQueuePolicy, PubSubConfig, SessionConfig, StreamsConfig,
+};
 pub use drain::{Budget, Drain, Sink, Step, WriteOutcome};
 pub use error::{CommandError, PublishError};
 pub use event::{Action, CloseReason, DialEvent, Event, PeerInfo, ProtocolError, TargetId};
 pub use id::{AddrParseError, ConnId, NodeId, PeerAddr, PeerRef, Topic};
 pub use node::Node;
 pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, PubSubRef, Published, SendMode};
-pub use stats::{DialerStats, PubSubStats, SessionStats, Stats};
+pub use stats::{DialerStats, PubSubStats, SessionStats, Stats, StreamsStats};
+pub use streams::{Role, StreamEnd, StreamEvent, StreamId, Streams, StreamsRef, WriteError};
 pub use time::Timestamp;
 pub use timer::TimerReason;
 pub use wire::{Capabilities, CloseCode};

@@ -10,6 +10,8 @@ pub struct Stats {
     pub dialer: DialerStats,
     /// Messages.
     pub pubsub: PubSubStats,
+    /// Streams.
+    pub streams: StreamsStats,
 }
 
 /// Counters of the session plane.
@@ -47,4 +49,28 @@ pub struct PubSubStats {
     pub dropped: u64,
     /// Credit frames sent (grants to peers).
     pub credit_grants: u64,
+}
+
+/// Counters of the streams plane.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamsStats {
+    /// Streams this node opened as a consumer (including those closed at once).
+    pub opened: u64,
+    /// Streams peers opened that this node took as producer.
+    pub accepted: u64,
+    /// Opens this node refused (no handler, over a limit, request too large).
+    pub refused: u64,
+    /// Stream messages handed to the driver for writing.
+    pub messages_sent: u64,
+    /// Stream messages received and handed to the application.
+    pub messages_received: u64,
+    /// Credit frames sent.
+    pub credit_grants: u64,
+    /// Stream heartbeats sent.
+    pub heartbeats: u64,
+    /// Streams closed because the peer no longer held them (heartbeat).
+    pub orphans_closed: u64,
+    /// Frames for streams already ended here (late frames after a close), ignored.
+    pub late_frames: u64,
 }

@@ -20,6 +20,8 @@ pub enum TimerReason {
     Heartbeat(ConnId),
     /// A dial target is redialed.
     Redial(TargetId),
+    /// A stream's deadline passes, or a stream heartbeat is due.
+    Streams,
 }
 
 impl TimerReason {

@@ -4,21 +4,30 @@
 
 use bytes::BytesMut;
 use estafeta_core::wire::{
-    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, Header, Hello, ListenAddr, WireError,
-    LEN_PREFIX, PREAMBLE_LEN, VERSION,
+    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, Header, Hello, ListenAddr,
+    StreamFrame, WireError, LEN_PREFIX, PREAMBLE_LEN, VERSION,
 };
 use proptest::prelude::*;
 
 /// An owned [`Header`], so proptest can generate it.
 #[derive(Clone, Debug)]
 enum OwnedHeader {
-    Hello { version: u16, id: u128, name: String, caps: u64, listen: Option<(String, u16)>, subscriptions: Vec<String> },
+    Hello {
+        version: u16,
+        id: u128,
+        name: String,
+        caps: u64,
+        listen: Option<(String, u16)>,
+        subscriptions: Vec<String>,
+    },
     Credit(String, u32, u64),
     Subscribe(String),
     Unsubscribe(String),
     Publish(String),
     Heartbeat,
     Goodbye(u16, String),
+    /// Streams: (kind, id, a number, a flag, a text, ids).
+    Stream(u8, u64, u64, bool, String, Vec<u64>),
 }
 
 impl OwnedHeader {
@@ -39,6 +48,16 @@ impl OwnedHeader {
             OwnedHeader::Publish(t) => Header::Publish { topic: t },
             OwnedHeader::Heartbeat => Header::Heartbeat,
             OwnedHeader::Goodbye(code, reason) => Header::Goodbye { code: *code, reason },
+            OwnedHeader::Stream(k, id, n, flag, t, ids) => Header::Stream(match k % 8 {
+                0 => StreamFrame::Serve { topic: t },
+                1 => StreamFrame::Unserve { topic: t },
+                2 => StreamFrame::Open { id: *id, topic: t, window: *n, deadline_ms: flag.then_some(*n / 3) },
+                3 => StreamFrame::Data { id: *id, more: *flag },
+                4 => StreamFrame::Close { id: *id, code: *n as u16, text: t },
+                5 => StreamFrame::Cancel { id: *id, code: *n as u16, text: t },
+                6 => StreamFrame::Credit { id: *id, bytes: *n },
+                _ => StreamFrame::Heartbeat { reply: *flag, seen: *n, held: ids.clone() },
+            }),
         }
     }
 }
@@ -71,6 +90,8 @@ fn header() -> impl Strategy<Value = OwnedHeader> {
         text().prop_map(OwnedHeader::Publish),
         Just(OwnedHeader::Heartbeat),
         (any::<u16>(), text()).prop_map(|(c, r)| OwnedHeader::Goodbye(c, r)),
+        (0u8..8, any::<u64>(), any::<u64>(), any::<bool>(), text(), prop::collection::vec(any::<u64>(), 0..8))
+            .prop_map(|(k, id, n, f, t, ids)| OwnedHeader::Stream(k, id, n, f, t, ids)),
     ]
 }
 
@@ -123,6 +144,21 @@ fn owned(h: &Header<'_>) -> OwnedHeader {
         Header::Heartbeat => OwnedHeader::Heartbeat,
         Header::Goodbye { code, reason } => OwnedHeader::Goodbye(*code, reason.to_string()),
         Header::Credit { topic, messages, bytes } => OwnedHeader::Credit(topic.to_string(), *messages, *bytes),
+        Header::Stream(f) => {
+            let s = |k, id, n, flag, t: &str, ids: Vec<u64>| OwnedHeader::Stream(k, id, n, flag, t.to_string(), ids);
+            match f {
+                StreamFrame::Serve { topic } => s(0, 0, 0, false, topic, vec![]),
+                StreamFrame::Unserve { topic } => s(1, 0, 0, false, topic, vec![]),
+                StreamFrame::Open { id, topic, window, deadline_ms } => {
+                    s(2, *id, *window, deadline_ms.is_some(), topic, vec![])
+                }
+                StreamFrame::Data { id, more } => s(3, *id, 0, *more, "", vec![]),
+                StreamFrame::Close { id, code, text } => s(4, *id, *code as u64, false, text, vec![]),
+                StreamFrame::Cancel { id, code, text } => s(5, *id, *code as u64, false, text, vec![]),
+                StreamFrame::Credit { id, bytes } => s(6, *id, *bytes, false, "", vec![]),
+                StreamFrame::Heartbeat { reply, seen, held } => s(7, 0, *seen, *reply, "", held.clone()),
+            }
+        }
     }
 }
 

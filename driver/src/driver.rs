@@ -323,6 +323,10 @@ impl<R: Runtime> Future for Driver<R> {
             DriverSink::<R> { cx, sockets: &mut this.sockets, dialing: &mut this.dialing, app, dialed: false };
         let step = this.drain.run(node, now, &mut sink);
         more |= sink.dialed;
+        if !app.streams.refuse.is_empty() {
+            crate::streams::refuse_pending(node, app);
+            more = true;
+        }
         // Delivering events may have made room for input on a socket that
         // was skipped above: no read interest is registered for it, so
         // nothing else would wake us to read it.

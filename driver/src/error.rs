@@ -23,6 +23,8 @@ pub enum Error {
     Format(String),
     /// The node is closed.
     Closed,
+    /// A request's stream ended without a reply ([`Node::request`](crate::Node::request)).
+    Stream(crate::StreamClosed),
 }
 
 impl Error {
@@ -42,6 +44,7 @@ impl fmt::Display for Error {
             Error::ConnectFailed(a) => write!(f, "could not connect to {a}: attempts used up"),
             Error::Format(e) => write!(f, "payload format error: {e}"),
             Error::Closed => write!(f, "node is closed"),
+            Error::Stream(c) => write!(f, "no reply: {c}"),
         }
     }
 }

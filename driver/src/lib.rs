@@ -20,6 +20,7 @@ mod recv;
 mod runtime;
 mod state;
 mod stream;
+mod streams;
 
 pub use error::Error;
 pub use format::{encode, Format, MessageExt, Postcard};
@@ -27,8 +28,12 @@ pub use node::{Node, NodeBuilder};
 pub use runtime::{poll_read_copy, ConnectFuture, Listener, Runtime, Socket, Timer};
 pub use state::AppLimits;
 pub use stream::{Events, Subscription};
+pub use streams::{
+    ReplyStream, StreamClosed, StreamOptions, StreamRequest, StreamServer, StreamWriteError, TypedReplyStream, Writer,
+};
 
 pub use estafeta_core::{
     Bytes, CloseCode, CloseReason, Config, DialEvent, DialerConfig, DropReason, Event, FullQueuePolicy, Message,
-    NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig, PubSubEvent, Published, SendMode, SessionConfig, Stats, Topic,
+    NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig, PubSubEvent, Published, SendMode, SessionConfig, Stats,
+    StreamEnd, StreamEvent, StreamId, StreamsConfig, Topic,
 };

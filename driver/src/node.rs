@@ -105,6 +105,7 @@ impl<R: Runtime> NodeBuilder<R> {
         // Credit goes back as the application takes messages from its
         // subscriptions, not when the driver queues them.
         config.pubsub.credit = estafeta_core::CreditMode::Manual;
+        config.streams.credit = estafeta_core::CreditMode::Manual;
         let mut node = match self.id {
             Some(id) => estafeta_core::Node::with_id(config, id, &self.name)?,
             None => estafeta_core::Node::new(config, &self.name)?,
@@ -199,7 +200,7 @@ impl<R: Runtime> Node<R> {
         NodeBuilder::new(name)
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
     }
 

@@ -174,6 +174,8 @@ pub(crate) struct App {
     /// unwritten goodbye are dropped then (`close_timeout` after `close`,
     /// at once after `abort`).
     pub(crate) close_by: Option<Instant>,
+    /// Streams: replies, writers, served topics.
+    pub(crate) streams: crate::streams::StreamsApp,
 }
 
 impl App {
@@ -196,6 +198,7 @@ impl App {
             finished: false,
             queue_visits: 0,
             close_by: None,
+            streams: Default::default(),
         }
     }
 
@@ -279,6 +282,12 @@ impl App {
                 self.writable.wake_all();
                 Ok(())
             }
+            Event::Stream(ev) => {
+                if self.streams.deliver(ev) {
+                    self.peers_changed.wake_all();
+                }
+                Ok(())
+            }
             other => {
                 // Every event is named: a new one fails to compile here.
                 match &other {
@@ -293,6 +302,7 @@ impl App {
                     Event::Dial(DialEvent::GaveUp { .. }) => self.peers_changed.wake_all(),
                     Event::Dial(DialEvent::Failed { .. })
                     | Event::PubSub(PubSubEvent::Dropped { .. } | PubSubEvent::Message(_) | PubSubEvent::Writable)
+                    | Event::Stream(_)
                     | Event::ProtocolViolation { .. }
                     | Event::Closed => {}
                 }
@@ -371,6 +381,7 @@ impl App {
                 w.wake();
             }
         }
+        self.streams.finish();
         self.writable.wake_all();
         self.peers_changed.wake_all();
         self.closed_waiters.wake_all();
@@ -413,6 +424,11 @@ impl Shared {
     /// itself; the state is used as is.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The runtime clock now, as the core's time.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.timestamp((self.clock)())
     }
 
     /// Converts the runtime clock to the core's time.

@@ -13,7 +13,7 @@ use crate::rng::{self, Rng};
 use crate::trace::Trace;
 use estafeta_core::{
     Action, Budget, Config, ConnId, DialEvent, Drain, Event, Node, NodeId, PeerAddr, PubSubEvent, Sink, Step,
-    WriteOutcome,
+    StreamEvent, StreamId, WriteOutcome,
 };
 use std::collections::BTreeSet;
 
@@ -48,6 +48,8 @@ pub(crate) struct Host {
     pub(crate) subs: BTreeSet<usize>,
     pub(crate) id: NodeId,
     pub(crate) restarts: u64,
+    /// Stream requests the last drain delivered, for the application.
+    pub(crate) requests: Vec<StreamId>,
 }
 
 impl Host {
@@ -73,6 +75,7 @@ impl Host {
             subs: Default::default(),
             id: NodeId::default(),
             restarts: 0,
+            requests: Vec::new(),
         }
     }
 
@@ -96,6 +99,7 @@ impl Host {
             trace: world.trace,
             gave_up: Vec::new(),
             log: world.log,
+            requests: &mut self.requests,
         };
         let step = self.drain.run(node, self.clock.timestamp(now), &mut sink);
         let gave_up = std::mem::take(&mut sink.gave_up);
@@ -131,6 +135,7 @@ struct SimSink<'a> {
     trace: &'a mut Trace,
     gave_up: Vec<PeerAddr>,
     log: Option<&'a mut Vec<(u64, usize, Event)>>,
+    requests: &'a mut Vec<StreamId>,
 }
 
 impl Sink for SimSink<'_> {
@@ -186,6 +191,9 @@ impl Sink for SimSink<'_> {
         if let Event::Dial(DialEvent::GaveUp { addr, .. }) = &event {
             self.gave_up.push(addr.clone());
         }
+        if let Event::Stream(StreamEvent::Request { stream, .. }) = &event {
+            self.requests.push(*stream);
+        }
         Ok(())
     }
 }
@@ -209,8 +217,16 @@ fn event_words(ev: &Event) -> [u64; 4] {
         Event::PubSub(PubSubEvent::Writable) => [10, 0, 0, 0],
         Event::ProtocolViolation { conn, .. } => [11, conn.0, 0, 0],
         Event::Closed => [12, 0, 0, 0],
-        // Every event is named: a new plane's events fail to compile here
-        // until the simulator traces (and its checker observes) them.
+        Event::Stream(StreamEvent::Request { stream, peer, request, .. }) => {
+            [13, stream.0, id(&peer.id), crate::check::stream_number(request).unwrap_or(u64::MAX)]
+        }
+        Event::Stream(StreamEvent::Data { stream, payload }) => [14, stream.0, payload.len() as u64, 0],
+        Event::Stream(StreamEvent::Closed { stream, end, .. }) => [15, stream.0, end.code.0 as u64, end.remote as u64],
+        Event::Stream(StreamEvent::Writable { stream }) => [16, stream.0, 0, 0],
+        Event::Stream(StreamEvent::Serving { peer, topic, serving }) => {
+            [17, id(&peer.id), topic.as_str().len() as u64, *serving as u64]
+        } // Every event is named: a new plane's events fail to compile here
+          // until the simulator traces (and its checker observes) them.
     }
 }
 

@@ -138,6 +138,8 @@ pub struct Report {
     pub reconnect_us: u64,
     /// The fate of every message.
     pub accounting: Accounting,
+    /// Streams opened, terminals seen, stream ends whose codes were compared.
+    pub streams: (u64, u64, u64),
 }
 
 impl Scenario {
@@ -331,6 +333,7 @@ impl Scenario {
             faults: self.faults.len(),
             reconnect_us,
             accounting,
+            streams: sim.stream_counts(),
         })
     }
 

@@ -120,6 +120,7 @@ mod tests {
             Header::Publish { topic: "t" },
             Header::Unsubscribe { topic: "t" },
             Header::Goodbye { code: 1000, reason: "bye" },
+            Header::Stream(estafeta_core::wire::StreamFrame::Heartbeat { reply: false, seen: 2, held: vec![2, 5] }),
         ];
         let mut ends = Vec::new();
         for h in &frames {

@@ -6,12 +6,15 @@
 pub mod child;
 pub mod credit;
 pub mod fake_peer;
+pub mod streams;
 pub mod util;
 
 #[allow(unused_imports)] // used by the suite macro, not by every test crate
 pub use child::a_child_process_is_killed_by_sigkill;
 #[allow(unused_imports)]
 pub use credit::*;
+#[allow(unused_imports)]
+pub use streams::*;
 
 use estafeta_core::PublishError;
 use estafeta_driver::{AppLimits, CloseReason, DialEvent, Error, Event, Node, PeerRef, Runtime, SendMode};
@@ -45,7 +48,16 @@ macro_rules! behaviour_suite {
             a_stalled_subscriber_holds_what_its_limits_allow_and_no_more,
             batches_are_published_and_received_in_order_through_backpressure,
             a_stalled_subscription_stops_neither_another_topic_nor_heartbeats,
-            a_child_process_is_killed_by_sigkill
+            a_child_process_is_killed_by_sigkill,
+            ten_thousand_concurrent_streams_share_one_connection,
+            a_stalled_stream_does_not_stop_another_on_the_same_connection,
+            normal_end_no_server_bad_request_and_limits_have_their_codes,
+            a_failed_or_panicking_handler_ends_the_stream_with_5000,
+            cancel_undecodable_data_and_deadline_reach_the_producer,
+            request_returns_the_single_reply_or_times_out,
+            closing_the_producer_ends_its_streams_with_1001,
+            a_killed_producer_ends_its_streams_with_1006,
+            a_vanished_consumer_frees_the_producers_stream
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {

@@ -15,6 +15,7 @@ use crate::rng::Rng;
 use crate::session::handshake::Me;
 use crate::session::{Closing, Session};
 use crate::stats::Stats;
+use crate::streams::{Streams, StreamsRef, StreamsState};
 use crate::time::Timestamp;
 use crate::wire::CloseCode;
 use std::collections::VecDeque;
@@ -52,6 +53,7 @@ pub struct Node {
     session: Session,
     dialer: Dialer,
     pubsub: PubSubState,
+    streams: StreamsState,
     events: Events,
     actions: VecDeque<Action>,
     session_stats: crate::stats::SessionStats,
@@ -84,6 +86,7 @@ impl Node {
             session: Session::new(cfg.session.clone()),
             dialer: Dialer::new(cfg.dialer.clone()),
             pubsub: PubSubState::new(cfg.pubsub.clone()),
+            streams: StreamsState::new(cfg.streams.clone(), id),
             cfg,
             me,
             now: Timestamp::ZERO,
@@ -117,7 +120,12 @@ impl Node {
 
     /// Counters, one block per plane.
     pub fn stats(&self) -> Stats {
-        Stats { session: self.session_stats, dialer: self.dialer.stats, pubsub: self.pubsub.stats }
+        Stats {
+            session: self.session_stats,
+            dialer: self.dialer.stats,
+            pubsub: self.pubsub.stats,
+            streams: self.streams.stats,
+        }
     }
 
     /// Connected peers, in id order.
@@ -133,6 +141,22 @@ impl Node {
     /// The pub/sub plane's queries, from a shared borrow.
     pub fn pubsub_ref(&self) -> crate::pubsub::PubSubRef<'_> {
         crate::pubsub::PubSubRef { state: &self.pubsub }
+    }
+
+    /// The streams plane: serve, open, write, close, cancel, credit.
+    pub fn streams(&mut self) -> Streams<'_> {
+        Streams {
+            state: &mut self.streams,
+            session: &mut self.session,
+            events: &mut self.events,
+            closing: self.closing,
+            now: self.now,
+        }
+    }
+
+    /// The streams plane's queries, from a shared borrow.
+    pub fn streams_ref(&self) -> StreamsRef<'_> {
+        StreamsRef { state: &self.streams }
     }
 
     /// Where this node listens, announced in every Hello from now on (for
@@ -314,6 +338,7 @@ impl Node {
             let peer = c.peer().map(|p| p.id);
             self.session.ready.insert(conn);
             self.pubsub.on_closing(conn, peer);
+            self.streams.on_closing(conn, peer, &mut self.events);
         }
     }
 
@@ -339,6 +364,7 @@ impl Node {
                 if let Some(others) = self.session.detach(info.id, conn) {
                     self.events.push(Event::PeerDown { peer: info.clone(), reason: reason.clone() });
                     self.pubsub.on_peer_down(info.id, &mut self.events);
+                    self.streams.on_peer_down(info.id, &mut self.events);
                     work.extend(others.into_iter().rev().map(|o| (o, reason.clone())));
                 }
             }

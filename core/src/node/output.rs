@@ -14,6 +14,7 @@ use crate::event::{Action, Event};
 use crate::id::{ConnId, NodeId};
 use crate::pubsub::PubSubEvent;
 use crate::session::{handshake, Closing};
+use crate::streams::StreamEvent;
 use crate::time::Timestamp;
 use crate::wire::{encode_frame, write_preamble, Header};
 
@@ -24,11 +25,13 @@ use crate::wire::{encode_frame, write_preamble, Header};
 enum Source {
     /// Messages, round-robin across topics.
     PubSub,
+    /// Stream replies, round-robin across streams.
+    Streams,
 }
 
 impl Source {
     /// Every source, in the order a round visits them.
-    const ALL: [Source; 1] = [Source::PubSub];
+    const ALL: [Source; 2] = [Source::PubSub, Source::Streams];
 }
 
 impl Node {
@@ -70,7 +73,10 @@ impl Node {
         let c = self.session.conns.get_mut(&conn).expect("present above");
         // A graceful close says goodbye once every source is empty.
         if let Some(Closing::Flushing(r)) = &c.closing {
-            if self.pubsub.data_is_empty(conn, peer) && !self.pubsub.has_control(conn, peer) {
+            if self.pubsub.data_is_empty(conn, peer)
+                && !self.pubsub.has_control(conn, peer)
+                && self.streams.is_flushed(conn, peer)
+            {
                 c.closing = Some(Closing::Goodbye(r.clone()));
                 c.control.goodbye = true;
             }
@@ -83,6 +89,7 @@ impl Node {
         let first_source = c.next_source;
         if !refused && opened {
             self.pubsub.write_control(conn, peer, buf);
+            self.streams.write_control(conn, peer, buf, self.now);
             if let Some(id) = peer {
                 self.write_sources(conn, id, first_source, buf, start + limit, quantum);
             }
@@ -128,6 +135,7 @@ impl Node {
             let room = (end - buf.len()).min(quantum);
             let wrote = match Source::ALL[i % Source::ALL.len()] {
                 Source::PubSub => self.pubsub.produce(conn, peer, buf, room, quantum, &mut self.events).0,
+                Source::Streams => self.streams.produce(conn, peer, buf, room),
             };
             idle = if wrote == 0 { idle + 1 } else { 0 };
             i += 1;
@@ -150,6 +158,13 @@ impl Node {
             self.resume_input();
         }
         let ev = self.events.pop()?;
+        if let (Event::Stream(StreamEvent::Data { stream, payload }), CreditMode::OnPoll) =
+            (&ev, self.cfg.streams.credit)
+        {
+            if let Some(conn) = self.streams.consumed(*stream, 1, payload.len() as u64) {
+                self.session.ready.insert(conn);
+            }
+        }
         if let (Event::PubSub(PubSubEvent::Message(m)), CreditMode::OnPoll) = (&ev, self.cfg.pubsub.credit) {
             let len = m.payload.len() as u64;
             if let Some(conn) = self.pubsub.consumed(m.from.id, &m.topic, 1, len) {

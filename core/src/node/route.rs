@@ -148,6 +148,7 @@ impl Node {
         if !caps.contains(plane) {
             return Err(ProtocolError::NotAnnounced(match plane {
                 Capabilities::PUBSUB => "pub/sub",
+                Capabilities::STREAMS => "streams",
                 _ => "unknown plane",
             }));
         }
@@ -187,6 +188,13 @@ impl Node {
                     self.session.ready.insert(c);
                 }
             }
+            Header::Stream(frame) => {
+                let Some(peer) = self.session.conns.get(&conn).and_then(|c| c.peer()) else { return Ok(Flow::Stop) };
+                let (now, closing) = (self.now, self.closing);
+                if let Some(c) = self.streams.on_frame(peer, frame, payload, now, closing, &mut self.events)? {
+                    self.session.ready.insert(c);
+                }
+            }
             Header::Hello(_) | Header::Heartbeat | Header::Goodbye { .. } => {}
             Header::Subscribe { .. } | Header::Unsubscribe { .. } => {}
         }
@@ -213,6 +221,7 @@ impl Node {
         c.closing = Some(Closing::Goodbye(CloseReason::Protocol(error)));
         self.session.ready.insert(conn);
         let dropped = self.pubsub.clear_data(conn, peer.as_ref().map(|p| p.id));
+        self.streams.clear_data(conn, peer.as_ref().map(|p| p.id));
         self.pubsub.report_drop(&mut self.events, peer, dropped, DropReason::Disconnected);
         Flow::Stop
     }
@@ -263,6 +272,13 @@ impl Node {
     fn start_session(&mut self, conn: ConnId, info: &crate::event::PeerInfo, target: Option<crate::event::TargetId>) {
         self.events.push(Event::PeerUp { peer: info.clone(), conn, target });
         self.pubsub.on_peer_up(info, conn, &mut self.events);
+        let caps = self.session.conns.get(&conn).and_then(|c| match &c.phase {
+            Phase::Open(o) => Some(o.caps),
+            _ => None,
+        });
+        if caps.is_some_and(|c| c.contains(Capabilities::STREAMS)) {
+            self.streams.on_peer_up(info, conn);
+        }
         self.session.ready.insert(conn);
     }
 

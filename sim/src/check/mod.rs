@@ -23,9 +23,11 @@
 
 mod pubsub;
 mod session;
+mod streams;
 
 pub use pubsub::Accounting;
 pub(crate) use pubsub::Mode;
+pub(crate) use streams::number_of as stream_number;
 
 use crate::net::{Net, ProcId, TcpId};
 use crate::tap::Watch;
@@ -108,6 +110,8 @@ planes! {
     session: session::Session,
     /// Messages, the subscriber index, the accounting of every message.
     pubsub: pubsub::PubSub,
+    /// Streams: one terminal per side, matching codes, credit on the wire.
+    streams: streams::Streams,
 }
 
 /// One process incarnation of a node, as every plane sees it.

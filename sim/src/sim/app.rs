@@ -33,6 +33,10 @@ impl Sim {
         if self.hosts[slot].state != HostState::Up {
             return;
         }
+        self.streams_tick(slot);
+        if self.hosts[slot].state != HostState::Up {
+            return;
+        }
         let topics = self.topics.len();
         let rng = &mut self.hosts[slot].rng;
         let topic = rng.below(topics as u64) as usize;

@@ -48,6 +48,7 @@ impl Sim {
     /// A new process on `slot` gets the application's configuration: its
     /// subscriptions, then its connections.
     pub(crate) fn reapply_app(&mut self, slot: usize) {
+        self.reapply_streams(slot);
         let subs: Vec<usize> = self.hosts[slot].subs.iter().copied().collect();
         for t in subs {
             self.node_subscribe(slot, t, true);

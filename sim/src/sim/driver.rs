@@ -75,6 +75,11 @@ impl Sim {
                 _ => self.wake(slot, now),
             }
             self.flush_net();
+            if !self.hosts[slot].requests.is_empty() {
+                let r = std::mem::take(&mut self.hosts[slot].requests);
+                self.streams.requests[slot].extend(r);
+                self.answer_requests(slot);
+            }
             if gave_up.is_empty() {
                 return;
             }

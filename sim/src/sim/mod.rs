@@ -13,6 +13,7 @@ mod app;
 mod commands;
 mod driver;
 mod faults;
+mod streams;
 
 pub use commands::Sent;
 
@@ -56,6 +57,8 @@ pub struct Sim {
     workload: Option<Workload>,
     /// Every event every node emitted, if asked for: (time, machine, event).
     event_log: Option<Vec<(u64, usize, Event)>>,
+    /// The applications' streams.
+    streams: streams::SimStreams,
 }
 
 impl Sim {
@@ -66,7 +69,8 @@ impl Sim {
         assert_eq!(cfg.links.len(), n * n, "one LinkParams per ordered pair");
         let links = cfg.links.clone();
         let net = Net::new(n, cfg.seed, cfg.net.clone(), |a, b| links[a * n + b].clone());
-        let hosts = cfg.nodes.iter().enumerate().map(|(i, s)| Host::new(cfg.seed, i, s)).collect();
+        let mut hosts: Vec<Host> = cfg.nodes.iter().enumerate().map(|(i, s)| Host::new(cfg.seed, i, s)).collect();
+        let streams = streams::configure(cfg.seed, &mut hosts);
         let mut sim = Sim {
             seed: cfg.seed,
             now: 0,
@@ -80,6 +84,7 @@ impl Sim {
             max_steps: cfg.max_steps,
             workload: None,
             event_log: None,
+            streams,
         };
         for slot in 0..n {
             sim.start_process(slot, false);

@@ -1,0 +1,140 @@
+//! What this plane writes: control encoded from state at pull time (serve
+//! announcements, opens, credit grants, cancels, refusals, the heartbeat),
+//! then stream data as a scheduler source, round-robin across streams.
+
+use super::{remaining_ms, StreamsState};
+use crate::id::{ConnId, NodeId};
+use crate::time::Timestamp;
+use crate::wire::{encode_frame, Header, StreamFrame};
+
+/// Every stream's first grant is at least this (or an eighth of the
+/// window), even past the connection window, so that any number of streams
+/// can each send a first message; the connection window bounds the rest.
+pub(crate) const FIRST_GRANT_FLOOR: u64 = 4 << 10;
+
+impl StreamsState {
+    /// Control frames for the peer whose session's primary is `conn`.
+    /// Returns bytes written.
+    pub(crate) fn write_control(
+        &mut self,
+        conn: ConnId,
+        peer: Option<NodeId>,
+        buf: &mut Vec<u8>,
+        now: Timestamp,
+    ) -> usize {
+        let start = buf.len();
+        let (window, cap) = (self.cfg.window, self.cfg.connection_window);
+        let Some(p) = peer.and_then(|id| self.peers.get_mut(&id)).filter(|p| p.conn == conn) else { return 0 };
+        for (t, on) in std::mem::take(&mut p.serve_changes) {
+            let topic = t.as_str();
+            let f = if on { StreamFrame::Serve { topic } } else { StreamFrame::Unserve { topic } };
+            encode_frame(buf, &Header::Stream(f), &[]);
+        }
+        while let Some(wid) = p.opens.pop_front() {
+            let Some(s) = p.opened.get_mut(&wid) else { continue };
+            if s.sent_open {
+                continue;
+            }
+            // The first grant, within the connection window, but at least
+            // a floor so that every stream can start.
+            let floor = (window / 8).min(FIRST_GRANT_FLOOR);
+            let first = window.min(cap.saturating_sub(p.outstanding)).max(floor);
+            if first < window {
+                p.starved.insert(wid);
+            }
+            s.granted = first;
+            p.outstanding += first;
+            s.sent_open = true;
+            p.sent_open_max = p.sent_open_max.max(wid);
+            let request = s.request.take().unwrap_or_default();
+            let f = StreamFrame::Open {
+                id: wid,
+                topic: s.topic.as_str(),
+                window: first,
+                deadline_ms: remaining_ms(s.deadline, now),
+            };
+            encode_frame(buf, &Header::Stream(f), &request);
+        }
+        for wid in std::mem::take(&mut p.grants) {
+            let Some(s) = p.opened.get_mut(&wid) else { continue };
+            if !s.sent_open || s.held() > window / 2 {
+                continue;
+            }
+            let want = window - s.held();
+            let give = want.min(cap.saturating_sub(p.outstanding));
+            if give < want {
+                p.starved.insert(wid);
+            }
+            if give == 0 {
+                continue;
+            }
+            let before = s.held();
+            s.granted += give;
+            p.outstanding += s.held() - before;
+            self.stats.credit_grants += 1;
+            encode_frame(buf, &Header::Stream(StreamFrame::Credit { id: wid, bytes: give }), &[]);
+        }
+        for (wid, code, text) in p.cancels.drain(..) {
+            encode_frame(buf, &Header::Stream(StreamFrame::Cancel { id: wid, code: code.0, text: &text }), &[]);
+        }
+        for (wid, code, text) in p.refusals.drain(..) {
+            encode_frame(buf, &Header::Stream(StreamFrame::Close { id: wid, code: code.0, text: &text }), &[]);
+        }
+        if std::mem::take(&mut p.hb_due) {
+            let held: Vec<u64> = p.opened.keys().chain(p.served.keys()).copied().collect();
+            let reply = std::mem::take(&mut p.hb_reply);
+            let f = StreamFrame::Heartbeat { reply, seen: p.highest_remote, held };
+            encode_frame(buf, &Header::Stream(f), &[]);
+            self.stats.heartbeats += 1;
+        }
+        buf.len() - start
+    }
+
+    /// Stream data for the peer whose primary is `conn`: round-robin across
+    /// its producer streams, each turn at most one fragment size, until
+    /// `buf` grew by `room`. A stream whose queue emptied with a close
+    /// pending sends its Close and is forgotten. Returns bytes written.
+    pub(crate) fn produce(&mut self, conn: ConnId, peer: NodeId, buf: &mut Vec<u8>, room: usize) -> usize {
+        let start = buf.len();
+        let turn_max = self.cfg.fragment_size;
+        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn) else { return 0 };
+        while buf.len() - start < room {
+            let Some(wid) = p.ring.pop_front() else { break };
+            let Some(s) = p.served.get_mut(&wid) else { continue };
+            s.in_ring = false;
+            let turn = buf.len();
+            let mut done = false;
+            while buf.len() - turn < turn_max && buf.len() - start < room {
+                if let Some(front) = s.queue.front() {
+                    let n = (front.len() - s.offset).min(turn_max);
+                    let more = s.offset + n < front.len();
+                    let f = StreamFrame::Data { id: wid, more };
+                    encode_frame(buf, &Header::Stream(f), &front[s.offset..s.offset + n]);
+                    if more {
+                        s.offset += n;
+                    } else {
+                        s.queue.pop_front();
+                        s.offset = 0;
+                        self.stats.messages_sent += 1;
+                    }
+                } else if let Some((code, text)) = s.close.take() {
+                    let f = StreamFrame::Close { id: wid, code: code.0, text: &text };
+                    encode_frame(buf, &Header::Stream(f), &[]);
+                    done = true;
+                    break;
+                } else {
+                    break;
+                }
+            }
+            if done {
+                if let Some(s) = p.served.remove(&wid) {
+                    self.locals.remove(&s.local);
+                }
+            } else if !s.queue.is_empty() || s.close.is_some() {
+                s.in_ring = true;
+                p.ring.push_back(wid);
+            }
+        }
+        buf.len() - start
+    }
+}
