@@ -2,7 +2,7 @@
 
 use crate::args::NodeCmd;
 use crate::common::{build, connect_all, within, Failure};
-use estafeta_driver::{DialEvent, Event, PubSubEvent, Runtime};
+use estafeta_driver::{DialEvent, Event, PubSubEvent, Runtime, StreamEvent};
 
 /// Runs the node until `--duration` passes (or forever), printing one line
 /// per lifecycle event on stdout.
@@ -53,6 +53,19 @@ fn describe(ev: &Event) -> Option<String> {
             None => format!("dropped {count} messages: {reason:?}"),
         },
         Event::PubSub(PubSubEvent::Message(_) | PubSubEvent::Writable) => return None,
+        Event::Stream(StreamEvent::Serving { peer, topic, serving: true }) => {
+            format!("{peer} serves streams on {topic}")
+        }
+        Event::Stream(StreamEvent::Serving { peer, topic, serving: false }) => {
+            format!("{peer} no longer serves streams on {topic}")
+        }
+        // Streams this node opens or serves belong to their own commands.
+        Event::Stream(
+            StreamEvent::Request { .. }
+            | StreamEvent::Data { .. }
+            | StreamEvent::Closed { .. }
+            | StreamEvent::Writable { .. },
+        ) => return None,
         Event::Closed => "closed".to_string(),
     })
 }

@@ -188,7 +188,11 @@ impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
 
     fn deliver(&mut self, event: Event) -> Result<(), Event> {
         // Messages are never logged: skip the call on the hot path.
-        if !matches!(event, Event::PubSub(estafeta_core::PubSubEvent::Message(_))) {
+        if !matches!(
+            event,
+            Event::PubSub(estafeta_core::PubSubEvent::Message(_))
+                | Event::Stream(estafeta_core::StreamEvent::Data { .. })
+        ) {
             crate::log::event(&event);
         }
         self.app.deliver(event)

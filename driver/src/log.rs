@@ -8,12 +8,13 @@
 //! |---|---|
 //! | INFO | a peer up or down (with the reason), a dial target given up, the node closed |
 //! | WARN | messages dropped (with the count and reason), a peer refused for breaking the protocol |
-//! | DEBUG | dial failures with the retry delay, subscriptions of peers, room to publish again |
+//! | INFO | a stream that ended with a code other than 1000 (normal) |
+//! | DEBUG | dial failures with the retry delay, subscriptions of peers, stream requests and normal ends, who serves streams |
 //!
-//! Messages themselves are never logged. With no subscriber installed each
+//! Messages and stream data are never logged. With no subscriber installed each
 //! call costs one relaxed load of `tracing`'s global maximum level.
 
-use estafeta_core::{DialEvent, Event, PubSubEvent};
+use estafeta_core::{CloseCode, DialEvent, Event, PubSubEvent, StreamEvent};
 
 /// Logs `event` at its level (see the module documentation).
 #[cold]
@@ -50,6 +51,22 @@ pub(crate) fn event(event: &Event) {
             Some(p) => tracing::warn!(peer = %p, count, reason = ?reason, "messages dropped"),
             None => tracing::warn!(count, reason = ?reason, "messages dropped"),
         },
+        Event::Stream(StreamEvent::Request { stream, peer, topic, request, .. }) => {
+            tracing::debug!(stream = ?stream, peer = %peer, topic = %topic, size = request.len(), "stream request")
+        }
+        Event::Stream(StreamEvent::Data { .. }) => {}
+        Event::Stream(StreamEvent::Closed { stream, role, end }) => {
+            if end.code == CloseCode::NORMAL {
+                tracing::debug!(stream = ?stream, role = ?role, "stream closed")
+            } else {
+                let (code, text, remote) = (end.code.0, &end.text, end.remote);
+                tracing::info!(stream = ?stream, role = ?role, code, text = %text, remote, "stream ended")
+            }
+        }
+        Event::Stream(StreamEvent::Writable { stream }) => tracing::trace!(stream = ?stream, "stream writable"),
+        Event::Stream(StreamEvent::Serving { peer, topic, serving }) => {
+            tracing::debug!(peer = %peer, topic = %topic, serving, "peer serves streams")
+        }
         Event::Closed => tracing::info!("node closed"),
     }
 }
