@@ -12,8 +12,9 @@ use std::time::Duration;
 /// stdout.
 ///
 /// Exit codes: 0 done, 1 failed (I/O, refused configuration), 2 bad
-/// arguments, 3 timed out (no subscriber, or fewer messages than --count),
-/// 4 a peer could not be reached.
+/// arguments, 3 timed out (no subscriber or server, or fewer messages than
+/// --count), 4 a peer could not be reached, 5 a stream ended with a code
+/// other than 1000 (printed on stderr).
 #[derive(Debug, Parser)]
 #[command(name = "estafeta", version, propagate_version = true)]
 #[command(after_help = "Two terminals:\n  \
@@ -67,6 +68,18 @@ pub enum Command {
     ///
     /// Example: tail -f app.log | estafeta pub logs --connect 127.0.0.1:7000
     Pub(PubCmd),
+    /// Open a stream on a topic and print its replies, one per line, until
+    /// the producer ends it. The request is the argument, or stdin.
+    ///
+    /// Example: estafeta request jobs/logs 'job-42' --connect 127.0.0.1:7000
+    Request(RequestCmd),
+    /// Serve streams on a topic: each request runs COMMAND (the request on
+    /// its stdin, ESTAFETA_PEER and ESTAFETA_TOPIC set) and each line it
+    /// prints is one reply. Exit status 0 ends the stream normally (1000),
+    /// anything else with 5000; a consumer that cancels kills the command.
+    ///
+    /// Example: estafeta serve jobs/logs --bind 127.0.0.1:7000 -- tail -n 20 /var/log/syslog
+    Serve(ServeCmd),
     /// Measure pub/sub throughput and request/reply latency between two
     /// nodes: in this process by default, or against `estafeta bench
     /// --serve` on another host with --connect.
@@ -197,6 +210,46 @@ pub struct BenchCmd {
     /// Serve benchmarks for `estafeta bench --connect` on other hosts, until interrupted.
     #[arg(long, conflicts_with = "connect")]
     pub serve: bool,
+}
+
+/// `estafeta request`.
+#[derive(Debug, Args)]
+pub struct RequestCmd {
+    /// The topic a peer serves.
+    pub topic: String,
+    /// The request; without it, all of stdin.
+    pub payload: Option<String>,
+    /// Node options.
+    #[command(flatten)]
+    pub node: NodeOpts,
+    /// Open it on this peer (name or id) instead of taking turns among servers.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Cancel the stream (code 4008) if it has not ended after this many seconds.
+    #[arg(long, value_parser = parse_secs)]
+    pub deadline: Option<Duration>,
+    /// How long to wait for a peer that serves the topic, in seconds (then exit 3).
+    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    pub wait_timeout: Duration,
+    /// Print replies as hex instead of text.
+    #[arg(long)]
+    pub hex: bool,
+}
+
+/// `estafeta serve`.
+#[derive(Debug, Args)]
+pub struct ServeCmd {
+    /// The topic to serve.
+    pub topic: String,
+    /// Node options.
+    #[command(flatten)]
+    pub node: NodeOpts,
+    /// Exit after answering this many requests.
+    #[arg(long)]
+    pub max_requests: Option<u64>,
+    /// The command run for each request, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }
 
 /// Seconds, possibly fractional (`1.5`).

@@ -18,6 +18,8 @@ pub enum Failure {
     TimedOut(String),
     /// A peer could not be reached (4).
     Unreachable(String),
+    /// A stream ended with a code other than 1000: the code and text (5).
+    StreamClosed(u16, String),
 }
 
 impl Failure {
@@ -27,13 +29,15 @@ impl Failure {
             Failure::Failed(_) => 1,
             Failure::TimedOut(_) => 3,
             Failure::Unreachable(_) => 4,
+            Failure::StreamClosed(..) => 5,
         })
     }
 
     /// The message printed on stderr.
-    pub fn message(&self) -> &str {
+    pub fn message(&self) -> String {
         match self {
-            Failure::Failed(m) | Failure::TimedOut(m) | Failure::Unreachable(m) => m,
+            Failure::Failed(m) | Failure::TimedOut(m) | Failure::Unreachable(m) => m.clone(),
+            Failure::StreamClosed(code, text) => format!("stream closed with {code}: {text}"),
         }
     }
 }

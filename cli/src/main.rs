@@ -5,6 +5,7 @@ mod bench;
 mod common;
 mod node_cmd;
 mod pubsub_cmd;
+mod streams_cmd;
 
 use args::{Cli, Command, LogFormat, RuntimeKind};
 use clap::Parser;
@@ -38,6 +39,8 @@ async fn run<R: Runtime>(command: Command) -> Result<(), Failure> {
         Command::Node(c) => node_cmd::run::<R>(c).await,
         Command::Sub(c) => pubsub_cmd::sub::<R>(c).await,
         Command::Pub(c) => pubsub_cmd::publish::<R>(c).await,
+        Command::Request(c) => streams_cmd::request::<R>(c).await,
+        Command::Serve(c) => streams_cmd::serve::<R>(c).await,
         Command::Bench(c) => bench::run::<R>(c).await,
     }
 }

@@ -66,7 +66,8 @@ pub fn format_message(m: &Message, format: OutputFormat) -> String {
     }
 }
 
-fn hex(b: &[u8]) -> String {
+/// Lower-case hex of `b`.
+pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

@@ -142,7 +142,7 @@ fn bad_arguments_say_why_and_exit_2() {
 
 #[test]
 fn every_subcommand_explains_itself_with_an_example() {
-    for cmd in ["node", "sub", "pub", "bench"] {
+    for cmd in ["node", "sub", "pub", "request", "serve", "bench"] {
         let out = run(&[cmd, "--help"]);
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
@@ -206,4 +206,61 @@ fn node_prints_peers_coming_and_going() {
     assert!(text.lines().any(|l| l.starts_with("peer up sub-")), "{text}");
     assert!(text.lines().any(|l| l.contains("subscribed to t")), "{text}");
     drop(sub);
+}
+
+/// A running `estafeta serve TOPIC -- sh -c SCRIPT`, with its address.
+fn serve(topic: &str, script: &str, extra: &[&str]) -> (Child, String) {
+    let mut child = estafeta()
+        .args(["serve", topic])
+        .args(extra)
+        .args(["--", "sh", "-c", script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let err = BufReader::new(child.stderr.take().expect("piped"));
+    let mut lines = err.lines().map_while(Result::ok);
+    let addr = lines
+        .by_ref()
+        .find_map(|l| l.split(" listening at ").nth(1).map(str::to_string))
+        .expect("serve says where it listens");
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+#[test]
+fn request_prints_the_lines_a_served_command_writes() {
+    let (mut server, addr) =
+        serve("jobs", "echo \"from $ESTAFETA_TOPIC\"; cat; echo; echo done", &["--max-requests", "1"]);
+    let out = run(&["request", "jobs", "job-42", "--connect", &addr]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from jobs\njob-42\ndone\n");
+    assert!(server.wait().expect("serve exits after --max-requests").success());
+}
+
+#[test]
+fn a_failing_command_ends_the_stream_with_5000_and_request_exits_5() {
+    let (mut server, addr) = serve("fail", "echo partial; exit 3", &["--max-requests", "1"]);
+    let out = run(&["--runtime", "smol", "request", "fail", "x", "--connect", &addr]);
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "partial\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stream closed with 5000"));
+    let _ = server.wait();
+}
+
+#[test]
+fn a_deadline_cancels_a_slow_command_and_request_exits_5_with_4008() {
+    let (mut server, addr) = serve("slow", "echo first; sleep 30; echo late", &[]);
+    let out = run(&["request", "slow", "x", "--deadline", "0.5", "--connect", &addr]);
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "first\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stream closed with 4008"));
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn request_exits_3_when_nobody_serves_the_topic() {
+    let out = run(&["request", "nobody", "x", "--wait-timeout", "0.3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
 }
