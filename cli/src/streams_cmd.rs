@@ -68,9 +68,9 @@ pub async fn serve<R: Runtime>(cmd: ServeCmd) -> Result<(), Failure> {
         let last = cmd.max_requests == Some(served);
         if last {
             // Serve the last one here, so the node stays up until it is done.
-            answer::<R>(req, command).await;
+            answer(req, command).await;
         } else {
-            R::spawn(answer::<R>(req, command));
+            R::spawn(answer(req, command));
         }
     }
     drop(server);
@@ -90,7 +90,7 @@ async fn close_when_idle<R: Runtime>(node: &Node<R>) {
 }
 
 /// Runs `command` for one request and streams its stdout lines back.
-async fn answer<R: Runtime>(req: StreamRequest, command: Vec<String>) {
+async fn answer(req: StreamRequest, command: Vec<String>) {
     let StreamRequest { peer, topic, request, mut writer, .. } = req;
     let child = Command::new(&command[0])
         .args(&command[1..])
