@@ -188,6 +188,8 @@ pub struct Config {
     pub dialer: DialerConfig,
     /// Topics, queues and credit.
     pub pubsub: PubSubConfig,
+    /// Groups, leases and limits of the membership plane.
+    pub membership: crate::membership::MembershipConfig,
 }
 
 /// A configuration that cannot work, with the field that is wrong.
@@ -215,7 +217,7 @@ impl Config {
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, why)) => Err(ConfigError(why)),
-            None => Ok(()),
+            None => self.membership.validate(),
         }
     }
 }

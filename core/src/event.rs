@@ -1,6 +1,7 @@
 //! What the node tells its driver (actions) and its application (events).
 
 use crate::id::{ConnId, NodeId, PeerAddr};
+use crate::membership::MembershipEvent;
 use crate::pubsub::PubSubEvent;
 use crate::wire::{CloseCode, WireError};
 use std::collections::VecDeque;
@@ -146,6 +147,8 @@ pub enum Event {
     Dial(DialEvent),
     /// Topics: messages, subscriptions, room to publish, drops.
     PubSub(PubSubEvent),
+    /// Groups: assignments, settling, lease lost; members joining and leaving.
+    Membership(MembershipEvent),
     /// [`Node::close`](crate::Node::close) finished: every connection is closed.
     Closed,
 }

@@ -10,6 +10,8 @@ pub struct Stats {
     pub dialer: DialerStats,
     /// Messages.
     pub pubsub: PubSubStats,
+    /// Groups and assignments.
+    pub membership: crate::membership::MembershipStats,
 }
 
 /// Counters of the session plane.

@@ -20,6 +20,9 @@ pub enum TimerReason {
     Heartbeat(ConnId),
     /// A dial target is redialed.
     Redial(TargetId),
+    /// A membership deadline: a settle period, a member timeout, a renewal
+    /// or a lease end.
+    Membership,
 }
 
 impl TimerReason {

@@ -1,6 +1,7 @@
 //! The node: a façade that routes inputs to its planes (session, dialer,
 //! pub/sub) and drains their outputs. It owns nothing a plane owns.
 
+mod membership;
 mod output;
 mod route;
 mod timers;
@@ -10,6 +11,7 @@ use crate::dialer::Dialer;
 use crate::error::CommandError;
 use crate::event::{Action, CloseReason, Event, Events, PeerInfo, TargetId};
 use crate::id::{ConnId, NodeId, PeerAddr};
+use crate::membership::MembershipState;
 use crate::pubsub::{self, DropReason, PubSub, PubSubState};
 use crate::rng::Rng;
 use crate::session::handshake::Me;
@@ -52,6 +54,7 @@ pub struct Node {
     session: Session,
     dialer: Dialer,
     pubsub: PubSubState,
+    membership: MembershipState,
     events: Events,
     actions: VecDeque<Action>,
     session_stats: crate::stats::SessionStats,
@@ -79,11 +82,16 @@ impl Node {
             return Err(ConfigError("name is longer than session.max_name_len"));
         }
         let rng = Rng::new(cfg.seed ^ 0x005E_ED0F_E57A_FE7A);
-        let me = Me { id, name: Arc::from(name), caps: cfg.capabilities, listen: None };
+        let mut caps = cfg.capabilities;
+        if cfg.membership.coordinator {
+            caps = caps | crate::wire::Capabilities::COORDINATOR;
+        }
+        let me = Me { id, name: Arc::from(name), caps, listen: None };
         Ok(Node {
             session: Session::new(cfg.session.clone()),
             dialer: Dialer::new(cfg.dialer.clone()),
             pubsub: PubSubState::new(cfg.pubsub.clone()),
+            membership: MembershipState::new(cfg.membership.clone()),
             cfg,
             me,
             now: Timestamp::ZERO,
@@ -117,7 +125,12 @@ impl Node {
 
     /// Counters, one block per plane.
     pub fn stats(&self) -> Stats {
-        Stats { session: self.session_stats, dialer: self.dialer.stats, pubsub: self.pubsub.stats }
+        Stats {
+            session: self.session_stats,
+            dialer: self.dialer.stats,
+            pubsub: self.pubsub.stats,
+            membership: self.membership.stats(),
+        }
     }
 
     /// Connected peers, in id order.
@@ -339,6 +352,7 @@ impl Node {
                 if let Some(others) = self.session.detach(info.id, conn) {
                     self.events.push(Event::PeerDown { peer: info.clone(), reason: reason.clone() });
                     self.pubsub.on_peer_down(info.id, &mut self.events);
+                    self.membership.on_peer_down(info.id);
                     work.extend(others.into_iter().rev().map(|o| (o, reason.clone())));
                 }
             }

@@ -70,7 +70,8 @@ impl Node {
         let c = self.session.conns.get_mut(&conn).expect("present above");
         // A graceful close says goodbye once every source is empty.
         if let Some(Closing::Flushing(r)) = &c.closing {
-            if self.pubsub.data_is_empty(conn, peer) && !self.pubsub.has_control(conn, peer) {
+            let owed = peer.is_some_and(|p| self.membership.has_control(p));
+            if self.pubsub.data_is_empty(conn, peer) && !self.pubsub.has_control(conn, peer) && !owed {
                 c.closing = Some(Closing::Goodbye(r.clone()));
                 c.control.goodbye = true;
             }
@@ -83,6 +84,9 @@ impl Node {
         let first_source = c.next_source;
         if !refused && opened {
             self.pubsub.write_control(conn, peer, buf);
+            if let Some(p) = peer.filter(|_| self.session.is_primary(conn)) {
+                self.membership.write_control(p, self.now, buf);
+            }
             if let Some(id) = peer {
                 self.write_sources(conn, id, first_source, buf, start + limit, quantum);
             }

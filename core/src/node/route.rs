@@ -148,6 +148,7 @@ impl Node {
         if !caps.contains(plane) {
             return Err(ProtocolError::NotAnnounced(match plane {
                 Capabilities::PUBSUB => "pub/sub",
+                Capabilities::MEMBERSHIP => "membership",
                 _ => "unknown plane",
             }));
         }
@@ -186,6 +187,10 @@ impl Node {
                 if let Some(c) = self.pubsub.on_credit(peer_id, topic, messages, bytes, &mut self.events) {
                     self.session.ready.insert(c);
                 }
+            }
+            Header::Membership(frame) => {
+                self.membership.on_frame(peer_id, frame, self.now, &mut self.events)?;
+                self.membership.flush_wake(&mut self.session);
             }
             Header::Hello(_) | Header::Heartbeat | Header::Goodbye { .. } => {}
             Header::Subscribe { .. } | Header::Unsubscribe { .. } => {}
@@ -253,6 +258,9 @@ impl Node {
             self.start_session(conn, &info, target);
         }
         if let Some(t) = target {
+            let capable = caps.contains(Capabilities::MEMBERSHIP);
+            self.membership.on_target_up(t, info.id, capable, self.now, &mut self.events);
+            self.membership.flush_wake(&mut self.session);
             self.dialer.connected(t, self.now);
             self.events.push(Event::Dial(DialEvent::Connected { target: t, peer: info }));
         }

@@ -24,7 +24,8 @@ impl Node {
             (at, reason)
         });
         let dial = self.dialer.timers.next().map(|(t, id)| (t, TimerReason::Redial(id)));
-        TimerReason::soonest(TimerReason::soonest(close, conn), dial)
+        let membership = self.membership.next_timer().map(|t| (t, TimerReason::Membership));
+        TimerReason::soonest(TimerReason::soonest(TimerReason::soonest(close, conn), dial), membership)
     }
 
     /// Fires every timer that is due at `now`. Calling it early or twice does nothing.
@@ -45,6 +46,8 @@ impl Node {
         while let Some(target) = self.dialer.timers.pop_due(now) {
             self.dial(target);
         }
+        self.membership.handle_timeout(now, &mut self.events);
+        self.membership.flush_wake(&mut self.session);
     }
 
     /// `conn`'s timer fired: time out its handshake or its peer, owe a

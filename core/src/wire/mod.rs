@@ -10,8 +10,10 @@
 //! See `docs/protocol.md` for the whole protocol.
 
 mod codec;
+mod membership;
 
 pub use codec::{check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, RawFrame};
+pub use membership::{Hint, MembershipFrame, RefuseReason};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -74,7 +76,7 @@ impl Capabilities {
     /// Every bit this build knows.
     pub const KNOWN: Capabilities = Capabilities((1 << 6) - 1);
     /// The planes this build runs.
-    pub const SUPPORTED: Capabilities = Capabilities::PUBSUB;
+    pub const SUPPORTED: Capabilities = Capabilities(Capabilities::PUBSUB.0 | Capabilities::MEMBERSHIP.0);
 
     /// The capabilities with these bits (unknown bits are kept, and ignored).
     pub const fn from_bits(bits: u64) -> Self {
@@ -149,6 +151,8 @@ pub enum Header<'a> {
         /// More payload bytes.
         bytes: u64,
     },
+    /// A frame of the membership plane (joins, heartbeats, assignments).
+    Membership(#[serde(borrow)] MembershipFrame<'a>),
 }
 
 impl Header<'_> {
@@ -160,6 +164,7 @@ impl Header<'_> {
             Header::Subscribe { .. } | Header::Unsubscribe { .. } | Header::Publish { .. } | Header::Credit { .. } => {
                 Capabilities::PUBSUB
             }
+            Header::Membership(_) => Capabilities::MEMBERSHIP,
         }
     }
 }
