@@ -14,6 +14,7 @@
 mod driver;
 mod error;
 mod format;
+mod membership;
 mod node;
 mod recv;
 mod runtime;
@@ -22,11 +23,13 @@ mod stream;
 
 pub use error::Error;
 pub use format::{encode, Format, MessageExt, Postcard};
+pub use membership::GroupMember;
 pub use node::{Node, NodeBuilder};
 pub use runtime::{poll_read_copy, ConnectFuture, Listener, Runtime, Socket, Timer};
 pub use state::AppLimits;
 pub use stream::{Events, Subscription};
 
+pub use estafeta_core::{Assignment, GroupInfo, LeftReason, MembershipConfig, MembershipEvent};
 pub use estafeta_core::{
     Bytes, CloseCode, CloseReason, Config, DialEvent, DialerConfig, DropReason, Event, FullQueuePolicy, Message,
     NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig, PubSubEvent, Published, SendMode, SessionConfig, Stats, Topic,

@@ -174,6 +174,8 @@ pub(crate) struct App {
     /// unwritten goodbye are dropped then (`close_timeout` after `close`,
     /// at once after `abort`).
     pub(crate) close_by: Option<Instant>,
+    /// The change streams of this node's group memberships.
+    pub(crate) membership: crate::membership::MemberQueues,
 }
 
 impl App {
@@ -196,6 +198,7 @@ impl App {
             finished: false,
             queue_visits: 0,
             close_by: None,
+            membership: Default::default(),
         }
     }
 
@@ -295,6 +298,7 @@ impl App {
                     | Event::PubSub(PubSubEvent::Dropped { .. } | PubSubEvent::Message(_) | PubSubEvent::Writable)
                     | Event::ProtocolViolation { .. }
                     | Event::Closed => {}
+                    Event::Membership(ev) => self.membership.deliver(ev, self.limits.events),
                 }
                 self.push_lifecycle(other);
                 Ok(())
@@ -374,6 +378,7 @@ impl App {
         self.writable.wake_all();
         self.peers_changed.wake_all();
         self.closed_waiters.wake_all();
+        self.membership.finish();
     }
 }
 
@@ -413,6 +418,11 @@ impl Shared {
     /// itself; the state is used as is.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The core's time now, on the runtime's clock.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.timestamp((self.clock)())
     }
 
     /// Converts the runtime clock to the core's time.

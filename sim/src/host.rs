@@ -46,6 +46,8 @@ pub(crate) struct Host {
     /// subscribes to. Re-applied on restart.
     pub(crate) targets: Vec<usize>,
     pub(crate) subs: BTreeSet<usize>,
+    /// Coordinators whose group the application joined.
+    pub(crate) joins: Vec<usize>,
     pub(crate) id: NodeId,
     pub(crate) restarts: u64,
 }
@@ -71,6 +73,7 @@ impl Host {
             in_sync: true,
             targets: Vec::new(),
             subs: Default::default(),
+            joins: Vec::new(),
             id: NodeId::default(),
             restarts: 0,
         }
@@ -209,8 +212,22 @@ fn event_words(ev: &Event) -> [u64; 4] {
         Event::PubSub(PubSubEvent::Writable) => [10, 0, 0, 0],
         Event::ProtocolViolation { conn, .. } => [11, conn.0, 0, 0],
         Event::Closed => [12, 0, 0, 0],
+        Event::Membership(m) => membership_words(m),
         // Every event is named: a new plane's events fail to compile here
         // until the simulator traces (and its checker observes) them.
+    }
+}
+
+fn membership_words(m: &estafeta_core::MembershipEvent) -> [u64; 4] {
+    use estafeta_core::MembershipEvent as M;
+    match m {
+        M::Assigned { assignment: a, .. } => [13, a.index as u64, a.total as u64, a.epoch],
+        M::Settling { .. } => [14, 0, 0, 0],
+        M::LeaseLost { .. } => [15, 0, 0, 0],
+        M::Refused { .. } => [16, 0, 0, 0],
+        M::MemberJoined { member, .. } => [17, member.as_u128() as u64, 0, 0],
+        M::MemberLeft { member, .. } => [18, member.as_u128() as u64, 0, 0],
+        M::Settled { epoch, total, .. } => [19, *epoch, *total as u64, 0],
     }
 }
 

@@ -43,7 +43,8 @@ impl Membership<'_> {
 pub struct GroupInfo {
     /// The group's name.
     pub name: Arc<str>,
-    /// The last settled epoch (0: not settled yet).
+    /// The last settled epoch (until the group first settles: the highest
+    /// epoch this coordinator settled in any group before, or 0).
     pub epoch: u64,
     /// Members in the last settled epoch.
     pub total: u32,

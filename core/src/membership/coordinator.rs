@@ -70,6 +70,10 @@ pub(crate) struct Coordinator {
     refusals: BTreeMap<NodeId, BTreeMap<Arc<str>, RefuseReason>>,
     /// Epochs settled.
     pub(crate) settled: u64,
+    /// The highest epoch settled in any group: a group created (again)
+    /// starts above it, so a group's epochs increase for as long as this
+    /// coordinator runs, even after it emptied and was forgotten.
+    max_epoch: u64,
 }
 
 /// What a coordinator call did, for the node to wake the peers concerned.
@@ -118,7 +122,7 @@ impl Coordinator {
                 gid: self.next_gid,
                 name: name.clone(),
                 members: BTreeMap::new(),
-                epoch: 0,
+                epoch: self.max_epoch,
                 total: 0,
                 settling: None,
                 not_before: now + cfg.lease + cfg.drift_margin,
@@ -284,6 +288,7 @@ impl Coordinator {
         }
         g.held.retain(|_, (_, until)| *until > now);
         self.settled += 1;
+        self.max_epoch = self.max_epoch.max(g.epoch);
         events.push(Event::Membership(MembershipEvent::Settled {
             group: g.name.clone(),
             epoch: g.epoch,
