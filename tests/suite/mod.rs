@@ -6,12 +6,15 @@
 pub mod child;
 pub mod credit;
 pub mod fake_peer;
+pub mod membership;
 pub mod util;
 
 #[allow(unused_imports)] // used by the suite macro, not by every test crate
 pub use child::a_child_process_is_killed_by_sigkill;
 #[allow(unused_imports)]
 pub use credit::*;
+#[allow(unused_imports)]
+pub use membership::*;
 
 use estafeta_core::PublishError;
 use estafeta_driver::{AppLimits, CloseReason, DialEvent, Error, Event, Node, PeerRef, Runtime, SendMode};
@@ -45,7 +48,12 @@ macro_rules! behaviour_suite {
             a_stalled_subscriber_holds_what_its_limits_allow_and_no_more,
             batches_are_published_and_received_in_order_through_backpressure,
             a_stalled_subscription_stops_neither_another_topic_nor_heartbeats,
-            a_child_process_is_killed_by_sigkill
+            a_child_process_is_killed_by_sigkill,
+            membership_three_members_settle_to_distinct_indexes,
+            membership_a_killed_member_is_removed_and_at_most_one_moves,
+            membership_a_member_cut_from_its_coordinator_reports_none_within_its_lease,
+            membership_a_restarted_coordinator_keeps_indexes_with_a_higher_epoch,
+            membership_200_members_on_one_coordinator_settle
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
