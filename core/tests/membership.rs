@@ -192,3 +192,38 @@ fn joins_over_the_limits_are_refused_with_a_reason() {
     assert!(matches!(net.node(1).join(G, Net::addr(0)), Err(CommandError::AlreadyJoined(_))));
     let _ = Timestamp::ZERO;
 }
+
+#[test]
+fn a_member_restarted_with_its_id_is_assigned_again_at_once() {
+    let mut net = group(3);
+    net.run_for(Duration::from_millis(800));
+    let before = assert_settled(&mut net, &[1, 2, 3]);
+    // Let the member's Join numbers grow well past where a new process starts.
+    net.run_for(Duration::from_secs(2));
+    net.restart(2, node(2, false));
+    net.node(2).join(G, Net::addr(0)).unwrap();
+    // Back within the member timeout: no change for the coordinator, so the
+    // new process is confirmed on its index without a settle.
+    net.run_for(Duration::from_millis(150));
+    let after = assert_settled(&mut net, &[1, 2, 3]);
+    assert_eq!(view(&before), view(&after));
+}
+
+#[test]
+fn hostile_frames_are_refused_not_obeyed() {
+    use estafeta_core::wire::{encode_frame, Header, MembershipFrame};
+    let mut net = group(1);
+    net.run_for(Duration::from_millis(800));
+    assert_settled(&mut net, &[1]);
+    // A hand-made peer claims an index beyond the total to the member.
+    let conn = net.accept_fake(1).unwrap();
+    let mut b = common::handshake_bytes(999, "evil", &[]);
+    let f = MembershipFrame::Assigned { group: G, seq: 1, index: 5, total: 2, epoch: 9 };
+    encode_frame(&mut b, &Header::Membership(f), &[]);
+    net.inject(1, conn, &b);
+    net.settle();
+    let refused = net.slots[1].events.iter().any(|e| matches!(e, Event::ProtocolViolation { .. }));
+    // The fake announced no membership capability: refused either way.
+    assert!(refused);
+    assert_eq!(current(&mut net, 1).map(|a| a.index), Some(0));
+}

@@ -135,8 +135,11 @@ impl Coordinator {
         let gid = g.gid;
         match g.members.get_mut(&from) {
             Some(m) => {
+                // The latest Join: frames of one session arrive in order, and
+                // a member that restarted (its seq starts again) is a new
+                // session whose old frames the router dropped.
                 m.last_heard = now;
-                m.seq = m.seq.max(seq);
+                m.seq = seq;
             }
             None => {
                 if g.members.len() >= cfg.max_members {
@@ -278,7 +281,8 @@ impl Coordinator {
             return;
         }
         let hinted = g.members.values().filter_map(|m| m.hint.map(|h| h.epoch)).max().unwrap_or(0);
-        g.epoch = g.epoch.max(hinted) + 1;
+        // Saturates only for hints no honest member sends (epoch near 2^64).
+        g.epoch = g.epoch.max(hinted).saturating_add(1);
         g.total = next.len() as u32;
         g.settling = None;
         for (id, m) in g.members.iter_mut() {

@@ -62,6 +62,11 @@ impl MembershipState {
         if group.is_empty() || group.len() > self.cfg.max_group_len {
             return Err(ProtocolError::Limit(format!("group name of {} bytes", group.len())));
         }
+        if let MembershipFrame::Assigned { index, total, .. } = frame {
+            if index >= total {
+                return Err(ProtocolError::Limit(format!("assigned index {index} of {total}")));
+            }
+        }
         match frame {
             MembershipFrame::Join { group, seq, hint } => {
                 self.stats.joins_received += 1;
