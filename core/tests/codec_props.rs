@@ -4,21 +4,30 @@
 
 use bytes::BytesMut;
 use estafeta_core::wire::{
-    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, Header, Hello, ListenAddr, WireError,
-    LEN_PREFIX, PREAMBLE_LEN, VERSION,
+    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, Header, Hello, Hint, ListenAddr,
+    MembershipFrame, RefuseReason, WireError, LEN_PREFIX, PREAMBLE_LEN, VERSION,
 };
 use proptest::prelude::*;
 
 /// An owned [`Header`], so proptest can generate it.
 #[derive(Clone, Debug)]
 enum OwnedHeader {
-    Hello { version: u16, id: u128, name: String, caps: u64, listen: Option<(String, u16)>, subscriptions: Vec<String> },
+    Hello {
+        version: u16,
+        id: u128,
+        name: String,
+        caps: u64,
+        listen: Option<(String, u16)>,
+        subscriptions: Vec<String>,
+    },
     Credit(String, u32, u64),
     Subscribe(String),
     Unsubscribe(String),
     Publish(String),
     Heartbeat,
     Goodbye(u16, String),
+    /// A membership frame: kind (0..5), group, seq, index, total, epoch, hint.
+    Membership(u8, String, u64, u32, u32, u64, Option<(u32, u64)>),
 }
 
 impl OwnedHeader {
@@ -39,6 +48,16 @@ impl OwnedHeader {
             OwnedHeader::Publish(t) => Header::Publish { topic: t },
             OwnedHeader::Heartbeat => Header::Heartbeat,
             OwnedHeader::Goodbye(code, reason) => Header::Goodbye { code: *code, reason },
+            OwnedHeader::Membership(kind, group, seq, index, total, epoch, hint) => {
+                let (seq, index, total, epoch) = (*seq, *index, *total, *epoch);
+                Header::Membership(match kind % 5 {
+                    0 => MembershipFrame::Join { group, seq, hint: hint.map(|(index, epoch)| Hint { index, epoch }) },
+                    1 => MembershipFrame::Leave { group },
+                    2 => MembershipFrame::Refused { group, reason: RefuseReason::GroupFull },
+                    3 => MembershipFrame::Settling { group, seq },
+                    _ => MembershipFrame::Assigned { group, seq, index, total, epoch },
+                })
+            }
         }
     }
 }
@@ -71,6 +90,8 @@ fn header() -> impl Strategy<Value = OwnedHeader> {
         text().prop_map(OwnedHeader::Publish),
         Just(OwnedHeader::Heartbeat),
         (any::<u16>(), text()).prop_map(|(c, r)| OwnedHeader::Goodbye(c, r)),
+        (0u8..5, text(), any::<u64>(), any::<u32>(), any::<u32>(), any::<u64>(), any::<Option<(u32, u64)>>())
+            .prop_map(|(k, g, s, i, t, e, h)| OwnedHeader::Membership(k, g, s, i, t, e, h)),
     ]
 }
 
@@ -123,6 +144,20 @@ fn owned(h: &Header<'_>) -> OwnedHeader {
         Header::Heartbeat => OwnedHeader::Heartbeat,
         Header::Goodbye { code, reason } => OwnedHeader::Goodbye(*code, reason.to_string()),
         Header::Credit { topic, messages, bytes } => OwnedHeader::Credit(topic.to_string(), *messages, *bytes),
+        Header::Membership(f) => {
+            let g = f.group().to_string();
+            match *f {
+                MembershipFrame::Join { seq, hint, .. } => {
+                    OwnedHeader::Membership(0, g, seq, 0, 0, 0, hint.map(|h| (h.index, h.epoch)))
+                }
+                MembershipFrame::Leave { .. } => OwnedHeader::Membership(1, g, 0, 0, 0, 0, None),
+                MembershipFrame::Refused { .. } => OwnedHeader::Membership(2, g, 0, 0, 0, 0, None),
+                MembershipFrame::Settling { seq, .. } => OwnedHeader::Membership(3, g, seq, 0, 0, 0, None),
+                MembershipFrame::Assigned { seq, index, total, epoch, .. } => {
+                    OwnedHeader::Membership(4, g, seq, index, total, epoch, None)
+                }
+            }
+        }
     }
 }
 

@@ -76,6 +76,14 @@ pub(crate) struct Coordinator {
     max_epoch: u64,
 }
 
+/// A Join as the coordinator receives it.
+pub(crate) struct JoinReq<'a> {
+    pub(crate) from: NodeId,
+    pub(crate) group: &'a str,
+    pub(crate) seq: u64,
+    pub(crate) hint: Option<Hint>,
+}
+
 /// What a coordinator call did, for the node to wake the peers concerned.
 pub(crate) type Wake = BTreeSet<NodeId>;
 
@@ -89,14 +97,12 @@ impl Coordinator {
     pub(crate) fn on_join(
         &mut self,
         cfg: &MembershipConfig,
-        from: NodeId,
-        group: &str,
-        seq: u64,
-        hint: Option<Hint>,
+        join: JoinReq<'_>,
         now: Timestamp,
         events: &mut Events,
         wake: &mut Wake,
     ) -> Result<(), ProtocolError> {
+        let JoinReq { from, group, seq, hint } = join;
         let refuse = |me: &mut Self, reason| {
             let r = me.refusals.entry(from).or_default();
             if r.len() >= cfg.max_joined && !r.contains_key(group) {

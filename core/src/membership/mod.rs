@@ -70,7 +70,8 @@ impl MembershipState {
         match frame {
             MembershipFrame::Join { group, seq, hint } => {
                 self.stats.joins_received += 1;
-                self.coord.on_join(&self.cfg, from, group, seq, hint, now, events, &mut self.wake)
+                let join = coordinator::JoinReq { from, group, seq, hint };
+                self.coord.on_join(&self.cfg, join, now, events, &mut self.wake)
             }
             MembershipFrame::Leave { group } => {
                 self.coord.on_leave(&self.cfg, from, group, now, events, &mut self.wake);
