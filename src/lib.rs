@@ -27,11 +27,11 @@
 #![forbid(unsafe_code)]
 
 pub use estafeta_core as core;
-pub use estafeta_driver::{Assignment, GroupInfo, GroupMember, MembershipConfig, MembershipEvent};
 pub use estafeta_driver::{
     encode, AppLimits, Bytes, CloseCode, CloseReason, Config, Error, Event, Events, Format, FullQueuePolicy, Message,
     MessageExt, NodeId, PeerAddr, PeerInfo, PeerRef, Postcard, Published, SendMode, Stats, Subscription, Topic,
 };
+pub use estafeta_driver::{Assignment, GroupInfo, GroupMember, MembershipConfig, MembershipEvent};
 
 /// estafeta on tokio: `estafeta::tokio::Node`.
 #[cfg(feature = "tokio")]
