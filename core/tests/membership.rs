@@ -227,3 +227,19 @@ fn hostile_frames_are_refused_not_obeyed() {
     assert!(refused);
     assert_eq!(current(&mut net, 1).map(|a| a.index), Some(0));
 }
+
+#[test]
+fn a_restarted_member_ignores_answers_to_joins_of_its_previous_process() {
+    let mut net = group(3);
+    net.run_for(Duration::from_millis(800));
+    // Many Joins from the first process of member 2.
+    net.run_for(Duration::from_secs(2));
+    net.restart(2, node(2, false));
+    net.node(2).join(G, Net::addr(0)).unwrap();
+    // Before the new process's first Join arrives, another member leaves:
+    // the coordinator tells every member it settles, echoing the old
+    // process's last Join number to the new one.
+    assert!(net.node(3).membership().leave(G));
+    net.run_for(Duration::from_secs(1));
+    assert_settled(&mut net, &[1, 2]);
+}

@@ -289,6 +289,12 @@ impl Scenario {
         // Segments lost to partitions are retransmitted first.
         sim.run_for(self.sim.net.rto_us + 2 * self.max_latency_us())?;
         loop {
+            if let Some(g) = &self.group {
+                let slack = 4 * self.max_latency_us() + 10_000;
+                if let Some(why) = sim.group_late(g.coordinator, &g.members, slack) {
+                    return Err(format!("liveness: group {why}"));
+                }
+            }
             match self.settled(sim) {
                 Ok(()) => break,
                 Err(why) if sim.now() >= deadline => {

@@ -75,6 +75,13 @@ impl MembershipRef<'_> {
         self.state.members.current(&self.state.cfg, group, now)
     }
 
+    /// True while this node is connected to the coordinator of `group`
+    /// (on a connection dialed for it, or on the session of the coordinator
+    /// it was connected to before) and sends it Joins.
+    pub fn connected(&self, group: &str) -> bool {
+        self.state.members.list.get(group).is_some_and(|m| m.coord.is_some())
+    }
+
     /// The groups this node is a member of.
     pub fn joined(&self) -> Vec<Arc<str>> {
         self.state.members.list.keys().cloned().collect()

@@ -40,6 +40,9 @@ pub(crate) struct Membership {
     pub(crate) target: TargetId,
     /// The coordinator, while connected to it.
     pub(crate) coord: Option<NodeId>,
+    /// The coordinator's id last time: its session coming back on any
+    /// connection (one it dialed, say) binds the membership again.
+    known: Option<NodeId>,
     owe: Owe,
     next_seq: u64,
     /// Joins sent: (seq, local send time).
@@ -84,6 +87,7 @@ impl Members {
                 name,
                 target,
                 coord: None,
+                known: None,
                 owe: Owe::Nothing,
                 next_seq: 1,
                 sent: VecDeque::new(),
@@ -126,18 +130,20 @@ impl Members {
         }
     }
 
-    /// The connection for `target` opened to `peer`: (re)join there.
-    /// `capable`: the peer runs the membership plane.
-    pub(crate) fn on_target_up(
+    /// A connection to `peer` opened, dialed for `target` if any: the
+    /// memberships of that target, or bound to that peer before, (re)join
+    /// there. `capable`: the peer runs the membership plane.
+    pub(crate) fn on_conn_up(
         &mut self,
         cfg: &MembershipConfig,
-        target: TargetId,
+        target: Option<TargetId>,
         peer: NodeId,
         capable: bool,
         now: Timestamp,
         events: &mut Events,
     ) -> bool {
-        let groups: Vec<Arc<str>> = self.list.values().filter(|m| m.target == target).map(|m| m.name.clone()).collect();
+        let mine = |m: &&Membership| Some(m.target) == target || m.known == Some(peer);
+        let groups: Vec<Arc<str>> = self.list.values().filter(mine).map(|m| m.name.clone()).collect();
         for g in &groups {
             if !capable {
                 self.remove(g);
@@ -149,7 +155,11 @@ impl Members {
             if m.owe == Owe::Leave {
                 continue;
             }
+            if m.coord == Some(peer) {
+                continue;
+            }
             m.coord = Some(peer);
+            m.known = Some(peer);
             m.owe = Owe::Join;
             let id = self.ids[g];
             self.renew.set(id, now + cfg.renew_interval);
@@ -261,6 +271,14 @@ impl Members {
             return;
         };
         let name = m.name.clone();
+        // An answer to a Join this process never sent (the coordinator still
+        // echoes the Join of a previous process with this node's id).
+        if let MembershipFrame::Settling { seq, .. } | MembershipFrame::Assigned { seq, .. } = *frame {
+            if seq >= m.next_seq {
+                stats.ignored += 1;
+                return;
+            }
+        }
         match *frame {
             MembershipFrame::Refused { reason, .. } => {
                 self.remove(group);

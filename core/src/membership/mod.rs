@@ -84,16 +84,16 @@ impl MembershipState {
         }
     }
 
-    /// A dial target's connection completed its handshake with `peer`.
-    pub(crate) fn on_target_up(
+    /// A connection to `peer` opened (dialed for `target`, if any).
+    pub(crate) fn on_conn_up(
         &mut self,
-        target: TargetId,
+        target: Option<TargetId>,
         peer: NodeId,
         capable: bool,
         now: Timestamp,
         events: &mut Events,
     ) {
-        if self.members.on_target_up(&self.cfg, target, peer, capable, now, events) {
+        if self.members.on_conn_up(&self.cfg, target, peer, capable, now, events) {
             self.wake.insert(peer);
         }
     }

@@ -29,17 +29,20 @@ impl Node {
         self.membership.members.join(group, target);
         // Already connected to the coordinator: join now.
         if let Some(conn) = self.dialer.conn(target) {
-            let open = self.session.conns.get(&conn).and_then(|c| match &c.phase {
-                crate::session::Phase::Open(o) => Some((o.peer.id, o.caps)),
-                _ => None,
-            });
-            if let Some((peer, caps)) = open {
-                let capable = caps.contains(Capabilities::MEMBERSHIP);
-                self.membership.on_target_up(target, peer, capable, self.now, &mut self.events);
-                self.membership.flush_wake(&mut self.session);
-            }
+            self.membership_conn_up(conn);
         }
         Ok(target)
+    }
+
+    /// `conn` is open: memberships whose coordinator it reaches (dialed
+    /// for them, or the peer they were last bound to, on whichever
+    /// connection its session came back) join there.
+    pub(super) fn membership_conn_up(&mut self, conn: crate::id::ConnId) {
+        let Some(c) = self.session.conns.get(&conn) else { return };
+        let crate::session::Phase::Open(o) = &c.phase else { return };
+        let (target, peer, capable) = (c.target, o.peer.id, o.caps.contains(Capabilities::MEMBERSHIP));
+        self.membership.on_conn_up(target, peer, capable, self.now, &mut self.events);
+        self.membership.flush_wake(&mut self.session);
     }
 
     /// The membership plane's commands (leave).

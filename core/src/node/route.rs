@@ -257,10 +257,8 @@ impl Node {
         if self.session.open(conn, open) {
             self.start_session(conn, &info, target);
         }
+        self.membership_conn_up(conn);
         if let Some(t) = target {
-            let capable = caps.contains(Capabilities::MEMBERSHIP);
-            self.membership.on_target_up(t, info.id, capable, self.now, &mut self.events);
-            self.membership.flush_wake(&mut self.session);
             self.dialer.connected(t, self.now);
             self.events.push(Event::Dial(DialEvent::Connected { target: t, peer: info }));
         }
@@ -282,5 +280,6 @@ impl Node {
         self.session.restart_on(conn);
         let target = self.session.conns.get(&conn).and_then(|c| c.target);
         self.start_session(conn, peer, target);
+        self.membership_conn_up(conn);
     }
 }

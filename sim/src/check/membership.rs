@@ -9,8 +9,11 @@
 //! - the epochs a member reports never go down, and the epochs a
 //!   coordinator settles strictly increase.
 //!
-//! Liveness (the scenario asks after healing, see [`Membership::settled`]):
-//! every member reports, in one epoch, the indexes `0..members`.
+//! Liveness (the scenario asks after healing, `Sim::group_settled` and
+//! `Sim::group_late`): every member reports, in one epoch, the indexes
+//! `0..members`, and does so by `settle` plus two renewals (and a round trip)
+//! after the later of the last change at the coordinator and the last
+//! member's connection.
 
 use super::{Cx, Observer};
 use crate::net::ProcId;
@@ -26,6 +29,10 @@ pub(crate) struct Membership {
     settled_epoch: Vec<u64>,
     /// Reports checked (for the sweep's figures).
     pub(crate) checks: u64,
+    /// When a coordinator last saw a member join or leave.
+    pub(crate) last_change: u64,
+    /// Per process: when it last saw a peer come up or a dial connect.
+    pub(crate) last_up: Vec<u64>,
 }
 
 impl Membership {
@@ -66,9 +73,13 @@ impl Observer for Membership {
     fn on_start(&mut self, _p: ProcId) {
         self.reported.push(0);
         self.settled_epoch.push(0);
+        self.last_up.push(0);
     }
 
     fn on_event(&mut self, cx: &mut Cx<'_>, p: ProcId, ev: &Event) {
+        if let Event::PeerUp { .. } | Event::Dial(estafeta_core::DialEvent::Connected { .. }) = ev {
+            self.last_up[p as usize] = cx.now;
+        }
         let Event::Membership(m) = ev else { return };
         match m {
             MembershipEvent::Settled { epoch, total, .. } => {
@@ -84,11 +95,9 @@ impl Observer for Membership {
             MembershipEvent::Refused { reason, .. } => {
                 cx.fail(format!("{} was refused: {reason} (no limit is reached in the simulator)", cx.who(p)));
             }
-            MembershipEvent::Assigned { .. }
-            | MembershipEvent::Settling { .. }
-            | MembershipEvent::LeaseLost { .. }
-            | MembershipEvent::MemberJoined { .. }
-            | MembershipEvent::MemberLeft { .. } => {}
+            MembershipEvent::MemberJoined { .. } | MembershipEvent::MemberLeft { .. } => self.last_change = cx.now,
+            MembershipEvent::Assigned { .. } | MembershipEvent::Settling { .. } | MembershipEvent::LeaseLost { .. } => {
+            }
         }
     }
 }

@@ -58,6 +58,35 @@ impl Sim {
         m.check_reports(&mut cx, &reports);
     }
 
+    /// Liveness, strict: `Some(why)` if every member of `members` is
+    /// connected to `coordinator` (its membership is bound to it: a member
+    /// whose own dial is still pending is not) but the group is still not
+    /// settled more than
+    /// `settle` + two renewals + `slack_us` after the later of the last change
+    /// at the coordinator and the last member's connection.
+    pub fn group_late(&self, coordinator: usize, members: &[usize], slack_us: u64) -> Option<String> {
+        let bound = |m: usize| self.node(m).is_some_and(|n| n.membership_ref().connected(GROUP));
+        if !members.iter().all(|m| self.connected(*m, coordinator) && bound(*m)) {
+            return None;
+        }
+        let obs = &self.oracle.planes.membership;
+        let up = members.iter().map(|m| obs.last_up[self.hosts[*m].proc as usize]).max().unwrap_or(0);
+        let cfg = &self.hosts[coordinator].config.membership;
+        let settle = cfg.settle.as_micros() as u64;
+        let renew = cfg.renew_interval.as_micros() as u64;
+        let bound = (obs.last_change + settle).max(up) + 2 * renew + slack_us;
+        let why = self.group_settled(members).err()?;
+        (self.now > bound).then(|| {
+            format!(
+                "not settled at {}, past {} (last change {}, last member up {}): {why}",
+                crate::trace::fmt_time(self.now),
+                crate::trace::fmt_time(bound),
+                crate::trace::fmt_time(obs.last_change),
+                crate::trace::fmt_time(up)
+            )
+        })
+    }
+
     /// Liveness: every member of `members` reports, in one epoch, the
     /// indexes `0..members.len()`.
     pub fn group_settled(&self, members: &[usize]) -> Result<(), String> {
