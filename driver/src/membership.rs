@@ -81,7 +81,7 @@ impl<R: Runtime> Node<R> {
     /// ```
     pub fn join(&self, group: &str, coordinator: &str) -> Result<GroupMember, Error> {
         let addr: PeerAddr = coordinator.parse().map_err(|e: estafeta_core::AddrParseError| {
-            Error::Command(estafeta_core::CommandError::BadGroup(e.to_string()))
+            Error::Command(estafeta_core::CommandError::BadGroup(format!("coordinator address {coordinator:?}: {e}")))
         })?;
         let shared = self.shared().clone();
         let id = {
