@@ -243,3 +243,20 @@ fn a_restarted_member_ignores_answers_to_joins_of_its_previous_process() {
     net.run_for(Duration::from_secs(1));
     assert_settled(&mut net, &[1, 2]);
 }
+
+#[test]
+fn a_closing_member_leaves_its_groups_before_it_says_goodbye() {
+    let mut net = group(2);
+    net.run_for(Duration::from_millis(800));
+    assert_settled(&mut net, &[1, 2]);
+    net.node(2).close();
+    assert_eq!(current(&mut net, 2), None, "nothing reported once closing");
+    net.run_for(Duration::from_millis(20));
+    let left = net.slots[0]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Membership(MembershipEvent::MemberLeft { reason: LeftReason::Left, .. })));
+    assert!(left, "left, not timed out");
+    net.run_for(Duration::from_millis(800));
+    assert_settled(&mut net, &[1]);
+}

@@ -98,6 +98,15 @@ impl MembershipState {
         }
     }
 
+    /// The node closes: it leaves every group it is a member of.
+    pub(crate) fn leave_all(&mut self) {
+        for g in self.members.list.keys().cloned().collect::<Vec<_>>() {
+            if let Some(Some(c)) = self.members.leave(&g) {
+                self.wake.insert(c);
+            }
+        }
+    }
+
     /// `peer`'s session ended.
     pub(crate) fn on_peer_down(&mut self, peer: NodeId) {
         self.coord.on_peer_down(peer);

@@ -225,8 +225,9 @@ impl Node {
         }
     }
 
-    /// Closes the node: no new publishes or dials; every connection flushes
-    /// what is queued, says goodbye (1001) and closes. Connections still
+    /// Closes the node: no new publishes or dials; the node leaves every
+    /// group it joined; every connection flushes what is queued (the Leaves
+    /// too), says goodbye (1001) and closes. Connections still
     /// flushing after `close_timeout` are cut, and their queued messages are
     /// counted as dropped. [`Event::Closed`] follows.
     pub fn close(&mut self) {
@@ -235,6 +236,9 @@ impl Node {
         }
         self.closing = true;
         self.close_deadline = Some(self.now + self.cfg.session.close_timeout);
+        // Groups are left: the Leaves go out before the goodbyes.
+        self.membership.leave_all();
+        self.membership.flush_wake(&mut self.session);
         self.dialer.clear();
         let ids: Vec<ConnId> = self.session.conns.keys().copied().collect();
         for id in ids {
