@@ -64,8 +64,8 @@ pub(crate) struct Coordinator {
     expiry: Timers<(u64, NodeId)>,
     /// Settle deadlines, by group.
     settle: Timers<u64>,
-    /// Answers owed: peer → groups.
-    owed: BTreeMap<NodeId, BTreeSet<u64>>,
+    /// Answers owed: (peer, group).
+    owed: BTreeSet<(NodeId, u64)>,
     /// Refusals owed: peer → group → reason.
     refusals: BTreeMap<NodeId, BTreeMap<Arc<str>, RefuseReason>>,
     /// Epochs settled.
@@ -143,7 +143,9 @@ impl Coordinator {
             Some(m) => {
                 // The latest Join: frames of one session arrive in order, and
                 // a member that restarted (its seq starts again) is a new
-                // session whose old frames the router dropped.
+                // session whose old frames the router dropped. Its timeout
+                // timer stays armed at the earlier deadline and moves on
+                // when it fires (no timer work per heartbeat).
                 m.last_heard = now;
                 m.seq = seq;
             }
@@ -159,11 +161,11 @@ impl Coordinator {
                 }
                 g.members.insert(from, Mem { index: None, hint, last_heard: now, seq });
                 events.push(Event::Membership(MembershipEvent::MemberJoined { group: g.name.clone(), member: from }));
+                self.expiry.set((gid, from), now + cfg.member_timeout);
                 self.change(cfg, gid, now, wake);
             }
         }
-        self.expiry.set((gid, from), now + cfg.member_timeout);
-        self.owed.entry(from).or_default().insert(gid);
+        self.owed.insert((from, gid));
         wake.insert(from);
         Ok(())
     }
@@ -190,9 +192,7 @@ impl Coordinator {
             reason: LeftReason::Left,
         }));
         self.expiry.cancel((gid, from));
-        if let Some(o) = self.owed.get_mut(&from) {
-            o.remove(&gid);
-        }
+        self.owed.remove(&(from, gid));
         self.change(cfg, gid, now, wake);
     }
 
@@ -211,7 +211,7 @@ impl Coordinator {
             // Every member hears that the group is settling (and stops
             // reporting) with its next answer, sent now.
             for id in g.members.keys() {
-                self.owed.entry(*id).or_default().insert(gid);
+                self.owed.insert((*id, gid));
                 wake.insert(*id);
             }
         }
@@ -247,9 +247,7 @@ impl Coordinator {
                 member: id,
                 reason: LeftReason::Timeout,
             }));
-            if let Some(o) = self.owed.get_mut(&id) {
-                o.remove(&gid);
-            }
+            self.owed.remove(&(id, gid));
             self.change(cfg, gid, now, wake);
         }
         while let Some(gid) = self.settle.pop_due(now) {
@@ -293,7 +291,7 @@ impl Coordinator {
         g.settling = None;
         for (id, m) in g.members.iter_mut() {
             m.index = next.get(id).copied();
-            self.owed.entry(*id).or_default().insert(gid);
+            self.owed.insert((*id, gid));
             wake.insert(*id);
         }
         g.held.retain(|_, (_, until)| *until > now);
@@ -307,12 +305,15 @@ impl Coordinator {
     }
 
     pub(crate) fn on_peer_down(&mut self, peer: NodeId) {
-        self.owed.remove(&peer);
+        let owed: Vec<(NodeId, u64)> = self.owed.range((peer, 0)..=(peer, u64::MAX)).copied().collect();
+        for o in owed {
+            self.owed.remove(&o);
+        }
         self.refusals.remove(&peer);
     }
 
     pub(crate) fn has_control(&self, peer: NodeId) -> bool {
-        self.owed.get(&peer).is_some_and(|o| !o.is_empty()) || self.refusals.contains_key(&peer)
+        self.owed.range((peer, 0)..=(peer, u64::MAX)).next().is_some() || self.refusals.contains_key(&peer)
     }
 
     /// Writes the answers owed to `peer`, as the state is now. An
@@ -324,8 +325,8 @@ impl Coordinator {
                 encode_frame(buf, &Header::Membership(MembershipFrame::Refused { group: &group, reason }), &[]);
             }
         }
-        let Some(owed) = self.owed.remove(&peer) else { return };
-        for gid in owed {
+        while let Some(&(_, gid)) = self.owed.range((peer, 0)..=(peer, u64::MAX)).next() {
+            self.owed.remove(&(peer, gid));
             let Some(name) = self.names.get(&gid) else { continue };
             let Some(g) = self.groups.get_mut(name) else { continue };
             let Some(m) = g.members.get(&peer) else { continue };
