@@ -340,6 +340,8 @@ impl Host {
                     println!("[{me}] connection to {addr} failed ({reason}); next dial in {retry_in:?}")
                 }
                 Event::Dial(DialEvent::GaveUp { addr, .. }) => println!("[{me}] gave up on {addr}"),
+                // Group membership (this example joins no group).
+                Event::Membership(m) => println!("[{me}] membership: {m:?}"),
                 // A publish was refused with `Full` earlier: retry it now.
                 Event::PubSub(PubSubEvent::Writable) => {}
                 // Streams: this example opens none and serves none.

@@ -31,6 +31,7 @@ pub use estafeta_driver::{
     encode, AppLimits, Bytes, CloseCode, CloseReason, Config, Error, Event, Events, Format, FullQueuePolicy, Message,
     MessageExt, NodeId, PeerAddr, PeerInfo, PeerRef, Postcard, Published, SendMode, Stats, Subscription, Topic,
 };
+pub use estafeta_driver::{Assignment, GroupInfo, GroupMember, MembershipConfig, MembershipEvent};
 pub use estafeta_driver::{
     ReplyStream, StreamClosed, StreamEnd, StreamEvent, StreamId, StreamOptions, StreamRequest, StreamServer,
     StreamWriteError, TypedReplyStream, Writer,

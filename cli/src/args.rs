@@ -80,6 +80,18 @@ pub enum Command {
     ///
     /// Example: estafeta serve jobs/logs --bind 127.0.0.1:7000 -- tail -n 20 /var/log/syslog
     Serve(ServeCmd),
+    /// Coordinate groups: members join, the coordinator waits for the
+    /// group to settle and hands each member an index and the total.
+    /// Prints members joining and leaving and groups settling.
+    ///
+    /// Example: estafeta coordinator --bind 0.0.0.0:7100
+    Coordinator(CoordinatorCmd),
+    /// Join a group at a coordinator and print this node's index, total
+    /// and epoch each time they change (none while the group settles or
+    /// once the lease lapsed).
+    ///
+    /// Example: estafeta member shards --coordinator 10.0.0.5:7100
+    Member(MemberCmd),
     /// Measure pub/sub throughput and request/reply latency between two
     /// nodes: in this process by default, or against `estafeta bench
     /// --serve` on another host with --connect.
@@ -250,6 +262,36 @@ pub struct ServeCmd {
     /// The command run for each request, after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
+}
+
+/// `estafeta coordinator`.
+#[derive(Debug, Args)]
+pub struct CoordinatorCmd {
+    /// Node options.
+    #[command(flatten)]
+    pub node: NodeOpts,
+    /// Quiet time after a change before a group settles, in seconds (default 3).
+    #[arg(long, value_parser = parse_secs)]
+    pub settle: Option<Duration>,
+    /// Stop after this many seconds (default: run until interrupted).
+    #[arg(long, value_parser = parse_secs)]
+    pub duration: Option<Duration>,
+}
+
+/// `estafeta member`.
+#[derive(Debug, Args)]
+pub struct MemberCmd {
+    /// The group to join.
+    pub group: String,
+    /// The coordinator's address (`host:port` or `name@host:port`).
+    #[arg(long, env = "ESTAFETA_COORDINATOR")]
+    pub coordinator: String,
+    /// Node options.
+    #[command(flatten)]
+    pub node: NodeOpts,
+    /// Leave and stop after this many seconds (default: run until interrupted).
+    #[arg(long, value_parser = parse_secs)]
+    pub duration: Option<Duration>,
 }
 
 /// Seconds, possibly fractional (`1.5`).

@@ -54,7 +54,16 @@ impl From<estafeta_driver::Error> for Failure {
 /// Builds and starts a node from `opts` (see [`build`]), then dials every
 /// `--connect` peer, waiting for each handshake.
 pub async fn start<R: Runtime>(opts: &NodeOpts, default_name: &str) -> Result<Node<R>, Failure> {
-    let node = build::<R>(opts, default_name).await?;
+    start_with::<R>(opts, default_name, |_| {}).await
+}
+
+/// [`start`], with `tune` changing the configuration first.
+pub async fn start_with<R: Runtime>(
+    opts: &NodeOpts,
+    default_name: &str,
+    tune: impl FnOnce(&mut Config),
+) -> Result<Node<R>, Failure> {
+    let node = build_with::<R>(opts, default_name, tune).await?;
     connect_all(&node, &opts.connect, opts.connect_timeout).await?;
     Ok(node)
 }
@@ -62,6 +71,15 @@ pub async fn start<R: Runtime>(opts: &NodeOpts, default_name: &str) -> Result<No
 /// Builds and starts a node from `opts`, named `default_name` unless
 /// `--name` says otherwise, without dialing. Prints where it listens on stderr.
 pub async fn build<R: Runtime>(opts: &NodeOpts, default_name: &str) -> Result<Node<R>, Failure> {
+    build_with::<R>(opts, default_name, |_| {}).await
+}
+
+/// [`build`], with `tune` changing the configuration first.
+pub async fn build_with<R: Runtime>(
+    opts: &NodeOpts,
+    default_name: &str,
+    tune: impl FnOnce(&mut Config),
+) -> Result<Node<R>, Failure> {
     let name = opts.name.clone().unwrap_or_else(|| format!("{default_name}-{}", std::process::id()));
     let mut cfg = Config::default();
     if let Some(n) = opts.max_connections {
@@ -71,6 +89,7 @@ pub async fn build<R: Runtime>(opts: &NodeOpts, default_name: &str) -> Result<No
         cfg.session.heartbeat_interval = Duration::from_millis(ms);
         cfg.session.liveness_timeout = cfg.session.liveness_timeout.max(Duration::from_millis(ms * 3));
     }
+    tune(&mut cfg);
     let mut b = Node::<R>::builder(&name).config(cfg);
     b = if opts.no_listen { b.no_listen() } else { b.bind(&opts.bind) };
     let node = b.build().await.map_err(|e| Failure::Failed(format!("cannot start node {name:?}: {e}")))?;

@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod common;
+mod membership_cmd;
 mod node_cmd;
 mod pubsub_cmd;
 mod streams_cmd;
@@ -41,6 +42,8 @@ async fn run<R: Runtime>(command: Command) -> Result<(), Failure> {
         Command::Pub(c) => pubsub_cmd::publish::<R>(c).await,
         Command::Request(c) => streams_cmd::request::<R>(c).await,
         Command::Serve(c) => streams_cmd::serve::<R>(c).await,
+        Command::Coordinator(c) => membership_cmd::coordinator::<R>(c).await,
+        Command::Member(c) => membership_cmd::member::<R>(c).await,
         Command::Bench(c) => bench::run::<R>(c).await,
     }
 }

@@ -66,6 +66,7 @@ fn describe(ev: &Event) -> Option<String> {
             | StreamEvent::Closed { .. }
             | StreamEvent::Writable { .. },
         ) => return None,
+        Event::Membership(m) => crate::membership_cmd::describe(m),
         Event::Closed => "closed".to_string(),
     })
 }

@@ -142,7 +142,7 @@ fn bad_arguments_say_why_and_exit_2() {
 
 #[test]
 fn every_subcommand_explains_itself_with_an_example() {
-    for cmd in ["node", "sub", "pub", "request", "serve", "bench"] {
+    for cmd in ["node", "sub", "pub", "request", "serve", "coordinator", "member", "bench"] {
         let out = run(&[cmd, "--help"]);
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
@@ -263,4 +263,73 @@ fn a_deadline_cancels_a_slow_command_and_request_exits_5_with_4008() {
 fn request_exits_3_when_nobody_serves_the_topic() {
     let out = run(&["request", "nobody", "x", "--wait-timeout", "0.3"]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Reads `child`'s stdout lines on a thread.
+fn stdout_lines(child: &mut Child) -> Receiver<String> {
+    let (tx, rx) = channel();
+    let out = BufReader::new(child.stdout.take().expect("piped"));
+    std::thread::spawn(move || {
+        for l in out.lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    rx
+}
+
+#[test]
+fn a_coordinator_and_three_members_settle_to_distinct_indexes() {
+    let mut coord = estafeta()
+        .args(["coordinator", "--settle", "0.3", "--duration", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("coordinator starts");
+    let err = BufReader::new(coord.stderr.take().expect("piped"));
+    let addr = err
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split(" listening at ").nth(1).map(str::to_string))
+        .expect("coordinator says where it listens");
+    let coord_out = stdout_lines(&mut coord);
+    let mut members: Vec<(Child, Receiver<String>)> = (0..3)
+        .map(|i| {
+            let runtime = if i == 1 { "smol" } else { "tokio" };
+            let mut m = estafeta()
+                .args(["--runtime", runtime, "member", "shards", "--coordinator", &addr, "--duration", "60"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("member starts");
+            let rx = stdout_lines(&mut m);
+            (m, rx)
+        })
+        .collect();
+    // Each member ends up assigned in a group of three; the indexes differ.
+    let mut indexes = Vec::new();
+    for (_, rx) in &mut members {
+        let line = loop {
+            let l = rx.recv_timeout(Duration::from_secs(30)).expect("an assignment");
+            if l.contains(" total=3 ") {
+                break l;
+            }
+        };
+        let index: u32 = line.split("index=").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+        indexes.push(index);
+    }
+    indexes.sort();
+    assert_eq!(indexes, [0, 1, 2]);
+    // The coordinator printed the joins and the settled group.
+    let mut seen = Vec::new();
+    while let Ok(l) = coord_out.recv_timeout(Duration::from_millis(500)) {
+        seen.push(l);
+    }
+    assert_eq!(seen.iter().filter(|l| l.contains(" joined")).count(), 3, "{seen:?}");
+    assert!(seen.iter().any(|l| l.contains("settled") && l.ends_with("total=3")), "{seen:?}");
+    for (m, _) in &mut members {
+        let _ = m.kill();
+        let _ = m.wait();
+    }
+    let _ = coord.kill();
+    let _ = coord.wait();
 }

@@ -252,6 +252,8 @@ pub struct Config {
     pub pubsub: PubSubConfig,
     /// Request → stream-of-replies exchanges.
     pub streams: StreamsConfig,
+    /// Groups, leases and limits of the membership plane.
+    pub membership: crate::membership::MembershipConfig,
 }
 
 /// A configuration that cannot work, with the field that is wrong.
@@ -290,7 +292,7 @@ impl Config {
         ];
         match checks.iter().chain(streams.iter()).find(|(ok, _)| !ok) {
             Some((_, why)) => Err(ConfigError(why)),
-            None => Ok(()),
+            None => self.membership.validate(),
         }
     }
 }

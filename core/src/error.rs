@@ -65,4 +65,13 @@ pub enum CommandError {
     /// The connection limit is reached.
     #[error("connection limit reached")]
     TooManyConnections,
+    /// The group name is empty or longer than `membership.max_group_len`.
+    #[error("bad group: {0}")]
+    BadGroup(String),
+    /// This node is already a member of the group.
+    #[error("already a member of {0:?}")]
+    AlreadyJoined(String),
+    /// This node is a member of `membership.max_joined` groups already.
+    #[error("member of too many groups")]
+    TooManyGroups,
 }

@@ -1,6 +1,7 @@
 //! What the node tells its driver (actions) and its application (events).
 
 use crate::id::{ConnId, NodeId, PeerAddr};
+use crate::membership::MembershipEvent;
 use crate::pubsub::PubSubEvent;
 use crate::streams::StreamEvent;
 use crate::wire::{CloseCode, WireError};
@@ -149,6 +150,8 @@ pub enum Event {
     PubSub(PubSubEvent),
     /// Streams: requests, replies, ends, credit, who serves what.
     Stream(StreamEvent),
+    /// Groups: assignments, settling, lease lost; members joining and leaving.
+    Membership(MembershipEvent),
     /// [`Node::close`](crate::Node::close) finished: every connection is closed.
     Closed,
 }

@@ -76,6 +76,7 @@ mod drain;
 mod error;
 mod event;
 mod id;
+mod membership;
 mod node;
 mod pubsub;
 mod rng;
@@ -94,6 +95,9 @@ pub use drain::{Budget, Drain, Sink, Step, WriteOutcome};
 pub use error::{CommandError, PublishError};
 pub use event::{Action, CloseReason, DialEvent, Event, PeerInfo, ProtocolError, TargetId};
 pub use id::{AddrParseError, ConnId, NodeId, PeerAddr, PeerRef, Topic};
+pub use membership::{
+    Assignment, GroupInfo, LeftReason, Membership, MembershipConfig, MembershipEvent, MembershipRef, MembershipStats,
+};
 pub use node::Node;
 pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, PubSubRef, Published, SendMode};
 pub use stats::{DialerStats, PubSubStats, SessionStats, Stats, StreamsStats};

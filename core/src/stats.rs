@@ -12,6 +12,8 @@ pub struct Stats {
     pub pubsub: PubSubStats,
     /// Streams.
     pub streams: StreamsStats,
+    /// Groups and assignments.
+    pub membership: crate::membership::MembershipStats,
 }
 
 /// Counters of the session plane.

@@ -22,6 +22,9 @@ pub enum TimerReason {
     Redial(TargetId),
     /// A stream's deadline passes, or a stream heartbeat is due.
     Streams,
+    /// A membership deadline: a settle period, a member timeout, a renewal
+    /// or a lease end.
+    Membership,
 }
 
 impl TimerReason {

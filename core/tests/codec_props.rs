@@ -4,8 +4,8 @@
 
 use bytes::BytesMut;
 use estafeta_core::wire::{
-    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, Header, Hello, ListenAddr,
-    StreamFrame, WireError, LEN_PREFIX, PREAMBLE_LEN, VERSION,
+    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, Header, Hello, Hint, ListenAddr,
+    MembershipFrame, RefuseReason, StreamFrame, WireError, LEN_PREFIX, PREAMBLE_LEN, VERSION,
 };
 use proptest::prelude::*;
 
@@ -28,6 +28,8 @@ enum OwnedHeader {
     Goodbye(u16, String),
     /// Streams: (kind, id, a number, a flag, a text, ids).
     Stream(u8, u64, u64, bool, String, Vec<u64>),
+    /// A membership frame: kind (0..5), group, seq, index, total, epoch, hint.
+    Membership(u8, String, u64, u32, u32, u64, Option<(u32, u64)>),
 }
 
 impl OwnedHeader {
@@ -58,6 +60,16 @@ impl OwnedHeader {
                 6 => StreamFrame::Credit { id: *id, bytes: *n },
                 _ => StreamFrame::Heartbeat { reply: *flag, seen: *n, held: ids.clone() },
             }),
+            OwnedHeader::Membership(kind, group, seq, index, total, epoch, hint) => {
+                let (seq, index, total, epoch) = (*seq, *index, *total, *epoch);
+                Header::Membership(match kind % 5 {
+                    0 => MembershipFrame::Join { group, seq, hint: hint.map(|(index, epoch)| Hint { index, epoch }) },
+                    1 => MembershipFrame::Leave { group },
+                    2 => MembershipFrame::Refused { group, reason: RefuseReason::GroupFull },
+                    3 => MembershipFrame::Settling { group, seq },
+                    _ => MembershipFrame::Assigned { group, seq, index, total, epoch },
+                })
+            }
         }
     }
 }
@@ -92,6 +104,8 @@ fn header() -> impl Strategy<Value = OwnedHeader> {
         (any::<u16>(), text()).prop_map(|(c, r)| OwnedHeader::Goodbye(c, r)),
         (0u8..8, any::<u64>(), any::<u64>(), any::<bool>(), text(), prop::collection::vec(any::<u64>(), 0..8))
             .prop_map(|(k, id, n, f, t, ids)| OwnedHeader::Stream(k, id, n, f, t, ids)),
+        (0u8..5, text(), any::<u64>(), any::<u32>(), any::<u32>(), any::<u64>(), any::<Option<(u32, u64)>>())
+            .prop_map(|(k, g, s, i, t, e, h)| OwnedHeader::Membership(k, g, s, i, t, e, h)),
     ]
 }
 
@@ -157,6 +171,20 @@ fn owned(h: &Header<'_>) -> OwnedHeader {
                 StreamFrame::Cancel { id, code, text } => s(5, *id, *code as u64, false, text, vec![]),
                 StreamFrame::Credit { id, bytes } => s(6, *id, *bytes, false, "", vec![]),
                 StreamFrame::Heartbeat { reply, seen, held } => s(7, 0, *seen, *reply, "", held.clone()),
+            }
+        }
+        Header::Membership(f) => {
+            let g = f.group().to_string();
+            match *f {
+                MembershipFrame::Join { seq, hint, .. } => {
+                    OwnedHeader::Membership(0, g, seq, 0, 0, 0, hint.map(|h| (h.index, h.epoch)))
+                }
+                MembershipFrame::Leave { .. } => OwnedHeader::Membership(1, g, 0, 0, 0, 0, None),
+                MembershipFrame::Refused { .. } => OwnedHeader::Membership(2, g, 0, 0, 0, 0, None),
+                MembershipFrame::Settling { seq, .. } => OwnedHeader::Membership(3, g, seq, 0, 0, 0, None),
+                MembershipFrame::Assigned { seq, index, total, epoch, .. } => {
+                    OwnedHeader::Membership(4, g, seq, index, total, epoch, None)
+                }
             }
         }
     }

@@ -15,6 +15,7 @@ mod driver;
 mod error;
 mod format;
 mod log;
+mod membership;
 mod node;
 mod recv;
 mod runtime;
@@ -24,6 +25,7 @@ mod streams;
 
 pub use error::Error;
 pub use format::{encode, Format, MessageExt, Postcard};
+pub use membership::GroupMember;
 pub use node::{Node, NodeBuilder};
 pub use runtime::{poll_read_copy, ConnectFuture, Listener, Runtime, Socket, Timer};
 pub use state::AppLimits;
@@ -32,6 +34,7 @@ pub use streams::{
     ReplyStream, StreamClosed, StreamOptions, StreamRequest, StreamServer, StreamWriteError, TypedReplyStream, Writer,
 };
 
+pub use estafeta_core::{Assignment, GroupInfo, LeftReason, MembershipConfig, MembershipEvent};
 pub use estafeta_core::{
     Bytes, CloseCode, CloseReason, Config, DialEvent, DialerConfig, DropReason, Event, FullQueuePolicy, Message,
     NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig, PubSubEvent, Published, SendMode, SessionConfig, Stats,

@@ -8,13 +8,14 @@
 //! |---|---|
 //! | INFO | a peer up or down (with the reason), a dial target given up, the node closed |
 //! | WARN | messages dropped (with the count and reason), a peer refused for breaking the protocol |
-//! | INFO | a stream that ended with a code other than 1000 (normal) |
+//! | INFO | a stream that ended with a code other than 1000 (normal); group assignments, members joining and leaving, groups settling |
+//! | WARN | a group lease lost, a join refused |
 //! | DEBUG | dial failures with the retry delay, subscriptions of peers, stream requests and normal ends, who serves streams |
 //!
 //! Messages and stream data are never logged. With no subscriber installed each
 //! call costs one relaxed load of `tracing`'s global maximum level.
 
-use estafeta_core::{CloseCode, DialEvent, Event, PubSubEvent, StreamEvent};
+use estafeta_core::{CloseCode, DialEvent, Event, MembershipEvent, PubSubEvent, StreamEvent};
 
 /// Logs `event` at its level (see the module documentation).
 #[cold]
@@ -67,6 +68,29 @@ pub(crate) fn event(event: &Event) {
         Event::Stream(StreamEvent::Serving { peer, topic, serving }) => {
             tracing::debug!(peer = %peer, topic = %topic, serving, "peer serves streams")
         }
+        Event::Membership(m) => membership(m),
         Event::Closed => tracing::info!("node closed"),
+    }
+}
+
+/// Membership changes: INFO for what changes who does what (assigned,
+/// lease lost, refused, settled, members leaving), DEBUG for the rest.
+fn membership(m: &MembershipEvent) {
+    match m {
+        MembershipEvent::Assigned { group, assignment: a } => {
+            tracing::info!(group = %group, index = a.index, total = a.total, epoch = a.epoch, "group assigned")
+        }
+        MembershipEvent::Settling { group } => tracing::debug!(group = %group, "group settling"),
+        MembershipEvent::LeaseLost { group } => tracing::warn!(group = %group, "group lease lost: reporting no index"),
+        MembershipEvent::Refused { group, reason } => tracing::warn!(group = %group, reason = ?reason, "join refused"),
+        MembershipEvent::MemberJoined { group, member } => {
+            tracing::info!(group = %group, member = %member, "member joined")
+        }
+        MembershipEvent::MemberLeft { group, member, reason } => {
+            tracing::info!(group = %group, member = %member, reason = ?reason, "member left")
+        }
+        MembershipEvent::Settled { group, epoch, total } => {
+            tracing::info!(group = %group, epoch, total, "group settled")
+        }
     }
 }

@@ -84,6 +84,13 @@ impl<R: Runtime> NodeBuilder<R> {
         self
     }
 
+    /// Serves groups as a membership coordinator (sets
+    /// `config.membership.coordinator`; call after [`NodeBuilder::config`]).
+    pub fn coordinator(mut self) -> Self {
+        self.config.membership.coordinator = true;
+        self
+    }
+
     /// Sets the node id (default: random), for example to keep it across restarts.
     pub fn id(mut self, id: NodeId) -> Self {
         self.id = Some(id);

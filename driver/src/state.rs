@@ -176,6 +176,8 @@ pub(crate) struct App {
     pub(crate) close_by: Option<Instant>,
     /// Streams: replies, writers, served topics.
     pub(crate) streams: crate::streams::StreamsApp,
+    /// The change streams of this node's group memberships.
+    pub(crate) membership: crate::membership::MemberQueues,
 }
 
 impl App {
@@ -199,6 +201,7 @@ impl App {
             queue_visits: 0,
             close_by: None,
             streams: Default::default(),
+            membership: Default::default(),
         }
     }
 
@@ -305,6 +308,7 @@ impl App {
                     | Event::Stream(_)
                     | Event::ProtocolViolation { .. }
                     | Event::Closed => {}
+                    Event::Membership(ev) => self.membership.deliver(ev, self.limits.events),
                 }
                 self.push_lifecycle(other);
                 Ok(())
@@ -385,6 +389,7 @@ impl App {
         self.writable.wake_all();
         self.peers_changed.wake_all();
         self.closed_waiters.wake_all();
+        self.membership.finish();
     }
 }
 

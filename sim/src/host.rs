@@ -46,6 +46,8 @@ pub(crate) struct Host {
     /// subscribes to. Re-applied on restart.
     pub(crate) targets: Vec<usize>,
     pub(crate) subs: BTreeSet<usize>,
+    /// Coordinators whose group the application joined.
+    pub(crate) joins: Vec<usize>,
     pub(crate) id: NodeId,
     pub(crate) restarts: u64,
     /// Stream requests the last drain delivered, for the application.
@@ -73,6 +75,7 @@ impl Host {
             in_sync: true,
             targets: Vec::new(),
             subs: Default::default(),
+            joins: Vec::new(),
             id: NodeId::default(),
             restarts: 0,
             requests: Vec::new(),
@@ -225,8 +228,23 @@ fn event_words(ev: &Event) -> [u64; 4] {
         Event::Stream(StreamEvent::Writable { stream }) => [16, stream.0, 0, 0],
         Event::Stream(StreamEvent::Serving { peer, topic, serving }) => {
             [17, id(&peer.id), topic.as_str().len() as u64, *serving as u64]
-        } // Every event is named: a new plane's events fail to compile here
-          // until the simulator traces (and its checker observes) them.
+        }
+        Event::Membership(m) => membership_words(m),
+        // Every event is named: a new plane's events fail to compile here
+        // until the simulator traces (and its checker observes) them.
+    }
+}
+
+fn membership_words(m: &estafeta_core::MembershipEvent) -> [u64; 4] {
+    use estafeta_core::MembershipEvent as M;
+    match m {
+        M::Assigned { assignment: a, .. } => [20, a.index as u64, a.total as u64, a.epoch],
+        M::Settling { .. } => [21, 0, 0, 0],
+        M::LeaseLost { .. } => [22, 0, 0, 0],
+        M::Refused { .. } => [23, 0, 0, 0],
+        M::MemberJoined { member, .. } => [24, member.as_u128() as u64, 0, 0],
+        M::MemberLeft { member, .. } => [25, member.as_u128() as u64, 0, 0],
+        M::Settled { epoch, total, .. } => [26, *epoch, *total as u64, 0],
     }
 }
 

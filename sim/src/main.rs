@@ -3,7 +3,7 @@
 //! ```text
 //! estafeta-sim sweep [--seeds N] [--start S] [--nodes K | --min-nodes A --max-nodes B]
 //!                    [--faults F | --min-faults A --max-faults B] [--heavy]
-//!                    [--window-ms W] [--quiet]
+//!                    [--window-ms W] [--groups] [--plant-lease-bug] [--quiet]
 //! estafeta-sim run --seed S [same scenario options] [--trace] [--keep N]
 //! ```
 //!
@@ -20,7 +20,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   estafeta-sim sweep [--seeds N] [--start S] [--nodes K | --min-nodes A --max-nodes B]
                      [--faults F | --min-faults A --max-faults B] [--heavy]
-                     [--window-ms W] [--quiet]
+                     [--window-ms W] [--groups] [--plant-lease-bug] [--quiet]
   estafeta-sim run --seed S [scenario options] [--trace] [--keep N]";
 
 struct Args {
@@ -65,6 +65,15 @@ fn parse() -> Result<Args, String> {
             "--trace" => a.trace = true,
             "--quiet" => a.quiet = true,
             "--heavy" => a.given.insert(0, flag.clone()),
+            "--groups" => {
+                a.opts.groups = true;
+                a.given.push(flag.clone());
+            }
+            "--plant-lease-bug" => {
+                a.opts.groups = true;
+                a.opts.plant_lease_bug = true;
+                a.given.push(flag.clone());
+            }
             "--nodes" | "--min-nodes" | "--max-nodes" | "--faults" | "--min-faults" | "--max-faults"
             | "--window-ms" => {
                 let v = value(&flag)?;

@@ -16,6 +16,7 @@
 use crate::check::Accounting;
 use crate::config::{NodeSetup, SimConfig, Timers};
 use crate::fault::{Fault, FaultPlan};
+use crate::group::GroupPlan;
 use crate::link::LinkParams;
 use crate::net::NetParams;
 use crate::rng::{self, Rng};
@@ -70,11 +71,24 @@ pub struct Options {
     pub max_faults: usize,
     /// Virtual time during which faults happen, microseconds.
     pub fault_window_us: u64,
+    /// Some machines join a membership group at machine 0 (see `group.rs`).
+    pub groups: bool,
+    /// Test only: group members ignore their lease (the planted bug the
+    /// membership checker must catch).
+    pub plant_lease_bug: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { min_nodes: 5, max_nodes: 10, min_faults: 6, max_faults: 6, fault_window_us: 2_000_000 }
+        Options {
+            min_nodes: 5,
+            max_nodes: 10,
+            min_faults: 6,
+            max_faults: 6,
+            fault_window_us: 2_000_000,
+            groups: false,
+            plant_lease_bug: false,
+        }
     }
 }
 
@@ -83,7 +97,7 @@ impl Options {
     /// 12 nodes and 0 to 48 faults per run, so the heavy fault budgets that
     /// once hid silent losses (issue: 40 faults per run) are in every sweep.
     pub fn sweep() -> Options {
-        Options { min_nodes: 2, max_nodes: 12, min_faults: 0, max_faults: 48, ..Options::default() }
+        Options { min_nodes: 2, max_nodes: 12, min_faults: 0, max_faults: 48, groups: true, ..Options::default() }
     }
 
     /// A fixed number of faults per run.
@@ -117,6 +131,8 @@ pub struct Scenario {
     pub heal_at_us: u64,
     /// How long after healing the nodes have to reconnect and agree.
     pub settle_bound_us: u64,
+    /// The membership group, if the scenario has one.
+    pub group: Option<GroupPlan>,
 }
 
 /// What a passing run measured.
@@ -198,6 +214,15 @@ impl Scenario {
             min_read_rate: 20_000,
         };
         let faults = plan.draw(&mut Rng::derive(seed, &[rng::STREAM_FAULT, 1]), n);
+        // Drawn from a stream of its own, so the rest draws what it always drew.
+        let group = opts
+            .groups
+            .then(|| GroupPlan::draw(&mut Rng::derive(seed, &[rng::STREAM_SCENARIO, 0x67]), n))
+            .flatten()
+            .map(|g| GroupPlan { ignore_lease: opts.plant_lease_bug, ..g });
+        if let Some(g) = &group {
+            g.configure(&mut sim.nodes);
+        }
         // Liveness bound: a stale connection times out, the backoff runs to
         // its cap, a dial and a handshake complete, lost segments are
         // retransmitted; plus a margin for drift and scheduling.
@@ -207,20 +232,22 @@ impl Scenario {
             + sim.net.connect_timeout_us
             + sim.net.rto_us
             + 8 * max_latency
-            + 500_000;
-        Scenario { sim, topology, subs, workload, faults, heal_at_us: opts.fault_window_us, settle_bound_us }
+            + 500_000
+            + group.as_ref().map_or(0, |g| g.settle_bound_us());
+        Scenario { sim, topology, subs, workload, faults, heal_at_us: opts.fault_window_us, settle_bound_us, group }
     }
 
     /// A one-line description.
     pub fn describe(&self) -> String {
         format!(
-            "{} nodes, {} topics, {:?}, {} faults, heal at {}, settle bound {}",
+            "{} nodes, {} topics, {:?}, {} faults, heal at {}, settle bound {}{}",
             self.sim.nodes.len(),
             self.sim.topics.len(),
             self.topology,
             self.faults.len(),
             crate::trace::fmt_time(self.heal_at_us),
             crate::trace::fmt_time(self.settle_bound_us),
+            self.group.as_ref().map_or(String::new(), |g| format!(", group of {:?} at n{}", g.members, g.coordinator)),
         )
     }
 
@@ -247,6 +274,11 @@ impl Scenario {
         for (a, b) in self.topology.dials(n) {
             sim.connect(a, b);
         }
+        if let Some(g) = &self.group {
+            for m in &g.members {
+                sim.join(*m, g.coordinator);
+            }
+        }
         for (at, f) in &self.faults {
             sim.schedule(*at, f.clone());
         }
@@ -259,6 +291,12 @@ impl Scenario {
         // Segments lost to partitions are retransmitted first.
         sim.run_for(self.sim.net.rto_us + 2 * self.max_latency_us())?;
         loop {
+            if let Some(g) = &self.group {
+                let slack = 4 * self.max_latency_us() + 10_000;
+                if let Some(why) = sim.group_late(g.coordinator, &g.members, slack) {
+                    return Err(format!("liveness: group {why}"));
+                }
+            }
             match self.settled(sim) {
                 Ok(()) => break,
                 Err(why) if sim.now() >= deadline => {
@@ -364,7 +402,11 @@ impl Scenario {
     fn settled(&self, sim: &Sim) -> Result<(), String> {
         let n = sim.len();
         let neighbours: Vec<Vec<usize>> = (0..n).map(|slot| self.neighbours(slot, n)).collect();
-        sim.settled(&neighbours)
+        sim.settled(&neighbours)?;
+        match &self.group {
+            Some(g) => sim.group_settled(&g.members),
+            None => Ok(()),
+        }
     }
 
     fn max_latency_us(&self) -> u64 {

@@ -6,6 +6,7 @@
 pub mod child;
 pub mod credit;
 pub mod fake_peer;
+pub mod membership;
 pub mod streams;
 pub mod util;
 
@@ -13,6 +14,8 @@ pub mod util;
 pub use child::a_child_process_is_killed_by_sigkill;
 #[allow(unused_imports)]
 pub use credit::*;
+#[allow(unused_imports)]
+pub use membership::*;
 #[allow(unused_imports)]
 pub use streams::*;
 
@@ -57,7 +60,12 @@ macro_rules! behaviour_suite {
             request_returns_the_single_reply_or_times_out,
             closing_the_producer_ends_its_streams_with_1001,
             a_killed_producer_ends_its_streams_with_1006,
-            a_vanished_consumer_frees_the_producers_stream
+            a_vanished_consumer_frees_the_producers_stream,
+            membership_three_members_settle_to_distinct_indexes,
+            membership_a_killed_member_is_removed_and_at_most_one_moves,
+            membership_a_member_cut_from_its_coordinator_reports_none_within_its_lease,
+            membership_a_restarted_coordinator_keeps_indexes_with_a_higher_epoch,
+            membership_200_members_on_one_coordinator_settle
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {

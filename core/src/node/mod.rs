@@ -1,6 +1,7 @@
 //! The node: a façade that routes inputs to its planes (session, dialer,
 //! pub/sub) and drains their outputs. It owns nothing a plane owns.
 
+mod membership;
 mod output;
 mod route;
 mod timers;
@@ -10,6 +11,7 @@ use crate::dialer::Dialer;
 use crate::error::CommandError;
 use crate::event::{Action, CloseReason, Event, Events, PeerInfo, TargetId};
 use crate::id::{ConnId, NodeId, PeerAddr};
+use crate::membership::MembershipState;
 use crate::pubsub::{self, DropReason, PubSub, PubSubState};
 use crate::rng::Rng;
 use crate::session::handshake::Me;
@@ -54,6 +56,7 @@ pub struct Node {
     dialer: Dialer,
     pubsub: PubSubState,
     streams: StreamsState,
+    membership: MembershipState,
     events: Events,
     actions: VecDeque<Action>,
     session_stats: crate::stats::SessionStats,
@@ -81,12 +84,17 @@ impl Node {
             return Err(ConfigError("name is longer than session.max_name_len"));
         }
         let rng = Rng::new(cfg.seed ^ 0x005E_ED0F_E57A_FE7A);
-        let me = Me { id, name: Arc::from(name), caps: cfg.capabilities, listen: None };
+        let mut caps = cfg.capabilities;
+        if cfg.membership.coordinator {
+            caps = caps | crate::wire::Capabilities::COORDINATOR;
+        }
+        let me = Me { id, name: Arc::from(name), caps, listen: None };
         Ok(Node {
             session: Session::new(cfg.session.clone()),
             dialer: Dialer::new(cfg.dialer.clone()),
             pubsub: PubSubState::new(cfg.pubsub.clone()),
             streams: StreamsState::new(cfg.streams.clone(), id),
+            membership: MembershipState::new(cfg.membership.clone()),
             cfg,
             me,
             now: Timestamp::ZERO,
@@ -125,6 +133,7 @@ impl Node {
             dialer: self.dialer.stats,
             pubsub: self.pubsub.stats,
             streams: self.streams.stats,
+            membership: self.membership.stats(),
         }
     }
 
@@ -236,8 +245,9 @@ impl Node {
         }
     }
 
-    /// Closes the node: no new publishes or dials; every connection flushes
-    /// what is queued, says goodbye (1001) and closes. Connections still
+    /// Closes the node: no new publishes or dials; the node leaves every
+    /// group it joined; every connection flushes what is queued (the Leaves
+    /// too), says goodbye (1001) and closes. Connections still
     /// flushing after `close_timeout` are cut, and their queued messages are
     /// counted as dropped. [`Event::Closed`] follows.
     pub fn close(&mut self) {
@@ -246,6 +256,9 @@ impl Node {
         }
         self.closing = true;
         self.close_deadline = Some(self.now + self.cfg.session.close_timeout);
+        // Groups are left: the Leaves go out before the goodbyes.
+        self.membership.leave_all();
+        self.membership.flush_wake(&mut self.session);
         self.dialer.clear();
         let ids: Vec<ConnId> = self.session.conns.keys().copied().collect();
         for id in ids {
@@ -365,6 +378,7 @@ impl Node {
                     self.events.push(Event::PeerDown { peer: info.clone(), reason: reason.clone() });
                     self.pubsub.on_peer_down(info.id, &mut self.events);
                     self.streams.on_peer_down(info.id, &mut self.events);
+                    self.membership.on_peer_down(info.id);
                     work.extend(others.into_iter().rev().map(|o| (o, reason.clone())));
                 }
             }

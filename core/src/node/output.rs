@@ -73,9 +73,11 @@ impl Node {
         let c = self.session.conns.get_mut(&conn).expect("present above");
         // A graceful close says goodbye once every source is empty.
         if let Some(Closing::Flushing(r)) = &c.closing {
+            let owed = peer.is_some_and(|p| self.membership.has_control(p));
             if self.pubsub.data_is_empty(conn, peer)
                 && !self.pubsub.has_control(conn, peer)
                 && self.streams.is_flushed(conn, peer)
+                && !owed
             {
                 c.closing = Some(Closing::Goodbye(r.clone()));
                 c.control.goodbye = true;
@@ -90,6 +92,9 @@ impl Node {
         if !refused && opened {
             self.pubsub.write_control(conn, peer, buf);
             self.streams.write_control(conn, peer, buf, self.now);
+            if let Some(p) = peer.filter(|_| self.session.is_primary(conn)) {
+                self.membership.write_control(p, self.now, buf);
+            }
             if let Some(id) = peer {
                 self.write_sources(conn, id, first_source, buf, start + limit, quantum);
             }

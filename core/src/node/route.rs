@@ -149,6 +149,7 @@ impl Node {
             return Err(ProtocolError::NotAnnounced(match plane {
                 Capabilities::PUBSUB => "pub/sub",
                 Capabilities::STREAMS => "streams",
+                Capabilities::MEMBERSHIP => "membership",
                 _ => "unknown plane",
             }));
         }
@@ -194,6 +195,10 @@ impl Node {
                 if let Some(c) = self.streams.on_frame(peer, frame, payload, now, closing, &mut self.events)? {
                     self.session.ready.insert(c);
                 }
+            }
+            Header::Membership(frame) => {
+                self.membership.on_frame(peer_id, frame, self.now, &mut self.events)?;
+                self.membership.flush_wake(&mut self.session);
             }
             Header::Hello(_) | Header::Heartbeat | Header::Goodbye { .. } => {}
             Header::Subscribe { .. } | Header::Unsubscribe { .. } => {}
@@ -261,6 +266,7 @@ impl Node {
         if self.session.open(conn, open) {
             self.start_session(conn, &info, target);
         }
+        self.membership_conn_up(conn);
         if let Some(t) = target {
             self.dialer.connected(t, self.now);
             self.events.push(Event::Dial(DialEvent::Connected { target: t, peer: info }));
@@ -290,5 +296,6 @@ impl Node {
         self.session.restart_on(conn);
         let target = self.session.conns.get(&conn).and_then(|c| c.target);
         self.start_session(conn, peer, target);
+        self.membership_conn_up(conn);
     }
 }

@@ -25,7 +25,9 @@ impl Node {
         });
         let dial = self.dialer.timers.next().map(|(t, id)| (t, TimerReason::Redial(id)));
         let streams = self.streams.next_timer().map(|t| (t, TimerReason::Streams));
-        TimerReason::soonest(TimerReason::soonest(TimerReason::soonest(close, conn), dial), streams)
+        let membership = self.membership.next_timer().map(|t| (t, TimerReason::Membership));
+        let planes = TimerReason::soonest(streams, membership);
+        TimerReason::soonest(TimerReason::soonest(TimerReason::soonest(close, conn), dial), planes)
     }
 
     /// Fires every timer that is due at `now`. Calling it early or twice does nothing.
@@ -47,6 +49,8 @@ impl Node {
             self.dial(target);
         }
         self.streams.handle_timeout(now, &mut self.session.ready, &mut self.events);
+        self.membership.handle_timeout(now, &mut self.events);
+        self.membership.flush_wake(&mut self.session);
     }
 
     /// `conn`'s timer fired: time out its handshake or its peer, owe a

@@ -10,9 +10,11 @@
 //! See `docs/protocol.md` for the whole protocol.
 
 mod codec;
+mod membership;
 mod stream;
 
 pub use codec::{check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, RawFrame};
+pub use membership::{Hint, MembershipFrame, RefuseReason};
 pub use stream::{StreamFrame, MAX_OPEN_PER_SESSION, MESSAGE_COST};
 
 use serde::{Deserialize, Serialize};
@@ -76,7 +78,8 @@ impl Capabilities {
     /// Every bit this build knows.
     pub const KNOWN: Capabilities = Capabilities((1 << 6) - 1);
     /// The planes this build runs.
-    pub const SUPPORTED: Capabilities = Capabilities(Capabilities::PUBSUB.0 | Capabilities::STREAMS.0);
+    pub const SUPPORTED: Capabilities =
+        Capabilities(Capabilities::PUBSUB.0 | Capabilities::STREAMS.0 | Capabilities::MEMBERSHIP.0);
 
     /// The capabilities with these bits (unknown bits are kept, and ignored).
     pub const fn from_bits(bits: u64) -> Self {
@@ -153,6 +156,8 @@ pub enum Header<'a> {
     },
     /// A frame of the streams plane (request → stream of replies).
     Stream(#[serde(borrow)] StreamFrame<'a>),
+    /// A frame of the membership plane (joins, heartbeats, assignments).
+    Membership(#[serde(borrow)] MembershipFrame<'a>),
 }
 
 impl Header<'_> {
@@ -165,6 +170,7 @@ impl Header<'_> {
                 Capabilities::PUBSUB
             }
             Header::Stream(_) => Capabilities::STREAMS,
+            Header::Membership(_) => Capabilities::MEMBERSHIP,
         }
     }
 }

@@ -21,6 +21,7 @@
 //! plane adds its file, its `mod` line and one line to the `planes!` list
 //! below.
 
+mod membership;
 mod pubsub;
 mod session;
 mod streams;
@@ -112,6 +113,8 @@ planes! {
     pubsub: pubsub::PubSub,
     /// Streams: one terminal per side, matching codes, credit on the wire.
     streams: streams::Streams,
+    /// Group reports: one holder per index, epochs only increase.
+    membership: membership::Membership,
 }
 
 /// One process incarnation of a node, as every plane sees it.
@@ -198,6 +201,12 @@ impl Oracle {
     pub(crate) fn pubsub(&mut self, now: u64) -> (&mut pubsub::PubSub, Cx<'_>) {
         let (cx, planes) = self.split(now);
         (&mut planes.pubsub, cx)
+    }
+
+    /// The membership observer, for the per-step check of every report.
+    pub(crate) fn membership(&mut self, now: u64) -> (&mut membership::Membership, Cx<'_>) {
+        let (cx, planes) = self.split(now);
+        (&mut planes.membership, cx)
     }
 
     /// A process started on `slot` with node id `id`.

@@ -57,6 +57,7 @@ impl Sim {
         for to in targets {
             self.node_connect(slot, to);
         }
+        self.rejoin(slot);
     }
 
     /// The application of `slot` reacts to a target its node gave up by

@@ -13,6 +13,7 @@ mod app;
 mod commands;
 mod driver;
 mod faults;
+mod membership;
 mod streams;
 
 pub use commands::Sent;
@@ -166,6 +167,7 @@ impl Sim {
             self.now = at;
             self.step(ev);
             self.flush_net();
+            self.check_groups();
             self.steps += 1;
             self.check()?;
             if self.steps > self.max_steps {
