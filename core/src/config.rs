@@ -1,6 +1,7 @@
 //! Node configuration: one sub-config per plane, every limit named with a
 //! documented default.
 
+pub use crate::discovery::DiscoveryConfig;
 use crate::wire::Capabilities;
 use std::time::Duration;
 
@@ -188,6 +189,8 @@ pub struct Config {
     pub dialer: DialerConfig,
     /// Topics, queues and credit.
     pub pubsub: PubSubConfig,
+    /// Discovery through known peers, the root role, relay.
+    pub discovery: DiscoveryConfig,
 }
 
 /// A configuration that cannot work, with the field that is wrong.
@@ -213,7 +216,7 @@ impl Config {
             (p.window_messages >= 2, "pubsub.window_messages must be at least 2"),
             (p.window_bytes >= 2, "pubsub.window_bytes must be at least 2"),
         ];
-        match checks.iter().find(|(ok, _)| !ok) {
+        match checks.iter().chain(self.discovery.checks().iter()).find(|(ok, _)| !ok) {
             Some((_, why)) => Err(ConfigError(why)),
             None => Ok(()),
         }

@@ -54,7 +54,7 @@ pub enum CloseReason {
     #[error("connection lost: {0}")]
     Io(String),
     /// The node's connection limit was reached.
-    #[error("connection limit reached")]
+    #[error("connection limit reached: the node takes no more connections now")]
     TooManyConnections,
     /// A second connection to a peer that is already connected; the other one stays.
     #[error("duplicate connection to the same peer")]
@@ -69,7 +69,8 @@ impl CloseReason {
             CloseReason::LivenessTimeout | CloseReason::Io(_) => CloseCode::ABNORMAL,
             CloseReason::HandshakeTimeout => CloseCode::ABNORMAL,
             CloseReason::Protocol(e) => e.close_code(),
-            CloseReason::TooManyConnections | CloseReason::Duplicate => CloseCode::GOING_AWAY,
+            CloseReason::TooManyConnections => CloseCode::TRY_AGAIN_LATER,
+            CloseReason::Duplicate => CloseCode::GOING_AWAY,
         }
     }
 }
@@ -146,6 +147,8 @@ pub enum Event {
     Dial(DialEvent),
     /// Topics: messages, subscriptions, room to publish, drops.
     PubSub(PubSubEvent),
+    /// Discovery: topics paired and unpaired, relay losses, discovered dials.
+    Discovery(crate::discovery::DiscoveryEvent),
     /// [`Node::close`](crate::Node::close) finished: every connection is closed.
     Closed,
 }

@@ -71,6 +71,7 @@
 
 mod config;
 mod dialer;
+mod discovery;
 mod drain;
 mod error;
 mod event;
@@ -86,13 +87,14 @@ pub mod wire;
 
 pub use bytes::Bytes;
 pub use config::{Config, ConfigError, CreditMode, DialerConfig, FullQueuePolicy, PubSubConfig, SessionConfig};
+pub use discovery::{Discovery, DiscoveryConfig, DiscoveryEvent, DiscoveryRef, RelayLoss};
 pub use drain::{Budget, Drain, Sink, Step, WriteOutcome};
 pub use error::{CommandError, PublishError};
 pub use event::{Action, CloseReason, DialEvent, Event, PeerInfo, ProtocolError, TargetId};
 pub use id::{AddrParseError, ConnId, NodeId, PeerAddr, PeerRef, Topic};
 pub use node::Node;
 pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, PubSubRef, Published, SendMode};
-pub use stats::{DialerStats, PubSubStats, SessionStats, Stats};
+pub use stats::{DialerStats, DiscoveryStats, PubSubStats, SessionStats, Stats};
 pub use time::Timestamp;
 pub use timer::TimerReason;
 pub use wire::{Capabilities, CloseCode};

@@ -20,6 +20,8 @@ pub enum TimerReason {
     Heartbeat(ConnId),
     /// A dial target is redialed.
     Redial(TargetId),
+    /// The discovery plane re-evaluates pairing or asks for unpaired topics.
+    Discovery,
 }
 
 impl TimerReason {

@@ -4,21 +4,31 @@
 
 use bytes::BytesMut;
 use estafeta_core::wire::{
-    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, Header, Hello, ListenAddr, WireError,
-    LEN_PREFIX, PREAMBLE_LEN, VERSION,
+    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, DiscoveryFrame, Header, Hello,
+    ListenAddr, WireError, LEN_PREFIX, PREAMBLE_LEN, VERSION,
 };
 use proptest::prelude::*;
 
 /// An owned [`Header`], so proptest can generate it.
 #[derive(Clone, Debug)]
 enum OwnedHeader {
-    Hello { version: u16, id: u128, name: String, caps: u64, listen: Option<(String, u16)>, subscriptions: Vec<String> },
+    Hello {
+        version: u16,
+        id: u128,
+        name: String,
+        caps: u64,
+        listen: Option<(String, u16)>,
+        subscriptions: Vec<String>,
+    },
     Credit(String, u32, u64),
     Subscribe(String),
     Unsubscribe(String),
     Publish(String),
     Heartbeat,
     Goodbye(u16, String),
+    Relay(String, u128, u32, u64, u8),
+    /// A discovery frame this test does not generate.
+    Other(String),
 }
 
 impl OwnedHeader {
@@ -39,6 +49,14 @@ impl OwnedHeader {
             OwnedHeader::Publish(t) => Header::Publish { topic: t },
             OwnedHeader::Heartbeat => Header::Heartbeat,
             OwnedHeader::Goodbye(code, reason) => Header::Goodbye { code: *code, reason },
+            OwnedHeader::Relay(t, origin, epoch, seq, hops) => Header::Discovery(DiscoveryFrame::Relay {
+                topic: t,
+                origin: *origin,
+                epoch: *epoch,
+                seq: *seq,
+                hops: *hops,
+            }),
+            OwnedHeader::Other(_) => Header::Heartbeat,
         }
     }
 }
@@ -71,6 +89,8 @@ fn header() -> impl Strategy<Value = OwnedHeader> {
         text().prop_map(OwnedHeader::Publish),
         Just(OwnedHeader::Heartbeat),
         (any::<u16>(), text()).prop_map(|(c, r)| OwnedHeader::Goodbye(c, r)),
+        (text(), any::<u128>(), any::<u32>(), any::<u64>(), any::<u8>())
+            .prop_map(|(t, o, e, s, h)| OwnedHeader::Relay(t, o, e, s, h)),
     ]
 }
 
@@ -123,6 +143,10 @@ fn owned(h: &Header<'_>) -> OwnedHeader {
         Header::Heartbeat => OwnedHeader::Heartbeat,
         Header::Goodbye { code, reason } => OwnedHeader::Goodbye(*code, reason.to_string()),
         Header::Credit { topic, messages, bytes } => OwnedHeader::Credit(topic.to_string(), *messages, *bytes),
+        Header::Discovery(DiscoveryFrame::Relay { topic, origin, epoch, seq, hops }) => {
+            OwnedHeader::Relay(topic.to_string(), *origin, *epoch, *seq, *hops)
+        }
+        Header::Discovery(other) => OwnedHeader::Other(format!("{other:?}")),
     }
 }
 

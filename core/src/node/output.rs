@@ -70,7 +70,8 @@ impl Node {
         let c = self.session.conns.get_mut(&conn).expect("present above");
         // A graceful close says goodbye once every source is empty.
         if let Some(Closing::Flushing(r)) = &c.closing {
-            if self.pubsub.data_is_empty(conn, peer) && !self.pubsub.has_control(conn, peer) {
+            let control = self.pubsub.has_control(conn, peer) || self.discovery.has_control(conn);
+            if self.pubsub.data_is_empty(conn, peer) && !control {
                 c.closing = Some(Closing::Goodbye(r.clone()));
                 c.control.goodbye = true;
             }
@@ -83,6 +84,7 @@ impl Node {
         let first_source = c.next_source;
         if !refused && opened {
             self.pubsub.write_control(conn, peer, buf);
+            self.discovery.write_control(conn, buf);
             if let Some(id) = peer {
                 self.write_sources(conn, id, first_source, buf, start + limit, quantum);
             }

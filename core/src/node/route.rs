@@ -148,6 +148,7 @@ impl Node {
         if !caps.contains(plane) {
             return Err(ProtocolError::NotAnnounced(match plane {
                 Capabilities::PUBSUB => "pub/sub",
+                Capabilities::DISCOVERY => "discovery",
                 _ => "unknown plane",
             }));
         }
@@ -157,6 +158,7 @@ impl Node {
             let primary = self.session.is_primary(conn);
             let peer = self.conn_peer(conn);
             self.pubsub.on_announce(conn, &peer, primary, topic, subscribe, &mut self.events)?;
+            self.discovery_touch();
             return Ok(Flow::Continue);
         }
         // 3. The session gate: which connection carries the peer's session.
@@ -187,6 +189,7 @@ impl Node {
                     self.session.ready.insert(c);
                 }
             }
+            Header::Discovery(frame) => self.on_discovery(conn, peer_id, frame, payload)?,
             Header::Hello(_) | Header::Heartbeat | Header::Goodbye { .. } => {}
             Header::Subscribe { .. } | Header::Unsubscribe { .. } => {}
         }
@@ -263,6 +266,7 @@ impl Node {
     fn start_session(&mut self, conn: ConnId, info: &crate::event::PeerInfo, target: Option<crate::event::TargetId>) {
         self.events.push(Event::PeerUp { peer: info.clone(), conn, target });
         self.pubsub.on_peer_up(info, conn, &mut self.events);
+        self.discovery_touch();
         self.session.ready.insert(conn);
     }
 

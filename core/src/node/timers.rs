@@ -24,7 +24,8 @@ impl Node {
             (at, reason)
         });
         let dial = self.dialer.timers.next().map(|(t, id)| (t, TimerReason::Redial(id)));
-        TimerReason::soonest(TimerReason::soonest(close, conn), dial)
+        let discovery = self.discovery_timer().map(|t| (t, TimerReason::Discovery));
+        TimerReason::soonest(TimerReason::soonest(TimerReason::soonest(close, conn), dial), discovery)
     }
 
     /// Fires every timer that is due at `now`. Calling it early or twice does nothing.
@@ -44,6 +45,9 @@ impl Node {
         }
         while let Some(target) = self.dialer.timers.pop_due(now) {
             self.dial(target);
+        }
+        if self.discovery_timer().is_some_and(|t| now >= t) {
+            self.discovery_timeout(now);
         }
     }
 
@@ -78,7 +82,8 @@ impl Node {
                         // socket) is not; one whose messages wait for credit is.
                         let idle = c.control.is_empty()
                             && !self.pubsub.has_sendable(conn, peer)
-                            && !self.pubsub.has_control(conn, peer);
+                            && !self.pubsub.has_control(conn, peer)
+                            && !self.discovery.has_control(conn);
                         if idle {
                             c.control.heartbeat = true;
                             // Count the heartbeat as sent now so it is not queued twice.

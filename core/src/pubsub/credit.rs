@@ -64,6 +64,20 @@ impl PubSubState {
         payload: Bytes,
         events: &mut Events,
     ) -> Result<(), ProtocolError> {
+        self.receive(from, topic, payload, true, events)
+    }
+
+    /// A message from `from` on `topic` spends the credit this node granted
+    /// it (a relayed one too). `deliver`: hand it to the application if
+    /// subscribed; otherwise (a relayed duplicate) it is consumed at once.
+    pub(crate) fn receive(
+        &mut self,
+        from: &PeerInfo,
+        topic: &str,
+        payload: Bytes,
+        deliver: bool,
+        events: &mut Events,
+    ) -> Result<(), ProtocolError> {
         let len = payload.len() as u64;
         let subscribed = self.local.get(topic).cloned();
         let Some(p) = self.peers.get_mut(&from.id) else { return Ok(()) };
@@ -81,6 +95,11 @@ impl PubSubState {
         }
         r.received.msgs += 1;
         r.received.bytes += len;
+        if !deliver {
+            r.consumed.msgs += 1;
+            r.consumed.bytes += len;
+            return Ok(());
+        }
         match subscribed {
             Some(topic) => {
                 self.stats.received += 1;

@@ -94,6 +94,9 @@ pub(crate) struct PubSubState {
     debts: BTreeMap<(NodeId, Topic), Debt>,
     /// Round-robin was refused for want of credit: report Writable on the next grant.
     rr_waiting: bool,
+    /// Changes with every local subscribe and unsubscribe (the discovery
+    /// plane re-evaluates pairing when it moves).
+    pub(crate) local_gen: u64,
     pub(crate) stats: PubSubStats,
 }
 
@@ -107,6 +110,7 @@ impl PubSubState {
             links: BTreeMap::new(),
             debts: BTreeMap::new(),
             rr_waiting: false,
+            local_gen: 0,
             stats: PubSubStats::default(),
         }
     }
@@ -333,6 +337,63 @@ impl PubSubState {
             }
         }
         events.push(Event::PubSub(PubSubEvent::Dropped { peer, count, reason }));
+    }
+
+    /// The connected peers subscribed to `topic`.
+    pub(crate) fn subscriber_ids(&self, topic: &str) -> impl Iterator<Item = NodeId> + '_ {
+        self.index.get(topic).into_iter().flat_map(|s| s.peers.iter().copied())
+    }
+
+    /// The local subscriptions.
+    pub(crate) fn local_topics(&self) -> &BTreeSet<Topic> {
+        &self.local
+    }
+
+    /// Queues a relayed (or relay-published) message on `topic` for every
+    /// subscriber except `except`. With `all_or_nothing` nothing is queued
+    /// if one of them is full (`Full`, and Writable follows); otherwise the
+    /// full ones are skipped and returned. Returns (queued, skipped).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push_relay(
+        &mut self,
+        topic: &str,
+        payload: &Payload,
+        tag: crate::discovery::RelayTag,
+        except: &[NodeId],
+        all_or_nothing: bool,
+        wake: &mut BTreeSet<ConnId>,
+    ) -> Result<(usize, Vec<PeerInfo>), crate::error::PublishError> {
+        let Some((topic, subs)) = self.index.get_key_value(topic) else { return Ok((0, Vec::new())) };
+        let topic = topic.clone();
+        let ids: Vec<NodeId> = subs.peers.iter().copied().filter(|id| !except.contains(id)).collect();
+        let cost = queue::data_cost(&topic, payload);
+        if all_or_nothing {
+            let mut full = false;
+            for id in &ids {
+                if let Some(p) = self.peers.get_mut(id) {
+                    if !p.has_room(&topic, cost, &self.cfg) {
+                        p.want_writable = true;
+                        full = true;
+                    }
+                }
+            }
+            if full {
+                return Err(crate::error::PublishError::Full(topic));
+            }
+        }
+        let (mut queued, mut skipped) = (0, Vec::new());
+        for id in ids {
+            let Some(p) = self.peers.get_mut(&id) else { continue };
+            if !p.has_room(&topic, cost, &self.cfg) {
+                skipped.push(p.info.clone());
+                continue;
+            }
+            if p.push_tagged(&topic, payload.clone(), Some(Box::new(tag))) {
+                wake.insert(p.conn);
+            }
+            queued += 1;
+        }
+        Ok((queued, skipped))
     }
 
     /// Bytes queued for `peer`, if it is in session.

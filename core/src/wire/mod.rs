@@ -10,8 +10,10 @@
 //! See `docs/protocol.md` for the whole protocol.
 
 mod codec;
+mod discovery;
 
 pub use codec::{check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, RawFrame};
+pub use discovery::{DiscoveryFrame, Referred};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -74,7 +76,7 @@ impl Capabilities {
     /// Every bit this build knows.
     pub const KNOWN: Capabilities = Capabilities((1 << 6) - 1);
     /// The planes this build runs.
-    pub const SUPPORTED: Capabilities = Capabilities::PUBSUB;
+    pub const SUPPORTED: Capabilities = Capabilities(Capabilities::PUBSUB.0 | Capabilities::DISCOVERY.0);
 
     /// The capabilities with these bits (unknown bits are kept, and ignored).
     pub const fn from_bits(bits: u64) -> Self {
@@ -149,6 +151,8 @@ pub enum Header<'a> {
         /// More payload bytes.
         bytes: u64,
     },
+    /// A frame of the discovery plane (requests, referrals, relayed messages).
+    Discovery(#[serde(borrow)] DiscoveryFrame<'a>),
 }
 
 impl Header<'_> {
@@ -160,6 +164,7 @@ impl Header<'_> {
             Header::Subscribe { .. } | Header::Unsubscribe { .. } | Header::Publish { .. } | Header::Credit { .. } => {
                 Capabilities::PUBSUB
             }
+            Header::Discovery(_) => Capabilities::DISCOVERY,
         }
     }
 }
@@ -233,6 +238,8 @@ impl CloseCode {
     pub const ABNORMAL: CloseCode = CloseCode(1006);
     /// The peer broke the protocol (malformed frame, unexpected frame).
     pub const BAD_REQUEST: CloseCode = CloseCode(4000);
+    /// The node is at its connection limit: try again later (or elsewhere).
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
     /// This node failed internally.
     pub const INTERNAL_ERROR: CloseCode = CloseCode(5000);
 }
@@ -246,6 +253,7 @@ impl fmt::Display for CloseCode {
             CloseCode::ABNORMAL => "abnormal",
             CloseCode::BAD_REQUEST => "bad request",
             CloseCode::INTERNAL_ERROR => "internal error",
+            CloseCode::TRY_AGAIN_LATER => "try again later",
             _ => "other",
         };
         write!(f, "{} ({name})", self.0)
