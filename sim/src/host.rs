@@ -12,8 +12,8 @@ use crate::net::{Net, ProcId};
 use crate::rng::{self, Rng};
 use crate::trace::Trace;
 use estafeta_core::{
-    Action, Budget, Config, ConnId, DialEvent, Drain, Event, Node, NodeId, PeerAddr, PubSubEvent, Sink, Step,
-    WriteOutcome,
+    Action, Budget, Config, ConnId, DialEvent, DiscoveryEvent, Drain, Event, Node, NodeId, PeerAddr, PubSubEvent, Sink,
+    Step, WriteOutcome,
 };
 use std::collections::BTreeSet;
 
@@ -46,6 +46,10 @@ pub(crate) struct Host {
     /// subscribes to. Re-applied on restart.
     pub(crate) targets: Vec<usize>,
     pub(crate) subs: BTreeSet<usize>,
+    /// Known peers it discovers through (`Discovery::join`), and topics it
+    /// relays. Re-applied on restart.
+    pub(crate) joins: Vec<usize>,
+    pub(crate) relay: BTreeSet<usize>,
     pub(crate) id: NodeId,
     pub(crate) restarts: u64,
 }
@@ -71,6 +75,8 @@ impl Host {
             in_sync: true,
             targets: Vec::new(),
             subs: Default::default(),
+            joins: Vec::new(),
+            relay: Default::default(),
             id: NodeId::default(),
             restarts: 0,
         }
@@ -209,6 +215,10 @@ fn event_words(ev: &Event) -> [u64; 4] {
         Event::PubSub(PubSubEvent::Writable) => [10, 0, 0, 0],
         Event::ProtocolViolation { conn, .. } => [11, conn.0, 0, 0],
         Event::Closed => [12, 0, 0, 0],
+        Event::Discovery(DiscoveryEvent::Paired { topic }) => [13, topic.as_str().len() as u64, 0, 0],
+        Event::Discovery(DiscoveryEvent::Unpaired { topic }) => [14, topic.as_str().len() as u64, 0, 0],
+        Event::Discovery(DiscoveryEvent::RelayLost { origin, count, .. }) => [15, id(origin), *count, 0],
+        Event::Discovery(DiscoveryEvent::DialFailed { addr, .. }) => [16, addr.port as u64, 0, 0],
         // Every event is named: a new plane's events fail to compile here
         // until the simulator traces (and its checker observes) them.
     }

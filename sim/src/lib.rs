@@ -53,6 +53,7 @@ mod host;
 
 mod sim;
 
+pub mod discovery;
 pub mod scenario;
 
 pub use check::Accounting;

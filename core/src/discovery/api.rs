@@ -108,6 +108,12 @@ impl<'a> DiscoveryRef<'a> {
         self.node.max_connections()
     }
 
+    /// Connections counted against [`DiscoveryRef::max_connections`]: open,
+    /// handshaking and dialing ones (not those being refused at the limit).
+    pub fn connection_count(&self) -> usize {
+        self.node.conn_count()
+    }
+
     /// The plane's counters.
     pub fn stats(&self) -> DiscoveryStats {
         self.node.discovery_state().stats

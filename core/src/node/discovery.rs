@@ -137,7 +137,8 @@ impl Node {
         }
         self.discovery.paired = now_paired;
         let unpaired = self.discovery.paired.values().any(|p| !p);
-        if !unpaired {
+        // Only a node that joined through known peers asks for its topics.
+        if !unpaired || self.discovery.roots.is_empty() {
             self.discovery.retry_at = None;
             self.discovery.attempt = 0;
         } else if newly_unpaired || peer_changed || self.discovery.retry_at.is_none() {
@@ -222,7 +223,9 @@ impl Node {
     /// Dials `id` at `addr` for discovery if it is not connected or being
     /// dialed and there is room. True if a dial started.
     fn discovery_dial(&mut self, id: NodeId, addr: PeerAddr) -> bool {
+        let own_addr = self.me.listen.as_ref().is_some_and(|(h, p)| *h == addr.host && *p == addr.port);
         if id == self.me.id
+            || own_addr
             || self.session.peers.contains_key(&id)
             || self.discovery.dialed.values().any(|(i, _)| *i == id)
             || self.dialer.find(&addr).is_some()

@@ -56,6 +56,7 @@ impl Sim {
         for to in targets {
             self.node_connect(slot, to);
         }
+        self.reapply_discovery(slot);
     }
 
     /// The application of `slot` reacts to a target its node gave up by
