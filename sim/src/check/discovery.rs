@@ -110,10 +110,10 @@ impl Observer for Discovery {
 
     fn on_event(&mut self, cx: &mut Cx<'_>, p: ProcId, ev: &Event) {
         match ev {
-            Event::PubSub(PubSubEvent::Message(m)) => {
-                if cx.topic_index(m.topic.as_str()).is_some_and(|t| self.relay_topics.contains(&t)) {
-                    self.on_relayed(cx, p, m);
-                }
+            Event::PubSub(PubSubEvent::Message(m))
+                if cx.topic_index(m.topic.as_str()).is_some_and(|t| self.relay_topics.contains(&t)) =>
+            {
+                self.on_relayed(cx, p, m);
             }
             Event::Discovery(DiscoveryEvent::Paired { topic }) => {
                 self.procs[p as usize].paired.insert(topic.to_string(), true);
