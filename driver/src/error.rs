@@ -23,6 +23,9 @@ pub enum Error {
     Format(String),
     /// The node is closed.
     Closed,
+    /// No connected peer shared the topic when the wait timed out
+    /// ([`Node::wait_paired`](crate::Node::wait_paired)).
+    NotPaired(estafeta_core::Topic),
 }
 
 impl Error {
@@ -42,6 +45,7 @@ impl fmt::Display for Error {
             Error::ConnectFailed(a) => write!(f, "could not connect to {a}: attempts used up"),
             Error::Format(e) => write!(f, "payload format error: {e}"),
             Error::Closed => write!(f, "node is closed"),
+            Error::NotPaired(t) => write!(f, "no connected peer shares topic {t} (timed out)"),
         }
     }
 }

@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod discovery;
 mod driver;
 mod error;
 mod format;
@@ -28,6 +29,7 @@ pub use state::AppLimits;
 pub use stream::{Events, Subscription};
 
 pub use estafeta_core::{
-    Bytes, CloseCode, CloseReason, Config, DialEvent, DialerConfig, DropReason, Event, FullQueuePolicy, Message,
-    NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig, PubSubEvent, Published, SendMode, SessionConfig, Stats, Topic,
+    Bytes, CloseCode, CloseReason, Config, DialEvent, DialerConfig, DiscoveryConfig, DiscoveryEvent, DiscoveryStats,
+    DropReason, Event, FullQueuePolicy, Message, NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig, PubSubEvent,
+    Published, RelayLoss, SendMode, SessionConfig, Stats, Topic,
 };

@@ -36,6 +36,7 @@ pub struct NodeBuilder<R: Runtime> {
     config: Config,
     id: Option<NodeId>,
     limits: AppLimits,
+    pub(crate) discovery: crate::discovery::DiscoveryOptions,
     _runtime: PhantomData<R>,
 }
 
@@ -55,6 +56,7 @@ impl<R: Runtime> NodeBuilder<R> {
             config: Config::default(),
             id: None,
             limits: AppLimits::default(),
+            discovery: Default::default(),
             _runtime: PhantomData,
         }
     }
@@ -105,6 +107,7 @@ impl<R: Runtime> NodeBuilder<R> {
         // Credit goes back as the application takes messages from its
         // subscriptions, not when the driver queues them.
         config.pubsub.credit = estafeta_core::CreditMode::Manual;
+        self.discovery.configure(&mut config);
         let mut node = match self.id {
             Some(id) => estafeta_core::Node::with_id(config, id, &self.name)?,
             None => estafeta_core::Node::new(config, &self.name)?,
@@ -123,6 +126,7 @@ impl<R: Runtime> NodeBuilder<R> {
             }
             None => (None, None),
         };
+        self.discovery.join(&mut node)?;
         let mut app = App::new(self.limits);
         for t in &self.subscriptions {
             *app.topic_refs.entry(Topic::from(t.as_str())).or_insert(0) += 1;
@@ -199,7 +203,7 @@ impl<R: Runtime> Node<R> {
         NodeBuilder::new(name)
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
     }
 

@@ -5,6 +5,7 @@
 
 pub mod child;
 pub mod credit;
+pub mod discovery;
 pub mod fake_peer;
 pub mod util;
 
@@ -12,6 +13,8 @@ pub mod util;
 pub use child::a_child_process_is_killed_by_sigkill;
 #[allow(unused_imports)]
 pub use credit::*;
+#[allow(unused_imports)]
+pub use discovery::*;
 
 use estafeta_core::PublishError;
 use estafeta_driver::{AppLimits, CloseReason, DialEvent, Error, Event, Node, PeerRef, Runtime, SendMode};
@@ -45,7 +48,12 @@ macro_rules! behaviour_suite {
             a_stalled_subscriber_holds_what_its_limits_allow_and_no_more,
             batches_are_published_and_received_in_order_through_backpressure,
             a_stalled_subscription_stops_neither_another_topic_nor_heartbeats,
-            a_child_process_is_killed_by_sigkill
+            a_child_process_is_killed_by_sigkill,
+            thirty_nodes_knowing_only_a_root_pair_up_on_five_topics,
+            a_root_limited_to_four_connections_still_gets_everyone_paired,
+            the_root_dropped_after_pairing_traffic_keeps_flowing,
+            a_triangle_with_relay_delivers_each_message_once_and_never_back,
+            an_accept_over_the_limit_is_refused_with_a_reason_the_dialler_reports
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
