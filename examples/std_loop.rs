@@ -355,6 +355,9 @@ impl Host {
                     println!("[{me}] {} unsubscribes from {topic}", peer.name)
                 }
                 Event::Dial(DialEvent::Connected { peer, .. }) => println!("[{me}] connected to {peer}"),
+                // Discovery: a topic gained or lost its last peer, relayed
+                // messages were lost, a discovery dial failed.
+                Event::Discovery(ev) => println!("[{me}] discovery: {ev:?}"),
             }
         }
     }
