@@ -233,3 +233,18 @@ fn without_relay_a_subscriber_out_of_reach_gets_nothing() {
     assert_eq!(numbers(&net, 1).len(), 10);
     assert!(numbers(&net, 2).is_empty());
 }
+
+#[test]
+fn a_peer_without_the_discovery_plane_gets_relayed_publishes_as_plain_messages() {
+    let mut net = Net::new(vec![
+        Node::new(fast_config(1), "a").unwrap(),
+        Node::new(config_with(2, |c| c.capabilities = Capabilities::PUBSUB), "old").unwrap(),
+    ]);
+    net.node(1).pubsub().subscribe("t").unwrap();
+    net.node(0).connect(Net::addr(1)).unwrap();
+    net.run_for(Duration::from_millis(50));
+    net.node(0).discovery().publish("t", Bytes::from_static(b"x")).unwrap();
+    net.run_for(Duration::from_millis(50));
+    assert_eq!(net.messages(1), vec![("a".to_string(), b"x".to_vec())]);
+    assert!(!net.slots.iter().flat_map(|s| &s.events).any(|e| matches!(e, Event::ProtocolViolation { .. })));
+}

@@ -435,8 +435,20 @@ impl Node {
         }
     }
 
+    /// Peers in session whose Hello did not announce the discovery plane.
+    fn peers_without_discovery(&self) -> Vec<NodeId> {
+        let caps = |p: &crate::session::PeerEntry| match self.session.conns.get(&p.primary).map(|c| &c.phase) {
+            Some(Phase::Open(o)) => o.caps.contains(Capabilities::DISCOVERY),
+            _ => false,
+        };
+        self.session.peers.iter().filter(|(_, p)| !caps(p)).map(|(id, _)| *id).collect()
+    }
+
     fn forward(&mut self, topic: &Topic, payload: Bytes, tag: RelayTag, except: &[NodeId]) {
-        let r = self.pubsub.push_relay(topic, &payload, tag, except, false, &mut self.session.ready);
+        // Peers without the plane cannot tell copies apart: no forwards to them.
+        let mut except = except.to_vec();
+        except.extend(self.peers_without_discovery());
+        let r = self.pubsub.push_relay(topic, &payload, tag, &except, &[], false, &mut self.session.ready);
         let Ok((queued, skipped)) = r else { return };
         self.discovery.stats.relay_forwarded += queued as u64;
         if !skipped.is_empty() {
@@ -482,7 +494,9 @@ impl Node {
         }
         let seq = d.next_seq.get(topic).copied().unwrap_or(1);
         let tag = RelayTag::new(self.me.id.as_u128(), d.epoch, seq, 0);
-        let (queued, _) = self.pubsub.push_relay(topic, &payload, tag, &[], true, &mut self.session.ready)?;
+        // Peers without the discovery plane get it as a plain message.
+        let plain = self.peers_without_discovery();
+        let (queued, _) = self.pubsub.push_relay(topic, &payload, tag, &[], &plain, true, &mut self.session.ready)?;
         self.discovery.next_seq.insert(Topic::from(topic), seq + 1);
         self.discovery.stats.relay_published += queued as u64;
         Ok(Published { queued, dropped: 0 })

@@ -350,7 +350,8 @@ impl PubSubState {
     }
 
     /// Queues a relayed (or relay-published) message on `topic` for every
-    /// subscriber except `except`. With `all_or_nothing` nothing is queued
+    /// subscriber except `except`; those in `plain` (peers without the
+    /// discovery plane) get it as a plain message. With `all_or_nothing` nothing is queued
     /// if one of them is full (`Full`, and Writable follows); otherwise the
     /// full ones are skipped and returned. Returns (queued, skipped).
     #[allow(clippy::too_many_arguments)]
@@ -360,6 +361,7 @@ impl PubSubState {
         payload: &Payload,
         tag: crate::discovery::RelayTag,
         except: &[NodeId],
+        plain: &[NodeId],
         all_or_nothing: bool,
         wake: &mut BTreeSet<ConnId>,
     ) -> Result<(usize, Vec<PeerInfo>), crate::error::PublishError> {
@@ -388,7 +390,8 @@ impl PubSubState {
                 skipped.push(p.info.clone());
                 continue;
             }
-            if p.push_tagged(&topic, payload.clone(), Some(Box::new(tag))) {
+            let tag = (!plain.contains(&id)).then(|| Box::new(tag));
+            if p.push_tagged(&topic, payload.clone(), tag) {
                 wake.insert(p.conn);
             }
             queued += 1;
