@@ -3,7 +3,8 @@
 //! not directly connected.
 //!
 //! **Requests.** For each local topic without a connected peer that shares
-//! it (unpaired), a node asks its discovery peers with a
+//! it (unpaired), a node that joined known peers ([`Discovery::join`]) asks
+//! its discovery peers with a
 //! [`DiscoveryFrame::Request`](crate::wire::DiscoveryFrame::Request): the
 //! origin's id and listen address, the topics, a TTL and a bounded visited
 //! set. A node handles each request (origin, id) at most once (a bounded
