@@ -441,6 +441,9 @@ async fn join_all<P: baseline::Plain, T: Send + 'static>(mut futs: Vec<BoxFut<T>
 mod baseline;
 #[path = "e2e/direct.rs"]
 mod direct;
+/// Discovery and relay: `discovery_50_sim`, `discovery_50_loopback`, `relay_64B`.
+#[path = "e2e/discovery.rs"]
+mod discovery;
 /// smol: every task on the global executor.
 #[path = "e2e/on_smol.rs"]
 mod on_smol;
@@ -722,5 +725,8 @@ fn main() {
     }
     if s.wants_runtime("smol") {
         run_runtime(&s, Rt::Smol);
+    }
+    if s.wants_runtime("tokio") {
+        discovery::run(&s);
     }
 }

@@ -186,3 +186,37 @@ pub async fn an_accept_over_the_limit_is_refused_with_a_reason_the_dialler_repor
         n.close().await;
     }
 }
+
+pub async fn relay_carries_messages_through_one_intermediate_node<R: Runtime>() {
+    const N: u32 = 20_000;
+    let mut cfg = fast_config();
+    cfg.pubsub.window_messages = 256;
+    let (a, b, c) = (
+        Node::<R>::builder("a").config(cfg.clone()).build().await.unwrap(),
+        Node::<R>::builder("b").config(cfg.clone()).build().await.unwrap(),
+        Node::<R>::builder("c").config(cfg.clone()).build().await.unwrap(),
+    );
+    let _a_sub = a.subscribe_relay("r").unwrap();
+    let b_sub = b.subscribe_relay("r").unwrap();
+    let c_sub = c.subscribe_relay("r").unwrap();
+    a.connect(b.address().unwrap().to_string()).await.unwrap();
+    c.connect(b.address().unwrap().to_string()).await.unwrap();
+    b.wait_for_subscribers("r", 2).await.unwrap();
+    a.wait_for_subscribers("r", 1).await.unwrap();
+    let publish = async {
+        for i in 0..N {
+            a.publish_relayed("r", i.to_be_bytes().to_vec()).await.unwrap();
+        }
+    };
+    let read = |mut sub: estafeta_driver::Subscription| async move {
+        for i in 0..N {
+            let m = sub.recv().await.unwrap();
+            assert_eq!(m.payload[..], i.to_be_bytes());
+        }
+    };
+    super::util::join(publish, super::util::join(read(b_sub), read(c_sub))).await;
+    assert_eq!(b.stats().discovery.relay_forwarded, N as u64);
+    for n in [&a, &b, &c] {
+        n.close().await;
+    }
+}

@@ -53,7 +53,8 @@ macro_rules! behaviour_suite {
             a_root_limited_to_four_connections_still_gets_everyone_paired,
             the_root_dropped_after_pairing_traffic_keeps_flowing,
             a_triangle_with_relay_delivers_each_message_once_and_never_back,
-            an_accept_over_the_limit_is_refused_with_a_reason_the_dialler_reports
+            an_accept_over_the_limit_is_refused_with_a_reason_the_dialler_reports,
+            relay_carries_messages_through_one_intermediate_node
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {

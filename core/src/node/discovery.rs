@@ -403,9 +403,8 @@ impl Node {
 
     fn on_relay(&mut self, from: NodeId, topic: &str, tag: RelayTag, payload: Bytes) -> Result<(), ProtocolError> {
         let Some(peer) = self.session.peers.get(&from).map(|p| p.info.clone()) else { return Ok(()) };
-        let topic = Topic::from(topic);
-        let max_topic = self.pubsub.check_topic(&topic);
-        max_topic.map_err(ProtocolError::Limit)?;
+        self.pubsub.check_topic(topic).map_err(ProtocolError::Limit)?;
+        let topic = self.pubsub.topic(topic);
         let origin = NodeId::from_u128(tag.origin);
         if origin == self.me.id {
             self.discovery.stats.relay_returned += 1;
@@ -435,20 +434,11 @@ impl Node {
         }
     }
 
-    /// Peers in session whose Hello did not announce the discovery plane.
-    fn peers_without_discovery(&self) -> Vec<NodeId> {
-        let caps = |p: &crate::session::PeerEntry| match self.session.conns.get(&p.primary).map(|c| &c.phase) {
-            Some(Phase::Open(o)) => o.caps.contains(Capabilities::DISCOVERY),
-            _ => false,
-        };
-        self.session.peers.iter().filter(|(_, p)| !caps(p)).map(|(id, _)| *id).collect()
-    }
-
     fn forward(&mut self, topic: &Topic, payload: Bytes, tag: RelayTag, except: &[NodeId]) {
         // Peers without the plane cannot tell copies apart: no forwards to them.
-        let mut except = except.to_vec();
-        except.extend(self.peers_without_discovery());
-        let r = self.pubsub.push_relay(topic, &payload, tag, &except, &[], false, &mut self.session.ready);
+        let (peers, conns) = (&self.session.peers, &self.session.conns);
+        let skip = |id: NodeId| except.contains(&id) || !runs_discovery(peers, conns, id);
+        let r = self.pubsub.push_relay(topic, &payload, tag, skip, |_| false, false, &mut self.session.ready);
         let Ok((queued, skipped)) = r else { return };
         self.discovery.stats.relay_forwarded += queued as u64;
         if !skipped.is_empty() {
@@ -495,8 +485,10 @@ impl Node {
         let seq = d.next_seq.get(topic).copied().unwrap_or(1);
         let tag = RelayTag::new(self.me.id.as_u128(), d.epoch, seq, 0);
         // Peers without the discovery plane get it as a plain message.
-        let plain = self.peers_without_discovery();
-        let (queued, _) = self.pubsub.push_relay(topic, &payload, tag, &[], &plain, true, &mut self.session.ready)?;
+        let (peers, conns) = (&self.session.peers, &self.session.conns);
+        let plain = |id: NodeId| !runs_discovery(peers, conns, id);
+        let (queued, _) =
+            self.pubsub.push_relay(topic, &payload, tag, |_| false, plain, true, &mut self.session.ready)?;
         self.discovery.next_seq.insert(Topic::from(topic), seq + 1);
         self.discovery.stats.relay_published += queued as u64;
         Ok(Published { queued, dropped: 0 })
@@ -506,6 +498,16 @@ impl Node {
     pub(super) fn discovery_touch(&mut self) {
         self.discovery.dirty = true;
     }
+}
+
+/// True if `id`'s session runs the discovery plane (its Hello announced it).
+fn runs_discovery(
+    peers: &BTreeMap<NodeId, crate::session::PeerEntry>,
+    conns: &BTreeMap<ConnId, crate::session::Conn>,
+    id: NodeId,
+) -> bool {
+    let phase = peers.get(&id).and_then(|p| conns.get(&p.primary)).map(|c| &c.phase);
+    matches!(phase, Some(Phase::Open(o)) if o.caps.contains(Capabilities::DISCOVERY))
 }
 
 fn is_refusing(c: &crate::session::Conn) -> bool {

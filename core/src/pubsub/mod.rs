@@ -339,6 +339,11 @@ impl PubSubState {
         events.push(Event::PubSub(PubSubEvent::Dropped { peer, count, reason }));
     }
 
+    /// A shared copy of `topic` if it is known (saves an allocation).
+    pub(crate) fn topic(&self, topic: &str) -> Topic {
+        self.intern(topic)
+    }
+
     /// The connected peers subscribed to `topic`.
     pub(crate) fn subscriber_ids(&self, topic: &str) -> impl Iterator<Item = NodeId> + '_ {
         self.index.get(topic).into_iter().flat_map(|s| s.peers.iter().copied())
@@ -360,14 +365,14 @@ impl PubSubState {
         topic: &str,
         payload: &Payload,
         tag: crate::discovery::RelayTag,
-        except: &[NodeId],
-        plain: &[NodeId],
+        skip: impl Fn(NodeId) -> bool,
+        plain: impl Fn(NodeId) -> bool,
         all_or_nothing: bool,
         wake: &mut BTreeSet<ConnId>,
     ) -> Result<(usize, Vec<PeerInfo>), crate::error::PublishError> {
         let Some((topic, subs)) = self.index.get_key_value(topic) else { return Ok((0, Vec::new())) };
         let topic = topic.clone();
-        let ids: Vec<NodeId> = subs.peers.iter().copied().filter(|id| !except.contains(id)).collect();
+        let ids: Vec<NodeId> = subs.peers.iter().copied().filter(|id| !skip(*id)).collect();
         let cost = queue::data_cost(&topic, payload);
         if all_or_nothing {
             let mut full = false;
@@ -390,7 +395,7 @@ impl PubSubState {
                 skipped.push(p.info.clone());
                 continue;
             }
-            let tag = (!plain.contains(&id)).then(|| Box::new(tag));
+            let tag = (!plain(id)).then(|| Box::new(tag));
             if p.push_tagged(&topic, payload.clone(), tag) {
                 wake.insert(p.conn);
             }
