@@ -13,7 +13,8 @@
 //!    never back at their origin);
 //! 2. **healing**: everything is repaired; within a bound every topic that
 //!    two or more nodes subscribe to is paired on each of them, as their
-//!    state and their last `Paired`/`Unpaired` event say (the overlay is
+//!    state and their last `Paired`/`Unpaired` event say (a topic only one
+//!    node subscribes to is reported unpaired) (the overlay is
 //!    one component by construction: every node's known peer leads to the
 //!    root, and the root's connection limit is only drawn with
 //!    `drop_root_when_paired`, so capacity always allows);
@@ -310,6 +311,13 @@ impl DiscoveryScenario {
     fn paired(&self, sim: &mut Sim) -> Result<(), String> {
         for t in 0..self.sim.topics.len() {
             let holders: Vec<usize> = (0..sim.len()).filter(|s| self.subs[*s].contains(&t)).collect();
+            if let [alone] = holders[..] {
+                // Nobody shares it: reported unpaired, never paired by a timeout.
+                if sim.is_up(alone) && (sim.is_paired(alone, t) || sim.reported_paired(alone, t) != Some(false)) {
+                    return Err(format!("n{alone} is alone on t{t} but not reported unpaired"));
+                }
+                continue;
+            }
             if holders.len() < 2 {
                 continue;
             }
