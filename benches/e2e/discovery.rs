@@ -111,7 +111,12 @@ async fn relay_once(n: usize, relayed: bool) -> f64 {
         // B is a subscriber too: its application reads what it gets, so its
         // credit keeps flowing back to A.
         let mut b_sub = b.subscribe_relay("r").expect("b");
-        tokio::spawn(async move { while b_sub.recv().await.is_some() {} });
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while b_sub.next_batch(&mut batch).await > 0 {
+                batch.clear();
+            }
+        });
         let sub = cn.subscribe_relay("r").expect("c");
         a.connect(addr(&b)).await.expect("a-b");
         cn.connect(addr(&b)).await.expect("c-b");

@@ -489,7 +489,12 @@ impl Node {
         let plain = |id: NodeId| !runs_discovery(peers, conns, id);
         let (queued, _) =
             self.pubsub.push_relay(topic, &payload, tag, |_| false, plain, true, &mut self.session.ready)?;
-        self.discovery.next_seq.insert(Topic::from(topic), seq + 1);
+        match self.discovery.next_seq.get_mut(topic) {
+            Some(s) => *s = seq + 1,
+            None => {
+                self.discovery.next_seq.insert(Topic::from(topic), seq + 1);
+            }
+        }
         self.discovery.stats.relay_published += queued as u64;
         Ok(Published { queued, dropped: 0 })
     }

@@ -370,33 +370,32 @@ impl PubSubState {
         all_or_nothing: bool,
         wake: &mut BTreeSet<ConnId>,
     ) -> Result<(usize, Vec<PeerInfo>), crate::error::PublishError> {
-        let Some((topic, subs)) = self.index.get_key_value(topic) else { return Ok((0, Vec::new())) };
-        let topic = topic.clone();
-        let ids: Vec<NodeId> = subs.peers.iter().copied().filter(|id| !skip(*id)).collect();
-        let cost = queue::data_cost(&topic, payload);
+        let PubSubState { index, peers, cfg, .. } = self;
+        let Some((topic, subs)) = index.get_key_value(topic) else { return Ok((0, Vec::new())) };
+        let cost = queue::data_cost(topic, payload);
         if all_or_nothing {
             let mut full = false;
-            for id in &ids {
-                if let Some(p) = self.peers.get_mut(id) {
-                    if !p.has_room(&topic, cost, &self.cfg) {
+            for id in subs.peers.iter().filter(|id| !skip(**id)) {
+                if let Some(p) = peers.get_mut(id) {
+                    if !p.has_room(topic, cost, cfg) {
                         p.want_writable = true;
                         full = true;
                     }
                 }
             }
             if full {
-                return Err(crate::error::PublishError::Full(topic));
+                return Err(crate::error::PublishError::Full(topic.clone()));
             }
         }
         let (mut queued, mut skipped) = (0, Vec::new());
-        for id in ids {
-            let Some(p) = self.peers.get_mut(&id) else { continue };
-            if !p.has_room(&topic, cost, &self.cfg) {
+        for id in subs.peers.iter().filter(|id| !skip(**id)) {
+            let Some(p) = peers.get_mut(id) else { continue };
+            if !p.has_room(topic, cost, cfg) {
                 skipped.push(p.info.clone());
                 continue;
             }
-            let tag = (!plain(id)).then(|| Box::new(tag));
-            if p.push_tagged(&topic, payload.clone(), tag) {
+            let tag = (!plain(*id)).then(|| Box::new(tag));
+            if p.push_tagged(topic, payload.clone(), tag) {
                 wake.insert(p.conn);
             }
             queued += 1;
