@@ -165,8 +165,11 @@ fn a_redial_waits_while_the_node_is_at_its_limit() {
 fn relay_net(edges: &[(usize, usize)], window: u32) -> Net {
     let nodes = (0..3)
         .map(|i| {
-            let mut n =
-                Node::new(config_with(i as u64 + 10, |c| c.pubsub.window_messages = window), &format!("n{i}")).unwrap();
+            let cfg = config_with(i as u64 + 10, |c| {
+                c.pubsub.window_messages = window;
+                c.pubsub.max_queued_frames_per_subscription = 2 * window as usize;
+            });
+            let mut n = Node::new(cfg, &format!("n{i}")).unwrap();
             n.pubsub().subscribe("t").unwrap();
             n.discovery().set_relay("t", true).unwrap();
             n
@@ -247,4 +250,32 @@ fn a_peer_without_the_discovery_plane_gets_relayed_publishes_as_plain_messages()
     net.run_for(Duration::from_millis(50));
     assert_eq!(net.messages(1), vec![("a".to_string(), b"x".to_vec())]);
     assert!(!net.slots.iter().flat_map(|s| &s.events).any(|e| matches!(e, Event::ProtocolViolation { .. })));
+}
+
+#[test]
+fn a_relay_slows_its_upstream_to_its_downstream_pace_instead_of_dropping() {
+    // A line n0 - n1 - n2 with small windows and a small queue at the
+    // relay; n2's application stops reading for a while.
+    let mut net = relay_net(&[(0, 1), (1, 2)], 8);
+    net.slots[2].stalled = true;
+    let mut i = 0u32;
+    let mut full = 0;
+    while i < 200 {
+        match net.node(0).discovery().publish("t", Bytes::from(i.to_be_bytes().to_vec())) {
+            Ok(_) => i += 1,
+            Err(PublishError::Full(_)) => {
+                full += 1;
+                if full == 50 {
+                    net.slots[2].stalled = false;
+                }
+                net.run_for(Duration::from_millis(1));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    net.slots[2].stalled = false;
+    net.run_for(Duration::from_millis(300));
+    assert!(full >= 50, "the publisher had to wait for the stalled subscriber behind the relay");
+    assert_eq!(numbers(&net, 2), (0..200).collect::<Vec<_>>());
+    assert_eq!(net.node(1).stats().discovery.relay_lost, 0, "nothing dropped at the relay");
 }

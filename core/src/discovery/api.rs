@@ -122,6 +122,6 @@ impl<'a> DiscoveryRef<'a> {
 
 impl RelayTag {
     pub(crate) fn new(origin: u128, epoch: u32, seq: u64, hops: u8) -> Self {
-        RelayTag { origin, epoch, seq, hops }
+        RelayTag { origin, epoch, seq, hops, upstream: None }
     }
 }

@@ -59,6 +59,9 @@ pub(crate) struct RelayTag {
     pub(crate) epoch: u32,
     pub(crate) seq: u64,
     pub(crate) hops: u8,
+    /// The peer a forwarded copy came from (not on the wire): its credit
+    /// is held until the copy leaves (`PubSubState::relay_release`).
+    pub(crate) upstream: Option<NodeId>,
 }
 
 /// A discovery frame waiting to leave, owned.

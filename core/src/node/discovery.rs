@@ -289,7 +289,9 @@ impl Node {
                 Ok(())
             }
             DiscoveryFrame::Relay { topic, origin, epoch, seq, hops } => {
-                self.on_relay(peer, topic, RelayTag::new(origin, epoch, seq, hops), payload)
+                let r = self.on_relay(peer, topic, RelayTag::new(origin, epoch, seq, hops), payload);
+                self.wake_relay_grants();
+                r
             }
         }
     }
@@ -438,9 +440,15 @@ impl Node {
         // Peers without the plane cannot tell copies apart: no forwards to them.
         let (peers, conns) = (&self.session.peers, &self.session.conns);
         let skip = |id: NodeId| except.contains(&id) || !runs_discovery(peers, conns, id);
+        let upstream = except.first().copied();
+        let tag = RelayTag { upstream, ..tag };
         let r = self.pubsub.push_relay(topic, &payload, tag, skip, |_| false, false, &mut self.session.ready);
         let Ok((queued, skipped)) = r else { return };
         self.discovery.stats.relay_forwarded += queued as u64;
+        if let Some(up) = upstream {
+            // The copies hold the upstream's credit until they leave.
+            self.pubsub.relay_hold(up, topic, queued as u64, (queued * payload.len()) as u64);
+        }
         if !skipped.is_empty() {
             let origin = NodeId::from_u128(tag.origin);
             self.relay_lost(topic, origin, skipped.len() as u64, RelayLoss::QueueFull);
@@ -497,6 +505,13 @@ impl Node {
         }
         self.discovery.stats.relay_published += queued as u64;
         Ok(Published { queued, dropped: 0 })
+    }
+
+    /// Connections a relay release made a grant due on: ready to send.
+    pub(super) fn wake_relay_grants(&mut self) {
+        for c in self.pubsub.wake.drain(..) {
+            self.session.ready.insert(c);
+        }
     }
 
     /// A peer came up or went away, or announced a change: look at pairing again.

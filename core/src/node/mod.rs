@@ -354,6 +354,7 @@ impl Node {
                 if let Some(others) = self.session.detach(info.id, conn) {
                     self.events.push(Event::PeerDown { peer: info.clone(), reason: reason.clone() });
                     self.pubsub.on_peer_down(info.id, &mut self.events);
+                    self.wake_relay_grants();
                     self.discovery_touch();
                     work.extend(others.into_iter().rev().map(|o| (o, reason.clone())));
                 }

@@ -87,6 +87,7 @@ impl Node {
             self.discovery.write_control(conn, buf);
             if let Some(id) = peer {
                 self.write_sources(conn, id, first_source, buf, start + limit, quantum);
+                self.wake_relay_grants();
             }
         }
         let c = self.session.conns.get_mut(&conn).expect("present above");

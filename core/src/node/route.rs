@@ -158,6 +158,7 @@ impl Node {
             let primary = self.session.is_primary(conn);
             let peer = self.conn_peer(conn);
             self.pubsub.on_announce(conn, &peer, primary, topic, subscribe, &mut self.events)?;
+            self.wake_relay_grants();
             self.discovery_touch();
             return Ok(Flow::Continue);
         }
@@ -216,6 +217,7 @@ impl Node {
         c.closing = Some(Closing::Goodbye(CloseReason::Protocol(error)));
         self.session.ready.insert(conn);
         let dropped = self.pubsub.clear_data(conn, peer.as_ref().map(|p| p.id));
+        self.wake_relay_grants();
         self.pubsub.report_drop(&mut self.events, peer, dropped, DropReason::Disconnected);
         Flow::Stop
     }

@@ -97,6 +97,8 @@ pub(crate) struct PubSubState {
     /// Changes with every local subscribe and unsubscribe (the discovery
     /// plane re-evaluates pairing when it moves).
     pub(crate) local_gen: u64,
+    /// Connections a relay release made a grant due on (the node wakes them).
+    pub(crate) wake: Vec<ConnId>,
     pub(crate) stats: PubSubStats,
 }
 
@@ -111,6 +113,7 @@ impl PubSubState {
             debts: BTreeMap::new(),
             rr_waiting: false,
             local_gen: 0,
+            wake: Vec::new(),
             stats: PubSubStats::default(),
         }
     }
@@ -208,6 +211,11 @@ impl PubSubState {
             }
         }
         let dropped = p.queued_frames as u64;
+        for (t, q) in &p.out {
+            for (up, len) in q.relay_upstreams() {
+                self.relay_release(up, t, len);
+            }
+        }
         self.report_drop(events, Some(p.info), dropped, DropReason::Disconnected);
         if p.want_writable || (self.rr_waiting && dropped > 0) {
             events.push(Event::PubSub(PubSubEvent::Writable));
@@ -269,6 +277,7 @@ impl PubSubState {
             // Messages still queued for the topic would wait for credit the
             // peer no longer grants: they are dropped here (counted), as the
             // peer would drop them on arrival. The credit itself stays.
+            let ups = p.out.get(&t).map(|q| q.relay_upstreams()).unwrap_or_default();
             let dropped = p.out.get_mut(&t).map_or((0, 0), |q| q.clear());
             p.queued_frames -= dropped.0;
             p.queued_bytes -= dropped.1;
@@ -277,6 +286,9 @@ impl PubSubState {
                 if s.peers.is_empty() {
                     self.index.remove(&t);
                 }
+            }
+            for (up, len) in ups {
+                self.relay_release(up, &t, len);
             }
             events.push(Event::PubSub(PubSubEvent::Unsubscribed { peer: peer.clone(), topic: t }));
             self.report_drop(events, Some(peer.clone()), dropped.0 as u64, DropReason::NotSubscribed);
@@ -317,9 +329,14 @@ impl PubSubState {
     pub(crate) fn clear_data(&mut self, conn: ConnId, peer: Option<NodeId>) -> u64 {
         let Some(p) = peer.and_then(|id| self.peers.get_mut(&id)).filter(|p| p.conn == conn) else { return 0 };
         let n = p.queued_frames as u64;
+        let ups: Vec<(Topic, NodeId, u64)> =
+            p.out.iter().flat_map(|(t, q)| q.relay_upstreams().into_iter().map(|(u, l)| (t.clone(), u, l))).collect();
         p.out.clear();
         p.queued_frames = 0;
         p.queued_bytes = 0;
+        for (t, up, len) in ups {
+            self.relay_release(up, &t, len);
+        }
         n
     }
 

@@ -37,6 +37,12 @@ impl SendQ {
         n
     }
 
+    /// The upstream peers (and payload sizes) of the forwarded copies queued.
+    pub(crate) fn relay_upstreams(&self) -> Vec<(NodeId, u64)> {
+        let up = |(p, t): &(Payload, Option<Box<RelayTag>>)| Some((t.as_ref()?.upstream?, p.len() as u64));
+        self.msgs.iter().filter_map(up).collect()
+    }
+
     /// True if the head of the queue may be sent now.
     fn sendable(&self) -> bool {
         !self.msgs.is_empty() && self.credit_msgs > 0 && self.credit_bytes > 0
@@ -135,6 +141,7 @@ impl PubSubState {
     ) -> (usize, u64) {
         let start = buf.len();
         let mut sent = 0u64;
+        let mut released: Vec<(Topic, NodeId, u64)> = Vec::new();
         let cfg = &self.cfg;
         let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn) else { return (0, 0) };
         if p.queued_frames == 0 {
@@ -165,6 +172,9 @@ impl PubSubState {
                 match tag {
                     None => encode_frame(buf, &Header::Publish { topic: topic.as_str() }, &payload),
                     Some(t) => {
+                        if let Some(up) = t.upstream {
+                            released.push((topic.clone(), up, payload.len() as u64));
+                        }
                         let f = DiscoveryFrame::Relay {
                             topic: topic.as_str(),
                             origin: t.origin,
@@ -184,6 +194,9 @@ impl PubSubState {
             events.push(Event::PubSub(PubSubEvent::Writable));
         }
         self.stats.sent += sent;
+        for (t, up, len) in released {
+            self.relay_release(up, &t, len);
+        }
         (buf.len() - start, sent)
     }
 
