@@ -29,6 +29,7 @@
 //! | `batch/throughput_*` | the same through `Node::publish_batch` (256 messages a call) and `Subscription::next_batch` | the direct baseline |
 //! | `fanout4/throughput_64B` (msg/s) | messages received per second by the four subscribers together | the direct baseline writing every frame to four sockets |
 //! | `fanout4/per_subscriber_64B` (msg/s) | the same divided by four: what each subscriber receives | the same, per socket |
+//! | `discovery_50_sim`, `discovery_50_loopback` (s), `relay_64B` (msg/s) | see `e2e/discovery.rs` (tokio only) | ditto |
 //!
 //! Compare figures within one run: on a virtual machine whose idle vCPUs
 //! halt, a round trip is dominated by waking the other side's vCPU (tens of
@@ -441,6 +442,9 @@ async fn join_all<P: baseline::Plain, T: Send + 'static>(mut futs: Vec<BoxFut<T>
 mod baseline;
 #[path = "e2e/direct.rs"]
 mod direct;
+/// Discovery and relay: `discovery_50_sim`, `discovery_50_loopback`, `relay_64B`.
+#[path = "e2e/discovery.rs"]
+mod discovery;
 /// smol: every task on the global executor.
 #[path = "e2e/on_smol.rs"]
 mod on_smol;
@@ -727,5 +731,8 @@ fn main() {
     }
     if s.wants_runtime("smol") {
         run_runtime(&s, Rt::Smol);
+    }
+    if s.wants_runtime("tokio") {
+        discovery::run(&s);
     }
 }

@@ -219,8 +219,9 @@ impl Host {
                         let _ = socket.set_nodelay(true);
                         self.sockets.insert(conn, socket);
                     }
-                    // Connection limit reached, or the node is closing:
-                    // drop the socket.
+                    // The node is closing, or too many refusals are in
+                    // flight (over the connection limit the node takes the
+                    // socket to refuse it with a goodbye): drop the socket.
                     Err(e) => eprintln!("[{}] refused a connection: {e}", self.label),
                 },
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -359,6 +360,9 @@ impl Host {
                     println!("[{me}] {} unsubscribes from {topic}", peer.name)
                 }
                 Event::Dial(DialEvent::Connected { peer, .. }) => println!("[{me}] connected to {peer}"),
+                // Discovery: a topic gained or lost its last peer, relayed
+                // messages were lost, a discovery dial failed.
+                Event::Discovery(ev) => println!("[{me}] discovery: {ev:?}"),
             }
         }
     }

@@ -28,8 +28,9 @@
 
 pub use estafeta_core as core;
 pub use estafeta_driver::{
-    encode, AppLimits, Bytes, CloseCode, CloseReason, Config, Error, Event, Events, Format, FullQueuePolicy, Message,
-    MessageExt, NodeId, PeerAddr, PeerInfo, PeerRef, Postcard, Published, SendMode, Stats, Subscription, Topic,
+    encode, AppLimits, Bytes, CloseCode, CloseReason, Config, DiscoveryEvent, Error, Event, Events, Format,
+    FullQueuePolicy, Message, MessageExt, NodeId, PeerAddr, PeerInfo, PeerRef, Postcard, Published, SendMode, Stats,
+    Subscription, Topic,
 };
 pub use estafeta_driver::{Assignment, GroupInfo, GroupMember, MembershipConfig, MembershipEvent};
 pub use estafeta_driver::{

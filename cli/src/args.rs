@@ -56,7 +56,9 @@ pub enum Command {
     /// Run a node and print what happens to it (peers up and down, drops),
     /// until interrupted or --duration passes.
     ///
-    /// Example: estafeta node --name hub --bind 0.0.0.0:7000
+    /// Example: estafeta node --name hub --bind 0.0.0.0:7000 --root 256
+    ///
+    /// Example: estafeta node --subscribe prices --discover-via 10.0.0.1:7000 --drop-root-when-paired
     Node(NodeCmd),
     /// Print the messages of one or more topics as they arrive.
     ///
@@ -120,6 +122,11 @@ pub struct NodeOpts {
     /// (then exit 4). The node keeps redialing peers that drop later.
     #[arg(long, env = "ESTAFETA_CONNECT_TIMEOUT", default_value = "10", value_parser = parse_secs)]
     pub connect_timeout: Duration,
+    /// Discover, through this known peer (often a root), the peers that
+    /// share this node's topics, and connect to them; repeat or separate
+    /// with commas.
+    #[arg(long, env = "ESTAFETA_DISCOVER_VIA", value_delimiter = ',')]
+    pub discover_via: Vec<String>,
     /// The most connections this node holds.
     #[arg(long, env = "ESTAFETA_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -137,6 +144,18 @@ pub struct NodeCmd {
     /// Subscribe to these topics too (their messages are counted, not printed).
     #[arg(long, value_delimiter = ',')]
     pub subscribe: Vec<String>,
+    /// Subscribe to these topics and relay their messages to this node's
+    /// other peers of the topic (exactly once per node, with a hop limit).
+    #[arg(long, value_delimiter = ',')]
+    pub relay: Vec<String>,
+    /// Act as a discovery root: answer and forward discovery requests,
+    /// accepting up to this many connections.
+    #[arg(long)]
+    pub root: Option<usize>,
+    /// Drop the connections to --discover-via peers once every topic has
+    /// another peer.
+    #[arg(long)]
+    pub drop_root_when_paired: bool,
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long, value_parser = parse_secs)]
     pub duration: Option<Duration>,

@@ -51,7 +51,7 @@ impl From<estafeta_driver::Error> for Failure {
     }
 }
 
-/// Builds and starts a node from `opts` (see [`build`]), then dials every
+/// Builds and starts a node from `opts` (see [`build_with`]), then dials every
 /// `--connect` peer, waiting for each handshake.
 pub async fn start<R: Runtime>(opts: &NodeOpts, default_name: &str) -> Result<Node<R>, Failure> {
     start_with::<R>(opts, default_name, |_| {}).await
@@ -69,12 +69,9 @@ pub async fn start_with<R: Runtime>(
 }
 
 /// Builds and starts a node from `opts`, named `default_name` unless
-/// `--name` says otherwise, without dialing. Prints where it listens on stderr.
-pub async fn build<R: Runtime>(opts: &NodeOpts, default_name: &str) -> Result<Node<R>, Failure> {
-    build_with::<R>(opts, default_name, |_| {}).await
-}
-
-/// [`build`], with `tune` changing the configuration first.
+/// `--name` says otherwise, with `tune` changing the configuration first,
+/// and starts discovery through `--discover-via` peers; does not dial
+/// `--connect` peers. Prints where it listens on stderr.
 pub async fn build_with<R: Runtime>(
     opts: &NodeOpts,
     default_name: &str,
@@ -96,6 +93,9 @@ pub async fn build_with<R: Runtime>(
     match node.address() {
         Some(a) => eprintln!("estafeta: node {name} listening at {a}"),
         None => eprintln!("estafeta: node {name} not listening"),
+    }
+    for a in opts.discover_via.iter().filter(|a| !a.is_empty()) {
+        node.discover_via(a).map_err(|e| Failure::Failed(format!("--discover-via {a}: {e}")))?;
     }
     Ok(node)
 }

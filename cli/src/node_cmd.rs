@@ -1,19 +1,29 @@
 //! `estafeta node`: a node that prints what happens to it.
 
 use crate::args::NodeCmd;
-use crate::common::{build, connect_all, within, Failure};
-use estafeta_driver::{DialEvent, Event, PubSubEvent, Runtime, StreamEvent};
+use crate::common::{build_with, connect_all, within, Failure};
+use estafeta_driver::{DialEvent, DiscoveryEvent, Event, PubSubEvent, Runtime, StreamEvent};
 
 /// Runs the node until `--duration` passes (or forever), printing one line
 /// per lifecycle event on stdout.
 pub async fn run<R: Runtime>(cmd: NodeCmd) -> Result<(), Failure> {
-    let node = build::<R>(&cmd.node, "node").await?;
+    let tune = |c: &mut estafeta_driver::Config| {
+        if let Some(limit) = cmd.root {
+            c.discovery.root = true;
+            c.discovery.root_max_connections = limit;
+        }
+        c.discovery.drop_root_when_paired |= cmd.drop_root_when_paired;
+    };
+    let node = build_with::<R>(&cmd.node, "node", tune).await?;
     // Events from before the first dial on.
     let mut events = node.events();
     // Subscriptions whose messages are only counted (the stream keeps the topic subscribed).
     let mut subs = Vec::new();
     for t in &cmd.subscribe {
         subs.push(node.subscribe(t)?);
+    }
+    for t in &cmd.relay {
+        subs.push(node.subscribe_relay(t)?);
     }
     connect_all(&node, &cmd.node.connect, cmd.node.connect_timeout).await?;
     let print = async {
@@ -67,6 +77,12 @@ fn describe(ev: &Event) -> Option<String> {
             | StreamEvent::Writable { .. },
         ) => return None,
         Event::Membership(m) => crate::membership_cmd::describe(m),
+        Event::Discovery(DiscoveryEvent::Paired { topic }) => format!("paired on {topic}"),
+        Event::Discovery(DiscoveryEvent::Unpaired { topic }) => format!("unpaired on {topic}"),
+        Event::Discovery(DiscoveryEvent::RelayLost { topic, origin, count, reason }) => {
+            format!("lost {count} relayed messages of {origin} on {topic}: {reason:?}")
+        }
+        Event::Discovery(DiscoveryEvent::DialFailed { addr, reason }) => format!("could not dial {addr}: {reason}"),
         Event::Closed => "closed".to_string(),
     })
 }

@@ -333,3 +333,39 @@ fn a_coordinator_and_three_members_settle_to_distinct_indexes() {
     let _ = coord.kill();
     let _ = coord.wait();
 }
+
+#[test]
+fn nodes_that_know_only_a_root_pair_up_on_a_shared_topic() {
+    let mut root = estafeta()
+        .args(["node", "--name", "root", "--root", "8", "--duration", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("root starts");
+    let err = BufReader::new(root.stderr.take().expect("piped"));
+    let addr = err
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split(" listening at ").nth(1).map(str::to_string))
+        .expect("root says where it listens");
+    let sub = Sub::start("tokio", &["news", "--discover-via", &addr, "--timeout", "60"]);
+    let mut a = estafeta()
+        .args(["node", "--name", "a", "--subscribe", "news", "--discover-via", &addr, "--duration", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node starts");
+    let lines = stdout_lines(&mut a);
+    let paired = loop {
+        let l = lines.recv_timeout(Duration::from_secs(30)).expect("node a pairs on news");
+        if l == "paired on news" {
+            break l;
+        }
+    };
+    assert_eq!(paired, "paired on news");
+    drop(sub);
+    for c in [&mut a, &mut root] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

@@ -1,6 +1,7 @@
 //! Node configuration: one sub-config per plane, every limit named with a
 //! documented default.
 
+pub use crate::discovery::DiscoveryConfig;
 use crate::wire::Capabilities;
 use std::time::Duration;
 
@@ -254,6 +255,8 @@ pub struct Config {
     pub streams: StreamsConfig,
     /// Groups, leases and limits of the membership plane.
     pub membership: crate::membership::MembershipConfig,
+    /// Discovery through known peers, the root role, relay.
+    pub discovery: DiscoveryConfig,
 }
 
 /// A configuration that cannot work, with the field that is wrong.
@@ -290,7 +293,7 @@ impl Config {
             (st.fragment_size >= 64, "streams.fragment_size must be at least 64"),
             (!st.heartbeat_interval.is_zero(), "streams.heartbeat_interval must be > 0"),
         ];
-        match checks.iter().chain(streams.iter()).find(|(ok, _)| !ok) {
+        match checks.iter().chain(streams.iter()).chain(self.discovery.checks().iter()).find(|(ok, _)| !ok) {
             Some((_, why)) => Err(ConfigError(why)),
             None => self.membership.validate(),
         }

@@ -117,6 +117,21 @@ impl Dialer {
         }
     }
 
+    /// A dial of `id` is due but the node is at its connection limit: try
+    /// again after the current backoff (not counted as a failed attempt).
+    pub(crate) fn defer(&mut self, id: TargetId, now: Timestamp, rng: &mut Rng, events: &mut Events) {
+        let (base, cap) = (self.cfg.reconnect_base, self.cfg.reconnect_cap);
+        let Some(t) = self.targets.get_mut(&id) else { return };
+        let exp = base.saturating_mul(1u32 << t.attempts.min(20)).min(cap);
+        let micros = u64::try_from(exp.as_micros()).unwrap_or(u64::MAX);
+        let delay = Duration::from_micros(rng.between(micros / 2, micros));
+        t.scheduled = true;
+        t.conn = None;
+        self.timers.set(id, now + delay);
+        let (target, addr, reason) = (id, t.addr.clone(), CloseReason::TooManyConnections);
+        events.push(Event::Dial(DialEvent::Failed { target, addr, reason, retry_in: Some(delay) }));
+    }
+
     /// A target's connection ended: schedule the next attempt or give up.
     ///
     /// Only a connection that stayed up for `stable_after` (the liveness

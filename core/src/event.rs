@@ -56,7 +56,7 @@ pub enum CloseReason {
     #[error("connection lost: {0}")]
     Io(String),
     /// The node's connection limit was reached.
-    #[error("connection limit reached")]
+    #[error("connection limit reached: the node takes no more connections now")]
     TooManyConnections,
     /// A second connection to a peer that is already connected; the other one stays.
     #[error("duplicate connection to the same peer")]
@@ -71,7 +71,8 @@ impl CloseReason {
             CloseReason::LivenessTimeout | CloseReason::Io(_) => CloseCode::ABNORMAL,
             CloseReason::HandshakeTimeout => CloseCode::ABNORMAL,
             CloseReason::Protocol(e) => e.close_code(),
-            CloseReason::TooManyConnections | CloseReason::Duplicate => CloseCode::GOING_AWAY,
+            CloseReason::TooManyConnections => CloseCode::TRY_AGAIN_LATER,
+            CloseReason::Duplicate => CloseCode::GOING_AWAY,
         }
     }
 }
@@ -152,6 +153,8 @@ pub enum Event {
     Stream(StreamEvent),
     /// Groups: assignments, settling, lease lost; members joining and leaving.
     Membership(MembershipEvent),
+    /// Discovery: topics paired and unpaired, relay losses, discovered dials.
+    Discovery(crate::discovery::DiscoveryEvent),
     /// [`Node::close`](crate::Node::close) finished: every connection is closed.
     Closed,
 }

@@ -72,6 +72,7 @@
 
 mod config;
 mod dialer;
+mod discovery;
 mod drain;
 mod error;
 mod event;
@@ -91,6 +92,7 @@ pub use bytes::Bytes;
 pub use config::{
     Config, ConfigError, CreditMode, DialerConfig, FullQueuePolicy, PubSubConfig, SessionConfig, StreamsConfig,
 };
+pub use discovery::{Discovery, DiscoveryConfig, DiscoveryEvent, DiscoveryRef, RelayLoss};
 pub use drain::{Budget, Drain, Sink, Step, WriteOutcome};
 pub use error::{CommandError, PublishError};
 pub use event::{Action, CloseReason, DialEvent, Event, PeerInfo, ProtocolError, TargetId};
@@ -100,7 +102,7 @@ pub use membership::{
 };
 pub use node::Node;
 pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, PubSubRef, Published, SendMode};
-pub use stats::{DialerStats, PubSubStats, SessionStats, Stats, StreamsStats};
+pub use stats::{DialerStats, DiscoveryStats, PubSubStats, SessionStats, Stats, StreamsStats};
 pub use streams::{Role, StreamEnd, StreamEvent, StreamId, Streams, StreamsRef, WriteError};
 pub use time::Timestamp;
 pub use timer::TimerReason;

@@ -14,6 +14,8 @@ pub struct Stats {
     pub streams: StreamsStats,
     /// Groups and assignments.
     pub membership: crate::membership::MembershipStats,
+    /// Discovery and relay.
+    pub discovery: DiscoveryStats,
 }
 
 /// Counters of the session plane.
@@ -28,6 +30,9 @@ pub struct SessionStats {
     pub malformed: u64,
     /// Heartbeats sent.
     pub heartbeats: u64,
+    /// Accepted connections refused at the connection limit (with a goodbye
+    /// saying so).
+    pub refused_over_limit: u64,
 }
 
 /// Counters of the dialer.
@@ -75,4 +80,44 @@ pub struct StreamsStats {
     pub orphans_closed: u64,
     /// Frames for streams already ended here (late frames after a close), ignored.
     pub late_frames: u64,
+}
+
+/// Counters of the discovery plane.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiscoveryStats {
+    /// Request frames written (this node's own and forwarded ones).
+    pub requests_sent: u64,
+    /// Requests of other nodes handled (each at most once).
+    pub requests_handled: u64,
+    /// Copies of requests already handled, ignored.
+    pub requests_duplicate: u64,
+    /// Requests forwarded (one per peer forwarded to).
+    pub requests_forwarded: u64,
+    /// Request keys forgotten before their expiry for want of room.
+    pub seen_evicted: u64,
+    /// Referrals sent.
+    pub referrals_sent: u64,
+    /// Dials made to origins or referred peers.
+    pub dials: u64,
+    /// Dials not made because this node was at its connection limit.
+    pub dials_refused_full: u64,
+    /// Discovery frames dropped because a connection's queue was full.
+    pub frames_dropped: u64,
+    /// Root connections closed once every topic was paired.
+    pub roots_dropped: u64,
+    /// Messages this node published with a relay identity (per peer queued).
+    pub relay_published: u64,
+    /// Relayed messages forwarded (one per peer queued).
+    pub relay_forwarded: u64,
+    /// Relayed copies received again and dropped (each message is
+    /// delivered at most once).
+    pub relay_duplicates: u64,
+    /// Copies of this node's own messages that came back (dropped).
+    pub relay_returned: u64,
+    /// Relayed messages lost: not forwarded for a full queue, or never
+    /// arrived before leaving the window, or older than the window.
+    pub relay_lost: u64,
+    /// De-duplication windows forgotten for want of room.
+    pub relay_windows_evicted: u64,
 }

@@ -25,6 +25,8 @@ pub enum TimerReason {
     /// A membership deadline: a settle period, a member timeout, a renewal
     /// or a lease end.
     Membership,
+    /// The discovery plane re-evaluates pairing or asks for unpaired topics.
+    Discovery,
 }
 
 impl TimerReason {

@@ -4,8 +4,8 @@
 
 use bytes::BytesMut;
 use estafeta_core::wire::{
-    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, Header, Hello, Hint, ListenAddr,
-    MembershipFrame, RefuseReason, StreamFrame, WireError, LEN_PREFIX, PREAMBLE_LEN, VERSION,
+    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, DiscoveryFrame, Header, Hello, Hint,
+    ListenAddr, MembershipFrame, RefuseReason, StreamFrame, WireError, LEN_PREFIX, PREAMBLE_LEN, VERSION,
 };
 use proptest::prelude::*;
 
@@ -30,6 +30,7 @@ enum OwnedHeader {
     Stream(u8, u64, u64, bool, String, Vec<u64>),
     /// A membership frame: kind (0..5), group, seq, index, total, epoch, hint.
     Membership(u8, String, u64, u32, u32, u64, Option<(u32, u64)>),
+    Relay(String, u128, u32, u64, u8),
 }
 
 impl OwnedHeader {
@@ -70,6 +71,13 @@ impl OwnedHeader {
                     _ => MembershipFrame::Assigned { group, seq, index, total, epoch },
                 })
             }
+            OwnedHeader::Relay(t, origin, epoch, seq, hops) => Header::Discovery(DiscoveryFrame::Relay {
+                topic: t,
+                origin: *origin,
+                epoch: *epoch,
+                seq: *seq,
+                hops: *hops,
+            }),
         }
     }
 }
@@ -106,6 +114,8 @@ fn header() -> impl Strategy<Value = OwnedHeader> {
             .prop_map(|(k, id, n, f, t, ids)| OwnedHeader::Stream(k, id, n, f, t, ids)),
         (0u8..5, text(), any::<u64>(), any::<u32>(), any::<u32>(), any::<u64>(), any::<Option<(u32, u64)>>())
             .prop_map(|(k, g, s, i, t, e, h)| OwnedHeader::Membership(k, g, s, i, t, e, h)),
+        (text(), any::<u128>(), any::<u32>(), any::<u64>(), any::<u8>())
+            .prop_map(|(t, o, e, s, h)| OwnedHeader::Relay(t, o, e, s, h)),
     ]
 }
 
@@ -187,6 +197,10 @@ fn owned(h: &Header<'_>) -> OwnedHeader {
                 }
             }
         }
+        Header::Discovery(DiscoveryFrame::Relay { topic, origin, epoch, seq, hops }) => {
+            OwnedHeader::Relay(topic.to_string(), *origin, *epoch, *seq, *hops)
+        }
+        Header::Discovery(other) => panic!("this test generates no {other:?}"),
     }
 }
 

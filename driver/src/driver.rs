@@ -212,7 +212,8 @@ impl<R: Runtime> Driver<R> {
                 Poll::Ready(Ok((sock, _addr))) => {
                     if let Ok(conn) = st.node.handle_accepted(now) {
                         self.sockets.insert(conn, Source::new(Connection::new(sock), &self.task));
-                    } // else: over the connection limit or closing; dropping the socket refuses it.
+                    } // else: closing, or too many refusals in flight; dropping the socket refuses it.
+                      // (Over the connection limit the node takes the socket to refuse it with a goodbye.)
                 }
                 // Accept errors (e.g. too many open files) concern one socket; keep listening.
                 Poll::Ready(Err(_)) => {}

@@ -25,6 +25,9 @@ pub enum Error {
     Closed,
     /// A request's stream ended without a reply ([`Node::request`](crate::Node::request)).
     Stream(crate::StreamClosed),
+    /// No connected peer shared the topic when the wait timed out
+    /// ([`Node::wait_paired`](crate::Node::wait_paired)).
+    NotPaired(estafeta_core::Topic),
 }
 
 impl Error {
@@ -45,6 +48,7 @@ impl fmt::Display for Error {
             Error::Format(e) => write!(f, "payload format error: {e}"),
             Error::Closed => write!(f, "node is closed"),
             Error::Stream(c) => write!(f, "no reply: {c}"),
+            Error::NotPaired(t) => write!(f, "no connected peer shares topic {t} (timed out)"),
         }
     }
 }

@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod discovery;
 mod driver;
 mod error;
 mod format;
@@ -36,7 +37,7 @@ pub use streams::{
 
 pub use estafeta_core::{Assignment, GroupInfo, LeftReason, MembershipConfig, MembershipEvent};
 pub use estafeta_core::{
-    Bytes, CloseCode, CloseReason, Config, DialEvent, DialerConfig, DropReason, Event, FullQueuePolicy, Message,
-    NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig, PubSubEvent, Published, SendMode, SessionConfig, Stats,
-    StreamEnd, StreamEvent, StreamId, StreamsConfig, Topic,
+    Bytes, CloseCode, CloseReason, Config, DialEvent, DialerConfig, DiscoveryConfig, DiscoveryEvent, DiscoveryStats,
+    DropReason, Event, FullQueuePolicy, Message, NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig, PubSubEvent,
+    Published, RelayLoss, SendMode, SessionConfig, Stats, StreamEnd, StreamEvent, StreamId, StreamsConfig, Topic,
 };

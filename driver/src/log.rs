@@ -9,13 +9,14 @@
 //! | INFO | a peer up or down (with the reason), a dial target given up, the node closed |
 //! | WARN | messages dropped (with the count and reason), a peer refused for breaking the protocol |
 //! | INFO | a stream that ended with a code other than 1000 (normal); group assignments, members joining and leaving, groups settling |
-//! | WARN | a group lease lost, a join refused |
+//! | INFO | a topic paired or unpaired (discovery) |
+//! | WARN | a group lease lost, a join refused, relayed messages lost |
 //! | DEBUG | dial failures with the retry delay, subscriptions of peers, stream requests and normal ends, who serves streams |
 //!
 //! Messages and stream data are never logged. With no subscriber installed each
 //! call costs one relaxed load of `tracing`'s global maximum level.
 
-use estafeta_core::{CloseCode, DialEvent, Event, MembershipEvent, PubSubEvent, StreamEvent};
+use estafeta_core::{CloseCode, DialEvent, DiscoveryEvent, Event, MembershipEvent, PubSubEvent, StreamEvent};
 
 /// Logs `event` at its level (see the module documentation).
 #[cold]
@@ -69,6 +70,14 @@ pub(crate) fn event(event: &Event) {
             tracing::debug!(peer = %peer, topic = %topic, serving, "peer serves streams")
         }
         Event::Membership(m) => membership(m),
+        Event::Discovery(DiscoveryEvent::Paired { topic }) => tracing::info!(topic = %topic, "topic paired"),
+        Event::Discovery(DiscoveryEvent::Unpaired { topic }) => tracing::info!(topic = %topic, "topic unpaired"),
+        Event::Discovery(DiscoveryEvent::RelayLost { topic, origin, count, reason }) => {
+            tracing::warn!(topic = %topic, origin = %origin, count, reason = ?reason, "relayed messages lost")
+        }
+        Event::Discovery(DiscoveryEvent::DialFailed { addr, reason }) => {
+            tracing::debug!(%addr, %reason, "discovered peer could not be dialed")
+        }
         Event::Closed => tracing::info!("node closed"),
     }
 }

@@ -36,6 +36,7 @@ pub struct NodeBuilder<R: Runtime> {
     config: Config,
     id: Option<NodeId>,
     limits: AppLimits,
+    pub(crate) discovery: crate::discovery::DiscoveryOptions,
     _runtime: PhantomData<R>,
 }
 
@@ -55,6 +56,7 @@ impl<R: Runtime> NodeBuilder<R> {
             config: Config::default(),
             id: None,
             limits: AppLimits::default(),
+            discovery: Default::default(),
             _runtime: PhantomData,
         }
     }
@@ -113,6 +115,7 @@ impl<R: Runtime> NodeBuilder<R> {
         // subscriptions, not when the driver queues them.
         config.pubsub.credit = estafeta_core::CreditMode::Manual;
         config.streams.credit = estafeta_core::CreditMode::Manual;
+        self.discovery.configure(&mut config);
         let mut node = match self.id {
             Some(id) => estafeta_core::Node::with_id(config, id, &self.name)?,
             None => estafeta_core::Node::new(config, &self.name)?,
@@ -131,6 +134,7 @@ impl<R: Runtime> NodeBuilder<R> {
             }
             None => (None, None),
         };
+        self.discovery.join(&mut node)?;
         let mut app = App::new(self.limits);
         for t in &self.subscriptions {
             *app.topic_refs.entry(Topic::from(t.as_str())).or_insert(0) += 1;

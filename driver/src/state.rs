@@ -1,7 +1,7 @@
 //! The state shared by the driver task and the handles: the core node behind
 //! one mutex, the application's bounded queues, and the wakers.
 
-use estafeta_core::{DialEvent, Event, Message, Node, PubSubEvent, Timestamp, Topic};
+use estafeta_core::{DialEvent, DiscoveryEvent, Event, Message, Node, PubSubEvent, Timestamp, Topic};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
@@ -302,7 +302,11 @@ impl App {
                         // A peer that left may have been the full one.
                         self.writable.wake_all();
                     }
-                    Event::Dial(DialEvent::GaveUp { .. }) => self.peers_changed.wake_all(),
+                    Event::Dial(DialEvent::GaveUp { .. })
+                    | Event::Discovery(DiscoveryEvent::Paired { .. } | DiscoveryEvent::Unpaired { .. }) => {
+                        self.peers_changed.wake_all()
+                    }
+                    Event::Discovery(DiscoveryEvent::RelayLost { .. } | DiscoveryEvent::DialFailed { .. }) => {}
                     Event::Dial(DialEvent::Failed { .. })
                     | Event::PubSub(PubSubEvent::Dropped { .. } | PubSubEvent::Message(_) | PubSubEvent::Writable)
                     | Event::Stream(_)

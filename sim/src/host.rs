@@ -12,8 +12,8 @@ use crate::net::{Net, ProcId};
 use crate::rng::{self, Rng};
 use crate::trace::Trace;
 use estafeta_core::{
-    Action, Budget, Config, ConnId, DialEvent, Drain, Event, Node, NodeId, PeerAddr, PubSubEvent, Sink, Step,
-    StreamEvent, StreamId, WriteOutcome,
+    Action, Budget, Config, ConnId, DialEvent, DiscoveryEvent, Drain, Event, Node, NodeId, PeerAddr, PubSubEvent, Sink,
+    Step, StreamEvent, StreamId, WriteOutcome,
 };
 use std::collections::BTreeSet;
 
@@ -48,6 +48,10 @@ pub(crate) struct Host {
     pub(crate) subs: BTreeSet<usize>,
     /// Coordinators whose group the application joined.
     pub(crate) joins: Vec<usize>,
+    /// Known peers it discovers through (`Discovery::join`), and topics it
+    /// relays. Re-applied on restart.
+    pub(crate) discover_via: Vec<usize>,
+    pub(crate) relay: BTreeSet<usize>,
     pub(crate) id: NodeId,
     pub(crate) restarts: u64,
     /// Stream requests the last drain delivered, for the application.
@@ -76,6 +80,8 @@ impl Host {
             targets: Vec::new(),
             subs: Default::default(),
             joins: Vec::new(),
+            discover_via: Vec::new(),
+            relay: Default::default(),
             id: NodeId::default(),
             restarts: 0,
             requests: Vec::new(),
@@ -230,6 +236,10 @@ fn event_words(ev: &Event) -> [u64; 4] {
             [17, id(&peer.id), topic.as_str().len() as u64, *serving as u64]
         }
         Event::Membership(m) => membership_words(m),
+        Event::Discovery(DiscoveryEvent::Paired { topic }) => [27, topic.as_str().len() as u64, 0, 0],
+        Event::Discovery(DiscoveryEvent::Unpaired { topic }) => [28, topic.as_str().len() as u64, 0, 0],
+        Event::Discovery(DiscoveryEvent::RelayLost { origin, count, .. }) => [29, id(origin), *count, 0],
+        Event::Discovery(DiscoveryEvent::DialFailed { addr, .. }) => [30, addr.port as u64, 0, 0],
         // Every event is named: a new plane's events fail to compile here
         // until the simulator traces (and its checker observes) them.
     }

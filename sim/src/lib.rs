@@ -56,6 +56,7 @@ pub mod group;
 
 mod sim;
 
+pub mod discovery;
 pub mod scenario;
 
 pub use check::Accounting;

@@ -5,6 +5,7 @@
 
 pub mod child;
 pub mod credit;
+pub mod discovery;
 pub mod fake_peer;
 pub mod membership;
 pub mod streams;
@@ -14,6 +15,9 @@ pub mod util;
 pub use child::a_child_process_is_killed_by_sigkill;
 #[allow(unused_imports)]
 pub use credit::*;
+#[allow(unused_imports)]
+#[allow(unused_imports)]
+pub use discovery::*;
 #[allow(unused_imports)]
 pub use membership::*;
 #[allow(unused_imports)]
@@ -65,7 +69,13 @@ macro_rules! behaviour_suite {
             membership_a_killed_member_is_removed_and_at_most_one_moves,
             membership_a_member_cut_from_its_coordinator_reports_none_within_its_lease,
             membership_a_restarted_coordinator_keeps_indexes_with_a_higher_epoch,
-            membership_200_members_on_one_coordinator_settle
+            membership_200_members_on_one_coordinator_settle,
+            thirty_nodes_knowing_only_a_root_pair_up_on_five_topics,
+            a_root_limited_to_four_connections_still_gets_everyone_paired,
+            the_root_dropped_after_pairing_traffic_keeps_flowing,
+            a_triangle_with_relay_delivers_each_message_once_and_never_back,
+            an_accept_over_the_limit_is_refused_with_a_reason_the_dialler_reports,
+            relay_carries_messages_through_one_intermediate_node
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {

@@ -1,6 +1,7 @@
 //! The node: a façade that routes inputs to its planes (session, dialer,
 //! pub/sub) and drains their outputs. It owns nothing a plane owns.
 
+mod discovery;
 mod membership;
 mod output;
 mod route;
@@ -57,6 +58,7 @@ pub struct Node {
     pubsub: PubSubState,
     streams: StreamsState,
     membership: MembershipState,
+    discovery: crate::discovery::DiscoveryState,
     events: Events,
     actions: VecDeque<Action>,
     session_stats: crate::stats::SessionStats,
@@ -83,7 +85,8 @@ impl Node {
         if name.len() > cfg.session.max_name_len {
             return Err(ConfigError("name is longer than session.max_name_len"));
         }
-        let rng = Rng::new(cfg.seed ^ 0x005E_ED0F_E57A_FE7A);
+        let mut rng = Rng::new(cfg.seed ^ 0x005E_ED0F_E57A_FE7A);
+        let epoch = rng.next_u64() as u32;
         let mut caps = cfg.capabilities;
         if cfg.membership.coordinator {
             caps = caps | crate::wire::Capabilities::COORDINATOR;
@@ -95,6 +98,7 @@ impl Node {
             pubsub: PubSubState::new(cfg.pubsub.clone()),
             streams: StreamsState::new(cfg.streams.clone(), id),
             membership: MembershipState::new(cfg.membership.clone()),
+            discovery: crate::discovery::DiscoveryState::new(cfg.discovery.clone(), epoch),
             cfg,
             me,
             now: Timestamp::ZERO,
@@ -134,6 +138,7 @@ impl Node {
             pubsub: self.pubsub.stats,
             streams: self.streams.stats,
             membership: self.membership.stats(),
+            discovery: self.discovery.stats,
         }
     }
 
@@ -229,8 +234,8 @@ impl Node {
             }
             return Ok(id);
         }
-        let max = self.cfg.session.max_connections;
-        if self.session.conns.len() >= max || self.dialer.len() >= max {
+        let max = self.max_connections();
+        if self.conn_count() >= max || self.dialer.len() >= max {
             return Err(CommandError::TooManyConnections);
         }
         let id = self.dialer.add(addr);
@@ -287,17 +292,17 @@ impl Node {
         self.now = self.now.max(now);
     }
 
-    /// A listening socket accepted a connection. Returns its id, or an error if
-    /// the connection limit is reached (drop the socket).
+    /// A listening socket accepted a connection. Returns its id. At the
+    /// connection limit the connection is still taken, only to be refused:
+    /// the peer reads a goodbye with [`CloseCode::TRY_AGAIN_LATER`] and a
+    /// text saying so, then it closes. An error (drop the socket) only when
+    /// too many refusals are in flight already, or the node is closing.
     pub fn handle_accepted(&mut self, now: Timestamp) -> Result<ConnId, CommandError> {
         self.advance(now);
         if self.closing {
             return Err(CommandError::Closed);
         }
-        if self.session.conns.len() >= self.cfg.session.max_connections {
-            return Err(CommandError::TooManyConnections);
-        }
-        Ok(self.session.accept(self.now))
+        self.admit_accepted().ok_or(CommandError::TooManyConnections)
     }
 
     /// A dial asked by [`Action::Dial`] connected.
@@ -327,6 +332,11 @@ impl Node {
     // ----- internals -----------------------------------------------------
 
     fn dial(&mut self, target: TargetId) {
+        // Never past the connection limit: try again later.
+        if self.conn_count() >= self.max_connections() {
+            self.dialer.defer(target, self.now, &mut self.rng, &mut self.events);
+            return;
+        }
         let conn = self.session.dial(target, self.now);
         match self.dialer.dialing(target, conn) {
             Some(addr) => self.actions.push_back(Action::Dial { conn, addr }),
@@ -373,17 +383,20 @@ impl Node {
                 self.pubsub.report_drop(&mut self.events, peer.clone(), unread, DropReason::Unprocessed);
             }
             self.pubsub.on_conn_closed(conn);
+            self.discovery.on_conn_closed(conn);
             if let Some(info) = &peer {
                 if let Some(others) = self.session.detach(info.id, conn) {
                     self.events.push(Event::PeerDown { peer: info.clone(), reason: reason.clone() });
                     self.pubsub.on_peer_down(info.id, &mut self.events);
                     self.streams.on_peer_down(info.id, &mut self.events);
                     self.membership.on_peer_down(info.id);
+                    self.wake_relay_grants();
+                    self.discovery_touch();
                     work.extend(others.into_iter().rev().map(|o| (o, reason.clone())));
                 }
             }
             if let Some(t) = c.target {
-                if !self.closing {
+                if !self.closing && !self.discovery_target_lost(t, &reason) {
                     let live = self.cfg.session.liveness_timeout;
                     self.dialer.lost(t, conn, reason, self.now, live, &mut self.rng, &mut self.events);
                 }

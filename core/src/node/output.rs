@@ -74,11 +74,8 @@ impl Node {
         // A graceful close says goodbye once every source is empty.
         if let Some(Closing::Flushing(r)) = &c.closing {
             let owed = peer.is_some_and(|p| self.membership.has_control(p));
-            if self.pubsub.data_is_empty(conn, peer)
-                && !self.pubsub.has_control(conn, peer)
-                && self.streams.is_flushed(conn, peer)
-                && !owed
-            {
+            let control = self.pubsub.has_control(conn, peer) || self.discovery.has_control(conn);
+            if self.pubsub.data_is_empty(conn, peer) && !control && self.streams.is_flushed(conn, peer) && !owed {
                 c.closing = Some(Closing::Goodbye(r.clone()));
                 c.control.goodbye = true;
             }
@@ -95,8 +92,10 @@ impl Node {
             if let Some(p) = peer.filter(|_| self.session.is_primary(conn)) {
                 self.membership.write_control(p, self.now, buf);
             }
+            self.discovery.write_control(conn, buf);
             if let Some(id) = peer {
                 self.write_sources(conn, id, first_source, buf, start + limit, quantum);
+                self.wake_relay_grants();
             }
         }
         let c = self.session.conns.get_mut(&conn).expect("present above");

@@ -150,6 +150,7 @@ impl Node {
                 Capabilities::PUBSUB => "pub/sub",
                 Capabilities::STREAMS => "streams",
                 Capabilities::MEMBERSHIP => "membership",
+                Capabilities::DISCOVERY => "discovery",
                 _ => "unknown plane",
             }));
         }
@@ -159,6 +160,8 @@ impl Node {
             let primary = self.session.is_primary(conn);
             let peer = self.conn_peer(conn);
             self.pubsub.on_announce(conn, &peer, primary, topic, subscribe, &mut self.events)?;
+            self.wake_relay_grants();
+            self.discovery_touch();
             return Ok(Flow::Continue);
         }
         // 3. The session gate: which connection carries the peer's session.
@@ -200,6 +203,7 @@ impl Node {
                 self.membership.on_frame(peer_id, frame, self.now, &mut self.events)?;
                 self.membership.flush_wake(&mut self.session);
             }
+            Header::Discovery(frame) => self.on_discovery(conn, peer_id, frame, payload)?,
             Header::Hello(_) | Header::Heartbeat | Header::Goodbye { .. } => {}
             Header::Subscribe { .. } | Header::Unsubscribe { .. } => {}
         }
@@ -227,6 +231,7 @@ impl Node {
         self.session.ready.insert(conn);
         let dropped = self.pubsub.clear_data(conn, peer.as_ref().map(|p| p.id));
         self.streams.clear_data(conn, peer.as_ref().map(|p| p.id));
+        self.wake_relay_grants();
         self.pubsub.report_drop(&mut self.events, peer, dropped, DropReason::Disconnected);
         Flow::Stop
     }
@@ -285,6 +290,7 @@ impl Node {
         if caps.is_some_and(|c| c.contains(Capabilities::STREAMS)) {
             self.streams.on_peer_up(info, conn);
         }
+        self.discovery_touch();
         self.session.ready.insert(conn);
     }
 

@@ -26,7 +26,8 @@ impl Node {
         let dial = self.dialer.timers.next().map(|(t, id)| (t, TimerReason::Redial(id)));
         let streams = self.streams.next_timer().map(|t| (t, TimerReason::Streams));
         let membership = self.membership.next_timer().map(|t| (t, TimerReason::Membership));
-        let planes = TimerReason::soonest(streams, membership);
+        let discovery = self.discovery_timer().map(|t| (t, TimerReason::Discovery));
+        let planes = TimerReason::soonest(TimerReason::soonest(streams, membership), discovery);
         TimerReason::soonest(TimerReason::soonest(TimerReason::soonest(close, conn), dial), planes)
     }
 
@@ -51,6 +52,9 @@ impl Node {
         self.streams.handle_timeout(now, &mut self.session.ready, &mut self.events);
         self.membership.handle_timeout(now, &mut self.events);
         self.membership.flush_wake(&mut self.session);
+        if self.discovery_timer().is_some_and(|t| now >= t) {
+            self.discovery_timeout(now);
+        }
     }
 
     /// `conn`'s timer fired: time out its handshake or its peer, owe a
@@ -86,7 +90,8 @@ impl Node {
                             && !self.pubsub.has_sendable(conn, peer)
                             && !self.pubsub.has_control(conn, peer)
                             && !self.streams.has_sendable(conn, peer)
-                            && !self.streams.has_control(conn, peer);
+                            && !self.streams.has_control(conn, peer)
+                            && !self.discovery.has_control(conn);
                         if idle {
                             c.control.heartbeat = true;
                             // Count the heartbeat as sent now so it is not queued twice.

@@ -38,6 +38,7 @@ impl PubSub<'_> {
         }
         let t = self.state.intern(topic);
         self.state.local.insert(t.clone());
+        self.state.local_gen += 1;
         self.announce(&t, true);
         for conn in self.state.grant_all(&t) {
             self.session.ready.insert(conn);
@@ -52,6 +53,7 @@ impl PubSub<'_> {
         let Some(t) = self.state.local.take(topic) else {
             return Ok(false);
         };
+        self.state.local_gen += 1;
         self.announce(&t, false);
         Ok(true)
     }

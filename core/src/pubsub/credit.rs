@@ -32,6 +32,18 @@ pub(crate) struct RecvCredit {
     announced: Amount,
     received: Amount,
     consumed: Amount,
+    /// Copies of this peer's relayed messages this node queued for others
+    /// and has not written yet: they hold the window like messages the
+    /// application has not consumed, so a relay slows its upstream down to
+    /// its slowest downstream's pace instead of dropping copies.
+    relay_held: Amount,
+}
+
+impl RecvCredit {
+    /// The part of the window relayed copies hold.
+    fn relay_hold(&self, window_msgs: u64, window_bytes: u64) -> Amount {
+        Amount { msgs: self.relay_held.msgs.min(window_msgs), bytes: self.relay_held.bytes.min(window_bytes) }
+    }
 }
 
 impl RecvCredit {
@@ -64,6 +76,20 @@ impl PubSubState {
         payload: Bytes,
         events: &mut Events,
     ) -> Result<(), ProtocolError> {
+        self.receive(from, topic, payload, true, events)
+    }
+
+    /// A message from `from` on `topic` spends the credit this node granted
+    /// it (a relayed one too). `deliver`: hand it to the application if
+    /// subscribed; otherwise (a relayed duplicate) it is consumed at once.
+    pub(crate) fn receive(
+        &mut self,
+        from: &PeerInfo,
+        topic: &str,
+        payload: Bytes,
+        deliver: bool,
+        events: &mut Events,
+    ) -> Result<(), ProtocolError> {
         let len = payload.len() as u64;
         let subscribed = self.local.get(topic).cloned();
         let Some(p) = self.peers.get_mut(&from.id) else { return Ok(()) };
@@ -81,6 +107,15 @@ impl PubSubState {
         }
         r.received.msgs += 1;
         r.received.bytes += len;
+        if !deliver {
+            // A copy consumed at once: its credit may make a grant due.
+            r.consumed.msgs += 1;
+            r.consumed.bytes += len;
+            if let Some(c) = self.consumed(from.id, topic, 0, 0) {
+                self.wake.push(c);
+            }
+            return Ok(());
+        }
         match subscribed {
             Some(topic) => {
                 self.stats.received += 1;
@@ -133,8 +168,9 @@ impl PubSubState {
         // the window holds what the peer may still send, what the
         // application holds of this session and what it still holds of
         // older ones (so paying a debt can make a grant due too).
-        let outstanding_msgs = r.granted.msgs - r.consumed.msgs + debt.msgs;
-        let outstanding_bytes = r.granted.bytes.saturating_sub(r.consumed.bytes) + debt.bytes;
+        let hold = r.relay_hold(window_msgs, window_bytes);
+        let outstanding_msgs = r.granted.msgs - r.consumed.msgs + debt.msgs + hold.msgs;
+        let outstanding_bytes = r.granted.bytes.saturating_sub(r.consumed.bytes) + debt.bytes + hold.bytes;
         if outstanding_msgs <= window_msgs / 2 || outstanding_bytes <= window_bytes / 2 {
             return self.grant(peer, topic);
         }
@@ -154,9 +190,10 @@ impl PubSubState {
         let r = p.recv.entry(t.clone()).or_default();
         // The window covers what the peer may send, what the application
         // holds of this session, and what it still holds of older ones.
+        let hold = r.relay_hold(window_msgs, window_bytes);
         let target = Amount {
-            msgs: (r.consumed.msgs + window_msgs).saturating_sub(debt.msgs),
-            bytes: (r.consumed.bytes + window_bytes).saturating_sub(debt.bytes),
+            msgs: (r.consumed.msgs + window_msgs).saturating_sub(debt.msgs + hold.msgs),
+            bytes: (r.consumed.bytes + window_bytes).saturating_sub(debt.bytes + hold.bytes),
         };
         r.granted.msgs = r.granted.msgs.max(target.msgs);
         r.granted.bytes = r.granted.bytes.max(target.bytes);
@@ -186,6 +223,27 @@ impl PubSubState {
             if r.announced != r.granted {
                 p.grants.insert(t);
             }
+        }
+    }
+
+    /// `copies` forwarded copies (of `bytes` payload bytes in all) of a
+    /// message `upstream` sent on `topic` were queued: they hold its credit.
+    pub(crate) fn relay_hold(&mut self, upstream: NodeId, topic: &str, copies: u64, bytes: u64) {
+        if let Some(r) = self.peers.get_mut(&upstream).and_then(|p| p.recv.get_mut(topic)) {
+            r.relay_held.msgs += copies;
+            r.relay_held.bytes += bytes;
+        }
+    }
+
+    /// A forwarded copy of a message `upstream` sent on `topic` was written
+    /// or discarded: its hold goes, and a grant may be due (the connection
+    /// to wake is kept in `wake`).
+    pub(crate) fn relay_release(&mut self, upstream: NodeId, topic: &str, bytes: u64) {
+        let Some(r) = self.peers.get_mut(&upstream).and_then(|p| p.recv.get_mut(topic)) else { return };
+        r.relay_held.msgs = r.relay_held.msgs.saturating_sub(1);
+        r.relay_held.bytes = r.relay_held.bytes.saturating_sub(bytes);
+        if let Some(c) = self.consumed(upstream, topic, 0, 0) {
+            self.wake.push(c);
         }
     }
 

@@ -94,6 +94,11 @@ pub(crate) struct PubSubState {
     debts: BTreeMap<(NodeId, Topic), Debt>,
     /// Round-robin was refused for want of credit: report Writable on the next grant.
     rr_waiting: bool,
+    /// Changes with every local subscribe and unsubscribe (the discovery
+    /// plane re-evaluates pairing when it moves).
+    pub(crate) local_gen: u64,
+    /// Connections a relay release made a grant due on (the node wakes them).
+    pub(crate) wake: Vec<ConnId>,
     pub(crate) stats: PubSubStats,
 }
 
@@ -107,6 +112,8 @@ impl PubSubState {
             links: BTreeMap::new(),
             debts: BTreeMap::new(),
             rr_waiting: false,
+            local_gen: 0,
+            wake: Vec::new(),
             stats: PubSubStats::default(),
         }
     }
@@ -204,6 +211,11 @@ impl PubSubState {
             }
         }
         let dropped = p.queued_frames as u64;
+        for (t, q) in &p.out {
+            for (up, len) in q.relay_upstreams() {
+                self.relay_release(up, t, len);
+            }
+        }
         self.report_drop(events, Some(p.info), dropped, DropReason::Disconnected);
         if p.want_writable || (self.rr_waiting && dropped > 0) {
             events.push(Event::PubSub(PubSubEvent::Writable));
@@ -265,6 +277,7 @@ impl PubSubState {
             // Messages still queued for the topic would wait for credit the
             // peer no longer grants: they are dropped here (counted), as the
             // peer would drop them on arrival. The credit itself stays.
+            let ups = p.out.get(&t).map(|q| q.relay_upstreams()).unwrap_or_default();
             let dropped = p.out.get_mut(&t).map_or((0, 0), |q| q.clear());
             p.queued_frames -= dropped.0;
             p.queued_bytes -= dropped.1;
@@ -273,6 +286,9 @@ impl PubSubState {
                 if s.peers.is_empty() {
                     self.index.remove(&t);
                 }
+            }
+            for (up, len) in ups {
+                self.relay_release(up, &t, len);
             }
             events.push(Event::PubSub(PubSubEvent::Unsubscribed { peer: peer.clone(), topic: t }));
             self.report_drop(events, Some(peer.clone()), dropped.0 as u64, DropReason::NotSubscribed);
@@ -313,9 +329,14 @@ impl PubSubState {
     pub(crate) fn clear_data(&mut self, conn: ConnId, peer: Option<NodeId>) -> u64 {
         let Some(p) = peer.and_then(|id| self.peers.get_mut(&id)).filter(|p| p.conn == conn) else { return 0 };
         let n = p.queued_frames as u64;
+        let ups: Vec<(Topic, NodeId, u64)> =
+            p.out.iter().flat_map(|(t, q)| q.relay_upstreams().into_iter().map(|(u, l)| (t.clone(), u, l))).collect();
         p.out.clear();
         p.queued_frames = 0;
         p.queued_bytes = 0;
+        for (t, up, len) in ups {
+            self.relay_release(up, &t, len);
+        }
         n
     }
 
@@ -333,6 +354,70 @@ impl PubSubState {
             }
         }
         events.push(Event::PubSub(PubSubEvent::Dropped { peer, count, reason }));
+    }
+
+    /// A shared copy of `topic` if it is known (saves an allocation).
+    pub(crate) fn topic(&self, topic: &str) -> Topic {
+        self.intern(topic)
+    }
+
+    /// The connected peers subscribed to `topic`.
+    pub(crate) fn subscriber_ids(&self, topic: &str) -> impl Iterator<Item = NodeId> + '_ {
+        self.index.get(topic).into_iter().flat_map(|s| s.peers.iter().copied())
+    }
+
+    /// The local subscriptions.
+    pub(crate) fn local_topics(&self) -> &BTreeSet<Topic> {
+        &self.local
+    }
+
+    /// Queues a relayed (or relay-published) message on `topic` for every
+    /// subscriber except `except`; those in `plain` (peers without the
+    /// discovery plane) get it as a plain message. With `all_or_nothing` nothing is queued
+    /// if one of them is full (`Full`, and Writable follows); otherwise the
+    /// full ones are skipped and returned. Returns (queued, skipped).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push_relay(
+        &mut self,
+        topic: &str,
+        payload: &Payload,
+        tag: crate::discovery::RelayTag,
+        skip: impl Fn(NodeId) -> bool,
+        plain: impl Fn(NodeId) -> bool,
+        all_or_nothing: bool,
+        wake: &mut BTreeSet<ConnId>,
+    ) -> Result<(usize, Vec<PeerInfo>), crate::error::PublishError> {
+        let PubSubState { index, peers, cfg, .. } = self;
+        let Some((topic, subs)) = index.get_key_value(topic) else { return Ok((0, Vec::new())) };
+        let cost = queue::data_cost(topic, payload);
+        if all_or_nothing {
+            let mut full = false;
+            for id in subs.peers.iter().filter(|id| !skip(**id)) {
+                if let Some(p) = peers.get_mut(id) {
+                    if !p.has_room(topic, cost, cfg) {
+                        p.want_writable = true;
+                        full = true;
+                    }
+                }
+            }
+            if full {
+                return Err(crate::error::PublishError::Full(topic.clone()));
+            }
+        }
+        let (mut queued, mut skipped) = (0, Vec::new());
+        for id in subs.peers.iter().filter(|id| !skip(**id)) {
+            let Some(p) = peers.get_mut(id) else { continue };
+            if !p.has_room(topic, cost, cfg) {
+                skipped.push(p.info.clone());
+                continue;
+            }
+            let tag = (!plain(*id)).then(|| Box::new(tag));
+            if p.push_tagged(topic, payload.clone(), tag) {
+                wake.insert(p.conn);
+            }
+            queued += 1;
+        }
+        Ok((queued, skipped))
     }
 
     /// Bytes queued for `peer`, if it is in session.

@@ -3,9 +3,10 @@
 //! round-robin across topics with credit, each turn at most one quantum.
 
 use super::{Payload, PeerState, PubSubEvent, PubSubState};
+use crate::discovery::RelayTag;
 use crate::event::{Event, Events};
 use crate::id::{ConnId, NodeId, Topic};
-use crate::wire::{encode_frame, encoded_len_hint, Header};
+use crate::wire::{encode_frame, encoded_len_hint, DiscoveryFrame, Header};
 use std::collections::VecDeque;
 use std::ops::Bound;
 
@@ -17,7 +18,9 @@ pub(crate) fn data_cost(topic: &str, payload: &Payload) -> usize {
 /// Messages for one peer on one topic, and the credit it granted.
 #[derive(Debug, Default)]
 pub(crate) struct SendQ {
-    msgs: VecDeque<Payload>,
+    /// Each message with its relay identity, if it is a relayed one
+    /// (boxed: local messages pay one word).
+    msgs: VecDeque<(Payload, Option<Box<RelayTag>>)>,
     bytes: usize,
     /// Messages the peer still accepts.
     credit_msgs: u64,
@@ -32,6 +35,12 @@ impl SendQ {
         self.msgs.clear();
         self.bytes = 0;
         n
+    }
+
+    /// The upstream peers (and payload sizes) of the forwarded copies queued.
+    pub(crate) fn relay_upstreams(&self) -> Vec<(NodeId, u64)> {
+        let up = |(p, t): &(Payload, Option<Box<RelayTag>>)| Some((t.as_ref()?.upstream?, p.len() as u64));
+        self.msgs.iter().filter_map(up).collect()
     }
 
     /// True if the head of the queue may be sent now.
@@ -62,6 +71,12 @@ impl PeerState {
     /// Queues `payload` on `topic` (room was checked). Returns true if it can
     /// leave now (credit is there).
     pub(crate) fn push(&mut self, topic: &Topic, payload: Payload) -> bool {
+        self.push_tagged(topic, payload, None)
+    }
+
+    /// [`PeerState::push`] of a message that may carry a relay identity
+    /// (sent as a discovery Relay frame, spending the same credit).
+    pub(crate) fn push_tagged(&mut self, topic: &Topic, payload: Payload, tag: Option<Box<RelayTag>>) -> bool {
         let cost = data_cost(topic, &payload);
         self.queued_bytes += cost;
         self.queued_frames += 1;
@@ -70,7 +85,7 @@ impl PeerState {
             None => self.out.entry(topic.clone()).or_default(),
         };
         q.bytes += cost;
-        q.msgs.push_back(payload);
+        q.msgs.push_back((payload, tag));
         q.credit_msgs > 0 && q.credit_bytes > 0
     }
 
@@ -126,6 +141,7 @@ impl PubSubState {
     ) -> (usize, u64) {
         let start = buf.len();
         let mut sent = 0u64;
+        let mut released: Vec<(Topic, NodeId, u64)> = Vec::new();
         let cfg = &self.cfg;
         let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn) else { return (0, 0) };
         if p.queued_frames == 0 {
@@ -146,14 +162,29 @@ impl PubSubState {
             let q = p.out.get_mut(&topic).expect("found above");
             let turn = buf.len();
             while q.sendable() && buf.len() - turn < quantum && buf.len() - start < limit {
-                let payload = q.msgs.pop_front().expect("sendable");
+                let (payload, tag) = q.msgs.pop_front().expect("sendable");
                 let cost = data_cost(&topic, &payload);
                 q.bytes -= cost;
                 q.credit_msgs -= 1;
                 q.credit_bytes -= payload.len() as i64;
                 p.queued_bytes -= cost;
                 p.queued_frames -= 1;
-                encode_frame(buf, &Header::Publish { topic: topic.as_str() }, &payload);
+                match tag {
+                    None => encode_frame(buf, &Header::Publish { topic: topic.as_str() }, &payload),
+                    Some(t) => {
+                        if let Some(up) = t.upstream {
+                            released.push((topic.clone(), up, payload.len() as u64));
+                        }
+                        let f = DiscoveryFrame::Relay {
+                            topic: topic.as_str(),
+                            origin: t.origin,
+                            epoch: t.epoch,
+                            seq: t.seq,
+                            hops: t.hops,
+                        };
+                        encode_frame(buf, &Header::Discovery(f), &payload)
+                    }
+                };
                 sent += 1;
             }
             p.cursor = Some(topic);
@@ -163,6 +194,9 @@ impl PubSubState {
             events.push(Event::PubSub(PubSubEvent::Writable));
         }
         self.stats.sent += sent;
+        for (t, up, len) in released {
+            self.relay_release(up, &t, len);
+        }
         (buf.len() - start, sent)
     }
 

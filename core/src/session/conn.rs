@@ -115,8 +115,12 @@ impl Conn {
         matches!(self.phase, Phase::Dialing)
     }
 
-    /// True once the peer broke the protocol: nothing more it sends is read.
+    /// True once the peer broke the protocol, or the connection is refused
+    /// at the connection limit: nothing more it sends is read.
     pub(crate) fn refused(&self) -> bool {
-        matches!(self.closing.as_ref().map(Closing::reason), Some(CloseReason::Protocol(_)))
+        matches!(
+            self.closing.as_ref().map(Closing::reason),
+            Some(CloseReason::Protocol(_) | CloseReason::TooManyConnections)
+        )
     }
 }

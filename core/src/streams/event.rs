@@ -29,10 +29,9 @@ pub enum Role {
 
 /// Close codes of the streams plane, beyond those connections use
 /// ([`CloseCode::NORMAL`] 1000, `GOING_AWAY` 1001, `UNSUPPORTED_DATA` 1003,
-/// `ABNORMAL` 1006, `BAD_REQUEST` 4000, `INTERNAL_ERROR` 5000).
+/// `ABNORMAL` 1006, `TRY_AGAIN_LATER` 1013 over a limit, `BAD_REQUEST` 4000,
+/// `INTERNAL_ERROR` 5000).
 impl CloseCode {
-    /// Over a concurrent-stream limit: try again later (1013, as WebSocket).
-    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
     /// The consumer cancelled the stream (it dropped it).
     pub const CANCELLED: CloseCode = CloseCode(4001);
     /// The consumer's deadline passed.

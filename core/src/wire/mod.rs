@@ -10,10 +10,12 @@
 //! See `docs/protocol.md` for the whole protocol.
 
 mod codec;
+mod discovery;
 mod membership;
 mod stream;
 
 pub use codec::{check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, RawFrame};
+pub use discovery::{DiscoveryFrame, Referred};
 pub use membership::{Hint, MembershipFrame, RefuseReason};
 pub use stream::{StreamFrame, MAX_OPEN_PER_SESSION, MESSAGE_COST};
 
@@ -78,8 +80,9 @@ impl Capabilities {
     /// Every bit this build knows.
     pub const KNOWN: Capabilities = Capabilities((1 << 6) - 1);
     /// The planes this build runs.
-    pub const SUPPORTED: Capabilities =
-        Capabilities(Capabilities::PUBSUB.0 | Capabilities::STREAMS.0 | Capabilities::MEMBERSHIP.0);
+    pub const SUPPORTED: Capabilities = Capabilities(
+        Capabilities::PUBSUB.0 | Capabilities::STREAMS.0 | Capabilities::MEMBERSHIP.0 | Capabilities::DISCOVERY.0,
+    );
 
     /// The capabilities with these bits (unknown bits are kept, and ignored).
     pub const fn from_bits(bits: u64) -> Self {
@@ -158,6 +161,8 @@ pub enum Header<'a> {
     Stream(#[serde(borrow)] StreamFrame<'a>),
     /// A frame of the membership plane (joins, heartbeats, assignments).
     Membership(#[serde(borrow)] MembershipFrame<'a>),
+    /// A frame of the discovery plane (requests, referrals, relayed messages).
+    Discovery(#[serde(borrow)] DiscoveryFrame<'a>),
 }
 
 impl Header<'_> {
@@ -171,6 +176,7 @@ impl Header<'_> {
             }
             Header::Stream(_) => Capabilities::STREAMS,
             Header::Membership(_) => Capabilities::MEMBERSHIP,
+            Header::Discovery(_) => Capabilities::DISCOVERY,
         }
     }
 }
@@ -244,6 +250,9 @@ impl CloseCode {
     pub const ABNORMAL: CloseCode = CloseCode(1006);
     /// The peer broke the protocol (malformed frame, unexpected frame).
     pub const BAD_REQUEST: CloseCode = CloseCode(4000);
+    /// Over a limit (the node's connections, a peer's concurrent streams):
+    /// try again later (or elsewhere).
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
     /// This node failed internally.
     pub const INTERNAL_ERROR: CloseCode = CloseCode(5000);
 }
@@ -257,6 +266,7 @@ impl fmt::Display for CloseCode {
             CloseCode::ABNORMAL => "abnormal",
             CloseCode::BAD_REQUEST => "bad request",
             CloseCode::INTERNAL_ERROR => "internal error",
+            CloseCode::TRY_AGAIN_LATER => "try again later",
             _ => "other",
         };
         write!(f, "{} ({name})", self.0)

@@ -17,10 +17,12 @@
 //! accounts for everything the plane started.
 //!
 //! Planes: `session.rs` (peers up and down, handshakes), `pubsub.rs`
-//! (messages, the subscriber index, the accounting of every message). A new
+//! (messages, the subscriber index, the accounting of every message),
+//! `discovery.rs` (requests, the connection limit, relayed messages). A new
 //! plane adds its file, its `mod` line and one line to the `planes!` list
 //! below.
 
+mod discovery;
 mod membership;
 mod pubsub;
 mod session;
@@ -115,6 +117,8 @@ planes! {
     streams: streams::Streams,
     /// Group reports: one holder per index, epochs only increase.
     membership: membership::Membership,
+    /// Requests, the connection limit, relayed messages.
+    discovery: discovery::Discovery,
 }
 
 /// One process incarnation of a node, as every plane sees it.
@@ -209,12 +213,22 @@ impl Oracle {
         (&mut planes.membership, cx)
     }
 
+    /// The discovery observer, for the commands that tell it what was asked.
+    pub(crate) fn discovery(&mut self) -> &mut discovery::Discovery {
+        &mut self.planes.discovery
+    }
+
     /// A process started on `slot` with node id `id`.
     pub(crate) fn new_proc(&mut self, slot: usize, id: NodeId, name: &str) -> ProcId {
         self.procs.push(Proc { slot, id, name: name.to_string(), crashed: None });
         let p = (self.procs.len() - 1) as ProcId;
         self.planes.each_mut(|_, o| o.on_start(p));
         p
+    }
+
+    /// The machine process `p` runs on.
+    pub(crate) fn slot_of(&self, p: ProcId) -> usize {
+        self.procs[p as usize].slot
     }
 
     pub(crate) fn crashed(&mut self, p: ProcId, now: u64) {

@@ -58,6 +58,7 @@ impl Sim {
             self.node_connect(slot, to);
         }
         self.rejoin(slot);
+        self.reapply_discovery(slot);
     }
 
     /// The application of `slot` reacts to a target its node gave up by

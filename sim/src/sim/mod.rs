@@ -11,6 +11,7 @@
 
 mod app;
 mod commands;
+mod discovery;
 mod driver;
 mod faults;
 mod membership;

@@ -1,0 +1,186 @@
+//! Discovery and relay cases of the end-to-end bench:
+//!
+//! | name | ours | baseline | unit |
+//! |---|---|---|---|
+//! | `discovery_50_sim` | virtual seconds until 50 nodes (a root and 49 members on 5 topics, knowing only the root) are all paired, in the simulator | the same 49 members each given the address of a member that shares its topic (`connect`) | s |
+//! | `discovery_50_loopback` | wall seconds for the same on loopback (tokio) | the same direct connects on loopback | s |
+//! | `relay_64B` | 64 B messages per second from A to C through B relaying (a line A–B–C, `publish_relayed`) | A connected to C directly (`publish`) | msg/s |
+//!
+//! For the two `discovery_50` lines lower is better; for `relay_64B` higher.
+
+use super::{line, measuring, Settings};
+
+/// A `case=` line in seconds (lower is better), with millisecond precision.
+fn line_secs(case: &str, ours: f64, base: f64) {
+    println!("case={case} ours={ours:.3} baseline={base:.3} unit=s ratio={:.3}", ours / base);
+}
+use estafeta_core::Config;
+use estafeta_sim::{Sim, SimConfig};
+use estafeta_tokio::Node;
+use std::time::{Duration, Instant};
+
+const NODES: usize = 50;
+const TOPICS: usize = 5;
+
+fn topic_of(i: usize) -> usize {
+    i % TOPICS
+}
+
+/// The member that every other member of its topic connects to in the baseline.
+fn first_of(i: usize) -> usize {
+    1 + (topic_of(i) + TOPICS - 1) % TOPICS
+}
+
+fn fast(c: &mut Config) {
+    c.discovery.retry_base = Duration::from_millis(20);
+    c.discovery.retry_cap = Duration::from_millis(300);
+}
+
+/// Virtual seconds until every member is paired: through the root, or
+/// (`direct`) connecting to a member of its topic.
+fn sim_once(direct: bool) -> f64 {
+    let mut cfg = SimConfig::uniform(7, NODES, TOPICS);
+    for (i, n) in cfg.nodes.iter_mut().enumerate() {
+        fast(&mut n.config);
+        n.config.discovery.root = i == 0;
+    }
+    let mut sim = Sim::new(cfg);
+    for i in 1..NODES {
+        sim.subscribe(i, topic_of(i));
+    }
+    for i in 1..NODES {
+        match direct {
+            false => sim.discover_via(i, 0),
+            true if first_of(i) != i => sim.connect(i, first_of(i)),
+            true => {}
+        }
+    }
+    while !(1..NODES).all(|i| sim.is_paired(i, topic_of(i))) {
+        sim.run_for(1_000).expect("no invariant breaks");
+        assert!(sim.now() < 60_000_000, "not paired within a minute");
+    }
+    sim.now() as f64 / 1e6
+}
+
+/// Wall seconds until every member is paired on loopback.
+async fn loopback_once(direct: bool) -> f64 {
+    let mut c = Config::default();
+    fast(&mut c);
+    let root = Node::builder("root").config(c.clone()).root(4 * NODES).build().await.expect("root");
+    let mut members = Vec::new();
+    for i in 1..NODES {
+        let n = Node::builder(format!("m{i}"))
+            .config(c.clone())
+            .subscribe(format!("t{}", topic_of(i)))
+            .build()
+            .await
+            .expect("member");
+        members.push(n);
+    }
+    let t0 = Instant::now();
+    for (k, n) in members.iter().enumerate() {
+        let i = k + 1;
+        if direct {
+            if first_of(i) != i {
+                let to = members[first_of(i) - 1].address().expect("listens").to_string();
+                let n = n.clone();
+                tokio::spawn(async move { n.connect(to).await.expect("connects") });
+            }
+        } else {
+            n.discover_via(&root.address().expect("listens").to_string()).expect("joins");
+        }
+    }
+    for (k, n) in members.iter().enumerate() {
+        n.wait_paired(&format!("t{}", topic_of(k + 1)), Duration::from_secs(60)).await.expect("paired");
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    for n in members.iter().chain([&root]) {
+        n.close().await;
+    }
+    secs
+}
+
+/// Seconds to move `n` 64 B messages from A to C: through B relaying, or directly.
+async fn relay_once(n: usize, relayed: bool) -> f64 {
+    let c = Config::default();
+    let a = Node::builder("a").config(c.clone()).build().await.expect("a");
+    let b = Node::builder("b").config(c.clone()).build().await.expect("b");
+    let cn = Node::builder("c").config(c.clone()).build().await.expect("c");
+    let addr = |x: &Node| x.address().expect("listens").to_string();
+    let mut sub = if relayed {
+        // B is a subscriber too: its application reads what it gets, so its
+        // credit keeps flowing back to A.
+        let mut b_sub = b.subscribe_relay("r").expect("b");
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while b_sub.next_batch(&mut batch).await > 0 {
+                batch.clear();
+            }
+        });
+        let sub = cn.subscribe_relay("r").expect("c");
+        a.connect(addr(&b)).await.expect("a-b");
+        cn.connect(addr(&b)).await.expect("c-b");
+        a.wait_for_subscribers("r", 1).await.expect("b subscribes");
+        b.wait_for_subscribers("r", 1).await.expect("c subscribes");
+        sub
+    } else {
+        let sub = cn.subscribe("r").expect("c");
+        a.connect(addr(&cn)).await.expect("a-c");
+        a.wait_for_subscribers("r", 1).await.expect("c subscribes");
+        sub
+    };
+    let payload = estafeta_core::Bytes::from(vec![0xA5; 64]);
+    let publisher = {
+        let a = a.clone();
+        let payload = payload.clone();
+        tokio::spawn(async move {
+            for _ in 0..n {
+                if relayed {
+                    a.publish_relayed("r", payload.clone()).await.expect("publish");
+                } else {
+                    a.publish("r", payload.clone()).await.expect("publish");
+                }
+            }
+        })
+    };
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let m = sub.recv().await.expect("stream open");
+        assert_eq!(m.payload.len(), 64);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    publisher.await.expect("publisher");
+    for x in [&a, &b, &cn] {
+        x.close().await;
+    }
+    secs
+}
+
+/// The discovery and relay lines (tokio for the loopback ones).
+pub(crate) fn run(s: &Settings) {
+    if s.wants("discovery_50_sim") {
+        measuring("discovery_50_sim".into());
+        let (ours, base) = (sim_once(false), sim_once(true));
+        line_secs("discovery_50_sim", ours, base);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
+    if s.wants("discovery_50_loopback") {
+        measuring("discovery_50_loopback".into());
+        let mut best = (f64::MAX, f64::MAX);
+        for _ in 0..s.repeat {
+            best.1 = best.1.min(rt.block_on(loopback_once(true)));
+            best.0 = best.0.min(rt.block_on(loopback_once(false)));
+        }
+        line_secs("discovery_50_loopback", best.0, best.1);
+    }
+    if s.wants("relay_64B") {
+        let n = s.count(300_000);
+        measuring(format!("relay_64B of {n}"));
+        let mut best = (f64::MAX, f64::MAX);
+        for _ in 0..s.repeat {
+            best.1 = best.1.min(rt.block_on(relay_once(n, false)));
+            best.0 = best.0.min(rt.block_on(relay_once(n, true)));
+        }
+        line("relay_64B", n as f64 / best.0, n as f64 / best.1, "msg/s");
+    }
+}

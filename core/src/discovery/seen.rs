@@ -1,0 +1,75 @@
+//! The set of request keys a node already handled: bounded, with expiry.
+
+use crate::time::Timestamp;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// A request's key: its origin and the origin's request id.
+pub(crate) type RequestKey = (u128, u64);
+
+/// Keys handled recently, oldest first. At most `max` keys; a key is
+/// forgotten after `expiry` or when room is needed (counted).
+#[derive(Debug)]
+pub(crate) struct Seen {
+    max: usize,
+    expiry: Duration,
+    at: BTreeMap<RequestKey, Timestamp>,
+    order: VecDeque<(Timestamp, RequestKey)>,
+    /// Keys forgotten before their expiry for want of room.
+    pub(crate) evicted: u64,
+}
+
+impl Seen {
+    pub(crate) fn new(max: usize, expiry: Duration) -> Self {
+        Seen { max, expiry, at: BTreeMap::new(), order: VecDeque::new(), evicted: 0 }
+    }
+
+    /// Records `key` at `now`; false if it was already there (handled).
+    pub(crate) fn insert(&mut self, key: RequestKey, now: Timestamp) -> bool {
+        self.expire(now);
+        if self.at.contains_key(&key) {
+            return false;
+        }
+        while self.at.len() >= self.max {
+            let Some((_, old)) = self.order.pop_front() else { break };
+            if self.at.remove(&old).is_some() {
+                self.evicted += 1;
+            }
+        }
+        self.at.insert(key, now);
+        self.order.push_back((now, key));
+        true
+    }
+
+    fn expire(&mut self, now: Timestamp) {
+        while let Some(&(t, key)) = self.order.front() {
+            if now < t + self.expiry {
+                break;
+            }
+            self.order.pop_front();
+            self.at.remove(&key);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.at.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_new_once_until_it_expires_and_the_set_stays_bounded() {
+        let t = Timestamp::from_millis;
+        let mut s = Seen::new(2, Duration::from_secs(1));
+        assert!(s.insert((1, 1), t(0)));
+        assert!(!s.insert((1, 1), t(10)));
+        assert!(s.insert((1, 2), t(20)));
+        assert!(s.insert((1, 3), t(30)), "the oldest makes room");
+        assert_eq!((s.len(), s.evicted), (2, 1));
+        assert!(s.insert((1, 2), t(1_100)), "expired");
+    }
+}

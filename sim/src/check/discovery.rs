@@ -1,0 +1,196 @@
+//! The discovery plane's observer: requests on the wire, the connection
+//! limit, relayed messages.
+//!
+//! Safety, checked as things happen:
+//! - no node ever holds more connections than its limit
+//!   (`DiscoveryRef::connection_count` against `max_connections`, after
+//!   every step);
+//! - a node handles a request at most once: its `requests_handled` never
+//!   exceeds the distinct requests it has read whole;
+//! - a request crosses each link at most once per direction, so its copies
+//!   never exceed twice the overlay edges (pairs of processes that ever
+//!   exchanged a frame);
+//! - a relayed message is delivered at most once per node, intact, on its
+//!   topic, never to its origin (nor written to it), and `relay_lost`
+//!   equals the `RelayLost` events.
+//!
+//! Liveness (pairing after healing, relay reaching every subscriber of the
+//! component exactly once) is checked by the discovery scenario
+//! (`src/discovery.rs`), which knows the overlay it built.
+
+use super::{Cx, Observer, Wire};
+use crate::net::ProcId;
+use crate::payload;
+use estafeta_core::wire::{DiscoveryFrame, Header};
+use estafeta_core::{DiscoveryEvent, Event, Node, PubSubEvent};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A message published with a relay identity.
+#[derive(Debug)]
+pub(crate) struct RelayMsg {
+    pub(crate) origin: ProcId,
+    pub(crate) topic: usize,
+    pub(crate) len: usize,
+    /// Processes that delivered it.
+    pub(crate) delivered: BTreeSet<ProcId>,
+}
+
+#[derive(Debug, Default)]
+struct ProcRec {
+    /// Request keys (indices) this process has read whole.
+    fed: BTreeSet<usize>,
+    /// `RelayLost` counts reported.
+    lost: u64,
+    /// The last Paired (true) or Unpaired (false) event per topic.
+    paired: BTreeMap<String, bool>,
+}
+
+/// The discovery plane's observer.
+#[derive(Debug, Default)]
+pub(crate) struct Discovery {
+    procs: Vec<ProcRec>,
+    keys: BTreeMap<(u128, u64), usize>,
+    copies: Vec<u64>,
+    crossed: BTreeSet<(ProcId, ProcId, usize)>,
+    edges: BTreeSet<(ProcId, ProcId)>,
+    /// Every relayed message, by id.
+    pub(crate) msgs: Vec<RelayMsg>,
+    /// Topics whose messages are published with relay identities (the
+    /// pub/sub observer leaves them to this one).
+    pub(crate) relay_topics: BTreeSet<usize>,
+}
+
+impl Discovery {
+    /// A new relayed message's id.
+    pub(crate) fn next_msg(&mut self, origin: ProcId, topic: usize, len: usize) -> u64 {
+        self.msgs.push(RelayMsg { origin, topic, len, delivered: BTreeSet::new() });
+        (self.msgs.len() - 1) as u64
+    }
+
+    /// The last pairing event `p` reported for `topic`.
+    pub(crate) fn reported_paired(&self, p: ProcId, topic: &str) -> Option<bool> {
+        self.procs.get(p as usize)?.paired.get(topic).copied()
+    }
+
+    /// Request copies written so far (all requests).
+    pub(crate) fn request_copies(&self) -> u64 {
+        self.copies.iter().sum()
+    }
+
+    fn on_relayed(&mut self, cx: &mut Cx<'_>, p: ProcId, m: &estafeta_core::Message) {
+        let who = cx.who(p);
+        let Some(g) = payload::id_of(&m.payload).filter(|g| *g < self.msgs.len() as u64) else {
+            return cx.fail(format!("{who} received an unknown relayed payload on {}", m.topic));
+        };
+        let rec = &mut self.msgs[g as usize];
+        let mut errs = Vec::new();
+        if m.payload.len() != rec.len || !payload::is_intact(&m.payload) {
+            errs.push("payload differs from what was published".to_string());
+        }
+        if m.topic.as_str() != cx.topics[rec.topic] {
+            errs.push(format!("arrived on {} instead of {}", m.topic, cx.topics[rec.topic]));
+        }
+        if cx.procs[p as usize].id == cx.procs[rec.origin as usize].id {
+            errs.push("came back to its origin".into());
+        }
+        if !rec.delivered.insert(p) {
+            errs.push("delivered twice to the same node".into());
+        }
+        for e in errs {
+            cx.fail(format!("{who}: relayed #{g} from {}: {e}", cx.who(rec.origin)));
+        }
+    }
+}
+
+impl Observer for Discovery {
+    fn on_start(&mut self, p: ProcId) {
+        debug_assert_eq!(p as usize, self.procs.len());
+        self.procs.push(ProcRec::default());
+    }
+
+    fn on_event(&mut self, cx: &mut Cx<'_>, p: ProcId, ev: &Event) {
+        match ev {
+            Event::PubSub(PubSubEvent::Message(m))
+                if cx.topic_index(m.topic.as_str()).is_some_and(|t| self.relay_topics.contains(&t)) =>
+            {
+                self.on_relayed(cx, p, m);
+            }
+            Event::Discovery(DiscoveryEvent::Paired { topic }) => {
+                self.procs[p as usize].paired.insert(topic.to_string(), true);
+            }
+            Event::Discovery(DiscoveryEvent::Unpaired { topic }) => {
+                self.procs[p as usize].paired.insert(topic.to_string(), false);
+            }
+            Event::Discovery(DiscoveryEvent::RelayLost { count, .. }) => self.procs[p as usize].lost += count,
+            _ => {}
+        }
+    }
+
+    fn on_wire(&mut self, cx: &mut Cx<'_>, w: &Wire<'_>) -> Option<u64> {
+        self.edges.insert((w.from.min(w.to), w.from.max(w.to)));
+        match w.header {
+            Header::Discovery(DiscoveryFrame::Request { id, origin, .. }) => {
+                let n = self.keys.len();
+                let k = *self.keys.entry((*origin, *id)).or_insert(n);
+                if k == self.copies.len() {
+                    self.copies.push(0);
+                }
+                self.copies[k] += 1;
+                if !self.crossed.insert((w.from, w.to, k)) {
+                    cx.fail(format!(
+                        "request {id} of {origin:#x} written twice from {} to {}",
+                        cx.who(w.from),
+                        cx.who(w.to)
+                    ));
+                }
+                // Each link at most once per direction (above): at most two
+                // copies per edge. A flood can cross one edge both ways at
+                // once when two nodes got the request by different paths.
+                if self.copies[k] > 2 * self.edges.len() as u64 {
+                    cx.fail(format!(
+                        "request {id} of {origin:#x}: {} copies for {} overlay edges",
+                        self.copies[k],
+                        self.edges.len()
+                    ));
+                }
+                Some(k as u64)
+            }
+            Header::Discovery(DiscoveryFrame::Relay { origin, seq, .. }) => {
+                if cx.procs[w.to as usize].id.as_u128() == *origin {
+                    cx.fail(format!("{} relayed seq {seq} back to its origin {}", cx.who(w.from), cx.who(w.to)));
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn on_fed(&mut self, _cx: &mut Cx<'_>, to: ProcId, key: u64) {
+        self.procs[to as usize].fed.insert(key as usize);
+    }
+
+    fn after_step(&mut self, cx: &mut Cx<'_>, p: ProcId, node: &Node) {
+        let d = node.discovery_ref();
+        let (count, max) = (d.connection_count(), d.max_connections());
+        if count > max {
+            cx.fail(format!("{} holds {count} connections, over its limit of {max}", cx.who(p)));
+        }
+        let s = d.stats();
+        let fed = self.procs[p as usize].fed.len() as u64;
+        if s.requests_handled > fed {
+            cx.fail(format!(
+                "{} handled {} requests but read only {fed} distinct ones: a request handled twice",
+                cx.who(p),
+                s.requests_handled
+            ));
+        }
+        if s.relay_lost != self.procs[p as usize].lost {
+            cx.fail(format!(
+                "{}: relay_lost {} but RelayLost events count {}",
+                cx.who(p),
+                s.relay_lost,
+                self.procs[p as usize].lost
+            ));
+        }
+    }
+}
