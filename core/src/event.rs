@@ -146,6 +146,8 @@ pub enum Event {
     Dial(DialEvent),
     /// Topics: messages, subscriptions, room to publish, drops.
     PubSub(PubSubEvent),
+    /// File transfers: offers, progress, files received or delivered, failures.
+    Transfer(crate::transfer::TransferEvent),
     /// [`Node::close`](crate::Node::close) finished: every connection is closed.
     Closed,
 }

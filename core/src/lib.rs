@@ -82,17 +82,22 @@ mod session;
 mod stats;
 mod time;
 mod timer;
+pub mod transfer;
 pub mod wire;
 
+pub use blake3;
 pub use bytes::Bytes;
-pub use config::{Config, ConfigError, CreditMode, DialerConfig, FullQueuePolicy, PubSubConfig, SessionConfig};
+pub use config::{
+    Config, ConfigError, CreditMode, DialerConfig, FullQueuePolicy, PubSubConfig, SessionConfig, TransferConfig,
+};
 pub use drain::{Budget, Drain, Sink, Step, WriteOutcome};
 pub use error::{CommandError, PublishError};
 pub use event::{Action, CloseReason, DialEvent, Event, PeerInfo, ProtocolError, TargetId};
 pub use id::{AddrParseError, ConnId, NodeId, PeerAddr, PeerRef, Topic};
 pub use node::Node;
 pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, PubSubRef, Published, SendMode};
-pub use stats::{DialerStats, PubSubStats, SessionStats, Stats};
+pub use stats::{DialerStats, PubSubStats, SessionStats, Stats, TransferStats};
 pub use time::Timestamp;
 pub use timer::TimerReason;
+pub use transfer::{FileRequest, TransferEvent};
 pub use wire::{Capabilities, CloseCode};

@@ -20,6 +20,8 @@ pub enum TimerReason {
     Heartbeat(ConnId),
     /// A dial target is redialed.
     Redial(TargetId),
+    /// A transfer whose peer is away gives up (`TransferConfig::peer_timeout`).
+    Transfer,
 }
 
 impl TimerReason {

@@ -3,6 +3,7 @@
 //! the decoder.
 
 use bytes::BytesMut;
+use estafeta_core::wire::transfer::TransferFrame;
 use estafeta_core::wire::{
     check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, Header, Hello, ListenAddr, WireError,
     LEN_PREFIX, PREAMBLE_LEN, VERSION,
@@ -19,6 +20,11 @@ enum OwnedHeader {
     Publish(String),
     Heartbeat,
     Goodbye(u16, String),
+    TOffer(u64, String, String, u64, [u8; 32], u32, Vec<(String, String)>),
+    TAccept(u64, u64, [u8; 32], u64),
+    TChunk(u64, u64),
+    TCredit(u64, u64, u64),
+    TAbort(u64, bool, String),
 }
 
 impl OwnedHeader {
@@ -39,6 +45,25 @@ impl OwnedHeader {
             OwnedHeader::Publish(t) => Header::Publish { topic: t },
             OwnedHeader::Heartbeat => Header::Heartbeat,
             OwnedHeader::Goodbye(code, reason) => Header::Goodbye { code: *code, reason },
+            OwnedHeader::TOffer(id, topic, name, size, hash, chunk, meta) => Header::Transfer(TransferFrame::Offer {
+                id: *id,
+                topic,
+                name,
+                size: *size,
+                hash: *hash,
+                chunk: *chunk,
+                meta: meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            }),
+            OwnedHeader::TAccept(id, offset, prefix, until) => {
+                Header::Transfer(TransferFrame::Accept { id: *id, offset: *offset, prefix: *prefix, until: *until })
+            }
+            OwnedHeader::TChunk(id, offset) => Header::Transfer(TransferFrame::Chunk { id: *id, offset: *offset }),
+            OwnedHeader::TCredit(id, synced, until) => {
+                Header::Transfer(TransferFrame::Credit { id: *id, synced: *synced, until: *until })
+            }
+            OwnedHeader::TAbort(id, by_sender, reason) => {
+                Header::Transfer(TransferFrame::Abort { id: *id, by_sender: *by_sender, reason })
+            }
         }
     }
 }
@@ -71,6 +96,21 @@ fn header() -> impl Strategy<Value = OwnedHeader> {
         text().prop_map(OwnedHeader::Publish),
         Just(OwnedHeader::Heartbeat),
         (any::<u16>(), text()).prop_map(|(c, r)| OwnedHeader::Goodbye(c, r)),
+        (
+            any::<u64>(),
+            text(),
+            text(),
+            any::<u64>(),
+            any::<[u8; 32]>(),
+            any::<u32>(),
+            prop::collection::vec((text(), text()), 0..4)
+        )
+            .prop_map(|(i, t, n, s, h, c, m)| OwnedHeader::TOffer(i, t, n, s, h, c, m)),
+        (any::<u64>(), any::<u64>(), any::<[u8; 32]>(), any::<u64>())
+            .prop_map(|(i, o, p, u)| OwnedHeader::TAccept(i, o, p, u)),
+        (any::<u64>(), any::<u64>()).prop_map(|(i, o)| OwnedHeader::TChunk(i, o)),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(i, s, u)| OwnedHeader::TCredit(i, s, u)),
+        (any::<u64>(), any::<bool>(), text()).prop_map(|(i, b, r)| OwnedHeader::TAbort(i, b, r)),
     ]
 }
 
@@ -123,6 +163,22 @@ fn owned(h: &Header<'_>) -> OwnedHeader {
         Header::Heartbeat => OwnedHeader::Heartbeat,
         Header::Goodbye { code, reason } => OwnedHeader::Goodbye(*code, reason.to_string()),
         Header::Credit { topic, messages, bytes } => OwnedHeader::Credit(topic.to_string(), *messages, *bytes),
+        Header::Transfer(f) => match f {
+            TransferFrame::Offer { id, topic, name, size, hash, chunk, meta } => OwnedHeader::TOffer(
+                *id,
+                topic.to_string(),
+                name.to_string(),
+                *size,
+                *hash,
+                *chunk,
+                meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ),
+            TransferFrame::Accept { id, offset, prefix, until } => OwnedHeader::TAccept(*id, *offset, *prefix, *until),
+            TransferFrame::Chunk { id, offset } => OwnedHeader::TChunk(*id, *offset),
+            TransferFrame::Credit { id, synced, until } => OwnedHeader::TCredit(*id, *synced, *until),
+            TransferFrame::Abort { id, by_sender, reason } => OwnedHeader::TAbort(*id, *by_sender, reason.to_string()),
+            other => panic!("not generated: {other:?}"),
+        },
     }
 }
 

@@ -13,6 +13,7 @@
 
 mod driver;
 mod error;
+mod fileio;
 mod format;
 mod node;
 mod recv;

@@ -137,6 +137,9 @@ impl Runtime for Smol {
     fn spawn<F: Future<Output = ()> + Send + 'static>(fut: F) {
         smol::spawn(fut).detach();
     }
+    async fn spawn_blocking<T: Send + 'static, F: FnOnce() -> T + Send + 'static>(f: F) -> T {
+        smol::unblock(f).await
+    }
     async fn bind(addr: &str) -> io::Result<SmolListener> {
         let addrs: Vec<SocketAddr> = smol::net::resolve(addr).await?;
         let mut last = io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing");

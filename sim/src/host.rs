@@ -11,6 +11,7 @@ use crate::ev::kind;
 use crate::net::{Net, ProcId};
 use crate::rng::{self, Rng};
 use crate::trace::Trace;
+use estafeta_core::transfer::{FileRequest, MemFs};
 use estafeta_core::{
     Action, Budget, Config, ConnId, DialEvent, Drain, Event, Node, NodeId, PeerAddr, PubSubEvent, Sink, Step,
     WriteOutcome,
@@ -48,6 +49,10 @@ pub(crate) struct Host {
     pub(crate) subs: BTreeSet<usize>,
     pub(crate) id: NodeId,
     pub(crate) restarts: u64,
+    /// The machine's disk: survives restarts; a crash loses unsynced writes.
+    pub(crate) fs: MemFs,
+    /// File operations the node asked for in the current drain.
+    files: Vec<FileRequest>,
 }
 
 impl Host {
@@ -73,6 +78,8 @@ impl Host {
             subs: Default::default(),
             id: NodeId::default(),
             restarts: 0,
+            fs: MemFs::default(),
+            files: Vec::new(),
         }
     }
 
@@ -96,8 +103,18 @@ impl Host {
             trace: world.trace,
             gave_up: Vec::new(),
             log: world.log,
+            files: &mut self.files,
         };
-        let step = self.drain.run(node, self.clock.timestamp(now), &mut sink);
+        let mut step = self.drain.run(node, self.clock.timestamp(now), &mut sink);
+        // The disk answers at once: run what the node asked for, report the
+        // results, and drain again until it asks for nothing more.
+        while !sink.files.is_empty() {
+            for req in std::mem::take(sink.files) {
+                let result = self.fs.run(req.op);
+                node.handle_file(self.clock.timestamp(now), req.id, result);
+            }
+            step = self.drain.run(node, self.clock.timestamp(now), &mut sink);
+        }
         let gave_up = std::mem::take(&mut sink.gave_up);
         self.in_sync = matches!(step, Step::Idle { .. }) && !self.drain.app_blocked();
         if self.in_sync {
@@ -131,6 +148,7 @@ struct SimSink<'a> {
     trace: &'a mut Trace,
     gave_up: Vec<PeerAddr>,
     log: Option<&'a mut Vec<(u64, usize, Event)>>,
+    files: &'a mut Vec<FileRequest>,
 }
 
 impl Sink for SimSink<'_> {
@@ -188,6 +206,10 @@ impl Sink for SimSink<'_> {
         }
         Ok(())
     }
+
+    fn file(&mut self, request: FileRequest) {
+        self.files.push(request);
+    }
 }
 
 fn event_words(ev: &Event) -> [u64; 4] {
@@ -209,8 +231,22 @@ fn event_words(ev: &Event) -> [u64; 4] {
         Event::PubSub(PubSubEvent::Writable) => [10, 0, 0, 0],
         Event::ProtocolViolation { conn, .. } => [11, conn.0, 0, 0],
         Event::Closed => [12, 0, 0, 0],
+        Event::Transfer(t) => transfer_words(t),
         // Every event is named: a new plane's events fail to compile here
         // until the simulator traces (and its checker observes) them.
+    }
+}
+
+fn transfer_words(ev: &estafeta_core::TransferEvent) -> [u64; 4] {
+    use estafeta_core::TransferEvent as T;
+    let id = |i: &NodeId| i.as_u128() as u64;
+    match ev {
+        T::Offered(o) => [13, id(&o.peer.id), o.id, o.size],
+        T::Started { peer, id: t, offset, .. } => [14, id(&peer.id), *t, *offset],
+        T::Progress { peer, id: t, bytes, .. } => [15, id(&peer.id), *t, *bytes],
+        T::Received(r) => [16, id(&r.peer.id), r.id, r.size],
+        T::Delivered { peer, id: t } => [17, id(&peer.id), *t, 0],
+        T::Failed { peer, id: t, .. } => [18, id(&peer.id), *t, 0],
     }
 }
 

@@ -16,6 +16,7 @@ use crate::session::handshake::Me;
 use crate::session::{Closing, Session};
 use crate::stats::Stats;
 use crate::time::Timestamp;
+use crate::transfer::{FileError, FileReply, FileReqId, FileRequest, Transfer, TransferRef, TransferState};
 use crate::wire::CloseCode;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub struct Node {
     session: Session,
     dialer: Dialer,
     pubsub: PubSubState,
+    transfer: TransferState,
     events: Events,
     actions: VecDeque<Action>,
     session_stats: crate::stats::SessionStats,
@@ -84,6 +86,11 @@ impl Node {
             session: Session::new(cfg.session.clone()),
             dialer: Dialer::new(cfg.dialer.clone()),
             pubsub: PubSubState::new(cfg.pubsub.clone()),
+            transfer: TransferState::new(
+                cfg.transfer.clone(),
+                cfg.session.max_frame_size,
+                cfg.seed ^ id.as_u128() as u64,
+            ),
             cfg,
             me,
             now: Timestamp::ZERO,
@@ -117,7 +124,12 @@ impl Node {
 
     /// Counters, one block per plane.
     pub fn stats(&self) -> Stats {
-        Stats { session: self.session_stats, dialer: self.dialer.stats, pubsub: self.pubsub.stats }
+        Stats {
+            session: self.session_stats,
+            dialer: self.dialer.stats,
+            pubsub: self.pubsub.stats,
+            transfer: self.transfer.stats,
+        }
     }
 
     /// Connected peers, in id order.
@@ -133,6 +145,45 @@ impl Node {
     /// The pub/sub plane's queries, from a shared borrow.
     pub fn pubsub_ref(&self) -> crate::pubsub::PubSubRef<'_> {
         crate::pubsub::PubSubRef { state: &self.pubsub }
+    }
+
+    /// The transfer plane: send files, receive them into a directory,
+    /// answer offers.
+    pub fn transfer(&mut self) -> Transfer<'_> {
+        Transfer {
+            state: &mut self.transfer,
+            session: &mut self.session,
+            pubsub: crate::pubsub::PubSubRef { state: &self.pubsub },
+            events: &mut self.events,
+            closing: self.closing,
+        }
+    }
+
+    /// The transfer plane's queries, from a shared borrow.
+    pub fn transfer_ref(&self) -> TransferRef<'_> {
+        TransferRef { state: &self.transfer }
+    }
+
+    /// The next file operation the transfer plane needs. The driver runs it
+    /// off its event loop and reports the result with
+    /// [`Node::handle_file`]. [`Drain`](crate::Drain) hands these to
+    /// [`Sink::file`](crate::Sink::file).
+    pub fn poll_file_request(&mut self) -> Option<FileRequest> {
+        self.transfer.poll_request()
+    }
+
+    /// A file operation asked by [`Node::poll_file_request`] completed.
+    pub fn handle_file(&mut self, now: Timestamp, id: FileReqId, result: Result<FileReply, FileError>) {
+        self.advance(now);
+        self.transfer.complete(id, result, &mut self.events);
+        self.transfer_wake();
+    }
+
+    /// Connections the transfer plane has new output for become ready.
+    pub(crate) fn transfer_wake(&mut self) {
+        for c in self.transfer.wake.drain(..) {
+            self.session.ready.insert(c);
+        }
     }
 
     /// Where this node listens, announced in every Hello from now on (for
@@ -339,6 +390,7 @@ impl Node {
                 if let Some(others) = self.session.detach(info.id, conn) {
                     self.events.push(Event::PeerDown { peer: info.clone(), reason: reason.clone() });
                     self.pubsub.on_peer_down(info.id, &mut self.events);
+                    self.transfer.on_peer_down(info.id, self.now);
                     work.extend(others.into_iter().rev().map(|o| (o, reason.clone())));
                 }
             }

@@ -24,11 +24,13 @@ use crate::wire::{encode_frame, write_preamble, Header};
 enum Source {
     /// Messages, round-robin across topics.
     PubSub,
+    /// File chunks, round-robin across transfers.
+    Transfer,
 }
 
 impl Source {
     /// Every source, in the order a round visits them.
-    const ALL: [Source; 1] = [Source::PubSub];
+    const ALL: [Source; 2] = [Source::PubSub, Source::Transfer];
 }
 
 impl Node {
@@ -83,9 +85,11 @@ impl Node {
         let first_source = c.next_source;
         if !refused && opened {
             self.pubsub.write_control(conn, peer, buf);
+            self.transfer.write_control(conn, peer, buf);
             if let Some(id) = peer {
                 self.write_sources(conn, id, first_source, buf, start + limit, quantum);
             }
+            self.transfer_wake();
         }
         let c = self.session.conns.get_mut(&conn).expect("present above");
         if c.control.goodbye {
@@ -128,6 +132,7 @@ impl Node {
             let room = (end - buf.len()).min(quantum);
             let wrote = match Source::ALL[i % Source::ALL.len()] {
                 Source::PubSub => self.pubsub.produce(conn, peer, buf, room, quantum, &mut self.events).0,
+                Source::Transfer => self.transfer.produce(conn, peer, buf, room),
             };
             idle = if wrote == 0 { idle + 1 } else { 0 };
             i += 1;

@@ -148,6 +148,7 @@ impl Node {
         if !caps.contains(plane) {
             return Err(ProtocolError::NotAnnounced(match plane {
                 Capabilities::PUBSUB => "pub/sub",
+                Capabilities::TRANSFER => "transfer",
                 _ => "unknown plane",
             }));
         }
@@ -186,6 +187,12 @@ impl Node {
                 if let Some(c) = self.pubsub.on_credit(peer_id, topic, messages, bytes, &mut self.events) {
                     self.session.ready.insert(c);
                 }
+            }
+            Header::Transfer(frame) => {
+                let Some(peer) = self.session.conns.get(&conn).and_then(|c| c.peer()) else { return Ok(Flow::Stop) };
+                let r = self.transfer.on_frame(peer, frame, payload, &mut self.events);
+                self.transfer_wake();
+                r?
             }
             Header::Hello(_) | Header::Heartbeat | Header::Goodbye { .. } => {}
             Header::Subscribe { .. } | Header::Unsubscribe { .. } => {}
@@ -263,6 +270,12 @@ impl Node {
     fn start_session(&mut self, conn: ConnId, info: &crate::event::PeerInfo, target: Option<crate::event::TargetId>) {
         self.events.push(Event::PeerUp { peer: info.clone(), conn, target });
         self.pubsub.on_peer_up(info, conn, &mut self.events);
+        let caps = match self.session.conns.get(&conn).map(|c| &c.phase) {
+            Some(Phase::Open(o)) => o.caps,
+            _ => Capabilities::NONE,
+        };
+        self.transfer.on_peer_up(info, conn, caps.contains(Capabilities::TRANSFER));
+        self.transfer_wake();
         self.session.ready.insert(conn);
     }
 

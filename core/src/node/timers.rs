@@ -24,7 +24,8 @@ impl Node {
             (at, reason)
         });
         let dial = self.dialer.timers.next().map(|(t, id)| (t, TimerReason::Redial(id)));
-        TimerReason::soonest(TimerReason::soonest(close, conn), dial)
+        let transfer = self.transfer.timers.next().map(|(t, _)| (t, TimerReason::Transfer));
+        TimerReason::soonest(TimerReason::soonest(TimerReason::soonest(close, conn), dial), transfer)
     }
 
     /// Fires every timer that is due at `now`. Calling it early or twice does nothing.
@@ -45,6 +46,8 @@ impl Node {
         while let Some(target) = self.dialer.timers.pop_due(now) {
             self.dial(target);
         }
+        self.transfer.handle_timeout(now, &mut self.events);
+        self.transfer_wake();
     }
 
     /// `conn`'s timer fired: time out its handshake or its peer, owe a
@@ -78,7 +81,9 @@ impl Node {
                         // socket) is not; one whose messages wait for credit is.
                         let idle = c.control.is_empty()
                             && !self.pubsub.has_sendable(conn, peer)
-                            && !self.pubsub.has_control(conn, peer);
+                            && !self.pubsub.has_control(conn, peer)
+                            && !self.transfer.has_control(conn, peer)
+                            && !peer.is_some_and(|p| self.transfer.has_data(p));
                         if idle {
                             c.control.heartbeat = true;
                             // Count the heartbeat as sent now so it is not queued twice.

@@ -10,6 +10,7 @@
 //! See `docs/protocol.md` for the whole protocol.
 
 mod codec;
+pub mod transfer;
 
 pub use codec::{check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, RawFrame};
 
@@ -74,7 +75,7 @@ impl Capabilities {
     /// Every bit this build knows.
     pub const KNOWN: Capabilities = Capabilities((1 << 6) - 1);
     /// The planes this build runs.
-    pub const SUPPORTED: Capabilities = Capabilities::PUBSUB;
+    pub const SUPPORTED: Capabilities = Capabilities(Capabilities::PUBSUB.0 | Capabilities::TRANSFER.0);
 
     /// The capabilities with these bits (unknown bits are kept, and ignored).
     pub const fn from_bits(bits: u64) -> Self {
@@ -149,6 +150,8 @@ pub enum Header<'a> {
         /// More payload bytes.
         bytes: u64,
     },
+    /// A frame of the transfer plane (a chunk's payload follows the header).
+    Transfer(#[serde(borrow)] transfer::TransferFrame<'a>),
 }
 
 impl Header<'_> {
@@ -160,6 +163,7 @@ impl Header<'_> {
             Header::Subscribe { .. } | Header::Unsubscribe { .. } | Header::Publish { .. } | Header::Credit { .. } => {
                 Capabilities::PUBSUB
             }
+            Header::Transfer(_) => Capabilities::TRANSFER,
         }
     }
 }

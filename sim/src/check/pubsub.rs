@@ -625,7 +625,7 @@ impl Observer for PubSub {
                 unknown(topic).then_some(*topic)
             }
             Header::Hello(h) => h.subscriptions.iter().copied().find(|t| unknown(t)),
-            Header::Heartbeat | Header::Goodbye { .. } => None,
+            Header::Heartbeat | Header::Goodbye { .. } | Header::Transfer(_) => None,
         };
         if let Some(topic) = bad {
             cx.fail(format!("{} wrote a subscription to {topic:?}, a topic nobody uses", cx.who(w.from)));
