@@ -179,9 +179,12 @@ pub struct TransferConfig {
     pub read_size: usize,
     /// Largest file this node accepts. Default 1 TiB.
     pub max_file_size: u64,
-    /// Transfers at once with one peer, each direction. Default 16.
+    /// Transfers at once with one peer, each direction. Default 128.
     pub max_per_peer: usize,
-    /// Transfers at once, each direction. Default 256.
+    /// Transfers at once, each direction. Default 1024. Memory per transfer
+    /// is bounded by its window (chunks read ahead, or received and not yet
+    /// written), and is only used while a disk or a link is slower than
+    /// the other end.
     pub max_total: usize,
     /// Largest metadata (keys and values together) in an offer. Default 4 KiB.
     pub max_metadata_bytes: usize,
@@ -220,8 +223,8 @@ impl Default for TransferConfig {
             window_chunks: 256,
             read_size: 1 << 20,
             max_file_size: 1 << 40,
-            max_per_peer: 16,
-            max_total: 256,
+            max_per_peer: 128,
+            max_total: 1024,
             max_metadata_bytes: 4096,
             max_name_len: 240,
             allow_subdirs: false,

@@ -292,17 +292,23 @@ impl Net {
     /// Runs drains, dials and deliveries until nothing moves at this time.
     pub fn settle(&mut self) {
         for _ in 0..100_000 {
-            let mut busy = false;
-            for i in 0..self.slots.len() {
-                busy |= self.run_drain(i);
-            }
-            busy |= self.do_dials();
-            busy |= self.deliver();
-            if !busy {
+            if !self.step() {
                 return;
             }
         }
         panic!("livelock: the network did not settle");
+    }
+
+    /// One round: every drain, the dials, the deliveries. Returns true if
+    /// anything moved.
+    pub fn step(&mut self) -> bool {
+        let mut busy = false;
+        for i in 0..self.slots.len() {
+            busy |= self.run_drain(i);
+        }
+        busy |= self.do_dials();
+        busy |= self.deliver();
+        busy
     }
 
     fn run_drain(&mut self, i: usize) -> bool {
