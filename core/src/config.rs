@@ -208,9 +208,9 @@ pub struct TransferConfig {
     /// Refused offers whose answer is waiting to be sent, per peer; a peer
     /// offering more is cut (protocol error). Default 64.
     pub max_pending_rejects: usize,
-    /// Planted bug for the simulator's checker: credit grows from the bytes
-    /// received instead of the bytes synced, so a crash can cost more than
-    /// one window. Never set it.
+    /// Planted bug for the simulator's checker: the receiver grants the
+    /// whole file at once instead of synced bytes + window, so a crash can
+    /// cost more than one window of bytes sent again. Never set it.
     #[doc(hidden)]
     pub plant_credit_bug: bool,
 }

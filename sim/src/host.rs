@@ -36,6 +36,8 @@ pub(crate) struct Host {
     pub(crate) budget: Budget,
     pub(crate) clock: Clock,
     pub(crate) rng: Rng,
+    /// The application's draws for file transfers (a stream of its own).
+    pub(crate) file_rng: Rng,
     pub(crate) read_rate: Option<u64>,
     pub(crate) read_ready_at: u64,
     pub(crate) timer_at: Option<u64>,
@@ -68,6 +70,7 @@ impl Host {
             budget: s.budget,
             clock: Clock::new(s.clock_offset_us, s.drift_ppm),
             rng: Rng::derive(seed, &[rng::STREAM_HOST, slot as u64]),
+            file_rng: Rng::derive(seed, &[rng::STREAM_FILES, slot as u64]),
             read_rate: s.read_rate,
             read_ready_at: 0,
             timer_at: None,
@@ -104,13 +107,14 @@ impl Host {
             gave_up: Vec::new(),
             log: world.log,
             files: &mut self.files,
+            fs: &mut self.fs,
         };
         let mut step = self.drain.run(node, self.clock.timestamp(now), &mut sink);
         // The disk answers at once: run what the node asked for, report the
         // results, and drain again until it asks for nothing more.
         while !sink.files.is_empty() {
             for req in std::mem::take(sink.files) {
-                let result = self.fs.run(req.op);
+                let result = sink.fs.run(req.op);
                 node.handle_file(self.clock.timestamp(now), req.id, result);
             }
             step = self.drain.run(node, self.clock.timestamp(now), &mut sink);
@@ -149,6 +153,7 @@ struct SimSink<'a> {
     gave_up: Vec<PeerAddr>,
     log: Option<&'a mut Vec<(u64, usize, Event)>>,
     files: &'a mut Vec<FileRequest>,
+    fs: &'a mut MemFs,
 }
 
 impl Sink for SimSink<'_> {
@@ -198,6 +203,10 @@ impl Sink for SimSink<'_> {
         let words = event_words(&event);
         self.trace.record(self.now, kind::EVENT, &words, || format!("n{slot} event {}", short_event(&event)));
         self.oracle.on_event(self.now, self.proc, &event);
+        if let Event::Transfer(estafeta_core::TransferEvent::Received(r)) = &event {
+            let on_disk = self.fs.read(&r.path).map(|b| *estafeta_core::blake3::hash(b).as_bytes());
+            self.oracle.on_file(self.now, self.proc, r, on_disk);
+        }
         if let Some(log) = self.log.as_mut() {
             log.push((self.now, slot, event.clone()));
         }

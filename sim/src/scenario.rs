@@ -138,6 +138,14 @@ pub struct Report {
     pub reconnect_us: u64,
     /// The fate of every message.
     pub accounting: Accounting,
+    /// Files the applications sent (one per send, any number of receivers).
+    pub files_sent: u64,
+    /// Files received, verified on disk by the checker.
+    pub files_received: u64,
+    /// Transfers that failed (either end), each with a reason.
+    pub transfers_failed: u64,
+    /// Bytes sent again after resumes (each at most one window).
+    pub bytes_resent: u64,
 }
 
 impl Scenario {
@@ -183,10 +191,13 @@ impl Scenario {
             short_write_per_mille: 50,
         };
         let subs = (0..n).map(|_| (0..topics).filter(|_| r.chance(500)).collect()).collect();
+        let mut files = Rng::derive(seed, &[rng::STREAM_FILES]);
         let workload = Workload {
             mean_gap_us: r.range(5_000, 40_000),
             resubscribe_per_mille: r.range(0, 60),
             max_payload: r.log_range(2 << 10, 64 << 10) as usize,
+            file_per_mille: files.range(5, 40),
+            max_file: files.log_range(4 << 10, 256 << 10) as usize,
         };
         let plan = FaultPlan {
             budget: opts.fault_budget(seed),
@@ -205,6 +216,8 @@ impl Scenario {
             + sim.net.connect_timeout_us
             + sim.net.rto_us
             + 8 * max_latency
+            // A transfer whose peer restarted as a new node waits this long.
+            + crate::config::TRANSFER_PEER_TIMEOUT_US
             + 500_000;
         Scenario { sim, topology, subs, workload, faults, heal_at_us: opts.fault_window_us, settle_bound_us }
     }
@@ -322,6 +335,7 @@ impl Scenario {
         sim.run_for(100_000)?;
         let accounting = sim.account();
         sim.check()?;
+        let (files_sent, files_received, transfers_failed, bytes_resent) = sim.transfer_counts();
         Ok(Report {
             seed: sim.seed(),
             trace_hash: sim.trace_hash(),
@@ -331,6 +345,10 @@ impl Scenario {
             faults: self.faults.len(),
             reconnect_us,
             accounting,
+            files_sent,
+            files_received,
+            transfers_failed,
+            bytes_resent,
         })
     }
 

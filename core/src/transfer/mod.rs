@@ -258,19 +258,21 @@ impl TransferState {
         }
     }
 
-    /// Fires due timers.
+    /// Fires due timers. A timer armed when the peer went away is
+    /// cancelled when the transfer picks up again (the receiver re-offered
+    /// to, or the sender offering again); one still armed means the peer
+    /// did not come back for it, even if it reconnected as a new process.
     pub(crate) fn handle_timeout(&mut self, now: Timestamp, events: &mut Events) {
+        let t = self.cfg.peer_timeout;
         while let Some(key) = self.timers.pop_due(now) {
             match key {
-                TimerKey::Out(id, peer) if !self.links.contains_key(&peer) => {
-                    let t = self.cfg.peer_timeout;
+                TimerKey::Out(id, peer) => {
                     self.out_fail(id, peer, format!("receiver unreachable for {t:?}"), false, events);
                 }
-                TimerKey::In(peer, id) if !self.links.contains_key(&peer) => {
-                    let t = self.cfg.peer_timeout;
-                    self.in_fail((peer, id), format!("sender unreachable for {t:?}"), false, events);
+                TimerKey::In(peer, id) => {
+                    let tell = self.links.contains_key(&peer);
+                    self.in_fail((peer, id), format!("sender did not resume within {t:?}"), tell, events);
                 }
-                _ => {}
             }
         }
     }

@@ -391,14 +391,6 @@ impl TransferState {
                 s.pending_bytes = 0;
             }
         }
-        if self.cfg.plant_credit_bug {
-            // The planted bug: credit from bytes received, not synced.
-            let w = s.window(&self.cfg);
-            if s.received + w / 2 >= s.until && s.until < s.size {
-                s.until = (s.received + w).min(s.size);
-                self.due(key.0, key.1, Due::Credit);
-            }
-        }
         self.in_pump(key, events);
         Ok(())
     }
@@ -478,12 +470,12 @@ impl TransferState {
                     let path = s.part.clone();
                     self.in_op(key, Op::Hash(len), FileOp::Hash { path, len });
                 } else {
-                    accept_at(s, 0, blake3::Hasher::new(), window);
+                    accept_at(s, 0, blake3::Hasher::new(), window, plant);
                     self.due(key.0, key.1, Due::Accept);
                 }
             }
             (Op::Hash(len), Ok(FileReply::Hashed(h))) => {
-                accept_at(s, len, *h, window);
+                accept_at(s, len, *h, window, plant);
                 self.due(key.0, key.1, Due::Accept);
             }
             (Op::Hash(_), Err(_)) => {
@@ -543,7 +535,7 @@ impl TransferState {
                     let s = self.inc.get_mut(&key).expect("present above");
                     s.restarted = true;
                     s.verified = None;
-                    accept_at(s, 0, blake3::Hasher::new(), window);
+                    accept_at(s, 0, blake3::Hasher::new(), window, plant);
                     s.truncate = Some(0);
                     self.due(key.0, key.1, Due::Accept);
                     self.in_pump(key, events);
@@ -632,11 +624,15 @@ impl TransferState {
 }
 
 /// Ready to answer Accept from `offset` with the prefix `hasher`.
-fn accept_at(s: &mut Incoming, offset: u64, hasher: blake3::Hasher, window: u64) {
+fn accept_at(s: &mut Incoming, offset: u64, hasher: blake3::Hasher, window: u64, plant_bug: bool) {
     s.hasher = hasher;
     s.received = offset;
     s.written = offset;
     s.durable = offset;
     s.until = (offset + window).min(s.size);
+    if plant_bug {
+        // The planted bug: the whole file is granted at once, not synced + window.
+        s.until = s.size;
+    }
     s.phase = InPhase::Accepted;
 }

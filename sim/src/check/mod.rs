@@ -23,6 +23,7 @@
 
 mod pubsub;
 mod session;
+mod transfer;
 
 pub use pubsub::Accounting;
 pub(crate) use pubsub::Mode;
@@ -108,6 +109,9 @@ planes! {
     session: session::Session,
     /// Messages, the subscriber index, the accounting of every message.
     pubsub: pubsub::PubSub,
+    /// Files: final files equal their source, monotone progress, bytes
+    /// re-sent after a resume within one window, memory within the window.
+    transfer: transfer::Transfer,
 }
 
 /// One process incarnation of a node, as every plane sees it.
@@ -194,6 +198,23 @@ impl Oracle {
     pub(crate) fn pubsub(&mut self, now: u64) -> (&mut pubsub::PubSub, Cx<'_>) {
         let (cx, planes) = self.split(now);
         (&mut planes.pubsub, cx)
+    }
+
+    /// The transfer observer, for the commands that tell it what was sent.
+    pub(crate) fn transfer(&mut self) -> &mut transfer::Transfer {
+        &mut self.planes.transfer
+    }
+
+    /// Process `p` reported a received file whose content on disk hashes to `on_disk`.
+    pub(crate) fn on_file(
+        &mut self,
+        now: u64,
+        p: ProcId,
+        r: &estafeta_core::transfer::Received,
+        on_disk: Option<[u8; 32]>,
+    ) {
+        let (mut cx, planes) = self.split(now);
+        planes.transfer.on_file(&mut cx, p, r, on_disk);
     }
 
     /// A process started on `slot` with node id `id`.
