@@ -341,6 +341,11 @@ impl<R: Runtime> Future for Driver<R> {
         for (id, r) in this.files.take() {
             st.node.handle_file(now, id, r);
         }
+        for path in std::mem::take(&mut st.app.transfers.cleanup) {
+            R::spawn(async move {
+                let _ = R::spawn_blocking(move || std::fs::remove_file(path)).await;
+            });
+        }
         let State { node, app } = st;
         let mut sink = DriverSink::<R> {
             cx,

@@ -20,6 +20,7 @@ mod recv;
 mod runtime;
 mod state;
 mod stream;
+mod transfer;
 
 pub use error::Error;
 pub use format::{encode, Format, MessageExt, Postcard};
@@ -27,8 +28,11 @@ pub use node::{Node, NodeBuilder};
 pub use runtime::{poll_read_copy, ConnectFuture, Listener, Runtime, Socket, Timer};
 pub use state::AppLimits;
 pub use stream::{Events, Subscription};
+pub use transfer::{FileEvent, FileOptions, FileProgress, FileTransfer, ReceivedFiles};
 
+pub use estafeta_core::transfer::{Direction, Offered, Received, TransferError};
 pub use estafeta_core::{
     Bytes, CloseCode, CloseReason, Config, DialEvent, DialerConfig, DropReason, Event, FullQueuePolicy, Message,
     NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig, PubSubEvent, Published, SendMode, SessionConfig, Stats, Topic,
+    TransferConfig, TransferEvent,
 };

@@ -174,6 +174,8 @@ pub(crate) struct App {
     /// unwritten goodbye are dropped then (`close_timeout` after `close`,
     /// at once after `abort`).
     pub(crate) close_by: Option<Instant>,
+    /// File transfers: send handles and receive streams.
+    pub(crate) transfers: crate::transfer::TransferApp,
 }
 
 impl App {
@@ -196,6 +198,7 @@ impl App {
             finished: false,
             queue_visits: 0,
             close_by: None,
+            transfers: Default::default(),
         }
     }
 
@@ -277,6 +280,11 @@ impl App {
             }
             Event::PubSub(PubSubEvent::Writable) => {
                 self.writable.wake_all();
+                Ok(())
+            }
+            Event::Transfer(t) => {
+                self.transfers.deliver(t.clone(), &mut self.peers_changed);
+                self.push_lifecycle(Event::Transfer(t));
                 Ok(())
             }
             other => {
@@ -375,6 +383,7 @@ impl App {
         self.writable.wake_all();
         self.peers_changed.wake_all();
         self.closed_waiters.wake_all();
+        self.transfers.finish();
     }
 }
 

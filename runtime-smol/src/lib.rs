@@ -33,6 +33,8 @@ pub struct Smol;
 pub type Node = estafeta_driver::Node<Smol>;
 /// A node builder on smol.
 pub type NodeBuilder = estafeta_driver::NodeBuilder<Smol>;
+/// A file being sent, on smol.
+pub type FileTransfer = estafeta_driver::FileTransfer<Smol>;
 
 /// An async-io TCP stream with Nagle off.
 #[derive(Debug)]

@@ -34,6 +34,8 @@ pub struct Tokio;
 pub type Node = estafeta_driver::Node<Tokio>;
 /// A node builder on tokio.
 pub type NodeBuilder = estafeta_driver::NodeBuilder<Tokio>;
+/// A file being sent, on tokio.
+pub type FileTransfer = estafeta_driver::FileTransfer<Tokio>;
 
 /// A tokio TCP stream with Nagle off.
 #[derive(Debug)]

@@ -6,12 +6,15 @@
 pub mod child;
 pub mod credit;
 pub mod fake_peer;
+pub mod transfer;
 pub mod util;
 
 #[allow(unused_imports)] // used by the suite macro, not by every test crate
 pub use child::a_child_process_is_killed_by_sigkill;
 #[allow(unused_imports)]
 pub use credit::*;
+#[allow(unused_imports)]
+pub use transfer::*;
 
 use estafeta_core::PublishError;
 use estafeta_driver::{AppLimits, CloseReason, DialEvent, Error, Event, Node, PeerRef, Runtime, SendMode};
@@ -45,7 +48,14 @@ macro_rules! behaviour_suite {
             a_stalled_subscriber_holds_what_its_limits_allow_and_no_more,
             batches_are_published_and_received_in_order_through_backpressure,
             a_stalled_subscription_stops_neither_another_topic_nor_heartbeats,
-            a_child_process_is_killed_by_sigkill
+            a_child_process_is_killed_by_sigkill,
+            a_big_file_reaches_three_receivers_verified,
+            a_killed_receiver_resumes_where_it_synced,
+            a_restarted_sender_offers_again_and_resumes,
+            a_flipped_byte_in_a_partial_file_is_detected,
+            hostile_names_are_refused_with_nothing_written_outside,
+            a_disk_error_is_reported_and_the_node_keeps_serving,
+            a_hundred_small_files_in_parallel
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
