@@ -123,13 +123,11 @@ pub struct Escaped<'a>(pub &'a str);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut n = 0;
-        for c in self.0.chars() {
+        for (n, c) in self.0.chars().enumerate() {
             if n == 64 {
                 return write!(f, "…");
             }
             write!(f, "{}", c.escape_debug())?;
-            n += 1;
         }
         Ok(())
     }

@@ -100,12 +100,12 @@ impl Observer for Transfer {
                 self.offers.insert((w.from, *id), *hash);
             }
             TransferFrame::Chunk { id, offset } => {
-                let Some(hash) = self.offers.get(&(w.from, *id)) else { return None };
+                let hash = self.offers.get(&(w.from, *id))?;
                 let h = self.high.entry((from, to, *hash)).or_default();
                 *h = (*h).max(offset + w.payload.len() as u64);
             }
             TransferFrame::Start { id, offset } => {
-                let Some(hash) = self.offers.get(&(w.from, *id)) else { return None };
+                let hash = self.offers.get(&(w.from, *id))?;
                 let high = self.high.get(&(from, to, *hash)).copied().unwrap_or(0);
                 if *offset < high {
                     let again = high - offset;
