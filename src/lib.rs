@@ -31,6 +31,7 @@ pub use estafeta_driver::{
     encode, AppLimits, Bytes, CloseCode, CloseReason, Config, Error, Event, Events, Format, FullQueuePolicy, Message,
     MessageExt, NodeId, PeerAddr, PeerInfo, PeerRef, Postcard, Published, SendMode, Stats, Subscription, Topic,
 };
+pub use estafeta_driver::{FileEvent, FileOptions, FileProgress, ReceivedFiles, TransferConfig, TransferEvent};
 
 /// estafeta on tokio: `estafeta::tokio::Node`.
 #[cfg(feature = "tokio")]

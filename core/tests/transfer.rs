@@ -408,3 +408,41 @@ fn a_transfer_fails_when_its_peer_stays_away() {
     assert!(f.len() == 1 && f[0].contains("unreachable"), "{f:?}");
     assert_eq!(net.node(0).transfer_ref().outgoing(), 0);
 }
+
+#[test]
+fn the_application_may_accept_under_another_name_or_reject() {
+    let mut nodes = vec![Node::with_id(cfg(100), NodeId::from_u128(100), "sender").unwrap()];
+    let mut c = cfg(1);
+    c.transfer.auto_accept = false;
+    let mut r = Node::with_id(c, NodeId::from_u128(1), "r1").unwrap();
+    r.pubsub().subscribe(TOPIC).unwrap();
+    r.transfer().receive(TOPIC, DIR).unwrap();
+    nodes.push(r);
+    let mut net = Net::new(nodes);
+    net.node(0).connect(Net::addr(1)).unwrap();
+    net.run_for(Duration::from_millis(300));
+    let keep = content(5000, 1);
+    let a = net.node(0).transfer().send(TOPIC, "a.bin", TransferSource::Bytes(keep.clone()), opts()).unwrap();
+    let b = net.node(0).transfer().send(TOPIC, "b.bin", TransferSource::Bytes(content(10, 2)), opts()).unwrap();
+    net.run_for(Duration::from_millis(200));
+    let offered: Vec<(u64, bool)> = transfer_events(&net, 1)
+        .iter()
+        .filter_map(|e| match e {
+            TransferEvent::Offered(o) => Some((o.id, o.needs_answer)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(offered.len(), 2);
+    assert!(offered.iter().all(|(_, ask)| *ask));
+    assert!(net.slots[1].fs.paths().next().is_none(), "nothing written before the answer");
+    let sender = NodeId::from_u128(100);
+    assert!(net.node(1).transfer().accept(sender, a, Some("../evil")).is_err(), "a rename is sanitised too");
+    net.node(1).transfer().accept(sender, a, Some("kept.bin")).unwrap();
+    net.node(1).transfer().reject(sender, b, "not wanted").unwrap();
+    net.run_for(Duration::from_millis(500));
+    assert_eq!(file(&net.slots[1].fs, "kept.bin"), Some(&keep[..]));
+    assert_eq!(file(&net.slots[1].fs, "a.bin"), None);
+    assert_eq!(delivered(&net, 0), 1);
+    let f = failures(&net, 0);
+    assert!(f.len() == 1 && f[0].contains("not wanted"), "{f:?}");
+}

@@ -95,6 +95,8 @@ struct Outgoing {
     /// A spooled copy to delete once every receiver is done.
     temp: Option<PathBuf>,
     waker: Option<Waker>,
+    /// The handle is gone: forget the record once every receiver is done.
+    dropped: bool,
 }
 
 #[derive(Debug, Default)]
@@ -170,6 +172,10 @@ impl TransferApp {
         if o.outcomes.len() >= o.receivers.len() {
             if let Some(t) = o.temp.take() {
                 self.cleanup.push(t);
+            }
+            if o.dropped {
+                self.out.remove(&id);
+                return;
             }
         }
         wake(&mut o.waker);
@@ -311,9 +317,11 @@ impl<R: Runtime> Drop for FileTransfer<R> {
         // Forget the handle's records once nobody can read them (the
         // transfer itself goes on).
         let mut st = self.shared.lock();
-        if let Some(o) = st.app.transfers.out.get(&self.id) {
+        if let Some(o) = st.app.transfers.out.get_mut(&self.id) {
             if o.outcomes.len() >= o.receivers.len() {
                 st.app.transfers.out.remove(&self.id);
+            } else {
+                o.dropped = true;
             }
         }
     }
@@ -484,7 +492,8 @@ impl<R: Runtime> Node<R> {
 
     /// Receives files offered on `topic` into `dir` (created if missing):
     /// subscribes to `topic` and returns the stream of file events.
-    /// Receiving is opt-in per topic; dropping the stream stops it.
+    /// Receiving is opt-in per topic; dropping the stream stops receiving
+    /// (the topic stays subscribed until [`Node::unsubscribe`]).
     pub async fn receive_files(&self, topic: &str, dir: impl AsRef<Path>) -> Result<ReceivedFiles, Error> {
         let dir = dir.as_ref().to_path_buf();
         let d = dir.clone();

@@ -357,3 +357,43 @@ pub async fn a_hundred_small_files_in_parallel<R: Runtime>() {
     let _ = sleep::<R>;
     let _ = std::fs::remove_dir_all(dst);
 }
+
+/// A file from a stream of `Bytes` (any async reader): spooled, hashed,
+/// sent, and the spooled copy removed afterwards.
+pub async fn a_file_from_a_stream_is_sent_and_its_spool_removed<R: Runtime>() {
+    let dst = tmpdir("stream");
+    let (rnode, mut files) = receiver::<R>("r", &dst, None).await;
+    let sender = node::<R>("sender", cfg()).await;
+    sender.connect(rnode.address().unwrap().to_string()).await.unwrap();
+    sender.wait_for_subscribers(TOPIC, 1).await.unwrap();
+    let parts: Vec<std::io::Result<Bytes>> = (0..50u8).map(|i| Ok(Bytes::from(vec![i; 10_000]))).collect();
+    let whole: Vec<u8> = (0..50u8).flat_map(|i| vec![i; 10_000]).collect();
+    let opts = FileOptions { meta: vec![("kind".into(), "log".into())], ..Default::default() };
+    let t = sender.send_stream(TOPIC, "streamed.log", Iter(parts.into_iter()), opts).await.unwrap();
+    assert_eq!(t.outcomes().await[0].1, Ok(()));
+    let r = next_received(&mut files).await;
+    assert_eq!(r.meta, vec![("kind".to_string(), "log".to_string())]);
+    assert_eq!(std::fs::read(dst.join("streamed.log")).unwrap(), whole);
+    let spools = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".estafeta-spool-"))
+            .count()
+    };
+    wait_until::<R>(|| spools() == 0, "the spooled copy is removed").await;
+    let _ = std::fs::remove_dir_all(dst);
+}
+
+/// A stream over an iterator.
+struct Iter<I>(I);
+
+impl<I: Iterator + Unpin> futures_core::Stream for Iter<I> {
+    type Item = I::Item;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<I::Item>> {
+        std::task::Poll::Ready(self.0.next())
+    }
+}
