@@ -63,7 +63,7 @@ macro_rules! behaviour_suite {
         $(
             #[test]
             fn $name() {
-                $run(async { suite::util::within::<$runtime, _>(std::time::Duration::from_secs(60), suite::$name::<$runtime>()).await });
+                $run(async { suite::util::within::<$runtime, _>(suite::util::test_limit(), suite::$name::<$runtime>()).await });
             }
         )*
     };
