@@ -51,10 +51,11 @@ fn transfers_survive_random_faults() {
 #[test]
 fn the_planted_credit_bug_is_caught() {
     let opts = Options::sweep();
-    // Seed 179 is the first of 0.. that catches it (found with this loop).
-    let start = env_u64("SIM_SEED").unwrap_or(179);
+    // Seed 481 is the first of 0.. that catches it (found with this loop
+    // from SIM_SEED=0); the test starts there so it runs one seed.
+    let start = env_u64("SIM_SEED").unwrap_or(481);
     let mut caught = None;
-    for seed in start..start + 400 {
+    for seed in start..start + 1000 {
         let mut sc = Scenario::random(seed, &opts);
         for n in sc.sim.nodes.iter_mut() {
             n.config.transfer.plant_credit_bug = true;

@@ -2,9 +2,12 @@
 //! handed to [`Sink::file`](crate::Sink::file) and its result comes back
 //! through [`Node::handle_file`](crate::Node::handle_file).
 //!
-//! The plane keeps at most one request outstanding per file it writes and
-//! per receiver it reads for, so a driver may run requests on any pool in
-//! any order: requests about one file never race.
+//! The plane keeps at most one request outstanding per receiver it reads
+//! for, and per file it writes at most one data request (write, truncate,
+//! hash, commit, remove) plus one `Sync` or sidecar `Store` beside a write.
+//! A sync covers at least the writes completed before it was issued (an
+//! fsync of the file does), and the plane counts only those as durable; so
+//! a driver may run requests on any pool in any order.
 
 use bytes::Bytes;
 use std::path::PathBuf;

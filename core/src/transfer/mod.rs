@@ -133,8 +133,18 @@ struct Link {
 /// Who a file request belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Owner {
-    Out { id: u64, peer: NodeId, gen: u64 },
-    In { peer: NodeId, id: u64 },
+    Out {
+        id: u64,
+        peer: NodeId,
+        gen: u64,
+    },
+    /// `sync`: the durability lane (sync, then sidecar), which may run
+    /// beside a write of the same file.
+    In {
+        peer: NodeId,
+        id: u64,
+        sync: bool,
+    },
 }
 
 /// Timer keys: a transfer waiting for its peer to come back.
@@ -333,7 +343,7 @@ impl TransferState {
         let Some(owner) = self.ops.remove(&id) else { return };
         match owner {
             Owner::Out { id, peer, gen } => self.out_file_done(id, peer, gen, result, events),
-            Owner::In { peer, id } => self.in_file_done((peer, id), result, events),
+            Owner::In { peer, id, sync } => self.in_file_done((peer, id), sync, result, events),
         }
     }
 

@@ -41,8 +41,10 @@ enum Op {
     Truncate(u64),
     Hash(u64),
     Write(u64),
-    Sync(u64),
-    Store(u64),
+    /// Sync the partial file: the bytes written before it was issued, of
+    /// an epoch (a restart from 0 starts a new one).
+    Sync(u64, u32),
+    Store(u64, u32),
     Commit,
     /// Remove the sidecar; `true` after a commit.
     RemoveMeta(bool),
@@ -81,6 +83,10 @@ pub(crate) struct Incoming {
     pending: Vec<Bytes>,
     pending_bytes: u64,
     op: Option<Op>,
+    /// The durability lane's outstanding request (sync, then sidecar).
+    sync_op: Option<Op>,
+    /// Bumped when the content starts over from 0.
+    epoch: u32,
     /// A truncation owed before the next write (the sender restarted from 0).
     truncate: Option<u64>,
     until: u64,
@@ -211,6 +217,8 @@ impl TransferState {
             pending: Vec::new(),
             pending_bytes: 0,
             op: None,
+            sync_op: None,
+            epoch: 0,
             truncate: None,
             until: 0,
             restarted: false,
@@ -253,8 +261,10 @@ impl TransferState {
         s.peer = peer.clone();
         self.names.insert(s.path.clone(), new);
         for owner in self.ops.values_mut() {
-            if *owner == (Owner::In { peer: old.0, id: old.1 }) {
-                *owner = Owner::In { peer: new.0, id: new.1 };
+            if let Owner::In { peer, id, sync } = *owner {
+                if (peer, id) == old {
+                    *owner = Owner::In { peer: new.0, id: new.1, sync };
+                }
             }
         }
         self.timers.cancel(TimerKey::In(old.0, old.1));
@@ -342,6 +352,7 @@ impl TransferState {
             s.pending_bytes = 0;
             s.truncate = Some(0);
             s.verified = None;
+            s.epoch += 1;
         }
         s.phase = InPhase::Receiving;
         if s.received == s.size && s.verified.is_none() {
@@ -396,31 +407,55 @@ impl TransferState {
     }
 
     /// Starts the next file request of an incoming transfer, if any is due.
+    /// Starts the next file requests of an incoming transfer, if any are
+    /// due: one on the data lane (load, truncate, hash, write, commit,
+    /// remove) and one on the durability lane (sync, then the sidecar),
+    /// which runs beside writes so the disk keeps busy while it syncs.
     fn in_pump(&mut self, key: (NodeId, u64), events: &mut Events) {
+        let _ = events;
+        let Some(s) = self.inc.get_mut(&key) else { return };
+        let half = (s.window(&self.cfg) / 2).max(1);
+        let receiving = matches!(s.phase, InPhase::Accepted | InPhase::Receiving);
+        if receiving
+            && s.sync_op.is_none()
+            && s.truncate.is_none()
+            && s.verified != Some(false)
+            && s.written > s.durable
+            && (s.written - s.durable >= half || s.written == s.size)
+        {
+            let op = Op::Sync(s.written, s.epoch);
+            s.sync_op = Some(op);
+            let path = s.part.clone();
+            self.request(Owner::In { peer: key.0, id: key.1, sync: true }, FileOp::Sync { path });
+        }
         let Some(s) = self.inc.get_mut(&key) else { return };
         if s.op.is_some() {
             return;
         }
-        let half = (s.window(&self.cfg) / 2).max(1);
+        let quiet = s.sync_op.is_none();
         let (op, file_op) = match s.phase {
             InPhase::Asking => return,
             InPhase::Failed => {
-                self.in_remove(key);
+                if quiet {
+                    self.in_remove(key);
+                }
                 return;
             }
             InPhase::Loading => (Op::Load, FileOp::Load { path: s.meta_path.clone(), max: 1024 }),
             InPhase::Accepted | InPhase::Receiving => {
-                if let Some(len) = s.truncate.take() {
-                    (Op::Truncate(len), FileOp::Truncate { path: s.part.clone(), len })
-                } else if s.verified == Some(false) {
-                    (Op::RemovePart, FileOp::Remove { path: s.part.clone() })
+                if s.truncate.is_some() || s.verified == Some(false) {
+                    if !quiet {
+                        return;
+                    }
+                    match s.truncate.take() {
+                        Some(len) => (Op::Truncate(len), FileOp::Truncate { path: s.part.clone(), len }),
+                        None => (Op::RemovePart, FileOp::Remove { path: s.part.clone() }),
+                    }
                 } else if !s.pending.is_empty() {
                     let data = std::mem::take(&mut s.pending);
                     let n = std::mem::take(&mut s.pending_bytes);
                     (Op::Write(n), FileOp::Write { path: s.part.clone(), offset: s.written, data })
-                } else if s.written > s.durable && (s.written - s.durable >= half || s.written == s.size) {
-                    (Op::Sync(s.written), FileOp::Sync { path: s.part.clone() })
-                } else if s.written == s.size && s.durable == s.size && s.verified == Some(true) {
+                } else if quiet && s.written == s.size && s.durable == s.size && s.verified == Some(true) {
                     (Op::Commit, FileOp::Commit { from: s.part.clone(), to: s.path.clone() })
                 } else {
                     return;
@@ -428,13 +463,13 @@ impl TransferState {
             }
         };
         s.op = Some(op);
-        let _ = events;
-        self.request(Owner::In { peer: key.0, id: key.1 }, file_op);
+        self.request(Owner::In { peer: key.0, id: key.1, sync: false }, file_op);
     }
 
     pub(super) fn in_file_done(
         &mut self,
         key: (NodeId, u64),
+        sync: bool,
         result: Result<FileReply, FileError>,
         events: &mut Events,
     ) {
@@ -445,9 +480,11 @@ impl TransferState {
         let plant = self.cfg.plant_credit_bug;
         let restart_ok = self.cfg.restart_on_mismatch;
         let Some(s) = self.inc.get_mut(&key) else { return };
-        let op = s.op.take();
+        let op = if sync { s.sync_op.take() } else { s.op.take() };
         if s.phase == InPhase::Failed {
-            self.in_remove(key);
+            if s.op.is_none() && s.sync_op.is_none() {
+                self.in_remove(key);
+            }
             return;
         }
         let Some(op) = op else { return };
@@ -489,18 +526,23 @@ impl TransferState {
                 s.written += n;
                 self.in_pump(key, events);
             }
-            (Op::Sync(at), Ok(_)) => {
+            (Op::Sync(_, ep) | Op::Store(_, ep), _) if ep != s.epoch => {
+                // The content started over meanwhile: this says nothing about it.
+                self.in_pump(key, events);
+            }
+            (Op::Sync(at, ep), Ok(_)) => {
                 if at == s.size {
                     s.durable = at;
                     self.in_pump(key, events);
                 } else {
                     let side = Sidecar { magic: SIDECAR_MAGIC, hash: s.hash, size: s.size, offset: at };
                     let data = Bytes::from(postcard::to_allocvec(&side).unwrap_or_default());
+                    s.sync_op = Some(Op::Store(at, ep));
                     let path = s.meta_path.clone();
-                    self.in_op(key, Op::Store(at), FileOp::Store { path, data });
+                    self.request(Owner::In { peer: key.0, id: key.1, sync: true }, FileOp::Store { path, data });
                 }
             }
-            (Op::Store(at), Ok(_)) => {
+            (Op::Store(at, _), Ok(_)) => {
                 s.durable = at;
                 if !plant {
                     s.until = (at + window).min(s.size).max(s.until);
@@ -535,6 +577,7 @@ impl TransferState {
                     let s = self.inc.get_mut(&key).expect("present above");
                     s.restarted = true;
                     s.verified = None;
+                    s.epoch += 1;
                     accept_at(s, 0, blake3::Hasher::new(), window, plant);
                     s.truncate = Some(0);
                     self.due(key.0, key.1, Due::Accept);
@@ -552,7 +595,7 @@ impl TransferState {
     fn in_op(&mut self, key: (NodeId, u64), op: Op, file_op: FileOp) {
         if let Some(s) = self.inc.get_mut(&key) {
             s.op = Some(op);
-            self.request(Owner::In { peer: key.0, id: key.1 }, file_op);
+            self.request(Owner::In { peer: key.0, id: key.1, sync: false }, file_op);
         }
     }
 
@@ -597,7 +640,7 @@ impl TransferState {
             self.due(key.0, key.1, Due::AbortIn);
         }
         Self::push_event(events, TransferEvent::Failed { peer, id: key.1, direction: Direction::Incoming, reason });
-        if self.inc.get(&key).is_some_and(|s| s.op.is_none()) {
+        if self.inc.get(&key).is_some_and(|s| s.op.is_none() && s.sync_op.is_none()) {
             self.in_remove(key);
         }
     }
