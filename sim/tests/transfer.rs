@@ -51,9 +51,11 @@ fn transfers_survive_random_faults() {
 #[test]
 fn the_planted_credit_bug_is_caught() {
     let opts = Options::sweep();
-    // Seed 481 is the first of 0.. that catches it (found with this loop
-    // from SIM_SEED=0); the test starts there so it runs one seed.
-    let start = env_u64("SIM_SEED").unwrap_or(481);
+    // Seed 4 is the first of 0.. that catches it (found with this loop
+    // from SIM_SEED=0): a receiver holds more than its window, since the
+    // sender may send the whole file; the test starts there so it runs one
+    // seed. Either window invariant may catch it.
+    let start = env_u64("SIM_SEED").unwrap_or(4);
     let mut caught = None;
     for seed in start..start + 1000 {
         let mut sc = Scenario::random(seed, &opts);

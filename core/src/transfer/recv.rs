@@ -63,6 +63,10 @@ struct Sidecar {
 
 const SIDECAR_MAGIC: u32 = 0x4553_5431;
 
+/// Received bytes gathered into one write (unless the credit or the file
+/// ends first): fewer, larger requests to the driver's blocking pool.
+const WRITE_BATCH: u64 = 256 << 10;
+
 #[derive(Debug)]
 pub(crate) struct Incoming {
     pub(crate) peer: PeerInfo,
@@ -451,7 +455,12 @@ impl TransferState {
                         Some(len) => (Op::Truncate(len), FileOp::Truncate { path: s.part.clone(), len }),
                         None => (Op::RemovePart, FileOp::Remove { path: s.part.clone() }),
                     }
-                } else if !s.pending.is_empty() {
+                } else if !s.pending.is_empty()
+                    && (s.pending_bytes >= WRITE_BATCH
+                        || s.received == s.size
+                        || s.received + s.chunk as u64 > s.until
+                        || s.phase == InPhase::Accepted)
+                {
                     let data = std::mem::take(&mut s.pending);
                     let n = std::mem::take(&mut s.pending_bytes);
                     (Op::Write(n), FileOp::Write { path: s.part.clone(), offset: s.written, data })
