@@ -140,7 +140,7 @@ fn ours<P: Plain>(src: Option<PathBuf>, dir: PathBuf, flow_ms: u64) -> Ours {
                 if let std::task::Poll::Ready(m) = Pin::new(&mut flow).poll_next(cx) {
                     return std::task::Poll::Ready(Ok(m));
                 }
-                if let std::task::Poll::Ready(_) = Pin::new(&mut done_rx).poll(cx) {
+                if Pin::new(&mut done_rx).poll(cx).is_ready() {
                     return std::task::Poll::Ready(Ok(None));
                 }
                 std::task::Poll::Pending
