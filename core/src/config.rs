@@ -177,6 +177,10 @@ pub struct TransferConfig {
     pub window_chunks: u32,
     /// Bytes the sender reads from its file per read request. Default 1 MiB.
     pub read_size: usize,
+    /// Chunk bytes a sender keeps on the wire beyond what the receiver said
+    /// it received, so messages on the same connection do not wait behind a
+    /// window of file data in socket buffers. Default 1 MiB.
+    pub max_in_flight: u64,
     /// Largest file this node accepts. Default 1 TiB.
     pub max_file_size: u64,
     /// Transfers at once with one peer, each direction. Default 128.
@@ -222,6 +226,7 @@ impl Default for TransferConfig {
             max_chunk_size: 1 << 20,
             window_chunks: 256,
             read_size: 1 << 20,
+            max_in_flight: 1 << 20,
             max_file_size: 1 << 40,
             max_per_peer: 128,
             max_total: 1024,

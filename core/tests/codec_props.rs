@@ -23,7 +23,7 @@ enum OwnedHeader {
     TOffer(u64, String, String, u64, [u8; 32], u32, Vec<(String, String)>),
     TAccept(u64, u64, [u8; 32], u64),
     TChunk(u64, u64),
-    TCredit(u64, u64, u64),
+    TCredit(u64, u64, u64, u64),
     TAbort(u64, bool, String),
 }
 
@@ -58,8 +58,8 @@ impl OwnedHeader {
                 Header::Transfer(TransferFrame::Accept { id: *id, offset: *offset, prefix: *prefix, until: *until })
             }
             OwnedHeader::TChunk(id, offset) => Header::Transfer(TransferFrame::Chunk { id: *id, offset: *offset }),
-            OwnedHeader::TCredit(id, synced, until) => {
-                Header::Transfer(TransferFrame::Credit { id: *id, synced: *synced, until: *until })
+            OwnedHeader::TCredit(id, synced, until, received) => {
+                Header::Transfer(TransferFrame::Credit { id: *id, synced: *synced, until: *until, received: *received })
             }
             OwnedHeader::TAbort(id, by_sender, reason) => {
                 Header::Transfer(TransferFrame::Abort { id: *id, by_sender: *by_sender, reason })
@@ -109,7 +109,8 @@ fn header() -> impl Strategy<Value = OwnedHeader> {
         (any::<u64>(), any::<u64>(), any::<[u8; 32]>(), any::<u64>())
             .prop_map(|(i, o, p, u)| OwnedHeader::TAccept(i, o, p, u)),
         (any::<u64>(), any::<u64>()).prop_map(|(i, o)| OwnedHeader::TChunk(i, o)),
-        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(i, s, u)| OwnedHeader::TCredit(i, s, u)),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>())
+            .prop_map(|(i, s, u, r)| OwnedHeader::TCredit(i, s, u, r)),
         (any::<u64>(), any::<bool>(), text()).prop_map(|(i, b, r)| OwnedHeader::TAbort(i, b, r)),
     ]
 }
@@ -175,7 +176,9 @@ fn owned(h: &Header<'_>) -> OwnedHeader {
             ),
             TransferFrame::Accept { id, offset, prefix, until } => OwnedHeader::TAccept(*id, *offset, *prefix, *until),
             TransferFrame::Chunk { id, offset } => OwnedHeader::TChunk(*id, *offset),
-            TransferFrame::Credit { id, synced, until } => OwnedHeader::TCredit(*id, *synced, *until),
+            TransferFrame::Credit { id, synced, until, received } => {
+                OwnedHeader::TCredit(*id, *synced, *until, *received)
+            }
             TransferFrame::Abort { id, by_sender, reason } => OwnedHeader::TAbort(*id, *by_sender, reason.to_string()),
             other => panic!("not generated: {other:?}"),
         },

@@ -20,6 +20,7 @@ fn cfg(seed: u64) -> Config {
         c.transfer.window_chunks = WINDOW;
         c.transfer.chunk_size = CHUNK;
         c.transfer.read_size = 32 << 10;
+        c.transfer.max_in_flight = 48 << 10;
         c.transfer.peer_timeout = Duration::from_secs(3);
     })
 }

@@ -25,6 +25,7 @@ pub fn fast_config() -> Config {
     c.transfer.chunk_size = TRANSFER_CHUNK;
     c.transfer.window_chunks = TRANSFER_WINDOW_CHUNKS;
     c.transfer.read_size = 2 * TRANSFER_CHUNK as usize;
+    c.transfer.max_in_flight = 3 * TRANSFER_CHUNK as u64;
     c.transfer.peer_timeout = Duration::from_micros(TRANSFER_PEER_TIMEOUT_US);
     c
 }

@@ -89,6 +89,7 @@ enum Control {
         id: u64,
         synced: u64,
         until: u64,
+        received: u64,
     },
     Complete(u64),
     /// An abort: id, sent by the transfer's sender, reason.
@@ -111,7 +112,9 @@ impl Control {
             Control::Accept { id, offset, prefix, until } => {
                 TransferFrame::Accept { id: *id, offset: *offset, prefix: *prefix, until: *until }
             }
-            Control::Credit { id, synced, until } => TransferFrame::Credit { id: *id, synced: *synced, until: *until },
+            Control::Credit { id, synced, until, received } => {
+                TransferFrame::Credit { id: *id, synced: *synced, until: *until, received: *received }
+            }
             Control::Complete(id) => TransferFrame::Complete { id: *id },
             Control::Abort(id, by_sender, reason) => TransferFrame::Abort { id: *id, by_sender: *by_sender, reason },
         };
@@ -315,8 +318,8 @@ impl TransferState {
                 self.on_accept(peer.id, id, offset, prefix, until, events);
                 Ok(())
             }
-            TransferFrame::Credit { id, synced, until } => {
-                self.on_credit(peer.id, id, synced, until, events);
+            TransferFrame::Credit { id, synced, until, received } => {
+                self.on_credit(peer.id, id, synced, until, received, events);
                 Ok(())
             }
             TransferFrame::Complete { id } => {

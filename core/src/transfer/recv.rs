@@ -87,6 +87,8 @@ pub(crate) struct Incoming {
     pending: Vec<Bytes>,
     pending_bytes: u64,
     op: Option<Op>,
+    /// The received offset last announced in a Credit.
+    acked: u64,
     /// The durability lane's outstanding request (sync, then sidecar).
     sync_op: Option<Op>,
     /// Bumped when the content starts over from 0.
@@ -133,7 +135,9 @@ impl Incoming {
                 prefix: *self.hasher.clone().finalize().as_bytes(),
                 until: self.until,
             }),
-            Due::Credit if self.is_live() => Some(Control::Credit { id, synced: self.durable, until: self.until }),
+            Due::Credit if self.is_live() => {
+                Some(Control::Credit { id, synced: self.durable, until: self.until, received: self.received })
+            }
             Due::AbortIn if self.phase == InPhase::Failed => {
                 Some(Control::Abort(id, false, self.reason.clone().unwrap_or_default()))
             }
@@ -221,6 +225,7 @@ impl TransferState {
             pending: Vec::new(),
             pending_bytes: 0,
             op: None,
+            acked: 0,
             sync_op: None,
             epoch: 0,
             truncate: None,
@@ -350,6 +355,7 @@ impl TransferState {
             // The prefix did not match: everything again from 0.
             s.hasher = blake3::Hasher::new();
             s.received = 0;
+            s.acked = 0;
             s.written = 0;
             s.durable = 0;
             s.pending.clear();
@@ -396,6 +402,13 @@ impl TransferState {
         self.stats.bytes_received += data.len() as u64;
         s.hasher.update(&data);
         s.received = end;
+        // Say what arrived every quarter of the bytes the sender may have
+        // in flight, so it keeps the wire busy but not full.
+        let ack_every = (self.cfg.max_in_flight / 4).max(1);
+        let ack = end >= s.acked + ack_every || end == s.size;
+        if ack {
+            s.acked = end;
+        }
         s.pending_bytes += data.len() as u64;
         s.pending.push(data);
         if s.received == s.size {
@@ -405,6 +418,9 @@ impl TransferState {
                 s.pending.clear();
                 s.pending_bytes = 0;
             }
+        }
+        if ack {
+            self.due(key.0, key.1, Due::Credit);
         }
         self.in_pump(key, events);
         Ok(())
@@ -678,6 +694,7 @@ impl TransferState {
 /// Ready to answer Accept from `offset` with the prefix `hasher`.
 fn accept_at(s: &mut Incoming, offset: u64, hasher: blake3::Hasher, window: u64, plant_bug: bool) {
     s.hasher = hasher;
+    s.acked = offset;
     s.received = offset;
     s.written = offset;
     s.durable = offset;

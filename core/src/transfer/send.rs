@@ -53,6 +53,8 @@ pub(crate) struct OutPeer {
     busy: bool,
     /// Highest byte end ever sent to this receiver.
     high: u64,
+    /// Bytes the receiver said it received (in this start).
+    acked: u64,
     pub(crate) reason: Option<String>,
 }
 
@@ -85,6 +87,7 @@ impl OutPeer {
             ready_bytes: 0,
             busy: false,
             high: 0,
+            acked: 0,
             reason: None,
         }
     }
@@ -97,6 +100,13 @@ impl OutPeer {
         self.gen += 1;
         self.ready.clear();
         self.ready_bytes = 0;
+    }
+
+    /// A chunk is ready and within the bytes allowed in flight (at least
+    /// one chunk may always be in flight).
+    fn can_send(&self, cap: u64) -> bool {
+        let Some((offset, data)) = self.ready.front() else { return false };
+        self.phase == OutPhase::Sending && (*offset == self.acked || offset + data.len() as u64 <= self.acked + cap)
     }
 
     /// Bytes this receiver's state holds in memory.
@@ -209,6 +219,7 @@ impl TransferState {
         }
         p.phase = if offset == size { OutPhase::Sent } else { OutPhase::Sending };
         p.start = offset;
+        p.acked = offset;
         p.next_read = offset;
         p.next_send = offset;
         let info = p.info.clone();
@@ -217,7 +228,15 @@ impl TransferState {
         self.out_pump(id, peer);
     }
 
-    pub(super) fn on_credit(&mut self, peer: NodeId, id: u64, synced: u64, until: u64, events: &mut Events) {
+    pub(super) fn on_credit(
+        &mut self,
+        peer: NodeId,
+        id: u64,
+        synced: u64,
+        until: u64,
+        received: u64,
+        events: &mut Events,
+    ) {
         let Some(o) = self.out.get_mut(&id) else { return };
         let total = o.size;
         let Some(p) = o.to.get_mut(&peer) else { return };
@@ -225,6 +244,15 @@ impl TransferState {
             return;
         }
         p.until = p.until.max(until);
+        if received > p.acked && received <= p.next_send {
+            p.acked = received;
+            if !p.ready.is_empty() {
+                if let Some(l) = self.links.get(&peer) {
+                    self.wake.push(l.conn);
+                }
+            }
+        }
+        let Some(p) = self.out.get_mut(&id).and_then(|o| o.to.get_mut(&peer)) else { return };
         if synced > p.synced {
             p.synced = synced;
             let ev = TransferEvent::Progress {
@@ -362,6 +390,7 @@ impl TransferState {
     /// its transfers, at least one frame if any is ready, then up to `room`
     /// bytes. Returns bytes written.
     pub(crate) fn produce(&mut self, conn: ConnId, peer: NodeId, buf: &mut Vec<u8>, room: usize) -> usize {
+        let cap = self.cfg.max_in_flight;
         let start = buf.len();
         let Some(link) = self.links.get(&peer).filter(|l| l.conn == conn) else { return 0 };
         let cursor = link.cursor;
@@ -369,7 +398,7 @@ impl TransferState {
             .out
             .range(cursor.wrapping_add(1)..)
             .chain(self.out.range(..=cursor))
-            .filter(|(_, o)| o.to.get(&peer).is_some_and(|p| p.phase == OutPhase::Sending && !p.ready.is_empty()))
+            .filter(|(_, o)| o.to.get(&peer).is_some_and(|p| p.can_send(cap)))
             .map(|(id, _)| *id)
             .collect();
         let mut last = None;
@@ -378,6 +407,9 @@ impl TransferState {
                 let Some(o) = self.out.get_mut(&id) else { continue 'all };
                 let size = o.size;
                 let Some(p) = o.to.get_mut(&peer) else { continue 'all };
+                if !p.can_send(cap) {
+                    break;
+                }
                 let Some((offset, data)) = p.ready.front() else { break };
                 let written = buf.len() - start;
                 if written > 0 && written + data.len() > room {
@@ -409,7 +441,8 @@ impl TransferState {
 
     /// True if chunks are ready for the peer whose primary is `conn`.
     pub(crate) fn has_data(&self, peer: NodeId) -> bool {
-        self.out.values().any(|o| o.to.get(&peer).is_some_and(|p| p.phase == OutPhase::Sending && !p.ready.is_empty()))
+        let cap = self.cfg.max_in_flight;
+        self.out.values().any(|o| o.to.get(&peer).is_some_and(|p| p.can_send(cap)))
     }
 }
 

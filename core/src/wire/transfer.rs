@@ -68,7 +68,9 @@ pub enum TransferFrame<'a> {
         offset: u64,
     },
     /// Receiver → sender: more credit. `synced` bytes are durable on the
-    /// receiver; the sender may send bytes below `until`. Never decreases.
+    /// receiver; the sender may send bytes below `until`; `received` bytes
+    /// arrived (the sender keeps at most `TransferConfig::max_in_flight`
+    /// bytes beyond it on the wire). Never decreases.
     Credit {
         /// The transfer id.
         id: u64,
@@ -76,6 +78,8 @@ pub enum TransferFrame<'a> {
         synced: u64,
         /// The end of the bytes the sender may send.
         until: u64,
+        /// Bytes received.
+        received: u64,
     },
     /// Receiver → sender: the file was verified and is in place.
     Complete {
