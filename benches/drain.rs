@@ -25,6 +25,7 @@ impl Sink for Null {
     fn deliver(&mut self, _event: Event) -> Result<(), Event> {
         Ok(())
     }
+    fn file(&mut self, _request: estafeta_core::FileRequest) {}
 }
 
 fn handshake(id: u128) -> Vec<u8> {

@@ -527,6 +527,10 @@ macro_rules! on_runtime {
     };
 }
 
+/// File transfer cases (after the macro they use).
+#[path = "e2e/files.rs"]
+mod files;
+
 /// One throughput run to `fanout` receivers: from the first measured send to
 /// the last receive.
 fn throughput_on<P: baseline::Plain>(which: Impl, run: Run, fanout: usize) -> Duration {
@@ -713,6 +717,7 @@ fn run_runtime(s: &Settings, rt: Rt) {
     run_fanout(s, rt);
     run_rtt(s, rt);
     streams::run(s, rt);
+    files::run_files(s, rt);
 }
 
 /// The streams cases.

@@ -45,6 +45,7 @@
 //! millisecond. A real loop would sleep in `poll`/`epoll` (for example with
 //! the `polling` or `mio` crates) on the sockets and the deadline instead.
 
+use estafeta_core::transfer::{FileRequest, MemFs};
 use estafeta_core::{
     Action, Bytes, CloseReason, Config, ConnId, DialEvent, Drain, Event, Node, PeerAddr, PubSubEvent, PublishError,
     SendMode, Sink, Step, Timestamp, WriteOutcome,
@@ -115,6 +116,11 @@ struct Host {
     received: Vec<(String, String)>,
     /// The node's next deadline, from the last drain.
     deadline: Option<Timestamp>,
+    /// File operations the transfer plane asked for during the last drain.
+    files: Vec<FileRequest>,
+    /// Where they run: an in-memory file system here (a real loop runs
+    /// them with `std::fs` on a worker thread, never on the loop itself).
+    fs: MemFs,
 }
 
 /// The [`Sink`] over std sockets: what `Drain::run` calls with the node's
@@ -124,6 +130,7 @@ struct StdSink<'a> {
     sockets: &'a mut BTreeMap<ConnId, TcpStream>,
     dials: &'a mut Vec<(ConnId, PeerAddr)>,
     inbox: &'a mut Vec<Event>,
+    files: &'a mut Vec<FileRequest>,
 }
 
 impl Sink for StdSink<'_> {
@@ -168,6 +175,13 @@ impl Sink for StdSink<'_> {
         self.inbox.push(event);
         Ok(())
     }
+
+    /// A file operation for the transfer plane (reading a file being sent,
+    /// writing one being received). Its result is an input: it is run after
+    /// the drain and reported with `Node::handle_file`.
+    fn file(&mut self, request: FileRequest) {
+        self.files.push(request);
+    }
 }
 
 impl Host {
@@ -182,6 +196,8 @@ impl Host {
             inbox: Vec::new(),
             received: Vec::new(),
             deadline: None,
+            files: Vec::new(),
+            fs: MemFs::default(),
         }
     }
 
@@ -274,14 +290,23 @@ impl Host {
     /// out the dials it asked for, and repeat until it is idle.
     fn drive(&mut self, clock: Clock) {
         loop {
-            let mut sink = StdSink { sockets: &mut self.sockets, dials: &mut self.dials, inbox: &mut self.inbox };
+            let mut sink = StdSink {
+                sockets: &mut self.sockets,
+                dials: &mut self.dials,
+                inbox: &mut self.inbox,
+                files: &mut self.files,
+            };
             // Read the clock for every run: never reuse a `now` older than
             // one already given to the node.
             let step = self.drain.run(&mut self.node, clock.now(), &mut sink);
             let dials = std::mem::take(&mut self.dials);
-            let dialed = !dials.is_empty();
+            let dialed = !dials.is_empty() || !self.files.is_empty();
             for (conn, addr) in dials {
                 self.dial(clock, conn, &addr);
+            }
+            for req in std::mem::take(&mut self.files) {
+                let result = self.fs.run(req.op);
+                self.node.handle_file(clock.now(), req.id, result);
             }
             match step {
                 // A dial result is an input: drain again.
@@ -355,6 +380,9 @@ impl Host {
                     println!("[{me}] a peer broke the protocol: {error}")
                 }
                 Event::Closed => println!("[{me}] closed"),
+                // File transfers (none in this example): offers, progress,
+                // files received or delivered, failures with a reason.
+                Event::Transfer(t) => println!("[{me}] transfer: {t:?}"),
                 // Every event is matched: a new one fails to compile here.
                 Event::PubSub(PubSubEvent::Unsubscribed { peer, topic }) => {
                     println!("[{me}] {} unsubscribes from {topic}", peer.name)

@@ -33,6 +33,7 @@ pub use estafeta_driver::{
     Subscription, Topic,
 };
 pub use estafeta_driver::{Assignment, GroupInfo, GroupMember, MembershipConfig, MembershipEvent};
+pub use estafeta_driver::{FileEvent, FileOptions, FileProgress, ReceivedFiles, TransferConfig, TransferEvent};
 pub use estafeta_driver::{
     ReplyStream, StreamClosed, StreamEnd, StreamEvent, StreamId, StreamOptions, StreamRequest, StreamServer,
     StreamWriteError, TypedReplyStream, Writer,

@@ -152,3 +152,38 @@ fn streams_between_tokio_and_smol() {
         producer.close().await;
     }));
 }
+
+/// A file goes from a tokio node to a smol node, and another back.
+#[test]
+fn a_file_goes_from_tokio_to_smol_and_back() {
+    use estafeta_driver::{FileEvent, FileOptions};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(within::<Tokio, _>(Duration::from_secs(60), async {
+        let dir = std::env::temp_dir().join(format!("estafeta-interop-files-{}", std::process::id()));
+        let t = Node::<Tokio>::builder("tok").config(fast_config()).build().await.unwrap();
+        let s = Node::<Smol>::builder("smo").config(fast_config()).build().await.unwrap();
+        let mut t_files = t.receive_files("files", dir.join("t")).await.unwrap();
+        let mut s_files = s.receive_files("files", dir.join("s")).await.unwrap();
+        t.connect(s.address().unwrap().to_string()).await.unwrap();
+        t.wait_for_subscribers("files", 1).await.unwrap();
+        s.wait_for_subscribers("files", 1).await.unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let a = t.send_bytes("files", "a.bin", data.clone(), FileOptions::default()).unwrap();
+        let b = s.send_bytes("files", "b.bin", data.clone(), FileOptions::default()).unwrap();
+        assert_eq!(a.outcomes().await[0].1, Ok(()));
+        assert_eq!(b.outcomes().await[0].1, Ok(()));
+        for files in [&mut t_files, &mut s_files] {
+            loop {
+                match files.recv().await.unwrap() {
+                    FileEvent::Received(r) => {
+                        assert_eq!(std::fs::read(&r.path).unwrap(), data);
+                        break;
+                    }
+                    FileEvent::Failed { reason, .. } => panic!("{reason}"),
+                    _ => {}
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }));
+}

@@ -2,7 +2,7 @@
 
 use crate::args::NodeCmd;
 use crate::common::{build_with, connect_all, within, Failure};
-use estafeta_driver::{DialEvent, DiscoveryEvent, Event, PubSubEvent, Runtime, StreamEvent};
+use estafeta_driver::{DialEvent, DiscoveryEvent, Event, PubSubEvent, Runtime, StreamEvent, TransferEvent};
 
 /// Runs the node until `--duration` passes (or forever), printing one line
 /// per lifecycle event on stdout.
@@ -77,6 +77,17 @@ fn describe(ev: &Event) -> Option<String> {
             | StreamEvent::Writable { .. },
         ) => return None,
         Event::Membership(m) => crate::membership_cmd::describe(m),
+        // Files belong to send-file and receive-files; a node only says what arrived.
+        Event::Transfer(TransferEvent::Received(r)) => format!("received file {} from {}", r.path.display(), r.peer),
+        Event::Transfer(TransferEvent::Failed { peer, reason, .. }) => {
+            format!("file transfer with {peer} failed: {reason}")
+        }
+        Event::Transfer(
+            TransferEvent::Offered(_)
+            | TransferEvent::Started { .. }
+            | TransferEvent::Progress { .. }
+            | TransferEvent::Delivered { .. },
+        ) => return None,
         Event::Discovery(DiscoveryEvent::Paired { topic }) => format!("paired on {topic}"),
         Event::Discovery(DiscoveryEvent::Unpaired { topic }) => format!("unpaired on {topic}"),
         Event::Discovery(DiscoveryEvent::RelayLost { topic, origin, count, reason }) => {

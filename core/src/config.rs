@@ -224,6 +224,88 @@ impl Default for StreamsConfig {
     }
 }
 
+/// Chunked, resumable, verified file transfer (the transfer plane).
+#[derive(Clone, Debug)]
+pub struct TransferConfig {
+    /// Payload bytes per chunk frame this node sends. Default 64 KiB
+    /// (lowered to fit `session.max_frame_size`).
+    pub chunk_size: u32,
+    /// Largest chunk size this node accepts in an offer. Default 1 MiB
+    /// (lowered to fit `session.max_frame_size`).
+    pub max_chunk_size: u32,
+    /// The receive window of one transfer, in chunks: the sender may send at
+    /// most this many chunks beyond what this node has synced to disk. It
+    /// bounds the memory of a transfer on both ends and the bytes sent
+    /// again after a crash. Default 256 (16 MiB at 64 KiB chunks).
+    pub window_chunks: u32,
+    /// Bytes the sender reads from its file per read request. Default 1 MiB.
+    pub read_size: usize,
+    /// Chunk bytes a sender keeps on the wire beyond what the receiver said
+    /// it received, so messages on the same connection do not wait behind a
+    /// window of file data in socket buffers. Default 1 MiB.
+    pub max_in_flight: u64,
+    /// Largest file this node accepts. Default 1 TiB.
+    pub max_file_size: u64,
+    /// Transfers at once with one peer, each direction. Default 128.
+    pub max_per_peer: usize,
+    /// Transfers at once, each direction. Default 1024. Memory per transfer
+    /// is bounded by its window (chunks read ahead, or received and not yet
+    /// written), and is only used while a disk or a link is slower than
+    /// the other end.
+    pub max_total: usize,
+    /// Largest metadata (keys and values together) in an offer. Default 4 KiB.
+    pub max_metadata_bytes: usize,
+    /// Longest file name accepted, in bytes. Default 240 (the partial and
+    /// sidecar names add up to 14 bytes to it).
+    pub max_name_len: usize,
+    /// Accept `/`-separated subdirectories in names (each component is
+    /// checked; no `..`). Default false.
+    pub allow_subdirs: bool,
+    /// Accept offers on receiving topics without asking the application.
+    /// Default true.
+    pub auto_accept: bool,
+    /// Restart from byte 0 once when the received file does not match its
+    /// hash. Default true.
+    pub restart_on_mismatch: bool,
+    /// How long a transfer waits for its peer to come back before it fails.
+    /// Default 60 s.
+    pub peer_timeout: Duration,
+    /// Topics this node receives files on, at most. Default 1024.
+    pub max_receive_topics: usize,
+    /// Refused offers whose answer is waiting to be sent, per peer; a peer
+    /// offering more is cut (protocol error). Default 64.
+    pub max_pending_rejects: usize,
+    /// Planted bug for the simulator's checker: the receiver grants the
+    /// whole file at once instead of synced bytes + window, so a crash can
+    /// cost more than one window of bytes sent again. Never set it.
+    #[doc(hidden)]
+    pub plant_credit_bug: bool,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        TransferConfig {
+            chunk_size: 64 << 10,
+            max_chunk_size: 1 << 20,
+            window_chunks: 256,
+            read_size: 1 << 20,
+            max_in_flight: 1 << 20,
+            max_file_size: 1 << 40,
+            max_per_peer: 128,
+            max_total: 1024,
+            max_metadata_bytes: 4096,
+            max_name_len: 240,
+            allow_subdirs: false,
+            auto_accept: true,
+            restart_on_mismatch: true,
+            peer_timeout: Duration::from_secs(60),
+            max_receive_topics: 1024,
+            max_pending_rejects: 64,
+            plant_credit_bug: false,
+        }
+    }
+}
+
 /// Limits, timers and the random seed of a [`Node`](crate::Node), one
 /// sub-config per plane.
 ///
@@ -257,6 +339,8 @@ pub struct Config {
     pub membership: crate::membership::MembershipConfig,
     /// Discovery through known peers, the root role, relay.
     pub discovery: DiscoveryConfig,
+    /// File transfer.
+    pub transfer: TransferConfig,
 }
 
 /// A configuration that cannot work, with the field that is wrong.
@@ -293,7 +377,16 @@ impl Config {
             (st.fragment_size >= 64, "streams.fragment_size must be at least 64"),
             (!st.heartbeat_interval.is_zero(), "streams.heartbeat_interval must be > 0"),
         ];
-        match checks.iter().chain(streams.iter()).chain(self.discovery.checks().iter()).find(|(ok, _)| !ok) {
+        let t = &self.transfer;
+        let transfer: [(bool, &'static str); 5] = [
+            (t.chunk_size >= 1, "transfer.chunk_size must be > 0"),
+            (t.window_chunks >= 2, "transfer.window_chunks must be at least 2"),
+            (t.read_size >= 1, "transfer.read_size must be > 0"),
+            (t.max_per_peer > 0 && t.max_total > 0, "transfer.max_per_peer and max_total must be > 0"),
+            (t.max_name_len > 0 && t.max_name_len <= 241, "transfer.max_name_len must be in 1..=241"),
+        ];
+        let discovery = self.discovery.checks();
+        match checks.iter().chain(streams.iter()).chain(transfer.iter()).chain(discovery.iter()).find(|(ok, _)| !ok) {
             Some((_, why)) => Err(ConfigError(why)),
             None => self.membership.validate(),
         }

@@ -33,6 +33,11 @@ pub trait Sink {
     // allocation; boxing it would cost one per message.
     #[allow(clippy::result_large_err)]
     fn deliver(&mut self, event: Event) -> Result<(), Event>;
+    /// Starts a file operation for the transfer plane, off the event loop;
+    /// its result goes back through [`Node::handle_file`] with the
+    /// request's id. A sink that never sends or receives files may answer
+    /// every request with an error.
+    fn file(&mut self, request: crate::transfer::FileRequest);
 }
 
 /// How much one [`Drain::run`] may do before yielding to other tasks.
@@ -196,6 +201,11 @@ impl Drain {
                 sink.act(action);
             }
             progressed |= self.close_lingering(now, sink);
+            // File operations for the transfer plane.
+            while let Some(req) = node.poll_file_request() {
+                progressed = true;
+                sink.file(req);
+            }
             // 4. Events, as long as the application takes them.
             if let Some(ev) = self.parked.take() {
                 match sink.deliver(ev) {

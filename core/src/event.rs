@@ -155,6 +155,8 @@ pub enum Event {
     Membership(MembershipEvent),
     /// Discovery: topics paired and unpaired, relay losses, discovered dials.
     Discovery(crate::discovery::DiscoveryEvent),
+    /// File transfers: offers, progress, files received or delivered, failures.
+    Transfer(crate::transfer::TransferEvent),
     /// [`Node::close`](crate::Node::close) finished: every connection is closed.
     Closed,
 }

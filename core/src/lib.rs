@@ -86,11 +86,14 @@ mod stats;
 mod streams;
 mod time;
 mod timer;
+pub mod transfer;
 pub mod wire;
 
+pub use blake3;
 pub use bytes::Bytes;
 pub use config::{
     Config, ConfigError, CreditMode, DialerConfig, FullQueuePolicy, PubSubConfig, SessionConfig, StreamsConfig,
+    TransferConfig,
 };
 pub use discovery::{Discovery, DiscoveryConfig, DiscoveryEvent, DiscoveryRef, RelayLoss};
 pub use drain::{Budget, Drain, Sink, Step, WriteOutcome};
@@ -102,8 +105,9 @@ pub use membership::{
 };
 pub use node::Node;
 pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, PubSubRef, Published, SendMode};
-pub use stats::{DialerStats, DiscoveryStats, PubSubStats, SessionStats, Stats, StreamsStats};
+pub use stats::{DialerStats, DiscoveryStats, PubSubStats, SessionStats, Stats, StreamsStats, TransferStats};
 pub use streams::{Role, StreamEnd, StreamEvent, StreamId, Streams, StreamsRef, WriteError};
 pub use time::Timestamp;
 pub use timer::TimerReason;
+pub use transfer::{FileRequest, TransferEvent};
 pub use wire::{Capabilities, CloseCode};

@@ -16,6 +16,8 @@ pub struct Stats {
     pub membership: crate::membership::MembershipStats,
     /// Discovery and relay.
     pub discovery: DiscoveryStats,
+    /// File transfers.
+    pub transfer: TransferStats,
 }
 
 /// Counters of the session plane.
@@ -120,4 +122,33 @@ pub struct DiscoveryStats {
     pub relay_lost: u64,
     /// De-duplication windows forgotten for want of room.
     pub relay_windows_evicted: u64,
+}
+
+/// Counters of the transfer plane (both directions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransferStats {
+    /// Offers sent (one per receiver).
+    pub offers_sent: u64,
+    /// Offers received.
+    pub offers_received: u64,
+    /// Offers this node refused.
+    pub rejected: u64,
+    /// Files received, verified and renamed into place.
+    pub received: u64,
+    /// Files a receiver confirmed (sending side).
+    pub delivered: u64,
+    /// Transfers that failed, either side.
+    pub failed: u64,
+    /// Chunk payload bytes sent.
+    pub bytes_sent: u64,
+    /// Chunk payload bytes received.
+    pub bytes_received: u64,
+    /// Payload bytes sent again to a receiver below the highest offset
+    /// already sent to it (after resumes and restarts), in this process.
+    pub bytes_resent: u64,
+    /// Resumes whose prefix did not match (the sender started from 0).
+    pub prefix_mismatches: u64,
+    /// Received files whose hash did not match.
+    pub hash_mismatches: u64,
 }

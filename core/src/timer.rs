@@ -27,6 +27,8 @@ pub enum TimerReason {
     Membership,
     /// The discovery plane re-evaluates pairing or asks for unpaired topics.
     Discovery,
+    /// A transfer whose peer is away gives up (`TransferConfig::peer_timeout`).
+    Transfer,
 }
 
 impl TimerReason {

@@ -3,6 +3,7 @@
 //! the decoder.
 
 use bytes::BytesMut;
+use estafeta_core::wire::transfer::TransferFrame;
 use estafeta_core::wire::{
     check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, DiscoveryFrame, Header, Hello, Hint,
     ListenAddr, MembershipFrame, RefuseReason, StreamFrame, WireError, LEN_PREFIX, PREAMBLE_LEN, VERSION,
@@ -31,6 +32,11 @@ enum OwnedHeader {
     /// A membership frame: kind (0..5), group, seq, index, total, epoch, hint.
     Membership(u8, String, u64, u32, u32, u64, Option<(u32, u64)>),
     Relay(String, u128, u32, u64, u8),
+    TOffer(u64, String, String, u64, [u8; 32], u32, Vec<(String, String)>),
+    TAccept(u64, u64, [u8; 32], u64),
+    TChunk(u64, u64),
+    TCredit(u64, u64, u64, u64),
+    TAbort(u64, bool, String),
 }
 
 impl OwnedHeader {
@@ -78,6 +84,25 @@ impl OwnedHeader {
                 seq: *seq,
                 hops: *hops,
             }),
+            OwnedHeader::TOffer(id, topic, name, size, hash, chunk, meta) => Header::Transfer(TransferFrame::Offer {
+                id: *id,
+                topic,
+                name,
+                size: *size,
+                hash: *hash,
+                chunk: *chunk,
+                meta: meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            }),
+            OwnedHeader::TAccept(id, offset, prefix, until) => {
+                Header::Transfer(TransferFrame::Accept { id: *id, offset: *offset, prefix: *prefix, until: *until })
+            }
+            OwnedHeader::TChunk(id, offset) => Header::Transfer(TransferFrame::Chunk { id: *id, offset: *offset }),
+            OwnedHeader::TCredit(id, synced, until, received) => {
+                Header::Transfer(TransferFrame::Credit { id: *id, synced: *synced, until: *until, received: *received })
+            }
+            OwnedHeader::TAbort(id, by_sender, reason) => {
+                Header::Transfer(TransferFrame::Abort { id: *id, by_sender: *by_sender, reason })
+            }
         }
     }
 }
@@ -116,6 +141,22 @@ fn header() -> impl Strategy<Value = OwnedHeader> {
             .prop_map(|(k, g, s, i, t, e, h)| OwnedHeader::Membership(k, g, s, i, t, e, h)),
         (text(), any::<u128>(), any::<u32>(), any::<u64>(), any::<u8>())
             .prop_map(|(t, o, e, s, h)| OwnedHeader::Relay(t, o, e, s, h)),
+        (
+            any::<u64>(),
+            text(),
+            text(),
+            any::<u64>(),
+            any::<[u8; 32]>(),
+            any::<u32>(),
+            prop::collection::vec((text(), text()), 0..4)
+        )
+            .prop_map(|(i, t, n, s, h, c, m)| OwnedHeader::TOffer(i, t, n, s, h, c, m)),
+        (any::<u64>(), any::<u64>(), any::<[u8; 32]>(), any::<u64>())
+            .prop_map(|(i, o, p, u)| OwnedHeader::TAccept(i, o, p, u)),
+        (any::<u64>(), any::<u64>()).prop_map(|(i, o)| OwnedHeader::TChunk(i, o)),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>())
+            .prop_map(|(i, s, u, r)| OwnedHeader::TCredit(i, s, u, r)),
+        (any::<u64>(), any::<bool>(), text()).prop_map(|(i, b, r)| OwnedHeader::TAbort(i, b, r)),
     ]
 }
 
@@ -201,6 +242,24 @@ fn owned(h: &Header<'_>) -> OwnedHeader {
             OwnedHeader::Relay(topic.to_string(), *origin, *epoch, *seq, *hops)
         }
         Header::Discovery(other) => panic!("this test generates no {other:?}"),
+        Header::Transfer(f) => match f {
+            TransferFrame::Offer { id, topic, name, size, hash, chunk, meta } => OwnedHeader::TOffer(
+                *id,
+                topic.to_string(),
+                name.to_string(),
+                *size,
+                *hash,
+                *chunk,
+                meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ),
+            TransferFrame::Accept { id, offset, prefix, until } => OwnedHeader::TAccept(*id, *offset, *prefix, *until),
+            TransferFrame::Chunk { id, offset } => OwnedHeader::TChunk(*id, *offset),
+            TransferFrame::Credit { id, synced, until, received } => {
+                OwnedHeader::TCredit(*id, *synced, *until, *received)
+            }
+            TransferFrame::Abort { id, by_sender, reason } => OwnedHeader::TAbort(*id, *by_sender, reason.to_string()),
+            other => panic!("not generated: {other:?}"),
+        },
     }
 }
 

@@ -92,6 +92,7 @@ impl Sink for Blocking {
     fn deliver(&mut self, _event: Event) -> Result<(), Event> {
         Ok(())
     }
+    fn file(&mut self, _request: estafeta_core::FileRequest) {}
 }
 
 /// Fixed: while a socket stayed write-blocked with messages queued behind

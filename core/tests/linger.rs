@@ -30,6 +30,7 @@ impl Sink for Socket {
     fn deliver(&mut self, _event: Event) -> Result<(), Event> {
         Ok(())
     }
+    fn file(&mut self, _request: estafeta_core::FileRequest) {}
 }
 
 /// A node with one open connection (handshake done) and a drain.

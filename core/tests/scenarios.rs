@@ -263,6 +263,7 @@ impl Sink for Recorder {
     fn deliver(&mut self, _event: Event) -> Result<(), Event> {
         Ok(())
     }
+    fn file(&mut self, _request: estafeta_core::FileRequest) {}
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use crate::recv::{Plan, RecvState};
 use crate::runtime::{ConnectFuture, Listener, Runtime, Socket, Timer};
 use crate::state::{App, Shared, State};
+use estafeta_core::transfer::{FileError, FileReply, FileReqId, FileRequest};
 use estafeta_core::{Action, CloseReason, ConnId, Drain, Event, Sink, Step, Timestamp, WriteOutcome};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -36,6 +37,26 @@ impl TaskWaker {
         if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             *w = Some(cx.waker().clone());
         }
+    }
+}
+
+/// Completed file operations, waiting for the driver task to hand them to
+/// the node; a completion wakes the task.
+struct FileDone {
+    done: Mutex<Vec<(FileReqId, Result<FileReply, FileError>)>>,
+    task: Arc<TaskWaker>,
+}
+
+impl FileDone {
+    fn push(&self, id: FileReqId, r: Result<FileReply, FileError>) {
+        self.done.lock().unwrap_or_else(|e| e.into_inner()).push((id, r));
+        if let Some(w) = self.task.lock().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+
+    fn take(&self) -> Vec<(FileReqId, Result<FileReply, FileError>)> {
+        std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -125,6 +146,7 @@ pub(crate) struct Driver<R: Runtime> {
     unread: Vec<ConnId>,
     /// `node{name=…}`: every log line of this node is emitted inside it.
     span: tracing::Span,
+    files: Arc<FileDone>,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -138,7 +160,7 @@ impl<R: Runtime> Driver<R> {
             span,
             shared,
             listener: listener.map(|l| Source::new(l, &task)),
-            task,
+            task: task.clone(),
             sockets: BTreeMap::new(),
             dialing: BTreeMap::new(),
             timer: R::timer(),
@@ -146,6 +168,7 @@ impl<R: Runtime> Driver<R> {
             drain: Drain::default(),
             read_buf: vec![0; READ_CHUNK],
             unread: Vec::new(),
+            files: Arc::new(FileDone { done: Mutex::new(Vec::new()), task: task.clone() }),
         }
     }
 }
@@ -158,6 +181,7 @@ struct DriverSink<'a, 'c, R: Runtime> {
     app: &'a mut App,
     /// A dial started: its future must be polled once to register a waker.
     dialed: bool,
+    files: &'a Arc<FileDone>,
 }
 
 impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
@@ -196,6 +220,15 @@ impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
             crate::log::event(&event);
         }
         self.app.deliver(event)
+    }
+
+    fn file(&mut self, request: FileRequest) {
+        let files = self.files.clone();
+        R::spawn(async move {
+            let FileRequest { id, op } = request;
+            let r = R::spawn_blocking(move || crate::fileio::run(op)).await;
+            files.push(id, r);
+        });
     }
 }
 
@@ -323,9 +356,23 @@ impl<R: Runtime> Future for Driver<R> {
         let mut more = this.accept(st, now);
         this.poll_dials(st, cx, now);
         more |= this.read(st, now);
+        for (id, r) in this.files.take() {
+            st.node.handle_file(now, id, r);
+        }
+        for path in std::mem::take(&mut st.app.transfers.cleanup) {
+            R::spawn(async move {
+                let _ = R::spawn_blocking(move || std::fs::remove_file(path)).await;
+            });
+        }
         let State { node, app } = st;
-        let mut sink =
-            DriverSink::<R> { cx, sockets: &mut this.sockets, dialing: &mut this.dialing, app, dialed: false };
+        let mut sink = DriverSink::<R> {
+            cx,
+            sockets: &mut this.sockets,
+            dialing: &mut this.dialing,
+            app,
+            dialed: false,
+            files: &this.files,
+        };
         let step = this.drain.run(node, now, &mut sink);
         more |= sink.dialed;
         if !app.streams.refuse.is_empty() {

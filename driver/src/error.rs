@@ -1,5 +1,6 @@
 //! The errors of the async API.
 
+use estafeta_core::transfer::TransferError;
 use estafeta_core::{CommandError, ConfigError, PeerAddr, PublishError};
 use std::fmt;
 use std::io;
@@ -21,6 +22,8 @@ pub enum Error {
     ConnectFailed(PeerAddr),
     /// A payload could not be encoded or decoded with the chosen format.
     Format(String),
+    /// A file send or receive command was refused; nothing changed.
+    Transfer(TransferError),
     /// The node is closed.
     Closed,
     /// A request's stream ended without a reply ([`Node::request`](crate::Node::request)).
@@ -46,6 +49,7 @@ impl fmt::Display for Error {
             Error::Command(e) => write!(f, "{e}"),
             Error::ConnectFailed(a) => write!(f, "could not connect to {a}: attempts used up"),
             Error::Format(e) => write!(f, "payload format error: {e}"),
+            Error::Transfer(e) => write!(f, "transfer refused: {e}"),
             Error::Closed => write!(f, "node is closed"),
             Error::Stream(c) => write!(f, "no reply: {c}"),
             Error::NotPaired(t) => write!(f, "no connected peer shares topic {t} (timed out)"),
@@ -59,6 +63,7 @@ impl std::error::Error for Error {
             Error::Io(e) => Some(e),
             Error::Publish(e) => Some(e),
             Error::Command(e) => Some(e),
+            Error::Transfer(e) => Some(e),
             _ => None,
         }
     }

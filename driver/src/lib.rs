@@ -14,6 +14,7 @@
 mod discovery;
 mod driver;
 mod error;
+mod fileio;
 mod format;
 mod log;
 mod membership;
@@ -23,6 +24,7 @@ mod runtime;
 mod state;
 mod stream;
 mod streams;
+mod transfer;
 
 pub use error::Error;
 pub use format::{encode, Format, MessageExt, Postcard};
@@ -34,10 +36,13 @@ pub use stream::{Events, Subscription};
 pub use streams::{
     ReplyStream, StreamClosed, StreamOptions, StreamRequest, StreamServer, StreamWriteError, TypedReplyStream, Writer,
 };
+pub use transfer::{FileEvent, FileOptions, FileProgress, FileTransfer, ReceivedFiles};
 
+pub use estafeta_core::transfer::{Direction, Offered, Received, TransferError};
 pub use estafeta_core::{Assignment, GroupInfo, LeftReason, MembershipConfig, MembershipEvent};
 pub use estafeta_core::{
     Bytes, CloseCode, CloseReason, Config, DialEvent, DialerConfig, DiscoveryConfig, DiscoveryEvent, DiscoveryStats,
     DropReason, Event, FullQueuePolicy, Message, NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig, PubSubEvent,
     Published, RelayLoss, SendMode, SessionConfig, Stats, StreamEnd, StreamEvent, StreamId, StreamsConfig, Topic,
+    TransferConfig, TransferEvent,
 };

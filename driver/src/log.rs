@@ -9,14 +9,16 @@
 //! | INFO | a peer up or down (with the reason), a dial target given up, the node closed |
 //! | WARN | messages dropped (with the count and reason), a peer refused for breaking the protocol |
 //! | INFO | a stream that ended with a code other than 1000 (normal); group assignments, members joining and leaving, groups settling |
-//! | INFO | a topic paired or unpaired (discovery) |
-//! | WARN | a group lease lost, a join refused, relayed messages lost |
+//! | INFO | a topic paired or unpaired (discovery); files offered, received (verified) and delivered |
+//! | WARN | a group lease lost, a join refused, relayed messages lost, a file transfer failed |
 //! | DEBUG | dial failures with the retry delay, subscriptions of peers, stream requests and normal ends, who serves streams |
 //!
 //! Messages and stream data are never logged. With no subscriber installed each
 //! call costs one relaxed load of `tracing`'s global maximum level.
 
-use estafeta_core::{CloseCode, DialEvent, DiscoveryEvent, Event, MembershipEvent, PubSubEvent, StreamEvent};
+use estafeta_core::{
+    CloseCode, DialEvent, DiscoveryEvent, Event, MembershipEvent, PubSubEvent, StreamEvent, TransferEvent,
+};
 
 /// Logs `event` at its level (see the module documentation).
 #[cold]
@@ -70,6 +72,7 @@ pub(crate) fn event(event: &Event) {
             tracing::debug!(peer = %peer, topic = %topic, serving, "peer serves streams")
         }
         Event::Membership(m) => membership(m),
+        Event::Transfer(t) => transfer(t),
         Event::Discovery(DiscoveryEvent::Paired { topic }) => tracing::info!(topic = %topic, "topic paired"),
         Event::Discovery(DiscoveryEvent::Unpaired { topic }) => tracing::info!(topic = %topic, "topic unpaired"),
         Event::Discovery(DiscoveryEvent::RelayLost { topic, origin, count, reason }) => {
@@ -100,6 +103,29 @@ fn membership(m: &MembershipEvent) {
         }
         MembershipEvent::Settled { group, epoch, total } => {
             tracing::info!(group = %group, epoch, total, "group settled")
+        }
+    }
+}
+
+/// File transfers: INFO for offers, received and delivered files, WARN for
+/// failures, DEBUG for starts (and resumes), TRACE for progress.
+fn transfer(t: &TransferEvent) {
+    match t {
+        TransferEvent::Offered(o) => {
+            tracing::info!(peer = %o.peer, id = o.id, topic = %o.topic, name = %o.name, size = o.size, "file offered")
+        }
+        TransferEvent::Started { peer, id, direction, offset } => {
+            tracing::debug!(peer = %peer, id, direction = ?direction, offset, "file transfer started")
+        }
+        TransferEvent::Progress { peer, id, bytes, total, .. } => {
+            tracing::trace!(peer = %peer, id, bytes, total, "file transfer progress")
+        }
+        TransferEvent::Received(r) => {
+            tracing::info!(peer = %r.peer, id = r.id, path = %r.path.display(), size = r.size, "file received and verified")
+        }
+        TransferEvent::Delivered { peer, id } => tracing::info!(peer = %peer, id, "file delivered"),
+        TransferEvent::Failed { peer, id, direction, reason } => {
+            tracing::warn!(peer = %peer, id, direction = ?direction, reason = %reason, "file transfer failed")
         }
     }
 }

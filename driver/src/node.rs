@@ -147,7 +147,7 @@ impl<R: Runtime> NodeBuilder<R> {
 
 /// A seed from the process's hasher keys and the clock (the core itself never
 /// draws OS randomness).
-fn random_seed() -> u64 {
+pub(crate) fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));

@@ -25,6 +25,9 @@ pub trait Runtime: Send + Sync + Sized + 'static {
 
     /// Runs `fut` in the background.
     fn spawn<F: Future<Output = ()> + Send + 'static>(fut: F);
+    /// Runs blocking `f` (file I/O, hashing) on the runtime's blocking pool,
+    /// never on the reactor, and resolves to its result.
+    fn spawn_blocking<T: Send + 'static, F: FnOnce() -> T + Send + 'static>(f: F) -> impl Future<Output = T> + Send;
     /// Binds a listener to `addr` (`host:port`, port 0 picks one).
     fn bind(addr: &str) -> impl Future<Output = io::Result<Self::Listener>> + Send;
     /// Connects to `addr` (`host:port`), resolving names.

@@ -178,6 +178,8 @@ pub(crate) struct App {
     pub(crate) streams: crate::streams::StreamsApp,
     /// The change streams of this node's group memberships.
     pub(crate) membership: crate::membership::MemberQueues,
+    /// File transfers: send handles and receive streams.
+    pub(crate) transfers: crate::transfer::TransferApp,
 }
 
 impl App {
@@ -202,6 +204,7 @@ impl App {
             close_by: None,
             streams: Default::default(),
             membership: Default::default(),
+            transfers: Default::default(),
         }
     }
 
@@ -291,6 +294,11 @@ impl App {
                 }
                 Ok(())
             }
+            Event::Transfer(t) => {
+                self.transfers.deliver(t.clone(), &mut self.peers_changed);
+                self.push_lifecycle(Event::Transfer(t));
+                Ok(())
+            }
             other => {
                 // Every event is named: a new one fails to compile here.
                 match &other {
@@ -311,6 +319,7 @@ impl App {
                     | Event::PubSub(PubSubEvent::Dropped { .. } | PubSubEvent::Message(_) | PubSubEvent::Writable)
                     | Event::Stream(_)
                     | Event::ProtocolViolation { .. }
+                    | Event::Transfer(_)
                     | Event::Closed => {}
                     Event::Membership(ev) => self.membership.deliver(ev, self.limits.events),
                 }
@@ -394,6 +403,7 @@ impl App {
         self.peers_changed.wake_all();
         self.closed_waiters.wake_all();
         self.membership.finish();
+        self.transfers.finish();
     }
 }
 

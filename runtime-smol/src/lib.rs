@@ -33,6 +33,8 @@ pub struct Smol;
 pub type Node = estafeta_driver::Node<Smol>;
 /// A node builder on smol.
 pub type NodeBuilder = estafeta_driver::NodeBuilder<Smol>;
+/// A file being sent, on smol.
+pub type FileTransfer = estafeta_driver::FileTransfer<Smol>;
 
 /// An async-io TCP stream with Nagle off.
 #[derive(Debug)]
@@ -136,6 +138,9 @@ impl Runtime for Smol {
 
     fn spawn<F: Future<Output = ()> + Send + 'static>(fut: F) {
         smol::spawn(fut).detach();
+    }
+    async fn spawn_blocking<T: Send + 'static, F: FnOnce() -> T + Send + 'static>(f: F) -> T {
+        smol::unblock(f).await
     }
     async fn bind(addr: &str) -> io::Result<SmolListener> {
         let addrs: Vec<SocketAddr> = smol::net::resolve(addr).await?;

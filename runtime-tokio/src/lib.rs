@@ -34,6 +34,8 @@ pub struct Tokio;
 pub type Node = estafeta_driver::Node<Tokio>;
 /// A node builder on tokio.
 pub type NodeBuilder = estafeta_driver::NodeBuilder<Tokio>;
+/// A file being sent, on tokio.
+pub type FileTransfer = estafeta_driver::FileTransfer<Tokio>;
 
 /// A tokio TCP stream with Nagle off.
 #[derive(Debug)]
@@ -105,6 +107,13 @@ impl Runtime for Tokio {
 
     fn spawn<F: Future<Output = ()> + Send + 'static>(fut: F) {
         tokio::spawn(fut);
+    }
+    async fn spawn_blocking<T: Send + 'static, F: FnOnce() -> T + Send + 'static>(f: F) -> T {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(v) => v,
+            // The closure panicked: carry the panic to the awaiting task.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
     async fn bind(addr: &str) -> io::Result<TokioListener> {
         tokio::net::TcpListener::bind(addr).await.map(TokioListener)

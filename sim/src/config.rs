@@ -22,8 +22,20 @@ pub fn fast_config() -> Config {
     c.dialer.reconnect_base = Duration::from_millis(20);
     c.dialer.reconnect_cap = Duration::from_millis(300);
     c.dialer.reconnect_max_attempts = None;
+    c.transfer.chunk_size = TRANSFER_CHUNK;
+    c.transfer.window_chunks = TRANSFER_WINDOW_CHUNKS;
+    c.transfer.read_size = 2 * TRANSFER_CHUNK as usize;
+    c.transfer.max_in_flight = 3 * TRANSFER_CHUNK as u64;
+    c.transfer.peer_timeout = Duration::from_micros(TRANSFER_PEER_TIMEOUT_US);
     c
 }
+
+/// Chunk size of simulated transfers.
+pub const TRANSFER_CHUNK: u32 = 4 << 10;
+/// Window of simulated transfers, in chunks.
+pub const TRANSFER_WINDOW_CHUNKS: u32 = 8;
+/// How long a simulated transfer waits for its peer to come back.
+pub const TRANSFER_PEER_TIMEOUT_US: u64 = 2_000_000;
 
 fn d(us: u64) -> Duration {
     Duration::from_micros(us)

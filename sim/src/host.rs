@@ -11,6 +11,7 @@ use crate::ev::kind;
 use crate::net::{Net, ProcId};
 use crate::rng::{self, Rng};
 use crate::trace::Trace;
+use estafeta_core::transfer::{FileRequest, MemFs};
 use estafeta_core::{
     Action, Budget, Config, ConnId, DialEvent, DiscoveryEvent, Drain, Event, Node, NodeId, PeerAddr, PubSubEvent, Sink,
     Step, StreamEvent, StreamId, WriteOutcome,
@@ -35,6 +36,8 @@ pub(crate) struct Host {
     pub(crate) budget: Budget,
     pub(crate) clock: Clock,
     pub(crate) rng: Rng,
+    /// The application's draws for file transfers (a stream of its own).
+    pub(crate) file_rng: Rng,
     pub(crate) read_rate: Option<u64>,
     pub(crate) read_ready_at: u64,
     pub(crate) timer_at: Option<u64>,
@@ -56,6 +59,10 @@ pub(crate) struct Host {
     pub(crate) restarts: u64,
     /// Stream requests the last drain delivered, for the application.
     pub(crate) requests: Vec<StreamId>,
+    /// The machine's disk: survives restarts; a crash loses unsynced writes.
+    pub(crate) fs: MemFs,
+    /// File operations the node asked for in the current drain.
+    files: Vec<FileRequest>,
 }
 
 impl Host {
@@ -71,6 +78,7 @@ impl Host {
             budget: s.budget,
             clock: Clock::new(s.clock_offset_us, s.drift_ppm),
             rng: Rng::derive(seed, &[rng::STREAM_HOST, slot as u64]),
+            file_rng: Rng::derive(seed, &[rng::STREAM_FILES, slot as u64]),
             read_rate: s.read_rate,
             read_ready_at: 0,
             timer_at: None,
@@ -85,6 +93,8 @@ impl Host {
             id: NodeId::default(),
             restarts: 0,
             requests: Vec::new(),
+            fs: MemFs::default(),
+            files: Vec::new(),
         }
     }
 
@@ -109,8 +119,19 @@ impl Host {
             gave_up: Vec::new(),
             log: world.log,
             requests: &mut self.requests,
+            files: &mut self.files,
+            fs: &mut self.fs,
         };
-        let step = self.drain.run(node, self.clock.timestamp(now), &mut sink);
+        let mut step = self.drain.run(node, self.clock.timestamp(now), &mut sink);
+        // The disk answers at once: run what the node asked for, report the
+        // results, and drain again until it asks for nothing more.
+        while !sink.files.is_empty() {
+            for req in std::mem::take(sink.files) {
+                let result = sink.fs.run(req.op);
+                node.handle_file(self.clock.timestamp(now), req.id, result);
+            }
+            step = self.drain.run(node, self.clock.timestamp(now), &mut sink);
+        }
         let gave_up = std::mem::take(&mut sink.gave_up);
         self.in_sync = matches!(step, Step::Idle { .. }) && !self.drain.app_blocked();
         if self.in_sync {
@@ -145,6 +166,8 @@ struct SimSink<'a> {
     gave_up: Vec<PeerAddr>,
     log: Option<&'a mut Vec<(u64, usize, Event)>>,
     requests: &'a mut Vec<StreamId>,
+    files: &'a mut Vec<FileRequest>,
+    fs: &'a mut MemFs,
 }
 
 impl Sink for SimSink<'_> {
@@ -194,6 +217,10 @@ impl Sink for SimSink<'_> {
         let words = event_words(&event);
         self.trace.record(self.now, kind::EVENT, &words, || format!("n{slot} event {}", short_event(&event)));
         self.oracle.on_event(self.now, self.proc, &event);
+        if let Event::Transfer(estafeta_core::TransferEvent::Received(r)) = &event {
+            let on_disk = self.fs.read(&r.path).map(|b| *estafeta_core::blake3::hash(b).as_bytes());
+            self.oracle.on_file(self.now, self.proc, r, on_disk);
+        }
         if let Some(log) = self.log.as_mut() {
             log.push((self.now, slot, event.clone()));
         }
@@ -204,6 +231,10 @@ impl Sink for SimSink<'_> {
             self.requests.push(*stream);
         }
         Ok(())
+    }
+
+    fn file(&mut self, request: FileRequest) {
+        self.files.push(request);
     }
 }
 
@@ -240,6 +271,7 @@ fn event_words(ev: &Event) -> [u64; 4] {
         Event::Discovery(DiscoveryEvent::Unpaired { topic }) => [28, topic.as_str().len() as u64, 0, 0],
         Event::Discovery(DiscoveryEvent::RelayLost { origin, count, .. }) => [29, id(origin), *count, 0],
         Event::Discovery(DiscoveryEvent::DialFailed { addr, .. }) => [30, addr.port as u64, 0, 0],
+        Event::Transfer(t) => transfer_words(t),
         // Every event is named: a new plane's events fail to compile here
         // until the simulator traces (and its checker observes) them.
     }
@@ -255,6 +287,19 @@ fn membership_words(m: &estafeta_core::MembershipEvent) -> [u64; 4] {
         M::MemberJoined { member, .. } => [24, member.as_u128() as u64, 0, 0],
         M::MemberLeft { member, .. } => [25, member.as_u128() as u64, 0, 0],
         M::Settled { epoch, total, .. } => [26, *epoch, *total as u64, 0],
+    }
+}
+
+fn transfer_words(ev: &estafeta_core::TransferEvent) -> [u64; 4] {
+    use estafeta_core::TransferEvent as T;
+    let id = |i: &NodeId| i.as_u128() as u64;
+    match ev {
+        T::Offered(o) => [31, id(&o.peer.id), o.id, o.size],
+        T::Started { peer, id: t, offset, .. } => [32, id(&peer.id), *t, *offset],
+        T::Progress { peer, id: t, bytes, .. } => [33, id(&peer.id), *t, *bytes],
+        T::Received(r) => [34, id(&r.peer.id), r.id, r.size],
+        T::Delivered { peer, id: t } => [35, id(&peer.id), *t, 0],
+        T::Failed { peer, id: t, .. } => [36, id(&peer.id), *t, 0],
     }
 }
 

@@ -10,6 +10,7 @@ pub(crate) const STREAM_HOST: u64 = 3;
 pub(crate) const STREAM_FAULT: u64 = 5;
 pub(crate) const STREAM_SCENARIO: u64 = 6;
 pub(crate) const STREAM_NODE_SEED: u64 = 7;
+pub(crate) const STREAM_FILES: u64 = 8;
 
 /// A small, fast, deterministic generator (SplitMix64).
 ///

@@ -156,6 +156,14 @@ pub struct Report {
     pub accounting: Accounting,
     /// Streams opened, terminals seen, stream ends whose codes were compared.
     pub streams: (u64, u64, u64),
+    /// Files the applications sent (one per send, any number of receivers).
+    pub files_sent: u64,
+    /// Files received, verified on disk by the checker.
+    pub files_received: u64,
+    /// Transfers that failed (either end), each with a reason.
+    pub transfers_failed: u64,
+    /// Bytes sent again after resumes (each at most one window).
+    pub bytes_resent: u64,
 }
 
 impl Scenario {
@@ -201,10 +209,13 @@ impl Scenario {
             short_write_per_mille: 50,
         };
         let subs = (0..n).map(|_| (0..topics).filter(|_| r.chance(500)).collect()).collect();
+        let mut files = Rng::derive(seed, &[rng::STREAM_FILES]);
         let workload = Workload {
             mean_gap_us: r.range(5_000, 40_000),
             resubscribe_per_mille: r.range(0, 60),
             max_payload: r.log_range(2 << 10, 64 << 10) as usize,
+            file_per_mille: files.range(5, 40),
+            max_file: files.log_range(4 << 10, 256 << 10) as usize,
         };
         let plan = FaultPlan {
             budget: opts.fault_budget(seed),
@@ -233,7 +244,9 @@ impl Scenario {
             + sim.net.rto_us
             + 8 * max_latency
             + 500_000
-            + group.as_ref().map_or(0, |g| g.settle_bound_us());
+            + group.as_ref().map_or(0, |g| g.settle_bound_us())
+            // A transfer whose peer restarted as a new node waits this long.
+            + crate::config::TRANSFER_PEER_TIMEOUT_US;
         Scenario { sim, topology, subs, workload, faults, heal_at_us: opts.fault_window_us, settle_bound_us, group }
     }
 
@@ -362,6 +375,7 @@ impl Scenario {
         sim.run_for(100_000)?;
         let accounting = sim.account();
         sim.check()?;
+        let (files_sent, files_received, transfers_failed, bytes_resent) = sim.transfer_counts();
         Ok(Report {
             seed: sim.seed(),
             trace_hash: sim.trace_hash(),
@@ -372,6 +386,10 @@ impl Scenario {
             reconnect_us,
             accounting,
             streams: sim.stream_counts(),
+            files_sent,
+            files_received,
+            transfers_failed,
+            bytes_resent,
         })
     }
 

@@ -14,11 +14,22 @@ pub struct Workload {
     pub resubscribe_per_mille: u64,
     /// Payload sizes: most are small, some up to this many bytes.
     pub max_payload: usize,
+    /// Chance (per mille) that an action sends a file instead (drawn from
+    /// its own random stream, so the other actions draw what they always did).
+    pub file_per_mille: u64,
+    /// Largest file size.
+    pub max_file: usize,
 }
 
 impl Default for Workload {
     fn default() -> Self {
-        Workload { mean_gap_us: 20_000, resubscribe_per_mille: 30, max_payload: 16 << 10 }
+        Workload {
+            mean_gap_us: 20_000,
+            resubscribe_per_mille: 30,
+            max_payload: 16 << 10,
+            file_per_mille: 0,
+            max_file: 0,
+        }
     }
 }
 

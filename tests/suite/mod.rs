@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod fake_peer;
 pub mod membership;
 pub mod streams;
+pub mod transfer;
 pub mod util;
 
 #[allow(unused_imports)] // used by the suite macro, not by every test crate
@@ -22,6 +23,8 @@ pub use discovery::*;
 pub use membership::*;
 #[allow(unused_imports)]
 pub use streams::*;
+#[allow(unused_imports)]
+pub use transfer::*;
 
 use estafeta_core::PublishError;
 use estafeta_driver::{AppLimits, CloseReason, DialEvent, Error, Event, Node, PeerRef, Runtime, SendMode};
@@ -75,14 +78,22 @@ macro_rules! behaviour_suite {
             the_root_dropped_after_pairing_traffic_keeps_flowing,
             a_triangle_with_relay_delivers_each_message_once_and_never_back,
             an_accept_over_the_limit_is_refused_with_a_reason_the_dialler_reports,
-            relay_carries_messages_through_one_intermediate_node
+            relay_carries_messages_through_one_intermediate_node,
+            a_big_file_reaches_three_receivers_verified,
+            a_killed_receiver_resumes_where_it_synced,
+            a_restarted_sender_offers_again_and_resumes,
+            a_flipped_byte_in_a_partial_file_is_detected,
+            hostile_names_are_refused_with_nothing_written_outside,
+            a_disk_error_is_reported_and_the_node_keeps_serving,
+            a_hundred_small_files_in_parallel,
+            a_file_from_a_stream_is_sent_and_its_spool_removed
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
         $(
             #[test]
             fn $name() {
-                $run(async { suite::util::within::<$runtime, _>(std::time::Duration::from_secs(60), suite::$name::<$runtime>()).await });
+                $run(async { suite::util::within::<$runtime, _>(suite::util::test_limit(), suite::$name::<$runtime>()).await });
             }
         )*
     };

@@ -28,6 +28,13 @@ pub async fn sleep<R: Runtime>(d: Duration) {
     std::future::poll_fn(|cx| if R::now() >= at { Poll::Ready(()) } else { t.poll_fire(cx) }).await
 }
 
+/// How long one suite test may take: 60 s, or `ESTAFETA_TEST_LIMIT_S`
+/// (for the 1 GiB transfer run, `ESTAFETA_BIG_FILE_MIB=1024`).
+pub fn test_limit() -> Duration {
+    let s = std::env::var("ESTAFETA_TEST_LIMIT_S").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    Duration::from_secs(s)
+}
+
 /// Runs `fut`, panicking if it takes longer than `limit`.
 pub async fn within<R: Runtime, F: Future>(limit: Duration, fut: F) -> F::Output {
     let mut fut = pin!(fut);

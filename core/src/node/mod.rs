@@ -20,6 +20,7 @@ use crate::session::{Closing, Session};
 use crate::stats::Stats;
 use crate::streams::{Streams, StreamsRef, StreamsState};
 use crate::time::Timestamp;
+use crate::transfer::{FileError, FileReply, FileReqId, FileRequest, Transfer, TransferRef, TransferState};
 use crate::wire::CloseCode;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -59,6 +60,7 @@ pub struct Node {
     streams: StreamsState,
     membership: MembershipState,
     discovery: crate::discovery::DiscoveryState,
+    transfer: TransferState,
     events: Events,
     actions: VecDeque<Action>,
     session_stats: crate::stats::SessionStats,
@@ -99,6 +101,11 @@ impl Node {
             streams: StreamsState::new(cfg.streams.clone(), id),
             membership: MembershipState::new(cfg.membership.clone()),
             discovery: crate::discovery::DiscoveryState::new(cfg.discovery.clone(), epoch),
+            transfer: TransferState::new(
+                cfg.transfer.clone(),
+                cfg.session.max_frame_size,
+                cfg.seed ^ id.as_u128() as u64,
+            ),
             cfg,
             me,
             now: Timestamp::ZERO,
@@ -139,6 +146,7 @@ impl Node {
             streams: self.streams.stats,
             membership: self.membership.stats(),
             discovery: self.discovery.stats,
+            transfer: self.transfer.stats,
         }
     }
 
@@ -171,6 +179,45 @@ impl Node {
     /// The streams plane's queries, from a shared borrow.
     pub fn streams_ref(&self) -> StreamsRef<'_> {
         StreamsRef { state: &self.streams }
+    }
+
+    /// The transfer plane: send files, receive them into a directory,
+    /// answer offers.
+    pub fn transfer(&mut self) -> Transfer<'_> {
+        Transfer {
+            state: &mut self.transfer,
+            session: &mut self.session,
+            pubsub: crate::pubsub::PubSubRef { state: &self.pubsub },
+            events: &mut self.events,
+            closing: self.closing,
+        }
+    }
+
+    /// The transfer plane's queries, from a shared borrow.
+    pub fn transfer_ref(&self) -> TransferRef<'_> {
+        TransferRef { state: &self.transfer }
+    }
+
+    /// The next file operation the transfer plane needs. The driver runs it
+    /// off its event loop and reports the result with
+    /// [`Node::handle_file`]. [`Drain`](crate::Drain) hands these to
+    /// [`Sink::file`](crate::Sink::file).
+    pub fn poll_file_request(&mut self) -> Option<FileRequest> {
+        self.transfer.poll_request()
+    }
+
+    /// A file operation asked by [`Node::poll_file_request`] completed.
+    pub fn handle_file(&mut self, now: Timestamp, id: FileReqId, result: Result<FileReply, FileError>) {
+        self.advance(now);
+        self.transfer.complete(id, result, &mut self.events);
+        self.transfer_wake();
+    }
+
+    /// Connections the transfer plane has new output for become ready.
+    pub(crate) fn transfer_wake(&mut self) {
+        for c in self.transfer.wake.drain(..) {
+            self.session.ready.insert(c);
+        }
     }
 
     /// Where this node listens, announced in every Hello from now on (for
@@ -392,6 +439,7 @@ impl Node {
                     self.membership.on_peer_down(info.id);
                     self.wake_relay_grants();
                     self.discovery_touch();
+                    self.transfer.on_peer_down(info.id, self.now);
                     work.extend(others.into_iter().rev().map(|o| (o, reason.clone())));
                 }
             }

@@ -27,11 +27,13 @@ enum Source {
     PubSub,
     /// Stream replies, round-robin across streams.
     Streams,
+    /// File chunks, round-robin across transfers.
+    Transfer,
 }
 
 impl Source {
     /// Every source, in the order a round visits them.
-    const ALL: [Source; 2] = [Source::PubSub, Source::Streams];
+    const ALL: [Source; 3] = [Source::PubSub, Source::Streams, Source::Transfer];
 }
 
 impl Node {
@@ -93,10 +95,12 @@ impl Node {
                 self.membership.write_control(p, self.now, buf);
             }
             self.discovery.write_control(conn, buf);
+            self.transfer.write_control(conn, peer, buf);
             if let Some(id) = peer {
                 self.write_sources(conn, id, first_source, buf, start + limit, quantum);
                 self.wake_relay_grants();
             }
+            self.transfer_wake();
         }
         let c = self.session.conns.get_mut(&conn).expect("present above");
         if c.control.goodbye {
@@ -140,6 +144,7 @@ impl Node {
             let wrote = match Source::ALL[i % Source::ALL.len()] {
                 Source::PubSub => self.pubsub.produce(conn, peer, buf, room, quantum, &mut self.events).0,
                 Source::Streams => self.streams.produce(conn, peer, buf, room),
+                Source::Transfer => self.transfer.produce(conn, peer, buf, room),
             };
             idle = if wrote == 0 { idle + 1 } else { 0 };
             i += 1;

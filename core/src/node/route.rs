@@ -151,6 +151,7 @@ impl Node {
                 Capabilities::STREAMS => "streams",
                 Capabilities::MEMBERSHIP => "membership",
                 Capabilities::DISCOVERY => "discovery",
+                Capabilities::TRANSFER => "transfer",
                 _ => "unknown plane",
             }));
         }
@@ -204,6 +205,12 @@ impl Node {
                 self.membership.flush_wake(&mut self.session);
             }
             Header::Discovery(frame) => self.on_discovery(conn, peer_id, frame, payload)?,
+            Header::Transfer(frame) => {
+                let Some(peer) = self.session.conns.get(&conn).and_then(|c| c.peer()) else { return Ok(Flow::Stop) };
+                let r = self.transfer.on_frame(peer, frame, payload, &mut self.events);
+                self.transfer_wake();
+                r?
+            }
             Header::Hello(_) | Header::Heartbeat | Header::Goodbye { .. } => {}
             Header::Subscribe { .. } | Header::Unsubscribe { .. } => {}
         }
@@ -283,14 +290,16 @@ impl Node {
     fn start_session(&mut self, conn: ConnId, info: &crate::event::PeerInfo, target: Option<crate::event::TargetId>) {
         self.events.push(Event::PeerUp { peer: info.clone(), conn, target });
         self.pubsub.on_peer_up(info, conn, &mut self.events);
-        let caps = self.session.conns.get(&conn).and_then(|c| match &c.phase {
-            Phase::Open(o) => Some(o.caps),
-            _ => None,
-        });
-        if caps.is_some_and(|c| c.contains(Capabilities::STREAMS)) {
+        let caps = match self.session.conns.get(&conn).map(|c| &c.phase) {
+            Some(Phase::Open(o)) => o.caps,
+            _ => Capabilities::NONE,
+        };
+        if caps.contains(Capabilities::STREAMS) {
             self.streams.on_peer_up(info, conn);
         }
         self.discovery_touch();
+        self.transfer.on_peer_up(info, conn, caps.contains(Capabilities::TRANSFER));
+        self.transfer_wake();
         self.session.ready.insert(conn);
     }
 

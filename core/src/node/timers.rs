@@ -27,7 +27,9 @@ impl Node {
         let streams = self.streams.next_timer().map(|t| (t, TimerReason::Streams));
         let membership = self.membership.next_timer().map(|t| (t, TimerReason::Membership));
         let discovery = self.discovery_timer().map(|t| (t, TimerReason::Discovery));
+        let transfer = self.transfer.timers.next().map(|(t, _)| (t, TimerReason::Transfer));
         let planes = TimerReason::soonest(TimerReason::soonest(streams, membership), discovery);
+        let planes = TimerReason::soonest(planes, transfer);
         TimerReason::soonest(TimerReason::soonest(TimerReason::soonest(close, conn), dial), planes)
     }
 
@@ -55,6 +57,8 @@ impl Node {
         if self.discovery_timer().is_some_and(|t| now >= t) {
             self.discovery_timeout(now);
         }
+        self.transfer.handle_timeout(now, &mut self.events);
+        self.transfer_wake();
     }
 
     /// `conn`'s timer fired: time out its handshake or its peer, owe a
@@ -91,7 +95,9 @@ impl Node {
                             && !self.pubsub.has_control(conn, peer)
                             && !self.streams.has_sendable(conn, peer)
                             && !self.streams.has_control(conn, peer)
-                            && !self.discovery.has_control(conn);
+                            && !self.discovery.has_control(conn)
+                            && !self.transfer.has_control(conn, peer)
+                            && !peer.is_some_and(|p| self.transfer.has_data(p));
                         if idle {
                             c.control.heartbeat = true;
                             // Count the heartbeat as sent now so it is not queued twice.

@@ -157,6 +157,11 @@ impl<'a> PubSubRef<'a> {
         s.peers.iter().filter(|id| self.state.send_credit(**id, topic).is_some_and(|(m, b)| m > 0 && b > 0)).count()
     }
 
+    /// Connected peers subscribing to `topic`, in id order.
+    pub(crate) fn subscribers(&self, topic: &str) -> impl Iterator<Item = NodeId> + 'a {
+        self.state.index.get(topic).into_iter().flat_map(|s| s.peers.iter().copied())
+    }
+
     /// Topics this node subscribes to.
     pub fn subscriptions(&self) -> impl Iterator<Item = &'a Topic> + 'a {
         self.state.local.iter()

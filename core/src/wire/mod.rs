@@ -13,6 +13,7 @@ mod codec;
 mod discovery;
 mod membership;
 mod stream;
+pub mod transfer;
 
 pub use codec::{check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, RawFrame};
 pub use discovery::{DiscoveryFrame, Referred};
@@ -81,7 +82,11 @@ impl Capabilities {
     pub const KNOWN: Capabilities = Capabilities((1 << 6) - 1);
     /// The planes this build runs.
     pub const SUPPORTED: Capabilities = Capabilities(
-        Capabilities::PUBSUB.0 | Capabilities::STREAMS.0 | Capabilities::MEMBERSHIP.0 | Capabilities::DISCOVERY.0,
+        Capabilities::PUBSUB.0
+            | Capabilities::TRANSFER.0
+            | Capabilities::STREAMS.0
+            | Capabilities::MEMBERSHIP.0
+            | Capabilities::DISCOVERY.0,
     );
 
     /// The capabilities with these bits (unknown bits are kept, and ignored).
@@ -163,6 +168,8 @@ pub enum Header<'a> {
     Membership(#[serde(borrow)] MembershipFrame<'a>),
     /// A frame of the discovery plane (requests, referrals, relayed messages).
     Discovery(#[serde(borrow)] DiscoveryFrame<'a>),
+    /// A frame of the transfer plane (a chunk's payload follows the header).
+    Transfer(#[serde(borrow)] transfer::TransferFrame<'a>),
 }
 
 impl Header<'_> {
@@ -177,6 +184,7 @@ impl Header<'_> {
             Header::Stream(_) => Capabilities::STREAMS,
             Header::Membership(_) => Capabilities::MEMBERSHIP,
             Header::Discovery(_) => Capabilities::DISCOVERY,
+            Header::Transfer(_) => Capabilities::TRANSFER,
         }
     }
 }

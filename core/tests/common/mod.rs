@@ -20,6 +20,7 @@
 
 #![allow(dead_code)]
 
+use estafeta_core::transfer::{FileRequest, MemFs};
 use estafeta_core::{
     Action, CloseReason, Config, ConnId, Drain, Event, Node, PeerAddr, PubSubEvent, Sink, Stats, Step, Timestamp,
     WriteOutcome,
@@ -91,6 +92,12 @@ pub struct Slot {
     pub frozen: bool,
     /// A stalled application refuses events (the drain parks them).
     pub stalled: bool,
+    /// The machine's disk (kept across restarts; a crash loses unsynced writes).
+    pub fs: MemFs,
+    /// File operations asked for and not yet run.
+    pub files: Vec<FileRequest>,
+    /// Hold file operations instead of running them (a slow disk).
+    pub disk_paused: bool,
 }
 
 /// A node instance that was crashed: its final counters and everything its
@@ -137,6 +144,7 @@ struct NetSink<'a> {
     stalled: bool,
     max_write: usize,
     budget: usize,
+    files: &'a mut Vec<FileRequest>,
 }
 
 impl Sink for NetSink<'_> {
@@ -173,6 +181,10 @@ impl Sink for NetSink<'_> {
         }
         self.events.push(event);
         Ok(())
+    }
+
+    fn file(&mut self, request: FileRequest) {
+        self.files.push(request);
     }
 }
 
@@ -225,6 +237,9 @@ impl Net {
                     events: Vec::new(),
                     frozen: false,
                     stalled: false,
+                    fs: MemFs::default(),
+                    files: Vec::new(),
+                    disk_paused: false,
                 })
                 .collect(),
             retired: Vec::new(),
@@ -277,17 +292,23 @@ impl Net {
     /// Runs drains, dials and deliveries until nothing moves at this time.
     pub fn settle(&mut self) {
         for _ in 0..100_000 {
-            let mut busy = false;
-            for i in 0..self.slots.len() {
-                busy |= self.run_drain(i);
-            }
-            busy |= self.do_dials();
-            busy |= self.deliver();
-            if !busy {
+            if !self.step() {
                 return;
             }
         }
         panic!("livelock: the network did not settle");
+    }
+
+    /// One round: every drain, the dials, the deliveries. Returns true if
+    /// anything moved.
+    pub fn step(&mut self) -> bool {
+        let mut busy = false;
+        for i in 0..self.slots.len() {
+            busy |= self.run_drain(i);
+        }
+        busy |= self.do_dials();
+        busy |= self.deliver();
+        busy
     }
 
     fn run_drain(&mut self, i: usize) -> bool {
@@ -309,14 +330,24 @@ impl Net {
             stalled: slot.stalled,
             max_write: self.max_write,
             budget: self.round_budget,
+            files: &mut slot.files,
         };
         let step = slot.drain.run(node, now, &mut sink);
         let closed = std::mem::take(&mut sink.closed);
+        let mut ran_files = false;
+        if !slot.disk_paused {
+            for req in std::mem::take(&mut slot.files) {
+                let result = slot.fs.run(req.op);
+                node.handle_file(now, req.id, result);
+                ran_files = true;
+            }
+        }
         let tails = slot.drain.pending_bytes() > 0;
         for c in closed {
             self.close_end(i, c);
         }
         match step {
+            _ if ran_files => true,
             Step::Yield => true,
             Step::Idle { deadline } => {
                 if let Some(d) = deadline {
@@ -512,6 +543,7 @@ impl Net {
             stalled: false,
             max_write: usize::MAX,
             budget: usize::MAX,
+            files: &mut Vec::new(),
         };
         for _ in 0..1000 {
             if let Step::Idle { .. } = slot.drain.run(&mut node, self.now, &mut sink) {
@@ -523,6 +555,8 @@ impl Net {
         }
         self.retired.push(Retired { slot: i, stats: node.stats(), events: std::mem::take(&mut slot.events) });
         slot.drain = Drain::default();
+        slot.files.clear();
+        slot.fs.crash();
         slot.frozen = false;
         slot.stalled = false;
     }

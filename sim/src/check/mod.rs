@@ -27,6 +27,7 @@ mod membership;
 mod pubsub;
 mod session;
 mod streams;
+mod transfer;
 
 pub use pubsub::Accounting;
 pub(crate) use pubsub::Mode;
@@ -119,6 +120,9 @@ planes! {
     membership: membership::Membership,
     /// Requests, the connection limit, relayed messages.
     discovery: discovery::Discovery,
+    /// Files: final files equal their source, monotone progress, bytes
+    /// re-sent after a resume within one window, memory within the window.
+    transfer: transfer::Transfer,
 }
 
 /// One process incarnation of a node, as every plane sees it.
@@ -216,6 +220,23 @@ impl Oracle {
     /// The discovery observer, for the commands that tell it what was asked.
     pub(crate) fn discovery(&mut self) -> &mut discovery::Discovery {
         &mut self.planes.discovery
+    }
+
+    /// The transfer observer, for the commands that tell it what was sent.
+    pub(crate) fn transfer(&mut self) -> &mut transfer::Transfer {
+        &mut self.planes.transfer
+    }
+
+    /// Process `p` reported a received file whose content on disk hashes to `on_disk`.
+    pub(crate) fn on_file(
+        &mut self,
+        now: u64,
+        p: ProcId,
+        r: &estafeta_core::transfer::Received,
+        on_disk: Option<[u8; 32]>,
+    ) {
+        let (mut cx, planes) = self.split(now);
+        planes.transfer.on_file(&mut cx, p, r, on_disk);
     }
 
     /// A process started on `slot` with node id `id`.

@@ -633,6 +633,7 @@ impl Observer for PubSub {
             }
             Header::Hello(h) => h.subscriptions.iter().copied().find(|t| unknown(t)),
             Header::Heartbeat | Header::Goodbye { .. } | Header::Stream(_) | Header::Membership(_) => None,
+            Header::Transfer(_) => None,
             // Requests, referrals and relayed messages: the discovery observer's.
             Header::Discovery(_) => None,
         };

@@ -38,6 +38,13 @@ impl Sim {
             return;
         }
         let topics = self.topics.len();
+        if w.file_per_mille > 0 && self.hosts[slot].file_rng.chance(w.file_per_mille) {
+            let r = &mut self.hosts[slot].file_rng;
+            let topic = r.below(topics as u64) as usize;
+            let len = r.log_range(1, w.max_file.max(2) as u64) as usize;
+            let _ = self.send_file(slot, topic, len);
+            return;
+        }
         let rng = &mut self.hosts[slot].rng;
         let topic = rng.below(topics as u64) as usize;
         if rng.chance(w.resubscribe_per_mille) {

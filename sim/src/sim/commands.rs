@@ -28,6 +28,12 @@ impl Sim {
             return;
         };
         let r = if on { node.pubsub().subscribe(&name) } else { node.pubsub().unsubscribe(&name) };
+        // The application receives files on the topics it subscribes to.
+        if on {
+            let _ = node.transfer().receive(&name, format!("/in/{name}"));
+        } else {
+            node.transfer().stop_receiving(&name);
+        }
         if r.is_ok() {
             self.oracle.planes.pubsub.set_subscribed(proc, topic, on);
         }
@@ -130,6 +136,42 @@ impl Sim {
         r.map(|p| Sent { id: g, queued: p.queued, dropped: p.dropped })
     }
 
+    /// The application of `slot` sends a `len`-byte file on `topic` to every
+    /// subscriber. Returns the transfer id, or the core's refusal.
+    pub fn send_file(
+        &mut self,
+        slot: usize,
+        topic: usize,
+        len: usize,
+    ) -> Result<u64, estafeta_core::transfer::TransferError> {
+        use estafeta_core::transfer::{SendOptions, TransferError, TransferSource};
+        let n = self.oracle.transfer().sent;
+        let data = file_content(self.seed ^ (slot as u64) << 32 ^ n, len);
+        let hash = *estafeta_core::blake3::hash(&data).as_bytes();
+        let name = self.topics[topic].clone();
+        let file = format!("f{slot}-{n}.bin");
+        let id = self.hosts[slot].id;
+        let Some(node) = self.hosts[slot].node.as_mut() else {
+            return Err(TransferError::Closed);
+        };
+        let r = node.transfer().send(&name, &file, TransferSource::Bytes(data), SendOptions::default());
+        self.trace.record(self.now, kind::COMMAND, &[slot as u64, 6, topic as u64, len as u64], || {
+            format!("n{slot} sends {file} ({len} bytes) on {name}: {r:?}")
+        });
+        if let Ok(t) = r {
+            self.oracle.transfer().on_send(id, t, hash);
+        }
+        self.drain(slot);
+        r
+    }
+
+    /// Files sent, files received (checked on disk), transfers failed, bytes
+    /// re-sent after resumes, as the transfer checker counted them.
+    pub fn transfer_counts(&mut self) -> (u64, u64, u64, u64) {
+        let t = self.oracle.transfer();
+        (t.sent, t.received, t.failed, t.resent)
+    }
+
     /// The application of `slot` closes its node gracefully
     /// ([`estafeta_core::Node::close`]): queued messages are flushed, every
     /// connection says goodbye. The process stays (a closed node) until
@@ -151,4 +193,18 @@ impl Sim {
         let (ia, ib) = (self.hosts[a].id, self.hosts[b].id);
         na.peers().any(|p| p.id == ib) && nb.peers().any(|p| p.id == ia)
     }
+}
+
+/// Deterministic file content.
+fn file_content(seed: u64, len: usize) -> estafeta_core::Bytes {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect::<Vec<u8>>()
+        .into()
 }

@@ -114,6 +114,8 @@ impl Sim {
         }
         h.state = HostState::Down;
         h.node = None;
+        // The disk keeps only what was synced.
+        h.fs.crash();
         h.timer_at = None;
         h.timer_gen += 1;
         h.wake_at = None;

@@ -88,6 +88,10 @@ impl Sim {
             event_log: None,
             streams,
         };
+        // The largest window a receiver grants, for the transfer checker.
+        let chunk = cfg.nodes.iter().map(|n| n.config.transfer.chunk_size as u64).max().unwrap_or(0);
+        let window = cfg.nodes.iter().map(|n| n.config.transfer.window_chunks as u64).max().unwrap_or(0);
+        sim.oracle.transfer().window = chunk * window;
         for slot in 0..n {
             sim.start_process(slot, false);
         }

@@ -1,0 +1,461 @@
+//! The sending side: one `Outgoing` per transfer, one `OutPeer` per receiver,
+//! each at its own offset with its own credit and at most one file request
+//! outstanding.
+
+use super::{Control, Due, FileError, FileOp, FileReply, Owner, TimerKey, TransferEvent, TransferState};
+use crate::event::{Events, PeerInfo};
+use crate::id::{ConnId, NodeId, Topic};
+use crate::transfer::event::Direction;
+use crate::wire::transfer::TransferFrame;
+use crate::wire::{encode_frame, Header};
+use bytes::Bytes;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+
+/// Where the bytes of an outgoing transfer come from.
+#[derive(Clone, Debug)]
+pub(crate) enum Src {
+    Path(PathBuf),
+    Mem(Bytes),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OutPhase {
+    /// Offer due or sent; waiting for Accept or Reject.
+    Offering,
+    /// Checking the receiver's prefix.
+    Checking,
+    /// Sending chunks.
+    Sending,
+    /// Everything sent; waiting for Complete.
+    Sent,
+    Done,
+    Failed,
+}
+
+#[derive(Debug)]
+pub(crate) struct OutPeer {
+    pub(crate) info: PeerInfo,
+    pub(crate) phase: OutPhase,
+    /// Bumped whenever reads in flight become stale.
+    gen: u64,
+    accepted: u64,
+    prefix: [u8; 32],
+    /// Where the current start begins.
+    start: u64,
+    next_read: u64,
+    next_send: u64,
+    until: u64,
+    synced: u64,
+    ready: VecDeque<(u64, Bytes)>,
+    ready_bytes: usize,
+    /// A file request is outstanding.
+    busy: bool,
+    /// Highest byte end ever sent to this receiver.
+    high: u64,
+    /// Bytes the receiver said it received (in this start).
+    acked: u64,
+    pub(crate) reason: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) src: Src,
+    pub(crate) topic: Topic,
+    pub(crate) name: String,
+    pub(crate) size: u64,
+    pub(crate) hash: [u8; 32],
+    pub(crate) chunk: u32,
+    pub(crate) meta: Vec<(String, String)>,
+    pub(crate) to: BTreeMap<NodeId, OutPeer>,
+}
+
+impl OutPeer {
+    pub(crate) fn new(info: PeerInfo) -> Self {
+        OutPeer {
+            info,
+            phase: OutPhase::Offering,
+            gen: 0,
+            accepted: 0,
+            prefix: [0; 32],
+            start: 0,
+            next_read: 0,
+            next_send: 0,
+            until: 0,
+            synced: 0,
+            ready: VecDeque::new(),
+            ready_bytes: 0,
+            busy: false,
+            high: 0,
+            acked: 0,
+            reason: None,
+        }
+    }
+
+    pub(crate) fn is_live(&self) -> bool {
+        !matches!(self.phase, OutPhase::Done | OutPhase::Failed)
+    }
+
+    fn reset(&mut self) {
+        self.gen += 1;
+        self.ready.clear();
+        self.ready_bytes = 0;
+    }
+
+    /// A chunk is ready and within the bytes allowed in flight (at least
+    /// one chunk may always be in flight).
+    fn can_send(&self, cap: u64) -> bool {
+        let Some((offset, data)) = self.ready.front() else { return false };
+        self.phase == OutPhase::Sending && (*offset == self.acked || offset + data.len() as u64 <= self.acked + cap)
+    }
+
+    /// Bytes this receiver's state holds in memory.
+    pub(crate) fn held(&self) -> usize {
+        self.ready_bytes
+    }
+}
+
+impl Outgoing {
+    /// The control frame `what` for receiver `peer`, from state.
+    pub(super) fn control(&self, id: u64, peer: NodeId, what: Due) -> Option<Control> {
+        let p = self.to.get(&peer)?;
+        match what {
+            Due::Offer if p.phase == OutPhase::Offering => Some(Control::Offer {
+                id,
+                topic: self.topic.clone(),
+                name: self.name.clone(),
+                size: self.size,
+                hash: self.hash,
+                chunk: self.chunk,
+                meta: self.meta.clone(),
+            }),
+            Due::Start if matches!(p.phase, OutPhase::Sending | OutPhase::Sent) => Some(Control::Start(id, p.start)),
+            Due::AbortOut if p.phase == OutPhase::Failed => {
+                Some(Control::Abort(id, true, p.reason.clone().unwrap_or_default()))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl TransferState {
+    /// Registers a new outgoing transfer to `receivers` and offers it.
+    pub(super) fn add_outgoing(&mut self, id: u64, o: Outgoing) {
+        let peers: Vec<NodeId> = o.to.keys().copied().collect();
+        self.out.insert(id, o);
+        for p in peers {
+            self.due(p, id, Due::Offer);
+        }
+    }
+
+    pub(super) fn out_peer_up(&mut self, id: u64, info: &PeerInfo) {
+        let Some(p) = self.out.get_mut(&id).and_then(|o| o.to.get_mut(&info.id)) else { return };
+        if !p.is_live() {
+            return;
+        }
+        p.reset();
+        p.phase = OutPhase::Offering;
+        self.timers.cancel(TimerKey::Out(id, info.id));
+        self.due(info.id, id, Due::Offer);
+    }
+
+    /// Returns true if the receiver's transfer is still live (wait for it).
+    pub(super) fn out_peer_down(&mut self, id: u64, peer: NodeId) -> bool {
+        let Some(p) = self.out.get_mut(&id).and_then(|o| o.to.get_mut(&peer)) else { return false };
+        if !p.is_live() {
+            return false;
+        }
+        p.reset();
+        p.phase = OutPhase::Offering;
+        true
+    }
+
+    pub(super) fn on_accept(
+        &mut self,
+        peer: NodeId,
+        id: u64,
+        offset: u64,
+        prefix: [u8; 32],
+        until: u64,
+        events: &mut Events,
+    ) {
+        let Some(o) = self.out.get_mut(&id) else { return };
+        let size = o.size;
+        let Some(p) = o.to.get_mut(&peer) else { return };
+        if !p.is_live() {
+            return;
+        }
+        if offset > size {
+            self.out_fail(id, peer, format!("receiver accepted from {offset}, past the size {size}"), true, events);
+            return;
+        }
+        p.reset();
+        p.accepted = offset;
+        p.prefix = prefix;
+        p.until = until;
+        p.synced = p.synced.min(offset);
+        if offset == 0 {
+            self.out_start(id, peer, 0, events);
+            return;
+        }
+        match &o.src {
+            Src::Mem(b) => {
+                let ok = blake3::hash(&b[..offset as usize]).as_bytes() == &prefix;
+                self.out_start(id, peer, if ok { offset } else { 0 }, events);
+            }
+            Src::Path(_) => {
+                p.phase = OutPhase::Checking;
+                self.out_pump(id, peer);
+            }
+        }
+    }
+
+    fn out_start(&mut self, id: u64, peer: NodeId, offset: u64, events: &mut Events) {
+        let Some(o) = self.out.get_mut(&id) else { return };
+        let size = o.size;
+        let Some(p) = o.to.get_mut(&peer) else { return };
+        if offset < p.accepted {
+            self.stats.prefix_mismatches += 1;
+        }
+        p.phase = if offset == size { OutPhase::Sent } else { OutPhase::Sending };
+        p.start = offset;
+        p.acked = offset;
+        p.next_read = offset;
+        p.next_send = offset;
+        let info = p.info.clone();
+        Self::push_event(events, TransferEvent::Started { peer: info, id, direction: Direction::Outgoing, offset });
+        self.due(peer, id, Due::Start);
+        self.out_pump(id, peer);
+    }
+
+    pub(super) fn on_credit(
+        &mut self,
+        peer: NodeId,
+        id: u64,
+        synced: u64,
+        until: u64,
+        received: u64,
+        events: &mut Events,
+    ) {
+        let Some(o) = self.out.get_mut(&id) else { return };
+        let total = o.size;
+        let Some(p) = o.to.get_mut(&peer) else { return };
+        if !p.is_live() {
+            return;
+        }
+        p.until = p.until.max(until);
+        if received > p.acked && received <= p.next_send {
+            p.acked = received;
+            if !p.ready.is_empty() {
+                if let Some(l) = self.links.get(&peer) {
+                    self.wake.push(l.conn);
+                }
+            }
+        }
+        let Some(p) = self.out.get_mut(&id).and_then(|o| o.to.get_mut(&peer)) else { return };
+        if synced > p.synced {
+            p.synced = synced;
+            let ev = TransferEvent::Progress {
+                peer: p.info.clone(),
+                id,
+                direction: Direction::Outgoing,
+                bytes: synced.min(total),
+                total,
+            };
+            Self::push_event(events, ev);
+        }
+        self.out_pump(id, peer);
+    }
+
+    pub(super) fn on_complete(&mut self, peer: NodeId, id: u64, events: &mut Events) {
+        let Some(p) = self.out.get_mut(&id).and_then(|o| o.to.get_mut(&peer)) else { return };
+        if !p.is_live() {
+            return;
+        }
+        p.phase = OutPhase::Done;
+        p.reset();
+        self.stats.delivered += 1;
+        let info = p.info.clone();
+        self.timers.cancel(TimerKey::Out(id, peer));
+        Self::push_event(events, TransferEvent::Delivered { peer: info, id });
+        self.out_gc(id);
+    }
+
+    /// Ends the transfer to `peer` with `reason`; `tell`: send Abort.
+    pub(super) fn out_fail(&mut self, id: u64, peer: NodeId, reason: String, tell: bool, events: &mut Events) {
+        let Some(p) = self.out.get_mut(&id).and_then(|o| o.to.get_mut(&peer)) else { return };
+        if !p.is_live() {
+            return;
+        }
+        p.phase = OutPhase::Failed;
+        p.reset();
+        p.reason = Some(reason.clone());
+        let info = p.info.clone();
+        self.stats.failed += 1;
+        self.timers.cancel(TimerKey::Out(id, peer));
+        Self::push_event(events, TransferEvent::Failed { peer: info, id, direction: Direction::Outgoing, reason });
+        if tell {
+            self.due(peer, id, Due::AbortOut);
+        } else {
+            self.out_gc(id);
+        }
+    }
+
+    /// Forgets a transfer whose receivers all finished and were told.
+    fn out_gc(&mut self, id: u64) {
+        let Some(o) = self.out.get(&id) else { return };
+        let waiting = |peer: &NodeId| self.links.get(peer).is_some_and(|l| l.due.contains(&(id, Due::AbortOut)));
+        if o.to.iter().all(|(peer, p)| !p.is_live() && !p.busy && !waiting(peer)) {
+            self.out.remove(&id);
+        }
+    }
+
+    /// Starts the next file request for receiver `peer`, if one is needed.
+    pub(super) fn out_pump(&mut self, id: u64, peer: NodeId) {
+        let read_size = self.cfg.read_size as u64;
+        let Some(o) = self.out.get_mut(&id) else { return };
+        let (size, chunk) = (o.size, o.chunk as u64);
+        let Some(p) = o.to.get_mut(&peer) else { return };
+        if p.busy || !self.links.contains_key(&peer) {
+            return;
+        }
+        let owner = Owner::Out { id, peer, gen: p.gen };
+        match p.phase {
+            OutPhase::Checking => {
+                if let Src::Path(path) = &o.src {
+                    p.busy = true;
+                    let op = FileOp::Hash { path: path.clone(), len: p.accepted };
+                    self.request(owner, op);
+                }
+            }
+            OutPhase::Sending => {
+                let end = p.until.min(size);
+                // Read ahead at most one read beyond what is ready.
+                if p.next_read >= end || p.ready_bytes as u64 >= read_size {
+                    return;
+                }
+                let len = (end - p.next_read).min(read_size.max(chunk));
+                match &o.src {
+                    Src::Mem(b) => {
+                        let data = b.slice(p.next_read as usize..(p.next_read + len) as usize);
+                        push_chunks(p, data, chunk);
+                        self.wake_peer(peer);
+                        self.out_pump(id, peer);
+                    }
+                    Src::Path(path) => {
+                        p.busy = true;
+                        let op = FileOp::Read { path: path.clone(), offset: p.next_read, len: len as usize };
+                        self.request(owner, op);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn out_file_done(
+        &mut self,
+        id: u64,
+        peer: NodeId,
+        gen: u64,
+        result: Result<FileReply, FileError>,
+        events: &mut Events,
+    ) {
+        let Some(o) = self.out.get_mut(&id) else { return };
+        let chunk = o.chunk as u64;
+        let Some(p) = o.to.get_mut(&peer) else { return };
+        p.busy = false;
+        if gen != p.gen || !p.is_live() {
+            self.out_gc(id);
+            self.out_pump(id, peer);
+            return;
+        }
+        match (p.phase, result) {
+            (OutPhase::Checking, Ok(FileReply::Hashed(h))) => {
+                let ok = h.finalize().as_bytes() == &p.prefix;
+                let at = if ok { p.accepted } else { 0 };
+                self.out_start(id, peer, at, events);
+            }
+            (OutPhase::Sending, Ok(FileReply::Data(data))) => {
+                push_chunks(p, data, chunk);
+                self.wake_peer(peer);
+                self.out_pump(id, peer);
+            }
+            (_, Err(e)) => self.out_fail(id, peer, format!("reading the file failed: {e}"), true, events),
+            (_, Ok(_)) => self.out_fail(id, peer, "unexpected file reply".into(), true, events),
+        }
+    }
+
+    /// Chunk frames for the peer whose primary is `conn`, round-robin over
+    /// its transfers, at least one frame if any is ready, then up to `room`
+    /// bytes. Returns bytes written.
+    pub(crate) fn produce(&mut self, conn: ConnId, peer: NodeId, buf: &mut Vec<u8>, room: usize) -> usize {
+        let cap = self.cfg.max_in_flight;
+        let start = buf.len();
+        let Some(link) = self.links.get(&peer).filter(|l| l.conn == conn) else { return 0 };
+        let cursor = link.cursor;
+        let ids: Vec<u64> = self
+            .out
+            .range(cursor.wrapping_add(1)..)
+            .chain(self.out.range(..=cursor))
+            .filter(|(_, o)| o.to.get(&peer).is_some_and(|p| p.can_send(cap)))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut last = None;
+        'all: for id in ids {
+            loop {
+                let Some(o) = self.out.get_mut(&id) else { continue 'all };
+                let size = o.size;
+                let Some(p) = o.to.get_mut(&peer) else { continue 'all };
+                if !p.can_send(cap) {
+                    break;
+                }
+                let Some((offset, data)) = p.ready.front() else { break };
+                let written = buf.len() - start;
+                if written > 0 && written + data.len() > room {
+                    break 'all;
+                }
+                let (offset, data) = (*offset, data.clone());
+                p.ready.pop_front();
+                p.ready_bytes -= data.len();
+                let end = offset + data.len() as u64;
+                encode_frame(buf, &Header::Transfer(TransferFrame::Chunk { id, offset }), &data);
+                if offset < p.high {
+                    self.stats.bytes_resent += p.high.min(end) - offset;
+                }
+                p.high = p.high.max(end);
+                p.next_send = end;
+                self.stats.bytes_sent += data.len() as u64;
+                last = Some(id);
+                if end == size {
+                    p.phase = OutPhase::Sent;
+                }
+                self.out_pump(id, peer);
+            }
+        }
+        if let (Some(id), Some(l)) = (last, self.links.get_mut(&peer)) {
+            l.cursor = id;
+        }
+        buf.len() - start
+    }
+
+    /// True if chunks are ready for the peer whose primary is `conn`.
+    pub(crate) fn has_data(&self, peer: NodeId) -> bool {
+        let cap = self.cfg.max_in_flight;
+        self.out.values().any(|o| o.to.get(&peer).is_some_and(|p| p.can_send(cap)))
+    }
+}
+
+/// Splits `data` (read at `p.next_read`) into chunks aligned to `chunk`.
+fn push_chunks(p: &mut OutPeer, data: Bytes, chunk: u64) {
+    let mut at = 0usize;
+    while at < data.len() {
+        let off = p.next_read;
+        let to_boundary = (chunk - off % chunk) as usize;
+        let n = to_boundary.min(data.len() - at);
+        p.ready.push_back((off, data.slice(at..at + n)));
+        p.ready_bytes += n;
+        p.next_read += n as u64;
+        at += n;
+    }
+}
