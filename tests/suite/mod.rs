@@ -17,7 +17,6 @@ pub use child::a_child_process_is_killed_by_sigkill;
 #[allow(unused_imports)]
 pub use credit::*;
 #[allow(unused_imports)]
-#[allow(unused_imports)]
 pub use discovery::*;
 #[allow(unused_imports)]
 pub use membership::*;
