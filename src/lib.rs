@@ -31,6 +31,7 @@ pub use estafeta_driver::{
     encode, AppLimits, Bytes, CloseCode, CloseReason, Config, Error, Event, Events, Format, FullQueuePolicy, Message,
     MessageExt, NodeId, PeerAddr, PeerInfo, PeerRef, Postcard, Published, SendMode, Stats, Subscription, Topic,
 };
+pub use estafeta_driver::{secure, Identity, OsEntropy, SecurityConfig, SecurityMode, SecurityStats};
 
 /// estafeta on tokio: `estafeta::tokio::Node`.
 #[cfg(feature = "tokio")]

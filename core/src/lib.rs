@@ -78,6 +78,7 @@ mod id;
 mod node;
 mod pubsub;
 mod rng;
+pub mod secure;
 mod session;
 mod stats;
 mod time;
@@ -92,6 +93,7 @@ pub use event::{Action, CloseReason, DialEvent, Event, PeerInfo, ProtocolError, 
 pub use id::{AddrParseError, ConnId, NodeId, PeerAddr, PeerRef, Topic};
 pub use node::Node;
 pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, PubSubRef, Published, SendMode};
+pub use secure::{Identity, SecurityConfig, SecurityMode, SecurityStats};
 pub use stats::{DialerStats, PubSubStats, SessionStats, Stats};
 pub use time::Timestamp;
 pub use timer::TimerReason;

@@ -10,6 +10,8 @@ pub struct Stats {
     pub dialer: DialerStats,
     /// Messages.
     pub pubsub: PubSubStats,
+    /// The secure channel: handshakes, refusals, rekeys, permissions.
+    pub security: crate::secure::SecurityStats,
 }
 
 /// Counters of the session plane.

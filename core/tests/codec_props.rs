@@ -123,6 +123,7 @@ fn owned(h: &Header<'_>) -> OwnedHeader {
         Header::Heartbeat => OwnedHeader::Heartbeat,
         Header::Goodbye { code, reason } => OwnedHeader::Goodbye(*code, reason.to_string()),
         Header::Credit { topic, messages, bytes } => OwnedHeader::Credit(topic.to_string(), *messages, *bytes),
+        Header::SubscribeRefused { topic, reason } => OwnedHeader::Goodbye(0, format!("{topic}{reason}")),
     }
 }
 

@@ -27,7 +27,10 @@ pub use runtime::{poll_read_copy, ConnectFuture, Listener, Runtime, Socket, Time
 pub use state::AppLimits;
 pub use stream::{Events, Subscription};
 
+pub use estafeta_core::secure;
 pub use estafeta_core::{
-    Bytes, CloseCode, CloseReason, Config, DialEvent, DialerConfig, DropReason, Event, FullQueuePolicy, Message,
-    NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig, PubSubEvent, Published, SendMode, SessionConfig, Stats, Topic,
+    Bytes, CloseCode, CloseReason, Config, DialEvent, DialerConfig, DropReason, Event, FullQueuePolicy, Identity,
+    Message, NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig, PubSubEvent, Published, SecurityConfig, SecurityMode,
+    SecurityStats, SendMode, SessionConfig, Stats, Topic,
 };
+pub use node::OsEntropy;

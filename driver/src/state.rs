@@ -294,6 +294,7 @@ impl App {
                     Event::Dial(DialEvent::Failed { .. })
                     | Event::PubSub(PubSubEvent::Dropped { .. } | PubSubEvent::Message(_) | PubSubEvent::Writable)
                     | Event::ProtocolViolation { .. }
+                    | Event::Refused { .. }
                     | Event::Closed => {}
                 }
                 self.push_lifecycle(other);

@@ -22,6 +22,9 @@ pub fn fast_config() -> Config {
     c.dialer.reconnect_base = Duration::from_millis(20);
     c.dialer.reconnect_cap = Duration::from_millis(300);
     c.dialer.reconnect_max_attempts = None;
+    // Ids chosen by the seed, frames the wire tap can read: the plaintext
+    // mode. Secure runs set `security.mode` (see `crate::security`).
+    c.security.mode = estafeta_core::SecurityMode::Plaintext;
     c
 }
 
@@ -153,6 +156,8 @@ pub struct SimConfig {
     pub trace_echo: bool,
     /// Give up (livelock) after this many events.
     pub max_steps: u64,
+    /// Security actors and pinned dials (empty: none).
+    pub security: crate::security::SimSecurity,
 }
 
 impl SimConfig {
@@ -174,6 +179,7 @@ impl SimConfig {
             trace_keep: 0,
             trace_echo: false,
             max_steps: 20_000_000,
+            security: Default::default(),
         }
     }
 }

@@ -209,6 +209,7 @@ fn event_words(ev: &Event) -> [u64; 4] {
         Event::PubSub(PubSubEvent::Writable) => [10, 0, 0, 0],
         Event::ProtocolViolation { conn, .. } => [11, conn.0, 0, 0],
         Event::Closed => [12, 0, 0, 0],
+        Event::Refused { conn, code, .. } => [13, conn.0, code.0 as u64, 0],
         // Every event is named: a new plane's events fail to compile here
         // until the simulator traces (and its checker observes) them.
     }

@@ -10,6 +10,8 @@ pub(crate) const STREAM_HOST: u64 = 3;
 pub(crate) const STREAM_FAULT: u64 = 5;
 pub(crate) const STREAM_SCENARIO: u64 = 6;
 pub(crate) const STREAM_NODE_SEED: u64 = 7;
+/// Identity keys and key entropy (never the node seed).
+pub(crate) const STREAM_KEYS: u64 = 8;
 
 /// A small, fast, deterministic generator (SplitMix64).
 ///

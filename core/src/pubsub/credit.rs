@@ -62,10 +62,11 @@ impl PubSubState {
         from: &PeerInfo,
         topic: &str,
         payload: Bytes,
+        permitted: bool,
         events: &mut Events,
     ) -> Result<(), ProtocolError> {
         let len = payload.len() as u64;
-        let subscribed = self.local.get(topic).cloned();
+        let subscribed = if permitted { self.local.get(topic).cloned() } else { None };
         let Some(p) = self.peers.get_mut(&from.id) else { return Ok(()) };
         let r = match p.recv.get_mut(topic) {
             Some(r) => r,
@@ -90,7 +91,8 @@ impl PubSubState {
                 // Gone at once: it no longer holds any of the window.
                 r.consumed.msgs += 1;
                 r.consumed.bytes += len;
-                self.report_drop(events, Some(from.clone()), 1, DropReason::NotSubscribed);
+                let reason = if permitted { DropReason::NotSubscribed } else { DropReason::NotPermitted };
+                self.report_drop(events, Some(from.clone()), 1, reason);
             }
         }
         Ok(())

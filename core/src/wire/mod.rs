@@ -1,7 +1,7 @@
 //! The wire format: a preamble, then length-prefixed frames.
 //!
 //! ```text
-//! preamble := "ESTF" version:u16be                      (6 bytes, each side sends one)
+//! preamble := "ESTF" version:u16be mode:u8              (7 bytes, each side sends one)
 //! frame    := len:u32be header:postcard(Header) payload  (len counts header + payload)
 //! ```
 //!
@@ -11,7 +11,9 @@
 
 mod codec;
 
-pub use codec::{check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, RawFrame};
+pub use codec::{
+    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, write_preamble_mode, RawFrame,
+};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -24,8 +26,8 @@ pub const MAGIC: [u8; 4] = *b"ESTF";
 pub const VERSION: u16 = 2;
 /// The lowest protocol version this build accepts (sent in Hello).
 pub const MIN_VERSION: u16 = 2;
-/// Length of the preamble: magic + version.
-pub const PREAMBLE_LEN: usize = 6;
+/// Length of the preamble: magic + version + security mode (0 plaintext, 1 Noise).
+pub const PREAMBLE_LEN: usize = 7;
 /// Length of a frame's length prefix.
 pub const LEN_PREFIX: usize = 4;
 
@@ -149,6 +151,14 @@ pub enum Header<'a> {
         /// More payload bytes.
         bytes: u64,
     },
+    /// The sender refuses the receiver's subscription to `topic` (its
+    /// per-topic permissions): no message on it will come.
+    SubscribeRefused {
+        /// The topic.
+        topic: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
 }
 
 impl Header<'_> {
@@ -157,9 +167,11 @@ impl Header<'_> {
     pub fn plane(&self) -> Capabilities {
         match self {
             Header::Hello(_) | Header::Heartbeat | Header::Goodbye { .. } => Capabilities::NONE,
-            Header::Subscribe { .. } | Header::Unsubscribe { .. } | Header::Publish { .. } | Header::Credit { .. } => {
-                Capabilities::PUBSUB
-            }
+            Header::Subscribe { .. }
+            | Header::Unsubscribe { .. }
+            | Header::Publish { .. }
+            | Header::Credit { .. }
+            | Header::SubscribeRefused { .. } => Capabilities::PUBSUB,
         }
     }
 }

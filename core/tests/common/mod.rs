@@ -125,7 +125,12 @@ pub struct Net {
     /// Deadlines a drain returned that were not in the future (a driver
     /// would spin on them): (slot, deadline, now).
     pub stale_deadlines: Vec<(usize, Timestamp, Timestamp)>,
+    /// Sees (and may change) every write: (from slot, to slot, bytes).
+    pub tap: Option<Tap>,
 }
+
+/// A hook on every write of the network: (from slot, to slot, bytes).
+pub type Tap = Box<dyn FnMut(usize, usize, &mut Vec<u8>)>;
 
 struct NetSink<'a> {
     me: usize,
@@ -137,6 +142,7 @@ struct NetSink<'a> {
     stalled: bool,
     max_write: usize,
     budget: usize,
+    tap: &'a mut Option<Tap>,
 }
 
 impl Sink for NetSink<'_> {
@@ -150,7 +156,11 @@ impl Sink for NetSink<'_> {
         let n = bytes.len().min(self.max_write).min(self.budget);
         self.budget -= n;
         if let End::Node(to, c) = *end {
-            self.inflight.push_back(Item { to, conn: c, wire: Wire::Bytes(bytes[..n].to_vec()) });
+            let mut bytes = bytes[..n].to_vec();
+            if let Some(tap) = self.tap.as_mut() {
+                tap(self.me, to, &mut bytes);
+            }
+            self.inflight.push_back(Item { to, conn: c, wire: Wire::Bytes(bytes) });
         }
         WriteOutcome::Wrote(n)
     }
@@ -179,6 +189,9 @@ impl Sink for NetSink<'_> {
 /// Timers short enough that tests run in little virtual time.
 pub fn fast_config(seed: u64) -> Config {
     let mut c = Config { seed, ..Config::default() };
+    // Ids are chosen by the tests: the plaintext mode (the secure mode has
+    // its own tests, core/tests/security*.rs).
+    c.security.mode = estafeta_core::SecurityMode::Plaintext;
     c.session.heartbeat_interval = Duration::from_millis(100);
     c.session.liveness_timeout = Duration::from_millis(400);
     c.session.handshake_timeout = Duration::from_millis(500);
@@ -237,6 +250,7 @@ impl Net {
             max_write: usize::MAX,
             round_budget: usize::MAX,
             stale_deadlines: Vec::new(),
+            tap: None,
         }
     }
 
@@ -309,6 +323,7 @@ impl Net {
             stalled: slot.stalled,
             max_write: self.max_write,
             budget: self.round_budget,
+            tap: &mut self.tap,
         };
         let step = slot.drain.run(node, now, &mut sink);
         let closed = std::mem::take(&mut sink.closed);
@@ -512,6 +527,7 @@ impl Net {
             stalled: false,
             max_write: usize::MAX,
             budget: usize::MAX,
+            tap: &mut None,
         };
         for _ in 0..1000 {
             if let Step::Idle { .. } = slot.drain.run(&mut node, self.now, &mut sink) {

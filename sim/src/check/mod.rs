@@ -22,6 +22,7 @@
 //! below.
 
 mod pubsub;
+pub(crate) mod security;
 mod session;
 
 pub use pubsub::Accounting;
@@ -108,6 +109,8 @@ planes! {
     session: session::Session,
     /// Messages, the subscriber index, the accounting of every message.
     pubsub: pubsub::PubSub,
+    /// Impostors, men in the middle and plaintext peers stay out.
+    security: security::Security,
 }
 
 /// One process incarnation of a node, as every plane sees it.

@@ -56,6 +56,8 @@ pub struct Sim {
     workload: Option<Workload>,
     /// Every event every node emitted, if asked for: (time, machine, event).
     event_log: Option<Vec<(u64, usize, Event)>>,
+    /// Security actors and pinned dials.
+    security: crate::security::SimSecurity,
 }
 
 impl Sim {
@@ -80,7 +82,9 @@ impl Sim {
             max_steps: cfg.max_steps,
             workload: None,
             event_log: None,
+            security: cfg.security.clone(),
         };
+        sim.oracle.planes.security.setup(cfg.seed, &cfg.security);
         for slot in 0..n {
             sim.start_process(slot, false);
         }
