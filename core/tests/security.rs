@@ -318,3 +318,20 @@ fn per_topic_permissions_refuse_subscriptions_and_drop_publishes() {
     });
     assert!(dropped, "the refused publish is reported with its own reason");
 }
+
+#[test]
+fn chachapoly_works_and_a_cipher_mismatch_fails_the_handshake() {
+    use estafeta_core::secure::NoiseCipher;
+    let chacha = |seed| {
+        let mut c = secure(seed);
+        c.security.cipher = NoiseCipher::ChaChaPoly;
+        c
+    };
+    let net = run(node(chacha(1), 1, "a"), node(chacha(2), 2, "b"), None, Some(5));
+    assert_eq!(net.messages(1), vec![("a".to_string(), b"secret".to_vec())]);
+    let net = run(node(chacha(1), 1, "a"), node(secure(2), 2, "b"), None, None);
+    assert!(peer_ups(&net, 0).is_empty() && peer_ups(&net, 1).is_empty());
+    // The initiator cannot read message 2 (another protocol name, another hash).
+    assert!(matches!(&violations(&net, 0)[..], [ProtocolError::HandshakeFailed(_)]), "{:?}", violations(&net, 0));
+    assert!(matches!(&refusals(&net, 1)[..], [(code, _)] if *code == HANDSHAKE_FAILED.0), "{:?}", refusals(&net, 1));
+}
