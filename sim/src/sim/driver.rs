@@ -22,8 +22,14 @@ impl Sim {
         let node = if cfg.security.mode == estafeta_core::SecurityMode::Noise {
             // Keys from their own stream of the run seed: the same identity
             // across restarts, fresh entropy per process.
-            let entropy = crate::security::entropy(self.seed, slot, h.restarts + 1);
-            Node::with_identity(cfg, crate::security::identity_of(self.seed, slot), Box::new(entropy), &h.name)
+            let mut entropy = crate::security::entropy(self.seed, slot, h.restarts + 1);
+            let identity = if fresh && h.restarts > 0 {
+                // A fresh node is a new identity.
+                estafeta_core::Identity::generate(&mut entropy)
+            } else {
+                crate::security::identity_of(self.seed, slot)
+            };
+            Node::with_identity(cfg, identity, Box::new(entropy), &h.name)
         } else if h.restarts > 0 && !fresh {
             Node::with_id(cfg, h.id, &h.name)
         } else {
