@@ -129,7 +129,11 @@ fn pump(a: &mut Node, ca: ConnId, b: &mut Node, cb: ConnId, now: Timestamp) {
 /// the node and the connection to feed.
 fn handshaken() -> (Node, ConnId) {
     let now = Timestamp::from_millis(1);
-    let cfg = |seed| Config { seed, ..Config::default() };
+    let cfg = |seed| {
+        let mut c = Config { seed, ..Config::default() };
+        c.security.mode = estafeta_core::SecurityMode::Plaintext;
+        c
+    };
     let mut a = Node::new(cfg(1), "a").expect("valid config");
     a.pubsub().subscribe(TOPIC).expect("valid topic");
     let mut b = Node::new(cfg(2), "b").expect("valid config");

@@ -41,6 +41,7 @@ fn main() {
     let conns: usize = std::env::var("DRAIN_CONNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let conns = if bench { conns } else { 100 };
     let mut cfg = Config::default();
+    cfg.security.mode = estafeta_core::SecurityMode::Plaintext;
     cfg.session.max_connections = conns + 1;
     let mut node = Node::new(cfg, "hub").expect("valid config");
     node.pubsub().subscribe("t").expect("valid topic");

@@ -336,7 +336,7 @@ async fn publish_n<R: Runtime>(node: &Node<R>, payload: &Bytes, n: usize, batch:
 /// Our receiver (`batch`: through `Subscription::next_batch`).
 async fn ours_receive<R: Runtime>(run: Run, ends: RxEnds, batch: bool) -> Instant {
     let (Run { size, warm, n }, RxEnds { addr_tx, warm_tx, done_tx }) = (run, ends);
-    let node = Node::<R>::builder("rx").build().await.expect("node starts");
+    let node = secure::builder::<R>("rx").build().await.expect("node starts");
     let mut sub = node.subscribe(TOPIC).expect("subscribes");
     let addr = node.address().expect("listens").to_string();
     addr_tx.send(addr).expect("sender waits");
@@ -356,7 +356,7 @@ async fn ours_receive<R: Runtime>(run: Run, ends: RxEnds, batch: bool) -> Instan
 /// `Node::publish_batch`.
 async fn ours_send<R: Runtime>(run: Run, ends: Vec<TxEnds>, batch: bool) -> Instant {
     let Run { size, warm, n } = run;
-    let node = Node::<R>::builder("tx").no_listen().build().await.expect("node starts");
+    let node = secure::builder::<R>("tx").no_listen().build().await.expect("node starts");
     let mut waits = Vec::with_capacity(ends.len());
     for TxEnds { addr_rx, warm_rx, done_rx } in ends {
         node.connect(addr_rx.await.expect("address")).await.expect("connects");
@@ -381,7 +381,7 @@ async fn ours_send<R: Runtime>(run: Run, ends: Vec<TxEnds>, batch: bool) -> Inst
 }
 
 async fn ours_echo<R: Runtime>(total: usize, addr_tx: oneshot::Sender<String>, done_rx: oneshot::Receiver<()>) {
-    let node = Node::<R>::builder("echo").build().await.expect("node starts");
+    let node = secure::builder::<R>("echo").build().await.expect("node starts");
     let mut sub = node.subscribe(PING).expect("subscribes");
     addr_tx.send(node.address().expect("listens").to_string()).expect("pinger waits");
     node.wait_for_subscribers(PONG, 1).await.expect("subscriber");
@@ -399,7 +399,7 @@ async fn ours_ping<R: Runtime>(
     addr_rx: oneshot::Receiver<String>,
     done_tx: oneshot::Sender<()>,
 ) -> Vec<Duration> {
-    let node = Node::<R>::builder("ping").no_listen().build().await.expect("node starts");
+    let node = secure::builder::<R>("ping").no_listen().build().await.expect("node starts");
     let mut sub = node.subscribe(PONG).expect("subscribes");
     node.connect(addr_rx.await.expect("address")).await.expect("connects");
     node.wait_for_subscribers(PING, 1).await.expect("subscriber");
@@ -451,6 +451,9 @@ mod on_smol;
 /// tokio: one thread and one current-thread runtime per side.
 #[path = "e2e/on_tokio.rs"]
 mod on_tokio;
+/// Encrypted against plaintext, and handshakes per second.
+#[path = "e2e/secure.rs"]
+mod secure;
 
 // ----- measuring and printing -------------------------------------------
 
@@ -718,6 +721,7 @@ fn run_runtime(s: &Settings, rt: Rt) {
     run_rtt(s, rt);
     streams::run(s, rt);
     files::run_files(s, rt);
+    secure::run_secure(s, rt);
 }
 
 /// The streams cases.

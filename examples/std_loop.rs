@@ -91,6 +91,14 @@ fn os_seed() -> u64 {
     h.finish()
 }
 
+/// A node with an identity key from the operating system's randomness
+/// (encrypted connections; its id is its key's).
+fn secure_node(label: &str) -> Node {
+    use estafeta_driver::OsEntropy;
+    let identity = estafeta_core::Identity::generate(&mut OsEntropy);
+    Node::with_identity(config(), identity, Box::new(OsEntropy), label).expect("valid config")
+}
+
 fn config() -> Config {
     let mut cfg = Config { seed: os_seed(), ..Config::default() };
     // Redial quickly in this demo; the defaults are 100 ms doubling to 5 s.
@@ -205,7 +213,7 @@ impl Host {
     fn listen(label: &'static str, addr: SocketAddr) -> std::io::Result<Host> {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
-        let node = Node::new(config(), label).expect("valid config");
+        let node = secure_node(label);
         Ok(Host::new(label, node, Some(listener)))
     }
 
@@ -376,6 +384,7 @@ impl Host {
                 Event::PubSub(PubSubEvent::Dropped { count, reason, .. }) => {
                     println!("[{me}] {count} message(s) dropped: {reason:?}")
                 }
+                Event::Refused { code, reason, .. } => println!("[{me}] refused by the peer: {code}: {reason}"),
                 Event::ProtocolViolation { error, .. } => {
                     println!("[{me}] a peer broke the protocol: {error}")
                 }
@@ -472,7 +481,7 @@ fn scenario() -> Result<(), String> {
 
     // Alice keeps a connection to bob: the node asks us to dial
     // (`Action::Dial`), and redials by itself whenever the connection drops.
-    let mut alice = Host::new("alice", Node::new(config(), "alice").unwrap(), None);
+    let mut alice = Host::new("alice", secure_node("alice"), None);
     let target = PeerAddr { name: Some("bob".into()), host: bob_addr.ip().to_string(), port: bob_addr.port() };
     alice.node.connect(target).map_err(|e| e.to_string())?;
 

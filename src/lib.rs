@@ -32,6 +32,7 @@ pub use estafeta_driver::{
     FullQueuePolicy, Message, MessageExt, NodeId, PeerAddr, PeerInfo, PeerRef, Postcard, Published, SendMode, Stats,
     Subscription, Topic,
 };
+pub use estafeta_driver::{secure, Identity, OsEntropy, SecurityConfig, SecurityMode, SecurityStats};
 pub use estafeta_driver::{Assignment, GroupInfo, GroupMember, MembershipConfig, MembershipEvent};
 pub use estafeta_driver::{FileEvent, FileOptions, FileProgress, ReceivedFiles, TransferConfig, TransferEvent};
 pub use estafeta_driver::{

@@ -187,3 +187,47 @@ fn a_file_goes_from_tokio_to_smol_and_back() {
         let _ = std::fs::remove_dir_all(dir);
     }));
 }
+
+/// The secure channel between the runtimes: a smol node dials a tokio node
+/// that allow-lists it, pinning the tokio node's id; a smol node not on the
+/// list is refused at both ends with 4003.
+#[test]
+fn tokio_and_smol_authenticate_each_other_and_refuse_a_stranger() {
+    use estafeta_driver::{Event, Identity, OsEntropy};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(within::<Tokio, _>(Duration::from_secs(60), async {
+        let smol_key = Identity::generate(&mut OsEntropy);
+        let mut cfg = fast_config();
+        cfg.security.allow = Some([smol_key.node_id()].into_iter().collect());
+        cfg.dialer.reconnect_max_attempts = Some(2);
+        let t = Node::<Tokio>::builder("tok").config(cfg.clone()).build().await.unwrap();
+        let mut t_events = t.events();
+        let mut open = fast_config();
+        open.dialer.reconnect_max_attempts = Some(2);
+        let s = Node::<Smol>::builder("smo").identity(smol_key).config(open.clone()).build().await.unwrap();
+        let peer = s.connect(t.pinned_address().unwrap().to_string()).await.unwrap();
+        assert_eq!(peer.id, t.id());
+        assert_eq!(s.peer_key(t.id()), t.identity_key(), "the proven key is the tokio node's");
+        loop {
+            if let Some(Event::PeerUp { authenticated, .. }) = t_events.recv().await {
+                assert!(authenticated, "allow-listed");
+                break;
+            }
+        }
+        let stranger = Node::<Smol>::builder("stranger").config(open).build().await.unwrap();
+        let mut x_events = stranger.events();
+        assert!(stranger.connect(t.address().unwrap().to_string()).await.is_err());
+        loop {
+            match x_events.recv().await {
+                Some(Event::Refused { code, reason, .. }) => {
+                    assert_eq!(code.0, 4003);
+                    assert!(reason.contains("allow list"), "{reason}");
+                    break;
+                }
+                Some(_) => continue,
+                None => panic!("closed"),
+            }
+        }
+        assert!(t.stats().security.unauthorized >= 1);
+    }));
+}

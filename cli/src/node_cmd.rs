@@ -44,7 +44,9 @@ pub async fn run<R: Runtime>(cmd: NodeCmd) -> Result<(), Failure> {
 /// One line for a lifecycle event; `None` for messages.
 fn describe(ev: &Event) -> Option<String> {
     Some(match ev {
-        Event::PeerUp { peer, .. } => format!("peer up {peer}"),
+        Event::PeerUp { peer, authenticated: true, .. } => format!("peer up {peer}"),
+        Event::PeerUp { peer, authenticated: false, .. } => format!("peer up {peer} (not authenticated)"),
+        Event::Refused { code, reason, .. } => format!("refused by the peer: {}: {reason}", code.0),
         Event::PeerDown { peer, reason } => format!("peer down {peer}: {reason}"),
         Event::ProtocolViolation { peer, error, .. } => match peer {
             Some(p) => format!("refused {p}: {error}"),

@@ -341,6 +341,8 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     /// File transfer.
     pub transfer: TransferConfig,
+    /// Encryption, identities and admission (see [`crate::secure`]).
+    pub security: crate::secure::SecurityConfig,
 }
 
 /// A configuration that cannot work, with the field that is wrong.
@@ -349,10 +351,25 @@ pub struct Config {
 pub struct ConfigError(pub &'static str);
 
 impl Config {
+    /// The default configuration in the plaintext mode (no encryption, ids
+    /// claimed rather than proven): for tests, benchmarks and closed
+    /// networks. Every peer must use the plaintext mode too.
+    ///
+    /// ```
+    /// use estafeta_core::{Config, Node};
+    /// let node = Node::new(Config::plaintext(), "alice").unwrap();
+    /// assert!(Node::new(Config::default(), "alice").is_err(), "a secure node needs an identity");
+    /// ```
+    pub fn plaintext() -> Config {
+        let mut c = Config::default();
+        c.security.mode = crate::secure::SecurityMode::Plaintext;
+        c
+    }
+
     /// Checks that the limits are usable together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let (s, d, p) = (&self.session, &self.dialer, &self.pubsub);
-        let checks: [(bool, &'static str); 12] = [
+        let checks: [(bool, &'static str); 13] = [
             (s.max_frame_size >= 1024, "session.max_frame_size must be at least 1 KiB"),
             (s.max_frame_size <= u32::MAX as usize, "session.max_frame_size must fit in u32"),
             (s.max_pending_events > 0, "session.max_pending_events must be > 0"),
@@ -365,6 +382,7 @@ impl Config {
             (p.max_queued_frames_per_subscription > 0, "pubsub.max_queued_frames_per_subscription must be > 0"),
             (p.window_messages >= 2, "pubsub.window_messages must be at least 2"),
             (p.window_bytes >= 2, "pubsub.window_bytes must be at least 2"),
+            (self.security.rekey_after_records > 0, "security.rekey_after_records must be > 0"),
         ];
         let st = &self.streams;
         let streams: [(bool, &'static str); 5] = [

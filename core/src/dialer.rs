@@ -96,6 +96,11 @@ impl Dialer {
         Some(t.addr.clone())
     }
 
+    /// The address of `id`.
+    pub(crate) fn addr(&self, id: TargetId) -> Option<&PeerAddr> {
+        self.targets.get(&id).map(|t| &t.addr)
+    }
+
     /// The connection of `id`, if one is open or opening.
     pub(crate) fn conn(&self, id: TargetId) -> Option<ConnId> {
         self.targets.get(&id)?.conn

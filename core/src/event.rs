@@ -96,6 +96,20 @@ pub enum ProtocolError {
     /// The peer sent past the credit this node granted it.
     #[error("credit exceeded: {0}")]
     CreditExceeded(String),
+    /// The peer proved its key but is not admitted (allow list, pinned id),
+    /// or its Hello claims an id other than its key's. Code 4003.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The secure handshake failed (bad message, bad identity signature,
+    /// wrong network key). Code 4004.
+    #[error("handshake failed: {0}")]
+    HandshakeFailed(String),
+    /// A record did not decrypt: the bytes were changed, cut, replayed or reordered.
+    #[error("{0}")]
+    DecryptFailed(String),
+    /// One side wants plaintext and the other the secure transport. Code 1003.
+    #[error("security mode mismatch: {0}")]
+    SecurityMismatch(String),
 }
 
 impl ProtocolError {
@@ -106,7 +120,10 @@ impl ProtocolError {
             | ProtocolError::Wire(WireError::UnsupportedVersion { .. })
             | ProtocolError::Wire(WireError::FrameTooLarge { .. })
             | ProtocolError::NotAnnounced(_)
+            | ProtocolError::SecurityMismatch(_)
             | ProtocolError::Limit(_) => CloseCode::UNSUPPORTED_DATA,
+            ProtocolError::Unauthorized(_) => crate::secure::UNAUTHORIZED,
+            ProtocolError::HandshakeFailed(_) => crate::secure::HANDSHAKE_FAILED,
             _ => CloseCode::BAD_REQUEST,
         }
     }
@@ -127,6 +144,11 @@ pub enum Event {
         conn: ConnId,
         /// The dial target this connection came from, if this node dialed.
         target: Option<TargetId>,
+        /// True if the peer's id is proven *and* it was admitted by an allow
+        /// list, a pinned id or a network key. False on a plaintext
+        /// connection, and on a secure one admitted with none of these:
+        /// encrypted, but a man in the middle is not excluded.
+        authenticated: bool,
     },
     /// A connected peer went away.
     PeerDown {
@@ -144,6 +166,19 @@ pub enum Event {
         peer: Option<PeerInfo>,
         /// What was wrong.
         error: ProtocolError,
+    },
+    /// The peer refused a connection before it was up: a Goodbye in place
+    /// of its Hello, or a refusal during the secure handshake (codes 4003
+    /// unauthorized, 4004 handshake failed, 1003 unsupported data such as a
+    /// security mode mismatch). Counted in
+    /// [`SecurityStats::refused_by_peer`](crate::SecurityStats).
+    Refused {
+        /// The connection.
+        conn: ConnId,
+        /// The peer's close code.
+        code: CloseCode,
+        /// The peer's reason.
+        reason: String,
     },
     /// Dial targets: connected, failed, given up.
     Dial(DialEvent),

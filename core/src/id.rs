@@ -144,6 +144,25 @@ impl PeerAddr {
         PeerAddr { name: None, host: host.into(), port }
     }
 
+    /// The node id this address pins, if its name is one: 32 hex digits, as
+    /// [`NodeId`] prints (`<id>@host:port`). A secure dial to it is refused
+    /// unless the peer proves the key of this id.
+    ///
+    /// ```
+    /// use estafeta_core::PeerAddr;
+    /// let a: PeerAddr = "000000000000000000000000000000ff@10.0.0.1:7000".parse().unwrap();
+    /// assert_eq!(a.pinned_id().map(|id| id.as_u128()), Some(255));
+    /// let b: PeerAddr = "bob@10.0.0.1:7000".parse().unwrap();
+    /// assert_eq!(b.pinned_id(), None);
+    /// ```
+    pub fn pinned_id(&self) -> Option<NodeId> {
+        let name = self.name.as_deref()?;
+        if name.len() != 32 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u128::from_str_radix(name, 16).ok().map(NodeId::from_u128)
+    }
+
     /// `host:port`, with IPv6 hosts in brackets: what a socket API resolves.
     pub fn host_port(&self) -> String {
         if self.host.contains(':') {

@@ -18,6 +18,8 @@ pub struct Stats {
     pub discovery: DiscoveryStats,
     /// File transfers.
     pub transfer: TransferStats,
+    /// The secure channel: handshakes, refusals, rekeys, permissions.
+    pub security: crate::secure::SecurityStats,
 }
 
 /// Counters of the session plane.

@@ -260,6 +260,7 @@ fn owned(h: &Header<'_>) -> OwnedHeader {
             TransferFrame::Abort { id, by_sender, reason } => OwnedHeader::TAbort(*id, *by_sender, reason.to_string()),
             other => panic!("not generated: {other:?}"),
         },
+        Header::SubscribeRefused { topic, reason } => OwnedHeader::Goodbye(0, format!("{topic}{reason}")),
     }
 }
 

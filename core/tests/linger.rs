@@ -35,7 +35,9 @@ impl Sink for Socket {
 
 /// A node with one open connection (handshake done) and a drain.
 fn open_node() -> (Node, Drain, Socket, Timestamp) {
-    let mut node = Node::new(Config::default(), "me").unwrap();
+    let mut cfg = Config::default();
+    cfg.security.mode = estafeta_core::SecurityMode::Plaintext;
+    let mut node = Node::new(cfg, "me").unwrap();
     let now = Timestamp::from_millis(1);
     let conn = node.handle_accepted(now).unwrap();
     node.handle_bytes(now, conn, &handshake_bytes(7, "peer", &[]));

@@ -3,7 +3,7 @@
 //! stream gives the same events however it is split.
 
 use bytes::{Bytes, BytesMut};
-use estafeta_core::wire::{decode_frame, encode_frame, write_preamble, Header};
+use estafeta_core::wire::{decode_frame, encode_frame, write_preamble, Header, PREAMBLE_LEN};
 use estafeta_core::{CloseCode, ConnId, Event, Node, NodeId, ProtocolError, PubSubEvent, SendMode, Timestamp};
 use proptest::prelude::*;
 
@@ -126,9 +126,9 @@ fn coalesce_drops(events: &[Event]) -> Vec<Event> {
 
 /// The frames in what the node wrote (after its preamble).
 fn written_frames(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
-    assert!(bytes.len() >= 6, "the node writes its preamble first");
+    assert!(bytes.len() >= PREAMBLE_LEN, "the node writes its preamble first");
     assert_eq!(&bytes[..4], b"ESTF");
-    let mut buf = BytesMut::from(&bytes[6..]);
+    let mut buf = BytesMut::from(&bytes[PREAMBLE_LEN..]);
     let mut out = Vec::new();
     while let Some(f) = decode_frame(&mut buf, 1 << 20).expect("our own output decodes") {
         let (h, p) = f.parse().expect("our own output parses");

@@ -38,11 +38,13 @@ pub use streams::{
 };
 pub use transfer::{FileEvent, FileOptions, FileProgress, FileTransfer, ReceivedFiles};
 
+pub use estafeta_core::secure;
 pub use estafeta_core::transfer::{Direction, Offered, Received, TransferError};
 pub use estafeta_core::{Assignment, GroupInfo, LeftReason, MembershipConfig, MembershipEvent};
 pub use estafeta_core::{
     Bytes, CloseCode, CloseReason, Config, DialEvent, DialerConfig, DiscoveryConfig, DiscoveryEvent, DiscoveryStats,
-    DropReason, Event, FullQueuePolicy, Message, NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig, PubSubEvent,
-    Published, RelayLoss, SendMode, SessionConfig, Stats, StreamEnd, StreamEvent, StreamId, StreamsConfig, Topic,
-    TransferConfig, TransferEvent,
+    DropReason, Event, FullQueuePolicy, Identity, Message, NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig,
+    PubSubEvent, Published, RelayLoss, SecurityConfig, SecurityMode, SecurityStats, SendMode, SessionConfig, Stats,
+    StreamEnd, StreamEvent, StreamId, StreamsConfig, Topic, TransferConfig, TransferEvent,
 };
+pub use node::OsEntropy;

@@ -24,8 +24,12 @@ use estafeta_core::{
 #[cold]
 pub(crate) fn event(event: &Event) {
     match event {
-        Event::PeerUp { peer, conn, target } => {
-            tracing::info!(peer = %peer, conn = conn.0, dialed = target.is_some(), "peer up")
+        Event::PeerUp { peer, conn, target, authenticated } => {
+            let (conn, dialed, authenticated) = (conn.0, target.is_some(), *authenticated);
+            tracing::info!(peer = %peer, conn, dialed, authenticated, "peer up")
+        }
+        Event::Refused { conn, code, reason } => {
+            tracing::warn!(conn = conn.0, code = code.0, reason = %reason, "refused by the peer")
         }
         Event::PeerDown { peer, reason } => {
             tracing::info!(peer = %peer, code = reason.code().0, %reason, "peer down")

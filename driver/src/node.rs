@@ -35,6 +35,7 @@ pub struct NodeBuilder<R: Runtime> {
     subscriptions: Vec<String>,
     config: Config,
     id: Option<NodeId>,
+    identity: Option<estafeta_core::Identity>,
     limits: AppLimits,
     pub(crate) discovery: crate::discovery::DiscoveryOptions,
     _runtime: PhantomData<R>,
@@ -55,6 +56,7 @@ impl<R: Runtime> NodeBuilder<R> {
             subscriptions: Vec::new(),
             config: Config::default(),
             id: None,
+            identity: None,
             limits: AppLimits::default(),
             discovery: Default::default(),
             _runtime: PhantomData,
@@ -93,9 +95,27 @@ impl<R: Runtime> NodeBuilder<R> {
         self
     }
 
-    /// Sets the node id (default: random), for example to keep it across restarts.
+    /// Sets the node id (default: random), for example to keep it across
+    /// restarts. Only in the plaintext mode ([`NodeBuilder::plaintext`]): a
+    /// secure node's id is its identity key's ([`NodeBuilder::identity`]).
     pub fn id(mut self, id: NodeId) -> Self {
         self.id = Some(id);
+        self
+    }
+
+    /// The node's identity key (default: generated from the operating
+    /// system's randomness). Keep it (see [`Identity::secret_bytes`](estafeta_core::Identity::secret_bytes))
+    /// to keep the node id across restarts.
+    pub fn identity(mut self, identity: estafeta_core::Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// No encryption, and ids claimed rather than proven: every peer must
+    /// be plaintext too (a secure peer refuses it with a reason). For
+    /// tests, benchmarks and closed networks only.
+    pub fn plaintext(mut self) -> Self {
+        self.config.security.mode = estafeta_core::SecurityMode::Plaintext;
         self
     }
 
@@ -116,9 +136,17 @@ impl<R: Runtime> NodeBuilder<R> {
         config.pubsub.credit = estafeta_core::CreditMode::Manual;
         config.streams.credit = estafeta_core::CreditMode::Manual;
         self.discovery.configure(&mut config);
-        let mut node = match self.id {
-            Some(id) => estafeta_core::Node::with_id(config, id, &self.name)?,
-            None => estafeta_core::Node::new(config, &self.name)?,
+        let secure = config.security.mode == estafeta_core::SecurityMode::Noise;
+        let mut node = match (self.identity, self.id) {
+            (Some(identity), _) => {
+                estafeta_core::Node::with_identity(config, identity, Box::new(OsEntropy), &self.name)?
+            }
+            (None, Some(id)) => estafeta_core::Node::with_id(config, id, &self.name)?,
+            (None, None) if secure => {
+                let identity = estafeta_core::Identity::generate(&mut OsEntropy);
+                estafeta_core::Node::with_identity(config, identity, Box::new(OsEntropy), &self.name)?
+            }
+            (None, None) => estafeta_core::Node::new(config, &self.name)?,
         };
         for t in &self.subscriptions {
             node.pubsub().subscribe(t)?;
@@ -142,6 +170,20 @@ impl<R: Runtime> NodeBuilder<R> {
         let shared = Shared::new(State { node, app }, R::now);
         R::spawn(Driver::<R>::new(shared.clone(), listener));
         Ok(Node { inner: Arc::new(Inner { shared, address }), _runtime: PhantomData })
+    }
+}
+
+/// The operating system's randomness, for keys.
+#[derive(Debug, Clone, Copy)]
+pub struct OsEntropy;
+
+impl estafeta_core::secure::Entropy for OsEntropy {
+    fn fill(&mut self, dest: &mut [u8]) {
+        // Without OS randomness no key can be made safely: stop rather
+        // than make a guessable one.
+        if let Err(e) = getrandom::fill(dest) {
+            panic!("the operating system's randomness failed: {e}");
+        }
     }
 }
 
@@ -228,6 +270,24 @@ impl<R: Runtime> Node<R> {
     /// Where this node listens, as `name@host:port` (`None` if it does not listen).
     pub fn address(&self) -> Option<PeerAddr> {
         self.inner.address.clone()
+    }
+
+    /// Where this node listens with its id pinned, as `<id>@host:port`: a
+    /// dial to it is refused unless the peer proves this node's key.
+    pub fn pinned_address(&self) -> Option<PeerAddr> {
+        let mut a = self.inner.address.clone()?;
+        a.name = Some(self.id().to_string());
+        Some(a)
+    }
+
+    /// This node's identity key (`None` for a plaintext node built with an id).
+    pub fn identity_key(&self) -> Option<estafeta_core::secure::PublicKey> {
+        self.shared().lock().node.identity_key()
+    }
+
+    /// The identity key a connected peer proved.
+    pub fn peer_key(&self, peer: NodeId) -> Option<estafeta_core::secure::PublicKey> {
+        self.shared().lock().node.peer_key(peer)
     }
 
     /// Counters.

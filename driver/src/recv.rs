@@ -64,6 +64,10 @@ impl RecvState {
     /// driver's buffer. Makes the room a [`Plan::Room`] reads into.
     pub(crate) fn plan(&self, node: &mut Node, conn: ConnId, chunk: usize) -> Plan {
         let max = node.config().session.max_frame_size;
+        if !node.recv_is_framed(conn) {
+            // A secure connection's buffer holds records, not frames.
+            return Plan::Copy(chunk);
+        }
         let Some(rx) = node.recv_buffer(conn) else { return Plan::Copy(chunk) };
         if !self.framed() {
             return Plan::Copy(chunk);
@@ -95,7 +99,7 @@ impl RecvState {
     /// rest of the last frame it starts.
     pub(crate) fn feed(&mut self, node: &mut Node, now: Timestamp, conn: ConnId, mut data: &[u8]) {
         let max = node.config().session.max_frame_size;
-        let framed = self.framed();
+        let framed = self.framed() && node.recv_is_framed(conn);
         self.bytes_in += data.len() as u64;
         while framed && !data.is_empty() {
             let Some(rx) = node.recv_buffer(conn) else { return };

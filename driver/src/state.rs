@@ -320,6 +320,7 @@ impl App {
                     | Event::Stream(_)
                     | Event::ProtocolViolation { .. }
                     | Event::Transfer(_)
+                    | Event::Refused { .. }
                     | Event::Closed => {}
                     Event::Membership(ev) => self.membership.deliver(ev, self.limits.events),
                 }

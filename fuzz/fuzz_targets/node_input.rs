@@ -64,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
     let body = &data[2 + k..];
 
     let mut cfg = Config::default();
+    cfg.security.mode = estafeta_core::SecurityMode::Plaintext;
     cfg.session.max_pending_events = max_events;
     cfg.session.max_frame_size = 4096;
     cfg.session.max_read_buffer = 1024;

@@ -27,6 +27,9 @@ pub fn fast_config() -> Config {
     c.transfer.read_size = 2 * TRANSFER_CHUNK as usize;
     c.transfer.max_in_flight = 3 * TRANSFER_CHUNK as u64;
     c.transfer.peer_timeout = Duration::from_micros(TRANSFER_PEER_TIMEOUT_US);
+    // Ids chosen by the seed, frames the wire tap can read: the plaintext
+    // mode. Secure runs set `security.mode` (see `crate::security`).
+    c.security.mode = estafeta_core::SecurityMode::Plaintext;
     c
 }
 
@@ -165,6 +168,8 @@ pub struct SimConfig {
     pub trace_echo: bool,
     /// Give up (livelock) after this many events.
     pub max_steps: u64,
+    /// Security actors and pinned dials (empty: none).
+    pub security: crate::security::SimSecurity,
 }
 
 impl SimConfig {
@@ -186,6 +191,7 @@ impl SimConfig {
             trace_keep: 0,
             trace_echo: false,
             max_steps: 20_000_000,
+            security: Default::default(),
         }
     }
 }

@@ -272,6 +272,7 @@ fn event_words(ev: &Event) -> [u64; 4] {
         Event::Discovery(DiscoveryEvent::RelayLost { origin, count, .. }) => [29, id(origin), *count, 0],
         Event::Discovery(DiscoveryEvent::DialFailed { addr, .. }) => [30, addr.port as u64, 0, 0],
         Event::Transfer(t) => transfer_words(t),
+        Event::Refused { conn, code, .. } => [37, conn.0, code.0 as u64, 0],
         // Every event is named: a new plane's events fail to compile here
         // until the simulator traces (and its checker observes) them.
     }

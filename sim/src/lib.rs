@@ -58,6 +58,7 @@ mod sim;
 
 pub mod discovery;
 pub mod scenario;
+pub mod security;
 
 pub use check::Accounting;
 pub use clock::Clock;
@@ -68,6 +69,7 @@ pub use link::LinkParams;
 pub use net::{NetParams, ProcId};
 pub use rng::Rng;
 pub use scenario::{Report, Scenario, Topology};
+pub use security::{identity_of, secure_scenario, Actor, SecureOptions, SimSecurity};
 pub use sim::{Sent, Sim};
 pub use trace::{fmt_time, Trace, TraceHasher};
 pub use workload::Workload;

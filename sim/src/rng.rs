@@ -11,6 +11,8 @@ pub(crate) const STREAM_FAULT: u64 = 5;
 pub(crate) const STREAM_SCENARIO: u64 = 6;
 pub(crate) const STREAM_NODE_SEED: u64 = 7;
 pub(crate) const STREAM_FILES: u64 = 8;
+/// Identity keys and key entropy (never the node seed).
+pub(crate) const STREAM_KEYS: u64 = 9;
 
 /// A small, fast, deterministic generator (SplitMix64).
 ///

@@ -35,6 +35,9 @@ pub(crate) struct Tap {
     /// Watched frames not yet wholly fed to the receiver: (stream offset just
     /// past the frame, watch).
     watched: VecDeque<(u64, Watch)>,
+    /// The preamble announced the secure mode: the rest is ciphertext the
+    /// tap cannot read (secure runs check what the nodes report instead).
+    opaque: bool,
 }
 
 impl Tap {
@@ -72,8 +75,17 @@ impl Tap {
     }
 
     fn parse(&mut self, on_frame: &mut OnFrame<'_>) -> Result<(), String> {
+        if self.opaque {
+            self.buf.clear();
+            return Ok(());
+        }
         if self.parsed == 0 {
             if self.buf.len() < PREAMBLE_LEN {
+                return Ok(());
+            }
+            if self.buf[PREAMBLE_LEN - 1] != estafeta_core::SecurityMode::Plaintext.wire_byte() {
+                self.opaque = true;
+                self.buf.clear();
                 return Ok(());
             }
             self.buf.advance(PREAMBLE_LEN);

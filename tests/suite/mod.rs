@@ -8,6 +8,8 @@ pub mod credit;
 pub mod discovery;
 pub mod fake_peer;
 pub mod membership;
+pub mod proxy;
+pub mod security;
 pub mod streams;
 pub mod transfer;
 pub mod util;
@@ -21,6 +23,8 @@ pub use discovery::*;
 #[allow(unused_imports)]
 pub use membership::*;
 #[allow(unused_imports)]
+pub use security::*;
+#[allow(unused_imports)]
 pub use streams::*;
 #[allow(unused_imports)]
 pub use transfer::*;
@@ -30,7 +34,7 @@ use estafeta_driver::{AppLimits, CloseReason, DialEvent, Error, Event, Node, Pee
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use util::{collect, fast_config, node, sleep, wait_until};
+use util::{collect, fast_config, node, plain_config, sleep, wait_until};
 
 /// Instantiates every behaviour test for one runtime.
 #[allow(unused_macros)]
@@ -85,7 +89,13 @@ macro_rules! behaviour_suite {
             hostile_names_are_refused_with_nothing_written_outside,
             a_disk_error_is_reported_and_the_node_keeps_serving,
             a_hundred_small_files_in_parallel,
-            a_file_from_a_stream_is_sent_and_its_spool_removed
+            a_file_from_a_stream_is_sent_and_its_spool_removed,
+            a_wrong_key_is_refused_at_both_ends_with_code_and_text,
+            a_replayed_handshake_is_refused,
+            a_man_in_the_middle_is_refused_by_pin_allow_list_and_network_key,
+            a_plaintext_peer_is_refused_with_a_reason,
+            a_flipped_bit_ends_the_connection_and_nothing_corrupt_is_delivered,
+            an_impostor_is_refused_and_does_not_end_the_victims_session
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
@@ -244,7 +254,7 @@ pub async fn restarted_peer_is_reconnected_and_resubscribed<R: Runtime>() {
 
 pub async fn silent_peer_is_declared_down_by_liveness_timeout<R: Runtime>() {
     let silent = fake_peer::SilentPeer::start(true);
-    let cfg = fast_config();
+    let cfg = plain_config();
     let a = node::<R>("a", cfg.clone()).await;
     let mut events = a.events();
     let peer = a.connect(silent.addr()).await.unwrap();
@@ -267,7 +277,7 @@ pub async fn silent_peer_is_declared_down_by_liveness_timeout<R: Runtime>() {
 pub async fn silent_socket_fails_the_handshake_timeout<R: Runtime>() {
     let silent = fake_peer::SilentPeer::start(false);
     let cfg = {
-        let mut c = fast_config();
+        let mut c = plain_config();
         c.dialer.reconnect_max_attempts = Some(1);
         c
     };
@@ -337,17 +347,18 @@ pub async fn stalled_consumer_blocks_publisher_within_budget_then_nothing_is_los
 }
 
 pub async fn garbage_is_refused_with_a_reason_while_others_are_served<R: Runtime>() {
-    let a = node::<R>("a", fast_config()).await;
+    // Plaintext: the cases test the framing (a secure node refuses a plaintext preamble first).
+    let a = node::<R>("a", plain_config()).await;
     let mut events = a.events();
     let mut t = a.subscribe("t").unwrap();
-    let b = node::<R>("b", fast_config()).await;
+    let b = node::<R>("b", plain_config()).await;
     b.connect(a.address().unwrap().to_string()).await.unwrap();
     b.wait_for_subscribers("t", 1).await.unwrap();
     let cases: [(&str, Vec<u8>, &str); 4] = [
         ("random bytes", fake_peer::random_bytes(4096), "bad magic"),
         ("wrong magic", b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), "bad magic"),
         // A newer peer is fine (versions are negotiated); an older one is not.
-        ("too old a version", b"ESTF\x00\x01".to_vec(), "unsupported protocol version 1"),
+        ("too old a version", b"ESTF\x00\x01\x00".to_vec(), "unsupported protocol version 1"),
         ("oversized length", fake_peer::oversized_frame(), "exceeds the maximum"),
     ];
     let addr = a.address().unwrap().host_port();
@@ -539,7 +550,7 @@ pub async fn close_returns_by_close_timeout_when_a_peer_reads_nothing<R: Runtime
     // close_timeout. (Long liveness: the silent peer must not be declared
     // down first, which would end the connection early.)
     let close_timeout = Duration::from_millis(500);
-    let mut cfg = fast_config();
+    let mut cfg = plain_config();
     cfg.session.close_timeout = close_timeout;
     cfg.session.heartbeat_interval = Duration::from_secs(5);
     cfg.session.liveness_timeout = Duration::from_secs(30);
@@ -579,7 +590,7 @@ pub async fn a_stalled_subscriber_holds_what_its_limits_allow_and_no_more<R: Run
     const MIB: usize = 1 << 20;
     let limits = AppLimits { subscription_messages: 4096, subscription_bytes: 4 * MIB, events: 64 };
     let cfg = {
-        let mut c = fast_config();
+        let mut c = plain_config();
         c.session.max_pending_event_bytes = 8 * MIB;
         c.session.max_read_buffer = 256 << 10;
         c

@@ -17,6 +17,14 @@ pub fn fast_config() -> Config {
     c
 }
 
+/// `fast_config` in the plaintext mode: for tests whose peer is hand-made
+/// (fake peers write plaintext frames).
+pub fn plain_config() -> Config {
+    let mut c = fast_config();
+    c.security.mode = estafeta_driver::SecurityMode::Plaintext;
+    c
+}
+
 pub async fn node<R: Runtime>(name: &str, cfg: Config) -> Node<R> {
     Node::<R>::builder(name).config(cfg).build().await.expect("node starts")
 }

@@ -408,27 +408,32 @@ impl Node {
         self.pubsub.check_topic(topic).map_err(ProtocolError::Limit)?;
         let topic = self.pubsub.topic(topic);
         let origin = NodeId::from_u128(tag.origin);
+        let permitted = self.cfg.security.permissions.may_publish(from, &topic);
+        if !permitted {
+            self.secure.stats.publish_denied += 1;
+        }
         if origin == self.me.id {
             self.discovery.stats.relay_returned += 1;
-            return self.pubsub.receive(&peer, &topic, payload, false, &mut self.events);
+            return self.pubsub.receive(&peer, &topic, payload, false, permitted, &mut self.events);
         }
         let verdict = self.discovery.check_relay(origin, &topic, tag.epoch, tag.seq, self.now);
         match verdict {
             Verdict::Duplicate => {
                 self.discovery.stats.relay_duplicates += 1;
-                self.pubsub.receive(&peer, &topic, payload, false, &mut self.events)
+                self.pubsub.receive(&peer, &topic, payload, false, permitted, &mut self.events)
             }
             Verdict::TooOld => {
                 self.relay_lost(&topic, origin, 1, RelayLoss::TooOld);
-                self.pubsub.receive(&peer, &topic, payload, false, &mut self.events)
+                self.pubsub.receive(&peer, &topic, payload, false, permitted, &mut self.events)
             }
             Verdict::New { skipped } => {
                 if skipped > 0 {
                     self.relay_lost(&topic, origin, skipped, RelayLoss::Skipped);
                 }
-                self.pubsub.receive(&peer, &topic, payload.clone(), true, &mut self.events)?;
+                self.pubsub.receive(&peer, &topic, payload.clone(), true, permitted, &mut self.events)?;
                 let hops = tag.hops.saturating_add(1);
-                if self.discovery.relay_topics.contains(&topic) && hops < self.discovery.cfg.relay_hop_limit {
+                let relays = permitted && self.discovery.relay_topics.contains(&topic);
+                if relays && hops < self.discovery.cfg.relay_hop_limit {
                     self.forward(&topic, payload, RelayTag { hops, ..tag }, &[from, origin]);
                 }
                 Ok(())

@@ -5,6 +5,7 @@ mod discovery;
 mod membership;
 mod output;
 mod route;
+mod secure;
 mod timers;
 
 use crate::config::{Config, ConfigError};
@@ -37,8 +38,12 @@ use std::sync::Arc;
 /// crate documentation has the whole contract.
 ///
 /// ```
+/// use estafeta_core::secure::{Identity, SeededEntropy};
 /// use estafeta_core::{Action, Config, Node};
-/// let mut node = Node::new(Config::default(), "alice").unwrap();
+/// // In a driver the entropy is the operating system's.
+/// let mut entropy = SeededEntropy::from_seed(1);
+/// let identity = Identity::generate(&mut entropy);
+/// let mut node = Node::with_identity(Config::default(), identity, Box::new(entropy), "alice").unwrap();
 /// node.pubsub().subscribe("news").unwrap();
 /// let target = node.connect("bob@127.0.0.1:7000".parse().unwrap()).unwrap();
 /// // The node asks its driver to dial.
@@ -71,10 +76,14 @@ pub struct Node {
     closed: bool,
     /// Some connection holds unprocessed input because the event queue was full.
     input_stalled: bool,
+    /// Keys, entropy and counters of the secure channel.
+    secure: secure::SecureNode,
 }
 
 impl Node {
-    /// A node with an id drawn from `cfg.seed`.
+    /// A node with an id drawn from `cfg.seed`. Only in the plaintext mode
+    /// (`cfg.security.mode = SecurityMode::Plaintext`), where ids are claimed, not
+    /// proven; a secure node is made by [`Node::with_identity`].
     pub fn new(cfg: Config, name: &str) -> Result<Node, ConfigError> {
         let mut rng = Rng::new(cfg.seed);
         let id = NodeId::from_u128(((rng.next_u64() as u128) << 64) | rng.next_u64() as u128);
@@ -82,7 +91,18 @@ impl Node {
     }
 
     /// A node with the given id (for example, one kept across restarts).
+    /// Only in the plaintext mode, like [`Node::new`].
     pub fn with_id(cfg: Config, id: NodeId, name: &str) -> Result<Node, ConfigError> {
+        if cfg.security.mode == crate::secure::SecurityMode::Noise {
+            return Err(ConfigError(
+                "security.mode is Noise: a secure node's id is its key (use Node::with_identity), \
+                 or set security.mode = SecurityMode::Plaintext",
+            ));
+        }
+        Node::build(cfg, id, name)
+    }
+
+    fn build(cfg: Config, id: NodeId, name: &str) -> Result<Node, ConfigError> {
         cfg.validate()?;
         if name.len() > cfg.session.max_name_len {
             return Err(ConfigError("name is longer than session.max_name_len"));
@@ -117,6 +137,7 @@ impl Node {
             close_deadline: None,
             closed: false,
             input_stalled: false,
+            secure: secure::SecureNode::plaintext(),
         })
     }
 
@@ -147,6 +168,7 @@ impl Node {
             membership: self.membership.stats(),
             discovery: self.discovery.stats,
             transfer: self.transfer.stats,
+            security: self.secure.stats,
         }
     }
 
@@ -349,7 +371,9 @@ impl Node {
         if self.closing {
             return Err(CommandError::Closed);
         }
-        self.admit_accepted().ok_or(CommandError::TooManyConnections)
+        let conn = self.admit_accepted().ok_or(CommandError::TooManyConnections)?;
+        self.attach_secure(conn, false);
+        Ok(conn)
     }
 
     /// A dial asked by [`Action::Dial`] connected.
@@ -357,6 +381,7 @@ impl Node {
         self.advance(now);
         if self.session.conns.get(&conn).is_some_and(|c| c.is_dialing()) {
             self.session.start_handshake(conn, self.now);
+            self.attach_secure(conn, true);
         }
     }
 
@@ -431,6 +456,7 @@ impl Node {
             }
             self.pubsub.on_conn_closed(conn);
             self.discovery.on_conn_closed(conn);
+            self.secure_conn_closed(conn);
             if let Some(info) = &peer {
                 if let Some(others) = self.session.detach(info.id, conn) {
                     self.events.push(Event::PeerDown { peer: info.clone(), reason: reason.clone() });

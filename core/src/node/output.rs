@@ -16,7 +16,7 @@ use crate::pubsub::PubSubEvent;
 use crate::session::{handshake, Closing};
 use crate::streams::StreamEvent;
 use crate::time::Timestamp;
-use crate::wire::{encode_frame, write_preamble, Header};
+use crate::wire::{encode_frame, write_preamble_mode, Header};
 
 /// A data source of a connection: a plane whose bulk is produced on pull.
 /// Streams and transfers add a variant each (every `match` on it must then
@@ -49,6 +49,14 @@ impl Node {
     /// many. The driver must write them, in order, before asking for more.
     /// Returns 0 when `conn` has nothing to send now.
     pub fn poll_transmit(&mut self, now: Timestamp, conn: ConnId, buf: &mut Vec<u8>) -> usize {
+        if self.session.conns.get(&conn).is_some_and(|c| c.secure.is_some()) {
+            return self.poll_secure(now, conn, buf);
+        }
+        self.poll_plain(now, conn, buf)
+    }
+
+    /// The frame stream of `conn` (sealed by the caller on a secure connection).
+    pub(super) fn poll_plain(&mut self, now: Timestamp, conn: ConnId, buf: &mut Vec<u8>) -> usize {
         self.advance(now);
         let limit = self.cfg.session.transmit_chunk;
         let quantum = self.cfg.session.source_quantum;
@@ -66,7 +74,7 @@ impl Node {
         // The preamble, then our Hello (announcing our subscriptions as they are now).
         if c.control.preamble {
             c.control.preamble = false;
-            write_preamble(buf);
+            write_preamble_mode(buf, self.cfg.security.mode.wire_byte());
         }
         if c.control.hello {
             c.control.hello = false;
@@ -96,6 +104,7 @@ impl Node {
             }
             self.discovery.write_control(conn, buf);
             self.transfer.write_control(conn, peer, buf);
+            self.write_refusals(conn, buf);
             if let Some(id) = peer {
                 self.write_sources(conn, id, first_source, buf, start + limit, quantum);
                 self.wake_relay_grants();

@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 
 /// What one frame did to the connection.
-enum Flow {
+pub(super) enum Flow {
     Continue,
     /// The connection was closed or is closing; stop reading it.
     Stop,
@@ -36,7 +36,11 @@ impl Node {
     /// with [`Node::handle_received`]. Only append; read only while
     /// [`Node::wants_read`] is true. `None` if `conn` is not connected.
     pub fn recv_buffer(&mut self, conn: ConnId) -> Option<&mut BytesMut> {
-        self.session.conns.get_mut(&conn).filter(|c| !c.is_dialing()).map(|c| &mut c.rx)
+        let c = self.session.conns.get_mut(&conn).filter(|c| !c.is_dialing())?;
+        Some(match c.secure.as_mut() {
+            Some(s) => &mut s.crx,
+            None => &mut c.rx,
+        })
     }
 
     /// `n` bytes were appended to [`Node::recv_buffer`]; processes them like
@@ -51,6 +55,9 @@ impl Node {
         }
         c.last_recv = self.now;
         self.session_stats.bytes_in += n as u64;
+        if c.secure.is_some() && !self.secure_input(conn) {
+            return;
+        }
         self.process_input(conn, true);
     }
 
@@ -89,6 +96,13 @@ impl Node {
                 let pre = c.rx.split_to(PREAMBLE_LEN);
                 if let Err(e) = check_preamble(&pre) {
                     self.violation(conn, ProtocolError::Wire(e));
+                    return;
+                }
+                if pre[PREAMBLE_LEN - 1] != crate::secure::SecurityMode::Plaintext.wire_byte() {
+                    let why =
+                        "the peer requires the secure transport; this node runs plaintext (security.mode = Plaintext)";
+                    self.secure.stats.mode_mismatch += 1;
+                    self.violation(conn, ProtocolError::SecurityMismatch(why.into()));
                     return;
                 }
                 c.phase = Phase::AwaitHello;
@@ -136,6 +150,9 @@ impl Node {
             Header::Goodbye { code, reason } => {
                 // Also the refusal of a peer that refused our Hello before
                 // sending its own.
+                if open.is_none() {
+                    self.refused_by_peer(conn, CloseCode(code), reason);
+                }
                 let reason = CloseReason::Remote { code: CloseCode(code), reason: reason.to_string() };
                 self.remove_conn(conn, reason);
                 return Ok(Flow::Stop);
@@ -156,8 +173,20 @@ impl Node {
             }));
         }
         // Announcements are per connection: not gated (see the pubsub docs).
+        if let Header::SubscribeRefused { topic, reason } = header {
+            self.refused_by_peer(
+                conn,
+                crate::secure::UNAUTHORIZED,
+                &format!("subscription to {topic:?} refused: {reason}"),
+            );
+            return Ok(Flow::Continue);
+        }
         if let Header::Subscribe { topic } | Header::Unsubscribe { topic } = header {
             let subscribe = matches!(header, Header::Subscribe { .. });
+            if subscribe && !self.cfg.security.permissions.may_subscribe(peer_id, topic) {
+                self.refuse_subscription(conn, topic);
+                return Ok(Flow::Continue);
+            }
             let primary = self.session.is_primary(conn);
             let peer = self.conn_peer(conn);
             self.pubsub.on_announce(conn, &peer, primary, topic, subscribe, &mut self.events)?;
@@ -186,7 +215,11 @@ impl Node {
         match header {
             Header::Publish { topic } => {
                 let Some(peer) = self.session.conns.get(&conn).and_then(|c| c.peer()) else { return Ok(Flow::Stop) };
-                self.pubsub.on_publish(peer, topic, payload, &mut self.events)?
+                let permitted = self.cfg.security.permissions.may_publish(peer.id, topic);
+                if !permitted {
+                    self.secure.stats.publish_denied += 1;
+                }
+                self.pubsub.on_publish(peer, topic, payload, permitted, &mut self.events)?
             }
             Header::Credit { topic, messages, bytes } => {
                 if let Some(c) = self.pubsub.on_credit(peer_id, topic, messages, bytes, &mut self.events) {
@@ -212,7 +245,7 @@ impl Node {
                 r?
             }
             Header::Hello(_) | Header::Heartbeat | Header::Goodbye { .. } => {}
-            Header::Subscribe { .. } | Header::Unsubscribe { .. } => {}
+            Header::Subscribe { .. } | Header::Unsubscribe { .. } | Header::SubscribeRefused { .. } => {}
         }
         Ok(Flow::Continue)
     }
@@ -225,7 +258,7 @@ impl Node {
     /// Refuses `conn`: tells the peer why, then closes. Our preamble still
     /// goes first if it has not left yet, but not our Hello: the peer reads
     /// a Goodbye in place of a Hello as a refusal with its code and reason.
-    fn violation(&mut self, conn: ConnId, error: ProtocolError) -> Flow {
+    pub(super) fn violation(&mut self, conn: ConnId, error: ProtocolError) -> Flow {
         self.session_stats.malformed += 1;
         let Some(c) = self.session.conns.get_mut(&conn) else { return Flow::Stop };
         let peer = c.peer().cloned();
@@ -249,6 +282,13 @@ impl Node {
             Err(e) => return self.violation(conn, e),
         };
         let id = NodeId::from_u128(hello.id);
+        if let Some(proven) = self.proven_id(conn) {
+            if proven != id {
+                let why = format!("unauthorized: the Hello claims id {id} but the handshake proved {proven}");
+                self.secure.stats.unauthorized += 1;
+                return self.violation(conn, ProtocolError::Unauthorized(why));
+            }
+        }
         let info = match self.session.peers.get(&id) {
             Some(p) => p.info.clone(),
             None => crate::event::PeerInfo { id, name: Arc::from(hello.name) },
@@ -271,7 +311,13 @@ impl Node {
         if !self.session.conns.contains_key(&conn) {
             return Flow::Stop;
         }
-        self.pubsub.on_hello(conn, &hello.subscriptions, caps.contains(Capabilities::PUBSUB));
+        let perms = &self.cfg.security.permissions;
+        let (subs, refused): (Vec<&str>, Vec<&str>) =
+            hello.subscriptions.iter().partition(|t| perms.may_subscribe(id, t));
+        for t in refused {
+            self.refuse_subscription(conn, t);
+        }
+        self.pubsub.on_hello(conn, &subs, caps.contains(Capabilities::PUBSUB));
         // Announcements held until the peer's planes were known may leave now.
         self.session.ready.insert(conn);
         let target = self.session.conns.get(&conn).and_then(|c| c.target);
@@ -288,7 +334,8 @@ impl Node {
 
     /// A session with `info` begins, on `conn`.
     fn start_session(&mut self, conn: ConnId, info: &crate::event::PeerInfo, target: Option<crate::event::TargetId>) {
-        self.events.push(Event::PeerUp { peer: info.clone(), conn, target });
+        let authenticated = self.is_authenticated(conn);
+        self.events.push(Event::PeerUp { peer: info.clone(), conn, target, authenticated });
         self.pubsub.on_peer_up(info, conn, &mut self.events);
         let caps = match self.session.conns.get(&conn).map(|c| &c.phase) {
             Some(Phase::Open(o)) => o.caps,

@@ -12,7 +12,7 @@ use crate::session::Session;
 ///
 /// ```
 /// use estafeta_core::{Bytes, Config, Node, PublishError, SendMode};
-/// let mut node = Node::new(Config::default(), "alice").unwrap();
+/// let mut node = Node::new(Config::plaintext(), "alice").unwrap();
 /// assert_eq!(node.pubsub().subscribe("news"), Ok(true));
 /// let r = node.pubsub().publish("news", Bytes::from_static(b"hi"), SendMode::All);
 /// assert!(matches!(r, Err(PublishError::NoSubscribers(_))), "no peer yet");

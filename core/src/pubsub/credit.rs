@@ -74,24 +74,28 @@ impl PubSubState {
         from: &PeerInfo,
         topic: &str,
         payload: Bytes,
+        permitted: bool,
         events: &mut Events,
     ) -> Result<(), ProtocolError> {
-        self.receive(from, topic, payload, true, events)
+        self.receive(from, topic, payload, true, permitted, events)
     }
 
     /// A message from `from` on `topic` spends the credit this node granted
     /// it (a relayed one too). `deliver`: hand it to the application if
     /// subscribed; otherwise (a relayed duplicate) it is consumed at once.
+    /// `permitted`: the security permissions let `from` publish on `topic`
+    /// (if not, the message is dropped and counted as `NotPermitted`).
     pub(crate) fn receive(
         &mut self,
         from: &PeerInfo,
         topic: &str,
         payload: Bytes,
         deliver: bool,
+        permitted: bool,
         events: &mut Events,
     ) -> Result<(), ProtocolError> {
         let len = payload.len() as u64;
-        let subscribed = self.local.get(topic).cloned();
+        let subscribed = if permitted { self.local.get(topic).cloned() } else { None };
         let Some(p) = self.peers.get_mut(&from.id) else { return Ok(()) };
         let r = match p.recv.get_mut(topic) {
             Some(r) => r,
@@ -125,7 +129,8 @@ impl PubSubState {
                 // Gone at once: it no longer holds any of the window.
                 r.consumed.msgs += 1;
                 r.consumed.bytes += len;
-                self.report_drop(events, Some(from.clone()), 1, DropReason::NotSubscribed);
+                let reason = if permitted { DropReason::NotSubscribed } else { DropReason::NotPermitted };
+                self.report_drop(events, Some(from.clone()), 1, reason);
             }
         }
         Ok(())

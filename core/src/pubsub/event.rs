@@ -32,6 +32,9 @@ pub enum DropReason {
     /// connection from the same peer superseded, before they were processed
     /// (the application was behind). `Disconnected` is the sending side.
     Unprocessed,
+    /// The sending peer may not publish on the topic to this node (its
+    /// per-topic permissions, [`SecurityConfig::permissions`](crate::SecurityConfig)).
+    NotPermitted,
 }
 
 /// What the pub/sub plane tells the application ([`Event::PubSub`](crate::Event::PubSub)).

@@ -80,6 +80,8 @@ pub(crate) struct Conn {
     /// The node's session epoch when the socket opened: a connection opened
     /// before the node last lost its peer belongs to an older session.
     pub(crate) epoch: u64,
+    /// The secure channel, on a secure connection.
+    pub(crate) secure: Option<Box<crate::secure::SecureConn>>,
 }
 
 impl Conn {
@@ -96,6 +98,7 @@ impl Conn {
             control: Control::default(),
             next_source: 0,
             epoch: 0,
+            secure: None,
         }
     }
 

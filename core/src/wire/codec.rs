@@ -3,10 +3,16 @@
 use super::{negotiate, Header, WireError, LEN_PREFIX, MAGIC, MIN_VERSION, PREAMBLE_LEN, VERSION};
 use bytes::{Buf, Bytes, BytesMut};
 
-/// Appends the preamble (magic + version) to `out`.
+/// Appends the preamble of a plaintext node (magic + version + mode 0) to `out`.
 pub fn write_preamble(out: &mut Vec<u8>) {
+    write_preamble_mode(out, 0);
+}
+
+/// Appends the preamble with security mode byte `mode` (0 plaintext, 1 Noise).
+pub fn write_preamble_mode(out: &mut Vec<u8>, mode: u8) {
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
+    out.push(mode);
 }
 
 /// Checks a received preamble; returns the version both sides will speak
@@ -18,9 +24,9 @@ pub fn write_preamble(out: &mut Vec<u8>) {
 /// let mut p = Vec::new();
 /// write_preamble(&mut p);
 /// assert_eq!(check_preamble(&p), Ok(VERSION));
-/// assert_eq!(check_preamble(b"ESTF\x00\x63"), Ok(VERSION), "a newer peer");
-/// assert!(matches!(check_preamble(b"GET / "), Err(WireError::BadMagic(_))));
-/// assert!(matches!(check_preamble(b"ESTF\x00\x01"), Err(WireError::UnsupportedVersion { .. })));
+/// assert_eq!(check_preamble(b"ESTF\x00\x63\x00"), Ok(VERSION), "a newer peer");
+/// assert!(matches!(check_preamble(b"GET / H"), Err(WireError::BadMagic(_))));
+/// assert!(matches!(check_preamble(b"ESTF\x00\x01\x00"), Err(WireError::UnsupportedVersion { .. })));
 /// ```
 pub fn check_preamble(bytes: &[u8]) -> Result<u16, WireError> {
     let mut magic = [0u8; 4];

@@ -1,7 +1,7 @@
 //! The wire format: a preamble, then length-prefixed frames.
 //!
 //! ```text
-//! preamble := "ESTF" version:u16be                      (6 bytes, each side sends one)
+//! preamble := "ESTF" version:u16be mode:u8              (7 bytes, each side sends one)
 //! frame    := len:u32be header:postcard(Header) payload  (len counts header + payload)
 //! ```
 //!
@@ -15,7 +15,9 @@ mod membership;
 mod stream;
 pub mod transfer;
 
-pub use codec::{check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, RawFrame};
+pub use codec::{
+    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, write_preamble_mode, RawFrame,
+};
 pub use discovery::{DiscoveryFrame, Referred};
 pub use membership::{Hint, MembershipFrame, RefuseReason};
 pub use stream::{StreamFrame, MAX_OPEN_PER_SESSION, MESSAGE_COST};
@@ -31,8 +33,8 @@ pub const MAGIC: [u8; 4] = *b"ESTF";
 pub const VERSION: u16 = 2;
 /// The lowest protocol version this build accepts (sent in Hello).
 pub const MIN_VERSION: u16 = 2;
-/// Length of the preamble: magic + version.
-pub const PREAMBLE_LEN: usize = 6;
+/// Length of the preamble: magic + version + security mode (0 plaintext, 1 Noise).
+pub const PREAMBLE_LEN: usize = 7;
 /// Length of a frame's length prefix.
 pub const LEN_PREFIX: usize = 4;
 
@@ -170,6 +172,14 @@ pub enum Header<'a> {
     Discovery(#[serde(borrow)] DiscoveryFrame<'a>),
     /// A frame of the transfer plane (a chunk's payload follows the header).
     Transfer(#[serde(borrow)] transfer::TransferFrame<'a>),
+    /// The sender refuses the receiver's subscription to `topic` (its
+    /// per-topic permissions): no message on it will come.
+    SubscribeRefused {
+        /// The topic.
+        topic: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
 }
 
 impl Header<'_> {
@@ -178,9 +188,11 @@ impl Header<'_> {
     pub fn plane(&self) -> Capabilities {
         match self {
             Header::Hello(_) | Header::Heartbeat | Header::Goodbye { .. } => Capabilities::NONE,
-            Header::Subscribe { .. } | Header::Unsubscribe { .. } | Header::Publish { .. } | Header::Credit { .. } => {
-                Capabilities::PUBSUB
-            }
+            Header::Subscribe { .. }
+            | Header::Unsubscribe { .. }
+            | Header::Publish { .. }
+            | Header::Credit { .. }
+            | Header::SubscribeRefused { .. } => Capabilities::PUBSUB,
             Header::Stream(_) => Capabilities::STREAMS,
             Header::Membership(_) => Capabilities::MEMBERSHIP,
             Header::Discovery(_) => Capabilities::DISCOVERY,

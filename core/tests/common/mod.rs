@@ -132,7 +132,12 @@ pub struct Net {
     /// Deadlines a drain returned that were not in the future (a driver
     /// would spin on them): (slot, deadline, now).
     pub stale_deadlines: Vec<(usize, Timestamp, Timestamp)>,
+    /// Sees (and may change) every write: (from slot, to slot, bytes).
+    pub tap: Option<Tap>,
 }
+
+/// A hook on every write of the network: (from slot, to slot, bytes).
+pub type Tap = Box<dyn FnMut(usize, usize, &mut Vec<u8>)>;
 
 struct NetSink<'a> {
     me: usize,
@@ -145,6 +150,7 @@ struct NetSink<'a> {
     max_write: usize,
     budget: usize,
     files: &'a mut Vec<FileRequest>,
+    tap: &'a mut Option<Tap>,
 }
 
 impl Sink for NetSink<'_> {
@@ -158,7 +164,11 @@ impl Sink for NetSink<'_> {
         let n = bytes.len().min(self.max_write).min(self.budget);
         self.budget -= n;
         if let End::Node(to, c) = *end {
-            self.inflight.push_back(Item { to, conn: c, wire: Wire::Bytes(bytes[..n].to_vec()) });
+            let mut bytes = bytes[..n].to_vec();
+            if let Some(tap) = self.tap.as_mut() {
+                tap(self.me, to, &mut bytes);
+            }
+            self.inflight.push_back(Item { to, conn: c, wire: Wire::Bytes(bytes) });
         }
         WriteOutcome::Wrote(n)
     }
@@ -191,6 +201,9 @@ impl Sink for NetSink<'_> {
 /// Timers short enough that tests run in little virtual time.
 pub fn fast_config(seed: u64) -> Config {
     let mut c = Config { seed, ..Config::default() };
+    // Ids are chosen by the tests: the plaintext mode (the secure mode has
+    // its own tests, core/tests/security*.rs).
+    c.security.mode = estafeta_core::SecurityMode::Plaintext;
     c.session.heartbeat_interval = Duration::from_millis(100);
     c.session.liveness_timeout = Duration::from_millis(400);
     c.session.handshake_timeout = Duration::from_millis(500);
@@ -252,6 +265,7 @@ impl Net {
             max_write: usize::MAX,
             round_budget: usize::MAX,
             stale_deadlines: Vec::new(),
+            tap: None,
         }
     }
 
@@ -331,6 +345,7 @@ impl Net {
             max_write: self.max_write,
             budget: self.round_budget,
             files: &mut slot.files,
+            tap: &mut self.tap,
         };
         let step = slot.drain.run(node, now, &mut sink);
         let closed = std::mem::take(&mut sink.closed);
@@ -544,6 +559,7 @@ impl Net {
             max_write: usize::MAX,
             budget: usize::MAX,
             files: &mut Vec::new(),
+            tap: &mut None,
         };
         for _ in 0..1000 {
             if let Step::Idle { .. } = slot.drain.run(&mut node, self.now, &mut sink) {

@@ -25,6 +25,7 @@
 mod discovery;
 mod membership;
 mod pubsub;
+pub(crate) mod security;
 mod session;
 mod streams;
 mod transfer;
@@ -123,6 +124,8 @@ planes! {
     /// Files: final files equal their source, monotone progress, bytes
     /// re-sent after a resume within one window, memory within the window.
     transfer: transfer::Transfer,
+    /// Impostors, men in the middle and plaintext peers stay out.
+    security: security::Security,
 }
 
 /// One process incarnation of a node, as every plane sees it.

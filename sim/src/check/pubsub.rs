@@ -628,9 +628,10 @@ impl Observer for PubSub {
         let unknown = |t: &str| cx.topic_index(t).is_none();
         let bad: Option<&str> = match w.header {
             Header::Publish { topic } => return self.on_handoff(cx, w, topic),
-            Header::Subscribe { topic } | Header::Unsubscribe { topic } | Header::Credit { topic, .. } => {
-                unknown(topic).then_some(*topic)
-            }
+            Header::Subscribe { topic }
+            | Header::Unsubscribe { topic }
+            | Header::Credit { topic, .. }
+            | Header::SubscribeRefused { topic, .. } => unknown(topic).then_some(*topic),
             Header::Hello(h) => h.subscriptions.iter().copied().find(|t| unknown(t)),
             Header::Heartbeat | Header::Goodbye { .. } | Header::Stream(_) | Header::Membership(_) => None,
             Header::Transfer(_) => None,

@@ -12,7 +12,7 @@
 use super::{Cx, Observer, Want, Wire};
 use crate::net::ProcId;
 use estafeta_core::wire::Header;
-use estafeta_core::{Event, Node, NodeId};
+use estafeta_core::{Event, Node, NodeId, ProtocolError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -43,6 +43,12 @@ impl Observer for Session {
             // checks every message against the credit it granted, so no
             // sender ever has more messages in flight on a subscription than
             // it was granted (or this fires with CreditExceeded).
+            // Refusals of the secure channel are the security observer's.
+            Event::ProtocolViolation {
+                error:
+                    ProtocolError::Unauthorized(_) | ProtocolError::HandshakeFailed(_) | ProtocolError::SecurityMismatch(_),
+                ..
+            } => None,
             Event::ProtocolViolation { peer, error, .. } => {
                 let who = peer.as_ref().map_or("a peer".to_string(), |p| p.to_string());
                 Some(format!("refused {who}: {error}"))

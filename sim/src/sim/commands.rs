@@ -44,7 +44,11 @@ impl Sim {
 
     fn node_connect(&mut self, slot: usize, to: usize) {
         if let Some(node) = self.hosts[slot].node.as_mut() {
-            let r = node.connect(addr_of(to));
+            let mut addr = addr_of(to);
+            if let Some(pin) = self.security.pin(self.seed, slot, to) {
+                addr.name = Some(pin.to_string());
+            }
+            let r = node.connect(addr);
             self.trace.record(self.now, kind::COMMAND, &[slot as u64, 4, to as u64], || {
                 format!("n{slot} connects to n{to}: {r:?}")
             });

@@ -19,8 +19,23 @@ impl Sim {
         let h = &mut self.hosts[slot];
         let mut cfg = h.config.clone();
         cfg.seed = Rng::derive(self.seed, &[rng::STREAM_NODE_SEED, slot as u64, h.restarts]).next_u64();
-        let node = if h.restarts > 0 && !fresh { Node::with_id(cfg, h.id, &h.name) } else { Node::new(cfg, &h.name) }
-            .expect("valid node config");
+        let node = if cfg.security.mode == estafeta_core::SecurityMode::Noise {
+            // Keys from their own stream of the run seed: the same identity
+            // across restarts, fresh entropy per process.
+            let mut entropy = crate::security::entropy(self.seed, slot, h.restarts + 1);
+            let identity = if fresh && h.restarts > 0 {
+                // A fresh node is a new identity.
+                estafeta_core::Identity::generate(&mut entropy)
+            } else {
+                crate::security::identity_of(self.seed, slot)
+            };
+            Node::with_identity(cfg, identity, Box::new(entropy), &h.name)
+        } else if h.restarts > 0 && !fresh {
+            Node::with_id(cfg, h.id, &h.name)
+        } else {
+            Node::new(cfg, &h.name)
+        }
+        .expect("valid node config");
         h.restarts += 1;
         h.id = node.id();
         let proc = self.oracle.new_proc(slot, node.id(), &h.name);

@@ -61,6 +61,8 @@ pub struct Sim {
     event_log: Option<Vec<(u64, usize, Event)>>,
     /// The applications' streams.
     streams: streams::SimStreams,
+    /// Security actors and pinned dials.
+    security: crate::security::SimSecurity,
 }
 
 impl Sim {
@@ -87,11 +89,13 @@ impl Sim {
             workload: None,
             event_log: None,
             streams,
+            security: cfg.security.clone(),
         };
         // The largest window a receiver grants, for the transfer checker.
         let chunk = cfg.nodes.iter().map(|n| n.config.transfer.chunk_size as u64).max().unwrap_or(0);
         let window = cfg.nodes.iter().map(|n| n.config.transfer.window_chunks as u64).max().unwrap_or(0);
         sim.oracle.transfer().window = chunk * window;
+        sim.oracle.planes.security.setup(cfg.seed, &cfg.security);
         for slot in 0..n {
             sim.start_process(slot, false);
         }

@@ -1,0 +1,126 @@
+//! The secure channel's cost: the same e2e cases with encryption on and off
+//! in one run (ratio = encrypted / plaintext), and handshakes per second.
+//!
+//! ```text
+//! case=secure/throughput_64B    ours=<encrypted msg/s> baseline=<plaintext msg/s> ratio=<enc/plain>
+//! case=secure/throughput_1KiB   ...
+//! case=secure/throughput_64KiB  ours=<MB/s> ...
+//! case=secure/rtt_p50           ours=<encrypted us> baseline=<plaintext us> ratio=<enc/plain>
+//! case=secure/handshakes        ours=<secure handshakes/s> baseline=<plaintext handshakes/s>
+//! ```
+//!
+//! Every other case of this bench runs the plaintext mode, as its figures
+//! always did (`SECURE` is off), so they stay comparable across runs.
+
+use super::{best_of, line, rtt_once, throughput_once, warmup, Impl, Rt, Run, Settings, CASES};
+use estafeta_core::secure::{Identity, SeededEntropy};
+use estafeta_core::{Action, Config, Node, Timestamp};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Whether the nodes of "ours" run the secure mode.
+pub(crate) static SECURE: AtomicBool = AtomicBool::new(false);
+
+/// A builder for one of "ours" nodes, in the mode `SECURE` says.
+pub(crate) fn builder<R: estafeta_driver::Runtime>(name: &str) -> estafeta_driver::NodeBuilder<R> {
+    let b = estafeta_driver::Node::<R>::builder(name);
+    if SECURE.load(Ordering::Relaxed) {
+        b
+    } else {
+        b.plaintext()
+    }
+}
+
+fn with_mode<T>(secure: bool, f: impl FnOnce() -> T) -> T {
+    SECURE.store(secure, Ordering::Relaxed);
+    let out = f();
+    SECURE.store(false, Ordering::Relaxed);
+    out
+}
+
+pub(crate) fn run_secure(s: &Settings, rt: Rt) {
+    if rt != Rt::Tokio {
+        return;
+    }
+    for case in &CASES {
+        let name = format!("secure/{}", case.name);
+        if !s.wants(&name) {
+            continue;
+        }
+        let n = s.count(case.count);
+        let run = Run { size: case.size, warm: warmup(n), n };
+        let mut best = [Duration::MAX; 2];
+        for _ in 0..s.repeat {
+            for (i, secure) in [(0, false), (1, true)] {
+                best[i] = best[i].min(with_mode(secure, || throughput_once(rt, Impl::Ours, run, 1)));
+            }
+        }
+        let rate = match case.unit {
+            super::Unit::MsgPerSec => n as f64,
+            super::Unit::MegabytesPerSec => (n * case.size) as f64 / 1e6,
+        };
+        let unit = if matches!(case.unit, super::Unit::MsgPerSec) { "msg/s" } else { "MB/s" };
+        line(&name, rate / best[1].as_secs_f64(), rate / best[0].as_secs_f64(), unit);
+    }
+    if s.wants("secure/rtt") {
+        let impls = [Impl::Ours];
+        let once = |secure| {
+            let f =
+                best_of(s, &impls, Duration::MAX, Duration::min, |w| with_mode(secure, || rtt_once(rt, w, s.rounds).0));
+            f(Impl::Ours)
+        };
+        let (plain, enc) = (once(false), once(true));
+        line("secure/rtt_p50", enc.as_secs_f64() * 1e6, plain.as_secs_f64() * 1e6, "us");
+    }
+    if s.wants("secure/handshakes") {
+        let n = s.count(2_000).min(5_000);
+        let (plain, enc) = (handshakes(n, false), handshakes(n, true));
+        line("secure/handshakes", n as f64 / enc.as_secs_f64(), n as f64 / plain.as_secs_f64(), "handshakes/s");
+    }
+}
+
+/// `n` complete handshakes between two in-memory nodes (both sides' work on
+/// this thread), until each side has its peer up.
+fn handshakes(n: usize, secure: bool) -> Duration {
+    let mut entropy = SeededEntropy::from_seed(7);
+    let make = |name: &str, entropy: &mut SeededEntropy| {
+        let mut cfg = Config::default();
+        cfg.session.max_connections = n + 4;
+        if secure {
+            let id = Identity::generate(entropy);
+            Node::with_identity(cfg, id, Box::new(entropy.clone()), name).expect("valid")
+        } else {
+            let seed = name.len() as u64 + name.as_bytes()[0] as u64;
+            let mut cfg = Config { seed, ..Config::plaintext() };
+            cfg.session.max_connections = n + 4;
+            Node::new(cfg, name).expect("valid")
+        }
+    };
+    let mut a = make("a", &mut entropy);
+    let mut b = make("b", &mut SeededEntropy::from_seed(8));
+    let now = Timestamp::from_millis(1);
+    let (mut ab, mut ba) = (Vec::new(), Vec::new());
+    let started = Instant::now();
+    for _ in 0..n {
+        let target = a.connect("b@mem:1".parse().expect("address")).expect("connects");
+        let Some(Action::Dial { conn: ca, .. }) = a.poll_action() else { panic!("dials") };
+        a.handle_connected(now, ca);
+        let cb = b.handle_accepted(now).expect("accepts");
+        while a.target_peer(target).is_none() {
+            ab.clear();
+            ba.clear();
+            while a.poll_transmit(now, ca, &mut ab) > 0 {}
+            while b.poll_transmit(now, cb, &mut ba) > 0 {}
+            assert!(!ab.is_empty() || !ba.is_empty(), "the handshake stalled");
+            b.handle_bytes(now, cb, &ab);
+            a.handle_bytes(now, ca, &ba);
+        }
+        a.disconnect(target);
+        while a.poll_action().is_some() {}
+        b.handle_closed(now, cb, estafeta_core::CloseReason::Io("done".into()));
+        while a.poll_event().is_some() {}
+        while b.poll_event().is_some() {}
+        while b.poll_action().is_some() {}
+    }
+    started.elapsed()
+}
