@@ -70,6 +70,19 @@ pub enum Command {
     ///
     /// Example: tail -f app.log | estafeta pub logs --connect 127.0.0.1:7000
     Pub(PubCmd),
+    /// Send files to every subscriber of a topic: chunked, flow-controlled,
+    /// verified (BLAKE3) and resumable. A progress bar per receiver, then a
+    /// line per file and receiver. Exit 1 if any receiver failed.
+    ///
+    /// Example: estafeta send-file models ./model.bin --connect 10.0.0.7:7000
+    SendFile(SendFileCmd),
+    /// Receive the files offered on a topic into a directory; an
+    /// interrupted transfer resumes from what the directory holds when the
+    /// same file is offered again. Names are sanitised: nothing is written
+    /// outside the directory.
+    ///
+    /// Example: estafeta receive-files models ./incoming --bind 0.0.0.0:7000
+    ReceiveFiles(ReceiveFilesCmd),
     /// Open a stream on a topic and print its replies, one per line, until
     /// the producer ends it. The request is the argument, or stdin.
     ///
@@ -311,6 +324,50 @@ pub struct MemberCmd {
     /// Leave and stop after this many seconds (default: run until interrupted).
     #[arg(long, value_parser = parse_secs)]
     pub duration: Option<Duration>,
+}
+
+/// `estafeta send-file`.
+#[derive(Debug, Args)]
+pub struct SendFileCmd {
+    /// The topic the receivers subscribe to.
+    pub topic: String,
+    /// The files.
+    #[arg(required = true)]
+    pub paths: Vec<std::path::PathBuf>,
+    /// Node options.
+    #[command(flatten)]
+    pub node: NodeOpts,
+    /// Wait for this many receivers before sending.
+    #[arg(long, default_value_t = 1)]
+    pub wait_subscribers: usize,
+    /// How long to wait for them, in seconds (then exit 3).
+    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    pub wait_timeout: Duration,
+    /// Payload bytes per chunk (default 64 KiB).
+    #[arg(long)]
+    pub chunk_size: Option<u32>,
+    /// Metadata for the receivers, `key=value`; repeat for more.
+    #[arg(long)]
+    pub meta: Vec<String>,
+}
+
+/// `estafeta receive-files`.
+#[derive(Debug, Args)]
+pub struct ReceiveFilesCmd {
+    /// The topic to receive files on.
+    pub topic: String,
+    /// The directory files land in (created if missing).
+    pub dir: std::path::PathBuf,
+    /// Node options.
+    #[command(flatten)]
+    pub node: NodeOpts,
+    /// Exit 0 after this many files were received.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this many seconds: exit 3 if --count was given and not
+    /// reached, else 0.
+    #[arg(long, value_parser = parse_secs)]
+    pub timeout: Option<Duration>,
 }
 
 /// Seconds, possibly fractional (`1.5`).

@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod common;
+mod files_cmd;
 mod membership_cmd;
 mod node_cmd;
 mod pubsub_cmd;
@@ -40,6 +41,8 @@ async fn run<R: Runtime>(command: Command) -> Result<(), Failure> {
         Command::Node(c) => node_cmd::run::<R>(c).await,
         Command::Sub(c) => pubsub_cmd::sub::<R>(c).await,
         Command::Pub(c) => pubsub_cmd::publish::<R>(c).await,
+        Command::SendFile(c) => files_cmd::send::<R>(c).await,
+        Command::ReceiveFiles(c) => files_cmd::receive::<R>(c).await,
         Command::Request(c) => streams_cmd::request::<R>(c).await,
         Command::Serve(c) => streams_cmd::serve::<R>(c).await,
         Command::Coordinator(c) => membership_cmd::coordinator::<R>(c).await,

@@ -142,7 +142,7 @@ fn bad_arguments_say_why_and_exit_2() {
 
 #[test]
 fn every_subcommand_explains_itself_with_an_example() {
-    for cmd in ["node", "sub", "pub", "request", "serve", "coordinator", "member", "bench"] {
+    for cmd in ["node", "sub", "pub", "send-file", "receive-files", "request", "serve", "coordinator", "member", "bench"] {
         let out = run(&[cmd, "--help"]);
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
@@ -368,4 +368,99 @@ fn nodes_that_know_only_a_root_pair_up_on_a_shared_topic() {
         let _ = c.kill();
         let _ = c.wait();
     }
+}
+
+/// A fresh directory under the system temp dir.
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("estafeta-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// A running `estafeta receive-files TOPIC DIR`, with its address.
+fn receive_files(topic: &str, dir: &std::path::Path, extra: &[&str]) -> (Child, String, Receiver<String>) {
+    let mut child = estafeta()
+        .args(["receive-files", topic])
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("receive-files starts");
+    let err = BufReader::new(child.stderr.take().expect("piped"));
+    let mut lines = err.lines().map_while(Result::ok);
+    let addr = lines
+        .by_ref()
+        .find_map(|l| l.split(" listening at ").nth(1).map(str::to_string))
+        .expect("receive-files says where it listens");
+    std::thread::spawn(move || lines.for_each(drop));
+    let out = stdout_lines(&mut child);
+    (child, addr, out)
+}
+
+#[test]
+fn send_file_reaches_receive_files_verified_with_its_hash() {
+    let dir = temp_dir("send");
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(src.join("model.bin"), &data).unwrap();
+    let (mut rx, addr, lines) = receive_files("models", &dir.join("in"), &["--count", "1", "--timeout", "60"]);
+    let out = run(&[
+        "send-file",
+        "models",
+        src.join("model.bin").to_str().unwrap(),
+        "--meta",
+        "version=3",
+        "--connect",
+        &addr,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let hash = blake3::hash(&data).to_hex().to_string();
+    assert!(text.contains("verified") && text.contains(&hash), "{text}");
+    let got = lines.recv_timeout(Duration::from_secs(30)).expect("a received line");
+    assert!(got.starts_with("received ") && got.contains(&hash) && got.contains("[version=3]"), "{got}");
+    assert!(rx.wait().expect("receive-files exits").success());
+    assert_eq!(std::fs::read(dir.join("in").join("model.bin")).unwrap(), data);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_killed_receive_files_resumes_on_the_next_run() {
+    let dir = temp_dir("resume");
+    let data: Vec<u8> = (0..48_000_000u32).map(|i| (i % 253) as u8).collect();
+    let file = dir.join("big.bin");
+    std::fs::write(&file, &data).unwrap();
+    let inbox = dir.join("in");
+    // First run: killed (SIGKILL) once part of the file is synced.
+    let (mut rx, addr, _lines) = receive_files("big", &inbox, &["--timeout", "60"]);
+    let mut sender = estafeta()
+        .args(["send-file", "big", file.to_str().unwrap(), "--connect", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("send-file starts");
+    let part = inbox.join("big.bin.part");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&part).map_or(0, |m| m.len()) < 4 << 20 {
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = rx.kill();
+    let _ = rx.wait();
+    let _ = sender.kill();
+    let _ = sender.wait();
+    let kept = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    assert!(kept > 0 && kept < data.len() as u64, "{kept}");
+    // Second run: the same file offered again resumes and completes.
+    let (mut rx, addr, lines) = receive_files("big", &inbox, &["--count", "1", "--timeout", "120"]);
+    let out = run(&["send-file", "big", file.to_str().unwrap(), "--connect", &addr]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = lines.recv_timeout(Duration::from_secs(60)).expect("a received line");
+    assert!(got.starts_with("received "), "{got}");
+    assert!(rx.wait().expect("exits").success());
+    assert_eq!(std::fs::read(inbox.join("big.bin")).unwrap(), data);
+    let _ = std::fs::remove_dir_all(dir);
 }
