@@ -24,7 +24,10 @@ pub async fn send<R: Runtime>(cmd: SendFileCmd) -> Result<(), Failure> {
     let n = cmd.wait_subscribers;
     if n > 0 && within::<R, _>(Some(cmd.wait_timeout), node.wait_for_subscribers(&cmd.topic, n)).await.is_none() {
         node.close().await;
-        return Err(Failure::TimedOut(format!("fewer than {n} receivers of {:?} within {:?}", cmd.topic, cmd.wait_timeout)));
+        return Err(Failure::TimedOut(format!(
+            "fewer than {n} receivers of {:?} within {:?}",
+            cmd.topic, cmd.wait_timeout
+        )));
     }
     let mut meta = Vec::new();
     for kv in &cmd.meta {

@@ -142,7 +142,9 @@ fn bad_arguments_say_why_and_exit_2() {
 
 #[test]
 fn every_subcommand_explains_itself_with_an_example() {
-    for cmd in ["node", "sub", "pub", "send-file", "receive-files", "request", "serve", "coordinator", "member", "bench"] {
+    for cmd in
+        ["node", "sub", "pub", "send-file", "receive-files", "request", "serve", "coordinator", "member", "bench"]
+    {
         let out = run(&[cmd, "--help"]);
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
@@ -240,7 +242,7 @@ fn request_prints_the_lines_a_served_command_writes() {
 
 #[test]
 fn a_failing_command_ends_the_stream_with_5000_and_request_exits_5() {
-    let (mut server, addr) = serve("fail", "echo partial; exit 3", &["--max-requests", "1"]);
+    let (mut server, addr) = serve("fail", "echo partial; exit 3", &["--runtime", "smol", "--max-requests", "1"]);
     let out = run(&["--runtime", "smol", "request", "fail", "x", "--connect", &addr]);
     assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "partial\n");
@@ -406,7 +408,9 @@ fn send_file_reaches_receive_files_verified_with_its_hash() {
     std::fs::create_dir_all(&src).unwrap();
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(src.join("model.bin"), &data).unwrap();
-    let (mut rx, addr, lines) = receive_files("models", &dir.join("in"), &["--count", "1", "--timeout", "60"]);
+    // The receiver on smol, the sender on tokio.
+    let (mut rx, addr, lines) =
+        receive_files("models", &dir.join("in"), &["--runtime", "smol", "--count", "1", "--timeout", "60"]);
     let out = run(&[
         "send-file",
         "models",
