@@ -13,6 +13,10 @@ fn cfg() -> Config {
     c.session.liveness_timeout = Duration::from_secs(2);
     c.transfer.window_chunks = 64; // 4 MiB at 64 KiB chunks
     c.transfer.peer_timeout = Duration::from_secs(20);
+    // Restarted processes keep their id: plaintext, where ids are chosen,
+    // not proven (a secure node keeps its id by keeping its identity key;
+    // the interop and CLI file tests run secure).
+    c.security.mode = estafeta_driver::SecurityMode::Plaintext;
     c
 }
 

@@ -15,7 +15,7 @@ use bytes::Bytes;
 ///
 /// ```
 /// use estafeta_core::{Action, Config, Node};
-/// let mut node = Node::new(Config::default(), "alice").unwrap();
+/// let mut node = Node::new(Config::plaintext(), "alice").unwrap();
 /// node.pubsub().subscribe("news").unwrap();
 /// node.discovery().join("root@127.0.0.1:7000".parse().unwrap()).unwrap();
 /// assert!(matches!(node.poll_action(), Some(Action::Dial { .. })));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 ///
 /// ```
 /// use estafeta_core::{Config, Node};
-/// let mut node = Node::new(Config::default(), "worker").unwrap();
+/// let mut node = Node::new(Config::plaintext(), "worker").unwrap();
 /// node.join("workers", "coord@127.0.0.1:7000".parse().unwrap()).unwrap();
 /// assert_eq!(node.membership_ref().current("workers"), None, "not assigned yet");
 /// assert!(node.membership().leave("workers"));

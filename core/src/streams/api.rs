@@ -17,7 +17,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use estafeta_core::{Bytes, CloseCode, Config, Event, Node, StreamEvent};
-/// let mut node = Node::new(Config::default(), "alice").unwrap();
+/// let mut node = Node::new(Config::plaintext(), "alice").unwrap();
 /// assert_eq!(node.streams().serve("logs"), Ok(true));
 /// // No peer serves "rows": the stream closes at once with 4000.
 /// let s = node.streams().open("rows", Bytes::from_static(b"select"), None, None);

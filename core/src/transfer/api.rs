@@ -78,7 +78,7 @@ pub enum TransferError {
 /// ```
 /// use estafeta_core::transfer::{SendOptions, TransferError, TransferSource};
 /// use estafeta_core::{Bytes, Config, Node};
-/// let mut node = Node::new(Config::default(), "alice").unwrap();
+/// let mut node = Node::new(Config::plaintext(), "alice").unwrap();
 /// node.transfer().receive("models", "/var/lib/app/incoming").unwrap();
 /// let src = TransferSource::Bytes(Bytes::from_static(b"weights"));
 /// let r = node.transfer().send("models", "w.bin", src, SendOptions::default());
