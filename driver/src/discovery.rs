@@ -160,21 +160,6 @@ impl<R: Runtime> Node<R> {
     /// it on; waits while a subscriber's queue is full.
     pub async fn publish_relayed(&self, topic: &str, payload: impl Into<Bytes>) -> Result<Published, Error> {
         let payload = payload.into();
-        std::future::poll_fn(|cx| {
-            let mut st = self.shared().lock();
-            match st.node.discovery().publish(topic, payload.clone()) {
-                Ok(r) => {
-                    st.app.wake_driver();
-                    Poll::Ready(Ok(r))
-                }
-                Err(e) if e.is_full() => {
-                    st.app.writable.register(cx.waker());
-                    st.app.wake_driver();
-                    Poll::Pending
-                }
-                Err(e) => Poll::Ready(Err(e.into())),
-            }
-        })
-        .await
+        self.publish_waiting(|node| node.discovery().publish(topic, payload.clone())).await
     }
 }

@@ -40,14 +40,7 @@ impl MemberQueues {
             | MembershipEvent::Settled { .. } => return,
         };
         for q in self.queues.values_mut().filter(|q| &q.group == group) {
-            if q.queue.len() >= cap {
-                q.queue.pop_front();
-                q.lagged += 1;
-            }
-            q.queue.push_back(ev.clone());
-            if let Some(w) = q.waker.take() {
-                w.wake();
-            }
+            crate::state::push_lagging(&mut q.queue, &mut q.lagged, cap, ev.clone(), &mut q.waker);
         }
     }
 

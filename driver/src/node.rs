@@ -454,9 +454,18 @@ impl<R: Runtime> Node<R> {
         mode: SendMode,
     ) -> Result<Published, Error> {
         let payload = payload.into();
+        self.publish_waiting(|node| node.pubsub().publish(topic, payload.clone(), mode.clone())).await
+    }
+
+    /// Runs `publish` until it is not refused for a full queue, waiting for
+    /// room in between (a `Writable` event wakes us).
+    pub(crate) async fn publish_waiting(
+        &self,
+        mut publish: impl FnMut(&mut estafeta_core::Node) -> Result<Published, estafeta_core::PublishError>,
+    ) -> Result<Published, Error> {
         std::future::poll_fn(|cx| {
             let mut st = self.shared().lock();
-            match st.node.pubsub().publish(topic, payload.clone(), mode.clone()) {
+            match publish(&mut st.node) {
                 Ok(r) => {
                     st.app.wake_driver();
                     Poll::Ready(Ok(r))

@@ -375,14 +375,7 @@ impl App {
     fn push_lifecycle(&mut self, ev: Event) {
         let cap = self.limits.events;
         for q in self.event_queues.values_mut() {
-            if q.queue.len() >= cap {
-                q.queue.pop_front();
-                q.lagged += 1;
-            }
-            q.queue.push_back(ev.clone());
-            if let Some(w) = q.waker.take() {
-                w.wake();
-            }
+            push_lagging(&mut q.queue, &mut q.lagged, cap, ev.clone(), &mut q.waker);
         }
     }
 
@@ -508,5 +501,18 @@ impl Consumed {
         if due {
             st.app.wake_driver();
         }
+    }
+}
+
+/// Appends `ev` to a stream's queue of at most `cap` items, dropping (and
+/// counting in `lagged`) the oldest when full, and wakes the stream.
+pub(crate) fn push_lagging<T>(queue: &mut VecDeque<T>, lagged: &mut u64, cap: usize, ev: T, waker: &mut Option<Waker>) {
+    if queue.len() >= cap {
+        queue.pop_front();
+        *lagged += 1;
+    }
+    queue.push_back(ev);
+    if let Some(w) = waker.take() {
+        w.wake();
     }
 }
