@@ -282,7 +282,7 @@ fn stdout_lines(child: &mut Child) -> Receiver<String> {
 #[test]
 fn a_coordinator_and_three_members_settle_to_distinct_indexes() {
     let mut coord = estafeta()
-        .args(["coordinator", "--settle", "0.3", "--duration", "60"])
+        .args(["--runtime", "smol", "coordinator", "--settle", "0.3", "--duration", "60"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -352,7 +352,8 @@ fn nodes_that_know_only_a_root_pair_up_on_a_shared_topic() {
         .expect("root says where it listens");
     let sub = Sub::start("tokio", &["news", "--discover-via", &addr, "--timeout", "60"]);
     let mut a = estafeta()
-        .args(["node", "--name", "a", "--subscribe", "news", "--discover-via", &addr, "--duration", "60"])
+        .args(["--runtime", "smol", "node", "--name", "a", "--subscribe", "news", "--discover-via", &addr])
+        .args(["--duration", "60"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -460,7 +461,7 @@ fn a_killed_receive_files_resumes_on_the_next_run() {
     assert!(kept > 0 && kept < data.len() as u64, "{kept}");
     // Second run: the same file offered again resumes and completes.
     let (mut rx, addr, lines) = receive_files("big", &inbox, &["--count", "1", "--timeout", "120"]);
-    let out = run(&["send-file", "big", file.to_str().unwrap(), "--connect", &addr]);
+    let out = run(&["--runtime", "smol", "send-file", "big", file.to_str().unwrap(), "--connect", &addr]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let got = lines.recv_timeout(Duration::from_secs(60)).expect("a received line");
     assert!(got.starts_with("received "), "{got}");
