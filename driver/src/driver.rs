@@ -122,12 +122,20 @@ impl<S> Source<S> {
 struct Connection<S> {
     sock: S,
     recv: RecvState,
+    /// `conn{id, addr, peer}`: what concerns this socket is logged inside it.
+    span: tracing::Span,
 }
 
 impl<S> Connection<S> {
-    fn new(sock: S) -> Self {
-        Connection { sock, recv: RecvState::default() }
+    fn new(sock: S, span: tracing::Span) -> Self {
+        Connection { sock, recv: RecvState::default(), span }
     }
+}
+
+/// The span of one connection: its id and address; the peer is recorded
+/// once its handshake is done.
+fn conn_span(conn: ConnId, addr: &dyn std::fmt::Display, dialed: bool) -> tracing::Span {
+    tracing::info_span!("conn", id = conn.0, %addr, dialed, peer = tracing::field::Empty)
 }
 
 /// The driver future of one node. Spawn it on the runtime.
@@ -136,7 +144,7 @@ pub(crate) struct Driver<R: Runtime> {
     task: Arc<TaskWaker>,
     listener: Option<Source<R::Listener>>,
     sockets: BTreeMap<ConnId, Source<Connection<R::Socket>>>,
-    dialing: BTreeMap<ConnId, ConnectFuture<R::Socket>>,
+    dialing: BTreeMap<ConnId, (ConnectFuture<R::Socket>, tracing::Span)>,
     timer: R::Timer,
     /// Where `timer` is armed (at or before the node's deadline).
     timer_at: Option<Instant>,
@@ -177,7 +185,7 @@ impl<R: Runtime> Driver<R> {
 struct DriverSink<'a, 'c, R: Runtime> {
     cx: &'a mut Context<'c>,
     sockets: &'a mut BTreeMap<ConnId, Source<Connection<R::Socket>>>,
-    dialing: &'a mut BTreeMap<ConnId, ConnectFuture<R::Socket>>,
+    dialing: &'a mut BTreeMap<ConnId, (ConnectFuture<R::Socket>, tracing::Span)>,
     app: &'a mut App,
     /// A dial started: its future must be polled once to register a waker.
     dialed: bool,
@@ -200,7 +208,9 @@ impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
     fn act(&mut self, action: Action) {
         match action {
             Action::Dial { conn, addr } => {
-                self.dialing.insert(conn, R::connect(addr.host_port()));
+                let span = conn_span(conn, &addr, true);
+                span.in_scope(|| tracing::debug!("dialing"));
+                self.dialing.insert(conn, (R::connect(addr.host_port()), span));
                 self.dialed = true;
             }
             Action::Close { conn } => {
@@ -217,7 +227,21 @@ impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
             Event::PubSub(estafeta_core::PubSubEvent::Message(_))
                 | Event::Stream(estafeta_core::StreamEvent::Data { .. })
         ) {
-            crate::log::event(&event);
+            // Connection events are logged inside their connection's span.
+            let conn = match &event {
+                Event::PeerUp { conn, peer, .. } => {
+                    if let Some(s) = self.sockets.get(conn) {
+                        s.io.span.record("peer", tracing::field::display(peer));
+                    }
+                    Some(*conn)
+                }
+                Event::ProtocolViolation { conn, .. } | Event::Refused { conn, .. } => Some(*conn),
+                _ => None,
+            };
+            match conn.and_then(|c| self.sockets.get(&c)) {
+                Some(s) => s.io.span.in_scope(|| crate::log::event(&event)),
+                None => crate::log::event(&event),
+            }
         }
         self.app.deliver(event)
     }
@@ -242,14 +266,18 @@ impl<R: Runtime> Driver<R> {
                 return false;
             }
             match listener.poll(|l, cx| l.poll_accept(cx)) {
-                Poll::Ready(Ok((sock, _addr))) => {
+                Poll::Ready(Ok((sock, addr))) => {
                     if let Ok(conn) = st.node.handle_accepted(now) {
-                        self.sockets.insert(conn, Source::new(Connection::new(sock), &self.task));
+                        let span = conn_span(conn, &addr, false);
+                        span.in_scope(|| tracing::debug!("accepted"));
+                        self.sockets.insert(conn, Source::new(Connection::new(sock, span), &self.task));
+                    } else {
+                        tracing::debug!(%addr, "accepted socket dropped: closing, or too many refusals in flight");
                     } // else: closing, or too many refusals in flight; dropping the socket refuses it.
                       // (Over the connection limit the node takes the socket to refuse it with a goodbye.)
                 }
                 // Accept errors (e.g. too many open files) concern one socket; keep listening.
-                Poll::Ready(Err(_)) => {}
+                Poll::Ready(Err(e)) => tracing::warn!(error = %e, "accept failed"),
                 Poll::Pending => return false,
             }
         }
@@ -258,19 +286,23 @@ impl<R: Runtime> Driver<R> {
 
     fn poll_dials(&mut self, st: &mut State, cx: &mut Context<'_>, now: Timestamp) {
         let mut done = Vec::new();
-        for (conn, fut) in self.dialing.iter_mut() {
+        for (conn, (fut, _)) in self.dialing.iter_mut() {
             if let Poll::Ready(res) = fut.as_mut().poll(cx) {
                 done.push((*conn, res));
             }
         }
         for (conn, res) in done {
-            self.dialing.remove(&conn);
+            let Some((_, span)) = self.dialing.remove(&conn) else { continue };
             match res {
                 Ok(sock) => {
-                    self.sockets.insert(conn, Source::new(Connection::new(sock), &self.task));
+                    span.in_scope(|| tracing::debug!("connected"));
+                    self.sockets.insert(conn, Source::new(Connection::new(sock, span), &self.task));
                     st.node.handle_connected(now, conn);
                 }
-                Err(e) => st.node.handle_closed(now, conn, CloseReason::Io(e.to_string())),
+                Err(e) => {
+                    span.in_scope(|| tracing::debug!(error = %e, "dial failed"));
+                    st.node.handle_closed(now, conn, CloseReason::Io(e.to_string()))
+                }
             }
         }
     }
@@ -327,7 +359,9 @@ impl<R: Runtime> Driver<R> {
             }
         }
         for (conn, reason) in closed {
-            self.sockets.remove(&conn);
+            if let Some(sock) = self.sockets.remove(&conn) {
+                sock.io.span.in_scope(|| tracing::debug!(%reason, "socket closed"));
+            }
             st.node.handle_closed(now, conn, reason);
         }
         false

@@ -1,6 +1,8 @@
 //! Logs through `tracing`: the driver turns the core's events into `tracing`
 //! events (the core itself stays free of logging). Every line is emitted
-//! inside the node's span (`node{name=…}`), which the driver task enters.
+//! inside the node's span (`node{name, id}`), which the driver task enters;
+//! what concerns one connection (accepted, dialed, peer up, refusals, the
+//! socket closing) also inside its `conn{id, addr, dialed, peer}` span.
 //!
 //! Levels, chosen so that INFO is useful and quiet:
 //!
