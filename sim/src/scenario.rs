@@ -306,7 +306,7 @@ impl Scenario {
         loop {
             if let Some(g) = &self.group {
                 let slack = 4 * self.max_latency_us() + 10_000;
-                if let Some(why) = sim.group_late(g.coordinator, &g.members, slack) {
+                if let Some(why) = sim.group_late(g.coordinator, &g.members, slack, healed) {
                     return Err(format!("liveness: group {why}"));
                 }
             }

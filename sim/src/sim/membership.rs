@@ -62,9 +62,11 @@ impl Sim {
     /// connected to `coordinator` (its membership is bound to it: a member
     /// whose own dial is still pending is not) but the group is still not
     /// settled more than
-    /// `settle` + two renewals + `slack_us` after the later of the last change
-    /// at the coordinator and the last member's connection.
-    pub fn group_late(&self, coordinator: usize, members: &[usize], slack_us: u64) -> Option<String> {
+    /// `settle` + two renewals + `slack_us` after the latest of the last
+    /// change at the coordinator, the last member's connection and `healed_us`
+    /// (until the heal, slow links may hold a member's renewals behind a
+    /// backlog of other bytes, so its lease may lapse).
+    pub fn group_late(&self, coordinator: usize, members: &[usize], slack_us: u64, healed_us: u64) -> Option<String> {
         let bound = |m: usize| self.node(m).is_some_and(|n| n.membership_ref().connected(GROUP));
         if !members.iter().all(|m| self.connected(*m, coordinator) && bound(*m)) {
             return None;
@@ -74,7 +76,7 @@ impl Sim {
         let cfg = &self.hosts[coordinator].config.membership;
         let settle = cfg.settle.as_micros() as u64;
         let renew = cfg.renew_interval.as_micros() as u64;
-        let bound = (obs.last_change + settle).max(up) + 2 * renew + slack_us;
+        let bound = (obs.last_change + settle).max(up).max(healed_us) + 2 * renew + slack_us;
         let why = self.group_settled(members).err()?;
         (self.now > bound).then(|| {
             format!(
