@@ -179,3 +179,14 @@ fn seed_381_paying_a_debt_of_an_ended_session_grants_again() {
         panic!("seed 381 (cargo run -p estafeta-sim --release -- run --seed 381 --heavy):\n{e}");
     }
 }
+
+/// Heavy seed 1268 (7 nodes, a group of four): before the heal a slow link
+/// held member n3's renewals behind a backlog of other bytes, its lease
+/// lapsed, and it reported nothing until after the heal. Liveness counts
+/// from the heal: the group must settle within settle + two renewals of it.
+#[test]
+fn a_group_settles_after_a_heal_that_drained_a_backlog() {
+    if let Err(e) = Scenario::random(1268, &Options::sweep()).run() {
+        panic!("seed 1268 (cargo run -p estafeta-sim --release -- run --seed 1268 --heavy):\n{e}");
+    }
+}
