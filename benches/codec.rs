@@ -15,7 +15,10 @@
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use estafeta_core::wire::{decode_frame, encode_frame, Header};
-use estafeta_core::{Action, Config, ConnId, Event, Node, PubSubEvent, Timestamp};
+#[path = "support/pair.rs"]
+mod support;
+
+use estafeta_core::{ConnId, Event, Node, PubSubEvent, Timestamp};
 use std::hint::black_box;
 
 const TOPIC: &str = "bench/topic";
@@ -102,51 +105,11 @@ fn decode_stream(c: &mut Criterion) {
     g.finish();
 }
 
-/// Moves every byte either node has for the other until both are quiet.
-fn pump(a: &mut Node, ca: ConnId, b: &mut Node, cb: ConnId, now: Timestamp) {
-    let mut buf = Vec::new();
-    loop {
-        let mut moved = false;
-        buf.clear();
-        if a.poll_transmit(now, ca, &mut buf) > 0 {
-            b.handle_bytes(now, cb, &buf);
-            moved = true;
-        }
-        buf.clear();
-        if b.poll_transmit(now, cb, &mut buf) > 0 {
-            a.handle_bytes(now, ca, &buf);
-            moved = true;
-        }
-        while a.poll_event().is_some() {}
-        while b.poll_event().is_some() {}
-        if !moved {
-            return;
-        }
-    }
-}
-
-/// A subscriber node `a` with one open connection from a publisher; returns
+/// A subscriber node with one open connection from a publisher; returns
 /// the node and the connection to feed.
 fn handshaken() -> (Node, ConnId) {
-    let now = Timestamp::from_millis(1);
-    let cfg = |seed| {
-        let mut c = Config { seed, ..Config::default() };
-        c.security.mode = estafeta_core::SecurityMode::Plaintext;
-        c
-    };
-    let mut a = Node::new(cfg(1), "a").expect("valid config");
-    a.pubsub().subscribe(TOPIC).expect("valid topic");
-    let mut b = Node::new(cfg(2), "b").expect("valid config");
-    b.connect("a@mem:1".parse().expect("valid address")).expect("dials");
-    let cb = match b.poll_action() {
-        Some(Action::Dial { conn, .. }) => conn,
-        other => panic!("expected a dial, got {other:?}"),
-    };
-    b.handle_connected(now, cb);
-    let ca = a.handle_accepted(now).expect("accepts");
-    pump(&mut a, ca, &mut b, cb, now);
-    assert_eq!(a.peers().count(), 1, "handshake completed");
-    (a, ca)
+    let (sub, conn, _publisher, _) = support::connected(TOPIC, |_| {});
+    (sub, conn)
 }
 
 fn handle_bytes(c: &mut Criterion) {

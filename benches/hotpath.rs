@@ -15,7 +15,10 @@
 //! `HOTPATH_MESSAGES` (default 1,000,000; 10,000 without `--bench`) and
 //! `HOTPATH_SIZE` (default 64) change the run.
 
-use estafeta_core::{Action, Config, ConnId, CreditMode, Event, Node, PubSubEvent, SendMode, Timestamp};
+#[path = "support/pair.rs"]
+mod support;
+
+use estafeta_core::{ConnId, CreditMode, Event, Node, PubSubEvent, SendMode, Timestamp};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -25,48 +28,9 @@ fn env(k: &str, default: usize) -> usize {
     std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Moves every byte either node has for the other until both are quiet.
-fn pump(a: &mut Node, ca: ConnId, b: &mut Node, cb: ConnId, now: Timestamp) {
-    let mut buf = Vec::new();
-    loop {
-        let mut moved = false;
-        buf.clear();
-        if a.poll_transmit(now, ca, &mut buf) > 0 {
-            b.handle_bytes(now, cb, &buf);
-            moved = true;
-        }
-        buf.clear();
-        if b.poll_transmit(now, cb, &mut buf) > 0 {
-            a.handle_bytes(now, ca, &buf);
-            moved = true;
-        }
-        while a.poll_event().is_some() {}
-        while b.poll_event().is_some() {}
-        if !moved {
-            return;
-        }
-    }
-}
-
 /// Publisher `a` connected to subscriber `b`, handshake and first credit done.
 fn pair() -> (Node, ConnId, Node, ConnId) {
-    let now = Timestamp::from_millis(1);
-    let cfg = |seed| {
-        let mut c = Config { seed, ..Config::default() };
-        c.pubsub.credit = CreditMode::OnPoll;
-        c
-    };
-    let mut b = Node::new(cfg(1), "b").expect("valid config");
-    b.pubsub().subscribe(TOPIC).expect("valid topic");
-    let mut a = Node::new(cfg(2), "a").expect("valid config");
-    a.connect("b@mem:1".parse().expect("valid address")).expect("dials");
-    let ca = match a.poll_action() {
-        Some(Action::Dial { conn, .. }) => conn,
-        other => panic!("expected a dial, got {other:?}"),
-    };
-    a.handle_connected(now, ca);
-    let cb = b.handle_accepted(now).expect("accepts");
-    pump(&mut a, ca, &mut b, cb, now);
+    let (b, cb, a, ca) = support::connected(TOPIC, |c| c.pubsub.credit = CreditMode::OnPoll);
     assert_eq!(a.pubsub_ref().ready_subscriber_count(TOPIC), 1, "credit granted");
     (a, ca, b, cb)
 }
