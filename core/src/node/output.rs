@@ -49,26 +49,29 @@ impl Node {
     /// many. The driver must write them, in order, before asking for more.
     /// Returns 0 when `conn` has nothing to send now.
     pub fn poll_transmit(&mut self, now: Timestamp, conn: ConnId, buf: &mut Vec<u8>) -> usize {
-        if self.session.conns.get(&conn).is_some_and(|c| c.secure.is_some()) {
-            return self.poll_secure(now, conn, buf);
+        self.advance(now);
+        let secure = match self.session.conns.get(&conn) {
+            Some(c) if !c.is_dialing() => c.secure.is_some(),
+            // Gone, or not connected yet: nothing to send.
+            _ => {
+                self.session.ready.remove(&conn);
+                return 0;
+            }
+        };
+        if secure {
+            self.poll_secure(conn, buf)
+        } else {
+            self.poll_plain(conn, buf)
         }
-        self.poll_plain(now, conn, buf)
     }
 
-    /// The frame stream of `conn` (sealed by the caller on a secure connection).
-    pub(super) fn poll_plain(&mut self, now: Timestamp, conn: ConnId, buf: &mut Vec<u8>) -> usize {
-        self.advance(now);
+    /// The frame stream of connected `conn` (checked by [`Node::poll_transmit`];
+    /// sealed by the caller on a secure connection).
+    pub(super) fn poll_plain(&mut self, conn: ConnId, buf: &mut Vec<u8>) -> usize {
         let limit = self.cfg.session.transmit_chunk;
         let quantum = self.cfg.session.source_quantum;
         let start = buf.len();
-        let Some(c) = self.session.conns.get_mut(&conn) else {
-            self.session.ready.remove(&conn);
-            return 0;
-        };
-        if c.is_dialing() {
-            self.session.ready.remove(&conn);
-            return 0;
-        }
+        let Some(c) = self.session.conns.get_mut(&conn) else { return 0 };
         let peer = c.peer().map(|p| p.id);
         let refused = c.refused();
         // The preamble, then our Hello (announcing our subscriptions as they are now).

@@ -9,7 +9,6 @@ use crate::id::{ConnId, NodeId};
 use crate::secure::channel::{push_refusal, Ctx, Keys};
 use crate::secure::{admit, ChanError, Entropy, Identity, PublicKey, SecureConn, SecurityMode, SecurityStats, Stage};
 use crate::session::Phase;
-use crate::time::Timestamp;
 use crate::wire::{encode_frame, write_preamble_mode, CloseCode, Header};
 use std::fmt;
 
@@ -226,17 +225,9 @@ impl Node {
 
     /// [`Node::poll_transmit`] for a secure connection: the preamble and
     /// handshake in clear, then the frame stream sealed in records.
-    pub(super) fn poll_secure(&mut self, now: Timestamp, conn: ConnId, buf: &mut Vec<u8>) -> usize {
-        self.advance(now);
+    pub(super) fn poll_secure(&mut self, conn: ConnId, buf: &mut Vec<u8>) -> usize {
         let start = buf.len();
-        let Some(c) = self.session.conns.get_mut(&conn) else {
-            self.session.ready.remove(&conn);
-            return 0;
-        };
-        if c.is_dialing() {
-            self.session.ready.remove(&conn);
-            return 0;
-        }
+        let Some(c) = self.session.conns.get_mut(&conn) else { return 0 };
         if c.control.preamble {
             c.control.preamble = false;
             write_preamble_mode(buf, SecurityMode::Noise.wire_byte());
@@ -278,7 +269,7 @@ impl Node {
         let Some(mut sec) = c.secure.take() else { return 0 };
         let mut plain = std::mem::take(&mut self.secure.scratch);
         plain.clear();
-        let n = self.poll_plain(now, conn, &mut plain);
+        let n = self.poll_plain(conn, &mut plain);
         let rekeys = sec.rekeys;
         let sealed = if n > 0 { sec.seal(&plain, buf) } else { Ok(()) };
         self.secure.stats.rekeys += sec.rekeys - rekeys;
