@@ -11,9 +11,9 @@
 //! | INFO | a peer up or down (with the reason), a dial target given up, the node closed |
 //! | WARN | messages dropped (with the count and reason), a peer refused for breaking the protocol |
 //! | INFO | a stream that ended with a code other than 1000 (normal); group assignments, members joining and leaving, groups settling |
-//! | INFO | a topic paired or unpaired (discovery); files offered, received (verified) and delivered |
+//! | INFO | files offered, received (verified) and delivered |
 //! | WARN | a group lease lost, a join refused, relayed messages lost, a file transfer failed |
-//! | DEBUG | dial failures with the retry delay, subscriptions of peers, stream requests and normal ends, who serves streams |
+//! | DEBUG | topics paired and unpaired (every node reports them, discovery or not), dial failures with the retry delay, subscriptions of peers, stream requests and normal ends, who serves streams |
 //!
 //! Messages and stream data are never logged. With no subscriber installed each
 //! call costs one relaxed load of `tracing`'s global maximum level.
@@ -79,8 +79,8 @@ pub(crate) fn event(event: &Event) {
         }
         Event::Membership(m) => membership(m),
         Event::Transfer(t) => transfer(t),
-        Event::Discovery(DiscoveryEvent::Paired { topic }) => tracing::info!(topic = %topic, "topic paired"),
-        Event::Discovery(DiscoveryEvent::Unpaired { topic }) => tracing::info!(topic = %topic, "topic unpaired"),
+        Event::Discovery(DiscoveryEvent::Paired { topic }) => tracing::debug!(topic = %topic, "topic paired"),
+        Event::Discovery(DiscoveryEvent::Unpaired { topic }) => tracing::debug!(topic = %topic, "topic unpaired"),
         Event::Discovery(DiscoveryEvent::RelayLost { topic, origin, count, reason }) => {
             tracing::warn!(topic = %topic, origin = %origin, count, reason = ?reason, "relayed messages lost")
         }
