@@ -29,7 +29,7 @@
 //! 2. **Drain**, after every input or command: [`Drain::run`] takes the
 //!    node's outputs in the order the protocol needs and hands them to your
 //!    [`Sink`]: bytes to write (`Sink::write`), then actions
-//!    (`Sink::act`: [`Action::Dial`], [`Action::Close`]), then events for the
+//!    (`Sink::act`: [`Action::Dial`], [`Action::HalfClose`], [`Action::Close`]), then events for the
 //!    application (`Sink::deliver`). It also fires due timers. It returns
 //!    [`Step::Idle`] with the next deadline, or [`Step::Yield`] when its work
 //!    budget ran out and it wants to run again soon.
@@ -165,6 +165,13 @@ impl Sink for StdSink<'_> {
             // Open a TCP connection. std cannot connect without blocking, so
             // the dial is done after the drain returns (see `Host::dial`).
             Action::Dial { conn, addr } => self.dials.push((conn, addr)),
+            // The goodbye is written: send FIN but keep the socket and keep
+            // reading it; the node asks for `Close` once the peer closed too.
+            Action::HalfClose { conn } => {
+                if let Some(socket) = self.sockets.get(&conn) {
+                    let _ = socket.shutdown(Shutdown::Write);
+                }
+            }
             // The node is done with `conn`: everything it wanted to send was
             // already handed to `write`. Close the socket; do not report it
             // to the node again.

@@ -63,7 +63,11 @@ pub struct SessionConfig {
     pub liveness_timeout: Duration,
     /// Time allowed from socket open to a complete handshake. Default 5 s.
     pub handshake_timeout: Duration,
-    /// Time `close` waits for queued frames to flush before cutting connections. Default 5 s.
+    /// Time `close` waits for queued frames to flush before cutting
+    /// connections; also the longest close wait of one connection (its
+    /// goodbye is out and its socket half-closed: it is still read until the
+    /// peer closes too, so the peer's last bytes are not met by a reset).
+    /// Default 5 s.
     pub close_timeout: Duration,
     /// Bytes one `poll_transmit` hands out: a connection's quantum per round
     /// of the drain. Default 64 KiB.
@@ -102,6 +106,15 @@ pub struct DialerConfig {
     pub reconnect_cap: Duration,
     /// Dial attempts in a row before a target is given up (`None`: never). Default `Some(30)`.
     pub reconnect_max_attempts: Option<u32>,
+    /// A dial that has not connected after this long is abandoned (its
+    /// socket closed, `CloseReason::DialTimeout`) and counts as a failed
+    /// attempt: the target is redialed after the usual backoff. Without it a
+    /// dial into a silent network (a partition that drops SYNs) waits for
+    /// the kernel's SYN retries, about two minutes on Linux. A reconnect
+    /// therefore follows a healed partition within about
+    /// `dial_timeout + reconnect_cap`. Default 3 s (room for a SYN and its
+    /// first retransmission, which Linux sends after 1 s).
+    pub dial_timeout: Duration,
 }
 
 impl Default for DialerConfig {
@@ -110,6 +123,7 @@ impl Default for DialerConfig {
             reconnect_base: Duration::from_millis(100),
             reconnect_cap: Duration::from_secs(5),
             reconnect_max_attempts: Some(30),
+            dial_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -369,7 +383,7 @@ impl Config {
     /// Checks that the limits are usable together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let (s, d, p) = (&self.session, &self.dialer, &self.pubsub);
-        let checks: [(bool, &'static str); 13] = [
+        let checks: [(bool, &'static str); 14] = [
             (s.max_frame_size >= 1024, "session.max_frame_size must be at least 1 KiB"),
             (s.max_frame_size <= u32::MAX as usize, "session.max_frame_size must fit in u32"),
             (s.max_pending_events > 0, "session.max_pending_events must be > 0"),
@@ -378,6 +392,7 @@ impl Config {
             (s.transmit_chunk >= 512, "session.transmit_chunk must be at least 512"),
             (s.source_quantum > 0, "session.source_quantum must be > 0"),
             (!d.reconnect_base.is_zero(), "dialer.reconnect_base must be > 0"),
+            (!d.dial_timeout.is_zero(), "dialer.dial_timeout must be > 0"),
             (p.max_queued_frames_per_peer > 0, "pubsub.max_queued_frames_per_peer must be > 0"),
             (p.max_queued_frames_per_subscription > 0, "pubsub.max_queued_frames_per_subscription must be > 0"),
             (p.window_messages >= 2, "pubsub.window_messages must be at least 2"),

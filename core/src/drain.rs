@@ -8,7 +8,7 @@ use crate::event::{Action, CloseReason, Event};
 use crate::id::ConnId;
 use crate::node::Node;
 use crate::time::Timestamp;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What a write to a socket did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub enum WriteOutcome {
 pub trait Sink {
     /// Writes bytes to `conn`'s socket without blocking.
     fn write(&mut self, conn: ConnId, bytes: &[u8]) -> WriteOutcome;
-    /// Carries out an action: start a dial, or close a socket.
+    /// Carries out an action: start a dial, half-close or close a socket.
     fn act(&mut self, action: Action);
     /// Hands an event to the application, or gives it back if the
     /// application's queue is full (the sink arranges to be woken when it has room).
@@ -89,6 +89,8 @@ pub struct Drain {
     /// Connections the node closed whose tail is still being written, with
     /// the time they are closed regardless.
     lingering: BTreeMap<ConnId, Timestamp>,
+    /// Connections to half-close once their tail (the goodbye) is written.
+    half_close: BTreeSet<ConnId>,
     /// The connection served last: the next round starts after it.
     cursor: Option<ConnId>,
 }
@@ -188,7 +190,17 @@ impl Drain {
             // 3. Actions.
             while let Some(action) = node.poll_action() {
                 progressed = true;
+                if let Action::HalfClose { conn } = action {
+                    self.flush_tail(node, now, conn, sink);
+                    if self.tails.contains_key(&conn) {
+                        // The goodbye waits for a blocked socket: shut
+                        // writing down once it is out.
+                        self.half_close.insert(conn);
+                        continue;
+                    }
+                }
                 if let Action::Close { conn } = action {
+                    self.half_close.remove(&conn);
                     self.flush_tail(node, now, conn, sink);
                     if self.tails.contains_key(&conn) {
                         // The socket is blocked with the last bytes (the
@@ -201,6 +213,7 @@ impl Drain {
                 sink.act(action);
             }
             progressed |= self.close_lingering(now, sink);
+            progressed |= self.half_close_written(sink);
             // File operations for the transfer plane.
             while let Some(req) = node.poll_file_request() {
                 progressed = true;
@@ -248,6 +261,20 @@ impl Drain {
             self.lingering.remove(conn);
             self.tails.remove(conn);
             sink.act(Action::Close { conn: *conn });
+        }
+        !done.is_empty()
+    }
+
+    /// Half-closes the connections whose goodbye is now written. Returns
+    /// true if any was.
+    fn half_close_written(&mut self, sink: &mut impl Sink) -> bool {
+        if self.half_close.is_empty() {
+            return false;
+        }
+        let done: Vec<ConnId> = self.half_close.iter().filter(|c| !self.tails.contains_key(c)).copied().collect();
+        for conn in &done {
+            self.half_close.remove(conn);
+            sink.act(Action::HalfClose { conn: *conn });
         }
         !done.is_empty()
     }

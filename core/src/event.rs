@@ -61,6 +61,10 @@ pub enum CloseReason {
     /// A second connection to a peer that is already connected; the other one stays.
     #[error("duplicate connection to the same peer")]
     Duplicate,
+    /// A dial did not connect within `DialerConfig::dial_timeout`; it was
+    /// abandoned and the target is redialed on the usual backoff.
+    #[error("dial timed out")]
+    DialTimeout,
 }
 
 impl CloseReason {
@@ -69,7 +73,7 @@ impl CloseReason {
         match self {
             CloseReason::Remote { code, .. } | CloseReason::Local(code) => *code,
             CloseReason::LivenessTimeout | CloseReason::Io(_) => CloseCode::ABNORMAL,
-            CloseReason::HandshakeTimeout => CloseCode::ABNORMAL,
+            CloseReason::HandshakeTimeout | CloseReason::DialTimeout => CloseCode::ABNORMAL,
             CloseReason::Protocol(e) => e.close_code(),
             CloseReason::TooManyConnections => CloseCode::TRY_AGAIN_LATER,
             CloseReason::Duplicate => CloseCode::GOING_AWAY,
@@ -266,9 +270,23 @@ pub enum Action {
         /// Where to connect.
         addr: PeerAddr,
     },
-    /// Close the socket once the bytes already transmitted are written. The node
-    /// has forgotten `conn`; do not report it again.
+    /// Close the socket once the bytes already transmitted are written, or
+    /// abandon the dial if it has not connected yet. The node has forgotten
+    /// `conn`; do not report it again.
     Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Once the bytes already transmitted are written, shut the socket down
+    /// for writing (TCP `shutdown(Write)`: the peer reads the end of the
+    /// stream after the goodbye) but keep it open and keep reading it,
+    /// reporting its input and its end as usual. The node sends nothing more
+    /// on `conn` and ends it with [`Action::Close`] once the peer closed too,
+    /// or when the close wait (`SessionConfig::close_timeout`) is over.
+    /// Closing the socket at once instead would make its kernel answer the
+    /// peer's next bytes (a heartbeat) with a reset, which throws away what
+    /// is still unsent in the kernel.
+    HalfClose {
         /// The connection.
         conn: ConnId,
     },

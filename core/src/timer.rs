@@ -18,6 +18,11 @@ pub enum TimerReason {
     Liveness(ConnId),
     /// A connection may be idle and owe a heartbeat.
     Heartbeat(ConnId),
+    /// A dial must have connected (`DialerConfig::dial_timeout`).
+    DialTimeout(ConnId),
+    /// A connection's close wait is over: its goodbye is out, the peer has
+    /// not closed (`SessionConfig::close_timeout`).
+    CloseWait(ConnId),
     /// A dial target is redialed.
     Redial(TargetId),
     /// A stream's deadline passes, or a stream heartbeat is due.

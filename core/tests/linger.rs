@@ -1,5 +1,6 @@
-//! The drain keeps a closed connection open while its last bytes wait for a
-//! blocked socket, so the goodbye reaches the peer; the linger time bounds it.
+//! The drain keeps a closing connection open while its last bytes wait for a
+//! blocked socket, so the goodbye reaches the peer: the half-close waits for
+//! the goodbye to be written; the close wait, then the linger time, bound it.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 struct Socket {
     blocked: bool,
     written: Vec<u8>,
+    /// Shut down for writing (`HalfClose`) or closed.
     closed: bool,
 }
 
@@ -23,7 +25,7 @@ impl Sink for Socket {
         WriteOutcome::Wrote(bytes.len())
     }
     fn act(&mut self, action: Action) {
-        if let Action::Close { .. } = action {
+        if let Action::Close { .. } | Action::HalfClose { .. } = action {
             self.closed = true;
         }
     }
@@ -49,7 +51,7 @@ fn open_node() -> (Node, Drain, Socket, Timestamp) {
 }
 
 #[test]
-fn goodbye_waits_for_a_blocked_socket_then_the_connection_closes() {
+fn goodbye_waits_for_a_blocked_socket_then_the_connection_half_closes() {
     let (mut node, mut drain, mut sock, now) = open_node();
     sock.blocked = true;
     node.close();
@@ -64,14 +66,18 @@ fn goodbye_waits_for_a_blocked_socket_then_the_connection_closes() {
 }
 
 #[test]
-fn a_socket_blocked_past_the_linger_time_is_closed_anyway() {
+fn a_socket_blocked_past_the_close_wait_and_the_linger_time_is_closed_anyway() {
     let (mut node, mut drain, mut sock, now) = open_node();
     sock.blocked = true;
     node.close();
     let step = drain.run(&mut node, now, &mut sock);
     let Step::Idle { deadline: Some(deadline) } = step else { panic!("{step:?}") };
-    assert!(deadline <= now + Budget::default().linger, "the driver is woken for the linger deadline");
+    let wait = node.config().session.close_timeout;
+    assert!(deadline <= now + wait, "the driver is woken for the end of the close wait");
     assert!(!sock.closed);
+    let step = drain.run(&mut node, deadline, &mut sock);
+    let Step::Idle { deadline: Some(deadline) } = step else { panic!("{step:?}") };
+    assert!(deadline <= now + wait + Budget::default().linger, "then for the linger deadline");
     drain.run(&mut node, deadline, &mut sock);
     assert!(sock.closed, "closed when the linger time is up");
 }

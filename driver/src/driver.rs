@@ -213,9 +213,23 @@ impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
                 self.dialing.insert(conn, (R::connect(addr.host_port()), span));
                 self.dialed = true;
             }
+            Action::HalfClose { conn } => {
+                // The goodbye is written: send FIN, keep reading until the
+                // peer closes too (the core then asks for `Close`).
+                if let Some(sock) = self.sockets.get_mut(&conn) {
+                    if let Err(e) = sock.io.sock.shutdown_write() {
+                        // The socket failed already: its next read reports it.
+                        sock.io.span.in_scope(|| tracing::debug!(error = %e, "half-close failed"));
+                    }
+                }
+            }
             Action::Close { conn } => {
                 self.sockets.remove(&conn);
-                self.dialing.remove(&conn);
+                // A dial the core abandoned (its dial timeout): dropping the
+                // connect future closes the pending socket.
+                if let Some((_, span)) = self.dialing.remove(&conn) {
+                    span.in_scope(|| tracing::debug!("dial abandoned"));
+                }
             }
         }
     }

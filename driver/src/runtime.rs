@@ -44,6 +44,12 @@ pub trait Socket: Send + Unpin + 'static {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
     /// Writes from `buf`.
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+    /// Shuts the socket down for writing (`shutdown(Write)`: the peer reads
+    /// the end of the stream after what was written) and leaves it open for
+    /// reading. The driver calls it for the core's `Action::HalfClose`,
+    /// after the goodbye is written; the socket is still read until the
+    /// peer closes too.
+    fn shutdown_write(&mut self) -> io::Result<()>;
 
     /// Reads by appending to `buf`. The driver calls it to read the rest of
     /// a long frame into room it made for exactly that (at least 16 KiB) in

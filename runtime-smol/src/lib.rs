@@ -47,6 +47,9 @@ impl Socket for SmolSocket {
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.0.get_ref().shutdown(std::net::Shutdown::Write)
+    }
     fn poll_read_buf(
         &mut self,
         cx: &mut Context<'_>,

@@ -53,6 +53,15 @@ impl Socket for TokioSocket {
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        // tokio's shutdown of a TCP stream is `shutdown(Write)` at once: it
+        // never returns `Pending`, so no waker is needed.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match Pin::new(&mut self.0).poll_shutdown(&mut cx) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Ok(()),
+        }
+    }
     fn poll_read_buf(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut, _: &mut [u8]) -> Poll<io::Result<usize>> {
         // Reads into the spare capacity without zeroing or copying it.
         if buf.capacity() - buf.len() < READ_SPARE_MIN {

@@ -22,6 +22,7 @@ pub fn fast_config() -> Config {
     c.dialer.reconnect_base = Duration::from_millis(20);
     c.dialer.reconnect_cap = Duration::from_millis(300);
     c.dialer.reconnect_max_attempts = None;
+    c.dialer.dial_timeout = Duration::from_millis(500);
     c.transfer.chunk_size = TRANSFER_CHUNK;
     c.transfer.window_chunks = TRANSFER_WINDOW_CHUNKS;
     c.transfer.read_size = 2 * TRANSFER_CHUNK as usize;
@@ -108,6 +109,10 @@ impl NodeSetup {
         s.heartbeat_interval = d(hb);
         s.liveness_timeout = d(live);
         s.handshake_timeout = d(live + 100_000);
+        // No draw of its own (every later draw stays what it was): as long as
+        // the handshake, so it races the kernel's connect timeout
+        // (`NetParams::connect_timeout_us`, 0.2-1 s in scenarios).
+        dl.dial_timeout = d(live + 100_000);
         dl.reconnect_base = d(r.range(10_000, 50_000));
         dl.reconnect_cap = d(cap);
         dl.reconnect_max_attempts = if r.chance(500) { None } else { Some(r.range(3, 20) as u32) };

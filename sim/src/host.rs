@@ -199,15 +199,23 @@ impl Sink for SimSink<'_> {
                 let to = (addr.host == "sim").then_some(addr.port as usize);
                 self.net.dial(self.now, slot, *conn, to);
             }
-            Action::Close { conn } => {
+            Action::HalfClose { conn } => {
                 if let Some(&(tcp, e)) = self.net.kernels[slot].socks.get(conn) {
-                    self.net.close(self.now, tcp, e);
+                    self.net.shutdown_write(self.now, tcp, e);
+                }
+            }
+            Action::Close { conn } => {
+                match self.net.kernels[slot].socks.get(conn) {
+                    Some(&(tcp, e)) => self.net.close(self.now, tcp, e),
+                    // A dial the node abandoned (its dial timeout).
+                    None => self.net.cancel_dial(self.now, slot, *conn),
                 }
             }
         }
         let (k, c) = match &action {
             Action::Dial { conn, addr } => (1, conn.0 | (addr.port as u64) << 48),
             Action::Close { conn } => (2, conn.0),
+            Action::HalfClose { conn } => (3, conn.0),
         };
         self.trace.record(self.now, kind::ACT, &[slot as u64, k, c], || format!("n{slot} action {action:?}"));
     }

@@ -120,6 +120,8 @@ pub(crate) struct End {
     /// and not yet reported to the node): nobody was left to tell.
     pub(crate) held_at_crash: bool,
     rst_sent: bool,
+    /// The node shut this end down for writing (FIN sent); it still reads.
+    wr_shut: bool,
 }
 
 /// A simulated TCP connection: end 0 dialed, end 1 accepted.
@@ -358,6 +360,7 @@ impl Net {
             died_at: None,
             held_at_crash: false,
             rst_sent: false,
+            wr_shut: false,
         };
         self.tcps.push(Tcp {
             ends: [end(from, self.dials[id].proc, Some(self.dials[id].conn)), end(to, self.kernels[to].proc, None)],
@@ -441,6 +444,10 @@ impl Net {
         let pipe = &mut self.tcps[tcp].pipes[e];
         if let Err(v) = pipe.tap.offer(bytes, on_frame) {
             self.violations.push(format!("tcp {tcp}: {v}"));
+        }
+        if self.tcps[tcp].ends[e].wr_shut {
+            self.violations.push(format!("tcp {tcp}: end {e} wrote after shutting down writing"));
+            return WriteOutcome::Failed("broken pipe: shut down for writing".into());
         }
         match self.tcps[tcp].ends[e].state {
             EndState::Open => {}
@@ -564,6 +571,31 @@ impl Net {
         chunk
     }
 
+    /// The node at end `e` shut its socket down for writing: FIN after the
+    /// bytes written; the end stays open for reading.
+    pub(crate) fn shutdown_write(&mut self, now: u64, tcp: TcpId, e: usize) {
+        let end = &mut self.tcps[tcp].ends[e];
+        if end.state == EndState::Open && !end.wr_shut {
+            end.wr_shut = true;
+            self.send(now, tcp, e, Seg::Fin);
+        }
+    }
+
+    /// The node on `slot` abandoned its dial `conn` before it connected: the
+    /// dial stops, and a connection the callee already accepted is reset.
+    pub(crate) fn cancel_dial(&mut self, now: u64, slot: usize, conn: ConnId) {
+        let k = &self.kernels[slot];
+        let Some(pos) = k.dialing.iter().position(|d| self.dials[*d].conn == conn && self.dials[*d].proc == k.proc)
+        else {
+            return;
+        };
+        let id = self.kernels[slot].dialing.remove(pos);
+        self.dials[id].pending = false;
+        if let Some(t) = self.dials[id].tcp {
+            self.abort_end(now, t, 0);
+        }
+    }
+
     /// The node at end `e` closed its socket: FIN after the bytes written, or
     /// RST if it left bytes unread.
     pub(crate) fn close(&mut self, now: u64, tcp: TcpId, e: usize) {
@@ -584,7 +616,7 @@ impl Net {
                 if unread {
                     t.ends[e].rst_sent = true;
                     self.send(now, tcp, e, Seg::Rst);
-                } else {
+                } else if !t.ends[e].wr_shut {
                     self.send(now, tcp, e, Seg::Fin);
                 }
             }

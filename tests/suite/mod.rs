@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod close;
 pub mod credit;
 pub mod discovery;
 pub mod fake_peer;
@@ -16,6 +17,8 @@ pub mod util;
 
 #[allow(unused_imports)] // used by the suite macro, not by every test crate
 pub use child::a_child_process_is_killed_by_sigkill;
+#[allow(unused_imports)]
+pub use close::*;
 #[allow(unused_imports)]
 pub use credit::*;
 #[allow(unused_imports)]
@@ -95,7 +98,8 @@ macro_rules! behaviour_suite {
             a_man_in_the_middle_is_refused_by_pin_allow_list_and_network_key,
             a_plaintext_peer_is_refused_with_a_reason,
             a_flipped_bit_ends_the_connection_and_nothing_corrupt_is_delivered,
-            an_impostor_is_refused_and_does_not_end_the_victims_session
+            an_impostor_is_refused_and_does_not_end_the_victims_session,
+            a_graceful_close_delivers_everything_to_a_slow_reader
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {

@@ -1,6 +1,7 @@
 //! The node: a façade that routes inputs to its planes (session, dialer,
 //! pub/sub) and drains their outputs. It owns nothing a plane owns.
 
+mod close;
 mod discovery;
 mod membership;
 mod output;
@@ -393,6 +394,8 @@ impl Node {
     /// removed.
     pub fn handle_closed(&mut self, now: Timestamp, conn: ConnId, reason: CloseReason) {
         self.advance(now);
+        // The end of stream that ends a close wait ends a close this node began.
+        let reason = self.close_wait_reason(conn).unwrap_or(reason);
         if self.session.conns.get(&conn).is_some_and(|c| c.is_open() && !c.rx.is_empty()) {
             self.process_input(conn, false);
         }
@@ -409,7 +412,7 @@ impl Node {
             self.dialer.defer(target, self.now, &mut self.rng, &mut self.events);
             return;
         }
-        let conn = self.session.dial(target, self.now);
+        let conn = self.session.dial(target, self.now, self.cfg.dialer.dial_timeout);
         match self.dialer.dialing(target, conn) {
             Some(addr) => self.actions.push_back(Action::Dial { conn, addr }),
             None => {
@@ -444,10 +447,12 @@ impl Node {
         let mut work = vec![(conn, reason)];
         while let Some((conn, reason)) = work.pop() {
             let Some(c) = self.session.take(conn) else { continue };
-            if !c.is_dialing() {
-                self.actions.push_back(Action::Close { conn });
-            }
+            // Also for a dial: the driver abandons it.
+            self.actions.push_back(Action::Close { conn });
             let peer = c.peer().cloned();
+            if c.in_close_wait() {
+                self.close_wait_over(conn, peer.as_ref());
+            }
             // Messages that arrived but were never processed (the
             // application was behind) are lost with the connection: count them.
             if c.is_open() && !c.refused() {

@@ -51,8 +51,9 @@ impl Node {
     pub fn poll_transmit(&mut self, now: Timestamp, conn: ConnId, buf: &mut Vec<u8>) -> usize {
         self.advance(now);
         let secure = match self.session.conns.get(&conn) {
-            Some(c) if !c.is_dialing() => c.secure.is_some(),
-            // Gone, or not connected yet: nothing to send.
+            Some(c) if !c.is_dialing() && !c.in_close_wait() => c.secure.is_some(),
+            // Gone, not connected yet, or half-closed after its goodbye
+            // (the close wait): nothing to send.
             _ => {
                 self.session.ready.remove(&conn);
                 return 0;
@@ -129,10 +130,10 @@ impl Node {
             self.session.ready.remove(&conn);
         }
         // The goodbye is out (in `buf`, which the driver writes before it
-        // closes the socket): the connection is done.
+        // half-closes the socket): the close wait begins.
         if done {
             let r = c.closing.as_ref().map(|k| k.reason().clone()).expect("closing");
-            self.remove_conn(conn, r);
+            self.goodbye_sent(conn, r);
         }
         n
     }

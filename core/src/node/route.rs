@@ -153,7 +153,9 @@ impl Node {
                 if open.is_none() {
                     self.refused_by_peer(conn, CloseCode(code), reason);
                 }
-                let reason = CloseReason::Remote { code: CloseCode(code), reason: reason.to_string() };
+                let remote = || CloseReason::Remote { code: CloseCode(code), reason: reason.to_string() };
+                // The peer's goodbye answers ours during the close wait.
+                let reason = self.close_wait_reason(conn).unwrap_or_else(remote);
                 self.remove_conn(conn, reason);
                 return Ok(Flow::Stop);
             }

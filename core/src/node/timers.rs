@@ -3,7 +3,7 @@
 
 use super::Node;
 use crate::event::CloseReason;
-use crate::session::Phase;
+use crate::session::{Closing, Phase};
 use crate::time::Timestamp;
 use crate::timer::TimerReason;
 use crate::wire::CloseCode;
@@ -78,13 +78,15 @@ impl Node {
             c.last_recv = now;
         }
         let expired = match c.phase {
-            Phase::Dialing => None,
+            Phase::Dialing => (now >= c.dial_by).then_some(CloseReason::DialTimeout),
             Phase::AwaitPreamble | Phase::AwaitHello => {
                 (now >= c.opened_at + hs).then_some(CloseReason::HandshakeTimeout)
             }
             Phase::Open(_) => {
                 if now >= c.last_recv + live {
                     Some(CloseReason::LivenessTimeout)
+                } else if let Some(Closing::CloseWait { reason, until }) = &c.closing {
+                    (now >= *until).then(|| reason.clone())
                 } else {
                     if c.closing.is_none() && now >= (c.last_send + hb).max(c.hb_retry) {
                         // A heartbeat is due only on an idle connection: one

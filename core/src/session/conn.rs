@@ -35,12 +35,21 @@ pub(crate) enum Closing {
     /// The goodbye is queued (or written); the connection goes once its
     /// output is empty.
     Goodbye(CloseReason),
+    /// The close wait: the goodbye is out and the socket half-closed
+    /// (`Action::HalfClose`). Nothing more is sent; the peer's bytes are
+    /// still read and processed until it closes too, or until `until`.
+    CloseWait {
+        /// Why the connection is closing.
+        reason: CloseReason,
+        /// When the wait is over regardless.
+        until: Timestamp,
+    },
 }
 
 impl Closing {
     pub(crate) fn reason(&self) -> &CloseReason {
         match self {
-            Closing::Flushing(r) | Closing::Goodbye(r) => r,
+            Closing::Flushing(r) | Closing::Goodbye(r) | Closing::CloseWait { reason: r, .. } => r,
         }
     }
 }
@@ -82,6 +91,8 @@ pub(crate) struct Conn {
     pub(crate) epoch: u64,
     /// The secure channel, on a secure connection.
     pub(crate) secure: Option<Box<crate::secure::SecureConn>>,
+    /// A dial not connected by then is abandoned (`DialerConfig::dial_timeout`).
+    pub(crate) dial_by: Timestamp,
 }
 
 impl Conn {
@@ -99,6 +110,7 @@ impl Conn {
             next_source: 0,
             epoch: 0,
             secure: None,
+            dial_by: Timestamp::MAX,
         }
     }
 
@@ -116,6 +128,11 @@ impl Conn {
 
     pub(crate) fn is_dialing(&self) -> bool {
         matches!(self.phase, Phase::Dialing)
+    }
+
+    /// True during the close wait: the goodbye is out, the socket half-closed.
+    pub(crate) fn in_close_wait(&self) -> bool {
+        matches!(self.closing, Some(Closing::CloseWait { .. }))
     }
 
     /// True once the peer broke the protocol, or the connection is refused

@@ -119,10 +119,14 @@ impl Session {
         id
     }
 
-    /// A new dialing connection for `target`.
-    pub(crate) fn dial(&mut self, target: TargetId, now: Timestamp) -> ConnId {
+    /// A new dialing connection for `target`, abandoned if it has not
+    /// connected within `timeout`.
+    pub(crate) fn dial(&mut self, target: TargetId, now: Timestamp, timeout: std::time::Duration) -> ConnId {
         let id = self.new_conn_id();
-        self.conns.insert(id, Conn::new(Some(target), Phase::Dialing, now));
+        let mut c = Conn::new(Some(target), Phase::Dialing, now);
+        c.dial_by = now + timeout;
+        self.conns.insert(id, c);
+        self.timers.set(id, now + timeout);
         id
     }
 
@@ -267,12 +271,15 @@ impl Session {
     pub(crate) fn deadline(&self, conn: ConnId) -> Option<(Timestamp, TimerReason)> {
         let c = self.conns.get(&conn)?;
         match c.phase {
-            Phase::Dialing => None,
+            Phase::Dialing => Some((c.dial_by, TimerReason::DialTimeout(conn))),
             Phase::AwaitPreamble | Phase::AwaitHello => {
                 Some((c.opened_at + self.cfg.handshake_timeout, TimerReason::Handshake(conn)))
             }
             Phase::Open(_) => {
                 let live = (c.last_recv + self.cfg.liveness_timeout, TimerReason::Liveness(conn));
+                if let Some(Closing::CloseWait { until, .. }) = &c.closing {
+                    return TimerReason::soonest(Some(live), Some((*until, TimerReason::CloseWait(conn))));
+                }
                 if c.closing.is_some() {
                     return Some(live);
                 }

@@ -176,6 +176,13 @@ impl Sink for NetSink<'_> {
     fn act(&mut self, action: Action) {
         match action {
             Action::Dial { conn, addr } => self.dials.push_back((self.me, conn, addr)),
+            // The peer reads the end of stream after our bytes; our end
+            // stays open for reading.
+            Action::HalfClose { conn } => {
+                if let Some(End::Node(to, c)) = self.pipes.get(&(self.me, conn)) {
+                    self.inflight.push_back(Item { to: *to, conn: *c, wire: Wire::Eof });
+                }
+            }
             Action::Close { conn } => {
                 if let Some(End::Node(to, c)) = self.pipes.get(&(self.me, conn)) {
                     self.inflight.push_back(Item { to: *to, conn: *c, wire: Wire::Eof });
