@@ -12,13 +12,14 @@
 //!   arrived for `QUIET_MS`;
 //! - `pub`: dials the subscriber, prints `READY` when it subscribed, then
 //!   publishes `COUNT` messages of `SIZE` bytes at `RATE` per second (0: as
-//!   fast as the node takes them), prints `PUBLISHED ...`, then closes
+//!   fast as the node takes them) on tokio, or smol with `RUNTIME=smol`,
+//!   prints `PUBLISHED ...`, then closes
 //!   gracefully (`CLOSE=1`) or keeps running; it prints `UP ms=..` and
 //!   `DOWN ms=.. reason=..` for every session that starts and ends.
 
 mod netns;
 
-use estafeta_tokio::{Config, Event, Node};
+use estafeta_driver::{Config, DialEvent, Event, Node, Runtime, Timer};
 use netns::{field, Pair, Proc, ADDR_B};
 use std::time::{Duration, Instant};
 
@@ -47,7 +48,10 @@ fn play_role() -> bool {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     match role.as_str() {
         "sub" => rt.block_on(subscriber()),
-        "pub" => rt.block_on(publisher()),
+        "pub" => match std::env::var("RUNTIME").as_deref() {
+            Ok("smol") => smol::block_on(publisher::<estafeta_smol::Smol>()),
+            _ => rt.block_on(publisher::<estafeta_tokio::Tokio>()),
+        },
         other => panic!("unknown role {other}"),
     }
     true
@@ -57,10 +61,22 @@ fn ms_since(start: Instant) -> u128 {
     start.elapsed().as_millis()
 }
 
+/// Sleeps until `at` on runtime `R`'s timer.
+async fn sleep_until<R: Runtime>(at: Instant) {
+    let mut t = R::timer();
+    t.reset(at);
+    std::future::poll_fn(|cx| if Instant::now() >= at { std::task::Poll::Ready(()) } else { t.poll_fire(cx) }).await
+}
+
 async fn subscriber() {
     let quiet = Duration::from_millis(env_u64("QUIET_MS", 3000));
     let expect = env_u64("EXPECT", u64::MAX);
-    let node = Node::builder("sub").bind(format!("{ADDR_B}:7000")).config(config()).build().await.unwrap();
+    let node = Node::<estafeta_tokio::Tokio>::builder("sub")
+        .bind(format!("{ADDR_B}:7000"))
+        .config(config())
+        .build()
+        .await
+        .unwrap();
     let mut sub = node.subscribe(TOPIC).unwrap();
     let mut events = node.events();
     println!("READY");
@@ -104,19 +120,19 @@ async fn subscriber() {
     node.close().await;
 }
 
-async fn publisher() {
+async fn publisher<R: Runtime>() {
     let start = Instant::now();
     let (count, size, rate) = (env_u64("COUNT", 1000), env_u64("SIZE", 64) as usize, env_u64("RATE", 0));
-    let node = Node::builder("pub").bind("0.0.0.0:0").config(config()).build().await.unwrap();
+    let node = Node::<R>::builder("pub").bind("0.0.0.0:0").config(config()).build().await.unwrap();
     let mut events = node.events();
-    let printer = tokio::spawn(async move {
+    R::spawn(async move {
         while let Some(e) = events.recv().await {
             match e {
                 Event::PeerUp { .. } => println!("UP ms={}", ms_since(start)),
                 Event::PeerDown { reason, .. } => {
                     println!("DOWN ms={} reason={}", ms_since(start), reason.to_string().replace(' ', "_"))
                 }
-                Event::Dial(estafeta_tokio::DialEvent::Failed { reason, .. }) => {
+                Event::Dial(DialEvent::Failed { reason, .. }) => {
                     println!("DIALFAIL ms={} reason={}", ms_since(start), reason.to_string().replace(' ', "_"))
                 }
                 _ => {}
@@ -130,9 +146,8 @@ async fn publisher() {
     let mut payload = vec![0u8; size.max(8)];
     let mut refused = 0u64;
     for i in 0..count {
-        if rate > 0 {
-            let due = began + Duration::from_micros(i * 1_000_000 / rate);
-            tokio::time::sleep_until(due.into()).await;
+        if let Some(gap) = (i * 1_000_000).checked_div(rate) {
+            sleep_until::<R>(began + Duration::from_micros(gap)).await;
         }
         payload[..8].copy_from_slice(&i.to_be_bytes());
         // While the peer is away (no subscriber) a publish is refused:
@@ -148,9 +163,8 @@ async fn publisher() {
         let s = node.stats();
         println!("CLOSED sent={} dropped={} ms={}", s.pubsub.sent, s.pubsub.dropped, ms_since(start));
     } else {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
+        sleep_until::<R>(Instant::now() + Duration::from_secs(3600)).await;
     }
-    printer.abort();
 }
 
 fn spawn(ns: &str, test: &str, role: &str, env: &[(&str, String)]) -> Proc {
@@ -163,10 +177,19 @@ fn spawn(ns: &str, test: &str, role: &str, env: &[(&str, String)]) -> Proc {
 /// subscriber lost the last 174-279 messages and saw a reset.)
 #[test]
 fn graceful_close_over_a_2mbit_link_delivers_everything() {
-    if play_role() || netns::skip("graceful_close_over_a_2mbit_link_delivers_everything") {
+    graceful_close_over_a_2mbit_link("graceful_close_over_a_2mbit_link_delivers_everything", "tokio");
+}
+
+/// The same with the publisher on smol.
+#[test]
+fn graceful_close_over_a_2mbit_link_delivers_everything_smol() {
+    graceful_close_over_a_2mbit_link("graceful_close_over_a_2mbit_link_delivers_everything_smol", "smol");
+}
+
+fn graceful_close_over_a_2mbit_link(test: &str, runtime: &str) {
+    if play_role() || netns::skip(test) {
         return;
     }
-    let test = "graceful_close_over_a_2mbit_link_delivers_everything";
     let pair = Pair::new();
     pair.shape_a("2mbit");
     let count = 4000u64;
@@ -177,7 +200,8 @@ fn graceful_close_over_a_2mbit_link_delivers_everything() {
     };
     let mut sub = spawn(&pair.b, test, "sub", &env(&[]));
     sub.wait_line("READY", Duration::from_secs(10));
-    let publ_env = env(&[("COUNT", count.to_string()), ("SIZE", "128".into()), ("RATE", "0".into())]);
+    let publ_env =
+        env(&[("COUNT", count.to_string()), ("SIZE", "128".into()), ("RATE", "0".into()), ("RUNTIME", runtime.into())]);
     let mut publ = spawn(&pair.a, test, "pub", &publ_env);
     publ.wait_line("READY", Duration::from_secs(10));
     let published = publ.wait_line("PUBLISHED ", Duration::from_secs(20));
@@ -205,7 +229,7 @@ fn after_a_silent_partition_the_reconnect_follows_the_heal_within_dial_timeout_a
     let pair = Pair::new();
     let mut sub = spawn(&pair.b, test, "sub", &[("QUIET_MS", "60000".into())]);
     sub.wait_line("READY", Duration::from_secs(10));
-    let env = [("COUNT", "0".to_string()), ("CLOSE", "0".into())];
+    let env = [("COUNT", "0".to_string()), ("CLOSE", "0".into()), ("RUNTIME", "smol".into())];
     let mut publ = spawn(&pair.a, test, "pub", &env);
     publ.wait_line("READY", Duration::from_secs(10));
     pair.address_b(false);
@@ -235,7 +259,8 @@ fn a_link_down_and_up_ends_the_session_and_the_node_reconnects() {
     let pair = Pair::new();
     let mut sub = spawn(&pair.b, test, "sub", &[("QUIET_MS", "60000".into())]);
     sub.wait_line("READY", Duration::from_secs(10));
-    let mut publ = spawn(&pair.a, test, "pub", &[("COUNT", "0".to_string()), ("CLOSE", "0".into())]);
+    let env = [("COUNT", "0".to_string()), ("CLOSE", "0".into()), ("RUNTIME", "smol".into())];
+    let mut publ = spawn(&pair.a, test, "pub", &env);
     publ.wait_line("READY", Duration::from_secs(10));
     pair.link_b(false);
     let down = publ.wait_line("DOWN ", Duration::from_secs(5));

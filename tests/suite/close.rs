@@ -87,8 +87,7 @@ impl SlowReader {
                     check_preamble(&rx.split_to(estafeta_core::wire::PREAMBLE_LEN)).unwrap();
                     preamble = true;
                 }
-                while preamble {
-                    let Some(frame) = decode_frame(&mut rx, 16 << 20).unwrap() else { break };
+                while let Some(frame) = preamble.then(|| decode_frame(&mut rx, 16 << 20).unwrap()).flatten() {
                     match frame.parse().unwrap().0 {
                         Header::Publish { .. } => r.messages += 1,
                         Header::Goodbye { code, .. } => r.goodbye = Some(code),
