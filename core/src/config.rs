@@ -76,6 +76,10 @@ pub struct SessionConfig {
     /// transfer) writes per turn before the next source with data gets one.
     /// Default 16 KiB.
     pub source_quantum: usize,
+    /// Test-only switch for the simulator's planted bug: close the socket
+    /// right after the goodbye, without the close wait (the old close, which
+    /// lost the unsent tail to a reset). Default false.
+    pub plant_close_bug: bool,
 }
 
 impl Default for SessionConfig {
@@ -93,6 +97,7 @@ impl Default for SessionConfig {
             close_timeout: Duration::from_secs(5),
             transmit_chunk: 64 << 10,
             source_quantum: 16 << 10,
+            plant_close_bug: false,
         }
     }
 }

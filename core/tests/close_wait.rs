@@ -215,3 +215,18 @@ fn a_zero_dial_timeout_is_refused() {
     cfg.dialer.dial_timeout = Duration::ZERO;
     assert!(cfg.validate().is_err());
 }
+
+#[test]
+fn garbage_during_the_close_wait_ends_it_without_writing_after_the_goodbye() {
+    let (mut node, conn, mut drain, mut sock, now) = open_node();
+    node.close();
+    drain.run(&mut node, now, &mut sock);
+    assert_eq!(sock.half_closes(), 1);
+    sock.written.clear();
+    node.handle_bytes(now, conn, &[0xff; 64]);
+    drain.run(&mut node, now, &mut sock);
+    assert!(sock.written.is_empty(), "no refusal after the goodbye: {:?}", sock.written);
+    assert_eq!(sock.closes(), 1);
+    assert!(sock.events.iter().any(|e| matches!(e, Event::ProtocolViolation { .. })));
+    assert!(node.is_closed());
+}

@@ -22,7 +22,7 @@ impl Node {
     pub(super) fn goodbye_sent(&mut self, conn: ConnId, reason: CloseReason) {
         let until = self.now + self.cfg.session.close_timeout;
         let Some(c) = self.session.conns.get_mut(&conn) else { return };
-        if !c.is_open() || c.refused() {
+        if !c.is_open() || c.refused() || self.cfg.session.plant_close_bug {
             self.remove_conn(conn, reason);
             return;
         }

@@ -266,6 +266,12 @@ impl Node {
         let peer = c.peer().cloned();
         self.events.push(Event::ProtocolViolation { conn, peer: peer.clone(), error: error.clone() });
         c.rx.clear();
+        if c.in_close_wait() {
+            // Our goodbye is out and the socket half-closed: nothing more
+            // can be written, not even a refusal.
+            self.remove_conn(conn, CloseReason::Protocol(error));
+            return Flow::Stop;
+        }
         c.control.heartbeat = false;
         c.control.hello = false;
         c.control.goodbye = true;
