@@ -6,7 +6,7 @@ use crate::discovery::{DiscoveryEvent, DiscoveryState, OutFrame, RelayLoss, Rela
 use crate::error::{CommandError, PublishError};
 use crate::event::{CloseReason, Event, ProtocolError, TargetId};
 use crate::id::{ConnId, NodeId, PeerAddr, Topic};
-use crate::pubsub::Published;
+use crate::pubsub::{Deliver, Published, Relayed};
 use crate::session::{Closing, Phase};
 use crate::time::Timestamp;
 use crate::wire::{Capabilities, DiscoveryFrame};
@@ -414,23 +414,25 @@ impl Node {
         }
         if origin == self.me.id {
             self.discovery.stats.relay_returned += 1;
-            return self.pubsub.receive(&peer, &topic, payload, false, permitted, &mut self.events);
+            return self.pubsub.receive(&peer, &topic, payload, Deliver::No, permitted, &mut self.events);
         }
         let verdict = self.discovery.check_relay(origin, &topic, tag.epoch, tag.seq, self.now);
         match verdict {
             Verdict::Duplicate => {
                 self.discovery.stats.relay_duplicates += 1;
-                self.pubsub.receive(&peer, &topic, payload, false, permitted, &mut self.events)
+                self.pubsub.receive(&peer, &topic, payload, Deliver::No, permitted, &mut self.events)
             }
             Verdict::TooOld => {
                 self.relay_lost(&topic, origin, 1, RelayLoss::TooOld);
-                self.pubsub.receive(&peer, &topic, payload, false, permitted, &mut self.events)
+                self.pubsub.receive(&peer, &topic, payload, Deliver::No, permitted, &mut self.events)
             }
             Verdict::New { skipped } => {
                 if skipped > 0 {
                     self.relay_lost(&topic, origin, skipped, RelayLoss::Skipped);
                 }
-                self.pubsub.receive(&peer, &topic, payload.clone(), true, permitted, &mut self.events)?;
+                let relayed = Relayed { origin, epoch: tag.epoch, seq: tag.seq, hops: tag.hops };
+                let deliver = Deliver::Yes(Some(relayed));
+                self.pubsub.receive(&peer, &topic, payload.clone(), deliver, permitted, &mut self.events)?;
                 let hops = tag.hops.saturating_add(1);
                 let relays = permitted && self.discovery.relay_topics.contains(&topic);
                 if relays && hops < self.discovery.cfg.relay_hop_limit {

@@ -9,6 +9,15 @@ use crate::id::{ConnId, NodeId, Topic};
 use crate::wire::{encode_frame, Header};
 use bytes::Bytes;
 
+/// What [`PubSubState::receive`] does with a message once its credit is spent.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Deliver {
+    /// Consume it at once (a relayed duplicate).
+    No,
+    /// Hand it to the application if subscribed, with its relay identity.
+    Yes(Option<super::Relayed>),
+}
+
 /// Messages and payload bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Amount {
@@ -77,12 +86,13 @@ impl PubSubState {
         permitted: bool,
         events: &mut Events,
     ) -> Result<(), ProtocolError> {
-        self.receive(from, topic, payload, true, permitted, events)
+        self.receive(from, topic, payload, Deliver::Yes(None), permitted, events)
     }
 
     /// A message from `from` on `topic` spends the credit this node granted
     /// it (a relayed one too). `deliver`: hand it to the application if
-    /// subscribed; otherwise (a relayed duplicate) it is consumed at once.
+    /// subscribed (with its relay identity, if any); `Deliver::No` (a
+    /// relayed duplicate): it is consumed at once.
     /// `permitted`: the security permissions let `from` publish on `topic`
     /// (if not, the message is dropped and counted as `NotPermitted`).
     pub(crate) fn receive(
@@ -90,7 +100,7 @@ impl PubSubState {
         from: &PeerInfo,
         topic: &str,
         payload: Bytes,
-        deliver: bool,
+        deliver: Deliver,
         permitted: bool,
         events: &mut Events,
     ) -> Result<(), ProtocolError> {
@@ -111,7 +121,7 @@ impl PubSubState {
         }
         r.received.msgs += 1;
         r.received.bytes += len;
-        if !deliver {
+        let Deliver::Yes(relayed) = deliver else {
             // A copy consumed at once: its credit may make a grant due.
             r.consumed.msgs += 1;
             r.consumed.bytes += len;
@@ -119,11 +129,16 @@ impl PubSubState {
                 self.wake.push(c);
             }
             return Ok(());
-        }
+        };
         match subscribed {
             Some(topic) => {
                 self.stats.received += 1;
-                events.push(Event::PubSub(PubSubEvent::Message(Message { topic, from: from.clone(), payload })));
+                events.push(Event::PubSub(PubSubEvent::Message(Message {
+                    topic,
+                    from: from.clone(),
+                    payload,
+                    relayed,
+                })));
             }
             None => {
                 // Gone at once: it no longer holds any of the window.

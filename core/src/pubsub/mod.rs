@@ -25,7 +25,7 @@ mod queue;
 mod send;
 
 pub use api::{PubSub, PubSubRef};
-pub use event::{DropReason, Message, PubSubEvent};
+pub use event::{DropReason, Message, PubSubEvent, Relayed};
 pub use send::{Published, SendMode};
 
 use crate::config::PubSubConfig;
@@ -34,6 +34,7 @@ use crate::id::{ConnId, NodeId, Topic};
 use crate::stats::PubSubStats;
 use crate::wire::{encode_frame, Header, LEN_PREFIX};
 use bytes::Bytes;
+pub(crate) use credit::Deliver;
 use credit::{Debt, RecvCredit};
 use queue::SendQ;
 use std::collections::{BTreeMap, BTreeSet};

@@ -11,7 +11,8 @@
 //!   never exceed twice the overlay edges (pairs of processes that ever
 //!   exchanged a frame);
 //! - a relayed message is delivered at most once per node, intact, on its
-//!   topic, never to its origin (nor written to it), and `relay_lost`
+//!   topic, with its origin visible (`Message::relayed`), never to its
+//!   origin (nor written to it), and `relay_lost`
 //!   equals the `RelayLost` events.
 //!
 //! Liveness (pairing after healing, relay reaching every subscriber of the
@@ -92,6 +93,9 @@ impl Discovery {
         }
         if cx.procs[p as usize].id == cx.procs[rec.origin as usize].id {
             errs.push("came back to its origin".into());
+        }
+        if m.relayed.map(|r| r.origin) != Some(cx.procs[rec.origin as usize].id) {
+            errs.push(format!("its origin shows as {:?} (from {})", m.relayed.map(|r| r.origin), m.from.id));
         }
         if !rec.delivered.insert(p) {
             errs.push("delivered twice to the same node".into());
