@@ -42,16 +42,28 @@ pub(crate) struct RecvCredit {
     received: Amount,
     consumed: Amount,
     /// Copies of this peer's relayed messages this node queued for others
-    /// and has not written yet: they hold the window like messages the
-    /// application has not consumed, so a relay slows its upstream down to
-    /// its slowest downstream's pace instead of dropping copies.
+    /// and has not written yet: they hold part of the window like messages
+    /// the application has not consumed, so a relay slows its upstream down
+    /// towards its slowest downstream's pace.
     relay_held: Amount,
 }
 
 impl RecvCredit {
-    /// The part of the window relayed copies hold.
-    fn relay_hold(&self, window_msgs: u64, window_bytes: u64) -> Amount {
-        Amount { msgs: self.relay_held.msgs.min(window_msgs), bytes: self.relay_held.bytes.min(window_bytes) }
+    /// The part of the window relayed copies hold: at most half of it.
+    ///
+    /// Never all of it: a relay's grant to its upstream would then wait for
+    /// its downstream's grant, and around a ring of relays those waits form
+    /// a cycle that stops every node for good once the windows fill
+    /// (`sim/src/relay_ring.rs` shows it). Capped at half, a relay still
+    /// grants at least half a window each time its application catches up,
+    /// whatever its downstreams do; copies past the cap wait in the
+    /// bounded send queues, and those that find a queue full are dropped
+    /// and reported (`RelayLoss::QueueFull` where they were dropped,
+    /// `RelayLoss::Skipped` at the receivers that miss them).
+    fn relay_hold(&self, window_msgs: u64, window_bytes: u64, planted_full: bool) -> Amount {
+        let (cap_msgs, cap_bytes) =
+            if planted_full { (window_msgs, window_bytes) } else { (window_msgs / 2, window_bytes / 2) };
+        Amount { msgs: self.relay_held.msgs.min(cap_msgs), bytes: self.relay_held.bytes.min(cap_bytes) }
     }
 }
 
@@ -180,6 +192,7 @@ impl PubSubState {
             true => Amount::default(),
             false => self.debts.get(&(peer, Topic::from(topic))).map_or(Amount::default(), |d| d.0),
         };
+        let full_hold = self.planted_full_relay_hold;
         let p = self.peers.get_mut(&peer)?;
         let r = p.recv.get_mut(topic)?;
         r.consumed.msgs = (r.consumed.msgs + left.msgs).min(r.received.msgs);
@@ -188,7 +201,7 @@ impl PubSubState {
         // the window holds what the peer may still send, what the
         // application holds of this session and what it still holds of
         // older ones (so paying a debt can make a grant due too).
-        let hold = r.relay_hold(window_msgs, window_bytes);
+        let hold = r.relay_hold(window_msgs, window_bytes, full_hold);
         let outstanding_msgs = r.granted.msgs - r.consumed.msgs + debt.msgs + hold.msgs;
         let outstanding_bytes = r.granted.bytes.saturating_sub(r.consumed.bytes) + debt.bytes + hold.bytes;
         if outstanding_msgs <= window_msgs / 2 || outstanding_bytes <= window_bytes / 2 {
@@ -206,11 +219,12 @@ impl PubSubState {
         let t = self.local.get(topic)?.clone();
         let (window_msgs, window_bytes) = (u64::from(self.cfg.window_messages), self.cfg.window_bytes);
         let debt = self.debts.get(&(peer, t.clone())).map_or(Amount::default(), |d| d.0);
+        let full_hold = self.planted_full_relay_hold;
         let p = self.peers.get_mut(&peer)?;
         let r = p.recv.entry(t.clone()).or_default();
         // The window covers what the peer may send, what the application
         // holds of this session, and what it still holds of older ones.
-        let hold = r.relay_hold(window_msgs, window_bytes);
+        let hold = r.relay_hold(window_msgs, window_bytes, full_hold);
         let target = Amount {
             msgs: (r.consumed.msgs + window_msgs).saturating_sub(debt.msgs + hold.msgs),
             bytes: (r.consumed.bytes + window_bytes).saturating_sub(debt.bytes + hold.bytes),

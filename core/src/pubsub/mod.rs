@@ -100,12 +100,15 @@ pub(crate) struct PubSubState {
     pub(crate) local_gen: u64,
     /// Connections a relay release made a grant due on (the node wakes them).
     pub(crate) wake: Vec<ConnId>,
+    /// The simulator's planted bug: relayed copies hold the whole window.
+    planted_full_relay_hold: bool,
     pub(crate) stats: PubSubStats,
 }
 
 impl PubSubState {
-    pub(crate) fn new(cfg: PubSubConfig) -> Self {
+    pub(crate) fn new(cfg: PubSubConfig, planted_full_relay_hold: bool) -> Self {
         PubSubState {
+            planted_full_relay_hold,
             cfg,
             local: BTreeSet::new(),
             index: BTreeMap::new(),

@@ -59,6 +59,9 @@ pub(crate) struct Discovery {
     /// Topics whose messages are published with relay identities (the
     /// pub/sub observer leaves them to this one).
     pub(crate) relay_topics: BTreeSet<usize>,
+    /// The first relayed message each process delivered from each origin
+    /// process: where its de-duplication window started.
+    pub(crate) first_from: BTreeMap<(ProcId, ProcId), u64>,
 }
 
 impl Discovery {
@@ -97,6 +100,7 @@ impl Discovery {
         if m.relayed.map(|r| r.origin) != Some(cx.procs[rec.origin as usize].id) {
             errs.push(format!("its origin shows as {:?} (from {})", m.relayed.map(|r| r.origin), m.from.id));
         }
+        self.first_from.entry((p, rec.origin)).or_insert(g);
         if !rec.delivered.insert(p) {
             errs.push("delivered twice to the same node".into());
         }
