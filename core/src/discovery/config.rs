@@ -71,6 +71,11 @@ pub struct DiscoveryConfig {
     /// copies may hold their upstream's whole credit window (not half).
     #[doc(hidden)]
     pub planted_full_relay_hold: bool,
+    /// Test-only switch for the simulator's planted bug: forward a request
+    /// back to the peer it came from too, and send queued copies even to a
+    /// peer that sent the same request meanwhile.
+    #[doc(hidden)]
+    pub planted_send_back: bool,
 }
 
 impl Default for DiscoveryConfig {
@@ -97,6 +102,7 @@ impl Default for DiscoveryConfig {
             max_relay_topics: 1024,
             planted_bug: false,
             planted_full_relay_hold: false,
+            planted_send_back: false,
         }
     }
 }

@@ -318,6 +318,7 @@ impl Node {
             return Err(ProtocolError::Limit(format!("bad topic of {} bytes in a request", t.len())));
         }
         let new = self.discovery.seen.insert(key, self.now);
+        self.discovery.seen.arrived_from(key, from.as_u128());
         self.discovery.stats.seen_evicted = self.discovery.seen.evicted;
         if !new && !self.discovery.cfg.planted_bug {
             self.discovery.stats.requests_duplicate += 1;
@@ -355,7 +356,10 @@ impl Node {
             let targets: Vec<(NodeId, ConnId)> = self
                 .discovery_peers()
                 .into_iter()
-                .filter(|(id, _)| *id != from && *id != origin && !visited.contains(&id.as_u128()))
+                .filter(|(id, _)| {
+                    let back = *id == from && self.discovery.cfg.planted_send_back;
+                    back || (*id != from && *id != origin && !visited.contains(&id.as_u128()))
+                })
                 .collect();
             let mut seen_by: Vec<u128> = visited.to_vec();
             let max = self.discovery.cfg.max_visited;

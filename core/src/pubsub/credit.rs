@@ -269,12 +269,13 @@ impl PubSubState {
         }
     }
 
-    /// A forwarded copy of a message `upstream` sent on `topic` was written
-    /// or discarded: its hold goes, and a grant may be due (the connection
-    /// to wake is kept in `wake`).
-    pub(crate) fn relay_release(&mut self, upstream: NodeId, topic: &str, bytes: u64) {
+    /// `copies` forwarded copies (of `bytes` payload bytes in all) of
+    /// messages `upstream` sent on `topic` were written or discarded: their
+    /// hold goes, and a grant may be due (the connection to wake is kept in
+    /// `wake`).
+    pub(crate) fn relay_release(&mut self, upstream: NodeId, topic: &str, copies: u64, bytes: u64) {
         let Some(r) = self.peers.get_mut(&upstream).and_then(|p| p.recv.get_mut(topic)) else { return };
-        r.relay_held.msgs = r.relay_held.msgs.saturating_sub(1);
+        r.relay_held.msgs = r.relay_held.msgs.saturating_sub(copies);
         r.relay_held.bytes = r.relay_held.bytes.saturating_sub(bytes);
         if let Some(c) = self.consumed(upstream, topic, 0, 0) {
             self.wake.push(c);

@@ -217,7 +217,7 @@ impl PubSubState {
         let dropped = p.queued_frames as u64;
         for (t, q) in &p.out {
             for (up, len) in q.relay_upstreams() {
-                self.relay_release(up, t, len);
+                self.relay_release(up, t, 1, len);
             }
         }
         self.report_drop(events, Some(p.info), dropped, DropReason::Disconnected);
@@ -292,7 +292,7 @@ impl PubSubState {
                 }
             }
             for (up, len) in ups {
-                self.relay_release(up, &t, len);
+                self.relay_release(up, &t, 1, len);
             }
             events.push(Event::PubSub(PubSubEvent::Unsubscribed { peer: peer.clone(), topic: t }));
             self.report_drop(events, Some(peer.clone()), dropped.0 as u64, DropReason::NotSubscribed);
@@ -339,7 +339,7 @@ impl PubSubState {
         p.queued_frames = 0;
         p.queued_bytes = 0;
         for (t, up, len) in ups {
-            self.relay_release(up, &t, len);
+            self.relay_release(up, &t, 1, len);
         }
         n
     }

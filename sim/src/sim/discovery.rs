@@ -105,6 +105,12 @@ impl Sim {
         self.oracle.discovery().reported_paired(p, &name)
     }
 
+    /// Edges requests crossed both ways in a race (both copies written
+    /// before either was read), so far.
+    pub fn request_races(&mut self) -> u64 {
+        self.oracle.discovery().request_races()
+    }
+
     /// Request frames written so far by every node.
     pub fn request_copies(&mut self) -> u64 {
         self.oracle.discovery().request_copies()
