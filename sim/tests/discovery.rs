@@ -95,3 +95,17 @@ fn same_seed_same_trace_hash() {
         assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}");
     }
 }
+
+/// The seed the second planted bug (requests forwarded back to the peer they
+/// came from) is caught with: `DISCOVERY_PLANTED_SEND_BACK=1 DISCOVERY_SEED=0
+/// cargo test -p estafeta-sim --test discovery sweep_even -- --nocapture`
+/// (seeds 0-3 all catch it).
+const PLANTED_SEND_BACK_SEED: u64 = 0;
+
+#[test]
+fn the_planted_send_back_is_caught() {
+    let opts = DiscoveryOptions { planted_send_back: true, ..Default::default() };
+    let err =
+        DiscoveryScenario::random(PLANTED_SEND_BACK_SEED, &opts).run().expect_err("the planted bug must be caught");
+    assert!(err.contains("sent it back"), "{err}");
+}
