@@ -15,6 +15,7 @@
 //! `HOTPATH_SIZE` (default 64) change the run.
 
 #[path = "support/pair.rs"]
+#[allow(dead_code)] // `connected` is the two-node setup; this bench links three
 mod support;
 
 use estafeta_core::{Action, Config, ConnId, CreditMode, Event, Node, PubSubEvent, Timestamp};
