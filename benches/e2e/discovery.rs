@@ -144,11 +144,22 @@ async fn relay_once(n: usize, relayed: bool) -> f64 {
         })
     };
     let t0 = Instant::now();
-    for _ in 0..n {
-        let m = sub.recv().await.expect("stream open");
-        assert_eq!(m.payload.len(), 64);
+    // Through the relay, copies C's queue at B cannot take in time are
+    // dropped and reported there (`relay_lost`): wait for the rest.
+    let (mut got, mut lost) = (0u64, 0u64);
+    while got + lost < n as u64 {
+        match tokio::time::timeout(Duration::from_millis(20), sub.recv()).await {
+            Ok(m) => {
+                assert_eq!(m.expect("stream open").payload.len(), 64);
+                got += 1;
+            }
+            Err(_) => lost = b.stats().discovery.relay_lost,
+        }
     }
     let secs = t0.elapsed().as_secs_f64();
+    if lost > 0 {
+        eprintln!("e2e: relay_64B: {lost} of {n} copies dropped at the relay (reported)");
+    }
     publisher.await.expect("publisher");
     for x in [&a, &b, &cn] {
         x.close().await;

@@ -124,6 +124,9 @@ pub struct DiscoveryStats {
     pub relay_lost: u64,
     /// De-duplication windows forgotten for want of room.
     pub relay_windows_evicted: u64,
+    /// Queued request copies not sent because the peer they were for had
+    /// sent this node the same request meanwhile.
+    pub requests_suppressed: u64,
 }
 
 /// Counters of the transfer plane (both directions).

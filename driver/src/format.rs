@@ -56,6 +56,7 @@ pub fn encode<F: Format, T: Serialize + ?Sized>(value: &T) -> Result<Bytes, Erro
 ///     topic: Topic::from("t"),
 ///     from: PeerInfo { id: NodeId::from_u128(1), name: "a".into() },
 ///     payload: encode::<Postcard, _>(&(7u32, "seven")).unwrap(),
+///     relayed: None,
 /// };
 /// let (n, s): (u32, String) = m.decode().unwrap();
 /// assert_eq!((n, s.as_str()), (7, "seven"));

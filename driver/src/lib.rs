@@ -44,7 +44,7 @@ pub use estafeta_core::{Assignment, GroupInfo, LeftReason, MembershipConfig, Mem
 pub use estafeta_core::{
     Bytes, CloseCode, CloseReason, Config, DialEvent, DialerConfig, DiscoveryConfig, DiscoveryEvent, DiscoveryStats,
     DropReason, Event, FullQueuePolicy, Identity, Message, NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig,
-    PubSubEvent, Published, RelayLoss, SecurityConfig, SecurityMode, SecurityStats, SendMode, SessionConfig, Stats,
-    StreamEnd, StreamEvent, StreamId, StreamsConfig, Topic, TransferConfig, TransferEvent,
+    PubSubEvent, Published, RelayLoss, Relayed, SecurityConfig, SecurityMode, SecurityStats, SendMode, SessionConfig,
+    Stats, StreamEnd, StreamEvent, StreamId, StreamsConfig, Topic, TransferConfig, TransferEvent,
 };
 pub use node::OsEntropy;

@@ -8,9 +8,10 @@
 //!    messages now and then, while the fault schedule partitions, holds,
 //!    resets, crashes, pauses and slows the nodes; the oracle checks safety
 //!    after every event (`check/discovery.rs`: connections within the
-//!    limit, each request handled at most once per node, request copies
-//!    within the overlay edges, relayed messages at most once per node and
-//!    never back at their origin);
+//!    limit, each request handled at most once per node, request copies:
+//!    each link once per direction and never back to where it was read
+//!    from, so within the overlay edges but for races; relayed messages at
+//!    most once per node and never back at their origin);
 //! 2. **healing**: everything is repaired; within a bound every topic that
 //!    two or more nodes subscribe to is paired on each of them, as their
 //!    state and their last `Paired`/`Unpaired` event say (a topic only one
@@ -45,6 +46,10 @@ pub enum Overlay {
     Line,
     /// Node `i` joins through a random earlier node (a random tree on the root).
     Random,
+    /// A random graph: a random tree, and about half the nodes also join
+    /// through a second earlier node, which closes cycles (so requests and
+    /// relayed messages reach nodes by more than one path).
+    Graph,
 }
 
 /// Limits on what [`DiscoveryScenario::random`] draws.
@@ -62,6 +67,9 @@ pub struct DiscoveryOptions {
     pub fault_window_us: u64,
     /// The planted bug: every node forgets the requests it handled.
     pub planted_bug: bool,
+    /// The second planted bug: nodes forward requests back to the peer they
+    /// came from too.
+    pub planted_send_back: bool,
 }
 
 impl Default for DiscoveryOptions {
@@ -73,6 +81,7 @@ impl Default for DiscoveryOptions {
             max_faults: 12,
             fault_window_us: 2_000_000,
             planted_bug: false,
+            planted_send_back: false,
         }
     }
 }
@@ -84,7 +93,7 @@ pub struct DiscoveryScenario {
     pub sim: SimConfig,
     /// Who joins through whom.
     pub overlay: Overlay,
-    /// (joiner, known peer) pairs.
+    /// (joiner, known peer) pairs (a joiner may have two known peers).
     pub joins: Vec<(usize, usize)>,
     /// Topics each node subscribes to.
     pub subs: Vec<Vec<usize>>,
@@ -116,6 +125,8 @@ pub struct DiscoveryReport {
     pub paired_us: u64,
     /// Request frames written in the whole run.
     pub request_copies: u64,
+    /// Of those, second crossings of an edge in a race (both ways at once).
+    pub request_races: u64,
     /// Relayed messages checked in the probe (each at every subscriber of its component).
     pub relay_probes: usize,
 }
@@ -158,14 +169,31 @@ impl DiscoveryScenario {
             .map(|i| match overlay {
                 Overlay::Star => (i, 0),
                 Overlay::Line => (i, i - 1),
-                Overlay::Random => (i, r.below(i as u64) as usize),
+                Overlay::Random | Overlay::Graph => (i, r.below(i as u64) as usize),
             })
             .collect();
+        // Half the random trees get extra edges (a separate stream, so the
+        // other draws of a seed stay as they were).
+        let mut g = Rng::derive(seed, &[rng::STREAM_SCENARIO, 13]);
+        let (overlay, mut joins) = if overlay == Overlay::Random && g.chance(500) {
+            let mut joins = joins;
+            for i in 2..n {
+                let second = g.below(i as u64) as usize;
+                if g.chance(500) && !joins.contains(&(i, second)) {
+                    joins.push((i, second));
+                }
+            }
+            (Overlay::Graph, joins)
+        } else {
+            (overlay, joins)
+        };
+        joins.sort_unstable();
         let drop_root = overlay == Overlay::Star && r.chance(500);
         let root_limit = (drop_root && r.chance(500)).then(|| r.range(4, 8) as usize);
         let relay = r.chance(500);
         for (i, s) in sim.nodes.iter_mut().enumerate() {
             *s = setup(i == 0, root_limit, drop_root, opts.planted_bug);
+            s.config.discovery.planted_send_back = opts.planted_send_back;
         }
         // Every node but the root subscribes to one or two topics.
         let subs = (0..n)
@@ -302,6 +330,7 @@ impl DiscoveryScenario {
             nodes: n,
             paired_us,
             request_copies: sim.request_copies(),
+            request_races: sim.request_races(),
             relay_probes,
         })
     }

@@ -57,6 +57,7 @@ pub mod group;
 mod sim;
 
 pub mod discovery;
+pub mod relay_ring;
 pub mod scenario;
 pub mod security;
 

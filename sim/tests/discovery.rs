@@ -1,7 +1,7 @@
 //! Seed sweeps of the discovery scenarios (`src/discovery.rs`): 5 to 50
 //! nodes that know only the root (a star), or one neighbour (a line, a
-//! random tree), 0 to 12 faults, relay on in half the seeds; then healed and
-//! checked: every shared topic paired, every relayed probe at every
+//! random tree), or one or two (a random graph, with cycles), 0 to 12
+//! faults, relay on in half the seeds; then healed and checked: every shared topic paired, every relayed probe at every
 //! subscriber of its component exactly once. And the planted bug (nodes
 //! forget the requests they handled) must be caught.
 //!
@@ -9,7 +9,9 @@
 //! - `DISCOVERY_SEEDS=500` sweeps more, from `DISCOVERY_START` (default 0);
 //! - `DISCOVERY_SEED=12` replays one seed with its last trace records on
 //!   failure (`SIM_TRACE=1` prints the whole trace);
-//! - `DISCOVERY_PLANTED=1` plants the bug in the sweep.
+//! - `DISCOVERY_PLANTED=1` plants the bug in the sweep;
+//! - `DISCOVERY_PLANTED_SEND_BACK=1` plants the second bug (requests
+//!   forwarded back to the peer they came from too).
 
 use estafeta_sim::discovery::{DiscoveryOptions, DiscoveryScenario};
 
@@ -34,7 +36,11 @@ fn sweep(part: u64, parts: u64) {
             (start..start + n).collect()
         }
     };
-    let opts = DiscoveryOptions { planted_bug: std::env::var("DISCOVERY_PLANTED").is_ok(), ..Default::default() };
+    let opts = DiscoveryOptions {
+        planted_bug: std::env::var("DISCOVERY_PLANTED").is_ok(),
+        planted_send_back: std::env::var("DISCOVERY_PLANTED_SEND_BACK").is_ok(),
+        ..Default::default()
+    };
     let (mut failed, mut ran) = (Vec::new(), 0);
     for seed in seeds.into_iter().filter(|s| replay.is_some() || s % parts == part) {
         ran += 1;
@@ -88,4 +94,18 @@ fn same_seed_same_trace_hash() {
         let b = DiscoveryScenario::random(seed, &opts).run().unwrap();
         assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}");
     }
+}
+
+/// The seed the second planted bug (requests forwarded back to the peer they
+/// came from) is caught with: `DISCOVERY_PLANTED_SEND_BACK=1 DISCOVERY_SEED=0
+/// cargo test -p estafeta-sim --test discovery sweep_even -- --nocapture`
+/// (seeds 0-3 all catch it).
+const PLANTED_SEND_BACK_SEED: u64 = 0;
+
+#[test]
+fn the_planted_send_back_is_caught() {
+    let opts = DiscoveryOptions { planted_send_back: true, ..Default::default() };
+    let err =
+        DiscoveryScenario::random(PLANTED_SEND_BACK_SEED, &opts).run().expect_err("the planted bug must be caught");
+    assert!(err.contains("sent it back"), "{err}");
 }

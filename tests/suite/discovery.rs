@@ -3,7 +3,7 @@
 //! reason; relay delivers exactly once.
 
 use super::util::{fast_config, sleep, wait_until};
-use estafeta_driver::{CloseCode, CloseReason, Config, DialEvent, Error, Event, Node, Runtime};
+use estafeta_driver::{CloseCode, CloseReason, Config, DialEvent, Error, Event, Node, NodeId, Runtime};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -112,6 +112,8 @@ pub async fn a_triangle_with_relay_delivers_each_message_once_and_never_back<R: 
     for n in &nodes {
         n.wait_for_subscribers("t", 2).await.unwrap();
     }
+    let ids: Vec<NodeId> = nodes.iter().map(|n| n.id()).collect();
+    let ids = &ids;
     // Every node publishes N with relay identities, all at once.
     let publish = |i: usize| {
         let n = nodes[i].clone();
@@ -130,6 +132,7 @@ pub async fn a_triangle_with_relay_delivers_each_message_once_and_never_back<R: 
             let m = sub.recv().await.unwrap();
             let origin = m.payload[0] as usize;
             let s = u32::from_be_bytes(m.payload[1..5].try_into().unwrap());
+            assert_eq!(m.origin(), ids[origin], "r{i}: the origin is visible, whichever path it came by");
             assert_ne!(origin, i, "r{i} got its own message {s} back");
             assert!(seen.insert((origin, s)), "r{i} got r{origin}'s {s} twice");
             // Each origin's messages arrive in its order.
@@ -208,13 +211,20 @@ pub async fn relay_carries_messages_through_one_intermediate_node<R: Runtime>() 
             a.publish_relayed("r", i.to_be_bytes().to_vec()).await.unwrap();
         }
     };
-    let read = |mut sub: estafeta_driver::Subscription| async move {
+    // Each receiver sees the origin (a) and the neighbour it came through:
+    // b gets it from a directly, c through b after one relay.
+    let (a_id, b_id) = (a.id(), b.id());
+    let read = |mut sub: estafeta_driver::Subscription, via: NodeId, hops: u8| async move {
         for i in 0..N {
             let m = sub.recv().await.unwrap();
             assert_eq!(m.payload[..], i.to_be_bytes());
+            assert_eq!(m.from.id, via, "the neighbour it came through");
+            assert_eq!(m.origin(), a_id, "the origin, not the neighbour");
+            let r = m.relayed.expect("a relayed message carries its identity");
+            assert_eq!((r.origin, r.seq, r.hops), (a_id, u64::from(i) + 1, hops));
         }
     };
-    super::util::join(publish, super::util::join(read(b_sub), read(c_sub))).await;
+    super::util::join(publish, super::util::join(read(b_sub, a_id, 0), read(c_sub, b_id, 1))).await;
     assert_eq!(b.stats().discovery.relay_forwarded, N as u64);
     for n in [&a, &b, &c] {
         n.close().await;

@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod fake_peer;
 pub mod membership;
 pub mod proxy;
+pub mod relay_ring;
 pub mod security;
 pub mod streams;
 pub mod transfer;
@@ -25,6 +26,8 @@ pub use credit::*;
 pub use discovery::*;
 #[allow(unused_imports)]
 pub use membership::*;
+#[allow(unused_imports)]
+pub use relay_ring::*;
 #[allow(unused_imports)]
 pub use security::*;
 #[allow(unused_imports)]
@@ -85,6 +88,7 @@ macro_rules! behaviour_suite {
             a_triangle_with_relay_delivers_each_message_once_and_never_back,
             an_accept_over_the_limit_is_refused_with_a_reason_the_dialler_reports,
             relay_carries_messages_through_one_intermediate_node,
+            a_saturated_ring_of_relays_keeps_making_progress_and_reports_every_loss,
             a_big_file_reaches_three_receivers_verified,
             a_killed_receiver_resumes_where_it_synced,
             a_restarted_sender_offers_again_and_resumes,

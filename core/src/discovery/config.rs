@@ -67,6 +67,15 @@ pub struct DiscoveryConfig {
     /// set, so a request may be handled more than once.
     #[doc(hidden)]
     pub planted_bug: bool,
+    /// Test-only switch for the simulator's planted ring deadlock: relayed
+    /// copies may hold their upstream's whole credit window (not half).
+    #[doc(hidden)]
+    pub planted_full_relay_hold: bool,
+    /// Test-only switch for the simulator's planted bug: forward a request
+    /// back to the peer it came from too, and send queued copies even to a
+    /// peer that sent the same request meanwhile.
+    #[doc(hidden)]
+    pub planted_send_back: bool,
 }
 
 impl Default for DiscoveryConfig {
@@ -92,6 +101,8 @@ impl Default for DiscoveryConfig {
             max_relay_origins: 4096,
             max_relay_topics: 1024,
             planted_bug: false,
+            planted_full_relay_hold: false,
+            planted_send_back: false,
         }
     }
 }

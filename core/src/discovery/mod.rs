@@ -169,12 +169,19 @@ impl DiscoveryState {
         true
     }
 
-    /// Discovery frames for `conn`, encoded now. Returns bytes written.
-    pub(crate) fn write_control(&mut self, conn: ConnId, buf: &mut Vec<u8>) -> usize {
+    /// Discovery frames for `conn` (to `peer`), encoded now. A request
+    /// that `peer` itself sent this node since it was queued is not sent
+    /// back (counted `requests_suppressed`). Returns bytes written.
+    pub(crate) fn write_control(&mut self, conn: ConnId, peer: Option<NodeId>, buf: &mut Vec<u8>) -> usize {
         let start = buf.len();
         if let Some(q) = self.out.remove(&conn) {
             for f in q {
-                if let OutFrame::Request { .. } = f {
+                if let OutFrame::Request { id, origin, .. } = &f {
+                    let back = peer.is_some_and(|p| self.seen.came_from((*origin, *id), p.as_u128()));
+                    if back && !self.cfg.planted_send_back {
+                        self.stats.requests_suppressed += 1;
+                        continue;
+                    }
                     self.stats.requests_sent += 1;
                 }
                 f.encode(buf);
@@ -202,7 +209,11 @@ impl DiscoveryState {
         now: Timestamp,
     ) -> Verdict {
         let key = (origin, topic.clone());
-        if !self.windows.contains_key(&key) && self.windows.len() >= self.cfg.max_relay_origins {
+        if let Some((w, at)) = self.windows.get_mut(&key) {
+            *at = now;
+            return w.check(epoch, seq);
+        }
+        if self.windows.len() >= self.cfg.max_relay_origins {
             let oldest = self.windows.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone());
             if let Some(k) = oldest {
                 self.windows.remove(&k);

@@ -4,6 +4,10 @@ use crate::time::Timestamp;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+/// Peers remembered per key (a node's discovery peers are few; past this
+/// a late duplicate copy may still be sent, which is only traffic).
+const MAX_FROM: usize = 32;
+
 /// A request's key: its origin and the origin's request id.
 pub(crate) type RequestKey = (u128, u64);
 
@@ -15,13 +19,32 @@ pub(crate) struct Seen {
     expiry: Duration,
     at: BTreeMap<RequestKey, Timestamp>,
     order: VecDeque<(Timestamp, RequestKey)>,
+    /// Peers each remembered key arrived from (at most `MAX_FROM` each):
+    /// a copy still queued for one of them is not sent.
+    from: BTreeMap<RequestKey, Vec<u128>>,
     /// Keys forgotten before their expiry for want of room.
     pub(crate) evicted: u64,
 }
 
 impl Seen {
     pub(crate) fn new(max: usize, expiry: Duration) -> Self {
-        Seen { max, expiry, at: BTreeMap::new(), order: VecDeque::new(), evicted: 0 }
+        Seen { max, expiry, at: BTreeMap::new(), order: VecDeque::new(), from: BTreeMap::new(), evicted: 0 }
+    }
+
+    /// `key` arrived from `peer` (a remembered key; called after `insert`).
+    pub(crate) fn arrived_from(&mut self, key: RequestKey, peer: u128) {
+        if !self.at.contains_key(&key) {
+            return;
+        }
+        let v = self.from.entry(key).or_default();
+        if v.len() < MAX_FROM && !v.contains(&peer) {
+            v.push(peer);
+        }
+    }
+
+    /// True if `key` arrived from `peer` (as far as remembered).
+    pub(crate) fn came_from(&self, key: RequestKey, peer: u128) -> bool {
+        self.from.get(&key).is_some_and(|v| v.contains(&peer))
     }
 
     /// Records `key` at `now`; false if it was already there (handled).
@@ -33,6 +56,7 @@ impl Seen {
         while self.at.len() >= self.max {
             let Some((_, old)) = self.order.pop_front() else { break };
             if self.at.remove(&old).is_some() {
+                self.from.remove(&old);
                 self.evicted += 1;
             }
         }
@@ -48,6 +72,7 @@ impl Seen {
             }
             self.order.pop_front();
             self.at.remove(&key);
+            self.from.remove(&key);
         }
     }
 

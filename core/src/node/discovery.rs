@@ -6,7 +6,7 @@ use crate::discovery::{DiscoveryEvent, DiscoveryState, OutFrame, RelayLoss, Rela
 use crate::error::{CommandError, PublishError};
 use crate::event::{CloseReason, Event, ProtocolError, TargetId};
 use crate::id::{ConnId, NodeId, PeerAddr, Topic};
-use crate::pubsub::Published;
+use crate::pubsub::{Deliver, Published, Relayed};
 use crate::session::{Closing, Phase};
 use crate::time::Timestamp;
 use crate::wire::{Capabilities, DiscoveryFrame};
@@ -318,6 +318,7 @@ impl Node {
             return Err(ProtocolError::Limit(format!("bad topic of {} bytes in a request", t.len())));
         }
         let new = self.discovery.seen.insert(key, self.now);
+        self.discovery.seen.arrived_from(key, from.as_u128());
         self.discovery.stats.seen_evicted = self.discovery.seen.evicted;
         if !new && !self.discovery.cfg.planted_bug {
             self.discovery.stats.requests_duplicate += 1;
@@ -355,7 +356,10 @@ impl Node {
             let targets: Vec<(NodeId, ConnId)> = self
                 .discovery_peers()
                 .into_iter()
-                .filter(|(id, _)| *id != from && *id != origin && !visited.contains(&id.as_u128()))
+                .filter(|(id, _)| {
+                    let back = *id == from && self.discovery.cfg.planted_send_back;
+                    back || (*id != from && *id != origin && !visited.contains(&id.as_u128()))
+                })
                 .collect();
             let mut seen_by: Vec<u128> = visited.to_vec();
             let max = self.discovery.cfg.max_visited;
@@ -414,23 +418,25 @@ impl Node {
         }
         if origin == self.me.id {
             self.discovery.stats.relay_returned += 1;
-            return self.pubsub.receive(&peer, &topic, payload, false, permitted, &mut self.events);
+            return self.pubsub.receive(&peer, &topic, payload, Deliver::No, permitted, &mut self.events);
         }
         let verdict = self.discovery.check_relay(origin, &topic, tag.epoch, tag.seq, self.now);
         match verdict {
             Verdict::Duplicate => {
                 self.discovery.stats.relay_duplicates += 1;
-                self.pubsub.receive(&peer, &topic, payload, false, permitted, &mut self.events)
+                self.pubsub.receive(&peer, &topic, payload, Deliver::No, permitted, &mut self.events)
             }
             Verdict::TooOld => {
                 self.relay_lost(&topic, origin, 1, RelayLoss::TooOld);
-                self.pubsub.receive(&peer, &topic, payload, false, permitted, &mut self.events)
+                self.pubsub.receive(&peer, &topic, payload, Deliver::No, permitted, &mut self.events)
             }
             Verdict::New { skipped } => {
                 if skipped > 0 {
                     self.relay_lost(&topic, origin, skipped, RelayLoss::Skipped);
                 }
-                self.pubsub.receive(&peer, &topic, payload.clone(), true, permitted, &mut self.events)?;
+                let relayed = Relayed { origin, epoch: tag.epoch, seq: tag.seq, hops: tag.hops };
+                let deliver = Deliver::Yes(Some(relayed));
+                self.pubsub.receive(&peer, &topic, payload.clone(), deliver, permitted, &mut self.events)?;
                 let hops = tag.hops.saturating_add(1);
                 let relays = permitted && self.discovery.relay_topics.contains(&topic);
                 if relays && hops < self.discovery.cfg.relay_hop_limit {

@@ -118,7 +118,7 @@ impl Node {
         Ok(Node {
             session: Session::new(cfg.session.clone()),
             dialer: Dialer::new(cfg.dialer.clone()),
-            pubsub: PubSubState::new(cfg.pubsub.clone()),
+            pubsub: PubSubState::new(cfg.pubsub.clone(), cfg.discovery.planted_full_relay_hold),
             streams: StreamsState::new(cfg.streams.clone(), id),
             membership: MembershipState::new(cfg.membership.clone()),
             discovery: crate::discovery::DiscoveryState::new(cfg.discovery.clone(), epoch),

@@ -106,7 +106,7 @@ impl Node {
             if let Some(p) = peer.filter(|_| self.session.is_primary(conn)) {
                 self.membership.write_control(p, self.now, buf);
             }
-            self.discovery.write_control(conn, buf);
+            self.discovery.write_control(conn, peer, buf);
             self.transfer.write_control(conn, peer, buf);
             self.write_refusals(conn, buf);
             if let Some(id) = peer {

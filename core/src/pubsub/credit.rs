@@ -9,6 +9,15 @@ use crate::id::{ConnId, NodeId, Topic};
 use crate::wire::{encode_frame, Header};
 use bytes::Bytes;
 
+/// What [`PubSubState::receive`] does with a message once its credit is spent.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Deliver {
+    /// Consume it at once (a relayed duplicate).
+    No,
+    /// Hand it to the application if subscribed, with its relay identity.
+    Yes(Option<super::Relayed>),
+}
+
 /// Messages and payload bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Amount {
@@ -33,16 +42,28 @@ pub(crate) struct RecvCredit {
     received: Amount,
     consumed: Amount,
     /// Copies of this peer's relayed messages this node queued for others
-    /// and has not written yet: they hold the window like messages the
-    /// application has not consumed, so a relay slows its upstream down to
-    /// its slowest downstream's pace instead of dropping copies.
+    /// and has not written yet: they hold part of the window like messages
+    /// the application has not consumed, so a relay slows its upstream down
+    /// towards its slowest downstream's pace.
     relay_held: Amount,
 }
 
 impl RecvCredit {
-    /// The part of the window relayed copies hold.
-    fn relay_hold(&self, window_msgs: u64, window_bytes: u64) -> Amount {
-        Amount { msgs: self.relay_held.msgs.min(window_msgs), bytes: self.relay_held.bytes.min(window_bytes) }
+    /// The part of the window relayed copies hold: at most half of it.
+    ///
+    /// Never all of it: a relay's grant to its upstream would then wait for
+    /// its downstream's grant, and around a ring of relays those waits form
+    /// a cycle that stops every node for good once the windows fill
+    /// (`sim/src/relay_ring.rs` shows it). Capped at half, a relay still
+    /// grants at least half a window each time its application catches up,
+    /// whatever its downstreams do; copies past the cap wait in the
+    /// bounded send queues, and those that find a queue full are dropped
+    /// and reported (`RelayLoss::QueueFull` where they were dropped,
+    /// `RelayLoss::Skipped` at the receivers that miss them).
+    fn relay_hold(&self, window_msgs: u64, window_bytes: u64, planted_full: bool) -> Amount {
+        let (cap_msgs, cap_bytes) =
+            if planted_full { (window_msgs, window_bytes) } else { (window_msgs / 2, window_bytes / 2) };
+        Amount { msgs: self.relay_held.msgs.min(cap_msgs), bytes: self.relay_held.bytes.min(cap_bytes) }
     }
 }
 
@@ -77,12 +98,13 @@ impl PubSubState {
         permitted: bool,
         events: &mut Events,
     ) -> Result<(), ProtocolError> {
-        self.receive(from, topic, payload, true, permitted, events)
+        self.receive(from, topic, payload, Deliver::Yes(None), permitted, events)
     }
 
     /// A message from `from` on `topic` spends the credit this node granted
     /// it (a relayed one too). `deliver`: hand it to the application if
-    /// subscribed; otherwise (a relayed duplicate) it is consumed at once.
+    /// subscribed (with its relay identity, if any); `Deliver::No` (a
+    /// relayed duplicate): it is consumed at once.
     /// `permitted`: the security permissions let `from` publish on `topic`
     /// (if not, the message is dropped and counted as `NotPermitted`).
     pub(crate) fn receive(
@@ -90,7 +112,7 @@ impl PubSubState {
         from: &PeerInfo,
         topic: &str,
         payload: Bytes,
-        deliver: bool,
+        deliver: Deliver,
         permitted: bool,
         events: &mut Events,
     ) -> Result<(), ProtocolError> {
@@ -111,7 +133,7 @@ impl PubSubState {
         }
         r.received.msgs += 1;
         r.received.bytes += len;
-        if !deliver {
+        let Deliver::Yes(relayed) = deliver else {
             // A copy consumed at once: its credit may make a grant due.
             r.consumed.msgs += 1;
             r.consumed.bytes += len;
@@ -119,11 +141,16 @@ impl PubSubState {
                 self.wake.push(c);
             }
             return Ok(());
-        }
+        };
         match subscribed {
             Some(topic) => {
                 self.stats.received += 1;
-                events.push(Event::PubSub(PubSubEvent::Message(Message { topic, from: from.clone(), payload })));
+                events.push(Event::PubSub(PubSubEvent::Message(Message {
+                    topic,
+                    from: from.clone(),
+                    payload,
+                    relayed,
+                })));
             }
             None => {
                 // Gone at once: it no longer holds any of the window.
@@ -165,6 +192,7 @@ impl PubSubState {
             true => Amount::default(),
             false => self.debts.get(&(peer, Topic::from(topic))).map_or(Amount::default(), |d| d.0),
         };
+        let full_hold = self.planted_full_relay_hold;
         let p = self.peers.get_mut(&peer)?;
         let r = p.recv.get_mut(topic)?;
         r.consumed.msgs = (r.consumed.msgs + left.msgs).min(r.received.msgs);
@@ -173,7 +201,7 @@ impl PubSubState {
         // the window holds what the peer may still send, what the
         // application holds of this session and what it still holds of
         // older ones (so paying a debt can make a grant due too).
-        let hold = r.relay_hold(window_msgs, window_bytes);
+        let hold = r.relay_hold(window_msgs, window_bytes, full_hold);
         let outstanding_msgs = r.granted.msgs - r.consumed.msgs + debt.msgs + hold.msgs;
         let outstanding_bytes = r.granted.bytes.saturating_sub(r.consumed.bytes) + debt.bytes + hold.bytes;
         if outstanding_msgs <= window_msgs / 2 || outstanding_bytes <= window_bytes / 2 {
@@ -191,11 +219,12 @@ impl PubSubState {
         let t = self.local.get(topic)?.clone();
         let (window_msgs, window_bytes) = (u64::from(self.cfg.window_messages), self.cfg.window_bytes);
         let debt = self.debts.get(&(peer, t.clone())).map_or(Amount::default(), |d| d.0);
+        let full_hold = self.planted_full_relay_hold;
         let p = self.peers.get_mut(&peer)?;
         let r = p.recv.entry(t.clone()).or_default();
         // The window covers what the peer may send, what the application
         // holds of this session, and what it still holds of older ones.
-        let hold = r.relay_hold(window_msgs, window_bytes);
+        let hold = r.relay_hold(window_msgs, window_bytes, full_hold);
         let target = Amount {
             msgs: (r.consumed.msgs + window_msgs).saturating_sub(debt.msgs + hold.msgs),
             bytes: (r.consumed.bytes + window_bytes).saturating_sub(debt.bytes + hold.bytes),
@@ -240,12 +269,13 @@ impl PubSubState {
         }
     }
 
-    /// A forwarded copy of a message `upstream` sent on `topic` was written
-    /// or discarded: its hold goes, and a grant may be due (the connection
-    /// to wake is kept in `wake`).
-    pub(crate) fn relay_release(&mut self, upstream: NodeId, topic: &str, bytes: u64) {
+    /// `copies` forwarded copies (of `bytes` payload bytes in all) of
+    /// messages `upstream` sent on `topic` were written or discarded: their
+    /// hold goes, and a grant may be due (the connection to wake is kept in
+    /// `wake`).
+    pub(crate) fn relay_release(&mut self, upstream: NodeId, topic: &str, copies: u64, bytes: u64) {
         let Some(r) = self.peers.get_mut(&upstream).and_then(|p| p.recv.get_mut(topic)) else { return };
-        r.relay_held.msgs = r.relay_held.msgs.saturating_sub(1);
+        r.relay_held.msgs = r.relay_held.msgs.saturating_sub(copies);
         r.relay_held.bytes = r.relay_held.bytes.saturating_sub(bytes);
         if let Some(c) = self.consumed(upstream, topic, 0, 0) {
             self.wake.push(c);

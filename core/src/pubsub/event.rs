@@ -1,7 +1,7 @@
 //! What the pub/sub plane tells the application.
 
 use crate::event::PeerInfo;
-use crate::id::Topic;
+use crate::id::{NodeId, Topic};
 use bytes::Bytes;
 
 /// A received message: its topic, who sent it, and the payload.
@@ -11,10 +11,41 @@ use bytes::Bytes;
 pub struct Message {
     /// The topic it was published on.
     pub topic: Topic,
-    /// The sender, so the receiver can reply with a send to that peer.
+    /// The connected peer it arrived from, so the receiver can reply with a
+    /// send to that peer. For a relayed message this is the neighbour it
+    /// came through; its origin is in [`Message::relayed`].
     pub from: PeerInfo,
     /// The payload bytes.
     pub payload: Bytes,
+    /// For a message published with a relay identity
+    /// ([`Discovery::publish`](crate::Discovery::publish)): the node that
+    /// published it and its place in that node's sequence. `None` for a
+    /// plain publish (its origin is `from`).
+    pub relayed: Option<Relayed>,
+}
+
+impl Message {
+    /// The node that published the message: the relay origin for a relayed
+    /// message, else the sender. Reply to it with a send to that peer if it
+    /// is connected ([`SendMode::To`](crate::SendMode::To)), or with a
+    /// relayed publish on a topic it subscribes to.
+    pub fn origin(&self) -> NodeId {
+        self.relayed.as_ref().map_or(self.from.id, |r| r.origin)
+    }
+}
+
+/// Where a relayed message comes from: its identity, assigned by its origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Relayed {
+    /// The node that published it (not necessarily connected to this one).
+    pub origin: NodeId,
+    /// The origin's boot epoch (tells its restarts apart).
+    pub epoch: u32,
+    /// The origin's sequence number on the topic, from 1: per origin,
+    /// messages are delivered in increasing order.
+    pub seq: u64,
+    /// Relays it went through before this node (0: it came from the origin).
+    pub hops: u8,
 }
 
 /// Why messages were dropped by policy (always counted, always reported).

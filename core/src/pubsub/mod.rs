@@ -25,7 +25,7 @@ mod queue;
 mod send;
 
 pub use api::{PubSub, PubSubRef};
-pub use event::{DropReason, Message, PubSubEvent};
+pub use event::{DropReason, Message, PubSubEvent, Relayed};
 pub use send::{Published, SendMode};
 
 use crate::config::PubSubConfig;
@@ -34,6 +34,7 @@ use crate::id::{ConnId, NodeId, Topic};
 use crate::stats::PubSubStats;
 use crate::wire::{encode_frame, Header, LEN_PREFIX};
 use bytes::Bytes;
+pub(crate) use credit::Deliver;
 use credit::{Debt, RecvCredit};
 use queue::SendQ;
 use std::collections::{BTreeMap, BTreeSet};
@@ -99,12 +100,15 @@ pub(crate) struct PubSubState {
     pub(crate) local_gen: u64,
     /// Connections a relay release made a grant due on (the node wakes them).
     pub(crate) wake: Vec<ConnId>,
+    /// The simulator's planted bug: relayed copies hold the whole window.
+    planted_full_relay_hold: bool,
     pub(crate) stats: PubSubStats,
 }
 
 impl PubSubState {
-    pub(crate) fn new(cfg: PubSubConfig) -> Self {
+    pub(crate) fn new(cfg: PubSubConfig, planted_full_relay_hold: bool) -> Self {
         PubSubState {
+            planted_full_relay_hold,
             cfg,
             local: BTreeSet::new(),
             index: BTreeMap::new(),
@@ -213,7 +217,7 @@ impl PubSubState {
         let dropped = p.queued_frames as u64;
         for (t, q) in &p.out {
             for (up, len) in q.relay_upstreams() {
-                self.relay_release(up, t, len);
+                self.relay_release(up, t, 1, len);
             }
         }
         self.report_drop(events, Some(p.info), dropped, DropReason::Disconnected);
@@ -288,7 +292,7 @@ impl PubSubState {
                 }
             }
             for (up, len) in ups {
-                self.relay_release(up, &t, len);
+                self.relay_release(up, &t, 1, len);
             }
             events.push(Event::PubSub(PubSubEvent::Unsubscribed { peer: peer.clone(), topic: t }));
             self.report_drop(events, Some(peer.clone()), dropped.0 as u64, DropReason::NotSubscribed);
@@ -335,7 +339,7 @@ impl PubSubState {
         p.queued_frames = 0;
         p.queued_bytes = 0;
         for (t, up, len) in ups {
-            self.relay_release(up, &t, len);
+            self.relay_release(up, &t, 1, len);
         }
         n
     }

@@ -141,7 +141,9 @@ impl PubSubState {
     ) -> (usize, u64) {
         let start = buf.len();
         let mut sent = 0u64;
-        let mut released: Vec<(Topic, NodeId, u64)> = Vec::new();
+        // Holds released by the copies written: (topic, upstream, copies, bytes),
+        // consecutive copies of one upstream on one topic added up.
+        let mut released: Vec<(Topic, NodeId, u64, u64)> = Vec::new();
         let cfg = &self.cfg;
         let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn) else { return (0, 0) };
         if p.queued_frames == 0 {
@@ -173,7 +175,14 @@ impl PubSubState {
                     None => encode_frame(buf, &Header::Publish { topic: topic.as_str() }, &payload),
                     Some(t) => {
                         if let Some(up) = t.upstream {
-                            released.push((topic.clone(), up, payload.len() as u64));
+                            let len = payload.len() as u64;
+                            match released.last_mut() {
+                                Some((rt, ru, n, b)) if *ru == up && *rt == topic => {
+                                    *n += 1;
+                                    *b += len;
+                                }
+                                _ => released.push((topic.clone(), up, 1, len)),
+                            }
                         }
                         let f = DiscoveryFrame::Relay {
                             topic: topic.as_str(),
@@ -194,8 +203,8 @@ impl PubSubState {
             events.push(Event::PubSub(PubSubEvent::Writable));
         }
         self.stats.sent += sent;
-        for (t, up, len) in released {
-            self.relay_release(up, &t, len);
+        for (t, up, n, bytes) in released {
+            self.relay_release(up, &t, n, bytes);
         }
         (buf.len() - start, sent)
     }

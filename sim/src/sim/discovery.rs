@@ -86,6 +86,13 @@ impl Sim {
         procs.into_iter().map(|p| self.oracle.slot_of(p)).collect()
     }
 
+    /// The first relayed message the process in `slot` delivered from the
+    /// process in `origin` (their current processes).
+    pub fn relay_first_delivered(&mut self, slot: usize, origin: usize) -> Option<u64> {
+        let (p, o) = (self.hosts[slot].proc, self.hosts[origin].proc);
+        self.oracle.discovery().first_from.get(&(p, o)).copied()
+    }
+
     /// True if the node in `slot` runs and reports `topic` paired.
     pub fn is_paired(&self, slot: usize, topic: usize) -> bool {
         self.node(slot).is_some_and(|n| n.discovery_ref().is_paired(&self.topics[topic]))
@@ -96,6 +103,12 @@ impl Sim {
         let p = self.hosts[slot].proc;
         let name = self.topics[topic].clone();
         self.oracle.discovery().reported_paired(p, &name)
+    }
+
+    /// Edges requests crossed both ways in a race (both copies written
+    /// before either was read), so far.
+    pub fn request_races(&mut self) -> u64 {
+        self.oracle.discovery().request_races()
     }
 
     /// Request frames written so far by every node.

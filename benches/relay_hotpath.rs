@@ -1,0 +1,130 @@
+//! The core's per-message cost at a relay, without a driver: a line A–B–C
+//! through memory; A publishes 64 B messages with relay identities, B (a
+//! subscriber relaying the topic) delivers each to its application and
+//! forwards it to C, credit flows back. It prints the nanoseconds per
+//! message of B's work; under callgrind it gives B's instructions per
+//! message, which do not depend on what else the machine is doing:
+//!
+//! ```text
+//! cargo bench --bench relay_hotpath
+//! valgrind --tool=callgrind --toggle-collect='relay_hotpath::relay_side' \
+//!     target/release/deps/relay_hotpath-* --bench
+//! ```
+//!
+//! `HOTPATH_MESSAGES` (default 1,000,000; 10,000 without `--bench`) and
+//! `HOTPATH_SIZE` (default 64) change the run.
+
+#[path = "support/pair.rs"]
+#[allow(dead_code)] // `connected` is the two-node setup; this bench links three
+mod support;
+
+use estafeta_core::{Action, Config, ConnId, CreditMode, Event, Node, PubSubEvent, Timestamp};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const TOPIC: &str = "bench";
+
+fn env(k: &str, default: usize) -> usize {
+    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn config(seed: u64) -> Config {
+    let mut c = Config { seed, ..Config::plaintext() };
+    c.pubsub.credit = CreditMode::OnPoll;
+    c
+}
+
+/// Dials `to` (listening as `b@mem:1`) from `from`; returns (from's conn, to's conn).
+fn link(from: &mut Node, to: &mut Node, now: Timestamp) -> (ConnId, ConnId) {
+    from.connect("b@mem:1".parse().expect("valid address")).expect("dials");
+    let cf = match from.poll_action() {
+        Some(Action::Dial { conn, .. }) => conn,
+        other => panic!("expected a dial, got {other:?}"),
+    };
+    from.handle_connected(now, cf);
+    let ct = to.handle_accepted(now).expect("accepts");
+    support::pump(from, cf, to, ct, now);
+    (cf, ct)
+}
+
+/// B's work for one batch: read A's bytes, deliver, forward to C, take
+/// C's credit, pull credit for A.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn relay_side(
+    b: &mut Node,
+    (ba, bc): (ConnId, ConnId),
+    from_a: &[u8],
+    from_c: &[u8],
+    got: &mut usize,
+    to_c: &mut Vec<u8>,
+    to_a: &mut Vec<u8>,
+) {
+    let now = Timestamp::from_millis(2);
+    b.handle_bytes(now, bc, from_c);
+    for chunk in from_a.chunks(64 << 10) {
+        b.handle_bytes(now, ba, chunk);
+        while let Some(ev) = b.poll_event() {
+            if let Event::PubSub(PubSubEvent::Message(m)) = ev {
+                *got += 1;
+                black_box(m.payload);
+            }
+        }
+    }
+    to_c.clear();
+    while b.poll_transmit(now, bc, to_c) > 0 {}
+    to_a.clear();
+    while b.poll_transmit(now, ba, to_a) > 0 {}
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let n = env("HOTPATH_MESSAGES", if bench { 1_000_000 } else { 10_000 });
+    let size = env("HOTPATH_SIZE", 64);
+    let now = Timestamp::from_millis(1);
+    let mut b = Node::new(config(1), "b").expect("valid config");
+    b.pubsub().subscribe(TOPIC).expect("valid topic");
+    b.discovery().set_relay(TOPIC, true).expect("relays");
+    let mut a = Node::new(config(2), "a").expect("valid config");
+    let mut c = Node::new(config(3), "c").expect("valid config");
+    c.pubsub().subscribe(TOPIC).expect("valid topic");
+    let (ab, ba) = link(&mut a, &mut b, now);
+    let (cb, bc) = link(&mut c, &mut b, now);
+    support::pump(&mut a, ab, &mut b, ba, now);
+    support::pump(&mut c, cb, &mut b, bc, now);
+    assert_eq!(b.peers().count(), 2, "both handshakes completed");
+    let payload = bytes::Bytes::from(vec![0xA5u8; size]);
+    let (mut left, mut at_b, mut at_c) = (n, 0usize, 0usize);
+    let (mut a_out, mut c_out, mut to_c, mut to_a) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut t_relay = Duration::ZERO;
+    let now = Timestamp::from_millis(2);
+    while at_c < n {
+        while left > 0 && a.discovery().publish(TOPIC, payload.clone()).is_ok() {
+            left -= 1;
+        }
+        a_out.clear();
+        while a.poll_transmit(now, ab, &mut a_out) > 0 {
+            if a_out.len() >= 1 << 20 {
+                break;
+            }
+        }
+        let t = Instant::now();
+        relay_side(&mut b, (ba, bc), &a_out, &c_out, &mut at_b, &mut to_c, &mut to_a);
+        t_relay += t.elapsed();
+        c.handle_bytes(now, cb, &to_c);
+        while let Some(ev) = c.poll_event() {
+            if let Event::PubSub(PubSubEvent::Message(m)) = ev {
+                at_c += 1;
+                black_box(m.payload);
+            }
+        }
+        c_out.clear();
+        while c.poll_transmit(now, cb, &mut c_out) > 0 {}
+        a.handle_bytes(now, ab, &to_a);
+        while a.poll_event().is_some() {}
+    }
+    assert_eq!(at_b, n, "B delivered every message");
+    assert_eq!(b.stats().discovery.relay_lost, 0);
+    let per = |d: Duration| d.as_nanos() as f64 / n as f64;
+    println!("relay_hotpath size={size} messages={n} relay_ns_per_msg={:.1}", per(t_relay));
+}
