@@ -89,6 +89,11 @@ pub struct SecurityConfig {
     /// signature (the planted bug the simulator must catch).
     #[doc(hidden)]
     pub skip_signature_check: bool,
+    /// Test switch: check a Hello's id against the proven key only after
+    /// the older connections of that id were closed as duplicates (the
+    /// planted bug that lets an impostor end its victim's session).
+    #[doc(hidden)]
+    pub late_hello_check: bool,
     /// Test actor: an impostor that claims this key's id in its Hello
     /// without holding the key.
     #[doc(hidden)]
@@ -109,6 +114,7 @@ impl Default for SecurityConfig {
             rekey_after_records: 1 << 20,
             permissions: Permissions::default(),
             skip_signature_check: false,
+            late_hello_check: false,
             impersonate: None,
             impersonate_in_handshake: false,
         }
