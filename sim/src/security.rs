@@ -7,11 +7,11 @@
 //! from a node's `Config::seed`, so the same seed gives the same keys, the
 //! same handshakes and the same trace hash.
 
-use crate::config::SimConfig;
+use crate::config::{NodeSetup, SimConfig};
 use crate::fault::Fault;
 use crate::rng::{self, Rng};
 use crate::sim::Sim;
-use estafeta_core::secure::{Identity, SeededEntropy};
+use estafeta_core::secure::{Identity, NoiseCipher, SeededEntropy};
 use estafeta_core::{NodeId, SecurityMode};
 
 /// What a machine that tries to get in does.
@@ -67,6 +67,29 @@ impl SimSecurity {
 pub fn identity_of(seed: u64, slot: usize) -> Identity {
     let key = Rng::derive(seed, &[rng::STREAM_KEYS, slot as u64]).next_u64();
     Identity::generate(&mut SeededEntropy::from_seed(key))
+}
+
+/// Makes `per_mille` of the runs secure: every node of the run in the
+/// secure mode (Noise, any peer that proves a key admitted), with, drawn from
+/// a stream of its own (so a plaintext run draws what it always drew): a
+/// network key on half of them, ChaCha20-Poly1305 on a quarter, and a rekey
+/// every 2 to 64 records per node. The wire taps read the frames from the
+/// plaintext of each record, so every invariant is checked as on a plaintext
+/// run.
+pub(crate) fn secure_share(seed: u64, per_mille: u64, nodes: &mut [NodeSetup]) {
+    let mut r = Rng::derive(seed, &[rng::STREAM_KEYS, 0x5EC5]);
+    if !r.chance(per_mille.min(1000)) {
+        return;
+    }
+    let network_key = r.chance(500).then_some([0x6B; 32]);
+    let cipher = if r.chance(250) { NoiseCipher::ChaChaPoly } else { NoiseCipher::AesGcm };
+    for setup in nodes {
+        let sec = &mut setup.config.security;
+        sec.mode = SecurityMode::Noise;
+        sec.network_key = network_key;
+        sec.cipher = cipher;
+        sec.rekey_after_records = r.range(2, 64);
+    }
 }
 
 /// The key entropy of process `process` of machine `slot`.

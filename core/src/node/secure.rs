@@ -6,7 +6,7 @@ use super::Node;
 use crate::config::{Config, ConfigError};
 use crate::event::{CloseReason, Event, ProtocolError};
 use crate::id::{ConnId, NodeId};
-use crate::secure::channel::{push_refusal, Ctx, Keys};
+use crate::secure::channel::{push_refusal, Ctx, Keys, MAX_PLAIN};
 use crate::secure::{admit, ChanError, Entropy, Identity, PublicKey, SecureConn, SecurityMode, SecurityStats, Stage};
 use crate::session::Phase;
 use crate::wire::{encode_frame, write_preamble_mode, CloseCode, Header};
@@ -23,6 +23,8 @@ pub(crate) struct SecureNode {
     /// Subscriptions refused by permission, to answer per connection
     /// (at most `MAX_REFUSALS` each; more are counted, not answered).
     refusals: std::collections::BTreeMap<ConnId, Vec<String>>,
+    /// The simulator's plaintext tap, if set.
+    tap: Option<crate::secure::PlaintextTap>,
 }
 
 /// Refusals of subscriptions waiting to be written on one connection.
@@ -43,6 +45,7 @@ impl SecureNode {
             stats: SecurityStats::default(),
             scratch: Vec::new(),
             refusals: Default::default(),
+            tap: None,
         }
     }
 }
@@ -79,8 +82,18 @@ impl Node {
             stats: SecurityStats::default(),
             scratch: Vec::new(),
             refusals: Default::default(),
+            tap: None,
         };
         Ok(node)
+    }
+
+    /// Simulator hook: from now on, the plaintext of every record this node
+    /// seals goes to `tap` with its connection, in order, so a simulator's
+    /// checkers can read the frames of secure connections. Never for
+    /// applications: it hands out what the channel protects.
+    #[doc(hidden)]
+    pub fn set_plaintext_tap(&mut self, tap: crate::secure::PlaintextTap) {
+        self.secure.tap = Some(tap);
     }
 
     /// This node's identity key, if it has one.
@@ -272,6 +285,10 @@ impl Node {
         let n = self.poll_plain(conn, &mut plain);
         let rekeys = sec.rekeys;
         let sealed = if n > 0 { sec.seal(&plain, buf) } else { Ok(()) };
+        if let (Some(tap), true) = (&self.secure.tap, n > 0) {
+            let mut tap = tap.lock().unwrap_or_else(|e| e.into_inner());
+            tap.extend(plain.chunks(MAX_PLAIN).map(|c| (conn, c.to_vec())));
+        }
         self.secure.stats.rekeys += sec.rekeys - rekeys;
         self.secure.scratch = plain;
         if let Some(c) = self.session.conns.get_mut(&conn) {

@@ -27,6 +27,11 @@ pub use permissions::{Permissions, TopicRule};
 use crate::id::NodeId;
 use std::collections::BTreeSet;
 
+/// Simulator hook ([`Node::set_plaintext_tap`](crate::Node::set_plaintext_tap)):
+/// the plaintext of every record a node seals, with its connection, in order.
+#[doc(hidden)]
+pub type PlaintextTap = std::sync::Arc<std::sync::Mutex<Vec<(crate::ConnId, Vec<u8>)>>>;
+
 /// Whether connections are encrypted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]

@@ -29,7 +29,13 @@ impl Sim {
             } else {
                 crate::security::identity_of(self.seed, slot)
             };
-            Node::with_identity(cfg, identity, Box::new(entropy), &h.name)
+            Node::with_identity(cfg, identity, Box::new(entropy), &h.name).map(|mut node| {
+                // The wire taps read secure connections' frames from the
+                // plaintext of their records.
+                h.sealed = Default::default();
+                node.set_plaintext_tap(h.sealed.clone());
+                node
+            })
         } else if h.restarts > 0 && !fresh {
             Node::with_id(cfg, h.id, &h.name)
         } else {
