@@ -362,7 +362,10 @@ impl Net {
         };
         self.tcps.push(Tcp {
             ends: [end(from, self.dials[id].proc, Some(self.dials[id].conn)), end(to, self.kernels[to].proc, None)],
-            pipes: [Pipe::new(self.link(from, to).params.window, true), Pipe::new(self.link(to, from).params.window, false)],
+            pipes: [
+                Pipe::new(self.link(from, to).params.window, true),
+                Pipe::new(self.link(to, from).params.window, false),
+            ],
             opened_at: now,
         });
         self.dials[id].tcp = Some(tcp);

@@ -19,6 +19,7 @@
 pub(crate) mod channel;
 mod identity;
 pub mod permissions;
+mod records;
 
 pub(crate) use channel::{ChanError, SecureConn, Stage};
 pub use identity::{Entropy, Identity, PublicKey, SeededEntropy};
