@@ -95,7 +95,8 @@ macro_rules! behaviour_suite {
             a_man_in_the_middle_is_refused_by_pin_allow_list_and_network_key,
             a_plaintext_peer_is_refused_with_a_reason,
             a_flipped_bit_ends_the_connection_and_nothing_corrupt_is_delivered,
-            an_impostor_is_refused_and_does_not_end_the_victims_session
+            an_impostor_is_refused_and_does_not_end_the_victims_session,
+            messages_of_every_size_cross_a_secure_connection_intact
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
