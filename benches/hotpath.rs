@@ -13,7 +13,8 @@
 //! ```
 //!
 //! `HOTPATH_MESSAGES` (default 1,000,000; 10,000 without `--bench`) and
-//! `HOTPATH_SIZE` (default 64) change the run.
+//! `HOTPATH_SIZE` (default 64) change the run; `HOTPATH_SECURE=1` runs the
+//! pair on the secure channel (Noise, AES-GCM).
 
 #[path = "support/pair.rs"]
 mod support;
@@ -30,7 +31,8 @@ fn env(k: &str, default: usize) -> usize {
 
 /// Publisher `a` connected to subscriber `b`, handshake and first credit done.
 fn pair() -> (Node, ConnId, Node, ConnId) {
-    let (b, cb, a, ca) = support::connected(TOPIC, |c| c.pubsub.credit = CreditMode::OnPoll);
+    let secure = env("HOTPATH_SECURE", 0) == 1;
+    let (b, cb, a, ca) = support::connected_in(secure, TOPIC, |c| c.pubsub.credit = CreditMode::OnPoll);
     assert_eq!(a.pubsub_ref().ready_subscriber_count(TOPIC), 1, "credit granted");
     (a, ca, b, cb)
 }

@@ -29,16 +29,31 @@ pub fn pump(a: &mut Node, ca: ConnId, b: &mut Node, cb: ConnId, now: Timestamp) 
 /// benches measure the core, not the secure channel), `tune` applied to
 /// both configs, handshake and first credit done. Returns (subscriber, its
 /// connection, publisher, its connection).
+#[allow(dead_code)]
 pub fn connected(topic: &str, tune: impl Fn(&mut Config)) -> (Node, ConnId, Node, ConnId) {
+    connected_in(false, topic, tune)
+}
+
+/// [`connected`], on the secure channel if `secure` (Noise, seeded keys).
+pub fn connected_in(secure: bool, topic: &str, tune: impl Fn(&mut Config)) -> (Node, ConnId, Node, ConnId) {
     let now = Timestamp::from_millis(1);
     let cfg = |seed| {
-        let mut c = Config { seed, ..Config::plaintext() };
+        let mut c = if secure { Config { seed, ..Config::default() } } else { Config { seed, ..Config::plaintext() } };
         tune(&mut c);
         c
     };
-    let mut sub = Node::new(cfg(1), "sub").expect("valid config");
+    let node = |seed: u64, name: &str| {
+        if secure {
+            let mut entropy = estafeta_core::secure::SeededEntropy::from_seed(seed);
+            let identity = estafeta_core::Identity::generate(&mut entropy);
+            Node::with_identity(cfg(seed), identity, Box::new(entropy), name).expect("valid config")
+        } else {
+            Node::new(cfg(seed), name).expect("valid config")
+        }
+    };
+    let mut sub = node(1, "sub");
     sub.pubsub().subscribe(topic).expect("valid topic");
-    let mut publ = Node::new(cfg(2), "pub").expect("valid config");
+    let mut publ = node(2, "pub");
     publ.connect("sub@mem:1".parse().expect("valid address")).expect("dials");
     let cp = match publ.poll_action() {
         Some(Action::Dial { conn, .. }) => conn,

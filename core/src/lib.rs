@@ -106,7 +106,7 @@ pub use membership::{
 };
 pub use node::Node;
 pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, PubSubRef, Published, Relayed, SendMode};
-pub use secure::{Identity, SecurityConfig, SecurityMode, SecurityStats};
+pub use secure::{Identity, PlaintextTap, SecurityConfig, SecurityMode, SecurityStats};
 pub use stats::{DialerStats, DiscoveryStats, PubSubStats, SessionStats, Stats, StreamsStats, TransferStats};
 pub use streams::{Role, StreamEnd, StreamEvent, StreamId, Streams, StreamsRef, WriteError};
 pub use time::Timestamp;

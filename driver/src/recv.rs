@@ -65,8 +65,21 @@ impl RecvState {
     pub(crate) fn plan(&self, node: &mut Node, conn: ConnId, chunk: usize) -> Plan {
         let max = node.config().session.max_frame_size;
         if !node.recv_is_framed(conn) {
-            // A secure connection's buffer holds records, not frames.
-            return Plan::Copy(chunk);
+            // A secure connection's buffer holds records, not frames: the
+            // rest of a long record and the next one's length prefix are
+            // read straight into room kept for them (the core opens the
+            // record in place).
+            return match node.recv_record_room(conn, LONG_FRAME) {
+                Some(want) if want >= ZERO_COPY_MIN => match node.recv_buffer(conn) {
+                    Some(rx) => {
+                        fit(rx, want);
+                        Plan::Room(want)
+                    }
+                    None => Plan::Copy(chunk),
+                },
+                Some(want) => Plan::Copy(want.min(chunk)),
+                None => Plan::Copy(chunk),
+            };
         }
         let Some(rx) = node.recv_buffer(conn) else { return Plan::Copy(chunk) };
         if !self.framed() {

@@ -63,6 +63,9 @@ pub(crate) struct Host {
     pub(crate) fs: MemFs,
     /// File operations the node asked for in the current drain.
     files: Vec<FileRequest>,
+    /// The plaintext of the records the node sealed (secure runs; see
+    /// [`estafeta_core::PlaintextTap`]), for the wire taps.
+    pub(crate) sealed: estafeta_core::PlaintextTap,
 }
 
 impl Host {
@@ -95,6 +98,7 @@ impl Host {
             requests: Vec::new(),
             fs: MemFs::default(),
             files: Vec::new(),
+            sealed: Default::default(),
         }
     }
 
@@ -121,6 +125,7 @@ impl Host {
             requests: &mut self.requests,
             files: &mut self.files,
             fs: &mut self.fs,
+            sealed: &self.sealed,
         };
         let mut step = self.drain.run(node, self.clock.timestamp(now), &mut sink);
         // The disk answers at once: run what the node asked for, report the
@@ -168,10 +173,16 @@ struct SimSink<'a> {
     requests: &'a mut Vec<StreamId>,
     files: &'a mut Vec<FileRequest>,
     fs: &'a mut MemFs,
+    sealed: &'a estafeta_core::PlaintextTap,
 }
 
 impl Sink for SimSink<'_> {
     fn write(&mut self, conn: ConnId, bytes: &[u8]) -> WriteOutcome {
+        // Records sealed since the last write: their plaintext goes to the
+        // taps before their bytes.
+        for (c, plain) in self.sealed.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default() {
+            self.net.sealed(self.slot, c, plain);
+        }
         let Some(&(tcp, e)) = self.net.kernels[self.slot].socks.get(&conn) else {
             return WriteOutcome::Failed("not a socket".into());
         };

@@ -3,13 +3,15 @@
 //! ```text
 //! estafeta-sim sweep [--seeds N] [--start S] [--nodes K | --min-nodes A --max-nodes B]
 //!                    [--faults F | --min-faults A --max-faults B] [--heavy]
-//!                    [--window-ms W] [--groups] [--plant-lease-bug] [--quiet]
+//!                    [--window-ms W] [--groups] [--plant-lease-bug] [--secure P] [--quiet]
 //! estafeta-sim run --seed S [same scenario options] [--trace] [--keep N]
 //! ```
 //!
 //! Without options a run has 5 to 10 nodes and 6 faults; `--heavy` is the
 //! CI sweep's range (2 to 12 nodes, 0 to 48 faults drawn per seed), applied
-//! before the other options.
+//! before the other options. `--secure P` makes P runs per thousand secure
+//! (every node on the Noise channel; 1000: all); `--heavy` makes 250 secure,
+//! the default none.
 //!
 //! `sweep` prints every failing seed with the command that replays it, then
 //! seeds per second and simulated seconds per wall-clock second.
@@ -20,7 +22,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   estafeta-sim sweep [--seeds N] [--start S] [--nodes K | --min-nodes A --max-nodes B]
                      [--faults F | --min-faults A --max-faults B] [--heavy]
-                     [--window-ms W] [--groups] [--plant-lease-bug] [--quiet]
+                     [--window-ms W] [--groups] [--plant-lease-bug] [--secure P] [--quiet]
   estafeta-sim run --seed S [scenario options] [--trace] [--keep N]";
 
 struct Args {
@@ -75,7 +77,7 @@ fn parse() -> Result<Args, String> {
                 a.given.push(flag.clone());
             }
             "--nodes" | "--min-nodes" | "--max-nodes" | "--faults" | "--min-faults" | "--max-faults"
-            | "--window-ms" => {
+            | "--window-ms" | "--secure" => {
                 let v = value(&flag)?;
                 a.given.push(format!("{flag} {v}"));
                 match flag.as_str() {
@@ -88,6 +90,7 @@ fn parse() -> Result<Args, String> {
                     "--faults" => a.opts = a.opts.clone().with_faults(v as usize),
                     "--min-faults" => a.opts.min_faults = v as usize,
                     "--max-faults" => a.opts.max_faults = v as usize,
+                    "--secure" => a.opts.secure_per_mille = v.min(1000),
                     _ => a.opts.fault_window_us = v * 1000,
                 }
             }

@@ -82,7 +82,8 @@ pub(crate) struct Pipe {
 }
 
 impl Pipe {
-    fn new(window: usize) -> Pipe {
+    /// `dialer`: the dialing end writes this direction (the secure channel's initiator).
+    fn new(window: usize, dialer: bool) -> Pipe {
         Pipe {
             in_flight: VecDeque::new(),
             gen: 0,
@@ -93,7 +94,7 @@ impl Pipe {
             window,
             unacked: 0,
             blocked: false,
-            tap: Tap::default(),
+            tap: Tap::new(dialer),
         }
     }
 }
@@ -364,7 +365,10 @@ impl Net {
         };
         self.tcps.push(Tcp {
             ends: [end(from, self.dials[id].proc, Some(self.dials[id].conn)), end(to, self.kernels[to].proc, None)],
-            pipes: [Pipe::new(self.link(from, to).params.window), Pipe::new(self.link(to, from).params.window)],
+            pipes: [
+                Pipe::new(self.link(from, to).params.window, true),
+                Pipe::new(self.link(to, from).params.window, false),
+            ],
             opened_at: now,
         });
         self.dials[id].tcp = Some(tcp);
@@ -427,6 +431,16 @@ impl Net {
             pipe.arriving = true;
             let gen = pipe.gen;
             self.out.push((at, NetEv::Arrive { tcp, dir: e, gen }));
+        }
+    }
+
+    /// The node of machine `slot` sealed a record with plaintext `plain` on
+    /// `conn` (secure connections): the tap of its direction pairs it with
+    /// the record when its bytes are offered. A connection with no socket
+    /// any more writes nothing: the plaintext is dropped.
+    pub(crate) fn sealed(&mut self, slot: usize, conn: ConnId, plain: Vec<u8>) {
+        if let Some(&(tcp, e)) = self.kernels[slot].socks.get(&conn) {
+            self.tcps[tcp].pipes[e].tap.sealed(plain);
         }
     }
 

@@ -76,6 +76,10 @@ pub struct Options {
     /// Test only: group members ignore their lease (the planted bug the
     /// membership checker must catch).
     pub plant_lease_bug: bool,
+    /// Runs per thousand whose nodes run the secure channel (Noise) instead
+    /// of the plaintext mode (drawn from a stream of their own; see
+    /// [`crate::security::secure_share`]). 1000: every run.
+    pub secure_per_mille: u64,
 }
 
 impl Default for Options {
@@ -88,6 +92,7 @@ impl Default for Options {
             fault_window_us: 2_000_000,
             groups: false,
             plant_lease_bug: false,
+            secure_per_mille: 0,
         }
     }
 }
@@ -97,7 +102,15 @@ impl Options {
     /// 12 nodes and 0 to 48 faults per run, so the heavy fault budgets that
     /// once hid silent losses (issue: 40 faults per run) are in every sweep.
     pub fn sweep() -> Options {
-        Options { min_nodes: 2, max_nodes: 12, min_faults: 0, max_faults: 48, groups: true, ..Options::default() }
+        Options {
+            min_nodes: 2,
+            max_nodes: 12,
+            min_faults: 0,
+            max_faults: 48,
+            groups: true,
+            secure_per_mille: SWEEP_SECURE_PER_MILLE,
+            ..Options::default()
+        }
     }
 
     /// A fixed number of faults per run.
@@ -113,6 +126,9 @@ impl Options {
         Rng::derive(seed, &[rng::STREAM_FAULT, 2]).range(self.min_faults as u64, self.max_faults as u64) as usize
     }
 }
+
+/// The share of [`Options::sweep`] runs that are secure, per thousand.
+pub const SWEEP_SECURE_PER_MILLE: u64 = 250;
 
 /// Everything one run does, drawn from a seed.
 #[derive(Clone, Debug)]
@@ -234,6 +250,7 @@ impl Scenario {
         if let Some(g) = &group {
             g.configure(&mut sim.nodes);
         }
+        crate::security::secure_share(seed, opts.secure_per_mille, &mut sim.nodes);
         // Liveness bound: a stale connection times out, the backoff runs to
         // its cap, a dial and a handshake complete, lost segments are
         // retransmitted; plus a margin for drift and scheduling.
@@ -253,7 +270,8 @@ impl Scenario {
     /// A one-line description.
     pub fn describe(&self) -> String {
         format!(
-            "{} nodes, {} topics, {:?}, {} faults, heal at {}, settle bound {}{}",
+            "{}{} nodes, {} topics, {:?}, {} faults, heal at {}, settle bound {}{}",
+            if self.is_secure() { "secure, " } else { "" },
             self.sim.nodes.len(),
             self.sim.topics.len(),
             self.topology,
@@ -262,6 +280,11 @@ impl Scenario {
             crate::trace::fmt_time(self.settle_bound_us),
             self.group.as_ref().map_or(String::new(), |g| format!(", group of {:?} at n{}", g.members, g.coordinator)),
         )
+    }
+
+    /// True if the nodes run the secure channel.
+    pub fn is_secure(&self) -> bool {
+        self.sim.nodes.iter().any(|n| n.config.security.mode == estafeta_core::SecurityMode::Noise)
     }
 
     /// Runs the scenario; on failure returns what broke.

@@ -7,11 +7,11 @@
 //! from a node's `Config::seed`, so the same seed gives the same keys, the
 //! same handshakes and the same trace hash.
 
-use crate::config::SimConfig;
+use crate::config::{NodeSetup, SimConfig};
 use crate::fault::Fault;
 use crate::rng::{self, Rng};
 use crate::sim::Sim;
-use estafeta_core::secure::{Identity, SeededEntropy};
+use estafeta_core::secure::{Identity, NoiseCipher, SeededEntropy};
 use estafeta_core::{NodeId, SecurityMode};
 
 /// What a machine that tries to get in does.
@@ -69,6 +69,29 @@ pub fn identity_of(seed: u64, slot: usize) -> Identity {
     Identity::generate(&mut SeededEntropy::from_seed(key))
 }
 
+/// Makes `per_mille` of the runs secure: every node of the run in the
+/// secure mode (Noise, any peer that proves a key admitted), with, drawn from
+/// a stream of its own (so a plaintext run draws what it always drew): a
+/// network key on half of them, ChaCha20-Poly1305 on a quarter, and a rekey
+/// every 2 to 64 records per node. The wire taps read the frames from the
+/// plaintext of each record, so every invariant is checked as on a plaintext
+/// run.
+pub(crate) fn secure_share(seed: u64, per_mille: u64, nodes: &mut [NodeSetup]) {
+    let mut r = Rng::derive(seed, &[rng::STREAM_KEYS, 0x5EC5]);
+    if !r.chance(per_mille.min(1000)) {
+        return;
+    }
+    let network_key = r.chance(500).then_some([0x6B; 32]);
+    let cipher = if r.chance(250) { NoiseCipher::ChaChaPoly } else { NoiseCipher::AesGcm };
+    for setup in nodes {
+        let sec = &mut setup.config.security;
+        sec.mode = SecurityMode::Noise;
+        sec.network_key = network_key;
+        sec.cipher = cipher;
+        sec.rekey_after_records = r.range(2, 64);
+    }
+}
+
 /// The key entropy of process `process` of machine `slot`.
 pub(crate) fn entropy(seed: u64, slot: usize, process: u64) -> SeededEntropy {
     SeededEntropy::from_seed(Rng::derive(seed, &[rng::STREAM_KEYS, slot as u64, process]).next_u64())
@@ -82,6 +105,10 @@ pub struct SecureOptions {
     pub skip_signature_check: bool,
     /// Schedule faults (resets, a restart, a partition) drawn from the seed.
     pub faults: bool,
+    /// The planted bug of the impostor invariant: honest nodes check a
+    /// Hello's id against the proven key only after closing the older
+    /// connections of that id.
+    pub late_hello_check: bool,
 }
 
 /// Honest machines in [`secure_scenario`]: 0..HONEST.
@@ -89,7 +116,9 @@ pub const HONEST: usize = 4;
 
 /// Four honest secure machines that admit only each other (an allow list,
 /// and a network key on some seeds) connected in a ring, and three that try
-/// to get in: machine 4 an impostor of a victim drawn from the seed,
+/// to get in: machine 4 an impostor of a victim drawn from the seed (on
+/// some seeds an insider: in the allow list as itself, knowing the network
+/// key),
 /// machine 5 a man in the middle (honest machine 0 dials it pinned to
 /// machine 1's id; it dials every honest machine itself), machine 6 a
 /// plaintext peer. Every machine subscribes to topic 0. Returns the sim
@@ -98,11 +127,16 @@ pub fn secure_scenario(seed: u64, opts: SecureOptions) -> Sim {
     let mut r = Rng::derive(seed, &[rng::STREAM_SCENARIO, 0x5EC]);
     let n = HONEST + 3;
     let mut cfg = SimConfig::uniform(seed, n, 1);
-    let honest: std::collections::BTreeSet<NodeId> = (0..HONEST).map(|s| identity_of(seed, s).node_id()).collect();
+    let mut honest: std::collections::BTreeSet<NodeId> = (0..HONEST).map(|s| identity_of(seed, s).node_id()).collect();
     let network_key = r.chance(500).then_some([0x4E; 32]);
     let victim = r.below(HONEST as u64) as usize;
     let in_handshake = r.chance(500);
     let insider = r.chance(500);
+    if insider {
+        // An insider impostor is a member: admitted as itself (allow list,
+        // network key), it claims another member's id in its Hello.
+        honest.insert(identity_of(seed, 4).node_id());
+    }
     for (slot, setup) in cfg.nodes.iter_mut().enumerate() {
         let sec = &mut setup.config.security;
         sec.mode = SecurityMode::Noise;
@@ -112,6 +146,7 @@ pub fn secure_scenario(seed: u64, opts: SecureOptions) -> Sim {
                 sec.allow = Some(honest.clone());
                 sec.network_key = network_key;
                 sec.skip_signature_check = opts.skip_signature_check;
+                sec.late_hello_check = opts.late_hello_check;
             }
             4 => {
                 sec.impersonate = Some(identity_of(seed, victim).public_key());

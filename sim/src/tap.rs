@@ -2,7 +2,8 @@
 //! hands to its socket into frames and parses each with the core's own
 //! decoder (`decode_frame`, `RawFrame::parse`), so the oracle sees every
 //! frame of every kind that was handed to a connection, and learns when the
-//! receiver has read a frame it watches whole.
+//! receiver has read a frame it watches whole. On a secure connection it
+//! parses the plaintext of each record (see [`Secure`]).
 
 use bytes::{Buf, Bytes, BytesMut};
 use estafeta_core::wire::{decode_frame, Header, PREAMBLE_LEN};
@@ -35,12 +36,44 @@ pub(crate) struct Tap {
     /// Watched frames not yet wholly fed to the receiver: (stream offset just
     /// past the frame, watch).
     watched: VecDeque<(u64, Watch)>,
-    /// The preamble announced the secure mode: the rest is ciphertext the
-    /// tap cannot read (secure runs check what the nodes report instead).
-    opaque: bool,
+    /// The writer dialed the connection (the secure channel's initiator).
+    dialer: bool,
+    /// The plaintext of the records the writer sealed and the tap has not
+    /// seen on the wire yet, in order.
+    sealed: VecDeque<Vec<u8>>,
+    /// The preamble announced the secure mode: see [`Secure`].
+    secure: Option<Secure>,
+}
+
+/// A secure direction. The ciphertext is cut into the channel's units
+/// (`len:u16 || body`): the writer's handshake messages (two for the
+/// dialer, one for the acceptor), then records. Each record is paired with
+/// the plaintext its node sealed (handed over by the core's plaintext tap,
+/// [`estafeta_core::PlaintextTap`]), and frames are parsed from the
+/// plaintext, so the oracle sees the same frames as on a plaintext
+/// connection. A frame is read whole once the receiver has read the whole
+/// record it ends in (a record is decrypted whole).
+#[derive(Debug, Default)]
+struct Secure {
+    /// Handshake messages still to come.
+    handshake_left: usize,
+    /// Plaintext not yet cut into frames.
+    plain: BytesMut,
+    /// A refusal in clear ended the stream: nothing more is parsed.
+    stopped: bool,
 }
 
 impl Tap {
+    /// The tap of the direction written by the dialer (`dialer`) or the acceptor.
+    pub(crate) fn new(dialer: bool) -> Tap {
+        Tap { dialer, ..Tap::default() }
+    }
+
+    /// The writer sealed a record with this plaintext; its bytes follow.
+    pub(crate) fn sealed(&mut self, plain: Vec<u8>) {
+        self.sealed.push_back(plain);
+    }
+
     /// `bytes` were offered for writing. They must start at the accepted
     /// offset; the part seen before must be identical. Every frame the new
     /// bytes complete goes to `on_frame`.
@@ -75,21 +108,19 @@ impl Tap {
     }
 
     fn parse(&mut self, on_frame: &mut OnFrame<'_>) -> Result<(), String> {
-        if self.opaque {
-            self.buf.clear();
-            return Ok(());
-        }
         if self.parsed == 0 {
             if self.buf.len() < PREAMBLE_LEN {
                 return Ok(());
             }
             if self.buf[PREAMBLE_LEN - 1] != estafeta_core::SecurityMode::Plaintext.wire_byte() {
-                self.opaque = true;
-                self.buf.clear();
-                return Ok(());
+                let handshake_left = if self.dialer { 2 } else { 1 };
+                self.secure = Some(Secure { handshake_left, ..Secure::default() });
             }
             self.buf.advance(PREAMBLE_LEN);
             self.parsed = PREAMBLE_LEN as u64;
+        }
+        if self.secure.is_some() {
+            return self.parse_secure(on_frame);
         }
         loop {
             let before = self.buf.len();
@@ -106,6 +137,58 @@ impl Tap {
         }
     }
 }
+
+impl Tap {
+    /// [`Tap::parse`] on a secure direction: see [`Secure`].
+    fn parse_secure(&mut self, on_frame: &mut OnFrame<'_>) -> Result<(), String> {
+        let Some(sec) = self.secure.as_mut() else { return Ok(()) };
+        loop {
+            if sec.stopped {
+                self.buf.clear();
+                return Ok(());
+            }
+            let Some(len) = self.buf.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize) else {
+                return Ok(());
+            };
+            if len == 0 {
+                // A refusal in clear (in place of a handshake message, or a
+                // goodbye frame before the handshake): the stream ends.
+                sec.stopped = true;
+                continue;
+            }
+            if self.buf.len() < 2 + len {
+                return Ok(());
+            }
+            self.buf.advance(2 + len);
+            self.parsed += 2 + len as u64;
+            if sec.handshake_left > 0 {
+                sec.handshake_left -= 1;
+                continue;
+            }
+            let Some(plain) = self.sealed.pop_front() else {
+                return Err(format!("a record of {len} bytes on the wire that its node did not seal"));
+            };
+            if plain.len() + TAG != len {
+                return Err(format!("a record of {len} bytes sealed from {} bytes of plaintext", plain.len()));
+            }
+            sec.plain.extend_from_slice(&plain);
+            loop {
+                let frame = match decode_frame(&mut sec.plain, u32::MAX as usize) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => return Err(format!("node sealed an undecodable frame: {e}")),
+                };
+                let (header, payload) = frame.parse().map_err(|e| format!("node sealed a malformed header: {e}"))?;
+                for w in on_frame(&header, &payload) {
+                    self.watched.push_back((self.parsed, w));
+                }
+            }
+        }
+    }
+}
+
+/// The AEAD tag of a record.
+const TAG: usize = 16;
 
 #[cfg(test)]
 mod tests {

@@ -65,9 +65,24 @@ fn same_seed_same_trace() {
 /// must say so. Seed 0 is the first that catches it (see the report).
 #[test]
 fn the_checker_catches_a_skipped_signature_check() {
-    let planted = SecureOptions { skip_signature_check: true, faults: false };
+    let planted = SecureOptions { skip_signature_check: true, ..Default::default() };
     let first = seeds(0..16).into_iter().find_map(|seed| run(seed, planted).err().map(|e| (seed, e)));
     let (seed, err) = first.expect("no seed caught the planted bug");
     assert!(err.contains("got in"), "{err}");
+    eprintln!("planted bug caught by seed {seed}: {err}");
+}
+
+/// The planted bug of the impostor invariant: honest nodes check a Hello's
+/// id against the proven key only after closing the older connections of
+/// that id. The insider impostor (admitted as itself) then ends its
+/// victim's session without ever being up, and the checker must say so.
+/// Seed 4 is the first that catches it (replay:
+/// `SIM_SEED=4 cargo test -p estafeta-sim --test security the_checker_catches_an_impostor`).
+#[test]
+fn the_checker_catches_an_impostor_ending_its_victims_session() {
+    let planted = SecureOptions { late_hello_check: true, ..Default::default() };
+    let first = seeds(0..32).into_iter().find_map(|seed| run(seed, planted).err().map(|e| (seed, e)));
+    let (seed, err) = first.expect("no seed caught the planted bug");
+    assert!(err.contains("ended the session"), "{err}");
     eprintln!("planted bug caught by seed {seed}: {err}");
 }

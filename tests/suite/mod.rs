@@ -103,7 +103,8 @@ macro_rules! behaviour_suite {
             a_plaintext_peer_is_refused_with_a_reason,
             a_flipped_bit_ends_the_connection_and_nothing_corrupt_is_delivered,
             an_impostor_is_refused_and_does_not_end_the_victims_session,
-            a_graceful_close_delivers_everything_to_a_slow_reader
+            a_graceful_close_delivers_everything_to_a_slow_reader,
+            messages_of_every_size_cross_a_secure_connection_intact
         );
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {

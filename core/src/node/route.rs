@@ -290,11 +290,10 @@ impl Node {
             Err(e) => return self.violation(conn, e),
         };
         let id = NodeId::from_u128(hello.id);
-        if let Some(proven) = self.proven_id(conn) {
-            if proven != id {
-                let why = format!("unauthorized: the Hello claims id {id} but the handshake proved {proven}");
-                self.secure.stats.unauthorized += 1;
-                return self.violation(conn, ProtocolError::Unauthorized(why));
+        let late = self.cfg.security.late_hello_check;
+        if !late {
+            if let Some(flow) = self.check_proven_id(conn, id) {
+                return flow;
             }
         }
         let info = match self.session.peers.get(&id) {
@@ -314,6 +313,11 @@ impl Node {
                 for old in close_first {
                     self.remove_conn(old, CloseReason::Duplicate);
                 }
+            }
+        }
+        if late {
+            if let Some(flow) = self.check_proven_id(conn, id) {
+                return flow;
             }
         }
         if !self.session.conns.contains_key(&conn) {
@@ -338,6 +342,18 @@ impl Node {
             self.events.push(Event::Dial(DialEvent::Connected { target: t, peer: info }));
         }
         Flow::Continue
+    }
+
+    /// A Hello on a secure `conn` must claim the id its handshake proved:
+    /// `Some` (the connection refused) if it does not.
+    fn check_proven_id(&mut self, conn: ConnId, id: NodeId) -> Option<Flow> {
+        let proven = self.proven_id(conn)?;
+        if proven == id {
+            return None;
+        }
+        let why = format!("unauthorized: the Hello claims id {id} but the handshake proved {proven}");
+        self.secure.stats.unauthorized += 1;
+        Some(self.violation(conn, ProtocolError::Unauthorized(why)))
     }
 
     /// A session with `info` begins, on `conn`.

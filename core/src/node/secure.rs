@@ -6,7 +6,7 @@ use super::Node;
 use crate::config::{Config, ConfigError};
 use crate::event::{CloseReason, Event, ProtocolError};
 use crate::id::{ConnId, NodeId};
-use crate::secure::channel::{push_refusal, Ctx, Keys};
+use crate::secure::channel::{push_refusal, Ctx, Keys, MAX_PLAIN};
 use crate::secure::{admit, ChanError, Entropy, Identity, PublicKey, SecureConn, SecurityMode, SecurityStats, Stage};
 use crate::session::Phase;
 use crate::wire::{encode_frame, write_preamble_mode, CloseCode, Header};
@@ -18,11 +18,11 @@ pub(crate) struct SecureNode {
     keys: Option<Keys>,
     entropy: Box<dyn Entropy>,
     pub(crate) stats: SecurityStats,
-    /// Plaintext of one pull, before it is sealed.
-    scratch: Vec<u8>,
     /// Subscriptions refused by permission, to answer per connection
     /// (at most `MAX_REFUSALS` each; more are counted, not answered).
     refusals: std::collections::BTreeMap<ConnId, Vec<String>>,
+    /// The simulator's plaintext tap, if set.
+    tap: Option<crate::secure::PlaintextTap>,
 }
 
 /// Refusals of subscriptions waiting to be written on one connection.
@@ -41,8 +41,8 @@ impl SecureNode {
             keys: None,
             entropy: Box::new(crate::secure::SeededEntropy::new([0; 32])),
             stats: SecurityStats::default(),
-            scratch: Vec::new(),
             refusals: Default::default(),
+            tap: None,
         }
     }
 }
@@ -77,10 +77,19 @@ impl Node {
             keys: Some(keys),
             entropy,
             stats: SecurityStats::default(),
-            scratch: Vec::new(),
             refusals: Default::default(),
+            tap: None,
         };
         Ok(node)
+    }
+
+    /// Simulator hook: from now on, the plaintext of every record this node
+    /// seals goes to `tap` with its connection, in order, so a simulator's
+    /// checkers can read the frames of secure connections. Never for
+    /// applications: it hands out what the channel protects.
+    #[doc(hidden)]
+    pub fn set_plaintext_tap(&mut self, tap: crate::secure::PlaintextTap) {
+        self.secure.tap = Some(tap);
     }
 
     /// This node's identity key, if it has one.
@@ -106,6 +115,16 @@ impl Node {
     /// A driver sizing reads by frame lengths does so only when true.
     pub fn recv_is_framed(&self, conn: ConnId) -> bool {
         self.session.conns.get(&conn).is_some_and(|c| c.secure.is_none())
+    }
+
+    /// For a driver reading a secure connection (see
+    /// [`Node::recv_is_framed`]): the bytes its receive buffer misses to end
+    /// the record it ends in, plus the next record's length prefix, if that
+    /// record is at least `long` bytes. Reading exactly these into room kept
+    /// at the end of [`Node::recv_buffer`] saves a copy (the record is then
+    /// opened in place). `None` otherwise.
+    pub fn recv_record_room(&self, conn: ConnId, long: usize) -> Option<usize> {
+        self.session.conns.get(&conn)?.secure.as_ref()?.record_room(long)
     }
 
     /// Gives a new socket its secure channel, in the secure mode.
@@ -267,13 +286,23 @@ impl Node {
             return n;
         }
         let Some(mut sec) = c.secure.take() else { return 0 };
-        let mut plain = std::mem::take(&mut self.secure.scratch);
-        plain.clear();
-        let n = self.poll_plain(conn, &mut plain);
+        // The frame stream is written where its records go, after room for
+        // the first record's length, and sealed in place.
+        let at = buf.len();
+        buf.extend_from_slice(&[0, 0]);
+        let n = self.poll_plain(conn, buf);
         let rekeys = sec.rekeys;
-        let sealed = if n > 0 { sec.seal(&plain, buf) } else { Ok(()) };
+        let sealed = if n > 0 {
+            if let Some(tap) = &self.secure.tap {
+                let mut tap = tap.lock().unwrap_or_else(|e| e.into_inner());
+                tap.extend(buf[at + 2..].chunks(MAX_PLAIN).map(|c| (conn, c.to_vec())));
+            }
+            sec.seal_in_place(buf, at).map(drop)
+        } else {
+            buf.truncate(at);
+            Ok(())
+        };
         self.secure.stats.rekeys += sec.rekeys - rekeys;
-        self.secure.scratch = plain;
         if let Some(c) = self.session.conns.get_mut(&conn) {
             c.secure = Some(sec);
         }

@@ -3,21 +3,21 @@
 //! bytes out, no knowledge of the node.
 
 use super::identity::{verify, Entropy, Identity, PublicKey, SeededEntropy};
+use super::records::RecordKey;
 use super::{NoiseCipher, SecurityConfig};
 use crate::wire::{check_preamble, WireError, PREAMBLE_LEN};
 use bytes::{Buf, BytesMut};
 use snow::params::{CipherChoice, DHChoice, HashChoice};
 use snow::resolvers::{CryptoResolver, DefaultResolver, RingResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
-use snow::{Builder, HandshakeState, TransportState};
+use snow::{Builder, HandshakeState};
 use std::fmt;
 
 /// Domain prefix of the message an identity key signs: the Noise static key.
 pub(crate) const STATIC_DOMAIN: &[u8] = b"estafeta-noise-static:v1:";
 /// Largest Noise message (and record, tag included).
 pub(crate) const MAX_MSG: usize = 65_535;
-/// The AEAD tag.
-pub(crate) const TAG: usize = 16;
+pub(crate) use super::records::TAG;
 /// Largest plaintext of one record.
 pub(crate) const MAX_PLAIN: usize = MAX_MSG - TAG;
 /// Identity payload: public key, signature, and the records the sender
@@ -147,7 +147,8 @@ pub(crate) struct SecureConn {
     pub(crate) initiator: bool,
     stage: Stage,
     hs: Option<Box<HandshakeState>>,
-    ts: Option<Box<TransportState>>,
+    /// The record keys, after the handshake: this node's, the peer's.
+    keys: Option<Box<(RecordKey, RecordKey)>>,
     /// Bytes received and not yet taken (the driver appends here).
     pub(crate) crx: BytesMut,
     /// Clear bytes to write before anything else (handshake messages).
@@ -213,7 +214,7 @@ impl SecureConn {
             initiator,
             stage: Stage::AwaitPreamble,
             hs: None,
-            ts: None,
+            keys: None,
             crx: BytesMut::new(),
             out: Vec::new(),
             remote: None,
@@ -331,19 +332,24 @@ impl SecureConn {
         if !hs.is_handshake_finished() {
             return Ok(false);
         }
-        let hs = self.hs.take().expect("checked above");
-        let ts = hs.into_transport_mode().map_err(|e| ChanError::Handshake(e.to_string()))?;
+        let mut hs = self.hs.take().expect("checked above");
         if self.remote.is_none() {
             return Err(ChanError::Handshake("the peer sent no identity".into()));
         }
-        self.ts = Some(Box::new(ts));
+        // Noise's Split: the first key is the initiator's sending key.
+        let (i2r, r2i) = hs.dangerously_get_raw_split();
+        let (mine, theirs) = if self.initiator { (i2r, r2i) } else { (r2i, i2r) };
+        let cipher = ctx.cfg.cipher;
+        self.keys = Some(Box::new((RecordKey::new(cipher, &mine), RecordKey::new(cipher, &theirs))));
         self.stage = Stage::Transport;
         Ok(true)
     }
 
-    /// Decrypts every whole record in `crx` into `plain`.
+    /// Decrypts every whole record in `crx` into `plain`, each in place in
+    /// the bytes it arrived in; a record's plaintext becomes `plain` itself
+    /// (no copy) when `plain` is empty, else it is appended.
     fn open_records(&mut self, plain: &mut BytesMut) -> Result<(), ChanError> {
-        let Some(ts) = self.ts.as_mut() else { return Ok(()) };
+        let Some(keys) = self.keys.as_mut() else { return Ok(()) };
         while let Some(len) = self.crx.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize) {
             if len == 0 && self.records_in == 0 {
                 // A refusal sent in place of the handshake's last message.
@@ -358,48 +364,75 @@ impl SecureConn {
             if self.crx.len() < 2 + len {
                 return Ok(());
             }
-            let start = plain.len();
-            plain.resize(start + len, 0);
-            match ts.read_message(&self.crx[2..2 + len], &mut plain[start..]) {
-                Ok(n) => plain.truncate(start + n),
-                Err(_) => {
-                    plain.truncate(start);
-                    return Err(ChanError::Decrypt(format!("decrypt failed: record {}", self.records_in)));
-                }
+            let Ok(n) = keys.1.open(&mut self.crx[2..2 + len]) else {
+                return Err(ChanError::Decrypt(format!("decrypt failed: record {}", self.records_in)));
+            };
+            if plain.is_empty() {
+                let mut rec = self.crx.split_to(2 + len);
+                rec.advance(2);
+                rec.truncate(n);
+                *plain = rec;
+            } else {
+                plain.extend_from_slice(&self.crx[2..2 + n]);
+                self.crx.advance(2 + len);
             }
-            self.crx.advance(2 + len);
             self.records_in += 1;
             if self.records_in % self.rekey_in == 0 {
-                ts.rekey_incoming();
+                keys.1.rekey();
                 self.rekeys += 1;
             }
         }
         Ok(())
     }
 
-    fn rekey_every(&self) -> u64 {
-        self.rekey_every
-    }
-
-    /// Encrypts `plain` into records appended to `out`.
-    pub(crate) fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), ChanError> {
-        let every = self.rekey_every();
-        let Some(ts) = self.ts.as_mut() else { return Err(ChanError::Decrypt("no transport".into())) };
-        for chunk in plain.chunks(MAX_PLAIN) {
-            let at = out.len();
-            out.resize(at + 2 + chunk.len() + TAG, 0);
-            let n = ts
-                .write_message(chunk, &mut out[at + 2..])
-                .map_err(|e| ChanError::Decrypt(format!("encrypt failed: {e}")))?;
-            out.truncate(at + 2 + n);
-            out[at..at + 2].copy_from_slice(&(n as u16).to_be_bytes());
+    /// The records of what follows `at + 2` in `buf`: `buf[at..at + 2]` was
+    /// reserved for the first record's length. Seals it in place, in records
+    /// of at most [`MAX_PLAIN`] bytes (the last one short). Returns the
+    /// plaintext length of each record, in order.
+    pub(crate) fn seal_in_place(&mut self, buf: &mut Vec<u8>, at: usize) -> Result<Vec<usize>, ChanError> {
+        let every = self.rekey_every;
+        let Some(keys) = self.keys.as_mut() else { return Err(ChanError::Decrypt("no transport".into())) };
+        let n = buf.len() - at - 2;
+        let k = n.div_ceil(MAX_PLAIN).max(1);
+        let lens: Vec<usize> = (0..k).map(|i| (n - i * MAX_PLAIN).min(MAX_PLAIN)).collect();
+        buf.resize(buf.len() + k * TAG + (k - 1) * 2, 0);
+        // Record i's plaintext starts at at + 2 + i * MAX_PLAIN and moves
+        // right by i * (2 + TAG) bytes: move the later (shorter) ones first.
+        for i in (1..k).rev() {
+            let from = at + 2 + i * MAX_PLAIN;
+            buf.copy_within(from..from + lens[i], from + i * (2 + TAG));
+        }
+        for (i, &len) in lens.iter().enumerate() {
+            let p = at + 2 + i * (MAX_PLAIN + 2 + TAG);
+            let tag = keys
+                .0
+                .seal(&mut buf[p..p + len])
+                .map_err(|_| ChanError::Decrypt("encrypt failed: nonces exhausted".into()))?;
+            buf[p + len..p + len + TAG].copy_from_slice(&tag);
+            buf[p - 2..p].copy_from_slice(&((len + TAG) as u16).to_be_bytes());
             self.records_out += 1;
             if self.records_out % every == 0 {
-                ts.rekey_outgoing();
+                keys.0.rekey();
                 self.rekeys += 1;
             }
         }
-        Ok(())
+        Ok(lens)
+    }
+
+    /// Bytes `crx` misses to end the record it ends in, plus the next
+    /// record's length prefix, if that record is at least `long` bytes
+    /// (after the handshake only).
+    pub(crate) fn record_room(&self, long: usize) -> Option<usize> {
+        self.keys.as_ref()?;
+        let mut at = 0;
+        loop {
+            let rest = &self.crx[at..];
+            let len = u16::from_be_bytes([*rest.first()?, *rest.get(1)?]) as usize;
+            if rest.len() < 2 + len {
+                return (len >= long).then_some(2 + len - rest.len() + 2);
+            }
+            at += 2 + len;
+        }
     }
 }
 

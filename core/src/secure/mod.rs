@@ -19,6 +19,7 @@
 pub(crate) mod channel;
 mod identity;
 pub mod permissions;
+mod records;
 
 pub(crate) use channel::{ChanError, SecureConn, Stage};
 pub use identity::{Entropy, Identity, PublicKey, SeededEntropy};
@@ -26,6 +27,11 @@ pub use permissions::{Permissions, TopicRule};
 
 use crate::id::NodeId;
 use std::collections::BTreeSet;
+
+/// Simulator hook ([`Node::set_plaintext_tap`](crate::Node::set_plaintext_tap)):
+/// the plaintext of every record a node seals, with its connection, in order.
+#[doc(hidden)]
+pub type PlaintextTap = std::sync::Arc<std::sync::Mutex<Vec<(crate::ConnId, Vec<u8>)>>>;
 
 /// Whether connections are encrypted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -89,6 +95,11 @@ pub struct SecurityConfig {
     /// signature (the planted bug the simulator must catch).
     #[doc(hidden)]
     pub skip_signature_check: bool,
+    /// Test switch: check a Hello's id against the proven key only after
+    /// the older connections of that id were closed as duplicates (the
+    /// planted bug that lets an impostor end its victim's session).
+    #[doc(hidden)]
+    pub late_hello_check: bool,
     /// Test actor: an impostor that claims this key's id in its Hello
     /// without holding the key.
     #[doc(hidden)]
@@ -109,6 +120,7 @@ impl Default for SecurityConfig {
             rekey_after_records: 1 << 20,
             permissions: Permissions::default(),
             skip_signature_check: false,
+            late_hello_check: false,
             impersonate: None,
             impersonate_in_handshake: false,
         }

@@ -283,6 +283,19 @@ impl Oracle {
         watches
     }
 
+    /// True if machine `slot` runs a security actor (impostor, man in the
+    /// middle, plaintext peer).
+    pub(crate) fn is_actor(&self, slot: usize) -> bool {
+        self.planes.security.is_actor(slot)
+    }
+
+    /// Honest process `p` processed input from actor process `from`, and
+    /// lost the peers `lost` in it.
+    pub(crate) fn after_actor_input(&mut self, now: u64, p: ProcId, from: ProcId, lost: &[NodeId]) {
+        let (mut cx, planes) = self.split(now);
+        planes.security.after_actor_input(&mut cx, p, from, lost);
+    }
+
     /// Process `to` has read a watched frame whole.
     pub(crate) fn on_fed(&mut self, now: u64, to: ProcId, (plane, key): Watch) {
         let (mut cx, planes) = self.split(now);

@@ -5,7 +5,12 @@
 //!   see that node's Hello: it is up there as its victim);
 //! - an honest machine never has an actor's own id up, and every peer up at
 //!   an honest machine is authenticated (allow list, pin or network key);
-//! - a plaintext peer and its counterparts count the refusal.
+//! - a plaintext peer and its counterparts count the refusal;
+//! - an actor never ends an honest node's session with anyone (the
+//!   impostor of today's hole ended its victim's): bytes an honest node
+//!   reads from an actor, and the close of an actor's socket, leave every
+//!   peer it had up still up (the driver takes the node's peers right
+//!   before and right after the input; timers never run inside it).
 
 use super::{Cx, Observer};
 use crate::net::ProcId;
@@ -27,6 +32,23 @@ impl Security {
         for (slot, actor) in &sec.actors {
             self.actors.insert(*slot, *actor);
             self.actor_ids.insert(identity_of(seed, *slot).node_id(), *slot);
+        }
+    }
+}
+
+impl Security {
+    /// True if machine `slot` runs an actor.
+    pub(crate) fn is_actor(&self, slot: usize) -> bool {
+        self.actors.contains_key(&slot)
+    }
+
+    /// Honest process `p` processed input from actor process `from`:
+    /// `lost` are the peers that were up before and are not after.
+    pub(crate) fn after_actor_input(&mut self, cx: &mut Cx<'_>, p: ProcId, from: ProcId, lost: &[NodeId]) {
+        let slot = cx.procs[from as usize].slot;
+        let Some(actor) = self.actors.get(&slot) else { return };
+        for id in lost {
+            cx.fail(format!("{actor:?} n{slot} ended the session of {id} at {}", cx.who(p)));
         }
     }
 }

@@ -29,7 +29,13 @@ impl Sim {
             } else {
                 crate::security::identity_of(self.seed, slot)
             };
-            Node::with_identity(cfg, identity, Box::new(entropy), &h.name)
+            Node::with_identity(cfg, identity, Box::new(entropy), &h.name).map(|mut node| {
+                // The wire taps read secure connections' frames from the
+                // plaintext of their records.
+                h.sealed = Default::default();
+                node.set_plaintext_tap(h.sealed.clone());
+                node
+            })
         } else if h.restarts > 0 && !fresh {
             Node::with_id(cfg, h.id, &h.name)
         } else {
@@ -174,7 +180,10 @@ impl Sim {
                         self.trace.record(now, kind::INPUT, &[slot as u64, 3, conn.0], || {
                             format!("n{slot} {conn} closed: {why}")
                         });
+                        let watch = self.watch_actor(slot, tcp, e);
+                        let node = self.hosts[slot].node.as_mut().expect("up");
                         node.handle_closed(ts, conn, CloseReason::Io(why.into()));
+                        self.after_input(slot, watch);
                         self.drain(slot);
                         // The driver drops the socket once it reported it.
                         if self.net.kernels[slot].socks.get(&conn) == Some(&(tcp, e)) {
@@ -210,8 +219,11 @@ impl Sim {
                             format!("n{slot} {conn} reads {k} bytes")
                         });
                         self.trace.bytes(&bytes);
+                        let watch = self.watch_actor(slot, tcp, e);
+                        let h = &mut self.hosts[slot];
                         let node = h.node.as_mut().expect("up");
                         node.handle_bytes(h.clock.timestamp(now), conn, &bytes);
+                        self.after_input(slot, watch);
                         self.drain(slot);
                         reads += 1;
                         progressed = true;
@@ -226,6 +238,35 @@ impl Sim {
             if !progressed {
                 return;
             }
+        }
+    }
+}
+
+/// An honest machine about to read an actor's socket: the actor's process
+/// and the peers the honest node has up.
+type ActorWatch = Option<(crate::net::ProcId, Vec<estafeta_core::NodeId>)>;
+
+impl Sim {
+    /// Before `slot` reads end `e` of `tcp`: if the other end is a security
+    /// actor and `slot` is honest, the peers `slot` has up.
+    fn watch_actor(&self, slot: usize, tcp: usize, e: usize) -> ActorWatch {
+        let from = self.net.tcps[tcp].ends[1 - e].proc;
+        if self.oracle.is_actor(slot) || !self.oracle.is_actor(self.oracle.slot_of(from)) {
+            return None;
+        }
+        let node = self.hosts[slot].node.as_ref()?;
+        Some((from, node.peers().map(|p| p.id).collect()))
+    }
+
+    /// After the input [`Sim::watch_actor`] watched: the oracle hears of
+    /// every peer that was up before and is not now.
+    fn after_input(&mut self, slot: usize, watch: ActorWatch) {
+        let Some((from, before)) = watch else { return };
+        let Some(node) = self.hosts[slot].node.as_ref() else { return };
+        let lost: Vec<_> = before.into_iter().filter(|id| !node.peers().any(|p| p.id == *id)).collect();
+        if !lost.is_empty() {
+            let p = self.hosts[slot].proc;
+            self.oracle.after_actor_input(self.now, p, from, &lost);
         }
     }
 }
