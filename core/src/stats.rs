@@ -153,4 +153,8 @@ pub struct TransferStats {
     pub prefix_mismatches: u64,
     /// Received files whose hash did not match.
     pub hash_mismatches: u64,
+    /// Offers answered as complete without any byte sent, because the same
+    /// content was already under its final name (received before, its
+    /// completion lost to a crash or a dropped connection).
+    pub already_received: u64,
 }
