@@ -84,6 +84,9 @@ pub struct StreamsStats {
     pub orphans_closed: u64,
     /// Frames for streams already ended here (late frames after a close), ignored.
     pub late_frames: u64,
+    /// Opens refused (1013) because their peer cancelled streams faster
+    /// than `streams.cancel_rate` (also counted in `refused`).
+    pub churn_refused: u64,
 }
 
 /// Counters of the discovery plane.

@@ -68,6 +68,9 @@ impl StreamsState {
                 } else if payload.len() > self.cfg.max_request_size {
                     let max = self.cfg.max_request_size;
                     Some((CloseCode::BAD_REQUEST, format!("request of {} bytes exceeds {max}", payload.len())))
+                } else if p.churn.throttled(now, &self.cfg) {
+                    self.stats.churn_refused += 1;
+                    Some((CloseCode::TRY_AGAIN_LATER, super::churn::refusal_text(&self.cfg)))
                 } else if p.served.len() >= self.cfg.max_served_per_peer {
                     let max = self.cfg.max_served_per_peer;
                     Some((CloseCode::TRY_AGAIN_LATER, format!("too many concurrent streams (limit {max})")))
@@ -136,6 +139,7 @@ impl StreamsState {
                 if !p.served.contains_key(&wid) {
                     return self.late(id, wid, "cancel");
                 }
+                p.churn.on_cancel(now, &self.cfg);
                 self.drop_served(id, wid, CloseCode(code), text, true, events);
                 Ok(None)
             }
