@@ -199,10 +199,11 @@ pub struct StreamsConfig {
     pub heartbeat_interval: Duration,
     /// When received stream data counts as consumed (its credit goes back).
     pub credit: CreditMode,
-    /// Streams one peer may cancel per second while this node serves them,
-    /// on average (open/cancel churn). Past it, and past `cancel_burst`,
-    /// that peer's opens are refused with 1013 until its bucket refills.
-    /// Streams the producer closes never count. Default 1024.
+    /// Streams one peer may cancel per second while this node serves them
+    /// and before it wrote a reply, on average (open/cancel churn). Past
+    /// it, and past `cancel_burst`, that peer's opens are refused with 1013
+    /// until its bucket refills. Streams the producer replied on or closed
+    /// never count. Default 1024.
     pub cancel_rate: u32,
     /// Cancels one peer may make at once before `cancel_rate` applies.
     /// Default 16 384 (every stream `max_served_per_peer` allows, dropped

@@ -1,10 +1,12 @@
 //! The open/cancel churn limit: a token bucket per peer, one token per
-//! stream the peer cancels while this node serves it. Opening is bounded
+//! stream the peer cancels while this node serves it and before it wrote
+//! anything on it. Opening is bounded
 //! in count (`max_served_per_peer`); a peer that opens and cancels in a
 //! loop stays under that count while making this node start and stop a
 //! handler per stream, so cancels are limited in rate too. While a peer's
 //! bucket is empty its opens are refused with 1013 (try again later);
-//! request/reply, where the producer closes, never takes a token.
+//! request/reply, where the producer replies (and closes), never takes a
+//! token, even when the consumer drops its stream after the reply.
 
 use crate::config::StreamsConfig;
 use crate::time::Timestamp;

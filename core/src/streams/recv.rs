@@ -136,10 +136,15 @@ impl StreamsState {
                 if mine(wid, p.bit) {
                     return Err(violation("cancel of a stream id of the receiver's parity"));
                 }
-                if !p.served.contains_key(&wid) {
+                let Some(s) = p.served.get(&wid) else {
                     return self.late(id, wid, "cancel");
+                };
+                // Churn is a stream cancelled before its producer wrote a
+                // reply (its handler's work thrown away); a consumer that
+                // stops reading after a reply (`request`) is not churning.
+                if s.used == 0 && !s.ended {
+                    p.churn.on_cancel(now, &self.cfg);
                 }
-                p.churn.on_cancel(now, &self.cfg);
                 self.drop_served(id, wid, CloseCode(code), text, true, events);
                 Ok(None)
             }

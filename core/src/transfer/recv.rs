@@ -73,7 +73,7 @@ const SIDECAR_MAGIC: u32 = 0x4553_5431;
 
 /// Received bytes gathered into one write (unless the credit or the file
 /// ends first): fewer, larger requests to the driver's blocking pool.
-const WRITE_BATCH: u64 = 256 << 10;
+const WRITE_BATCH: u64 = 1 << 20;
 
 #[derive(Debug)]
 pub(crate) struct Incoming {
