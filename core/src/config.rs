@@ -218,6 +218,16 @@ pub struct StreamsConfig {
     pub heartbeat_interval: Duration,
     /// When received stream data counts as consumed (its credit goes back).
     pub credit: CreditMode,
+    /// Streams one peer may cancel per second while this node serves them
+    /// and before it wrote a reply, on average (open/cancel churn). Past
+    /// it, and past `cancel_burst`, that peer's opens are refused with 1013
+    /// until its bucket refills. Streams the producer replied on or closed
+    /// never count. Default 1024.
+    pub cancel_rate: u32,
+    /// Cancels one peer may make at once before `cancel_rate` applies.
+    /// Default 16 384 (every stream `max_served_per_peer` allows, dropped
+    /// together).
+    pub cancel_burst: u32,
     /// Test only: a deliberate bug for the simulator's checker to find (the
     /// producer ignores its credit).
     #[doc(hidden)]
@@ -238,6 +248,8 @@ impl Default for StreamsConfig {
             max_served_topics_per_peer: 4096,
             heartbeat_interval: Duration::from_secs(5),
             credit: CreditMode::OnPoll,
+            cancel_rate: 1024,
+            cancel_burst: 16_384,
             planted_bug: false,
         }
     }
@@ -405,7 +417,7 @@ impl Config {
             (self.security.rekey_after_records > 0, "security.rekey_after_records must be > 0"),
         ];
         let st = &self.streams;
-        let streams: [(bool, &'static str); 5] = [
+        let streams: [(bool, &'static str); 6] = [
             (
                 st.max_open_streams <= crate::wire::MAX_OPEN_PER_SESSION,
                 "streams.max_open_streams must be at most 65 536",
@@ -414,6 +426,7 @@ impl Config {
             (st.connection_window >= st.window, "streams.connection_window must be at least streams.window"),
             (st.fragment_size >= 64, "streams.fragment_size must be at least 64"),
             (!st.heartbeat_interval.is_zero(), "streams.heartbeat_interval must be > 0"),
+            (st.cancel_rate > 0 && st.cancel_burst > 0, "streams.cancel_rate and cancel_burst must be > 0"),
         ];
         let t = &self.transfer;
         let transfer: [(bool, &'static str); 5] = [

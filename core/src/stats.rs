@@ -84,6 +84,9 @@ pub struct StreamsStats {
     pub orphans_closed: u64,
     /// Frames for streams already ended here (late frames after a close), ignored.
     pub late_frames: u64,
+    /// Opens refused (1013) because their peer cancelled streams faster
+    /// than `streams.cancel_rate` (also counted in `refused`).
+    pub churn_refused: u64,
 }
 
 /// Counters of the discovery plane.
@@ -156,4 +159,8 @@ pub struct TransferStats {
     pub prefix_mismatches: u64,
     /// Received files whose hash did not match.
     pub hash_mismatches: u64,
+    /// Offers answered as complete without any byte sent, because the same
+    /// content was already under its final name (received before, its
+    /// completion lost to a crash or a dropped connection).
+    pub already_received: u64,
 }

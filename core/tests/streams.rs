@@ -395,3 +395,50 @@ fn ten_thousand_streams_on_one_connection_all_finish() {
     assert_eq!(net.node(0).streams_ref().open_counts(), (0, 0));
     assert_eq!(net.node(1).streams_ref().open_counts(), (0, 0));
 }
+
+/// Open/cancel churn: a peer that cancels streams faster than
+/// `cancel_rate` (past `cancel_burst`) has its opens refused with 1013 until
+/// its bucket refills; streams the producer closes never count.
+#[test]
+fn a_peer_that_opens_and_cancels_in_a_loop_is_throttled_with_1013() {
+    let mut net = pair_with(|i| {
+        config_with(i as u64 + 1, |c| {
+            c.streams.cancel_rate = 10;
+            c.streams.cancel_burst = 5;
+        })
+    });
+    // Request/reply, the producer closing: no limit.
+    for _ in 0..20 {
+        let (c, p) = open(&mut net, b"q");
+        net.node(1).streams().close(p, CloseCode::NORMAL, "");
+        net.settle();
+        assert_eq!(one_end(&net, 0, c).code, CloseCode::NORMAL);
+    }
+    // A reply, then the consumer drops its stream (what `request` does): no limit.
+    for _ in 0..20 {
+        let (c, p) = open(&mut net, b"q");
+        net.node(1).streams().write(p, Bytes::from_static(b"r")).unwrap();
+        net.settle();
+        net.node(0).streams().cancel(c, CloseCode::CANCELLED, "got my reply");
+        net.settle();
+    }
+    assert_eq!(net.node(1).stats().streams.churn_refused, 0);
+    // The churn: open, cancel before any reply, five times, all within the burst.
+    for _ in 0..5 {
+        let (c, _p) = open(&mut net, b"q");
+        net.node(0).streams().cancel(c, CloseCode::CANCELLED, "churn");
+        net.settle();
+    }
+    let s = net.node(0).streams().open("logs", Bytes::new(), None, None);
+    net.settle();
+    let e = one_end(&net, 0, s);
+    assert_eq!((e.code, e.remote), (CloseCode::TRY_AGAIN_LATER, true));
+    assert!(e.text.contains("too many streams cancelled"), "{}", e.text);
+    assert_eq!(net.node(1).stats().streams.churn_refused, 1);
+    assert_eq!(requests(&net, 1).len(), 45, "the refused open never reached the application");
+    // One token back after 1/rate: one open goes through again.
+    net.run_for(Duration::from_millis(110));
+    let (c, _p) = open(&mut net, b"again");
+    assert!(ends(&net, 0, c).is_empty(), "open");
+    assert_eq!(net.node(0).streams_ref().open_counts(), (1, 0));
+}

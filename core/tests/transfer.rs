@@ -256,6 +256,62 @@ fn a_killed_receiver_resumes_from_its_synced_offset() {
     eprintln!("receiver crash: synced {synced}, resumed at {}, re-sent {} bytes", starts[1], s.bytes_resent);
 }
 
+/// Sim seeds 2302 and 3806 (`--faults 40 --min-nodes 2 --max-nodes 12`):
+/// the receiver renamed the file into place, its `Complete` was lost with
+/// a crash, and the restarted receiver took the re-offer for a new file and
+/// had all of it sent again (then failed: the name exists). It now finds the
+/// same content under the final name and answers complete: nothing re-sent.
+#[test]
+fn a_receiver_restarted_after_its_rename_answers_complete_without_bytes() {
+    let mut net = net(1);
+    let data = content(300_000, 13);
+    net.node(0).transfer().send(TOPIC, "done.bin", TransferSource::Bytes(data.clone()), opts()).unwrap();
+    // The sender hears nothing more once every byte is on its way.
+    for _ in 0..100_000 {
+        if net.node(0).stats().transfer.bytes_sent == data.len() as u64 {
+            break;
+        }
+        if !net.step() {
+            net.run_for(Duration::from_millis(1));
+        }
+    }
+    net.slots[0].frozen = true;
+    for _ in 0..1000 {
+        if !received(&net, 1).is_empty() {
+            break;
+        }
+        net.step();
+    }
+    assert_eq!(received(&net, 1).len(), 1, "received before the crash");
+    net.crash(1);
+    net.slots[0].frozen = false;
+    assert_eq!(delivered(&net, 0), 0, "the crash took the completion with it");
+    let sent = net.node(0).stats().transfer.bytes_sent;
+    net.restart(1, receiver(78, 1, "r1"));
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(delivered(&net, 0), 1);
+    assert!(failures(&net, 0).is_empty() && failures(&net, 1).is_empty(), "{:?}", failures(&net, 1));
+    let s = net.node(0).stats().transfer;
+    assert_eq!((s.bytes_sent, s.bytes_resent), (sent, 0), "no byte sent again");
+    assert_eq!(net.node(1).stats().transfer.already_received, 1);
+    assert_eq!(file(&net.slots[1].fs, "done.bin"), Some(&data[..]));
+    assert!(leftovers(&net.slots[1].fs).is_empty(), "{:?}", leftovers(&net.slots[1].fs));
+    assert_eq!(received(&net, 1).len(), 2, "the new process hears of the file it holds");
+}
+
+#[test]
+fn a_different_file_under_the_final_name_fails_before_any_byte() {
+    let mut net = net(1);
+    net.slots[1].fs.put("/in/keep.bin", &content(1000, 1));
+    let data = content(200_000, 2);
+    net.node(0).transfer().send(TOPIC, "keep.bin", TransferSource::Bytes(data), opts()).unwrap();
+    net.run_for(Duration::from_millis(500));
+    assert!(failures(&net, 0)[0].contains("already exists"), "{:?}", failures(&net, 0));
+    assert_eq!(net.node(0).stats().transfer.bytes_sent, 0);
+    assert_eq!(file(&net.slots[1].fs, "keep.bin"), Some(&content(1000, 1)[..]));
+    assert!(leftovers(&net.slots[1].fs).is_empty(), "{:?}", leftovers(&net.slots[1].fs));
+}
+
 #[test]
 fn a_restarted_sender_offers_again_and_resumes() {
     let mut net = net(1);

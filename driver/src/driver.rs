@@ -262,9 +262,10 @@ impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
 
     fn file(&mut self, request: FileRequest) {
         let files = self.files.clone();
+        let anchors = self.app.transfers.anchors.clone();
         R::spawn(async move {
             let FileRequest { id, op } = request;
-            let r = R::spawn_blocking(move || crate::fileio::run(op)).await;
+            let r = R::spawn_blocking(move || crate::fileio::run(op, &anchors)).await;
             files.push(id, r);
         });
     }

@@ -56,8 +56,33 @@ pub(crate) fn hash_prefix(path: &Path, len: u64) -> io::Result<blake3::Hasher> {
     Ok(h)
 }
 
-/// Runs one file operation (blocking).
-pub(crate) fn run(op: FileOp) -> Result<FileReply, FileError> {
+/// Runs one file operation (blocking): relative to a held receive
+/// directory when its path lies under one (see [`crate::anchor`]), else by
+/// path (files the application sends).
+pub(crate) fn run(op: FileOp, anchors: &crate::anchor::Anchors) -> Result<FileReply, FileError> {
+    #[cfg(unix)]
+    {
+        let (path, to) = match &op {
+            FileOp::Read { path, .. }
+            | FileOp::Write { path, .. }
+            | FileOp::Truncate { path, .. }
+            | FileOp::Sync { path }
+            | FileOp::Hash { path, .. }
+            | FileOp::Load { path, .. }
+            | FileOp::Store { path, .. }
+            | FileOp::Remove { path } => (path, None),
+            FileOp::Commit { from, to } => (from, Some(to)),
+        };
+        if let Some((dir, rel)) = anchors.find(path) {
+            let rel2 = match to.and_then(|t| anchors.find(t)) {
+                Some((d2, r2)) if std::sync::Arc::ptr_eq(&dir, &d2) => Some(r2),
+                _ => None,
+            };
+            return crate::anchor::run(&dir, &rel, rel2.as_deref(), op).map_err(err);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = anchors;
     run_io(op).map_err(err)
 }
 

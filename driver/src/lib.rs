@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod anchor;
 mod discovery;
 mod driver;
 mod error;

@@ -115,6 +115,8 @@ pub(crate) struct TransferApp {
     starts: Starts,
     /// Spooled files to delete (the driver deletes them off the reactor).
     pub(crate) cleanup: Vec<PathBuf>,
+    /// Receive directories held open: file operations run relative to them.
+    pub(crate) anchors: std::sync::Arc<crate::anchor::Anchors>,
 }
 
 /// Events a receive stream holds before the oldest progress is dropped.
@@ -497,9 +499,22 @@ impl<R: Runtime> Node<R> {
     pub async fn receive_files(&self, topic: &str, dir: impl AsRef<Path>) -> Result<ReceivedFiles, Error> {
         let dir = dir.as_ref().to_path_buf();
         let d = dir.clone();
-        R::spawn_blocking(move || std::fs::create_dir_all(d)).await?;
+        // The directory is held open from here on: a rename of it, or a
+        // symlink put in its place, does not redirect what is written.
+        let held = R::spawn_blocking(move || {
+            std::fs::create_dir_all(&d)?;
+            match crate::anchor::Dir::open(&d) {
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(None),
+                r => r.map(Some),
+            }
+        })
+        .await?;
         let mut st = self.shared().lock();
-        st.node.transfer().receive(topic, dir).map_err(terr)?;
+        st.node.transfer().receive(topic, dir.clone()).map_err(terr)?;
+        if let Some(held) = held {
+            let receiving = |t: &Topic| st.node.transfer_ref().is_receiving(t);
+            st.app.transfers.anchors.set(Topic::from(topic), dir, held, receiving);
+        }
         st.node.pubsub().subscribe(topic)?;
         let t = Topic::from(topic);
         *st.app.topic_refs.entry(t.clone()).or_insert(0) += 1;

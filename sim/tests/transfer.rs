@@ -75,3 +75,19 @@ fn the_planted_credit_bug_is_caught() {
     let seed = caught.expect("the checker never caught the planted credit bug");
     println!("planted credit bug caught by seed {seed}: SIM_SEED={seed} cargo test -p estafeta-sim --test transfer the_planted -- --nocapture");
 }
+
+/// Seeds 2302 and 3806 (`--faults 40`, 2 to 12 nodes): a receiver renamed
+/// the file into place, its `Complete` was lost (the connection went, then
+/// the process crashed) and the restarted process took the sender's
+/// re-offer for a new file: the whole file was sent again from 0 (55766 and
+/// 85018 bytes, more than one window). A receiver now finds the same content
+/// under the final name and answers complete without a byte sent.
+#[test]
+fn seeds_2302_and_3806_a_file_received_before_a_crash_is_not_sent_again() {
+    let opts = Options { min_nodes: 2, max_nodes: 12, ..Options::default() }.with_faults(40);
+    for seed in [2302, 3806] {
+        if let Err(e) = Scenario::random(seed, &opts).run() {
+            panic!("seed {seed} (cargo run -p estafeta-sim --release -- run --seed {seed} --faults 40 --min-nodes 2 --max-nodes 12):\n{e}");
+        }
+    }
+}

@@ -95,6 +95,7 @@ macro_rules! behaviour_suite {
             a_flipped_byte_in_a_partial_file_is_detected,
             hostile_names_are_refused_with_nothing_written_outside,
             a_disk_error_is_reported_and_the_node_keeps_serving,
+            a_moved_receive_directory_or_a_planted_symlink_redirects_nothing,
             a_hundred_small_files_in_parallel,
             a_file_from_a_stream_is_sent_and_its_spool_removed,
             a_wrong_key_is_refused_at_both_ends_with_code_and_text,

@@ -333,6 +333,44 @@ pub async fn a_disk_error_is_reported_and_the_node_keeps_serving<R: Runtime>() {
     let _ = std::fs::remove_dir_all(base);
 }
 
+/// File operations run relative to the receive directory held open since
+/// `receive_files`: the directory renamed and a symlink put in its place,
+/// the file still lands in the directory the application chose (under its
+/// new name) and nothing goes where the symlink points; a symlink planted
+/// as the partial file's name fails the transfer and its target is untouched.
+pub async fn a_moved_receive_directory_or_a_planted_symlink_redirects_nothing<R: Runtime>() {
+    #[cfg(unix)]
+    {
+        let base = tmpdir("anchor");
+        let dst = base.join("in");
+        let (rnode, mut files) = receiver::<R>("r", &dst, None).await;
+        let moved = base.join("moved");
+        let elsewhere = base.join("elsewhere");
+        std::fs::rename(&dst, &moved).unwrap();
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &dst).unwrap();
+        let sender = node::<R>("sender", cfg()).await;
+        sender.connect(rnode.address().unwrap().to_string()).await.unwrap();
+        sender.wait_for_subscribers(TOPIC, 1).await.unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let t = sender.send_bytes(TOPIC, "a.bin", data.clone(), FileOptions::default()).unwrap();
+        assert_eq!(t.outcomes().await[0].1, Ok(()));
+        next_received(&mut files).await;
+        assert_eq!(std::fs::read(moved.join("a.bin")).unwrap(), data, "in the directory the application chose");
+        assert_eq!(walk(&elsewhere), Vec::<PathBuf>::new(), "nothing where the symlink points");
+
+        let victim = base.join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, moved.join("b.bin.part")).unwrap();
+        let t = sender.send_bytes(TOPIC, "b.bin", data.clone(), FileOptions::default()).unwrap();
+        let r = t.outcomes().await[0].1.clone();
+        assert!(r.as_ref().is_err_and(|e| e.contains("disk error")), "{r:?}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "the symlink was not followed");
+        assert!(!moved.join("b.bin").exists());
+        let _ = std::fs::remove_dir_all(base);
+    }
+}
+
 pub async fn a_hundred_small_files_in_parallel<R: Runtime>() {
     let dst = tmpdir("many");
     let (rnode, mut files) = receiver::<R>("r", &dst, None).await;

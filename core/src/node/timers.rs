@@ -12,7 +12,22 @@ impl Node {
     /// The next time [`Node::handle_timeout`] must be called, if any. Read it
     /// after draining transmits, actions and events.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.next_timer().map(|(t, _)| t)
+        // The same deadlines as `next_timer`, without working out a reason
+        // (a connection's takes a look-up): the drain asks on every pass.
+        let t = [
+            self.close_deadline,
+            self.session.timers.next().map(|(t, _)| t),
+            self.dialer.timers.next().map(|(t, _)| t),
+            self.streams.next_timer(),
+            self.membership.next_timer(),
+            self.discovery_timer(),
+            self.transfer.timers.next().map(|(t, _)| t),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        debug_assert_eq!(t, self.next_timer().map(|(t, _)| t));
+        t
     }
 
     /// The next deadline and why it was chosen (a connection's deadline is

@@ -28,6 +28,7 @@
 //! shows the other side no longer holds it (1006).
 
 mod api;
+mod churn;
 mod event;
 mod recv;
 mod send;
@@ -125,6 +126,8 @@ struct PeerStreams {
     ring: VecDeque<u64>,
     /// The primary is closing: nothing new starts.
     closing: bool,
+    /// The peer's open/cancel churn bucket.
+    churn: churn::Churn,
 }
 
 impl PeerStreams {
@@ -223,6 +226,7 @@ impl StreamsState {
             hb_armed: false,
             ring: VecDeque::new(),
             closing: false,
+            churn: churn::Churn::new(&self.cfg),
         };
         self.peers.insert(info.id, p);
     }

@@ -68,6 +68,9 @@ impl StreamsState {
                 } else if payload.len() > self.cfg.max_request_size {
                     let max = self.cfg.max_request_size;
                     Some((CloseCode::BAD_REQUEST, format!("request of {} bytes exceeds {max}", payload.len())))
+                } else if p.churn.throttled(now, &self.cfg) {
+                    self.stats.churn_refused += 1;
+                    Some((CloseCode::TRY_AGAIN_LATER, super::churn::refusal_text(&self.cfg)))
                 } else if p.served.len() >= self.cfg.max_served_per_peer {
                     let max = self.cfg.max_served_per_peer;
                     Some((CloseCode::TRY_AGAIN_LATER, format!("too many concurrent streams (limit {max})")))
@@ -133,8 +136,14 @@ impl StreamsState {
                 if mine(wid, p.bit) {
                     return Err(violation("cancel of a stream id of the receiver's parity"));
                 }
-                if !p.served.contains_key(&wid) {
+                let Some(s) = p.served.get(&wid) else {
                     return self.late(id, wid, "cancel");
+                };
+                // Churn is a stream cancelled before its producer wrote a
+                // reply (its handler's work thrown away); a consumer that
+                // stops reading after a reply (`request`) is not churning.
+                if s.used == 0 && !s.ended {
+                    p.churn.on_cancel(now, &self.cfg);
                 }
                 self.drop_served(id, wid, CloseCode(code), text, true, events);
                 Ok(None)

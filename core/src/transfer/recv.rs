@@ -38,6 +38,14 @@ pub(crate) enum InPhase {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
     Load,
+    /// Is a file already under the final name? A one-byte read at the
+    /// offer's size: `NotFound` no, `UnexpectedEof` at most that long.
+    Probe,
+    /// Hash the file under the final name (as long as the offer's size or
+    /// shorter): the same content means it was received before.
+    Verify,
+    /// The file was received before: remove a stale partial file.
+    Tidy,
     Truncate(u64),
     Hash(u64),
     Write(u64),
@@ -65,7 +73,7 @@ const SIDECAR_MAGIC: u32 = 0x4553_5431;
 
 /// Received bytes gathered into one write (unless the credit or the file
 /// ends first): fewer, larger requests to the driver's blocking pool.
-const WRITE_BATCH: u64 = 256 << 10;
+const WRITE_BATCH: u64 = 1 << 20;
 
 #[derive(Debug)]
 pub(crate) struct Incoming {
@@ -514,18 +522,40 @@ impl TransferState {
         }
         let Some(op) = op else { return };
         match (op, result) {
-            (Op::Load, Ok(FileReply::Data(b))) => {
-                let side: Option<Sidecar> = postcard::from_bytes(&b).ok();
-                let resume = side
+            (Op::Load, loaded) => {
+                // The sidecar's offset, kept in `durable` while the final
+                // name is probed: a file received before (its completion
+                // lost with a crash or a connection) is not received again.
+                let side: Option<Sidecar> = match loaded {
+                    Ok(FileReply::Data(b)) => postcard::from_bytes(&b).ok(),
+                    _ => None,
+                };
+                s.durable = side
                     .filter(|c| c.magic == SIDECAR_MAGIC && c.hash == s.hash && c.size == s.size && c.offset <= s.size)
                     .map_or(0, |c| c.offset);
-                s.durable = resume;
-                let path = s.part.clone();
+                let (path, offset) = (s.path.clone(), s.size);
+                self.in_op(key, Op::Probe, FileOp::Read { path, offset, len: 1 });
+            }
+            (Op::Probe, Err(e)) if e.kind == FileErrorKind::NotFound => {
+                let (path, resume) = (s.part.clone(), s.durable);
                 self.in_op(key, Op::Truncate(resume), FileOp::Truncate { path, len: resume });
             }
-            (Op::Load, Err(_)) => {
+            (Op::Probe, Err(e)) if e.kind == FileErrorKind::UnexpectedEof => {
+                let (path, len) = (s.path.clone(), s.size);
+                self.in_op(key, Op::Verify, FileOp::Hash { path, len });
+            }
+            (Op::Verify, Ok(FileReply::Hashed(h))) if h.finalize().as_bytes() == &s.hash => {
+                self.stats.already_received += 1;
                 let path = s.part.clone();
-                self.in_op(key, Op::Truncate(0), FileOp::Truncate { path, len: 0 });
+                self.in_op(key, Op::Tidy, FileOp::Remove { path });
+            }
+            (Op::Probe | Op::Verify, _) => {
+                let r = format!("a file named \"{}\" already exists", Escaped(&s.name));
+                self.in_fail(key, r, true, events);
+            }
+            (Op::Tidy, Ok(_)) => {
+                let path = s.meta_path.clone();
+                self.in_op(key, Op::RemoveMeta(true), FileOp::Remove { path });
             }
             (Op::Truncate(len), Ok(_)) if s.phase == InPhase::Loading => {
                 if len > 0 {
