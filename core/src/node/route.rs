@@ -53,10 +53,22 @@ impl Node {
         if c.is_dialing() || n == 0 {
             return;
         }
-        c.last_recv = self.now;
         self.session_stats.bytes_in += n as u64;
-        if c.secure.is_some() && !self.secure_input(conn) {
-            return;
+        if c.secure.is_none() {
+            c.last_recv = self.now;
+        } else {
+            // On a secure connection only opened records show the peer is
+            // alive: a corrupted record length would otherwise keep a dead
+            // channel open on the bytes of later records (heartbeats included)
+            // that can never complete it.
+            let before = c.rx.len();
+            if !self.secure_input(conn) {
+                return;
+            }
+            let Some(c) = self.session.conns.get_mut(&conn) else { return };
+            if c.rx.len() != before {
+                c.last_recv = self.now;
+            }
         }
         self.process_input(conn, true);
     }
