@@ -104,6 +104,9 @@ pub async fn membership_a_killed_member_is_removed_and_at_most_one_moves<R: Runt
     }
     kid.wait_line::<R>("ASSIGNED ", Duration::from_secs(20)).await;
     wait_until::<R>(|| c.groups().first().is_some_and(|g| g.total == 4 && !g.settling), "four members").await;
+    // The coordinator settles before its assignments reach the members.
+    let all_four = || members.iter().all(|m| m.assignment().is_some_and(|a| a.total == 4));
+    wait_until::<R>(all_four, "every member assigned among four").await;
     let before: Vec<u32> = members.iter().map(|m| m.assignment().expect("assigned").index).collect();
     assert!(!before.contains(&0), "the child holds index 0: {before:?}");
     assert!(kid.kill(), "SIGKILL");
