@@ -17,6 +17,7 @@
 //! case=<name> ours=<value> baseline=<value> unit=<unit> ratio=<ours/baseline>
 //! ```
 //!
+//! (followed by ` samples=<n> spread=<ours>/<baseline>`, see `E2E_SAMPLES`).
 //! For throughput higher is better; for round trips (unit `us`) lower is better.
 //! The names, with `smol/` after the group on smol (`smol/throughput_64B`,
 //! `direct/smol/throughput_64B`, `fanout4/smol/throughput_64B`):
@@ -80,8 +81,14 @@
 //!
 //! - `E2E_SCALE` (default 1): multiplies message counts and round trips.
 //! - `E2E_ROUNDS` (default 5000): measured round trips (then scaled).
-//! - `E2E_REPEAT` (default 2): measure each case this many times, alternating
-//!   the baselines and ours, and keep the best of each.
+//! - `E2E_SAMPLES` (default 5; 2 in the smoke test): samples of each side of
+//!   a case, taken in turn (ours, baseline, ours, baseline, ...); the line
+//!   gives each side's median and the ratio of the medians, then
+//!   `samples=<n> spread=<ours>/<baseline>` ((max - min) / median of each
+//!   side). See `e2e/samples.rs`.
+//! - `E2E_SAMPLES_LONG` (default 3, at most `E2E_SAMPLES`; 1 in the smoke
+//!   test): the same for the long cases (`file_*`, `discovery_50_loopback`).
+//! - `E2E_REPEAT`: the old name of `E2E_SAMPLES`, read if that one is unset.
 //! - `E2E_RUNTIME` (`tokio`, `smol`, default both).
 //! - `E2E_CASES`: comma-separated substrings of the printed names; only
 //!   matching lines are measured (`direct/`, `fanout4`, `rtt`, ...).
@@ -95,6 +102,7 @@ use bytes::Bytes;
 use estafeta_driver::{Message, Node, Runtime, Subscription};
 use std::future::Future;
 use std::time::{Duration, Instant};
+use samples::{interleave, ours_and_baseline, ratio_line, Length, Samples};
 use tokio::sync::oneshot;
 
 const TOPIC: &str = "bench";
@@ -128,7 +136,10 @@ const CASES: [Case; 3] = [
 struct Settings {
     scale: f64,
     rounds: usize,
+    /// Samples of each side of a short case (`E2E_SAMPLES`).
     repeat: usize,
+    /// Samples of each side of a long case (`E2E_SAMPLES_LONG`).
+    long_repeat: usize,
     runtimes: Vec<String>,
     cases: Vec<String>,
     impls: Vec<String>,
@@ -144,16 +155,27 @@ impl Settings {
             0.01
         });
         let rounds = var("E2E_ROUNDS").map(|v| v.parse::<usize>().expect("E2E_ROUNDS is a count")).unwrap_or(5000);
-        let repeat = var("E2E_REPEAT").map(|v| v.parse::<usize>().expect("E2E_REPEAT is a count")).unwrap_or(2).max(1);
+        let count = |k: &str| var(k).map(|v| v.parse::<usize>().unwrap_or_else(|_| panic!("{k} is a count")));
+        let repeat = count("E2E_SAMPLES").or_else(|| count("E2E_REPEAT")).unwrap_or(if bench { 5 } else { 2 }).max(1);
+        let long_repeat = count("E2E_SAMPLES_LONG").unwrap_or(if bench { 3 } else { 1 }).clamp(1, repeat);
         let list =
             |k: &str| -> Vec<String> { var(k).map_or_else(Vec::new, |v| v.split(',').map(str::to_string).collect()) };
         Settings {
             scale,
             rounds: ((rounds as f64 * scale) as usize).max(100),
             repeat,
+            long_repeat,
             runtimes: list("E2E_RUNTIME"),
             cases: list("E2E_CASES"),
             impls: list("E2E_IMPL"),
+        }
+    }
+
+    /// Samples of each side of a case of this length.
+    fn samples(&self, length: Length) -> usize {
+        match length {
+            Length::Short => self.repeat,
+            Length::Long => self.long_repeat,
         }
     }
 
@@ -451,6 +473,9 @@ mod on_smol;
 /// tokio: one thread and one current-thread runtime per side.
 #[path = "e2e/on_tokio.rs"]
 mod on_tokio;
+/// Interleaved samples, medians and the printed line.
+#[path = "e2e/samples.rs"]
+mod samples;
 /// Encrypted against plaintext, and handshakes per second.
 #[path = "e2e/secure.rs"]
 mod secure;
@@ -598,6 +623,9 @@ fn rtt_once(rt: Rt, which: Impl, rounds: usize) -> (Duration, Duration) {
 
 /// The best figure of each implementation over `s.repeat` rounds that
 /// alternate between them. An implementation not measured keeps `worst`.
+/// Kept for cases written against it; cases print medians instead
+/// ([`samples_of`], [`ratio_line`]).
+#[allow(dead_code)]
 fn best_of<T: Copy>(
     s: &Settings,
     impls: &[Impl],
@@ -606,12 +634,30 @@ fn best_of<T: Copy>(
     mut once: impl FnMut(Impl) -> T,
 ) -> impl Fn(Impl) -> T {
     let mut best = [worst; IMPLS];
-    for _ in 0..s.repeat {
-        for &which in impls.iter().filter(|i| s.wants_impl(**i)) {
-            best[which as usize] = better(best[which as usize], once(which));
-        }
+    let wanted: Vec<Impl> = impls.iter().copied().filter(|i| s.wants_impl(*i)).collect();
+    for (k, v) in interleave(s.repeat, wanted.len(), |k| once(wanted[k])).into_iter().enumerate() {
+        let w = wanted[k] as usize;
+        best[w] = v.into_iter().fold(best[w], &better);
     }
     move |which: Impl| best[which as usize]
+}
+
+/// Samples of each implementation, taken in turn (`s.samples(length)`
+/// rounds); `once` gives one sample's figures (in the printed units). An
+/// implementation `E2E_IMPL` leaves out gets figures of 0.
+fn samples_of<const K: usize>(
+    s: &Settings,
+    length: Length,
+    impls: &[Impl],
+    mut once: impl FnMut(Impl) -> [f64; K],
+) -> impl Fn(Impl) -> [Samples; K] {
+    let wanted: Vec<Impl> = impls.iter().copied().filter(|i| s.wants_impl(*i)).collect();
+    let taken = interleave(s.samples(length), wanted.len(), |k| once(wanted[k]));
+    let mut all: [Vec<[f64; K]>; IMPLS] = Default::default();
+    for (k, v) in taken.into_iter().enumerate() {
+        all[wanted[k] as usize] = v;
+    }
+    move |which: Impl| std::array::from_fn(|j| Samples::of(all[which as usize].iter().map(|f| f[j])))
 }
 
 fn line(case: &str, ours: f64, base: f64, unit: &str) {
@@ -653,15 +699,24 @@ fn run_throughput(s: &Settings, rt: Rt, case: &Case) {
     }
     let n = s.count(case.count);
     let run = Run { size: case.size, warm: warmup(n), n };
-    let best = best_of(s, &impls, Duration::MAX, Duration::min, |which| throughput_once(rt, which, run, 1));
-    let secs: Vec<String> = impls.iter().map(|i| format!("{} {:.3} s", i.name(), best(*i).as_secs_f64())).collect();
-    eprintln!("# {on}{}: {n} x {} B, {}", case.name, case.size, secs.join(", "));
-    let (rate, unit) = match case.unit {
-        Unit::MsgPerSec => (n as f64, "msg/s"),
-        Unit::MegabytesPerSec => ((n * case.size) as f64 / 1e6, "MB/s"),
-    };
+    let (rate, unit) = case.rate(n);
+    let figures =
+        samples_of(s, Length::Short, &impls, |which| [rate / throughput_once(rt, which, run, 1).as_secs_f64()]);
+    eprintln!("# {on}{}: {n} x {} B", case.name, case.size);
     for (ours, base, name) in &lines {
-        line(name, rate / best(*ours).as_secs_f64(), rate / best(*base).as_secs_f64(), unit);
+        let ([o], [b]) = (figures(*ours), figures(*base));
+        ratio_line(name, &o, &b, unit);
+    }
+}
+
+impl Case {
+    /// What `n` messages of this case amount to in its unit (divide by
+    /// seconds for the rate), and the unit.
+    fn rate(&self, n: usize) -> (f64, &'static str) {
+        match self.unit {
+            Unit::MsgPerSec => (n as f64, "msg/s"),
+            Unit::MegabytesPerSec => ((n * self.size) as f64 / 1e6, "MB/s"),
+        }
     }
 }
 
@@ -676,19 +731,14 @@ fn run_fanout(s: &Settings, rt: Rt) {
     let n = s.count(FANOUT_CASE.count);
     let run = Run { size: FANOUT_CASE.size, warm: warmup(n), n };
     let impls = [Impl::Direct, Impl::Ours];
-    let best = best_of(s, &impls, Duration::MAX, Duration::min, |which| throughput_once(rt, which, run, FANOUT));
-    eprintln!(
-        "# {group}{}: {n} x {} B to each of {FANOUT}, ours {:.3} s, direct {:.3} s",
-        FANOUT_CASE.name,
-        FANOUT_CASE.size,
-        best(Impl::Ours).as_secs_f64(),
-        best(Impl::Direct).as_secs_f64()
-    );
-    let per_sub = |which: Impl| n as f64 / best(which).as_secs_f64();
-    let (ours, direct) = (per_sub(Impl::Ours), per_sub(Impl::Direct));
+    // Per subscriber: messages each one received per second.
+    let per_sub =
+        samples_of(s, Length::Short, &impls, |which| [n as f64 / throughput_once(rt, which, run, FANOUT).as_secs_f64()]);
+    eprintln!("# {group}{}: {n} x {} B to each of {FANOUT}", FANOUT_CASE.name, FANOUT_CASE.size);
+    let ([ours], [direct]) = (per_sub(Impl::Ours), per_sub(Impl::Direct));
     let k = FANOUT as f64;
-    line(&format!("{group}{}", FANOUT_CASE.name), ours * k, direct * k, "msg/s");
-    line(&format!("{group}per_subscriber_64B"), ours, direct, "msg/s");
+    ratio_line(&format!("{group}{}", FANOUT_CASE.name), &ours.scaled(k), &direct.scaled(k), "msg/s");
+    ratio_line(&format!("{group}per_subscriber_64B"), &ours, &direct, "msg/s");
 }
 
 fn run_rtt(s: &Settings, rt: Rt) {
@@ -701,15 +751,17 @@ fn run_rtt(s: &Settings, rt: Rt) {
         return;
     }
     let impls: Vec<Impl> = baselines.iter().map(|(i, _)| *i).chain([Impl::Ours]).collect();
-    let worst = (Duration::MAX, Duration::MAX);
-    let best = best_of(s, &impls, worst, |a, b| (a.0.min(b.0), a.1.min(b.1)), |which| rtt_once(rt, which, s.rounds));
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let figures = samples_of(s, Length::Short, &impls, |which| {
+        let (p50, p99) = rtt_once(rt, which, s.rounds);
+        [us(p50), us(p99)]
+    });
     eprintln!("# {on}rtt: {} round trips of {RTT_PAYLOAD} B each way", s.rounds);
-    let us = |d: Duration| if d == Duration::MAX { 0.0 } else { d.as_secs_f64() * 1e6 };
-    let ours = best(Impl::Ours);
+    let [o50, o99] = figures(Impl::Ours);
     for (which, group) in baselines {
-        let base = best(which);
-        line(&format!("{group}{on}rtt_p50"), us(ours.0), us(base.0), "us");
-        line(&format!("{group}{on}rtt_p99"), us(ours.1), us(base.1), "us");
+        let [b50, b99] = figures(which);
+        ratio_line(&format!("{group}{on}rtt_p50"), &o50, &b50, "us");
+        ratio_line(&format!("{group}{on}rtt_p99"), &o99, &b99, "us");
     }
 }
 

@@ -8,11 +8,12 @@
 //!
 //! For the two `discovery_50` lines lower is better; for `relay_64B` higher.
 
-use super::{line, measuring, Settings};
+use super::{measuring, ours_and_baseline, ratio_line, Length, Settings};
 
 /// A `case=` line in seconds (lower is better), with millisecond precision.
+/// The simulator's figure is the same on every run: one sample.
 fn line_secs(case: &str, ours: f64, base: f64) {
-    println!("case={case} ours={ours:.3} baseline={base:.3} unit=s ratio={:.3}", ours / base);
+    println!("case={case} ours={ours:.3} baseline={base:.3} unit=s ratio={:.3} samples=1", ours / base);
 }
 use estafeta_core::Config;
 use estafeta_sim::{Sim, SimConfig};
@@ -177,21 +178,14 @@ pub(crate) fn run(s: &Settings) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
     if s.wants("discovery_50_loopback") {
         measuring("discovery_50_loopback".into());
-        let mut best = (f64::MAX, f64::MAX);
-        for _ in 0..s.repeat {
-            best.1 = best.1.min(rt.block_on(loopback_once(true)));
-            best.0 = best.0.min(rt.block_on(loopback_once(false)));
-        }
-        line_secs("discovery_50_loopback", best.0, best.1);
+        let (ours, base) = ours_and_baseline(s.samples(Length::Long), |ours| rt.block_on(loopback_once(!ours)));
+        ratio_line("discovery_50_loopback", &ours, &base, "s");
     }
     if s.wants("relay_64B") {
         let n = s.count(300_000);
         measuring(format!("relay_64B of {n}"));
-        let mut best = (f64::MAX, f64::MAX);
-        for _ in 0..s.repeat {
-            best.1 = best.1.min(rt.block_on(relay_once(n, false)));
-            best.0 = best.0.min(rt.block_on(relay_once(n, true)));
-        }
-        line("relay_64B", n as f64 / best.0, n as f64 / best.1, "msg/s");
+        let (ours, base) =
+            ours_and_baseline(s.samples(Length::Short), |ours| n as f64 / rt.block_on(relay_once(n, ours)));
+        ratio_line("relay_64B", &ours, &base, "msg/s");
     }
 }

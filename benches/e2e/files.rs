@@ -4,7 +4,9 @@
 //!   change it) from one node to another over loopback, from `send_file`
 //!   (which hashes the file first) to the receiver's `Received` (verified,
 //!   synced, renamed), against a plain TCP copy of the same file in the same
-//!   run: file read → socket → file write, then `sync_all`.
+//!   run: file read → socket → file write, then `sync_all`. Both nodes run
+//!   plaintext (like with like; encryption's cost is in the `secure/` lines).
+//!   Each side is sampled `E2E_SAMPLES_LONG` times in turn, medians printed.
 //! - `file_with_pubsub_rate`: a 64 B pub/sub flow paced at 50 000 msg/s on
 //!   the same connection while the file goes: messages received per second
 //!   during the transfer against the same flow alone.
@@ -119,7 +121,7 @@ fn ours<P: Plain>(src: Option<PathBuf>, dir: PathBuf, flow_ms: u64) -> Ours {
     let (addr_tx, addr_rx) = oneshot::channel::<String>();
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let recv: BoxFut<(Instant, Vec<u64>, u64)> = Box::pin(async move {
-        let n = Node::<P::Ours>::builder("rx").build().await.expect("node");
+        let n = super::secure::builder::<P::Ours>("rx").build().await.expect("node");
         let mut files = n.receive_files(FILE_TOPIC, &dir).await.expect("receive");
         let mut flow = n.subscribe(FLOW).expect("subscribe");
         addr_tx.send(n.address().expect("address").to_string()).expect("rendezvous");
@@ -164,7 +166,7 @@ fn ours<P: Plain>(src: Option<PathBuf>, dir: PathBuf, flow_ms: u64) -> Ours {
         (end, lat, got)
     });
     let send: BoxFut<(Instant, Duration, u64)> = Box::pin(async move {
-        let n = Node::<P::Ours>::builder("tx").no_listen().build().await.expect("node");
+        let n = super::secure::builder::<P::Ours>("tx").no_listen().build().await.expect("node");
         n.connect(addr_rx.await.expect("rendezvous")).await.expect("connect");
         n.wait_for_subscribers(FLOW, 1).await.expect("subscribers");
         n.wait_for_subscribers(FILE_TOPIC, 1).await.expect("subscribers");
@@ -264,37 +266,49 @@ pub(crate) fn run_files(s: &Settings, rt: Rt) {
     let src = base.join("src.bin");
     make_file(&src, size);
     measuring(format!("{on}file_1GiB"));
-    let mut best_plain = Duration::MAX;
-    let mut best_ours = Duration::MAX;
-    for k in 0..s.repeat {
-        let dst = base.join(format!("plain{k}.bin"));
-        best_plain = best_plain.min(on_runtime!(rt, plain_copy(src.clone(), dst.clone(), size)));
-        let _ = std::fs::remove_file(dst);
-        let dir = base.join(format!("ours{k}"));
-        let o = on_runtime!(rt, ours(Some(src.clone()), dir.clone(), 0));
-        best_ours = best_ours.min(o.time);
-        let _ = std::fs::remove_dir_all(dir);
-    }
     let mb = size as f64 / 1e6;
-    eprintln!(
-        "# {on}file: {} MiB, plain {:.3} s, ours {:.3} s",
-        size >> 20,
-        best_plain.as_secs_f64(),
-        best_ours.as_secs_f64()
-    );
-    line(&format!("{on}file_1GiB"), mb / best_ours.as_secs_f64(), mb / best_plain.as_secs_f64(), "MB/s");
+    let mut k = 0;
+    let (ours_mb, plain_mb) = ours_and_baseline(s.samples(Length::Long), |is_ours| {
+        k += 1;
+        let secs = if is_ours {
+            let dir = base.join(format!("ours{k}"));
+            let o = on_runtime!(rt, ours(Some(src.clone()), dir.clone(), 0));
+            let _ = std::fs::remove_dir_all(dir);
+            o.time
+        } else {
+            let dst = base.join(format!("plain{k}.bin"));
+            let d = on_runtime!(rt, plain_copy(src.clone(), dst.clone(), size));
+            let _ = std::fs::remove_file(dst);
+            d
+        };
+        mb / secs.as_secs_f64()
+    });
+    eprintln!("# {on}file: {} MiB", size >> 20);
+    ratio_line(&format!("{on}file_1GiB"), &ours_mb, &plain_mb, "MB/s");
     // The flow alone, then with the file.
     measuring(format!("{on}file_with_pubsub"));
-    let solo_ms = (best_ours.as_millis() as u64).clamp(500, 5000);
-    let solo = on_runtime!(rt, ours(None, base.join("solo"), solo_ms));
-    let dir = base.join("with");
-    let with = on_runtime!(rt, ours(Some(src.clone()), dir.clone(), 1));
-    let _ = std::fs::remove_dir_all(dir);
-    line(&format!("{on}file_with_pubsub_rate"), with.flow_rate, solo.flow_rate, "msg/s");
-    line(&format!("{on}file_with_pubsub_p99"), with.p99_us, solo.p99_us, "us");
+    let solo_ms = ((mb / ours_mb.median() * 1000.0) as u64).clamp(500, 5000);
+    let mut withs = Vec::new();
+    let sides = interleave(s.samples(Length::Long), 2, |with| {
+        let o = if with == 0 {
+            let dir = base.join("with");
+            let o = on_runtime!(rt, ours(Some(src.clone()), dir.clone(), 1));
+            let _ = std::fs::remove_dir_all(dir);
+            withs.push(o.peak_extra);
+            o
+        } else {
+            on_runtime!(rt, ours(None, base.join("solo"), solo_ms))
+        };
+        (o.flow_rate, o.p99_us)
+    });
+    let of = |side: usize, f: fn(&(f64, f64)) -> f64| Samples::of(sides[side].iter().map(f));
+    ratio_line(&format!("{on}file_with_pubsub_rate"), &of(0, |x| x.0), &of(1, |x| x.0), "msg/s");
+    ratio_line(&format!("{on}file_with_pubsub_p99"), &of(0, |x| x.1), &of(1, |x| x.1), "us");
+    // The highest peak of the transfers with the flow.
+    let peak_extra = withs.into_iter().max().unwrap_or(0);
     let window = estafeta_driver::Config::default().transfer.window_chunks as u64
         * estafeta_driver::Config::default().transfer.chunk_size as u64;
     let bound = (window >> 20) as f64 + 16.0;
-    line(&format!("{on}file_receiver_memory"), with.peak_extra as f64 / (1 << 20) as f64, bound, "MiB");
+    line(&format!("{on}file_receiver_memory"), peak_extra as f64 / (1 << 20) as f64, bound, "MiB");
     let _ = std::fs::remove_dir_all(&base);
 }

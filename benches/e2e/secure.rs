@@ -9,10 +9,19 @@
 //! case=secure/handshakes        ours=<secure handshakes/s> baseline=<plaintext handshakes/s>
 //! ```
 //!
-//! Every other case of this bench runs the plaintext mode, as its figures
-//! always did (`SECURE` is off), so they stay comparable across runs.
+//! On smol the first four are `secure/smol/throughput_64B` and so on; the
+//! handshakes (two in-memory nodes on one thread) are measured once.
+//!
+//! Each side is sampled in turn (plaintext, encrypted, plaintext, ...) and
+//! the line gives the medians (see `samples.rs`).
+//!
+//! Every other case of this bench runs its nodes in the plaintext mode
+//! (`SECURE` is off; build them with [`builder`]): a case that sets a node
+//! against plain TCP compares like with like, and the figures stay
+//! comparable across runs. Only these `secure/` lines measure encryption,
+//! against the same node in plaintext.
 
-use super::{best_of, line, rtt_once, throughput_once, warmup, Impl, Rt, Run, Settings, CASES};
+use super::{ours_and_baseline, ratio_line, rtt_once, throughput_once, warmup, Impl, Length, Rt, Run, Settings, CASES};
 use estafeta_core::secure::{Identity, SeededEntropy};
 use estafeta_core::{Action, Config, Node, Timestamp};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,43 +48,32 @@ fn with_mode<T>(secure: bool, f: impl FnOnce() -> T) -> T {
 }
 
 pub(crate) fn run_secure(s: &Settings, rt: Rt) {
-    if rt != Rt::Tokio {
-        return;
-    }
+    let on = if rt == Rt::Smol { "smol/" } else { "" };
     for case in &CASES {
-        let name = format!("secure/{}", case.name);
+        let name = format!("secure/{on}{}", case.name);
         if !s.wants(&name) {
             continue;
         }
         let n = s.count(case.count);
         let run = Run { size: case.size, warm: warmup(n), n };
-        let mut best = [Duration::MAX; 2];
-        for _ in 0..s.repeat {
-            for (i, secure) in [(0, false), (1, true)] {
-                best[i] = best[i].min(with_mode(secure, || throughput_once(rt, Impl::Ours, run, 1)));
-            }
-        }
-        let rate = match case.unit {
-            super::Unit::MsgPerSec => n as f64,
-            super::Unit::MegabytesPerSec => (n * case.size) as f64 / 1e6,
-        };
-        let unit = if matches!(case.unit, super::Unit::MsgPerSec) { "msg/s" } else { "MB/s" };
-        line(&name, rate / best[1].as_secs_f64(), rate / best[0].as_secs_f64(), unit);
+        let (rate, unit) = case.rate(n);
+        let (enc, plain) = ours_and_baseline(s.samples(Length::Short), |secure| {
+            rate / with_mode(secure, || throughput_once(rt, Impl::Ours, run, 1)).as_secs_f64()
+        });
+        ratio_line(&name, &enc, &plain, unit);
     }
-    if s.wants("secure/rtt") {
-        let impls = [Impl::Ours];
-        let once = |secure| {
-            let f =
-                best_of(s, &impls, Duration::MAX, Duration::min, |w| with_mode(secure, || rtt_once(rt, w, s.rounds).0));
-            f(Impl::Ours)
-        };
-        let (plain, enc) = (once(false), once(true));
-        line("secure/rtt_p50", enc.as_secs_f64() * 1e6, plain.as_secs_f64() * 1e6, "us");
+    if s.wants(&format!("secure/{on}rtt")) {
+        let (enc, plain) = ours_and_baseline(s.samples(Length::Short), |secure| {
+            with_mode(secure, || rtt_once(rt, Impl::Ours, s.rounds).0).as_secs_f64() * 1e6
+        });
+        ratio_line(&format!("secure/{on}rtt_p50"), &enc, &plain, "us");
     }
-    if s.wants("secure/handshakes") {
+    // In memory, on this thread: the same on either runtime.
+    if rt == Rt::Tokio && s.wants("secure/handshakes") {
         let n = s.count(2_000).min(5_000);
-        let (plain, enc) = (handshakes(n, false), handshakes(n, true));
-        line("secure/handshakes", n as f64 / enc.as_secs_f64(), n as f64 / plain.as_secs_f64(), "handshakes/s");
+        let (enc, plain) =
+            ours_and_baseline(s.samples(Length::Short), |secure| n as f64 / handshakes(n, secure).as_secs_f64());
+        ratio_line("secure/handshakes", &enc, &plain, "handshakes/s");
     }
 }
 

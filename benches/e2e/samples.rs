@@ -1,0 +1,113 @@
+//! Interleaved samples and medians: how every ratio case of the bench
+//! measures its two (or more) sides.
+//!
+//! A case measures its sides in turn, `n` rounds of one sample each (ours,
+//! baseline, ours, baseline, ...), so that whatever the shared machine does
+//! meanwhile falls on both sides alike; it then prints the median of each
+//! side and the ratio of the medians, with the number of samples and each
+//! side's spread ((max - min) / median):
+//!
+//! ```text
+//! case=<name> ours=<median> baseline=<median> unit=<u> ratio=<ours/baseline> samples=<n> spread=<ours>/<baseline>
+//! ```
+//!
+//! `n` is `E2E_SAMPLES` (default 5) for short cases and `E2E_SAMPLES_LONG`
+//! (default 3, at most `E2E_SAMPLES`) for long ones (a 1 GiB file, 50 nodes
+//! discovering each other); see [`Settings::samples`](super::Settings::samples).
+
+/// How long one sample of a case takes, which sets how many are taken.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Length {
+    /// Up to a few seconds a sample: `E2E_SAMPLES`.
+    Short,
+    /// Many seconds a sample: `E2E_SAMPLES_LONG`.
+    Long,
+}
+
+/// One side's figures, in the unit printed.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Samples(Vec<f64>);
+
+impl Samples {
+    /// The figures given.
+    pub(crate) fn of(v: impl IntoIterator<Item = f64>) -> Samples {
+        Samples(v.into_iter().collect())
+    }
+
+    /// Every figure multiplied by `k` (a rate per subscriber to an aggregate).
+    pub(crate) fn scaled(&self, k: f64) -> Samples {
+        Samples::of(self.0.iter().map(|v| v * k))
+    }
+
+    /// How many figures.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The median (the mean of the middle two for an even count); 0 if none.
+    pub(crate) fn median(&self) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+
+    /// (max - min) / median: 0 for one sample, 0.5 if they lie 50 % apart.
+    pub(crate) fn spread(&self) -> f64 {
+        let (lo, hi) = self.0.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let m = self.median();
+        if self.0.is_empty() || m == 0.0 {
+            0.0
+        } else {
+            (hi - lo) / m
+        }
+    }
+}
+
+/// Measures `sides` sides in turn for `rounds` rounds (side 0, side 1, ...,
+/// side 0, side 1, ...); `once(i)` takes one sample of side `i`. Returns each
+/// side's samples in the order taken.
+pub(crate) fn interleave<T>(rounds: usize, sides: usize, mut once: impl FnMut(usize) -> T) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = (0..sides).map(|_| Vec::with_capacity(rounds)).collect();
+    for _ in 0..rounds.max(1) {
+        for (i, side) in out.iter_mut().enumerate() {
+            side.push(once(i));
+        }
+    }
+    out
+}
+
+/// Two sides in turn, ours first: `once(true)` is a sample of ours,
+/// `once(false)` one of the baseline. Returns (ours, baseline).
+pub(crate) fn ours_and_baseline(rounds: usize, mut once: impl FnMut(bool) -> f64) -> (Samples, Samples) {
+    let mut v = interleave(rounds, 2, |i| once(i == 0)).into_iter().map(Samples::of);
+    let ours = v.next().expect("two sides");
+    let base = v.next().expect("two sides");
+    (ours, base)
+}
+
+/// Prints a case's line from the medians of both sides.
+pub(crate) fn ratio_line(case: &str, ours: &Samples, base: &Samples, unit: &str) {
+    let fmt = |v: f64| {
+        if v >= 1000.0 {
+            format!("{v:.0}")
+        } else if v >= 10.0 || v == 0.0 {
+            format!("{v:.1}")
+        } else {
+            format!("{v:.3}")
+        }
+    };
+    let (o, b) = (ours.median(), base.median());
+    println!(
+        "case={case} ours={} baseline={} unit={unit} ratio={:.3} samples={} spread={:.2}/{:.2}",
+        fmt(o),
+        fmt(b),
+        o / b,
+        ours.len().max(base.len()),
+        ours.spread(),
+        base.spread()
+    );
+}
