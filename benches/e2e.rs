@@ -59,6 +59,12 @@
 //!
 //! # The baselines
 //!
+//! Like with like: in every case but `secure/`, our nodes run in the
+//! plaintext mode (`secure::builder`), as the plain-TCP baselines carry no
+//! encryption; this includes `request_rtt_p50` (streams) and `file_1GiB`.
+//! The `secure/` lines compare an encrypted node with the same node in
+//! plaintext, and are the only place encryption is measured.
+//!
 //! What a competent engineer writes on plain TCP (Nagle off), in two ways:
 //!
 //! - **channel** (the lines without a group): the application queues

@@ -69,10 +69,14 @@ impl Node {
     /// The frame stream of connected `conn` (checked by [`Node::poll_transmit`];
     /// sealed by the caller on a secure connection).
     pub(super) fn poll_plain(&mut self, conn: ConnId, buf: &mut Vec<u8>) -> usize {
-        let limit = self.cfg.session.transmit_chunk;
         let quantum = self.cfg.session.source_quantum;
         let start = buf.len();
         let Some(c) = self.session.conns.get_mut(&conn) else { return 0 };
+        // On a secure connection, a quantum of small frames fits one record.
+        let limit = match c.secure {
+            Some(_) => self.cfg.session.transmit_chunk.min(crate::secure::channel::RECORD_QUANTUM),
+            None => self.cfg.session.transmit_chunk,
+        };
         let peer = c.peer().map(|p| p.id);
         let refused = c.refused();
         // The preamble, then our Hello (announcing our subscriptions as they are now).

@@ -20,6 +20,14 @@ pub(crate) const MAX_MSG: usize = 65_535;
 pub(crate) use super::records::TAG;
 /// Largest plaintext of one record.
 pub(crate) const MAX_PLAIN: usize = MAX_MSG - TAG;
+/// The bytes of frames one `poll_transmit` writes at most on a secure
+/// connection (it stops once past it, so it may overrun by one frame): with
+/// frames up to 4 KiB, a quantum is one record, which ends on a frame
+/// boundary. A quantum of the default 64 KiB would be a full record and a
+/// few bytes more in a second one, cutting a frame: the receiver then reads
+/// twice per record (the long record's rest, then the short one with most
+/// of the next) and copies the cut frame's two parts together.
+pub(crate) const RECORD_QUANTUM: usize = MAX_PLAIN - (4 << 10);
 /// Identity payload: public key, signature, and the records the sender
 /// seals with one key before it rekeys (u64, so the receiver rekeys in step).
 const ID_PAYLOAD: usize = 32 + 64 + 8;
@@ -386,30 +394,36 @@ impl SecureConn {
     }
 
     /// The records of what follows `at + 2` in `buf`: `buf[at..at + 2]` was
-    /// reserved for the first record's length. Seals it in place, in records
-    /// of at most [`MAX_PLAIN`] bytes (the last one short). Returns the
-    /// plaintext length of each record, in order.
+    /// reserved for the first record's length. Seals it in place, in as few
+    /// records of at most [`MAX_PLAIN`] bytes as hold it, of equal lengths
+    /// (within a byte): a 64 KiB message then goes in two records of 32 KiB
+    /// rather than a full one and a sliver, and the receiver reads each
+    /// straight into place (both are long, see `record_room`) instead of
+    /// reading the sliver with most of the next record and copying that.
+    /// Returns the plaintext length of each record, in order.
     pub(crate) fn seal_in_place(&mut self, buf: &mut Vec<u8>, at: usize) -> Result<Vec<usize>, ChanError> {
         let every = self.rekey_every;
         let Some(keys) = self.keys.as_mut() else { return Err(ChanError::Decrypt("no transport".into())) };
         let n = buf.len() - at - 2;
         let k = n.div_ceil(MAX_PLAIN).max(1);
-        let lens: Vec<usize> = (0..k).map(|i| (n - i * MAX_PLAIN).min(MAX_PLAIN)).collect();
+        let lens: Vec<usize> = (0..k).map(|i| n / k + usize::from(i < n % k)).collect();
         buf.resize(buf.len() + k * TAG + (k - 1) * 2, 0);
-        // Record i's plaintext starts at at + 2 + i * MAX_PLAIN and moves
-        // right by i * (2 + TAG) bytes: move the later (shorter) ones first.
+        // Record i's plaintext starts at at + 2 + lens[..i].sum() and moves
+        // right by i * (2 + TAG) bytes: move the later ones first.
+        let mut from = at + 2 + n;
         for i in (1..k).rev() {
-            let from = at + 2 + i * MAX_PLAIN;
+            from -= lens[i];
             buf.copy_within(from..from + lens[i], from + i * (2 + TAG));
         }
-        for (i, &len) in lens.iter().enumerate() {
-            let p = at + 2 + i * (MAX_PLAIN + 2 + TAG);
+        let mut p = at + 2;
+        for &len in &lens {
             let tag = keys
                 .0
                 .seal(&mut buf[p..p + len])
                 .map_err(|_| ChanError::Decrypt("encrypt failed: nonces exhausted".into()))?;
             buf[p + len..p + len + TAG].copy_from_slice(&tag);
             buf[p - 2..p].copy_from_slice(&((len + TAG) as u16).to_be_bytes());
+            p += len + TAG + 2;
             self.records_out += 1;
             if self.records_out % every == 0 {
                 keys.0.rekey();
