@@ -106,9 +106,9 @@
 
 use bytes::Bytes;
 use estafeta_driver::{Message, Node, Runtime, Subscription};
+use samples::{interleave, ours_and_baseline, ratio_line, Length, Samples};
 use std::future::Future;
 use std::time::{Duration, Instant};
-use samples::{interleave, ours_and_baseline, ratio_line, Length, Samples};
 use tokio::sync::oneshot;
 
 const TOPIC: &str = "bench";
@@ -739,7 +739,12 @@ fn run_fanout(s: &Settings, rt: Rt) {
     let impls = [Impl::Direct, Impl::Ours];
     // Per subscriber: messages each one received per second.
     let per_sub =
-        samples_of(s, Length::Short, &impls, |which| [n as f64 / throughput_once(rt, which, run, FANOUT).as_secs_f64()]);
+        samples_of(
+            s,
+            Length::Short,
+            &impls,
+            |which| [n as f64 / throughput_once(rt, which, run, FANOUT).as_secs_f64()],
+        );
     eprintln!("# {group}{}: {n} x {} B to each of {FANOUT}", FANOUT_CASE.name, FANOUT_CASE.size);
     let ([ours], [direct]) = (per_sub(Impl::Ours), per_sub(Impl::Direct));
     let k = FANOUT as f64;
