@@ -9,7 +9,9 @@ use crate::pubsub::DropReason;
 use crate::session::handshake::check_hello;
 use crate::session::{Closing, Gate, HelloOutcome, Open, Phase};
 use crate::time::Timestamp;
-use crate::wire::{check_preamble, decode_frame, take_publish_on, Capabilities, CloseCode, Header, Hello, PREAMBLE_LEN};
+use crate::wire::{
+    check_preamble, decode_frame, take_publish_on, Capabilities, CloseCode, Header, Hello, PREAMBLE_LEN,
+};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 

@@ -27,10 +27,12 @@ impl StreamsState {
         let Some(p) = peer.and_then(|id| self.peers.get_mut(&id)).filter(|p| p.conn == conn) else { return 0 };
         // Each part is checked before it is taken: this runs on every pull
         // of bytes, and an empty map's take-and-drain still costs.
-        for (t, on) in if p.serve_changes.is_empty() { Default::default() } else { std::mem::take(&mut p.serve_changes) } {
-            let topic = t.as_str();
-            let f = if on { StreamFrame::Serve { topic } } else { StreamFrame::Unserve { topic } };
-            encode_frame(buf, &Header::Stream(f), &[]);
+        if !p.serve_changes.is_empty() {
+            for (t, on) in std::mem::take(&mut p.serve_changes) {
+                let topic = t.as_str();
+                let f = if on { StreamFrame::Serve { topic } } else { StreamFrame::Unserve { topic } };
+                encode_frame(buf, &Header::Stream(f), &[]);
+            }
         }
         while let Some(wid) = p.opens.pop_front() {
             let Some(s) = p.opened.get_mut(&wid) else { continue };
@@ -57,7 +59,8 @@ impl StreamsState {
             };
             encode_frame(buf, &Header::Stream(f), &request);
         }
-        for wid in if p.grants.is_empty() { Default::default() } else { std::mem::take(&mut p.grants) } {
+        let grants = if p.grants.is_empty() { Default::default() } else { std::mem::take(&mut p.grants) };
+        for wid in grants {
             let Some(s) = p.opened.get_mut(&wid) else { continue };
             if !s.sent_open || s.held() > window / 2 {
                 continue;
