@@ -15,11 +15,21 @@
 //! `HOTPATH_MESSAGES` (default 1,000,000; 10,000 without `--bench`) and
 //! `HOTPATH_SIZE` (default 64) change the run; `HOTPATH_SECURE=1` runs the
 //! pair on the secure channel (Noise, AES-GCM).
+//!
+//! `HOTPATH_RTT=1` measures a request round trip instead (the streams
+//! plane's `request`: open with a 64 B request, the server writes one 64 B
+//! reply and closes), `HOTPATH_MESSAGES` round trips (default 100,000; 1,000
+//! without `--bench`), one at a time:
+//!
+//! ```text
+//! HOTPATH_RTT=1 valgrind --tool=callgrind --toggle-collect='hotpath::rtt_client' \
+//!     --toggle-collect='hotpath::rtt_server' target/release/deps/hotpath-* --bench
+//! ```
 
 #[path = "support/pair.rs"]
 mod support;
 
-use estafeta_core::{ConnId, CreditMode, Event, Node, PubSubEvent, SendMode, Timestamp};
+use estafeta_core::{CloseCode, ConnId, CreditMode, Event, Node, PubSubEvent, SendMode, StreamEvent, Timestamp};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -69,8 +79,82 @@ fn recv_side(b: &mut Node, cb: ConnId, input: &[u8], got: &mut usize, out: &mut 
     while b.poll_transmit(now, cb, out) > 0 {}
 }
 
+const ETOPIC: &str = "bench-echo";
+
+/// The consumer's part of one round trip: open a stream with the request,
+/// pull its bytes; then (`reply`: the server's bytes) take the reply and the
+/// stream's end, pull what is owed back.
+#[inline(never)]
+fn rtt_client(c: &mut Node, cc: ConnId, request: &bytes::Bytes, reply: Option<&[u8]>, out: &mut Vec<u8>) -> usize {
+    let now = Timestamp::from_millis(2);
+    let mut got = 0;
+    out.clear();
+    match reply {
+        None => {
+            c.streams().open(ETOPIC, request.clone(), None, Some(Duration::from_secs(5)));
+        }
+        Some(bytes) => {
+            c.handle_bytes(now, cc, bytes);
+            while let Some(ev) = c.poll_event() {
+                if let Event::Stream(StreamEvent::Data { payload, .. }) = ev {
+                    got += 1;
+                    black_box(payload);
+                }
+            }
+        }
+    }
+    while c.poll_transmit(now, cc, out) > 0 {}
+    got
+}
+
+/// The server's part: take the request, write it back, close, pull the bytes.
+#[inline(never)]
+fn rtt_server(s: &mut Node, cs: ConnId, input: &[u8], out: &mut Vec<u8>) {
+    let now = Timestamp::from_millis(2);
+    out.clear();
+    s.handle_bytes(now, cs, input);
+    while let Some(ev) = s.poll_event() {
+        if let Event::Stream(StreamEvent::Request { stream, request, .. }) = ev {
+            s.streams().write(stream, request).expect("credit for one reply");
+            s.streams().close(stream, CloseCode::NORMAL, "");
+        }
+    }
+    while s.poll_transmit(now, cs, out) > 0 {}
+}
+
+/// Request round trips through memory, one at a time.
+fn rtt_main(bench: bool) {
+    let n = env("HOTPATH_MESSAGES", if bench { 100_000 } else { 1_000 });
+    let secure = env("HOTPATH_SECURE", 0) == 1;
+    let (mut s, cs, mut c, cc) = support::connected_in(secure, "unused", |_| {});
+    let now = Timestamp::from_millis(2);
+    s.streams().serve(ETOPIC).expect("serves");
+    support::pump(&mut s, cs, &mut c, cc, now);
+    assert_eq!(c.streams_ref().server_count(ETOPIC), 1, "server known");
+    let request = bytes::Bytes::from(vec![0x5Au8; 64]);
+    let (mut to_s, mut to_c, mut back) = (Vec::new(), Vec::new(), Vec::new());
+    let t = Instant::now();
+    let mut got = 0;
+    for _ in 0..n {
+        rtt_client(&mut c, cc, &request, None, &mut to_s);
+        rtt_server(&mut s, cs, &to_s, &mut to_c);
+        got += rtt_client(&mut c, cc, &request, Some(&to_c), &mut back);
+        if !back.is_empty() {
+            // Credit or a cancel owed to the server: it takes it now.
+            s.handle_bytes(now, cs, &back);
+            while s.poll_event().is_some() {}
+        }
+    }
+    assert_eq!(got, n, "one reply per request");
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    println!("hotpath rtt round_trips={n} ns_per_round_trip={ns:.1}");
+}
+
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
+    if env("HOTPATH_RTT", 0) == 1 {
+        return rtt_main(bench);
+    }
     let n = env("HOTPATH_MESSAGES", if bench { 1_000_000 } else { 10_000 });
     let size = env("HOTPATH_SIZE", 64);
     let (mut a, ca, mut b, cb) = pair();

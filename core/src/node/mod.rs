@@ -77,6 +77,10 @@ pub struct Node {
     closed: bool,
     /// Some connection holds unprocessed input because the event queue was full.
     input_stalled: bool,
+    /// The subscribed topic of the last Publish received (any connection):
+    /// the next one on it takes the receiver's shortcut
+    /// ([`take_publish_on`](crate::wire::take_publish_on)).
+    rx_topic: Option<crate::id::Topic>,
     /// Keys, entropy and counters of the secure channel.
     secure: secure::SecureNode,
 }
@@ -138,6 +142,7 @@ impl Node {
             close_deadline: None,
             closed: false,
             input_stalled: false,
+            rx_topic: None,
             secure: secure::SecureNode::plaintext(),
         })
     }

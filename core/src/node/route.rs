@@ -9,7 +9,9 @@ use crate::pubsub::DropReason;
 use crate::session::handshake::check_hello;
 use crate::session::{Closing, Gate, HelloOutcome, Open, Phase};
 use crate::time::Timestamp;
-use crate::wire::{check_preamble, decode_frame, Capabilities, CloseCode, Header, Hello, PREAMBLE_LEN};
+use crate::wire::{
+    check_preamble, decode_frame, take_publish_on, Capabilities, CloseCode, Header, Hello, PREAMBLE_LEN,
+};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 
@@ -120,6 +122,22 @@ impl Node {
                 c.phase = Phase::AwaitHello;
                 continue;
             }
+            // The hot path: a message on the topic of the one before it
+            // (every gate below still applies).
+            if let Some(t) = self.rx_topic.take() {
+                if let Some(payload) = take_publish_on(&mut c.rx, t.as_str(), max_frame) {
+                    let flow = match self.route(conn, Header::Publish { topic: t.as_str() }, payload) {
+                        Ok(flow) => flow,
+                        Err(e) => self.violation(conn, e),
+                    };
+                    self.rx_topic = Some(t);
+                    if let Flow::Stop = flow {
+                        return;
+                    }
+                    continue;
+                }
+                self.rx_topic = Some(t);
+            }
             let frame = match decode_frame(&mut c.rx, max_frame) {
                 Ok(Some(f)) => f,
                 Ok(None) => return,
@@ -135,6 +153,11 @@ impl Node {
                     return;
                 }
             };
+            if let Header::Publish { topic } = header {
+                if self.rx_topic.as_ref().is_none_or(|t| t.as_str() != topic) {
+                    self.rx_topic = self.pubsub.local_topics().get(topic).cloned();
+                }
+            }
             let flow = match self.route(conn, header, payload) {
                 Ok(flow) => flow,
                 Err(e) => self.violation(conn, e),

@@ -241,7 +241,7 @@ impl PubSubState {
     /// Encodes the grants decided for `peer` and not announced yet, on
     /// `conn` (its session's primary).
     pub(super) fn write_grants(&mut self, conn: ConnId, peer: NodeId, buf: &mut Vec<u8>) {
-        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn) else { return };
+        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn && !p.grants.is_empty()) else { return };
         for t in std::mem::take(&mut p.grants) {
             let Some(r) = p.recv.get_mut(&t) else { continue };
             let more = Amount { msgs: r.granted.msgs - r.announced.msgs, bytes: r.granted.bytes - r.announced.bytes };

@@ -298,7 +298,7 @@ impl PubSubState {
     /// credit grants if `conn` is a session's primary. Returns bytes written.
     pub(crate) fn write_control(&mut self, conn: ConnId, peer: Option<NodeId>, buf: &mut Vec<u8>) -> usize {
         let start = buf.len();
-        if let Some(link) = self.links.get_mut(&conn).filter(|l| l.enabled) {
+        if let Some(link) = self.links.get_mut(&conn).filter(|l| l.enabled && !l.changes.is_empty()) {
             for (t, sub) in std::mem::take(&mut link.changes) {
                 let topic = t.as_str();
                 let h = if sub { Header::Subscribe { topic } } else { Header::Unsubscribe { topic } };

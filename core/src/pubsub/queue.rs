@@ -89,6 +89,41 @@ impl PeerState {
         q.credit_msgs > 0 && q.credit_bytes > 0
     }
 
+    /// [`PeerState::has_room`] and [`PeerState::push`] of a plain message
+    /// costing `cost`, with one lookup of the topic's queue: `Ok(true)` if the
+    /// connection must be woken (the queue was empty and has credit; a queue
+    /// that already held sendable messages woke it then), `Err` with the
+    /// payload if there is no room.
+    pub(crate) fn push_if_room(
+        &mut self,
+        topic: &Topic,
+        payload: Payload,
+        cost: usize,
+        cfg: &crate::config::PubSubConfig,
+    ) -> Result<bool, Payload> {
+        let peer_ok = !self.closing
+            && self.queued_frames < cfg.max_queued_frames_per_peer
+            && (self.queued_bytes == 0 || self.queued_bytes + cost <= cfg.max_queued_bytes_per_peer);
+        if !peer_ok {
+            return Err(payload);
+        }
+        let q = match self.out.get_mut(topic.as_str()) {
+            Some(q) => q,
+            None => self.out.entry(topic.clone()).or_default(),
+        };
+        if q.msgs.len() >= cfg.max_queued_frames_per_subscription
+            || (q.bytes != 0 && q.bytes + cost > cfg.max_queued_bytes_per_subscription)
+        {
+            return Err(payload);
+        }
+        let was_empty = q.msgs.is_empty();
+        q.bytes += cost;
+        q.msgs.push_back((payload, None));
+        self.queued_bytes += cost;
+        self.queued_frames += 1;
+        Ok(was_empty && q.credit_msgs > 0 && q.credit_bytes > 0)
+    }
+
     /// True once the queue fell to half its limits (the "writable again" mark).
     fn below_low_water(&self, cfg: &crate::config::PubSubConfig) -> bool {
         self.queued_frames <= cfg.max_queued_frames_per_peer / 2

@@ -44,6 +44,28 @@ impl PubSubState {
         let (topic, subs) = subscribers(&self.index, topic)?;
         let cost = data_cost(topic, &payload);
         let cfg = &self.cfg;
+        if let (1, Some(id)) = (subs.peers.len(), subs.peers.first()) {
+            // One subscriber, the common case: its queue is looked up once.
+            if let Some(p) = self.peers.get_mut(id) {
+                match p.push_if_room(topic, payload, cost, cfg) {
+                    Ok(now) => {
+                        if now {
+                            wake.insert(p.conn);
+                        }
+                        return Ok(super::Published { queued: 1, dropped: 0 });
+                    }
+                    Err(_) if cfg.full_queue_policy == FullQueuePolicy::Backpressure => {
+                        p.want_writable = true;
+                        return Err(PublishError::Full(topic.clone()));
+                    }
+                    Err(_) => {
+                        let peer = p.info.clone();
+                        self.report_drop(events, Some(peer), 1, DropReason::QueueFull);
+                        return Ok(super::Published { queued: 0, dropped: 1 });
+                    }
+                }
+            }
+        }
         let fits = |id: &NodeId| self.peers.get(id).is_some_and(|p| p.has_room(topic, cost, cfg));
         let full = subs.peers.iter().filter(|id| !fits(id)).count();
         if full > 0 && cfg.full_queue_policy == FullQueuePolicy::Backpressure {

@@ -25,10 +25,14 @@ impl StreamsState {
         let start = buf.len();
         let (window, cap) = (self.cfg.window, self.cfg.connection_window);
         let Some(p) = peer.and_then(|id| self.peers.get_mut(&id)).filter(|p| p.conn == conn) else { return 0 };
-        for (t, on) in std::mem::take(&mut p.serve_changes) {
-            let topic = t.as_str();
-            let f = if on { StreamFrame::Serve { topic } } else { StreamFrame::Unserve { topic } };
-            encode_frame(buf, &Header::Stream(f), &[]);
+        // Each part is checked before it is taken: this runs on every pull
+        // of bytes, and an empty map's take-and-drain still costs.
+        if !p.serve_changes.is_empty() {
+            for (t, on) in std::mem::take(&mut p.serve_changes) {
+                let topic = t.as_str();
+                let f = if on { StreamFrame::Serve { topic } } else { StreamFrame::Unserve { topic } };
+                encode_frame(buf, &Header::Stream(f), &[]);
+            }
         }
         while let Some(wid) = p.opens.pop_front() {
             let Some(s) = p.opened.get_mut(&wid) else { continue };
@@ -55,7 +59,8 @@ impl StreamsState {
             };
             encode_frame(buf, &Header::Stream(f), &request);
         }
-        for wid in std::mem::take(&mut p.grants) {
+        let grants = if p.grants.is_empty() { Default::default() } else { std::mem::take(&mut p.grants) };
+        for wid in grants {
             let Some(s) = p.opened.get_mut(&wid) else { continue };
             if !s.sent_open || s.held() > window / 2 {
                 continue;
@@ -74,11 +79,15 @@ impl StreamsState {
             self.stats.credit_grants += 1;
             encode_frame(buf, &Header::Stream(StreamFrame::Credit { id: wid, bytes: give }), &[]);
         }
-        for (wid, code, text) in p.cancels.drain(..) {
-            encode_frame(buf, &Header::Stream(StreamFrame::Cancel { id: wid, code: code.0, text: &text }), &[]);
+        if !p.cancels.is_empty() {
+            for (wid, code, text) in p.cancels.drain(..) {
+                encode_frame(buf, &Header::Stream(StreamFrame::Cancel { id: wid, code: code.0, text: &text }), &[]);
+            }
         }
-        for (wid, code, text) in p.refusals.drain(..) {
-            encode_frame(buf, &Header::Stream(StreamFrame::Close { id: wid, code: code.0, text: &text }), &[]);
+        if !p.refusals.is_empty() {
+            for (wid, code, text) in p.refusals.drain(..) {
+                encode_frame(buf, &Header::Stream(StreamFrame::Close { id: wid, code: code.0, text: &text }), &[]);
+            }
         }
         if std::mem::take(&mut p.hb_due) {
             let held: Vec<u64> = p.opened.keys().chain(p.served.keys()).copied().collect();

@@ -356,6 +356,10 @@ impl TransferState {
     pub(crate) fn write_control(&mut self, conn: ConnId, peer: Option<NodeId>, buf: &mut Vec<u8>) {
         let Some(peer) = peer else { return };
         let Some(link) = self.links.get_mut(&peer).filter(|l| l.conn == conn) else { return };
+        if link.due.is_empty() && link.rejects.is_empty() {
+            // Runs on every pull of bytes: nothing to take, nothing to drop.
+            return;
+        }
         let due = std::mem::take(&mut link.due);
         let rejects = std::mem::take(&mut link.rejects);
         for (id, reason) in &rejects {

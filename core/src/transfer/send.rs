@@ -392,6 +392,9 @@ impl TransferState {
     pub(crate) fn produce(&mut self, conn: ConnId, peer: NodeId, buf: &mut Vec<u8>, room: usize) -> usize {
         let cap = self.cfg.max_in_flight;
         let start = buf.len();
+        if self.out.is_empty() {
+            return 0;
+        }
         let Some(link) = self.links.get(&peer).filter(|l| l.conn == conn) else { return 0 };
         let cursor = link.cursor;
         let ids: Vec<u64> = self

@@ -104,6 +104,32 @@ fn parse_publish(frame: &[u8]) -> Option<(&str, &[u8])> {
     Some((std::str::from_utf8(topic).ok()?, payload))
 }
 
+/// Splits the next frame off `buf` if it is a whole Publish on `topic` in
+/// the form [`encode_frame`] writes (a topic shorter than 128 bytes), and
+/// returns its payload (shared with `buf`, no copy). Otherwise `buf` is left
+/// as it was, for [`decode_frame`] (which also reports any error). The
+/// receiver's hot path: a message on the topic of the one before it skips
+/// the UTF-8 check and the split into a [`RawFrame`].
+pub fn take_publish_on(buf: &mut BytesMut, topic: &str, max_frame: usize) -> Option<Bytes> {
+    let t = topic.as_bytes();
+    let head = LEN_PREFIX + 2 + t.len();
+    if t.len() >= VARINT_ONE_BYTE || buf.len() < head {
+        return None;
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let ok = len <= max_frame
+        && len >= 2 + t.len()
+        && buf.len() >= LEN_PREFIX + len
+        && buf[LEN_PREFIX] == PUBLISH_TAG
+        && usize::from(buf[LEN_PREFIX + 1]) == t.len()
+        && &buf[LEN_PREFIX + 2..head] == t;
+    if !ok {
+        return None;
+    }
+    buf.advance(head);
+    Some(buf.split_to(len - 2 - t.len()).freeze())
+}
+
 /// One whole frame split off the read buffer (length prefix removed).
 #[derive(Clone, Debug)]
 pub struct RawFrame(Bytes);
@@ -172,6 +198,21 @@ mod tests {
             let (got, payload) = frame.parse().unwrap();
             assert_eq!(got, h);
             assert_eq!(&payload[..], b"payload");
+        }
+        // The receiver's shortcut takes the same frames, and only those.
+        for n in [1usize, 5, 127] {
+            let topic = "t".repeat(n);
+            let mut out = Vec::new();
+            encode_frame(&mut out, &Header::Publish { topic: &topic }, b"payload");
+            encode_frame(&mut out, &Header::Publish { topic: "other" }, b"x");
+            let mut buf = BytesMut::from(&out[..]);
+            assert_eq!(take_publish_on(&mut buf, &topic, 1 << 20).as_deref(), Some(&b"payload"[..]));
+            assert_eq!(take_publish_on(&mut buf, &topic, 1 << 20), None, "another topic");
+            assert_eq!(take_publish_on(&mut buf, "other", 4), None, "over max_frame");
+            let mut half = BytesMut::from(&buf[..buf.len() - 1]);
+            assert_eq!(take_publish_on(&mut half, "other", 1 << 20), None, "not whole yet");
+            assert_eq!(take_publish_on(&mut buf, "other", 1 << 20).as_deref(), Some(&b"x"[..]));
+            assert!(buf.is_empty());
         }
         // Not the fast path's: bad UTF-8, a short frame, another variant.
         for body in [&[3u8, 2, 0xff, 0xfe][..], &[3, 5, b'a'], &[3], &[4], &[1, 1, b'x']] {

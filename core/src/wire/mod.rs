@@ -16,7 +16,8 @@ mod stream;
 pub mod transfer;
 
 pub use codec::{
-    check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, write_preamble_mode, RawFrame,
+    check_preamble, decode_frame, encode_frame, encoded_len_hint, take_publish_on, write_preamble, write_preamble_mode,
+    RawFrame,
 };
 pub use discovery::{DiscoveryFrame, Referred};
 pub use membership::{Hint, MembershipFrame, RefuseReason};
