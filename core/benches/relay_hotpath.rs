@@ -14,6 +14,9 @@
 //! `HOTPATH_MESSAGES` (default 1,000,000; 10,000 without `--bench`) and
 //! `HOTPATH_SIZE` (default 64) change the run.
 
+// The core reads no clock; this bench, outside it, measures wall time too.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 #[path = "../../benches/support/pair.rs"]
 #[allow(dead_code)] // `connected` is the two-node setup; this bench links three
 mod support;
