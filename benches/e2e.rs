@@ -30,7 +30,7 @@
 //! | `batch/throughput_*` | the same through `Node::publish_batch` (256 messages a call) and `Subscription::next_batch` | the direct baseline |
 //! | `fanout4/throughput_64B` (msg/s) | messages received per second by the four subscribers together | the direct baseline writing every frame to four sockets |
 //! | `fanout4/per_subscriber_64B` (msg/s) | the same divided by four: what each subscriber receives | the same, per socket |
-//! | `discovery_50_sim`, `discovery_50_loopback` (s), `relay_64B` (msg/s) | see `e2e/discovery.rs` (tokio only) | ditto |
+//! | `discovery_50_sim`, `discovery_50_loopback` (s), `relay_64B` (msg/s) | see `e2e/discovery.rs` (tokio; `relay_64B` also on smol) | ditto |
 //!
 //! Compare figures within one run: on a virtual machine whose idle vCPUs
 //! halt, a round trip is dominated by waking the other side's vCPU (tens of
@@ -806,5 +806,8 @@ fn main() {
     }
     if s.wants_runtime("tokio") {
         discovery::run(&s);
+    }
+    if s.wants_runtime("smol") {
+        discovery::run_smol(&s);
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! For the two `discovery_50` lines lower is better; for `relay_64B` higher.
 
-use super::{measuring, ours_and_baseline, ratio_line, Length, Settings};
+use super::{measuring, oneshot, ours_and_baseline, ratio_line, Length, Settings};
 
 /// A `case=` line in seconds (lower is better), with millisecond precision.
 /// The simulator's figure is the same on every run: one sample.
@@ -101,18 +101,48 @@ async fn loopback_once(direct: bool) -> f64 {
     secs
 }
 
+/// What the relay case needs of a runtime besides the node: detached tasks
+/// and a timeout.
+trait RelayRt: estafeta_driver::Runtime {
+    fn go(f: impl std::future::Future<Output = ()> + Send + 'static);
+    async fn within<T>(d: Duration, f: impl std::future::Future<Output = T>) -> Option<T>;
+}
+
+impl RelayRt for estafeta_tokio::Tokio {
+    fn go(f: impl std::future::Future<Output = ()> + Send + 'static) {
+        tokio::spawn(f);
+    }
+    async fn within<T>(d: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::time::timeout(d, f).await.ok()
+    }
+}
+
+impl RelayRt for estafeta_smol::Smol {
+    fn go(f: impl std::future::Future<Output = ()> + Send + 'static) {
+        smol::spawn(f).detach();
+    }
+    async fn within<T>(d: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
+        smol::future::or(async { Some(f.await) }, async {
+            smol::Timer::after(d).await;
+            None
+        })
+        .await
+    }
+}
+
 /// Seconds to move `n` 64 B messages from A to C: through B relaying, or directly.
-async fn relay_once(n: usize, relayed: bool) -> f64 {
+async fn relay_once<R: RelayRt>(n: usize, relayed: bool) -> f64 {
+    type N<R> = estafeta_driver::Node<R>;
     let c = Config::default();
-    let a = Node::builder("a").config(c.clone()).build().await.expect("a");
-    let b = Node::builder("b").config(c.clone()).build().await.expect("b");
-    let cn = Node::builder("c").config(c.clone()).build().await.expect("c");
-    let addr = |x: &Node| x.address().expect("listens").to_string();
+    let a = N::<R>::builder("a").config(c.clone()).build().await.expect("a");
+    let b = N::<R>::builder("b").config(c.clone()).build().await.expect("b");
+    let cn = N::<R>::builder("c").config(c.clone()).build().await.expect("c");
+    let addr = |x: &N<R>| x.address().expect("listens").to_string();
     let mut sub = if relayed {
         // B is a subscriber too: its application reads what it gets, so its
         // credit keeps flowing back to A.
         let mut b_sub = b.subscribe_relay("r").expect("b");
-        tokio::spawn(async move {
+        R::go(async move {
             let mut batch = Vec::new();
             while b_sub.next_batch(&mut batch).await > 0 {
                 batch.clear();
@@ -131,10 +161,11 @@ async fn relay_once(n: usize, relayed: bool) -> f64 {
         sub
     };
     let payload = estafeta_core::Bytes::from(vec![0xA5; 64]);
-    let publisher = {
+    let (done_tx, done_rx) = oneshot::channel();
+    {
         let a = a.clone();
         let payload = payload.clone();
-        tokio::spawn(async move {
+        R::go(async move {
             for _ in 0..n {
                 if relayed {
                     a.publish_relayed("r", payload.clone()).await.expect("publish");
@@ -142,6 +173,7 @@ async fn relay_once(n: usize, relayed: bool) -> f64 {
                     a.publish("r", payload.clone()).await.expect("publish");
                 }
             }
+            let _ = done_tx.send(());
         })
     };
     let t0 = Instant::now();
@@ -149,23 +181,31 @@ async fn relay_once(n: usize, relayed: bool) -> f64 {
     // dropped and reported there (`relay_lost`): wait for the rest.
     let (mut got, mut lost) = (0u64, 0u64);
     while got + lost < n as u64 {
-        match tokio::time::timeout(Duration::from_millis(20), sub.recv()).await {
-            Ok(m) => {
+        match R::within(Duration::from_millis(20), sub.recv()).await {
+            Some(m) => {
                 assert_eq!(m.expect("stream open").payload.len(), 64);
                 got += 1;
             }
-            Err(_) => lost = b.stats().discovery.relay_lost,
+            None => lost = b.stats().discovery.relay_lost,
         }
     }
     let secs = t0.elapsed().as_secs_f64();
     if lost > 0 {
         eprintln!("e2e: relay_64B: {lost} of {n} copies dropped at the relay (reported)");
     }
-    publisher.await.expect("publisher");
+    done_rx.await.expect("publisher");
     for x in [&a, &b, &cn] {
         x.close().await;
     }
     secs
+}
+
+/// The `relay_64B` line (`name`) on one runtime: best of `s.repeat` rounds.
+fn relay_line(s: &Settings, name: &str, mut block_on: impl FnMut(bool, usize) -> f64) {
+    let n = s.count(300_000);
+    measuring(format!("{name} of {n}"));
+    let (ours, base) = ours_and_baseline(s.samples(Length::Short), |ours| n as f64 / block_on(ours, n));
+    ratio_line(name, &ours, &base, "msg/s");
 }
 
 /// The discovery and relay lines (tokio for the loopback ones).
@@ -182,10 +222,13 @@ pub(crate) fn run(s: &Settings) {
         ratio_line("discovery_50_loopback", &ours, &base, "s");
     }
     if s.wants("relay_64B") {
-        let n = s.count(300_000);
-        measuring(format!("relay_64B of {n}"));
-        let (ours, base) =
-            ours_and_baseline(s.samples(Length::Short), |ours| n as f64 / rt.block_on(relay_once(n, ours)));
-        ratio_line("relay_64B", &ours, &base, "msg/s");
+        relay_line(s, "relay_64B", |relayed, n| rt.block_on(relay_once::<estafeta_tokio::Tokio>(n, relayed)));
+    }
+}
+
+/// The relay line on smol (`smol/relay_64B`): every task on the global executor.
+pub(crate) fn run_smol(s: &Settings) {
+    if s.wants("smol/relay_64B") {
+        relay_line(s, "smol/relay_64B", |relayed, n| smol::block_on(relay_once::<estafeta_smol::Smol>(n, relayed)));
     }
 }

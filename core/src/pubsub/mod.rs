@@ -405,15 +405,16 @@ impl PubSubState {
         let (mut queued, mut skipped) = (0, Vec::new());
         for id in subs.peers.iter().filter(|id| !skip(**id)) {
             let Some(p) = peers.get_mut(id) else { continue };
-            if !p.has_room(topic, cost, cfg) {
-                skipped.push(p.info.clone());
-                continue;
+            let tag = (!plain(*id)).then_some(tag);
+            match p.try_push_tagged(topic, payload.clone(), tag, cost, cfg) {
+                None => skipped.push(p.info.clone()),
+                Some(sendable) => {
+                    if sendable {
+                        wake.insert(p.conn);
+                    }
+                    queued += 1;
+                }
             }
-            let tag = (!plain(*id)).then(|| Box::new(tag));
-            if p.push_tagged(topic, payload.clone(), tag) {
-                wake.insert(p.conn);
-            }
-            queued += 1;
         }
         Ok((queued, skipped))
     }

@@ -18,9 +18,12 @@ pub(crate) fn data_cost(topic: &str, payload: &Payload) -> usize {
 /// Messages for one peer on one topic, and the credit it granted.
 #[derive(Debug, Default)]
 pub(crate) struct SendQ {
-    /// Each message with its relay identity, if it is a relayed one
-    /// (boxed: local messages pay one word).
-    msgs: VecDeque<(Payload, Option<Box<RelayTag>>)>,
+    /// Each message, and whether it carries a relay identity (then it is
+    /// the front of `tags`): local messages pay no more than a flag, and a
+    /// relayed copy no allocation of its own.
+    msgs: VecDeque<(Payload, bool)>,
+    /// The relay identities of the tagged messages in `msgs`, in order.
+    tags: VecDeque<RelayTag>,
     bytes: usize,
     /// Messages the peer still accepts.
     credit_msgs: u64,
@@ -33,14 +36,15 @@ impl SendQ {
     pub(crate) fn clear(&mut self) -> (usize, usize) {
         let n = (self.msgs.len(), self.bytes);
         self.msgs.clear();
+        self.tags.clear();
         self.bytes = 0;
         n
     }
 
     /// The upstream peers (and payload sizes) of the forwarded copies queued.
     pub(crate) fn relay_upstreams(&self) -> Vec<(NodeId, u64)> {
-        let up = |(p, t): &(Payload, Option<Box<RelayTag>>)| Some((t.as_ref()?.upstream?, p.len() as u64));
-        self.msgs.iter().filter_map(up).collect()
+        let tagged = self.msgs.iter().filter(|(_, t)| *t).map(|(p, _)| p.len() as u64);
+        tagged.zip(&self.tags).filter_map(|(len, t)| Some((t.upstream?, len))).collect()
     }
 
     /// True if the head of the queue may be sent now.
@@ -74,9 +78,45 @@ impl PeerState {
         self.push_tagged(topic, payload, None)
     }
 
+    /// [`PeerState::push_tagged`] if a message costing `cost` fits
+    /// ([`PeerState::has_room`]), looking the topic's queue up once; `None`
+    /// if it does not fit.
+    pub(crate) fn try_push_tagged(
+        &mut self,
+        topic: &Topic,
+        payload: Payload,
+        tag: Option<RelayTag>,
+        cost: usize,
+        cfg: &crate::config::PubSubConfig,
+    ) -> Option<bool> {
+        let peer_ok = !self.closing
+            && self.queued_frames < cfg.max_queued_frames_per_peer
+            && (self.queued_bytes == 0 || self.queued_bytes + cost <= cfg.max_queued_bytes_per_peer);
+        if !peer_ok {
+            return None;
+        }
+        let q = match self.out.get_mut(topic.as_str()) {
+            Some(q) => q,
+            None => self.out.entry(topic.clone()).or_default(),
+        };
+        let sub_ok = q.msgs.len() < cfg.max_queued_frames_per_subscription
+            && (q.bytes == 0 || q.bytes + cost <= cfg.max_queued_bytes_per_subscription);
+        if !sub_ok {
+            return None;
+        }
+        q.bytes += cost;
+        q.msgs.push_back((payload, tag.is_some()));
+        if let Some(t) = tag {
+            q.tags.push_back(t);
+        }
+        self.queued_bytes += cost;
+        self.queued_frames += 1;
+        Some(q.credit_msgs > 0 && q.credit_bytes > 0)
+    }
+
     /// [`PeerState::push`] of a message that may carry a relay identity
     /// (sent as a discovery Relay frame, spending the same credit).
-    pub(crate) fn push_tagged(&mut self, topic: &Topic, payload: Payload, tag: Option<Box<RelayTag>>) -> bool {
+    pub(crate) fn push_tagged(&mut self, topic: &Topic, payload: Payload, tag: Option<RelayTag>) -> bool {
         let cost = data_cost(topic, &payload);
         self.queued_bytes += cost;
         self.queued_frames += 1;
@@ -85,7 +125,10 @@ impl PeerState {
             None => self.out.entry(topic.clone()).or_default(),
         };
         q.bytes += cost;
-        q.msgs.push_back((payload, tag));
+        q.msgs.push_back((payload, tag.is_some()));
+        if let Some(t) = tag {
+            q.tags.push_back(t);
+        }
         q.credit_msgs > 0 && q.credit_bytes > 0
     }
 
@@ -199,7 +242,8 @@ impl PubSubState {
             let q = p.out.get_mut(&topic).expect("found above");
             let turn = buf.len();
             while q.sendable() && buf.len() - turn < quantum && buf.len() - start < limit {
-                let (payload, tag) = q.msgs.pop_front().expect("sendable");
+                let (payload, tagged) = q.msgs.pop_front().expect("sendable");
+                let tag = if tagged { q.tags.pop_front() } else { None };
                 let cost = data_cost(&topic, &payload);
                 q.bytes -= cost;
                 q.credit_msgs -= 1;

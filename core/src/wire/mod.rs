@@ -12,6 +12,7 @@
 mod codec;
 mod discovery;
 mod membership;
+mod relay_frame;
 mod stream;
 pub mod transfer;
 
