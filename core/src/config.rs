@@ -72,6 +72,21 @@ pub struct SessionConfig {
     /// transfer) writes per turn before the next source with data gets one.
     /// Default 16 KiB.
     pub source_quantum: usize,
+    /// How long a session with a peer outlives a lost connection: messages
+    /// to the peer keep queueing and, if it reconnects in time, what it did
+    /// not acknowledge is sent again (see [`crate::resume`]). Longer than
+    /// liveness + reconnect backoff + handshake. `Duration::ZERO` turns
+    /// resumption off (the `RESUME` capability is not announced; a lost
+    /// connection ends the session). Default 30 s.
+    pub resume_window: Duration,
+    /// How long a received message may wait for its ack when fewer than
+    /// [`ACK_EVERY_MESSAGES`](crate::resume::ACK_EVERY_MESSAGES) arrived
+    /// since the last one. Default 5 ms.
+    pub ack_delay: Duration,
+    /// Test only: a deliberate bug for the simulator's checker to find (a
+    /// resumed session re-sends from one past the peer's resume point).
+    #[doc(hidden)]
+    pub planted_resend_bug: bool,
 }
 
 impl Default for SessionConfig {
@@ -89,6 +104,9 @@ impl Default for SessionConfig {
             close_timeout: Duration::from_secs(5),
             transmit_chunk: 64 << 10,
             source_quantum: 16 << 10,
+            resume_window: Duration::from_secs(30),
+            ack_delay: Duration::from_millis(5),
+            planted_resend_bug: false,
         }
     }
 }

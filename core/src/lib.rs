@@ -80,6 +80,7 @@ mod id;
 mod membership;
 mod node;
 mod pubsub;
+pub mod resume;
 mod rng;
 pub mod secure;
 mod session;
@@ -105,6 +106,7 @@ pub use membership::{
     Assignment, GroupInfo, LeftReason, Membership, MembershipConfig, MembershipEvent, MembershipRef, MembershipStats,
 };
 pub use node::Node;
+pub use resume::{LossReason, SessionEvent};
 pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, PubSubRef, Published, SendMode};
 pub use secure::{Identity, SecurityConfig, SecurityMode, SecurityStats};
 pub use stats::{DialerStats, DiscoveryStats, PubSubStats, SessionStats, Stats, StreamsStats, TransferStats};
