@@ -106,8 +106,8 @@ pub use membership::{
     Assignment, GroupInfo, LeftReason, Membership, MembershipConfig, MembershipEvent, MembershipRef, MembershipStats,
 };
 pub use node::Node;
-pub use resume::{LossReason, SessionEvent};
 pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, PubSubRef, Published, SendMode};
+pub use resume::{LossReason, SessionEvent};
 pub use secure::{Identity, SecurityConfig, SecurityMode, SecurityStats};
 pub use stats::{DialerStats, DiscoveryStats, PubSubStats, SessionStats, Stats, StreamsStats, TransferStats};
 pub use streams::{Role, StreamEnd, StreamEvent, StreamId, Streams, StreamsRef, WriteError};

@@ -429,8 +429,7 @@ fn preamble_is_magic_and_version() {
 fn header_variant_tags_are_stable() {
     // Variants are numbered by position on the wire; appending is allowed,
     // reordering is not. The first header byte is the variant index.
-    let hello =
-        Hello::new(0, "", estafeta_core::Capabilities::NONE, vec![]);
+    let hello = Hello::new(0, "", estafeta_core::Capabilities::NONE, vec![]);
     let cases: [(Header<'_>, u8); 7] = [
         (Header::Hello(hello), 0),
         (Header::Subscribe { topic: "t" }, 1),

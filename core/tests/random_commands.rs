@@ -472,7 +472,13 @@ impl Model {
         // A message taken whose ack never came back (the session ended
         // first, or its sender crashed) counts as lost at its sender, never
         // as sent. Duplicates are ruled out by the order check.
-        prop_assert!(received <= sent + unacked_lost, "received {} > sent {} + unacked {}", received, sent, unacked_lost);
+        prop_assert!(
+            received <= sent + unacked_lost,
+            "received {} > sent {} + unacked {}",
+            received,
+            sent,
+            unacked_lost
+        );
         prop_assert!(sent <= queued);
         Ok(())
     }

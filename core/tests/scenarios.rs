@@ -64,10 +64,7 @@ fn heartbeats_keep_an_idle_pair_alive_and_silence_kills_it() {
     // The session outlives the connection (see `reconnects_resume_...` in
     // core/tests/sessions.rs): the peer is suspended, not down.
     let down = count(&net, 0, |e| {
-        matches!(
-            e,
-            Event::Session(SessionEvent::Suspended { reason: CloseReason::LivenessTimeout, .. })
-        )
+        matches!(e, Event::Session(SessionEvent::Suspended { reason: CloseReason::LivenessTimeout, .. }))
     });
     assert_eq!(down, 1, "silent peer's connection declared dead");
 }

@@ -84,10 +84,11 @@ impl Node {
         };
         if accepted {
             // Claim what the dialer claims, if this node holds it too.
-            let mine = theirs
-                .resume
-                .filter(|t| t.your_incarnation == me && holds(t))
-                .map(|t| ResumeClaim { your_incarnation: theirs.incarnation, session: t.session, next_expected: 0 });
+            let mine = theirs.resume.filter(|t| t.your_incarnation == me && holds(t)).map(|t| ResumeClaim {
+                your_incarnation: theirs.incarnation,
+                session: t.session,
+                next_expected: 0,
+            });
             let c = self.session.conns.get_mut(&conn).expect("present above");
             c.claim = mine.map(|m| (id, ResumeClaim { next_expected: self.pubsub.next_expected(id), ..m }));
             c.control.hello = true;
@@ -111,7 +112,11 @@ impl Node {
     pub(super) fn may_suspend(&self, peer: NodeId, conn: ConnId, reason: &CloseReason) -> bool {
         let lost = matches!(reason, CloseReason::Io(_) | CloseReason::LivenessTimeout | CloseReason::Duplicate);
         lost && !self.closing
-            && self.session.peers.get(&peer).is_some_and(|e| e.sid != 0 && e.suspended.is_none() && e.conns.contains(&conn))
+            && self
+                .session
+                .peers
+                .get(&peer)
+                .is_some_and(|e| e.sid != 0 && e.suspended.is_none() && e.conns.contains(&conn))
     }
 
     /// `conn` carrying `info`'s session was lost: the session is suspended.
@@ -191,8 +196,12 @@ impl Node {
         let live = self.session.peers.get(&info.id).is_some_and(|e| e.suspended.is_none());
         if live {
             // The peer lost the connection before this node noticed.
-            let old: Vec<ConnId> =
-                self.session.peers.get(&info.id).map(|e| e.conns.iter().copied().filter(|c| *c != conn).collect()).unwrap_or_default();
+            let old: Vec<ConnId> = self
+                .session
+                .peers
+                .get(&info.id)
+                .map(|e| e.conns.iter().copied().filter(|c| *c != conn).collect())
+                .unwrap_or_default();
             self.pubsub.suspend(info.id);
             self.planes_down(info.id);
             self.session.resume_on(info.id, conn);

@@ -2,6 +2,7 @@
 //! gate, the capability gate, then the plane. Planes return a protocol
 //! error; only the router refuses a connection.
 
+use super::resume::Decision;
 use super::Node;
 use crate::event::{CloseReason, DialEvent, Event, ProtocolError};
 use crate::id::{ConnId, NodeId};
@@ -10,7 +11,6 @@ use crate::session::handshake::check_hello;
 use crate::session::{Closing, Gate, HelloOutcome, Open, Phase};
 use crate::time::Timestamp;
 use crate::wire::{check_preamble, decode_frame, Capabilities, CloseCode, Header, Hello, SessionFrame, PREAMBLE_LEN};
-use super::resume::Decision;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 
@@ -251,8 +251,7 @@ impl Node {
                 SessionFrame::Resume { from } => self.pubsub.on_resume_frame(peer_id, from)?,
                 SessionFrame::Credit { topic, messages, bytes } => {
                     self.pubsub.check_topic(topic).map_err(ProtocolError::Limit)?;
-                    if let Some(c) = self.pubsub.on_absolute_credit(peer_id, topic, messages, bytes, &mut self.events)
-                    {
+                    if let Some(c) = self.pubsub.on_absolute_credit(peer_id, topic, messages, bytes, &mut self.events) {
                         self.session.ready.insert(c);
                     }
                 }

@@ -27,8 +27,8 @@ mod session;
 
 pub use api::{PubSub, PubSubRef};
 pub use event::{DropReason, Message, PubSubEvent};
-pub(crate) use session::Seq;
 pub use send::{Published, SendMode};
+pub(crate) use session::Seq;
 
 use crate::config::PubSubConfig;
 use crate::event::{Event, Events, PeerInfo, ProtocolError};
@@ -196,7 +196,10 @@ impl PubSubState {
                 conn,
                 subs,
                 out: BTreeMap::new(),
-                log: crate::resume::SendLog::new(self.cfg.max_queued_frames_per_peer, self.cfg.max_queued_bytes_per_peer),
+                log: crate::resume::SendLog::new(
+                    self.cfg.max_queued_frames_per_peer,
+                    self.cfg.max_queued_bytes_per_peer,
+                ),
                 rx: session::RxSeq::default(),
                 resumable,
                 suspended: false,

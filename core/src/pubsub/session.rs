@@ -21,8 +21,13 @@ pub(crate) fn encode_data(buf: &mut Vec<u8>, topic: &Topic, payload: &Payload, t
     match tag {
         None => encode_frame(buf, &Header::Publish { topic: topic.as_str() }, payload),
         Some(t) => {
-            let f =
-                DiscoveryFrame::Relay { topic: topic.as_str(), origin: t.origin, epoch: t.epoch, seq: t.seq, hops: t.hops };
+            let f = DiscoveryFrame::Relay {
+                topic: topic.as_str(),
+                origin: t.origin,
+                epoch: t.epoch,
+                seq: t.seq,
+                hops: t.hops,
+            };
             encode_frame(buf, &Header::Discovery(f), payload)
         }
     };
@@ -150,9 +155,9 @@ impl PubSubState {
 
     /// True if the session owes `conn` a resume point or an ack.
     pub(super) fn has_session_control(&self, conn: ConnId, peer: NodeId) -> bool {
-        self.peers.get(&peer).is_some_and(|p| {
-            p.conn == conn && p.resumable && !p.suspended && (p.resume_from.is_some() || p.rx.due)
-        })
+        self.peers
+            .get(&peer)
+            .is_some_and(|p| p.conn == conn && p.resumable && !p.suspended && (p.resume_from.is_some() || p.rx.due))
     }
 
     /// The last ack for `peer`, if one is owed: sent with a goodbye after
