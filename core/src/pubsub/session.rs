@@ -289,7 +289,9 @@ impl PubSubState {
             let dropped = p.out.get_mut(&t).map_or((0, 0), |q| q.clear());
             p.log.unadmit(dropped.0, dropped.1);
             events.push(Event::PubSub(PubSubEvent::Unsubscribed { peer: info.clone(), topic: t }));
-            self.report_drop(events, Some(info.clone()), dropped.0 as u64, DropReason::NotSubscribed);
+            // Queued while the peer was away, for a subscription it dropped
+            // meanwhile: counted like messages lost with their connection.
+            self.report_drop(events, Some(info.clone()), dropped.0 as u64, DropReason::Disconnected);
         }
     }
 
