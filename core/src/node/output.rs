@@ -82,7 +82,8 @@ impl Node {
         }
         if c.control.hello {
             c.control.hello = false;
-            handshake::encode_hello(buf, &self.me, self.pubsub.hello_subs(conn));
+            let session = self.hello_session(conn);
+            handshake::encode_hello(buf, &self.me, self.pubsub.hello_subs(conn), session);
         }
         let c = self.session.conns.get_mut(&conn).expect("present above");
         // A graceful close says goodbye once every source is empty.
@@ -116,6 +117,9 @@ impl Node {
             self.transfer_wake();
         }
         let c = self.session.conns.get_mut(&conn).expect("present above");
+        if let Some(next) = c.final_ack.take() {
+            encode_frame(buf, &Header::Session(crate::wire::SessionFrame::Ack { next }), &[]);
+        }
         if c.control.goodbye {
             c.control.goodbye = false;
             let r = c.closing.as_ref().map(|k| k.reason().clone()).expect("a goodbye has a reason");

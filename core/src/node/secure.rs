@@ -73,6 +73,11 @@ impl Node {
         let keys = Keys::new(identity, &cfg.security, &mut *entropy)
             .map_err(|_| ConfigError("security: cannot make the Noise static key"))?;
         let mut node = Node::build(cfg, id, name)?;
+        // The incarnation comes from the entropy input (a restart keeps the
+        // id, never the incarnation).
+        let mut inc = [0u8; 8];
+        entropy.fill(&mut inc);
+        node.session.incarnation ^= u64::from_le_bytes(inc) | 1;
         node.secure = SecureNode {
             keys: Some(keys),
             entropy,

@@ -45,6 +45,12 @@ impl Node {
         let transfer = self.transfer.timers.next().map(|(t, _)| (t, TimerReason::Transfer));
         let planes = TimerReason::soonest(TimerReason::soonest(streams, membership), discovery);
         let planes = TimerReason::soonest(planes, transfer);
+        let expiry = self.session.expiry.next().map(|(t, _)| t);
+        let session = match (expiry, self.pubsub.ack_timer()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let planes = TimerReason::soonest(planes, session.map(|t| (t, TimerReason::Session)));
         TimerReason::soonest(TimerReason::soonest(TimerReason::soonest(close, conn), dial), planes)
     }
 
@@ -74,6 +80,9 @@ impl Node {
         }
         self.transfer.handle_timeout(now, &mut self.events);
         self.transfer_wake();
+        self.pubsub.ack_timeout(now);
+        self.wake_relay_grants();
+        self.expire_sessions(now);
     }
 
     /// `conn`'s timer fired: time out its handshake or its peer, owe a
@@ -115,6 +124,10 @@ impl Node {
                             && !self.discovery.has_control(conn)
                             && !self.transfer.has_control(conn, peer)
                             && !peer.is_some_and(|p| self.transfer.has_data(p));
+                        if let Some(p) = peer {
+                            // Acks go with heartbeats.
+                            self.pubsub.ack_now(p);
+                        }
                         if idle {
                             c.control.heartbeat = true;
                             // Count the heartbeat as sent now so it is not queued twice.
