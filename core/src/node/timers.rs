@@ -22,6 +22,8 @@ impl Node {
             self.membership.next_timer(),
             self.discovery_timer(),
             self.transfer.timers.next().map(|(t, _)| t),
+            self.session.expiry.next().map(|(t, _)| t),
+            self.pubsub.ack_timer(),
         ]
         .into_iter()
         .flatten()
