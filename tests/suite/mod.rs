@@ -11,6 +11,8 @@ pub mod fake_peer;
 pub mod membership;
 pub mod proxy;
 pub mod relay_ring;
+#[path = "../support/role_process.rs"]
+pub mod role_process;
 pub mod security;
 pub mod streams;
 pub mod transfer;
