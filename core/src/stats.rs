@@ -43,6 +43,9 @@ pub struct SessionStats {
     pub resumed: u64,
     /// Suspended sessions that ended without resuming.
     pub not_resumed: u64,
+    /// Messages a peer had not acknowledged when a graceful close's wait
+    /// ended (reported as dropped with their range, never counted as sent).
+    pub unacked_at_close: u64,
 }
 
 /// Counters of the dialer.

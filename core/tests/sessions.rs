@@ -200,3 +200,88 @@ fn with_resumption_off_a_lost_connection_ends_the_session() {
     assert!(net.slots[0].events.iter().any(|e| matches!(e, Event::PeerDown { .. })));
     assert!(session_events(&net, 0).is_empty());
 }
+
+#[test]
+fn a_graceful_disconnect_waits_once_and_reports_what_the_peer_did_not_ack() {
+    // n0 writes 100 messages; from then on nothing n1 writes arrives (no
+    // ack, no heartbeat, no goodbye). The goodbye leaves once everything is
+    // written, and the close wait (the one wait for acks) ends at
+    // close_timeout: the session ends then, not at 2 x close_timeout.
+    let mut net = pair_with(cfg);
+    let target = net.node(0).connect(Net::addr(1)).unwrap();
+    net.tap = Some(Box::new(|from, _to, bytes| {
+        if from == 1 {
+            bytes.clear();
+        }
+    }));
+    publish(&mut net, 0, 0..100);
+    net.settle();
+    let start = net.now;
+    net.node(0).disconnect(target);
+    let close_timeout = Duration::from_millis(300);
+    let ended_at = loop {
+        net.run_for(Duration::from_millis(5));
+        if net.slots[0].events.iter().any(|e| matches!(e, Event::PeerDown { .. })) {
+            break net.now;
+        }
+        assert!(net.now < start + Duration::from_secs(2), "the close never ended");
+    };
+    assert!(ended_at <= start + close_timeout + Duration::from_millis(10), "ended after {:?}", ended_at.saturating_since(start));
+    let ended = session_events(&net, 0).into_iter().find_map(|e| match e {
+        SessionEvent::Ended { reason, unacked, unsent, .. } => Some((reason, unacked, unsent)),
+        _ => None,
+    });
+    assert_eq!(ended, Some((LossReason::Closed, 0..100, 0)), "the unacknowledged range, reported");
+    assert!(!session_events(&net, 0).iter().any(|e| matches!(e, SessionEvent::Suspended { .. })));
+    let s = net.node(0).stats();
+    assert_eq!(s.pubsub.sent, 0, "never counted as sent");
+    assert_eq!(s.pubsub.dropped, 100, "counted as dropped");
+    assert_eq!(s.session.unacked_at_close, 100);
+    // n1 took all of them.
+    assert_eq!(received(&net, 1), (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn streams_do_not_break_across_a_resume() {
+    // Streams keep no log: a stream open when the connection is lost ends
+    // once at each end with a reason; after the resume the plane works on
+    // the new connection (a new stream opens and carries data).
+    let mut net = Net::new((0..2).map(|i| node(i, cfg(i))).collect());
+    net.node(1).streams().serve("logs").unwrap();
+    net.node(0).connect(Net::addr(1)).unwrap();
+    net.run_for(Duration::from_millis(20));
+    let open = |net: &mut Net| {
+        let c = net.node(0).streams().open("logs", Bytes::from_static(b"q"), None, None);
+        net.settle();
+        let p = net.slots[1].events.iter().rev().find_map(|e| match e {
+            Event::Stream(StreamEvent::Request { stream, .. }) => Some(*stream),
+            _ => None,
+        });
+        (c, p.expect("the producer got the request"))
+    };
+    let closed = |net: &Net, i: usize, s: StreamId| {
+        net.slots[i].events.iter().filter(|e| matches!(e, Event::Stream(StreamEvent::Closed { stream, .. }) if *stream == s)).count()
+    };
+    let (c, p) = open(&mut net);
+    reset_all(&mut net, 0);
+    net.run_for(Duration::from_millis(500));
+    let resumed = |i| session_events(&net, i).iter().any(|e| matches!(e, SessionEvent::Resumed { .. }));
+    assert!(resumed(0) && resumed(1), "resumed: {:?}", session_events(&net, 0));
+    assert_eq!((closed(&net, 0, c), closed(&net, 1, p)), (1, 1), "the old stream ended once at each end");
+    assert_eq!(net.node(0).streams_ref().server_count("logs"), 1, "the server is known again");
+    let (c2, p2) = open(&mut net);
+    net.node(1).streams().write(p2, Bytes::from_static(b"after")).unwrap();
+    net.node(1).streams().close(p2, CloseCode::NORMAL, "done");
+    net.settle();
+    let got: Vec<Bytes> = net.slots[0]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Stream(StreamEvent::Data { stream, payload }) if *stream == c2 => Some(payload.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, vec![Bytes::from_static(b"after")]);
+    assert_eq!(closed(&net, 0, c2), 1);
+    assert!(!net.slots[0].events.iter().any(|e| matches!(e, Event::PeerDown { .. })), "the session did not end");
+}

@@ -452,6 +452,7 @@ impl Node {
         }
         if c.closing.is_none() {
             c.closing = Some(Closing::Flushing(reason));
+            c.close_by = Some(self.now + self.cfg.session.close_timeout);
             let peer = c.peer().map(|p| p.id);
             self.session.ready.insert(conn);
             self.pubsub.on_closing(conn, peer);

@@ -90,7 +90,11 @@ impl Node {
         if let Some(Closing::Flushing(r)) = &c.closing {
             let owed = peer.is_some_and(|p| self.membership.has_control(p));
             let control = self.pubsub.has_control(conn, peer) || self.discovery.has_control(conn);
-            if self.pubsub.data_is_empty(conn, peer) && !control && self.streams.is_flushed(conn, peer) && !owed {
+            // In a resumable session the goodbye also waits for the peer's
+            // acks, until `close_by` (the close's one budget).
+            let acked = c.acks_overdue || peer.is_none_or(|p| self.pubsub.unacked_range(p).is_none_or(|r| r.is_empty()));
+            let written = self.pubsub.data_is_empty(conn, peer);
+            if written && acked && !control && self.streams.is_flushed(conn, peer) && !owed {
                 c.closing = Some(Closing::Goodbye(r.clone()));
                 c.control.goodbye = true;
             }

@@ -110,7 +110,13 @@ impl Node {
 
     /// True if losing `conn` suspends `peer`'s session instead of ending it.
     pub(super) fn may_suspend(&self, peer: NodeId, conn: ConnId, reason: &CloseReason) -> bool {
-        let lost = matches!(reason, CloseReason::Io(_) | CloseReason::LivenessTimeout | CloseReason::Duplicate);
+        let lost = matches!(
+            reason,
+            CloseReason::Io(_)
+                | CloseReason::LivenessTimeout
+                | CloseReason::Duplicate
+                | CloseReason::Protocol(crate::event::ProtocolError::DecryptFailed(_))
+        );
         lost && !self.closing
             && self
                 .session

@@ -95,6 +95,7 @@ impl Node {
             self.cfg.session.liveness_timeout,
             self.cfg.session.handshake_timeout,
         );
+        let mut overdue = false;
         let Some(c) = self.session.conns.get_mut(&conn) else { return };
         let peer = c.peer().map(|p| p.id);
         // While input is paused for backpressure the peer cannot be heard:
@@ -112,6 +113,13 @@ impl Node {
                     Some(CloseReason::LivenessTimeout)
                 } else if let Some(Closing::CloseWait { reason, until }) = &c.closing {
                     (now >= *until).then(|| reason.clone())
+                } else if matches!(c.closing, Some(Closing::Flushing(_))) {
+                    // The wait for acks is over: the goodbye may leave.
+                    if c.close_by.is_some_and(|t| now >= t) && !c.acks_overdue {
+                        c.acks_overdue = true;
+                        overdue = true;
+                    }
+                    None
                 } else {
                     if c.closing.is_none() && now >= (c.last_send + hb).max(c.hb_retry) {
                         // A heartbeat is due only on an idle connection: one
@@ -143,6 +151,9 @@ impl Node {
                 }
             }
         };
+        if overdue {
+            self.session.ready.insert(conn);
+        }
         match expired {
             Some(reason) => self.remove_conn(conn, reason),
             None => self.session.arm(conn),

@@ -348,9 +348,18 @@ impl PubSubState {
             || peer.is_some_and(|id| self.has_session_control(conn, id))
     }
 
-    /// True if nothing is queued for the peer whose primary is `conn`.
+    /// True if nothing is left to write for the peer whose primary is
+    /// `conn`: nothing unsent and nothing to re-send (written messages
+    /// waiting for their ack do not count; see [`PubSubState::unacked_range`]).
     pub(crate) fn data_is_empty(&self, conn: ConnId, peer: Option<NodeId>) -> bool {
-        peer.and_then(|id| self.peers.get(&id)).is_none_or(|p| p.conn != conn || p.log.is_empty())
+        peer.and_then(|id| self.peers.get(&id))
+            .is_none_or(|p| p.conn != conn || p.log.unsent() == 0 && p.log.pending_resend() == 0)
+    }
+
+    /// Messages written to `peer` and not acknowledged (a range of
+    /// sequence numbers), if its session is resumable.
+    pub(crate) fn unacked_range(&self, peer: NodeId) -> Option<std::ops::Range<u64>> {
+        self.peers.get(&peer).filter(|p| p.resumable).map(|p| p.log.acked()..p.log.next_seq())
     }
 
     /// Discards what is queued for the peer whose primary is `conn` (the

@@ -105,6 +105,12 @@ pub(crate) struct Conn {
     /// The last ack owed to the peer, sent before the goodbye that answers
     /// its own (the session already ended).
     pub(crate) final_ack: Option<u64>,
+    /// A graceful close began: by then its whole budget
+    /// (`close_timeout`) is spent. In a resumable session the goodbye waits
+    /// for the peer's acks until then, and the close wait ends then.
+    pub(crate) close_by: Option<Timestamp>,
+    /// `close_by` passed before every ack came: the goodbye leaves anyway.
+    pub(crate) acks_overdue: bool,
 }
 
 impl Conn {
@@ -128,6 +134,8 @@ impl Conn {
             peer_inc: 0,
             claim: None,
             resumed: false,
+            close_by: None,
+            acks_overdue: false,
             final_ack: None,
         }
     }

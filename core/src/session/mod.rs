@@ -331,6 +331,9 @@ impl Session {
                 if let Some(Closing::CloseWait { until, .. }) = &c.closing {
                     return TimerReason::soonest(Some(live), Some((*until, TimerReason::CloseWait(conn))));
                 }
+                if let (Some(Closing::Flushing(_)), Some(by), false) = (&c.closing, c.close_by, c.acks_overdue) {
+                    return TimerReason::soonest(Some(live), Some((by, TimerReason::CloseWait(conn))));
+                }
                 if c.closing.is_some() {
                     return Some(live);
                 }
