@@ -226,7 +226,11 @@ fn a_graceful_disconnect_waits_once_and_reports_what_the_peer_did_not_ack() {
         }
         assert!(net.now < start + Duration::from_secs(2), "the close never ended");
     };
-    assert!(ended_at <= start + close_timeout + Duration::from_millis(10), "ended after {:?}", ended_at.saturating_since(start));
+    assert!(
+        ended_at <= start + close_timeout + Duration::from_millis(10),
+        "ended after {:?}",
+        ended_at.saturating_since(start)
+    );
     let ended = session_events(&net, 0).into_iter().find_map(|e| match e {
         SessionEvent::Ended { reason, unacked, unsent, .. } => Some((reason, unacked, unsent)),
         _ => None,
@@ -260,7 +264,11 @@ fn streams_do_not_break_across_a_resume() {
         (c, p.expect("the producer got the request"))
     };
     let closed = |net: &Net, i: usize, s: StreamId| {
-        net.slots[i].events.iter().filter(|e| matches!(e, Event::Stream(StreamEvent::Closed { stream, .. }) if *stream == s)).count()
+        net.slots[i]
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Stream(StreamEvent::Closed { stream, .. }) if *stream == s))
+            .count()
     };
     let (c, p) = open(&mut net);
     reset_all(&mut net, 0);

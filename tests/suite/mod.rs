@@ -279,7 +279,11 @@ pub async fn restarted_peer_is_reconnected_and_resubscribed<R: Runtime>() {
             Event::Session(SessionEvent::Ended { peer, reason, unacked, unsent, .. }) => {
                 assert_eq!(peer.id, a_id);
                 assert_eq!(reason, LossReason::PeerRestarted);
-                assert_eq!(unacked.end - unacked.start + unsent, 1, "the message queued while away: {unacked:?} + {unsent}");
+                assert_eq!(
+                    unacked.end - unacked.start + unsent,
+                    1,
+                    "the message queued while away: {unacked:?} + {unsent}"
+                );
                 ended = true;
             }
             Event::PeerUp { peer, .. } if peer.id == a_id => {

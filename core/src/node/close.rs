@@ -20,7 +20,8 @@ impl Node {
     /// An open connection enters the close wait; any other (a refusal) is
     /// removed at once.
     pub(super) fn goodbye_sent(&mut self, conn: ConnId, reason: CloseReason) {
-        let resumable = self.session.conns.get(&conn).and_then(|c| c.peer()).is_some_and(|p| self.pubsub.is_resumable(p.id));
+        let resumable =
+            self.session.conns.get(&conn).and_then(|c| c.peer()).is_some_and(|p| self.pubsub.is_resumable(p.id));
         let Some(c) = self.session.conns.get_mut(&conn) else { return };
         // One budget: in a resumable session the wait for acks before the
         // goodbye and the close wait after it together end at `close_by`.

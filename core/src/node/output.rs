@@ -92,7 +92,8 @@ impl Node {
             let control = self.pubsub.has_control(conn, peer) || self.discovery.has_control(conn);
             // In a resumable session the goodbye also waits for the peer's
             // acks, until `close_by` (the close's one budget).
-            let acked = c.acks_overdue || peer.is_none_or(|p| self.pubsub.unacked_range(p).is_none_or(|r| r.is_empty()));
+            let acked =
+                c.acks_overdue || peer.is_none_or(|p| self.pubsub.unacked_range(p).is_none_or(|r| r.is_empty()));
             let written = self.pubsub.data_is_empty(conn, peer);
             if written && acked && !control && self.streams.is_flushed(conn, peer) && !owed {
                 c.closing = Some(Closing::Goodbye(r.clone()));
