@@ -396,6 +396,9 @@ impl Host {
                     println!("[{me}] a peer broke the protocol: {error}")
                 }
                 Event::Closed => println!("[{me}] closed"),
+                // Sessions outlive connections: suspended, resumed, ended
+                // with the sequence numbers of what may be lost.
+                Event::Session(s) => println!("[{me}] session: {s:?}"),
                 // File transfers (none in this example): offers, progress,
                 // files received or delivered, failures with a reason.
                 Event::Transfer(t) => println!("[{me}] transfer: {t:?}"),

@@ -2,7 +2,9 @@
 
 use crate::args::NodeCmd;
 use crate::common::{build_with, connect_all, within, Failure};
-use estafeta_driver::{DialEvent, DiscoveryEvent, Event, PubSubEvent, Runtime, StreamEvent, TransferEvent};
+use estafeta_driver::{
+    DialEvent, DiscoveryEvent, Event, PubSubEvent, Runtime, SessionEvent, StreamEvent, TransferEvent,
+};
 
 /// Runs the node until `--duration` passes (or forever), printing one line
 /// per lifecycle event on stdout.
@@ -96,6 +98,13 @@ fn describe(ev: &Event) -> Option<String> {
             format!("lost {count} relayed messages of {origin} on {topic}: {reason:?}")
         }
         Event::Discovery(DiscoveryEvent::DialFailed { addr, reason }) => format!("could not dial {addr}: {reason}"),
+        Event::Session(SessionEvent::Suspended { peer, reason }) => {
+            format!("{peer}: connection lost ({reason}), session suspended")
+        }
+        Event::Session(SessionEvent::Resumed { peer, resent }) => format!("{peer}: session resumed ({resent} re-sent)"),
+        Event::Session(SessionEvent::Ended { peer, reason, unacked, unsent, .. }) => {
+            format!("{peer}: session ended ({reason}); unacknowledged {unacked:?}, {unsent} unsent")
+        }
         Event::Closed => "closed".to_string(),
     })
 }

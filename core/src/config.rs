@@ -80,6 +80,21 @@ pub struct SessionConfig {
     /// right after the goodbye, without the close wait (the old close, which
     /// lost the unsent tail to a reset). Default false.
     pub plant_close_bug: bool,
+    /// How long a session with a peer outlives a lost connection: messages
+    /// to the peer keep queueing and, if it reconnects in time, what it did
+    /// not acknowledge is sent again (see [`crate::resume`]). Longer than
+    /// liveness + reconnect backoff + handshake. `Duration::ZERO` turns
+    /// resumption off (the `RESUME` capability is not announced; a lost
+    /// connection ends the session). Default 30 s.
+    pub resume_window: Duration,
+    /// How long a received message may wait for its ack when fewer than
+    /// [`ACK_EVERY_MESSAGES`](crate::resume::ACK_EVERY_MESSAGES) arrived
+    /// since the last one. Default 5 ms.
+    pub ack_delay: Duration,
+    /// Test only: a deliberate bug for the simulator's checker to find (a
+    /// resumed session re-sends from one past the peer's resume point).
+    #[doc(hidden)]
+    pub planted_resend_bug: bool,
 }
 
 impl Default for SessionConfig {
@@ -98,6 +113,9 @@ impl Default for SessionConfig {
             transmit_chunk: 64 << 10,
             source_quantum: 16 << 10,
             plant_close_bug: false,
+            resume_window: Duration::from_secs(30),
+            ack_delay: Duration::from_millis(5),
+            planted_resend_bug: false,
         }
     }
 }

@@ -65,6 +65,10 @@ pub enum CloseReason {
     /// abandoned and the target is redialed on the usual backoff.
     #[error("dial timed out")]
     DialTimeout,
+    /// The session could not resume (see [`crate::resume`]): the peer stayed
+    /// away past `resume_window`, restarted, or no longer held the session.
+    #[error("session ended: {0}")]
+    Session(crate::resume::LossReason),
 }
 
 impl CloseReason {
@@ -77,6 +81,7 @@ impl CloseReason {
             CloseReason::Protocol(e) => e.close_code(),
             CloseReason::TooManyConnections => CloseCode::TRY_AGAIN_LATER,
             CloseReason::Duplicate => CloseCode::GOING_AWAY,
+            CloseReason::Session(_) => CloseCode::ABNORMAL,
         }
     }
 }
@@ -114,6 +119,10 @@ pub enum ProtocolError {
     /// One side wants plaintext and the other the secure transport. Code 1003.
     #[error("security mode mismatch: {0}")]
     SecurityMismatch(String),
+    /// A sequence number, ack or resume point that cannot be right (a
+    /// skipped message, an ack of messages never sent).
+    #[error("bad sequence: {0}")]
+    Sequence(String),
 }
 
 impl ProtocolError {
@@ -154,7 +163,10 @@ pub enum Event {
         /// encrypted, but a man in the middle is not excluded.
         authenticated: bool,
     },
-    /// A connected peer went away.
+    /// The session with a peer ended: a graceful close, an error, or (with
+    /// [`Capabilities::RESUME`](crate::Capabilities::RESUME)) a lost
+    /// connection not resumed within `resume_window`. A lost connection
+    /// alone is [`SessionEvent::Suspended`](crate::resume::SessionEvent::Suspended).
     PeerDown {
         /// The peer.
         peer: PeerInfo,
@@ -196,6 +208,9 @@ pub enum Event {
     Discovery(crate::discovery::DiscoveryEvent),
     /// File transfers: offers, progress, files received or delivered, failures.
     Transfer(crate::transfer::TransferEvent),
+    /// Sessions that outlive connections: suspended, resumed, ended with
+    /// the sequence numbers possibly lost.
+    Session(crate::resume::SessionEvent),
     /// [`Node::close`](crate::Node::close) finished: every connection is closed.
     Closed,
 }

@@ -80,6 +80,7 @@ mod id;
 mod membership;
 mod node;
 mod pubsub;
+pub mod resume;
 mod rng;
 pub mod secure;
 mod session;
@@ -106,6 +107,7 @@ pub use membership::{
 };
 pub use node::Node;
 pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, PubSubRef, Published, Relayed, SendMode};
+pub use resume::{LossReason, SessionEvent};
 pub use secure::{Identity, PlaintextTap, SecurityConfig, SecurityMode, SecurityStats};
 pub use stats::{DialerStats, DiscoveryStats, PubSubStats, SessionStats, Stats, StreamsStats, TransferStats};
 pub use streams::{Role, StreamEnd, StreamEvent, StreamId, Streams, StreamsRef, WriteError};

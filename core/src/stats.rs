@@ -37,6 +37,15 @@ pub struct SessionStats {
     /// Accepted connections refused at the connection limit (with a goodbye
     /// saying so).
     pub refused_over_limit: u64,
+    /// Sessions suspended by a lost connection.
+    pub suspended: u64,
+    /// Sessions resumed on a new connection.
+    pub resumed: u64,
+    /// Suspended sessions that ended without resuming.
+    pub not_resumed: u64,
+    /// Messages a peer had not acknowledged when a graceful close's wait
+    /// ended (reported as dropped with their range, never counted as sent).
+    pub unacked_at_close: u64,
 }
 
 /// Counters of the dialer.
@@ -51,7 +60,8 @@ pub struct DialerStats {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PubSubStats {
-    /// Messages handed to the driver for writing (one per receiving peer).
+    /// Messages sent (one per receiving peer): handed to the driver for
+    /// writing or, in a resumable session, acknowledged by the peer.
     pub sent: u64,
     /// Messages received and handed to the application.
     pub received: u64,
@@ -60,6 +70,16 @@ pub struct PubSubStats {
     pub dropped: u64,
     /// Credit frames sent (grants to peers).
     pub credit_grants: u64,
+    /// Messages written again after a resume (the peer had not acknowledged them).
+    pub resent: u64,
+    /// Messages received again after a resume and dropped by sequence number
+    /// (this node had taken them already).
+    pub duplicates: u64,
+    /// Ack frames sent.
+    pub acks: u64,
+    /// Messages sent and never acknowledged when their session ended
+    /// (also counted in `dropped` and reported with their range).
+    pub unacked_lost: u64,
 }
 
 /// Counters of the streams plane.

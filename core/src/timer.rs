@@ -34,6 +34,9 @@ pub enum TimerReason {
     Discovery,
     /// A transfer whose peer is away gives up (`TransferConfig::peer_timeout`).
     Transfer,
+    /// An ack is due (`SessionConfig::ack_delay`), or a suspended session's
+    /// resume window passes.
+    Session,
 }
 
 impl TimerReason {
@@ -70,6 +73,11 @@ impl<K: Ord + Copy> Timers<K> {
             self.order.remove(&(old, key));
         }
         self.order.insert((t, key));
+    }
+
+    /// True if `key` is armed.
+    pub(crate) fn is_set(&self, key: K) -> bool {
+        self.at.contains_key(&key)
     }
 
     /// Disarms `key`.

@@ -50,6 +50,7 @@ impl OwnedHeader {
                 capabilities: *caps,
                 listen: listen.as_ref().map(|(host, port)| ListenAddr { host, port: *port }),
                 subscriptions: subscriptions.iter().map(|s| s.as_str()).collect(),
+                session: None,
             }),
             OwnedHeader::Credit(t, m, b) => Header::Credit { topic: t, messages: *m, bytes: *b },
             OwnedHeader::Subscribe(t) => Header::Subscribe { topic: t },
@@ -261,6 +262,7 @@ fn owned(h: &Header<'_>) -> OwnedHeader {
             other => panic!("not generated: {other:?}"),
         },
         Header::SubscribeRefused { topic, reason } => OwnedHeader::Goodbye(0, format!("{topic}{reason}")),
+        Header::Session(other) => panic!("not generated: {other:?}"),
     }
 }
 
@@ -427,8 +429,7 @@ fn preamble_is_magic_and_version() {
 fn header_variant_tags_are_stable() {
     // Variants are numbered by position on the wire; appending is allowed,
     // reordering is not. The first header byte is the variant index.
-    let hello =
-        Hello { version: 1, min_version: 1, id: 0, name: "", capabilities: 0, listen: None, subscriptions: vec![] };
+    let hello = Hello::new(0, "", estafeta_core::Capabilities::NONE, vec![]);
     let cases: [(Header<'_>, u8); 7] = [
         (Header::Hello(hello), 0),
         (Header::Subscribe { topic: "t" }, 1),
@@ -474,6 +475,7 @@ fn an_older_decoder_reads_a_newer_hello() {
         capabilities: u64,
         listen: Option<ListenAddr<'a>>,
         subscriptions: Vec<&'a str>,
+        session: Option<estafeta_core::wire::HelloSession>,
         a_field_from_the_future: (u64, &'a str),
     }
     #[derive(serde::Serialize)]
@@ -488,6 +490,7 @@ fn an_older_decoder_reads_a_newer_hello() {
         capabilities: 1 << 40 | 1,
         listen: None,
         subscriptions: vec!["t"],
+        session: None,
         a_field_from_the_future: (7, "x"),
     });
     let mut frame = vec![0; LEN_PREFIX];
@@ -505,4 +508,43 @@ fn an_older_decoder_reads_a_newer_hello() {
         other => panic!("{other:?}"),
     }
     assert!(!rest.is_empty(), "the newer field is left as payload");
+}
+
+/// A Hello from a build before sessions (no `session` field) still decodes:
+/// the missing field reads as `None`.
+#[test]
+fn a_hello_without_the_session_field_decodes() {
+    #[derive(serde::Serialize)]
+    struct OlderHello<'a> {
+        version: u16,
+        min_version: u16,
+        id: u128,
+        name: &'a str,
+        capabilities: u64,
+        listen: Option<ListenAddr<'a>>,
+        subscriptions: Vec<&'a str>,
+    }
+    #[derive(serde::Serialize)]
+    enum OlderHeader<'a> {
+        Hello(OlderHello<'a>),
+    }
+    let older = OlderHeader::Hello(OlderHello {
+        version: 2,
+        min_version: 2,
+        id: 5,
+        name: "older",
+        capabilities: 1,
+        listen: None,
+        subscriptions: vec!["t"],
+    });
+    let mut frame = vec![0; LEN_PREFIX];
+    frame.extend_from_slice(&postcard::to_allocvec(&older).unwrap());
+    let len = (frame.len() - LEN_PREFIX) as u32;
+    frame[..LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
+    let mut buf = BytesMut::from(&frame[..]);
+    let raw = decode_frame(&mut buf, 1 << 20).unwrap().unwrap();
+    match raw.parse().unwrap().0 {
+        Header::Hello(hello) => assert_eq!((hello.id, hello.session), (5, None)),
+        other => panic!("{other:?}"),
+    }
 }

@@ -218,7 +218,8 @@ fn messages_arriving_while_closing_are_counted() {
     // a closes the connection gracefully: it flushes its 20 messages, says
     // goodbye, then closes. b's three messages arrive meanwhile.
     net.node(0).disconnect(target);
-    net.settle();
+    // Time passes for the acks (`ack_delay`): `sent` counts acknowledged messages.
+    net.run_for(Duration::from_millis(50));
     assert_eq!(net.messages(1).len(), 20, "a's queue was flushed");
     let stats = net.node(0).stats();
     let b_stats = net.node(1).stats();

@@ -48,4 +48,5 @@ pub use estafeta_core::{
     PubSubEvent, Published, RelayLoss, Relayed, SecurityConfig, SecurityMode, SecurityStats, SendMode, SessionConfig,
     Stats, StreamEnd, StreamEvent, StreamId, StreamsConfig, Topic, TransferConfig, TransferEvent,
 };
+pub use estafeta_core::{LossReason, SessionEvent};
 pub use node::OsEntropy;

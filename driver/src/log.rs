@@ -87,6 +87,19 @@ pub(crate) fn event(event: &Event) {
         Event::Discovery(DiscoveryEvent::DialFailed { addr, reason }) => {
             tracing::debug!(%addr, %reason, "discovered peer could not be dialed")
         }
+        Event::Session(estafeta_core::SessionEvent::Suspended { peer, reason }) => {
+            tracing::info!(peer = %peer, %reason, "connection lost: session suspended")
+        }
+        Event::Session(estafeta_core::SessionEvent::Resumed { peer, resent }) => {
+            tracing::info!(peer = %peer, resent, "session resumed")
+        }
+        Event::Session(estafeta_core::SessionEvent::Ended { peer, reason, unacked, unsent, received }) => {
+            if unacked.is_empty() && *unsent == 0 {
+                tracing::debug!(peer = %peer, %reason, received, "session ended")
+            } else {
+                tracing::warn!(peer = %peer, %reason, ?unacked, unsent, received, "session ended: messages possibly lost")
+            }
+        }
         Event::Closed => tracing::info!("node closed"),
     }
 }

@@ -321,6 +321,7 @@ impl App {
                     | Event::ProtocolViolation { .. }
                     | Event::Transfer(_)
                     | Event::Refused { .. }
+                    | Event::Session(_)
                     | Event::Closed => {}
                     Event::Membership(ev) => self.membership.deliver(ev, self.limits.events),
                 }

@@ -31,6 +31,10 @@ pub fn fast_config() -> Config {
     // Ids chosen by the seed, frames the wire tap can read: the plaintext
     // mode. Secure runs set `security.mode` (see `crate::security`).
     c.security.mode = estafeta_core::SecurityMode::Plaintext;
+    // Sessions that outlive connections (issue 14) are off here: the pub/sub
+    // observer's accounting (handoffs lost with their connection) predates
+    // them, and their own invariant is not in the simulator yet.
+    c.session.resume_window = Duration::ZERO;
     c
 }
 

@@ -13,8 +13,8 @@ use crate::rng::{self, Rng};
 use crate::trace::Trace;
 use estafeta_core::transfer::{FileRequest, MemFs};
 use estafeta_core::{
-    Action, Budget, Config, ConnId, DialEvent, DiscoveryEvent, Drain, Event, Node, NodeId, PeerAddr, PubSubEvent, Sink,
-    Step, StreamEvent, StreamId, WriteOutcome,
+    Action, Budget, Config, ConnId, DialEvent, DiscoveryEvent, Drain, Event, Node, NodeId, PeerAddr, PubSubEvent,
+    SessionEvent, Sink, Step, StreamEvent, StreamId, WriteOutcome,
 };
 use std::collections::BTreeSet;
 
@@ -276,6 +276,9 @@ fn event_words(ev: &Event) -> [u64; 4] {
         Event::PubSub(PubSubEvent::Writable) => [10, 0, 0, 0],
         Event::ProtocolViolation { conn, .. } => [11, conn.0, 0, 0],
         Event::Closed => [12, 0, 0, 0],
+        Event::Session(SessionEvent::Suspended { peer, .. }) => [40, id(&peer.id), 0, 0],
+        Event::Session(SessionEvent::Resumed { peer, resent }) => [41, id(&peer.id), *resent, 0],
+        Event::Session(SessionEvent::Ended { peer, unacked, .. }) => [42, id(&peer.id), unacked.start, unacked.end],
         Event::Stream(StreamEvent::Request { stream, peer, request, .. }) => {
             [13, stream.0, id(&peer.id), crate::check::stream_number(request).unwrap_or(u64::MAX)]
         }

@@ -234,8 +234,18 @@ pub async fn unsubscribe_stops_and_late_subscribe_starts_delivery<R: Runtime>() 
 }
 
 pub async fn restarted_peer_is_reconnected_and_resubscribed<R: Runtime>() {
-    let a = node::<R>("a", fast_config()).await;
-    let port = a.address().unwrap().port;
+    use estafeta_driver::{Identity, LossReason, SessionEvent};
+    // a keeps its identity, so its id, across the restart.
+    let secret = [7u8; 32];
+    let build = |port: u16| {
+        Node::<R>::builder("a")
+            .identity(Identity::from_secret(secret))
+            .bind(format!("127.0.0.1:{port}"))
+            .config(fast_config())
+            .build()
+    };
+    let a = build(0).await.unwrap();
+    let (port, a_id) = (a.address().unwrap().port, a.id());
     let _t = a.subscribe("t").unwrap();
     let b = node::<R>("b", fast_config()).await;
     let mut events = b.events();
@@ -243,23 +253,51 @@ pub async fn restarted_peer_is_reconnected_and_resubscribed<R: Runtime>() {
     b.wait_for_subscribers("t", 1).await.unwrap();
     a.abort().await;
     drop(_t);
+    // The lost connection suspends the session; it does not end it.
     loop {
         match events.recv().await.unwrap() {
-            Event::PeerDown { peer, .. } => {
-                assert_eq!(&*peer.name, "a");
+            Event::Session(SessionEvent::Suspended { peer, .. }) => {
+                assert_eq!(peer.id, a_id);
+                break;
+            }
+            Event::PeerDown { peer, .. } => panic!("{} down on a lost connection: it should be suspended", peer.name),
+            _ => continue,
+        }
+    }
+    // Published while a is away: queued for its session.
+    b.publish("t", "queued while away").await.unwrap();
+    // A new process with the same id on the same port (a new incarnation).
+    let a2 = build(port).await.unwrap();
+    assert_eq!(a2.id(), a_id);
+    let mut t2 = a2.subscribe("t").unwrap();
+    // It never resumes: the old session ends with its reason and the range
+    // of what is lost, then a new session starts.
+    let mut ended = false;
+    loop {
+        match events.recv().await.unwrap() {
+            Event::Session(SessionEvent::Resumed { .. }) => panic!("a restarted peer resumed"),
+            Event::Session(SessionEvent::Ended { peer, reason, unacked, unsent, .. }) => {
+                assert_eq!(peer.id, a_id);
+                assert_eq!(reason, LossReason::PeerRestarted);
+                assert_eq!(
+                    unacked.end - unacked.start + unsent,
+                    1,
+                    "the message queued while away: {unacked:?} + {unsent}"
+                );
+                ended = true;
+            }
+            Event::PeerUp { peer, .. } if peer.id == a_id => {
+                assert!(ended, "the new session started before the old one ended");
                 break;
             }
             _ => continue,
         }
     }
-    // A new process on the same port, with a new id.
-    let a2 = Node::<R>::builder("a2").bind(format!("127.0.0.1:{port}")).config(fast_config()).build().await.unwrap();
-    let mut t2 = a2.subscribe("t").unwrap();
-    // No user code: b redials and a2's subscription reaches it.
+    // No user code: b redialed and a2's subscription reached it.
     b.wait_for_subscribers("t", 1).await.unwrap();
     b.publish("t", "again").await.unwrap();
     let m = t2.recv().await.unwrap();
-    assert_eq!(&m.payload[..], b"again");
+    assert_eq!(&m.payload[..], b"again", "nothing of the old session reaches the new process");
     assert_eq!(&*m.from.name, "b");
     assert!(b.stats().dialer.reconnects >= 1);
 }

@@ -20,8 +20,16 @@ impl Node {
     /// An open connection enters the close wait; any other (a refusal) is
     /// removed at once.
     pub(super) fn goodbye_sent(&mut self, conn: ConnId, reason: CloseReason) {
-        let until = self.now + self.cfg.session.close_timeout;
+        let resumable =
+            self.session.conns.get(&conn).and_then(|c| c.peer()).is_some_and(|p| self.pubsub.is_resumable(p.id));
         let Some(c) = self.session.conns.get_mut(&conn) else { return };
+        // One budget: in a resumable session the wait for acks before the
+        // goodbye and the close wait after it together end at `close_by`.
+        let fresh = self.now + self.cfg.session.close_timeout;
+        let until = match c.close_by {
+            Some(by) if resumable => by.max(self.now),
+            _ => fresh,
+        };
         if !c.is_open() || c.refused() || self.cfg.session.plant_close_bug {
             self.remove_conn(conn, reason);
             return;
@@ -47,10 +55,19 @@ impl Node {
     /// the wait timed out. Called once per connection that entered the wait,
     /// just before the connection is removed and its peer's session ends.
     ///
-    /// Hook for resumable sessions (issue 14, branch sessions-core): the
-    /// messages `peer` has not acknowledged by now are reported here as
-    /// dropped, with their range, and never counted as sent.
+    /// In a resumable session the goodbye waited for the peer's acks and
+    /// this wait shares that budget: both end at the connection's
+    /// `close_by` (`close_timeout` after the close began), never twice
+    /// `close_timeout`. What `peer` has not acknowledged
+    /// by now is lost with the session: the session's end, which follows
+    /// at once, reports it as dropped with its range
+    /// ([`SessionEvent::Ended`](crate::SessionEvent::Ended)`::unacked`) and
+    /// never counts it as sent. Here it is counted in the session stats.
     pub(super) fn close_wait_over(&mut self, conn: ConnId, peer: Option<&PeerInfo>) {
-        let _ = (conn, peer);
+        let Some(info) = peer else { return };
+        let carries = self.session.peers.get(&info.id).is_some_and(|e| e.conns.contains(&conn));
+        if let Some(r) = self.pubsub.unacked_range(info.id).filter(|_| carries) {
+            self.session_stats.unacked_at_close += r.end - r.start;
+        }
     }
 }

@@ -5,6 +5,7 @@ mod close;
 mod discovery;
 mod membership;
 mod output;
+mod resume;
 mod route;
 mod secure;
 mod timers;
@@ -83,6 +84,8 @@ pub struct Node {
     rx_topic: Option<crate::id::Topic>,
     /// Keys, entropy and counters of the secure channel.
     secure: secure::SecureNode,
+    /// The peer each dial target reached last: a redial claims its session.
+    target_peers: std::collections::BTreeMap<TargetId, NodeId>,
 }
 
 impl Node {
@@ -118,11 +121,19 @@ impl Node {
         if cfg.membership.coordinator {
             caps = caps | crate::wire::Capabilities::COORDINATOR;
         }
+        if !cfg.session.resume_window.is_zero() {
+            caps = caps | crate::wire::Capabilities::RESUME;
+        }
         let me = Me { id, name: Arc::from(name), caps, listen: None };
+        let mut session = Session::new(cfg.session.clone());
+        session.incarnation = rng.next_u64() | 1;
+        let mut pubsub = PubSubState::new(cfg.pubsub.clone(), cfg.discovery.planted_full_relay_hold);
+        pubsub.ack_delay = cfg.session.ack_delay;
+        pubsub.planted_resend_bug = cfg.session.planted_resend_bug;
         Ok(Node {
-            session: Session::new(cfg.session.clone()),
+            session,
             dialer: Dialer::new(cfg.dialer.clone()),
-            pubsub: PubSubState::new(cfg.pubsub.clone(), cfg.discovery.planted_full_relay_hold),
+            pubsub,
             streams: StreamsState::new(cfg.streams.clone(), id),
             membership: MembershipState::new(cfg.membership.clone()),
             discovery: crate::discovery::DiscoveryState::new(cfg.discovery.clone(), epoch),
@@ -144,6 +155,7 @@ impl Node {
             input_stalled: false,
             rx_topic: None,
             secure: secure::SecureNode::plaintext(),
+            target_peers: Default::default(),
         })
     }
 
@@ -320,6 +332,7 @@ impl Node {
 
     /// Stops keeping `target` connected and closes its connection gracefully.
     pub fn disconnect(&mut self, target: TargetId) {
+        self.target_peers.remove(&target);
         if let Some(conn) = self.dialer.remove(target) {
             self.begin_close(conn, CloseReason::Local(CloseCode::NORMAL));
         }
@@ -378,6 +391,12 @@ impl Node {
             return Err(CommandError::Closed);
         }
         let conn = self.admit_accepted().ok_or(CommandError::TooManyConnections)?;
+        if self.resumption() {
+            // An acceptor's Hello follows the dialer's (see `resume_decision`).
+            if let Some(c) = self.session.conns.get_mut(&conn).filter(|c| c.closing.is_none()) {
+                c.control.hello = false;
+            }
+        }
         self.attach_secure(conn, false);
         Ok(conn)
     }
@@ -438,6 +457,7 @@ impl Node {
         }
         if c.closing.is_none() {
             c.closing = Some(Closing::Flushing(reason));
+            c.close_by = Some(self.now + self.cfg.session.close_timeout);
             let peer = c.peer().map(|p| p.id);
             self.session.ready.insert(conn);
             self.pubsub.on_closing(conn, peer);
@@ -460,7 +480,8 @@ impl Node {
             }
             // Messages that arrived but were never processed (the
             // application was behind) are lost with the connection: count them.
-            if c.is_open() && !c.refused() {
+            let resumable = peer.as_ref().is_some_and(|p| self.pubsub.is_resumable(p.id));
+            if c.is_open() && !c.refused() && !resumable {
                 let unread = pubsub::unprocessed_messages(&c.rx);
                 self.pubsub.report_drop(&mut self.events, peer.clone(), unread, DropReason::Unprocessed);
             }
@@ -468,14 +489,15 @@ impl Node {
             self.discovery.on_conn_closed(conn);
             self.secure_conn_closed(conn);
             if let Some(info) = &peer {
-                if let Some(others) = self.session.detach(info.id, conn) {
-                    self.events.push(Event::PeerDown { peer: info.clone(), reason: reason.clone() });
-                    self.pubsub.on_peer_down(info.id, &mut self.events);
-                    self.streams.on_peer_down(info.id, &mut self.events);
-                    self.membership.on_peer_down(info.id);
-                    self.wake_relay_grants();
-                    self.discovery_touch();
-                    self.transfer.on_peer_down(info.id, self.now);
+                if self.may_suspend(info.id, conn, &reason) {
+                    let others = self.suspend_session(info, conn, reason.clone());
+                    work.extend(others.into_iter().rev().map(|o| (o, CloseReason::Duplicate)));
+                } else if let Some(others) = self.session.detach(info.id, conn) {
+                    let loss = match reason {
+                        CloseReason::Session(l) => l,
+                        _ => crate::resume::LossReason::Closed,
+                    };
+                    self.session_ended(info, reason.clone(), loss, true);
                     work.extend(others.into_iter().rev().map(|o| (o, reason.clone())));
                 }
             }

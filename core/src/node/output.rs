@@ -86,14 +86,20 @@ impl Node {
         }
         if c.control.hello {
             c.control.hello = false;
-            handshake::encode_hello(buf, &self.me, self.pubsub.hello_subs(conn));
+            let session = self.hello_session(conn);
+            handshake::encode_hello(buf, &self.me, self.pubsub.hello_subs(conn), session);
         }
         let c = self.session.conns.get_mut(&conn).expect("present above");
         // A graceful close says goodbye once every source is empty.
         if let Some(Closing::Flushing(r)) = &c.closing {
             let owed = peer.is_some_and(|p| self.membership.has_control(p));
             let control = self.pubsub.has_control(conn, peer) || self.discovery.has_control(conn);
-            if self.pubsub.data_is_empty(conn, peer) && !control && self.streams.is_flushed(conn, peer) && !owed {
+            // In a resumable session the goodbye also waits for the peer's
+            // acks, until `close_by` (the close's one budget).
+            let acked =
+                c.acks_overdue || peer.is_none_or(|p| self.pubsub.unacked_range(p).is_none_or(|r| r.is_empty()));
+            let written = self.pubsub.data_is_empty(conn, peer);
+            if written && acked && !control && self.streams.is_flushed(conn, peer) && !owed {
                 c.closing = Some(Closing::Goodbye(r.clone()));
                 c.control.goodbye = true;
             }
@@ -120,6 +126,9 @@ impl Node {
             self.transfer_wake();
         }
         let c = self.session.conns.get_mut(&conn).expect("present above");
+        if let Some(next) = c.final_ack.take() {
+            encode_frame(buf, &Header::Session(crate::wire::SessionFrame::Ack { next }), &[]);
+        }
         if c.control.goodbye {
             c.control.goodbye = false;
             let r = c.closing.as_ref().map(|k| k.reason().clone()).expect("a goodbye has a reason");

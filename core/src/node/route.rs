@@ -2,6 +2,7 @@
 //! gate, the capability gate, then the plane. Planes return a protocol
 //! error; only the router refuses a connection.
 
+use super::resume::Decision;
 use super::Node;
 use crate::event::{CloseReason, DialEvent, Event, ProtocolError};
 use crate::id::{ConnId, NodeId};
@@ -10,7 +11,7 @@ use crate::session::handshake::check_hello;
 use crate::session::{Closing, Gate, HelloOutcome, Open, Phase};
 use crate::time::Timestamp;
 use crate::wire::{
-    check_preamble, decode_frame, take_publish_on, Capabilities, CloseCode, Header, Hello, PREAMBLE_LEN,
+    check_preamble, decode_frame, take_publish_on, Capabilities, CloseCode, Header, Hello, SessionFrame, PREAMBLE_LEN,
 };
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
@@ -85,8 +86,18 @@ impl Node {
     }
 
     /// Processes whole frames buffered for `conn`. `bounded`: stop while the
-    /// event queue is full (the rest waits in the read buffer).
+    /// event queue is full (the rest waits in the read buffer). In a
+    /// resumable session the messages taken are acknowledged once per batch
+    /// (one ack however many messages the read brought).
     pub(super) fn process_input(&mut self, conn: ConnId, bounded: bool) {
+        self.process_frames(conn, bounded);
+        if let Some(peer) = self.session.conns.get(&conn).and_then(|c| c.peer()).map(|p| p.id) {
+            self.pubsub.ack_now(peer);
+            self.wake_relay_grants();
+        }
+    }
+
+    fn process_frames(&mut self, conn: ConnId, bounded: bool) {
         loop {
             if bounded && self.events_full() {
                 self.input_stalled = true;
@@ -190,7 +201,16 @@ impl Node {
                 }
                 let remote = || CloseReason::Remote { code: CloseCode(code), reason: reason.to_string() };
                 // The peer's goodbye answers ours during the close wait.
-                let reason = self.close_wait_reason(conn).unwrap_or_else(remote);
+                let waiting = self.close_wait_reason(conn);
+                let in_wait = waiting.is_some();
+                let reason = waiting.unwrap_or_else(remote);
+                // Otherwise, in a resumable session, the last ack answers the goodbye.
+                if !in_wait && open.is_some() {
+                    let peer = self.conn_peer(conn);
+                    if self.answer_goodbye(conn, &peer, reason.clone()) {
+                        return Ok(Flow::Stop);
+                    }
+                }
                 self.remove_conn(conn, reason);
                 return Ok(Flow::Stop);
             }
@@ -248,8 +268,32 @@ impl Node {
                 return Ok(Flow::Stop);
             }
         }
+        // Message frames of a resumable session carry an implicit sequence
+        // number: a duplicate (re-sent after a resume) is dropped here.
+        if caps.contains(Capabilities::RESUME)
+            && matches!(header, Header::Publish { .. } | Header::Discovery(crate::wire::DiscoveryFrame::Relay { .. }))
+        {
+            let seq = self.pubsub.take_seq(peer_id, payload.len(), self.now);
+            self.wake_relay_grants();
+            if seq? == crate::pubsub::Seq::Duplicate {
+                return Ok(Flow::Continue);
+            }
+        }
         // 4. The plane (the peer is borrowed from the session, not cloned).
         match header {
+            Header::Session(frame) => match frame {
+                SessionFrame::Ack { next } => {
+                    self.pubsub.on_ack(peer_id, next, &mut self.events)?;
+                    self.wake_relay_grants();
+                }
+                SessionFrame::Resume { from } => self.pubsub.on_resume_frame(peer_id, from)?,
+                SessionFrame::Credit { topic, messages, bytes } => {
+                    self.pubsub.check_topic(topic).map_err(ProtocolError::Limit)?;
+                    if let Some(c) = self.pubsub.on_absolute_credit(peer_id, topic, messages, bytes, &mut self.events) {
+                        self.session.ready.insert(c);
+                    }
+                }
+            },
             Header::Publish { topic } => {
                 let Some(peer) = self.session.conns.get(&conn).and_then(|c| c.peer()) else { return Ok(Flow::Stop) };
                 let permitted = self.cfg.security.permissions.may_publish(peer.id, topic);
@@ -259,7 +303,7 @@ impl Node {
                 self.pubsub.on_publish(peer, topic, payload, permitted, &mut self.events)?
             }
             Header::Credit { topic, messages, bytes } => {
-                if let Some(c) = self.pubsub.on_credit(peer_id, topic, messages, bytes, &mut self.events) {
+                if let Some(c) = self.pubsub.on_credit(peer_id, topic, u64::from(messages), bytes, &mut self.events) {
                     self.session.ready.insert(c);
                 }
             }
@@ -368,7 +412,21 @@ impl Node {
         // Announcements held until the peer's planes were known may leave now.
         self.session.ready.insert(conn);
         let target = self.session.conns.get(&conn).and_then(|c| c.target);
-        if self.session.open(conn, open) {
+        let hs = hello.session.filter(|_| caps.contains(Capabilities::RESUME));
+        let decision = self.resume_decision(conn, id, hs);
+        if let Decision::EndOld(loss) = decision {
+            self.end_suspended(id, loss);
+        }
+        if !self.session.conns.contains_key(&conn) {
+            return Flow::Stop;
+        }
+        if let Some(t) = target {
+            self.target_peers.insert(t, id);
+        }
+        if let Decision::Resume { their_next } = decision {
+            self.session.open(conn, open);
+            self.resume_session(conn, &info, their_next);
+        } else if self.session.open(conn, open) {
             self.start_session(conn, &info, target);
         }
         self.membership_conn_up(conn);
@@ -395,7 +453,8 @@ impl Node {
     fn start_session(&mut self, conn: ConnId, info: &crate::event::PeerInfo, target: Option<crate::event::TargetId>) {
         let authenticated = self.is_authenticated(conn);
         self.events.push(Event::PeerUp { peer: info.clone(), conn, target, authenticated });
-        self.pubsub.on_peer_up(info, conn, &mut self.events);
+        let resumable = self.session.peers.get(&info.id).is_some_and(|e| e.sid != 0);
+        self.pubsub.on_peer_up(info, conn, resumable, &mut self.events);
         let caps = match self.session.conns.get(&conn).map(|c| &c.phase) {
             Some(Phase::Open(o)) => o.caps,
             _ => Capabilities::NONE,

@@ -73,6 +73,11 @@ impl Node {
         let keys = Keys::new(identity, &cfg.security, &mut *entropy)
             .map_err(|_| ConfigError("security: cannot make the Noise static key"))?;
         let mut node = Node::build(cfg, id, name)?;
+        // The incarnation comes from the entropy input (a restart keeps the
+        // id, never the incarnation).
+        let mut inc = [0u8; 8];
+        entropy.fill(&mut inc);
+        node.session.incarnation ^= u64::from_le_bytes(inc) | 1;
         node.secure = SecureNode {
             keys: Some(keys),
             entropy,
@@ -196,7 +201,20 @@ impl Node {
             }
             ChanError::Decrypt(s) => {
                 self.secure.stats.decrypt_failed += 1;
-                ProtocolError::DecryptFailed(s)
+                let error = ProtocolError::DecryptFailed(s);
+                // Bytes tampered with in transit say nothing against the
+                // peer, whose identity its handshake proved: the connection
+                // is cut like a reset (no goodbye, which would end the
+                // session at the peer) and a resumable session is
+                // suspended, to resume on a new, new-keyed connection.
+                let peer = self.session.conns.get(&conn).and_then(|c| c.peer()).cloned();
+                if peer.as_ref().is_some_and(|p| self.pubsub.is_resumable(p.id)) {
+                    self.session_stats.malformed += 1;
+                    self.events.push(Event::ProtocolViolation { conn, peer, error: error.clone() });
+                    self.remove_conn(conn, CloseReason::Protocol(error));
+                    return;
+                }
+                error
             }
             ChanError::RefusedByPeer { code, reason } => {
                 self.refused_by_peer(conn, CloseCode(code), &reason);

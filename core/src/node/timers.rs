@@ -32,7 +32,7 @@ impl Node {
     /// entry says `Liveness` here; working out its real reason takes a
     /// look-up, done only by `next_timer` and only when it wins (the drain
     /// asks `poll_timeout` on every pass).
-    fn deadlines(&self) -> [Option<(Timestamp, TimerReason)>; 7] {
+    fn deadlines(&self) -> [Option<(Timestamp, TimerReason)>; 8] {
         [
             self.close_deadline.map(|t| (t, TimerReason::Close)),
             self.session.timers.next().map(|(t, c)| (t, TimerReason::Liveness(c))),
@@ -41,7 +41,18 @@ impl Node {
             self.membership.next_timer().map(|t| (t, TimerReason::Membership)),
             self.discovery_timer().map(|t| (t, TimerReason::Discovery)),
             self.transfer.timers.next().map(|(t, _)| (t, TimerReason::Transfer)),
+            self.session_deadline().map(|t| (t, TimerReason::Session)),
         ]
+    }
+
+    /// The sessions' soonest deadline: a suspended session's expiry or a
+    /// coalesced ack falling due.
+    fn session_deadline(&self) -> Option<Timestamp> {
+        let expiry = self.session.expiry.next().map(|(t, _)| t);
+        match (expiry, self.pubsub.ack_timer()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fires every timer that is due at `now`. Calling it early or twice does nothing.
@@ -70,6 +81,9 @@ impl Node {
         }
         self.transfer.handle_timeout(now, &mut self.events);
         self.transfer_wake();
+        self.pubsub.ack_timeout(now);
+        self.wake_relay_grants();
+        self.expire_sessions(now);
     }
 
     /// `conn`'s timer fired: time out its handshake or its peer, owe a
@@ -81,6 +95,7 @@ impl Node {
             self.cfg.session.liveness_timeout,
             self.cfg.session.handshake_timeout,
         );
+        let mut overdue = false;
         let Some(c) = self.session.conns.get_mut(&conn) else { return };
         let peer = c.peer().map(|p| p.id);
         // While input is paused for backpressure the peer cannot be heard:
@@ -98,6 +113,13 @@ impl Node {
                     Some(CloseReason::LivenessTimeout)
                 } else if let Some(Closing::CloseWait { reason, until }) = &c.closing {
                     (now >= *until).then(|| reason.clone())
+                } else if matches!(c.closing, Some(Closing::Flushing(_))) {
+                    // The wait for acks is over: the goodbye may leave.
+                    if c.close_by.is_some_and(|t| now >= t) && !c.acks_overdue {
+                        c.acks_overdue = true;
+                        overdue = true;
+                    }
+                    None
                 } else {
                     if c.closing.is_none() && now >= (c.last_send + hb).max(c.hb_retry) {
                         // A heartbeat is due only on an idle connection: one
@@ -111,6 +133,10 @@ impl Node {
                             && !self.discovery.has_control(conn)
                             && !self.transfer.has_control(conn, peer)
                             && !peer.is_some_and(|p| self.transfer.has_data(p));
+                        if let Some(p) = peer {
+                            // Acks go with heartbeats.
+                            self.pubsub.ack_now(p);
+                        }
                         if idle {
                             c.control.heartbeat = true;
                             // Count the heartbeat as sent now so it is not queued twice.
@@ -125,6 +151,9 @@ impl Node {
                 }
             }
         };
+        if overdue {
+            self.session.ready.insert(conn);
+        }
         match expired {
             Some(reason) => self.remove_conn(conn, reason),
             None => self.session.arm(conn),

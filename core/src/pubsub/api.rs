@@ -177,6 +177,12 @@ impl<'a> PubSubRef<'a> {
         self.state.queued_bytes(peer)
     }
 
+    /// `peer`'s send log in a resumable session: messages queued and not
+    /// written yet, and messages written and not acknowledged yet.
+    pub fn send_log(&self, peer: NodeId) -> Option<(usize, usize)> {
+        self.state.log_len(peer)
+    }
+
     /// The credit `peer` granted this node on `topic`: messages and payload
     /// bytes it may still send (bytes may be negative by one message's
     /// overshoot). `None` before any grant.

@@ -6,7 +6,7 @@
 use super::{DropReason, Message, PubSubEvent, PubSubState};
 use crate::event::{Event, Events, PeerInfo, ProtocolError};
 use crate::id::{ConnId, NodeId, Topic};
-use crate::wire::{encode_frame, Header};
+use crate::wire::{encode_frame, Header, SessionFrame};
 use bytes::Bytes;
 
 /// What [`PubSubState::receive`] does with a message once its credit is spent.
@@ -68,6 +68,11 @@ impl RecvCredit {
 }
 
 impl RecvCredit {
+    /// Announce the whole grant again (absolute grants, after a resume).
+    pub(crate) fn reannounce(&mut self) {
+        self.announced = Amount::default();
+    }
+
     /// Received and not consumed yet: held by the application.
     pub(crate) fn held(&self) -> Amount {
         Amount {
@@ -246,6 +251,14 @@ impl PubSubState {
             let Some(r) = p.recv.get_mut(&t) else { continue };
             let more = Amount { msgs: r.granted.msgs - r.announced.msgs, bytes: r.granted.bytes - r.announced.bytes };
             if more.is_zero() {
+                continue;
+            }
+            if p.resumable {
+                // Absolute: idempotent, so it survives a resume.
+                r.announced = r.granted;
+                let f = SessionFrame::Credit { topic: t.as_str(), messages: r.granted.msgs, bytes: r.granted.bytes };
+                encode_frame(buf, &Header::Session(f), &[]);
+                self.stats.credit_grants += 1;
                 continue;
             }
             // A grant larger than a frame carries is announced in parts.

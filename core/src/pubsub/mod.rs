@@ -23,10 +23,12 @@ mod credit;
 mod event;
 mod queue;
 mod send;
+mod session;
 
 pub use api::{PubSub, PubSubRef};
 pub use event::{DropReason, Message, PubSubEvent, Relayed};
 pub use send::{Published, SendMode};
+pub(crate) use session::Seq;
 
 use crate::config::PubSubConfig;
 use crate::event::{Event, Events, PeerInfo, ProtocolError};
@@ -70,8 +72,17 @@ struct PeerState {
     subs: BTreeSet<Topic>,
     /// One send queue per topic, with its credit.
     out: BTreeMap<Topic, SendQ>,
-    queued_bytes: usize,
-    queued_frames: usize,
+    /// The peer's bound (unsent and unacknowledged together) and, in a
+    /// resumable session, the messages written and not acknowledged.
+    log: crate::resume::SendLog<session::Logged>,
+    /// Sequence numbers and acks of what the peer sends.
+    rx: session::RxSeq,
+    /// Both ends announced `RESUME`: messages are logged until acknowledged.
+    resumable: bool,
+    /// The connection is lost and the session waits for a resume.
+    suspended: bool,
+    /// Sent first on the connection after a resume: where re-sending starts.
+    resume_from: Option<u64>,
     /// The topic the last turn served (round-robin across topics).
     cursor: Option<Topic>,
     /// A publish was refused for this peer's queue: report Writable.
@@ -98,11 +109,17 @@ pub(crate) struct PubSubState {
     /// Changes with every local subscribe and unsubscribe (the discovery
     /// plane re-evaluates pairing when it moves).
     pub(crate) local_gen: u64,
-    /// Connections a relay release made a grant due on (the node wakes them).
+    /// Connections a relay release made a grant due on, or an ack (the node wakes them).
     pub(crate) wake: Vec<ConnId>,
     /// The simulator's planted bug: relayed copies hold the whole window.
     planted_full_relay_hold: bool,
     pub(crate) stats: PubSubStats,
+    /// When each peer's delayed ack is due.
+    ack_timers: crate::timer::Timers<NodeId>,
+    /// `SessionConfig::ack_delay`.
+    pub(crate) ack_delay: std::time::Duration,
+    /// Test only: re-send from one past the peer's resume point (a planted bug).
+    pub(crate) planted_resend_bug: bool,
 }
 
 impl PubSubState {
@@ -119,6 +136,9 @@ impl PubSubState {
             local_gen: 0,
             wake: Vec::new(),
             stats: PubSubStats::default(),
+            ack_timers: Default::default(),
+            ack_delay: std::time::Duration::from_millis(5),
+            planted_resend_bug: false,
         }
     }
 
@@ -158,7 +178,7 @@ impl PubSubState {
 
     /// A session with `info` starts on `conn`: index its topics, grant
     /// credit for ours.
-    pub(crate) fn on_peer_up(&mut self, info: &PeerInfo, conn: ConnId, events: &mut Events) {
+    pub(crate) fn on_peer_up(&mut self, info: &PeerInfo, conn: ConnId, resumable: bool, events: &mut Events) {
         if !self.links.get(&conn).is_some_and(|l| l.enabled) {
             return;
         }
@@ -174,8 +194,14 @@ impl PubSubState {
                 conn,
                 subs,
                 out: BTreeMap::new(),
-                queued_bytes: 0,
-                queued_frames: 0,
+                log: crate::resume::SendLog::new(
+                    self.cfg.max_queued_frames_per_peer,
+                    self.cfg.max_queued_bytes_per_peer,
+                ),
+                rx: session::RxSeq::default(),
+                resumable,
+                suspended: false,
+                resume_from: None,
                 cursor: None,
                 want_writable: false,
                 closing: false,
@@ -208,7 +234,7 @@ impl PubSubState {
                 self.debts.entry((peer, t)).or_default().add(held);
             }
         }
-        let dropped = p.queued_frames as u64;
+        let dropped = p.log.unsent() as u64;
         for (t, q) in &p.out {
             for (up, len) in q.relay_upstreams() {
                 self.relay_release(up, t, 1, len);
@@ -226,6 +252,10 @@ impl PubSubState {
     pub(crate) fn on_closing(&mut self, conn: ConnId, peer: Option<NodeId>) {
         if let Some(p) = peer.and_then(|id| self.peers.get_mut(&id)).filter(|p| p.conn == conn) {
             p.closing = true;
+        }
+        // The ack leaves before the goodbye.
+        if let Some(id) = peer {
+            self.ack_now(id);
         }
     }
 
@@ -277,8 +307,7 @@ impl PubSubState {
             // peer would drop them on arrival. The credit itself stays.
             let ups = p.out.get(&t).map(|q| q.relay_upstreams()).unwrap_or_default();
             let dropped = p.out.get_mut(&t).map_or((0, 0), |q| q.clear());
-            p.queued_frames -= dropped.0;
-            p.queued_bytes -= dropped.1;
+            p.log.unadmit(dropped.0, dropped.1);
             if let Some(s) = self.index.get_mut(&t) {
                 s.peers.remove(&peer.id);
                 if s.peers.is_empty() {
@@ -306,6 +335,7 @@ impl PubSubState {
             }
         }
         if let Some(id) = peer {
+            self.write_session_control(conn, id, buf);
             self.write_grants(conn, id, buf);
         }
         buf.len() - start
@@ -315,23 +345,33 @@ impl PubSubState {
     pub(crate) fn has_control(&self, conn: ConnId, peer: Option<NodeId>) -> bool {
         self.links.get(&conn).is_some_and(|l| l.enabled && !l.changes.is_empty())
             || peer.and_then(|id| self.peers.get(&id)).is_some_and(|p| p.conn == conn && !p.grants.is_empty())
+            || peer.is_some_and(|id| self.has_session_control(conn, id))
     }
 
-    /// True if nothing is queued for the peer whose primary is `conn`.
+    /// True if nothing is left to write for the peer whose primary is
+    /// `conn`: nothing unsent and nothing to re-send (written messages
+    /// waiting for their ack do not count; see [`PubSubState::unacked_range`]).
     pub(crate) fn data_is_empty(&self, conn: ConnId, peer: Option<NodeId>) -> bool {
-        peer.and_then(|id| self.peers.get(&id)).is_none_or(|p| p.conn != conn || p.queued_frames == 0)
+        peer.and_then(|id| self.peers.get(&id))
+            .is_none_or(|p| p.conn != conn || p.log.unsent() == 0 && p.log.pending_resend() == 0)
+    }
+
+    /// Messages written to `peer` and not acknowledged (a range of
+    /// sequence numbers), if its session is resumable.
+    pub(crate) fn unacked_range(&self, peer: NodeId) -> Option<std::ops::Range<u64>> {
+        self.peers.get(&peer).filter(|p| p.resumable).map(|p| p.log.acked()..p.log.next_seq())
     }
 
     /// Discards what is queued for the peer whose primary is `conn` (the
     /// connection is refused); returns how many messages.
     pub(crate) fn clear_data(&mut self, conn: ConnId, peer: Option<NodeId>) -> u64 {
         let Some(p) = peer.and_then(|id| self.peers.get_mut(&id)).filter(|p| p.conn == conn) else { return 0 };
-        let n = p.queued_frames as u64;
+        let n = p.log.unsent() as u64;
         let ups: Vec<(Topic, NodeId, u64)> =
             p.out.iter().flat_map(|(t, q)| q.relay_upstreams().into_iter().map(|(u, l)| (t.clone(), u, l))).collect();
         p.out.clear();
-        p.queued_frames = 0;
-        p.queued_bytes = 0;
+        let unsent = (p.log.unsent(), p.log.bytes() - p.log.unacked_bytes());
+        p.log.unadmit(unsent.0, unsent.1);
         for (t, up, len) in ups {
             self.relay_release(up, &t, 1, len);
         }
@@ -421,7 +461,7 @@ impl PubSubState {
 
     /// Bytes queued for `peer`, if it is in session.
     pub(crate) fn queued_bytes(&self, peer: NodeId) -> Option<usize> {
-        self.peers.get(&peer).map(|p| p.queued_bytes)
+        self.peers.get(&peer).map(|p| p.log.bytes())
     }
 }
 

@@ -6,7 +6,7 @@ use super::{Payload, PeerState, PubSubEvent, PubSubState};
 use crate::discovery::RelayTag;
 use crate::event::{Event, Events};
 use crate::id::{ConnId, NodeId, Topic};
-use crate::wire::{encode_frame, encoded_len_hint, DiscoveryFrame, Header};
+use crate::wire::encoded_len_hint;
 use std::collections::VecDeque;
 use std::ops::Bound;
 
@@ -29,6 +29,9 @@ pub(crate) struct SendQ {
     credit_msgs: u64,
     /// Payload bytes it still accepts (a message may overshoot by its size).
     credit_bytes: i64,
+    /// Granted in all this session (messages, bytes): absolute grants count
+    /// only their increase over these.
+    granted: (u64, u64),
 }
 
 impl SendQ {
@@ -62,9 +65,7 @@ impl SendQ {
 impl PeerState {
     /// True if a message costing `cost` fits the peer's and the subscription's limits.
     pub(crate) fn has_room(&self, topic: &str, cost: usize, cfg: &crate::config::PubSubConfig) -> bool {
-        let peer_ok = !self.closing
-            && self.queued_frames < cfg.max_queued_frames_per_peer
-            && (self.queued_bytes == 0 || self.queued_bytes + cost <= cfg.max_queued_bytes_per_peer);
+        let peer_ok = !self.closing && self.log.has_room(cost);
         let q = self.out.get(topic);
         let (frames, bytes) = q.map_or((0, 0), |q| (q.msgs.len(), q.bytes));
         let sub_ok = frames < cfg.max_queued_frames_per_subscription
@@ -89,9 +90,7 @@ impl PeerState {
         cost: usize,
         cfg: &crate::config::PubSubConfig,
     ) -> Option<bool> {
-        let peer_ok = !self.closing
-            && self.queued_frames < cfg.max_queued_frames_per_peer
-            && (self.queued_bytes == 0 || self.queued_bytes + cost <= cfg.max_queued_bytes_per_peer);
+        let peer_ok = !self.closing && self.log.has_room(cost);
         if !peer_ok {
             return None;
         }
@@ -109,17 +108,15 @@ impl PeerState {
         if let Some(t) = tag {
             q.tags.push_back(t);
         }
-        self.queued_bytes += cost;
-        self.queued_frames += 1;
-        Some(q.credit_msgs > 0 && q.credit_bytes > 0)
+        self.log.admit_unchecked(cost);
+        Some(q.credit_msgs > 0 && q.credit_bytes > 0 && !self.suspended)
     }
 
     /// [`PeerState::push`] of a message that may carry a relay identity
     /// (sent as a discovery Relay frame, spending the same credit).
     pub(crate) fn push_tagged(&mut self, topic: &Topic, payload: Payload, tag: Option<RelayTag>) -> bool {
         let cost = data_cost(topic, &payload);
-        self.queued_bytes += cost;
-        self.queued_frames += 1;
+        self.log.admit_unchecked(cost);
         let q = match self.out.get_mut(topic.as_str()) {
             Some(q) => q,
             None => self.out.entry(topic.clone()).or_default(),
@@ -129,7 +126,7 @@ impl PeerState {
         if let Some(t) = tag {
             q.tags.push_back(t);
         }
-        q.credit_msgs > 0 && q.credit_bytes > 0
+        q.credit_msgs > 0 && q.credit_bytes > 0 && !self.suspended
     }
 
     /// [`PeerState::has_room`] and [`PeerState::push`] of a plain message
@@ -144,9 +141,7 @@ impl PeerState {
         cost: usize,
         cfg: &crate::config::PubSubConfig,
     ) -> Result<bool, Payload> {
-        let peer_ok = !self.closing
-            && self.queued_frames < cfg.max_queued_frames_per_peer
-            && (self.queued_bytes == 0 || self.queued_bytes + cost <= cfg.max_queued_bytes_per_peer);
+        let peer_ok = !self.closing && self.log.has_room(cost);
         if !peer_ok {
             return Err(payload);
         }
@@ -161,16 +156,14 @@ impl PeerState {
         }
         let was_empty = q.msgs.is_empty();
         q.bytes += cost;
-        q.msgs.push_back((payload, None));
-        self.queued_bytes += cost;
-        self.queued_frames += 1;
-        Ok(was_empty && q.credit_msgs > 0 && q.credit_bytes > 0)
+        q.msgs.push_back((payload, false));
+        self.log.admit_unchecked(cost);
+        Ok(was_empty && q.credit_msgs > 0 && q.credit_bytes > 0 && !self.suspended)
     }
 
     /// True once the queue fell to half its limits (the "writable again" mark).
-    fn below_low_water(&self, cfg: &crate::config::PubSubConfig) -> bool {
-        self.queued_frames <= cfg.max_queued_frames_per_peer / 2
-            && self.queued_bytes <= cfg.max_queued_bytes_per_peer / 2
+    pub(crate) fn below_low_water(&self, cfg: &crate::config::PubSubConfig) -> bool {
+        self.log.frames() <= cfg.max_queued_frames_per_peer / 2 && self.log.bytes() <= cfg.max_queued_bytes_per_peer / 2
     }
 }
 
@@ -181,7 +174,7 @@ impl PubSubState {
         &mut self,
         peer: NodeId,
         topic: &str,
-        msgs: u32,
+        msgs: u64,
         bytes: u64,
         events: &mut Events,
     ) -> Option<ConnId> {
@@ -189,9 +182,10 @@ impl PubSubState {
         let p = self.peers.get_mut(&peer)?;
         let q = p.out.entry(t).or_default();
         let had_none = q.credit_msgs == 0 || q.credit_bytes <= 0;
-        q.credit_msgs = q.credit_msgs.saturating_add(u64::from(msgs));
+        q.granted = (q.granted.0.saturating_add(msgs), q.granted.1.saturating_add(bytes));
+        q.credit_msgs = q.credit_msgs.saturating_add(msgs);
         q.credit_bytes = q.credit_bytes.saturating_add(i64::try_from(bytes).unwrap_or(i64::MAX));
-        let wake = q.sendable().then_some(p.conn);
+        let wake = (q.sendable() && !p.suspended).then_some(p.conn);
         // A subscription that could take nothing can take messages again (or
         // for the first time): whoever waits for room or for ready
         // subscribers looks again.
@@ -224,8 +218,14 @@ impl PubSubState {
         let mut released: Vec<(Topic, NodeId, u64, u64)> = Vec::new();
         let cfg = &self.cfg;
         let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn) else { return (0, 0) };
-        if p.queued_frames == 0 {
+        if p.suspended || p.log.unsent() == 0 && p.log.pending_resend() == 0 {
             return (0, 0);
+        }
+        // After a resume, what the peer did not acknowledge goes first.
+        while p.log.pending_resend() > 0 && buf.len() - start < limit {
+            let Some((_, (topic, payload, tag))) = p.log.next_resend() else { break };
+            super::session::encode_data(buf, topic, payload, tag.as_ref());
+            self.stats.resent += 1;
         }
         while buf.len() - start < limit {
             // The next topic after the cursor that can send, wrapping around.
@@ -248,32 +248,24 @@ impl PubSubState {
                 q.bytes -= cost;
                 q.credit_msgs -= 1;
                 q.credit_bytes -= payload.len() as i64;
-                p.queued_bytes -= cost;
-                p.queued_frames -= 1;
-                match tag {
-                    None => encode_frame(buf, &Header::Publish { topic: topic.as_str() }, &payload),
-                    Some(t) => {
-                        if let Some(up) = t.upstream {
-                            let len = payload.len() as u64;
-                            match released.last_mut() {
-                                Some((rt, ru, n, b)) if *ru == up && *rt == topic => {
-                                    *n += 1;
-                                    *b += len;
-                                }
-                                _ => released.push((topic.clone(), up, 1, len)),
-                            }
+                if let Some(up) = tag.as_ref().and_then(|t| t.upstream) {
+                    let len = payload.len() as u64;
+                    match released.last_mut() {
+                        Some((rt, ru, n, b)) if *ru == up && *rt == topic => {
+                            *n += 1;
+                            *b += len;
                         }
-                        let f = DiscoveryFrame::Relay {
-                            topic: topic.as_str(),
-                            origin: t.origin,
-                            epoch: t.epoch,
-                            seq: t.seq,
-                            hops: t.hops,
-                        };
-                        encode_frame(buf, &Header::Discovery(f), &payload)
+                        _ => released.push((topic.clone(), up, 1, len)),
                     }
-                };
-                sent += 1;
+                }
+                super::session::encode_data(buf, &topic, &payload, tag.as_ref());
+                if p.resumable {
+                    // Kept until the peer acknowledges it (counted as sent then).
+                    p.log.pull((topic.clone(), payload, tag), cost);
+                } else {
+                    p.log.unadmit(1, cost);
+                    sent += 1;
+                }
             }
             p.cursor = Some(topic);
         }
@@ -291,7 +283,14 @@ impl PubSubState {
     /// True if messages queued for the peer whose primary is `conn` may leave now.
     pub(crate) fn has_sendable(&self, conn: ConnId, peer: Option<NodeId>) -> bool {
         let p = peer.and_then(|id| self.peers.get(&id)).filter(|p| p.conn == conn);
-        p.is_some_and(|p| p.queued_frames > 0 && p.out.values().any(SendQ::sendable))
+        p.is_some_and(|p| {
+            !p.suspended && (p.log.pending_resend() > 0 || p.log.unsent() > 0 && p.out.values().any(SendQ::sendable))
+        })
+    }
+
+    /// What `peer` granted in all this session on `topic` (messages, bytes).
+    pub(crate) fn granted_totals(&self, peer: NodeId, topic: &str) -> (u64, u64) {
+        self.peers.get(&peer).and_then(|p| p.out.get(topic)).map_or((0, 0), |q| q.granted)
     }
 
     /// What this node may still send `peer` on `topic` (messages, bytes),

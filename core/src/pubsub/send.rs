@@ -124,7 +124,9 @@ impl PubSubState {
         // those whose queued messages do not already use up their credit.
         let ok = |id: &NodeId| {
             self.peers.get(id).is_some_and(|p| {
-                p.has_room(topic, cost, cfg) && p.out.get(topic.as_str()).is_some_and(|q| q.spare_credit())
+                !p.suspended
+                    && p.has_room(topic, cost, cfg)
+                    && p.out.get(topic.as_str()).is_some_and(|q| q.spare_credit())
             })
         };
         let pick = match subs.rr {

@@ -93,6 +93,24 @@ pub(crate) struct Conn {
     pub(crate) secure: Option<Box<crate::secure::SecureConn>>,
     /// A dial not connected by then is abandoned (`DialerConfig::dial_timeout`).
     pub(crate) dial_by: Timestamp,
+    /// This side's Hello nonce, and the peer's (see [`crate::resume`]).
+    pub(crate) nonce: u64,
+    pub(crate) peer_nonce: u64,
+    /// The peer's incarnation, from its Hello (0 without `RESUME`).
+    pub(crate) peer_inc: u64,
+    /// The session this side's Hello claims (for which peer), once decided.
+    pub(crate) claim: Option<(crate::id::NodeId, crate::wire::ResumeClaim)>,
+    /// The session resumed on this connection (not started on it).
+    pub(crate) resumed: bool,
+    /// The last ack owed to the peer, sent before the goodbye that answers
+    /// its own (the session already ended).
+    pub(crate) final_ack: Option<u64>,
+    /// A graceful close began: by then its whole budget
+    /// (`close_timeout`) is spent. In a resumable session the goodbye waits
+    /// for the peer's acks until then, and the close wait ends then.
+    pub(crate) close_by: Option<Timestamp>,
+    /// `close_by` passed before every ack came: the goodbye leaves anyway.
+    pub(crate) acks_overdue: bool,
 }
 
 impl Conn {
@@ -111,6 +129,24 @@ impl Conn {
             epoch: 0,
             secure: None,
             dial_by: Timestamp::MAX,
+            nonce: 0,
+            peer_nonce: 0,
+            peer_inc: 0,
+            claim: None,
+            resumed: false,
+            close_by: None,
+            acks_overdue: false,
+            final_ack: None,
+        }
+    }
+
+    /// The id of a session started on this connection: both Hellos' nonces
+    /// (0 without `RESUME`; never 0 with it).
+    pub(crate) fn new_sid(&self) -> u64 {
+        if self.peer_inc == 0 {
+            0
+        } else {
+            (self.nonce ^ self.peer_nonce).max(1)
         }
     }
 

@@ -15,9 +15,15 @@ pub(crate) struct Me {
 }
 
 /// Appends this node's Hello, announcing `subscriptions`.
-pub(crate) fn encode_hello<'a>(buf: &mut Vec<u8>, me: &Me, subscriptions: impl Iterator<Item = &'a str>) -> usize {
+pub(crate) fn encode_hello<'a>(
+    buf: &mut Vec<u8>,
+    me: &Me,
+    subscriptions: impl Iterator<Item = &'a str>,
+    session: Option<crate::wire::HelloSession>,
+) -> usize {
     let mut hello = Hello::new(me.id.as_u128(), &me.name, me.caps, subscriptions.collect());
     hello.listen = me.listen.as_ref().map(|(host, port)| ListenAddr { host, port: *port });
+    hello.session = session;
     encode_frame(buf, &Header::Hello(hello), &[])
 }
 

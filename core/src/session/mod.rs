@@ -33,6 +33,12 @@ pub(crate) struct PeerEntry {
     pub(crate) conns: BTreeSet<ConnId>,
     /// Where the peer's plane frames arrive in this session, once one did.
     pub(crate) data_conn: Option<ConnId>,
+    /// The peer's incarnation and the session's id (both 0 unless both ends
+    /// announced `RESUME`): see [`crate::resume`].
+    pub(crate) inc: u64,
+    pub(crate) sid: u64,
+    /// The connection is lost: the session waits for a resume until then.
+    pub(crate) suspended: Option<Timestamp>,
 }
 
 /// What the session gate decided for a plane frame.
@@ -75,6 +81,10 @@ pub(crate) struct Session {
     pub(crate) timers: Timers<ConnId>,
     /// Connections that may have bytes to write.
     pub(crate) ready: BTreeSet<ConnId>,
+    /// This process's incarnation (see [`crate::resume`]).
+    pub(crate) incarnation: u64,
+    /// When each suspended session's resume window passes.
+    pub(crate) expiry: Timers<NodeId>,
 }
 
 impl Session {
@@ -88,6 +98,8 @@ impl Session {
             down_epochs: BTreeMap::new(),
             timers: Timers::default(),
             ready: BTreeSet::new(),
+            incarnation: 0,
+            expiry: Timers::default(),
         }
     }
 
@@ -167,6 +179,7 @@ impl Session {
         let id = open.peer.id;
         let Some(c) = self.conns.get_mut(&conn) else { return false };
         c.phase = Phase::Open(open.clone());
+        let (inc, sid) = (c.peer_inc, c.new_sid());
         self.arm(conn);
         match self.peers.get_mut(&id) {
             Some(p) => {
@@ -175,7 +188,8 @@ impl Session {
             }
             None => {
                 let conns = BTreeSet::from([conn]);
-                self.peers.insert(id, PeerEntry { info: open.peer, primary: conn, conns, data_conn: None });
+                let (info, suspended) = (open.peer, None);
+                self.peers.insert(id, PeerEntry { info, primary: conn, conns, data_conn: None, inc, sid, suspended });
                 true
             }
         }
@@ -216,7 +230,9 @@ impl Session {
         let Some(Phase::Open(o)) = self.conns.get(&conn).map(|c| c.phase.clone()) else { return };
         let conns = BTreeSet::from([conn]);
         let data_conn = Some(conn);
-        self.peers.insert(o.peer.id, PeerEntry { info: o.peer, primary: conn, conns, data_conn });
+        let (inc, sid) = self.conns.get(&conn).map_or((0, 0), |c| (c.peer_inc, c.new_sid()));
+        let e = PeerEntry { info: o.peer, primary: conn, conns, data_conn, inc, sid, suspended: None };
+        self.peers.insert(e.info.id, e);
     }
 
     /// For [`Gate::Stale`]: `conn` leaves the session unless this node's own
@@ -239,6 +255,7 @@ impl Session {
         if !self.peers.get(&peer).is_some_and(|p| p.conns.contains(&conn)) {
             return None;
         }
+        self.expiry.cancel(peer);
         let p = self.peers.remove(&peer)?;
         self.epoch += 1;
         self.down_epochs.insert(peer, self.epoch);
@@ -247,6 +264,40 @@ impl Session {
         let oldest = self.conns.values().filter(handshaking).map(|c| c.epoch).min();
         self.down_epochs.retain(|_, e| oldest.is_some_and(|o| o < *e));
         Some(p.conns.into_iter().filter(|c| *c != conn).collect())
+    }
+
+    /// `conn` (already taken out of `conns`) was lost and `peer`'s session
+    /// outlives it until `until`: the session is suspended. Returns its
+    /// other connections, which close (quietly: they do not end it).
+    pub(crate) fn suspend(&mut self, peer: NodeId, conn: ConnId, until: Timestamp) -> Option<Vec<ConnId>> {
+        let p = self.peers.get_mut(&peer).filter(|p| p.conns.contains(&conn))?;
+        let others: Vec<ConnId> = std::mem::take(&mut p.conns).into_iter().filter(|c| *c != conn).collect();
+        p.data_conn = None;
+        p.suspended = Some(until);
+        self.expiry.set(peer, until);
+        self.epoch += 1;
+        self.down_epochs.insert(peer, self.epoch);
+        Some(others)
+    }
+
+    /// `peer`'s session resumes on `conn`: its only connection from now on.
+    pub(crate) fn resume_on(&mut self, peer: NodeId, conn: ConnId) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.conns = BTreeSet::from([conn]);
+            p.primary = conn;
+            p.data_conn = None;
+            p.suspended = None;
+        }
+        self.expiry.cancel(peer);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.resumed = true;
+        }
+    }
+
+    /// Takes a session out of the table (it ended while suspended).
+    pub(crate) fn forget(&mut self, peer: NodeId) -> Option<PeerEntry> {
+        self.expiry.cancel(peer);
+        self.peers.remove(&peer)
     }
 
     /// Takes `conn` out of the table.
@@ -279,6 +330,9 @@ impl Session {
                 let live = (c.last_recv + self.cfg.liveness_timeout, TimerReason::Liveness(conn));
                 if let Some(Closing::CloseWait { until, .. }) = &c.closing {
                     return TimerReason::soonest(Some(live), Some((*until, TimerReason::CloseWait(conn))));
+                }
+                if let (Some(Closing::Flushing(_)), Some(by), false) = (&c.closing, c.close_by, c.acks_overdue) {
+                    return TimerReason::soonest(Some(live), Some((by, TimerReason::CloseWait(conn))));
                 }
                 if c.closing.is_some() {
                     return Some(live);

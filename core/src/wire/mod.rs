@@ -13,6 +13,7 @@ mod codec;
 mod discovery;
 mod membership;
 mod relay_frame;
+mod session;
 mod stream;
 pub mod transfer;
 
@@ -22,6 +23,7 @@ pub use codec::{
 };
 pub use discovery::{DiscoveryFrame, Referred};
 pub use membership::{Hint, MembershipFrame, RefuseReason};
+pub use session::{HelloSession, ResumeClaim, SessionFrame};
 pub use stream::{StreamFrame, MAX_OPEN_PER_SESSION, MESSAGE_COST};
 
 use serde::{Deserialize, Serialize};
@@ -82,8 +84,11 @@ impl Capabilities {
     pub const COORDINATOR: Capabilities = Capabilities(1 << 4);
     /// Discovery through known peers.
     pub const DISCOVERY: Capabilities = Capabilities(1 << 5);
+    /// Sessions that outlive connections: sequence numbers, acks and resume
+    /// (announced when `SessionConfig::resume_window` is not zero).
+    pub const RESUME: Capabilities = Capabilities(1 << 6);
     /// Every bit this build knows.
-    pub const KNOWN: Capabilities = Capabilities((1 << 6) - 1);
+    pub const KNOWN: Capabilities = Capabilities((1 << 7) - 1);
     /// The planes this build runs.
     pub const SUPPORTED: Capabilities = Capabilities(
         Capabilities::PUBSUB.0
@@ -182,6 +187,9 @@ pub enum Header<'a> {
         /// Why.
         reason: &'a str,
     },
+    /// A frame of the session layer (acks, the resume point, absolute
+    /// credit), when both ends announced [`Capabilities::RESUME`].
+    Session(#[serde(borrow)] SessionFrame<'a>),
 }
 
 impl Header<'_> {
@@ -199,6 +207,7 @@ impl Header<'_> {
             Header::Membership(_) => Capabilities::MEMBERSHIP,
             Header::Discovery(_) => Capabilities::DISCOVERY,
             Header::Transfer(_) => Capabilities::TRANSFER,
+            Header::Session(_) => Capabilities::RESUME,
         }
     }
 }
@@ -232,6 +241,11 @@ pub struct Hello<'a> {
     /// Topics the sender subscribes to.
     #[serde(borrow)]
     pub subscriptions: Vec<&'a str>,
+    /// The sender's incarnation and the session it asks to resume, if it
+    /// announces [`Capabilities::RESUME`]. A Hello without it (from a
+    /// build before sessions) reads as `None`.
+    #[serde(deserialize_with = "session::absent_is_none")]
+    pub session: Option<HelloSession>,
 }
 
 impl<'a> Hello<'a> {
@@ -251,6 +265,7 @@ impl<'a> Hello<'a> {
             capabilities: capabilities.bits(),
             listen: None,
             subscriptions,
+            session: None,
         }
     }
 }

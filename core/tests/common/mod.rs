@@ -451,8 +451,10 @@ impl Net {
             }
             match &mut self.inflight[k].wire {
                 Wire::Eof => {
+                    // The pipe stays until this end closes too (its
+                    // `Action::Close` sends the far end its own end of
+                    // stream): an end of stream closes one direction only.
                     self.inflight.remove(k);
-                    self.pipes.remove(&(to, conn));
                     node.handle_closed(now, conn, CloseReason::Io("eof".into()));
                     progressed = true;
                 }

@@ -46,7 +46,7 @@ use super::{Cx, Observer, Want, Wire};
 use crate::net::{Net, ProcId, TcpId};
 use crate::payload;
 use crate::trace::fmt_time;
-use estafeta_core::wire::Header;
+use estafeta_core::wire::{Header, SessionFrame};
 use estafeta_core::{
     DropReason, Event, Message, Node, NodeId, PeerRef, PubSubEvent, PublishError, Published, SendMode,
 };
@@ -635,6 +635,8 @@ impl Observer for PubSub {
             Header::Hello(h) => h.subscriptions.iter().copied().find(|t| unknown(t)),
             Header::Heartbeat | Header::Goodbye { .. } | Header::Stream(_) | Header::Membership(_) => None,
             Header::Transfer(_) => None,
+            Header::Session(SessionFrame::Credit { topic, .. }) => unknown(topic).then_some(*topic),
+            Header::Session(SessionFrame::Ack { .. } | SessionFrame::Resume { .. }) => None,
             // Requests, referrals and relayed messages: the discovery observer's.
             Header::Discovery(_) => None,
         };

@@ -1,0 +1,271 @@
+//! Sessions that outlive connections, as the node runs them (see
+//! [`crate::resume`]): the session part of Hellos, the resume decision,
+//! suspension, resume, expiry and the end of a session with its report.
+
+use super::Node;
+use crate::event::{CloseReason, Event, PeerInfo};
+use crate::id::{ConnId, NodeId};
+use crate::resume::{LossReason, SessionEvent};
+use crate::session::Phase;
+use crate::time::Timestamp;
+use crate::wire::{Capabilities, HelloSession, ResumeClaim};
+
+/// What a peer's Hello means for the session with it.
+#[derive(Debug)]
+pub(super) enum Decision {
+    /// Both ends hold this session: resume it; the peer expects this next.
+    Resume { their_next: u64 },
+    /// The session held with the peer cannot resume: it ends first.
+    EndOld(LossReason),
+    /// No session to resume or end: as without resumption.
+    Normal,
+}
+
+impl Node {
+    /// True if this node announces `RESUME`.
+    pub(super) fn resumption(&self) -> bool {
+        self.me.caps.contains(Capabilities::RESUME)
+    }
+
+    /// The session part of this node's Hello on `conn`. A dialer claims the
+    /// session it holds with the peer its target reached last; an acceptor
+    /// sends its Hello only after the dialer's, claiming the session the
+    /// dialer claimed if it holds it too (so both ends decide alike).
+    pub(super) fn hello_session(&mut self, conn: ConnId) -> Option<HelloSession> {
+        if !self.resumption() {
+            return None;
+        }
+        let nonce = self.rng.next_u64() | 1;
+        let c = self.session.conns.get_mut(&conn)?;
+        if c.nonce == 0 {
+            c.nonce = nonce;
+        }
+        if let (Some(t), None) = (c.target, c.claim) {
+            let peer = self.target_peers.get(&t).copied();
+            let entry = peer.and_then(|p| self.session.peers.get(&p)).filter(|e| e.sid != 0);
+            if let (Some(p), Some(e)) = (peer, entry) {
+                let claim = ResumeClaim {
+                    your_incarnation: e.inc,
+                    session: e.sid,
+                    next_expected: self.pubsub.next_expected(p),
+                };
+                let c = self.session.conns.get_mut(&conn)?;
+                c.claim = Some((p, claim));
+            }
+        }
+        let c = self.session.conns.get(&conn)?;
+        Some(HelloSession { incarnation: self.session.incarnation, nonce: c.nonce, resume: c.claim.map(|(_, x)| x) })
+    }
+
+    /// Decides, on the peer's Hello, whether the session with `id` resumes
+    /// on `conn`. Both ends apply the same rule to the same two Hellos:
+    /// resume iff each Hello claims the same session, naming the other's
+    /// incarnation. An acceptor's claim (its Hello follows) is made here.
+    pub(super) fn resume_decision(&mut self, conn: ConnId, id: NodeId, theirs: Option<HelloSession>) -> Decision {
+        let me = self.session.incarnation;
+        let nonce = self.rng.next_u64() | 1;
+        let entry = self.session.peers.get(&id).map(|e| (e.inc, e.sid, e.suspended.is_some()));
+        let Some(c) = self.session.conns.get_mut(&conn) else { return Decision::Normal };
+        if c.nonce == 0 {
+            c.nonce = nonce;
+        }
+        let Some(theirs) = theirs.filter(|_| self.me.caps.contains(Capabilities::RESUME)) else {
+            // The peer does not resume (an older build, or resumption off).
+            return match entry {
+                Some((_, sid, true)) if sid != 0 => Decision::EndOld(LossReason::NotResumed),
+                _ => Decision::Normal,
+            };
+        };
+        c.peer_inc = theirs.incarnation;
+        c.peer_nonce = theirs.nonce;
+        let accepted = c.target.is_none();
+        let holds = |claim: &ResumeClaim| {
+            entry.is_some_and(|(inc, sid, _)| sid != 0 && sid == claim.session && inc == theirs.incarnation)
+        };
+        if accepted {
+            // Claim what the dialer claims, if this node holds it too.
+            let mine = theirs.resume.filter(|t| t.your_incarnation == me && holds(t)).map(|t| ResumeClaim {
+                your_incarnation: theirs.incarnation,
+                session: t.session,
+                next_expected: 0,
+            });
+            let c = self.session.conns.get_mut(&conn).expect("present above");
+            c.claim = mine.map(|m| (id, ResumeClaim { next_expected: self.pubsub.next_expected(id), ..m }));
+            c.control.hello = true;
+            self.session.ready.insert(conn);
+        }
+        let c = self.session.conns.get(&conn).expect("present above");
+        let mine = c.claim.filter(|(p, _)| *p == id).map(|(_, m)| m);
+        if let (Some(m), Some(t)) = (mine, theirs.resume) {
+            if m.session == t.session && t.your_incarnation == me && holds(&m) {
+                return Decision::Resume { their_next: t.next_expected };
+            }
+        }
+        match entry {
+            Some((inc, sid, _)) if sid != 0 && inc != theirs.incarnation => Decision::EndOld(LossReason::PeerRestarted),
+            Some((_, sid, true)) if sid != 0 => Decision::EndOld(LossReason::NotResumed),
+            _ => Decision::Normal,
+        }
+    }
+
+    /// True if losing `conn` suspends `peer`'s session instead of ending it.
+    pub(super) fn may_suspend(&self, peer: NodeId, conn: ConnId, reason: &CloseReason) -> bool {
+        let lost = matches!(
+            reason,
+            CloseReason::Io(_)
+                | CloseReason::LivenessTimeout
+                | CloseReason::Duplicate
+                | CloseReason::Protocol(crate::event::ProtocolError::DecryptFailed(_))
+        );
+        lost && !self.closing
+            && self
+                .session
+                .peers
+                .get(&peer)
+                .is_some_and(|e| e.sid != 0 && e.suspended.is_none() && e.conns.contains(&conn))
+    }
+
+    /// `conn` carrying `info`'s session was lost: the session is suspended.
+    /// Returns its other connections (they close without ending it).
+    pub(super) fn suspend_session(&mut self, info: &PeerInfo, conn: ConnId, reason: CloseReason) -> Vec<ConnId> {
+        let until = self.now + self.cfg.session.resume_window;
+        let Some(others) = self.session.suspend(info.id, conn, until) else { return Vec::new() };
+        self.session_stats.suspended += 1;
+        self.pubsub.suspend(info.id);
+        self.planes_down(info.id);
+        self.events.push(Event::Session(SessionEvent::Suspended { peer: info.clone(), reason }));
+        others
+    }
+
+    /// The planes other than pub/sub keep no log: their per-peer state ends
+    /// with the connection, as it did before sessions outlived connections.
+    fn planes_down(&mut self, peer: NodeId) {
+        self.streams.on_peer_down(peer, &mut self.events);
+        self.membership.on_peer_down(peer);
+        self.wake_relay_grants();
+        self.discovery_touch();
+        self.transfer.on_peer_down(peer, self.now);
+    }
+
+    /// The session with `info` ended: `PeerDown`, the report of what may be
+    /// lost (with sequence numbers), and every plane forgets the peer.
+    pub(super) fn session_ended(&mut self, info: &PeerInfo, reason: CloseReason, loss: LossReason, planes: bool) {
+        let report = self.pubsub.end_session(info.id, &mut self.events);
+        let resumable = self.pubsub.is_resumable(info.id);
+        self.events.push(Event::PeerDown { peer: info.clone(), reason });
+        if resumable {
+            self.events.push(Event::Session(SessionEvent::Ended {
+                peer: info.clone(),
+                reason: loss,
+                unacked: report.unacked,
+                unsent: report.unsent,
+                received: report.received,
+            }));
+        }
+        self.pubsub.on_peer_down(info.id, &mut self.events);
+        if planes {
+            self.planes_down(info.id);
+        }
+    }
+
+    /// A suspended session with `id` ends without resuming.
+    pub(super) fn end_suspended(&mut self, id: NodeId, loss: LossReason) {
+        let Some(e) = self.session.forget(id) else { return };
+        self.session_stats.not_resumed += 1;
+        let planes = e.suspended.is_none();
+        if planes {
+            // A live session (the peer restarted): its connections close.
+            for c in e.conns {
+                self.remove_conn(c, CloseReason::Duplicate);
+            }
+        }
+        self.session_ended(&e.info, CloseReason::Session(loss), loss, planes);
+    }
+
+    /// Resume windows that passed.
+    pub(super) fn expire_sessions(&mut self, now: Timestamp) {
+        while let Some(id) = self.session.expiry.pop_due(now) {
+            // Not while a connection's Hello claims it: the peer may be
+            // resuming it right now.
+            let claimed = self.session.conns.values().any(|c| !c.is_open() && c.claim.is_some_and(|(p, _)| p == id));
+            if claimed {
+                self.session.expiry.set(id, now + self.cfg.session.handshake_timeout);
+                continue;
+            }
+            self.end_suspended(id, LossReason::Expired);
+        }
+    }
+
+    /// The session with `info` resumes on `conn` (already open in the
+    /// session table); the peer expects message `their_next` next.
+    pub(super) fn resume_session(&mut self, conn: ConnId, info: &PeerInfo, their_next: u64) {
+        let live = self.session.peers.get(&info.id).is_some_and(|e| e.suspended.is_none());
+        if live {
+            // The peer lost the connection before this node noticed.
+            let old: Vec<ConnId> = self
+                .session
+                .peers
+                .get(&info.id)
+                .map(|e| e.conns.iter().copied().filter(|c| *c != conn).collect())
+                .unwrap_or_default();
+            self.pubsub.suspend(info.id);
+            self.planes_down(info.id);
+            self.session.resume_on(info.id, conn);
+            for o in old {
+                self.remove_conn(o, CloseReason::Duplicate);
+            }
+        }
+        self.session.resume_on(info.id, conn);
+        let resent = match self.pubsub.resume(info, conn, their_next, &mut self.events) {
+            Ok(n) => n,
+            Err(e) => {
+                self.violation(conn, e);
+                return;
+            }
+        };
+        self.session_stats.resumed += 1;
+        self.events.push(Event::Session(SessionEvent::Resumed { peer: info.clone(), resent }));
+        self.planes_up(conn, info);
+    }
+
+    /// The planes other than pub/sub start again with the peer on `conn`.
+    pub(super) fn planes_up(&mut self, conn: ConnId, info: &PeerInfo) {
+        let caps = match self.session.conns.get(&conn).map(|c| &c.phase) {
+            Some(Phase::Open(o)) => o.caps,
+            _ => Capabilities::NONE,
+        };
+        if caps.contains(Capabilities::STREAMS) {
+            self.streams.on_peer_up(info, conn);
+        }
+        self.discovery_touch();
+        self.transfer.on_peer_up(info, conn, caps.contains(Capabilities::TRANSFER));
+        self.transfer_wake();
+        self.wake_relay_grants();
+        self.session.ready.insert(conn);
+    }
+
+    /// A goodbye from `info` on `conn`, the connection of its session: the
+    /// session ends now; the last ack (if owed) and a goodbye answer it, so
+    /// the peer knows what this node took. Returns false if there is no ack
+    /// to send (the caller closes the connection at once).
+    pub(super) fn answer_goodbye(&mut self, conn: ConnId, info: &PeerInfo, reason: CloseReason) -> bool {
+        let Some(next) = self.pubsub.final_ack(info.id) else { return false };
+        if !self.session.peers.get(&info.id).is_some_and(|e| e.conns.contains(&conn)) {
+            return false;
+        }
+        let others = self.session.detach(info.id, conn).unwrap_or_default();
+        self.session_ended(info, reason.clone(), LossReason::Closed, true);
+        if let Some(c) = self.session.conns.get_mut(&conn) {
+            c.final_ack = Some(next);
+            c.control.heartbeat = false;
+            c.control.goodbye = true;
+            c.closing = Some(crate::session::Closing::Goodbye(reason.clone()));
+            c.rx.clear();
+            self.session.ready.insert(conn);
+        }
+        for o in others {
+            self.remove_conn(o, reason.clone());
+        }
+        true
+    }
+}

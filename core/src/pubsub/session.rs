@@ -1,0 +1,335 @@
+//! The pub/sub plane's part of sessions that outlive connections (see
+//! [`crate::resume`]): the send log per peer, sequence numbers of received
+//! messages, cumulative acks as control state, the resume point, absolute
+//! credit, and what a session's end reports.
+
+use super::{DropReason, Payload, PubSubEvent, PubSubState};
+use crate::discovery::RelayTag;
+use crate::event::{Event, Events, PeerInfo, ProtocolError};
+use crate::id::{ConnId, NodeId, Topic};
+use crate::resume::{ACK_EVERY_BYTES, ACK_EVERY_MESSAGES};
+use crate::time::Timestamp;
+use crate::wire::{encode_frame, DiscoveryFrame, Header, SessionFrame};
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+/// A message in the send log: written, waiting for its ack.
+pub(crate) type Logged = (Topic, Payload, Option<RelayTag>);
+
+/// Writes one message frame (a plain Publish, or a relayed copy).
+pub(crate) fn encode_data(buf: &mut Vec<u8>, topic: &Topic, payload: &Payload, tag: Option<&RelayTag>) {
+    match tag {
+        None => encode_frame(buf, &Header::Publish { topic: topic.as_str() }, payload),
+        Some(t) => {
+            let f = DiscoveryFrame::Relay {
+                topic: topic.as_str(),
+                origin: t.origin,
+                epoch: t.epoch,
+                seq: t.seq,
+                hops: t.hops,
+            };
+            encode_frame(buf, &Header::Discovery(f), payload)
+        }
+    };
+}
+
+/// What the peer sent, by sequence number.
+#[derive(Debug)]
+pub(crate) struct RxSeq {
+    /// Messages of the peer's this node took this session: the next
+    /// sequence number it expects.
+    pub(crate) next: u64,
+    /// The sequence number of the next message frame on the current
+    /// connection; `None` after a resume until the peer's Resume frame.
+    cursor: Option<u64>,
+    /// What the last ack said.
+    acked: u64,
+    /// Payload bytes taken since the last ack.
+    since_bytes: u64,
+    /// An ack must leave with the next pull.
+    due: bool,
+}
+
+impl Default for RxSeq {
+    fn default() -> Self {
+        RxSeq { next: 0, cursor: Some(0), acked: 0, since_bytes: 0, due: false }
+    }
+}
+
+/// What a message frame's sequence number says.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Seq {
+    /// New: process it.
+    Take,
+    /// Taken already (re-sent after a resume): drop it.
+    Duplicate,
+}
+
+/// What a session's end found, for [`crate::resume::SessionEvent::Ended`].
+#[derive(Debug, Default)]
+pub(crate) struct EndReport {
+    pub(crate) unacked: Range<u64>,
+    pub(crate) unsent: u64,
+    pub(crate) received: u64,
+}
+
+impl PubSubState {
+    /// A message frame from `peer` (through the session gate) in a
+    /// resumable session: its sequence number decides. Payload length
+    /// counts toward the next ack.
+    pub(crate) fn take_seq(&mut self, peer: NodeId, len: usize, now: Timestamp) -> Result<Seq, ProtocolError> {
+        let delay = self.ack_delay;
+        let Some(p) = self.peers.get_mut(&peer) else { return Ok(Seq::Take) };
+        if !p.resumable {
+            return Ok(Seq::Take);
+        }
+        let Some(seq) = p.rx.cursor else {
+            return Err(ProtocolError::UnexpectedFrame("a message before the Resume frame of a resumed session"));
+        };
+        p.rx.cursor = Some(seq + 1);
+        if seq < p.rx.next {
+            self.stats.duplicates += 1;
+            return Ok(Seq::Duplicate);
+        }
+        if seq > p.rx.next {
+            return Err(ProtocolError::Sequence(format!(
+                "message {seq} arrived but {} was expected next: the peer skipped messages",
+                p.rx.next
+            )));
+        }
+        p.rx.next += 1;
+        p.rx.since_bytes += len as u64;
+        if p.rx.next - p.rx.acked >= ACK_EVERY_MESSAGES || p.rx.since_bytes >= ACK_EVERY_BYTES {
+            if !p.rx.due {
+                p.rx.due = true;
+                self.wake.push(p.conn);
+            }
+        } else if !p.rx.due && !self.ack_timers.is_set(peer) {
+            self.ack_timers.set(peer, now + delay);
+        }
+        Ok(Seq::Take)
+    }
+
+    /// Ack timers due at `now`: their acks leave with the next pull.
+    pub(crate) fn ack_timeout(&mut self, now: Timestamp) {
+        while let Some(peer) = self.ack_timers.pop_due(now) {
+            self.ack_now(peer);
+        }
+    }
+
+    /// The soonest ack deadline.
+    pub(crate) fn ack_timer(&self) -> Option<Timestamp> {
+        self.ack_timers.next().map(|(t, _)| t)
+    }
+
+    /// An ack to `peer` leaves with the next pull if anything is unacknowledged
+    /// (a heartbeat, a goodbye, the ack delay).
+    pub(crate) fn ack_now(&mut self, peer: NodeId) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            if p.resumable && p.rx.next > p.rx.acked && !p.rx.due {
+                p.rx.due = true;
+                self.wake.push(p.conn);
+            }
+        }
+    }
+
+    /// The session's control for `conn`: the resume point first, then an ack.
+    pub(super) fn write_session_control(&mut self, conn: ConnId, peer: NodeId, buf: &mut Vec<u8>) {
+        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn && p.resumable && !p.suspended) else {
+            return;
+        };
+        if let Some(from) = p.resume_from.take() {
+            encode_frame(buf, &Header::Session(SessionFrame::Resume { from }), &[]);
+        }
+        if p.rx.due {
+            p.rx.due = false;
+            if p.rx.next > p.rx.acked {
+                encode_frame(buf, &Header::Session(SessionFrame::Ack { next: p.rx.next }), &[]);
+                p.rx.acked = p.rx.next;
+                p.rx.since_bytes = 0;
+                self.stats.acks += 1;
+            }
+            self.ack_timers.cancel(peer);
+        }
+    }
+
+    /// True if the session owes `conn` a resume point or an ack.
+    pub(super) fn has_session_control(&self, conn: ConnId, peer: NodeId) -> bool {
+        self.peers
+            .get(&peer)
+            .is_some_and(|p| p.conn == conn && p.resumable && !p.suspended && (p.resume_from.is_some() || p.rx.due))
+    }
+
+    /// The last ack for `peer`, if one is owed: sent with a goodbye after
+    /// the session ended.
+    pub(crate) fn final_ack(&self, peer: NodeId) -> Option<u64> {
+        let p = self.peers.get(&peer)?;
+        (p.resumable && p.rx.next > p.rx.acked).then_some(p.rx.next)
+    }
+
+    /// An Ack from `peer`: the log lets go of what it covers (sent now).
+    pub(crate) fn on_ack(&mut self, peer: NodeId, next: u64, events: &mut Events) -> Result<(), ProtocolError> {
+        let Some(p) = self.peers.get_mut(&peer) else { return Ok(()) };
+        let n = p.log.ack(next, |_, _| {}).map_err(|e| ProtocolError::Sequence(format!("ack: {e}")))?;
+        if p.closing && p.log.is_empty() {
+            // A graceful close waited for this ack: the goodbye may leave.
+            self.wake.push(p.conn);
+        }
+        self.stats.sent += n as u64;
+        self.after_release(peer, events);
+        Ok(())
+    }
+
+    /// Room was freed in `peer`'s bound: whoever waits for it hears.
+    fn after_release(&mut self, peer: NodeId, events: &mut Events) {
+        let cfg = &self.cfg;
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        if p.want_writable && p.below_low_water(cfg) {
+            p.want_writable = false;
+            events.push(Event::PubSub(PubSubEvent::Writable));
+        }
+    }
+
+    /// A Resume frame from `peer`: its next message frame has sequence `from`.
+    pub(crate) fn on_resume_frame(&mut self, peer: NodeId, from: u64) -> Result<(), ProtocolError> {
+        let Some(p) = self.peers.get_mut(&peer) else { return Ok(()) };
+        if from > p.rx.next {
+            return Err(ProtocolError::Sequence(format!(
+                "resume from {from}, but only {} messages were taken",
+                p.rx.next
+            )));
+        }
+        p.rx.cursor = Some(from);
+        Ok(())
+    }
+
+    /// Absolute credit from `peer` on `topic`: the increase over what it
+    /// granted before counts (grants are idempotent).
+    pub(crate) fn on_absolute_credit(
+        &mut self,
+        peer: NodeId,
+        topic: &str,
+        msgs: u64,
+        bytes: u64,
+        events: &mut Events,
+    ) -> Option<ConnId> {
+        let (had_m, had_b) = self.granted_totals(peer, topic);
+        let more_m = msgs.saturating_sub(had_m);
+        let more_b = bytes.saturating_sub(had_b);
+        if more_m == 0 && more_b == 0 {
+            return None;
+        }
+        self.on_credit(peer, topic, more_m, more_b, events)
+    }
+
+    /// The connection carrying the session with `peer` was lost: keep
+    /// everything, send nothing, and let round-robin skip it.
+    pub(crate) fn suspend(&mut self, peer: NodeId) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.suspended = true;
+            p.log.disconnect();
+            p.rx.due = false;
+            p.resume_from = None;
+        }
+        self.ack_timers.cancel(peer);
+    }
+
+    /// The session with `peer` resumes on `conn`, where the peer expects
+    /// message `their_next` next. Returns how many messages are re-sent.
+    pub(crate) fn resume(
+        &mut self,
+        info: &PeerInfo,
+        conn: ConnId,
+        their_next: u64,
+        events: &mut Events,
+    ) -> Result<u64, ProtocolError> {
+        let Some(p) = self.peers.get_mut(&info.id) else { return Ok(0) };
+        let their_next = their_next.max(p.log.acked());
+        let acked = p.log.ack(their_next, |_, _| {}).map_err(|e| ProtocolError::Sequence(e.to_string()))?;
+        // The planted bug (tests only): re-send from one past the point.
+        let from = if self.planted_resend_bug { their_next + 1 } else { their_next };
+        let resent = p.log.resume(from.min(p.log.next_seq()), |_, _| {}).unwrap_or(0) as u64;
+        p.conn = conn;
+        p.suspended = false;
+        p.resume_from = Some(from.min(p.log.next_seq()));
+        p.rx.cursor = None;
+        p.rx.due = p.rx.next > p.rx.acked;
+        // Absolute grants again: any lost with the connection are made good.
+        for r in p.recv.values_mut() {
+            r.reannounce();
+        }
+        let topics: BTreeSet<Topic> = p.recv.keys().cloned().collect();
+        p.grants.extend(topics);
+        self.stats.sent += acked as u64;
+        self.reindex(info, conn, events);
+        self.after_release(info.id, events);
+        Ok(resent)
+    }
+
+    /// After a resume the index takes the new connection's picture of the
+    /// peer's subscriptions (it may have changed while it was away).
+    fn reindex(&mut self, info: &PeerInfo, conn: ConnId, events: &mut Events) {
+        let now: BTreeSet<Topic> = self.links.get(&conn).map(|l| l.peer_subs.clone()).unwrap_or_default();
+        let Some(p) = self.peers.get_mut(&info.id) else { return };
+        let gone: Vec<Topic> = p.subs.difference(&now).cloned().collect();
+        let new: Vec<Topic> = now.difference(&p.subs).cloned().collect();
+        p.subs = now;
+        for t in new {
+            self.index.entry(t.clone()).or_default().peers.insert(info.id);
+            events.push(Event::PubSub(PubSubEvent::Subscribed { peer: info.clone(), topic: t }));
+        }
+        for t in gone {
+            if let Some(s) = self.index.get_mut(&t) {
+                s.peers.remove(&info.id);
+                if s.peers.is_empty() {
+                    self.index.remove(&t);
+                }
+            }
+            let p = self.peers.get_mut(&info.id).expect("present above");
+            let dropped = p.out.get_mut(&t).map_or((0, 0), |q| q.clear());
+            p.log.unadmit(dropped.0, dropped.1);
+            events.push(Event::PubSub(PubSubEvent::Unsubscribed { peer: info.clone(), topic: t }));
+            // Queued while the peer was away, for a subscription it dropped
+            // meanwhile: counted like messages lost with their connection.
+            self.report_drop(events, Some(info.clone()), dropped.0 as u64, DropReason::Disconnected);
+        }
+    }
+
+    /// The session with `peer` ends: what it did not acknowledge is lost
+    /// (counted as dropped, reported with its range), and so is what never
+    /// left. Call before [`PubSubState::on_peer_down`].
+    pub(crate) fn end_session(&mut self, peer: NodeId, events: &mut Events) -> EndReport {
+        self.ack_timers.cancel(peer);
+        let Some(p) = self.peers.get_mut(&peer) else { return EndReport::default() };
+        if !p.resumable {
+            return EndReport { unacked: 0..0, unsent: p.log.unsent() as u64, received: 0 };
+        }
+        // The unsent messages stay in their queues: `on_peer_down` drops
+        // them (and releases relayed copies' upstream credit); they are
+        // counted here, with the unacknowledged ones. Relayed copies in the
+        // log released their upstream's credit when written.
+        let unsent = p.log.unsent() as u64;
+        let (range, _) = p.log.expire(|_| {});
+        let info = p.info.clone();
+        let received = p.rx.next;
+        let lost = range.end - range.start;
+        self.stats.unacked_lost += lost;
+        self.report_drop(events, Some(info), lost + unsent, DropReason::Disconnected);
+        EndReport { unacked: range, unsent, received }
+    }
+
+    /// True if the session with `peer` is resumable (both ends announced `RESUME`).
+    pub(crate) fn is_resumable(&self, peer: NodeId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.resumable)
+    }
+
+    /// Where the peer's messages stand, for this node's Hello.
+    pub(crate) fn next_expected(&self, peer: NodeId) -> u64 {
+        self.peers.get(&peer).map_or(0, |p| p.rx.next)
+    }
+
+    /// What `peer`'s log holds: (unsent, unacknowledged), for tests and the simulator.
+    pub(crate) fn log_len(&self, peer: NodeId) -> Option<(usize, usize)> {
+        self.peers.get(&peer).map(|p| (p.log.unsent(), p.log.unacked()))
+    }
+}

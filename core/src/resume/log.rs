@@ -1,0 +1,239 @@
+//! The per-peer send log: what was admitted and not yet written (counted
+//! only: the messages wait in the pub/sub plane's per-topic queues, where
+//! credit decides their order), and what was written and not yet
+//! acknowledged, kept in sequence order to be re-sent after a resume.
+//!
+//! Sequence numbers are given when a message is written for the first time
+//! (0, 1, 2, … per session and direction), never on the wire: the receiver
+//! counts message frames. Both parts together are bounded by the peer's
+//! queue limits, so resumption adds no memory beyond today's bound.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+
+/// A request the log cannot honour: the peer claims something it cannot
+/// (a protocol error on the wire).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// An ack or a resume point past the last sequence number written.
+    #[error("sequence number {got} is past the last one sent ({next} is next)")]
+    Ahead {
+        /// What the peer said.
+        got: u64,
+        /// The next sequence number this side would give.
+        next: u64,
+    },
+    /// A resume point below what the peer acknowledged before: those
+    /// messages are gone from the log.
+    #[error("resume from {got}, but everything below {acked} was acknowledged")]
+    Behind {
+        /// What the peer said.
+        got: u64,
+        /// The lowest sequence number still held.
+        acked: u64,
+    },
+}
+
+/// One peer's send log. `T` is a message as the log keeps it (for pub/sub,
+/// its topic and shared payload: never a copy).
+///
+/// ```
+/// use estafeta_core::resume::SendLog;
+/// let mut log: SendLog<&str> = SendLog::new(4, 1 << 20);
+/// assert!(log.admit(10));
+/// assert_eq!(log.pull("a", 10), 0); // written: sequence number 0
+/// log.disconnect();
+/// assert_eq!(log.resume(0, |_, _| {}), Ok(1)); // one message to send again
+/// assert_eq!(log.next_resend(), Some((0, &"a")));
+/// assert_eq!(log.ack(1, |_, _| {}), Ok(1));
+/// assert!(log.is_empty());
+/// ```
+#[derive(Debug)]
+pub struct SendLog<T> {
+    max_frames: usize,
+    max_bytes: usize,
+    /// Admitted, not written yet.
+    unsent_frames: usize,
+    unsent_bytes: usize,
+    /// Sequence number of `entries[0]`: everything below was acknowledged.
+    base: u64,
+    /// Written, not acknowledged: each with its cost.
+    entries: VecDeque<(T, usize)>,
+    logged_bytes: usize,
+    /// `entries[cursor..]` are to be written again (after a resume).
+    cursor: usize,
+}
+
+impl<T> SendLog<T> {
+    /// An empty log bounded to `max_frames` messages and `max_bytes` bytes
+    /// (unsent and unacknowledged together; one message is always let in).
+    pub fn new(max_frames: usize, max_bytes: usize) -> Self {
+        SendLog {
+            max_frames,
+            max_bytes,
+            unsent_frames: 0,
+            unsent_bytes: 0,
+            base: 0,
+            entries: VecDeque::new(),
+            logged_bytes: 0,
+            cursor: 0,
+        }
+    }
+
+    /// Messages held: unsent plus unacknowledged.
+    pub fn frames(&self) -> usize {
+        self.unsent_frames + self.entries.len()
+    }
+
+    /// Bytes held: unsent plus unacknowledged.
+    pub fn bytes(&self) -> usize {
+        self.unsent_bytes + self.logged_bytes
+    }
+
+    /// Messages admitted and not written yet.
+    pub fn unsent(&self) -> usize {
+        self.unsent_frames
+    }
+
+    /// Messages written and not acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Bytes written and not acknowledged.
+    pub fn unacked_bytes(&self) -> usize {
+        self.logged_bytes
+    }
+
+    /// True if nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.frames() == 0
+    }
+
+    /// Every sequence number below this one was acknowledged.
+    pub fn acked(&self) -> u64 {
+        self.base
+    }
+
+    /// The sequence number the next message written for the first time gets.
+    pub fn next_seq(&self) -> u64 {
+        self.base + self.entries.len() as u64
+    }
+
+    /// True if a message costing `cost` fits the bound.
+    pub fn has_room(&self, cost: usize) -> bool {
+        self.frames() < self.max_frames && (self.bytes() == 0 || self.bytes() + cost <= self.max_bytes)
+    }
+
+    /// Admits a message costing `cost` if it fits; false (nothing changed) if not.
+    pub fn admit(&mut self, cost: usize) -> bool {
+        if !self.has_room(cost) {
+            return false;
+        }
+        self.admit_unchecked(cost);
+        true
+    }
+
+    /// Admits a message whose room the caller checked.
+    pub fn admit_unchecked(&mut self, cost: usize) {
+        self.unsent_frames += 1;
+        self.unsent_bytes += cost;
+    }
+
+    /// Admitted messages left without being written (their subscription
+    /// went): they leave the bound and get no sequence number.
+    pub fn unadmit(&mut self, frames: usize, bytes: usize) {
+        self.unsent_frames = self.unsent_frames.saturating_sub(frames);
+        self.unsent_bytes = self.unsent_bytes.saturating_sub(bytes);
+    }
+
+    /// An admitted message is written for the first time: it gets the next
+    /// sequence number (returned) and stays until acknowledged. Messages
+    /// to re-send go first ([`SendLog::next_resend`] until `None`).
+    pub fn pull(&mut self, item: T, cost: usize) -> u64 {
+        debug_assert_eq!(self.cursor, self.entries.len(), "re-sends go first");
+        self.unadmit(1, cost);
+        let seq = self.next_seq();
+        self.entries.push_back((item, cost));
+        self.logged_bytes += cost;
+        self.cursor = self.entries.len();
+        seq
+    }
+
+    /// Messages to re-send before any new one.
+    pub fn pending_resend(&self) -> usize {
+        self.entries.len() - self.cursor
+    }
+
+    /// The next message to re-send and its sequence number.
+    pub fn next_resend(&mut self) -> Option<(u64, &T)> {
+        let seq = self.base + self.cursor as u64;
+        let (item, _) = self.entries.get(self.cursor)?;
+        self.cursor += 1;
+        Some((seq, item))
+    }
+
+    /// The peer took responsibility for every message below `next`:
+    /// `done(item, cost)` sees each one leave. Returns how many left. An
+    /// old ack (below what is acknowledged) changes nothing.
+    pub fn ack(&mut self, next: u64, mut done: impl FnMut(T, usize)) -> Result<usize, LogError> {
+        if next > self.next_seq() {
+            return Err(LogError::Ahead { got: next, next: self.next_seq() });
+        }
+        let n = next.saturating_sub(self.base) as usize;
+        for _ in 0..n {
+            let (item, cost) = self.entries.pop_front().expect("counted above");
+            self.logged_bytes -= cost;
+            done(item, cost);
+        }
+        self.base += n as u64;
+        self.cursor = self.cursor.saturating_sub(n);
+        Ok(n)
+    }
+
+    /// The connection carrying the session is gone: nothing is in flight.
+    /// The log keeps everything; nothing is re-sent before [`SendLog::resume`].
+    pub fn disconnect(&mut self) {
+        self.cursor = self.entries.len();
+    }
+
+    /// The session resumes and the peer expects `from` next: what is below
+    /// is acknowledged (`done` sees it), the rest is written again from the
+    /// start. Returns how many messages will be re-sent.
+    pub fn resume(&mut self, from: u64, done: impl FnMut(T, usize)) -> Result<usize, LogError> {
+        if from < self.base {
+            return Err(LogError::Behind { got: from, acked: self.base });
+        }
+        self.ack(from, done)?;
+        self.cursor = 0;
+        Ok(self.entries.len())
+    }
+
+    /// The session ended: every unacknowledged message is lost. `lost` sees
+    /// each; returns their sequence numbers (empty if none) and how many
+    /// unsent messages left the bound with them (those the caller drops).
+    pub fn expire(&mut self, mut lost: impl FnMut(T)) -> (Range<u64>, usize) {
+        let range = self.base..self.next_seq();
+        for (item, _) in self.entries.drain(..) {
+            lost(item);
+        }
+        self.base = range.end;
+        self.logged_bytes = 0;
+        self.cursor = 0;
+        let unsent = self.unsent_frames;
+        self.unsent_frames = 0;
+        self.unsent_bytes = 0;
+        (range, unsent)
+    }
+
+    /// Starts a new session: sequence numbers count from 0 again. The log
+    /// must be empty of written messages (expire it first); admitted
+    /// messages stay admitted.
+    pub fn restart(&mut self) {
+        debug_assert!(self.entries.is_empty());
+        self.entries.clear();
+        self.logged_bytes = 0;
+        self.base = 0;
+        self.cursor = 0;
+    }
+}

@@ -1,0 +1,295 @@
+//! Sessions that outlive connections (issue 14): resume after a reset with
+//! nothing lost and nothing duplicated, duplicates dropped by sequence
+//! number, a restart (same id) never resumes, an expired window ends the
+//! session with the range of what may be lost, a graceful close reports
+//! what the peer did not acknowledge.
+
+mod common;
+
+use common::{config_with, Net};
+use estafeta_core::*;
+use std::time::Duration;
+
+fn node(i: usize, cfg: Config) -> Node {
+    Node::with_id(cfg, NodeId::from_u128(100 + i as u128), &format!("n{i}")).expect("valid config")
+}
+
+fn cfg(i: usize) -> Config {
+    config_with(i as u64, |c| c.session.resume_window = Duration::from_secs(2))
+}
+
+/// n0 dials n1, which subscribes to `t`.
+fn pair_with(cfg: impl Fn(usize) -> Config) -> Net {
+    let mut net = Net::new((0..2).map(|i| node(i, cfg(i))).collect());
+    net.node(1).pubsub().subscribe("t").unwrap();
+    net.node(0).connect(Net::addr(1)).unwrap();
+    net.run_for(Duration::from_millis(20));
+    assert_eq!(net.node(0).pubsub_ref().ready_subscriber_count("t"), 1);
+    net
+}
+
+fn publish(net: &mut Net, from: usize, range: std::ops::Range<u32>) {
+    for i in range {
+        net.node(from).pubsub().publish("t", Bytes::from(i.to_be_bytes().to_vec()), SendMode::All).unwrap();
+    }
+}
+
+fn received(net: &Net, i: usize) -> Vec<u32> {
+    net.messages(i).iter().map(|(_, p)| u32::from_be_bytes(p[..4].try_into().unwrap())).collect()
+}
+
+fn session_events(net: &Net, i: usize) -> Vec<SessionEvent> {
+    net.slots[i]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Session(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Resets every connection of `slot`, then lets the drains take the events.
+fn reset_all(net: &mut Net, slot: usize) {
+    for (c, _) in net.conns_of(slot) {
+        net.reset(slot, c);
+    }
+    net.step();
+}
+
+#[test]
+fn a_reset_mid_stream_resumes_with_nothing_lost_or_duplicated() {
+    let mut net = pair_with(cfg).with_splits(7, 300, 500);
+    publish(&mut net, 0, 0..2000);
+    // Some of it gets through, then the connection is cut with bytes in flight.
+    for _ in 0..3 {
+        net.step();
+    }
+    reset_all(&mut net, 0);
+    assert!(matches!(session_events(&net, 0).last(), Some(SessionEvent::Suspended { .. })));
+    assert_eq!(net.slots[0].events.iter().filter(|e| matches!(e, Event::PeerDown { .. })).count(), 0);
+    // More is published while the peer is suspended: it queues.
+    publish(&mut net, 0, 2000..2100);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(received(&net, 1), (0..2100).collect::<Vec<_>>(), "in order, exactly once");
+    let resumed = |i| session_events(&net, i).iter().any(|e| matches!(e, SessionEvent::Resumed { .. }));
+    assert!(resumed(0) && resumed(1), "both ends resumed: {:?}", session_events(&net, 0));
+    let s = net.node(0).stats();
+    assert_eq!(s.pubsub.sent, 2100, "every message acknowledged");
+    assert_eq!(s.pubsub.dropped, 0);
+    assert_eq!(s.session.resumed, 1);
+    let n1 = net.node(1).id();
+    assert_eq!(net.node(0).pubsub_ref().send_log(n1), Some((0, 0)), "the log is empty once all is acked");
+}
+
+#[test]
+fn a_reset_after_delivery_before_the_ack_delivers_nothing_twice() {
+    let mut net = pair_with(cfg);
+    let n1 = net.node(1).id();
+    publish(&mut net, 0, 0..50);
+    // Deliver the data to n1 but cut before its ack reaches n0 (n0 is
+    // frozen once it wrote: it reads nothing more).
+    net.step();
+    net.slots[0].frozen = true;
+    for _ in 0..4 {
+        net.step();
+    }
+    assert_eq!(received(&net, 1).len(), 50);
+    let (_, unacked) = net.node(0).pubsub_ref().send_log(n1).unwrap();
+    assert_eq!(unacked, 50, "the ack has not arrived yet");
+    net.slots[0].frozen = false;
+    reset_all(&mut net, 0);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(received(&net, 1), (0..50).collect::<Vec<_>>(), "no duplicate delivered");
+    // n1's Hello said it expects 50 next: that acknowledged them all, so
+    // nothing is sent twice (a copy in flight would be dropped by sequence).
+    assert_eq!(net.node(0).stats().pubsub.resent, 0);
+    assert_eq!(net.node(0).stats().pubsub.sent, 50);
+    assert_eq!(net.node(0).pubsub_ref().send_log(n1), Some((0, 0)));
+}
+
+#[test]
+fn a_restart_with_the_same_id_never_resumes_and_reports_the_range() {
+    let mut net = pair_with(cfg);
+    // n1 reads nothing: what n0 sends stays unacknowledged.
+    net.slots[1].frozen = true;
+    publish(&mut net, 0, 0..10);
+    net.settle();
+    // The process dies before it acknowledged anything (it took nothing):
+    // a new process with the same id and a new incarnation comes up.
+    let b = {
+        let mut b = node(1, config_with(77, |c| c.session.resume_window = Duration::from_secs(2)));
+        b.pubsub().subscribe("t").unwrap();
+        b
+    };
+    net.restart(1, b);
+    net.run_for(Duration::from_secs(1));
+    let ended = session_events(&net, 0).into_iter().find_map(|e| match e {
+        SessionEvent::Ended { reason, unacked, .. } => Some((reason, unacked)),
+        _ => None,
+    });
+    assert_eq!(ended, Some((LossReason::PeerRestarted, 0..10)), "{:?}", session_events(&net, 0));
+    assert!(!session_events(&net, 0).iter().any(|e| matches!(e, SessionEvent::Resumed { .. })));
+    assert_eq!(net.node(0).stats().pubsub.unacked_lost, 10);
+    assert_eq!(net.node(0).stats().pubsub.sent, 0, "never counted as sent");
+    // The new session starts at sequence 0 and works.
+    net.run_for(Duration::from_millis(50));
+    publish(&mut net, 0, 10..12);
+    net.run_for(Duration::from_millis(50));
+    assert_eq!(received(&net, 1), vec![10, 11]);
+}
+
+#[test]
+fn a_partition_longer_than_the_window_ends_the_session_with_its_range() {
+    let mut net = pair_with(cfg);
+    net.slots[1].frozen = true;
+    publish(&mut net, 0, 0..5);
+    // Liveness (400 ms) suspends, then the 2 s window passes.
+    net.run_for(Duration::from_secs(3));
+    let evs = session_events(&net, 0);
+    assert!(matches!(evs.first(), Some(SessionEvent::Suspended { .. })), "{evs:?}");
+    let ended = evs.iter().find_map(|e| match e {
+        SessionEvent::Ended { reason, unacked, unsent, .. } => Some((*reason, unacked.clone(), *unsent)),
+        _ => None,
+    });
+    let (reason, unacked, unsent) = ended.expect("ended");
+    assert_eq!(reason, LossReason::Expired);
+    assert_eq!(unacked.end - unacked.start + unsent, 5, "every message accounted for: {unacked:?} + {unsent}");
+    let down = net.slots[0].events.iter().find_map(|e| match e {
+        Event::PeerDown { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(down, Some(CloseReason::Session(LossReason::Expired)));
+    assert_eq!(net.node(0).stats().pubsub.dropped, 5);
+}
+
+#[test]
+fn a_graceful_close_waits_for_acks_and_reports_the_rest() {
+    // n1 acknowledges: the close delivers everything and counts it as sent.
+    let mut net = pair_with(cfg);
+    publish(&mut net, 0, 0..100);
+    net.node(0).close();
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(received(&net, 1).len(), 100);
+    assert!(net.slots[0].events.contains(&Event::Closed));
+    assert_eq!(net.node(0).stats().pubsub.sent, 100);
+    // n1 takes nothing: after close_timeout what it did not acknowledge is
+    // reported with its range and never counted as sent.
+    let mut net = pair_with(cfg);
+    net.slots[1].stalled = true;
+    net.node(1);
+    publish(&mut net, 0, 0..100);
+    net.settle();
+    net.node(0).close();
+    net.run_for(Duration::from_secs(1));
+    assert!(net.slots[0].events.contains(&Event::Closed));
+    let ended = session_events(&net, 0).into_iter().find_map(|e| match e {
+        SessionEvent::Ended { reason, unacked, unsent, .. } => Some((reason, unacked, unsent)),
+        _ => None,
+    });
+    let (reason, unacked, unsent) = ended.expect("ended");
+    assert_eq!(reason, LossReason::Closed);
+    assert_eq!(unacked.end - unacked.start + unsent, 100 - net.node(0).stats().pubsub.sent);
+}
+
+#[test]
+fn with_resumption_off_a_lost_connection_ends_the_session() {
+    let off = |i| config_with(i as u64, |c| c.session.resume_window = Duration::ZERO);
+    let mut net = pair_with(off);
+    reset_all(&mut net, 0);
+    assert!(net.slots[0].events.iter().any(|e| matches!(e, Event::PeerDown { .. })));
+    assert!(session_events(&net, 0).is_empty());
+}
+
+#[test]
+fn a_graceful_disconnect_waits_once_and_reports_what_the_peer_did_not_ack() {
+    // n0 writes 100 messages; from then on nothing n1 writes arrives (no
+    // ack, no heartbeat, no goodbye). The goodbye leaves once everything is
+    // written, and the close wait (the one wait for acks) ends at
+    // close_timeout: the session ends then, not at 2 x close_timeout.
+    let mut net = pair_with(cfg);
+    let target = net.node(0).connect(Net::addr(1)).unwrap();
+    net.tap = Some(Box::new(|from, _to, bytes| {
+        if from == 1 {
+            bytes.clear();
+        }
+    }));
+    publish(&mut net, 0, 0..100);
+    net.settle();
+    let start = net.now;
+    net.node(0).disconnect(target);
+    let close_timeout = Duration::from_millis(300);
+    let ended_at = loop {
+        net.run_for(Duration::from_millis(5));
+        if net.slots[0].events.iter().any(|e| matches!(e, Event::PeerDown { .. })) {
+            break net.now;
+        }
+        assert!(net.now < start + Duration::from_secs(2), "the close never ended");
+    };
+    assert!(
+        ended_at <= start + close_timeout + Duration::from_millis(10),
+        "ended after {:?}",
+        ended_at.saturating_since(start)
+    );
+    let ended = session_events(&net, 0).into_iter().find_map(|e| match e {
+        SessionEvent::Ended { reason, unacked, unsent, .. } => Some((reason, unacked, unsent)),
+        _ => None,
+    });
+    assert_eq!(ended, Some((LossReason::Closed, 0..100, 0)), "the unacknowledged range, reported");
+    assert!(!session_events(&net, 0).iter().any(|e| matches!(e, SessionEvent::Suspended { .. })));
+    let s = net.node(0).stats();
+    assert_eq!(s.pubsub.sent, 0, "never counted as sent");
+    assert_eq!(s.pubsub.dropped, 100, "counted as dropped");
+    assert_eq!(s.session.unacked_at_close, 100);
+    // n1 took all of them.
+    assert_eq!(received(&net, 1), (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn streams_do_not_break_across_a_resume() {
+    // Streams keep no log: a stream open when the connection is lost ends
+    // once at each end with a reason; after the resume the plane works on
+    // the new connection (a new stream opens and carries data).
+    let mut net = Net::new((0..2).map(|i| node(i, cfg(i))).collect());
+    net.node(1).streams().serve("logs").unwrap();
+    net.node(0).connect(Net::addr(1)).unwrap();
+    net.run_for(Duration::from_millis(20));
+    let open = |net: &mut Net| {
+        let c = net.node(0).streams().open("logs", Bytes::from_static(b"q"), None, None);
+        net.settle();
+        let p = net.slots[1].events.iter().rev().find_map(|e| match e {
+            Event::Stream(StreamEvent::Request { stream, .. }) => Some(*stream),
+            _ => None,
+        });
+        (c, p.expect("the producer got the request"))
+    };
+    let closed = |net: &Net, i: usize, s: StreamId| {
+        net.slots[i]
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Stream(StreamEvent::Closed { stream, .. }) if *stream == s))
+            .count()
+    };
+    let (c, p) = open(&mut net);
+    reset_all(&mut net, 0);
+    net.run_for(Duration::from_millis(500));
+    let resumed = |i| session_events(&net, i).iter().any(|e| matches!(e, SessionEvent::Resumed { .. }));
+    assert!(resumed(0) && resumed(1), "resumed: {:?}", session_events(&net, 0));
+    assert_eq!((closed(&net, 0, c), closed(&net, 1, p)), (1, 1), "the old stream ended once at each end");
+    assert_eq!(net.node(0).streams_ref().server_count("logs"), 1, "the server is known again");
+    let (c2, p2) = open(&mut net);
+    net.node(1).streams().write(p2, Bytes::from_static(b"after")).unwrap();
+    net.node(1).streams().close(p2, CloseCode::NORMAL, "done");
+    net.settle();
+    let got: Vec<Bytes> = net.slots[0]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Stream(StreamEvent::Data { stream, payload }) if *stream == c2 => Some(payload.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, vec![Bytes::from_static(b"after")]);
+    assert_eq!(closed(&net, 0, c2), 1);
+    assert!(!net.slots[0].events.iter().any(|e| matches!(e, Event::PeerDown { .. })), "the session did not end");
+}
