@@ -11,7 +11,10 @@ pub mod fake_peer;
 pub mod membership;
 pub mod proxy;
 pub mod relay_ring;
+#[path = "../support/reset_proxy.rs"]
+pub mod reset_proxy;
 pub mod security;
+pub mod sessions_io;
 pub mod streams;
 pub mod transfer;
 pub mod util;
