@@ -167,8 +167,14 @@ async fn publisher<R: Runtime>() {
     }
 }
 
-fn spawn(ns: &str, test: &str, role: &str, env: &[(&str, String)]) -> Proc {
-    Proc::spawn(ns, test, role, env)
+/// Starts the subscriber in `b` and then the publisher in `a`, each once it
+/// says READY.
+fn start(pair: &Pair, test: &str, sub_env: &[(&str, String)], pub_env: &[(&str, String)]) -> (Proc, Proc) {
+    let mut sub = Proc::spawn(&pair.b, test, "sub", sub_env);
+    sub.wait_line("READY", Duration::from_secs(10));
+    let mut publ = Proc::spawn(&pair.a, test, "pub", pub_env);
+    publ.wait_line("READY", Duration::from_secs(10));
+    (sub, publ)
 }
 
 /// A graceful close over a link shaped to 2 Mbit/s delivers everything: the
@@ -198,12 +204,9 @@ fn graceful_close_over_a_2mbit_link(test: &str, runtime: &str) {
         v.extend_from_slice(extra);
         v
     };
-    let mut sub = spawn(&pair.b, test, "sub", &env(&[]));
-    sub.wait_line("READY", Duration::from_secs(10));
     let publ_env =
         env(&[("COUNT", count.to_string()), ("SIZE", "128".into()), ("RATE", "0".into()), ("RUNTIME", runtime.into())]);
-    let mut publ = spawn(&pair.a, test, "pub", &publ_env);
-    publ.wait_line("READY", Duration::from_secs(10));
+    let (mut sub, mut publ) = start(&pair, test, &env(&[]), &publ_env);
     let published = publ.wait_line("PUBLISHED ", Duration::from_secs(20));
     assert_eq!(field::<u64>(&published, "refused"), 0);
     let closed = publ.wait_line("CLOSED ", Duration::from_secs(25));
@@ -227,11 +230,8 @@ fn after_a_silent_partition_the_reconnect_follows_the_heal_within_dial_timeout_a
         return;
     }
     let pair = Pair::new();
-    let mut sub = spawn(&pair.b, test, "sub", &[("QUIET_MS", "60000".into())]);
-    sub.wait_line("READY", Duration::from_secs(10));
     let env = [("COUNT", "0".to_string()), ("CLOSE", "0".into()), ("RUNTIME", "smol".into())];
-    let mut publ = spawn(&pair.a, test, "pub", &env);
-    publ.wait_line("READY", Duration::from_secs(10));
+    let (_sub, mut publ) = start(&pair, test, &[("QUIET_MS", "60000".into())], &env);
     pair.address_b(false);
     // Liveness (1.5 s) ends the session; then dials into silence time out.
     publ.wait_line("DOWN ", Duration::from_secs(5));
@@ -257,11 +257,8 @@ fn a_link_down_and_up_ends_the_session_and_the_node_reconnects() {
         return;
     }
     let pair = Pair::new();
-    let mut sub = spawn(&pair.b, test, "sub", &[("QUIET_MS", "60000".into())]);
-    sub.wait_line("READY", Duration::from_secs(10));
     let env = [("COUNT", "0".to_string()), ("CLOSE", "0".into()), ("RUNTIME", "smol".into())];
-    let mut publ = spawn(&pair.a, test, "pub", &env);
-    publ.wait_line("READY", Duration::from_secs(10));
+    let (_sub, mut publ) = start(&pair, test, &[("QUIET_MS", "60000".into())], &env);
     pair.link_b(false);
     let down = publ.wait_line("DOWN ", Duration::from_secs(5));
     assert!(down.contains("liveness"), "the silent peer is declared down by liveness: {down}");
@@ -286,10 +283,8 @@ fn a_vanished_host_is_declared_down_and_dials_keep_timing_out() {
         return;
     }
     let pair = Pair::new();
-    let mut sub = spawn(&pair.b, test, "sub", &[("QUIET_MS", "60000".into())]);
-    sub.wait_line("READY", Duration::from_secs(10));
-    let mut publ = spawn(&pair.a, test, "pub", &[("COUNT", "0".to_string()), ("CLOSE", "0".into())]);
-    publ.wait_line("READY", Duration::from_secs(10));
+    let (_sub, mut publ) =
+        start(&pair, test, &[("QUIET_MS", "60000".into())], &[("COUNT", "0".to_string()), ("CLOSE", "0".into())]);
     let gone = Instant::now();
     pair.delete_link();
     publ.wait_line("DOWN ", Duration::from_secs(5));
@@ -313,11 +308,8 @@ fn a_sigkilled_subscriber_is_noticed_at_once_and_unsent_messages_are_reported() 
         return;
     }
     let pair = Pair::new();
-    let mut sub = spawn(&pair.b, test, "sub", &[("QUIET_MS", "60000".into())]);
-    sub.wait_line("READY", Duration::from_secs(10));
     let env = [("COUNT", "8000".to_string()), ("RATE", "2000".into()), ("CLOSE", "0".into())];
-    let mut publ = spawn(&pair.a, test, "pub", &env);
-    publ.wait_line("READY", Duration::from_secs(10));
+    let (mut sub, mut publ) = start(&pair, test, &[("QUIET_MS", "60000".into())], &env);
     sub.wait_line("GOT ", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(500));
     let killed = Instant::now();
@@ -344,11 +336,8 @@ fn a_link_down_for_5s_at_2000_msgs_loses_nothing() {
     }
     let pair = Pair::new();
     let count = 20_000u64;
-    let mut sub = spawn(&pair.b, test, "sub", &[("QUIET_MS", "10000".into()), ("EXPECT", count.to_string())]);
-    sub.wait_line("READY", Duration::from_secs(10));
     let env = [("COUNT", count.to_string()), ("RATE", "2000".into()), ("CLOSE", "1".into())];
-    let mut publ = spawn(&pair.a, test, "pub", &env);
-    publ.wait_line("READY", Duration::from_secs(10));
+    let (mut sub, mut publ) = start(&pair, test, &[("QUIET_MS", "10000".into()), ("EXPECT", count.to_string())], &env);
     std::thread::sleep(Duration::from_secs(2));
     pair.link_b(false);
     std::thread::sleep(Duration::from_secs(5));

@@ -102,15 +102,7 @@ impl RingScenario {
 
     /// Runs the scenario; on failure returns what broke.
     pub fn run(&self) -> Result<RingReport, String> {
-        let mut sim = Sim::new(self.sim.clone());
-        self.drive(&mut sim).map_err(|e| {
-            let tail = sim.trace_tail();
-            if tail.is_empty() {
-                e
-            } else {
-                format!("{e}\nlast trace records:\n{tail}")
-            }
-        })
+        Sim::run_scenario(self.sim.clone(), |sim| self.drive(sim))
     }
 
     fn drive(&self, sim: &mut Sim) -> Result<RingReport, String> {

@@ -8,10 +8,12 @@
 //! them the veth pair) on drop, and [`Proc`] kills its process on drop, so
 //! a failing assertion cleans up too.
 
-use std::io::BufRead;
-use std::process::{Command, Stdio};
+#[path = "../support/role_process.rs"]
+mod role_process;
+
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 /// The environment variable that tells a re-run test binary its role.
@@ -172,28 +174,8 @@ impl Proc {
     pub fn spawn(ns: &str, test: &str, role: &str, env: &[(&str, String)]) -> Proc {
         let exe = std::env::current_exe().expect("test binary");
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns])
-            .arg(exe)
-            // `--include-ignored`: the role runs even for an ignored test.
-            .args([test, "--exact", "--include-ignored", "--test-threads=1", "--nocapture"])
-            .env(ROLE, role)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("child process starts");
-        let out = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        cmd.args(["netns", "exec", ns]).arg(exe);
+        let (child, lines) = role_process::spawn(cmd, test, (ROLE, role), env.iter().map(|(k, v)| (*k, v)));
         Proc { child, lines, name: format!("{role} in {ns}") }
     }
 
@@ -209,9 +191,8 @@ impl Proc {
             let left = end.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    // The harness's "test name ... " may precede the first line.
-                    if let Some(at) = line.find(prefix) {
-                        return Some(line[at + prefix.len()..].to_string());
+                    if let Some(rest) = role_process::after(&line, prefix) {
+                        return Some(rest);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => return None,

@@ -22,11 +22,11 @@
 //! }
 //! ```
 
+use super::role_process;
 use super::util::sleep;
 use estafeta_driver::Runtime;
-use std::io::BufRead;
-use std::process::{Command, Stdio};
-use std::sync::mpsc::{channel, Receiver, TryRecvError};
+use std::process::Command;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 const VAR: &str = "ESTAFETA_CHILD";
@@ -47,26 +47,7 @@ impl Child {
     /// of this test binary as a child playing `role`, with extra environment.
     pub fn spawn(test: &str, role: &str, env: &[(&str, &str)]) -> Child {
         let exe = std::env::current_exe().expect("test binary");
-        let mut cmd = Command::new(exe);
-        cmd.args([test, "--exact", "--test-threads=1", "--nocapture"])
-            .env(VAR, role)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut proc = cmd.spawn().expect("child process starts");
-        let out = proc.stdout.take().expect("piped stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (proc, lines) = role_process::spawn(Command::new(exe), test, (VAR, role), env.iter().copied());
         Child { proc, lines }
     }
 
@@ -78,10 +59,8 @@ impl Child {
         loop {
             match self.lines.try_recv() {
                 Ok(line) => {
-                    // The harness prints "test <name> ... " without a newline
-                    // before the test's own output: look anywhere in the line.
-                    if let Some(at) = line.find(prefix) {
-                        return line[at + prefix.len()..].to_string();
+                    if let Some(rest) = role_process::after(&line, prefix) {
+                        return rest;
                     }
                 }
                 Err(TryRecvError::Empty) if Instant::now() < end => sleep::<R>(Duration::from_millis(5)).await,

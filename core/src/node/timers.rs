@@ -12,48 +12,47 @@ impl Node {
     /// The next time [`Node::handle_timeout`] must be called, if any. Read it
     /// after draining transmits, actions and events.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        // The same deadlines as `next_timer`, without working out a reason
-        // (a connection's takes a look-up): the drain asks on every pass.
-        let t = [
-            self.close_deadline,
-            self.session.timers.next().map(|(t, _)| t),
-            self.dialer.timers.next().map(|(t, _)| t),
-            self.streams.next_timer(),
-            self.membership.next_timer(),
-            self.discovery_timer(),
-            self.transfer.timers.next().map(|(t, _)| t),
-            self.session.expiry.next().map(|(t, _)| t),
-            self.pubsub.ack_timer(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        debug_assert_eq!(t, self.next_timer().map(|(t, _)| t));
-        t
+        self.deadlines().into_iter().flatten().map(|(t, _)| t).min()
     }
 
     /// The next deadline and why it was chosen (a connection's deadline is
     /// armed no later than the real one; see [`TimerReason`]).
     pub fn next_timer(&self) -> Option<(Timestamp, TimerReason)> {
-        let close = self.close_deadline.map(|t| (t, TimerReason::Close));
-        let conn = self.session.timers.next().map(|(at, c)| {
-            let reason = self.session.deadline(c).map_or(TimerReason::Liveness(c), |(_, r)| r);
-            (at, reason)
-        });
-        let dial = self.dialer.timers.next().map(|(t, id)| (t, TimerReason::Redial(id)));
-        let streams = self.streams.next_timer().map(|t| (t, TimerReason::Streams));
-        let membership = self.membership.next_timer().map(|t| (t, TimerReason::Membership));
-        let discovery = self.discovery_timer().map(|t| (t, TimerReason::Discovery));
-        let transfer = self.transfer.timers.next().map(|(t, _)| (t, TimerReason::Transfer));
-        let planes = TimerReason::soonest(TimerReason::soonest(streams, membership), discovery);
-        let planes = TimerReason::soonest(planes, transfer);
+        // On a tie the earlier entry of `deadlines` wins.
+        let (at, reason) = self.deadlines().into_iter().flatten().reduce(|a, b| if b.0 < a.0 { b } else { a })?;
+        let reason = match reason {
+            TimerReason::Liveness(c) => self.session.deadline(c).map_or(reason, |(_, r)| r),
+            r => r,
+        };
+        Some((at, reason))
+    }
+
+    /// Each sub-state's soonest deadline: the one list both
+    /// [`Node::poll_timeout`] and [`Node::next_timer`] read. A connection's
+    /// entry says `Liveness` here; working out its real reason takes a
+    /// look-up, done only by `next_timer` and only when it wins (the drain
+    /// asks `poll_timeout` on every pass).
+    fn deadlines(&self) -> [Option<(Timestamp, TimerReason)>; 8] {
+        [
+            self.close_deadline.map(|t| (t, TimerReason::Close)),
+            self.session.timers.next().map(|(t, c)| (t, TimerReason::Liveness(c))),
+            self.dialer.timers.next().map(|(t, id)| (t, TimerReason::Redial(id))),
+            self.streams.next_timer().map(|t| (t, TimerReason::Streams)),
+            self.membership.next_timer().map(|t| (t, TimerReason::Membership)),
+            self.discovery_timer().map(|t| (t, TimerReason::Discovery)),
+            self.transfer.timers.next().map(|(t, _)| (t, TimerReason::Transfer)),
+            self.session_deadline().map(|t| (t, TimerReason::Session)),
+        ]
+    }
+
+    /// The sessions' soonest deadline: a suspended session's expiry or a
+    /// coalesced ack falling due.
+    fn session_deadline(&self) -> Option<Timestamp> {
         let expiry = self.session.expiry.next().map(|(t, _)| t);
-        let session = match (expiry, self.pubsub.ack_timer()) {
+        match (expiry, self.pubsub.ack_timer()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        };
-        let planes = TimerReason::soonest(planes, session.map(|t| (t, TimerReason::Session)));
-        TimerReason::soonest(TimerReason::soonest(TimerReason::soonest(close, conn), dial), planes)
+        }
     }
 
     /// Fires every timer that is due at `now`. Calling it early or twice does nothing.

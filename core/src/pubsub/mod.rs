@@ -143,13 +143,7 @@ impl PubSubState {
     }
 
     pub(crate) fn check_topic(&self, topic: &str) -> Result<(), String> {
-        if topic.is_empty() {
-            Err("empty topic".into())
-        } else if topic.len() > self.cfg.max_topic_len {
-            Err(format!("topic of {} bytes exceeds max_topic_len {}", topic.len(), self.cfg.max_topic_len))
-        } else {
-            Ok(())
-        }
+        check_topic(topic, self.cfg.max_topic_len)
     }
 
     /// A shared copy of `topic` if it is already known (saves an allocation).
@@ -479,3 +473,15 @@ pub(crate) fn unprocessed_messages(rx: &[u8]) -> u64 {
 
 /// The payload of a message as queued: shared, never copied.
 pub(crate) type Payload = Bytes;
+
+/// A topic is non-empty and at most `max_len` bytes (pub/sub's and streams'
+/// `max_topic_len`); the error says which rule it broke.
+pub(crate) fn check_topic(topic: &str, max_len: usize) -> Result<(), String> {
+    if topic.is_empty() {
+        Err("empty topic".into())
+    } else if topic.len() > max_len {
+        Err(format!("topic of {} bytes exceeds max_topic_len {max_len}", topic.len()))
+    } else {
+        Ok(())
+    }
+}

@@ -193,13 +193,7 @@ impl StreamsState {
     }
 
     pub(crate) fn check_topic(&self, topic: &str) -> Result<(), String> {
-        if topic.is_empty() {
-            Err("empty topic".into())
-        } else if topic.len() > self.cfg.max_topic_len {
-            Err(format!("topic of {} bytes exceeds max_topic_len {}", topic.len(), self.cfg.max_topic_len))
-        } else {
-            Ok(())
-        }
+        crate::pubsub::check_topic(topic, self.cfg.max_topic_len)
     }
 
     /// A session with `info` starts on `conn`: announce what we serve.

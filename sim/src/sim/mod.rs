@@ -163,6 +163,21 @@ impl Sim {
         self.trace.tail()
     }
 
+    /// Builds a simulation from `cfg` and runs `drive` on it; a failure
+    /// comes back with the last trace records appended (the one way every
+    /// scenario kind reports what broke).
+    pub fn run_scenario<T>(cfg: SimConfig, drive: impl FnOnce(&mut Sim) -> Result<T, String>) -> Result<T, String> {
+        let mut sim = Sim::new(cfg);
+        drive(&mut sim).map_err(|e| {
+            let tail = sim.trace_tail();
+            if tail.is_empty() {
+                e
+            } else {
+                format!("{e}\nlast trace records:\n{tail}")
+            }
+        })
+    }
+
     /// Runs every event up to and including virtual time `t`. Stops at the
     /// first broken invariant and returns it.
     pub fn run_until(&mut self, t: u64) -> Result<(), String> {
