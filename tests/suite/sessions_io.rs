@@ -8,7 +8,7 @@
 use super::reset_proxy::ResetProxy;
 use super::util::{self, fast_config, node, sleep};
 use estafeta_core::{PublishError, SessionEvent};
-use estafeta_driver::{Error, Event, Events, Message, Runtime, Subscription, Timer};
+use estafeta_driver::{DialEvent, Error, Event, Events, Message, Runtime, Subscription, Timer};
 use std::future::Future;
 use std::pin::pin;
 use std::task::Poll;
@@ -23,6 +23,17 @@ macro_rules! sessions_io_suite {
             a_proxy_resetting_every_50_to_200ms_loses_and_duplicates_nothing,
             without_sessions_the_resetting_proxy_loses_messages
         );
+        #[test]
+        #[ignore = "fails: the dialer counts each connection shorter than liveness_timeout as a failed attempt and gives up after reconnect_max_attempts (30) of them; the session then expires"]
+        fn resets_every_50_to_200ms_for_20s_never_make_the_dialer_give_up() {
+            $run(async {
+                suite::util::within::<$runtime, _>(
+                    std::time::Duration::from_secs(90),
+                    suite::sessions_io::resets_every_50_to_200ms_for_20s_never_make_the_dialer_give_up::<$runtime>(),
+                )
+                .await
+            });
+        }
     };
     (@each $runtime:ty, $run:path; $($name:ident),*) => {
         $(
@@ -46,6 +57,8 @@ fn messages() -> u64 {
 
 /// The least time the publisher takes (it is paced if faster).
 const SPAN: Duration = Duration::from_secs(3);
+/// Publishes refused in a row (2 ms apart) before the publisher stops.
+const REFUSED_LIMIT: u64 = 5_000;
 
 /// Payload bytes: an 8-byte big-endian number, padded.
 const SIZE: usize = 256;
@@ -89,6 +102,7 @@ fn drain_events(events: &mut Events, resumed: &mut u64, suspended: &mut u64, end
                 ended.push(format!("{who}: ended ({reason}) unacked {unacked:?} unsent {unsent} received {received}"))
             }
             Event::PeerDown { reason, .. } => ended.push(format!("{who}: peer down ({reason})")),
+            Event::Dial(DialEvent::GaveUp { .. }) => ended.push(format!("{who}: the dialer gave up")),
             _ => {}
         }
     }
@@ -111,11 +125,11 @@ async fn recv_within<R: Runtime>(sub: &mut Subscription, quiet: Duration) -> Opt
     .await
 }
 
-/// Publishes `messages()` numbered messages as fast as the node takes them
+/// Publishes `k` numbered messages as fast as the node takes them (paced
+/// to last at least `span`)
 /// through a proxy resetting the connection every 50–200 ms, and receives
 /// until the last one arrives (or 3 s pass without a message).
-pub async fn through_resetting_proxy<R: Runtime>(resume_window: Duration) -> ResetRun {
-    let k = messages();
+pub async fn through_resetting_proxy<R: Runtime>(resume_window: Duration, k: u64, span: Duration) -> ResetRun {
     let mut cfg = fast_config();
     cfg.session.resume_window = resume_window;
     let s = node::<R>("sub", cfg.clone()).await;
@@ -134,12 +148,12 @@ pub async fn through_resetting_proxy<R: Runtime>(resume_window: Duration) -> Res
         async move {
             let mut refused = 0u64;
             let mut payload = vec![0u8; SIZE];
-            for i in 0..k {
-                // Paced so the run spans at least `SPAN` (about twenty
+            'publish: for i in 0..k {
+                // Paced so the run spans at least `span` (3 s: about twenty
                 // connection lifetimes), however fast the machine: bursts
                 // of 64 as fast as the node takes them.
                 if i % 64 == 0 {
-                    let due = started + SPAN.mul_f64(i as f64 / k as f64);
+                    let due = started + span.mul_f64(i as f64 / k as f64);
                     let now = std::time::Instant::now();
                     if now < due {
                         sleep::<R>(due - now).await;
@@ -152,6 +166,9 @@ pub async fn through_resetting_proxy<R: Runtime>(resume_window: Duration) -> Res
                         // Sessions off: the peer is down until the redial; wait for it.
                         Err(Error::Publish(PublishError::NoSubscribers(_))) => {
                             refused += 1;
+                            if refused >= REFUSED_LIMIT {
+                                break 'publish;
+                            }
                             sleep::<R>(Duration::from_millis(2)).await;
                         }
                         Err(e) => panic!("publish {i}: {e}"),
@@ -217,7 +234,7 @@ pub async fn through_resetting_proxy<R: Runtime>(resume_window: Duration) -> Res
 }
 
 pub async fn a_proxy_resetting_every_50_to_200ms_loses_and_duplicates_nothing<R: Runtime>() {
-    let run = through_resetting_proxy::<R>(Duration::from_secs(30)).await;
+    let run = through_resetting_proxy::<R>(Duration::from_secs(30), messages(), SPAN).await;
     assert_eq!(run.duplicates, 0, "duplicates: {run:?}");
     assert_eq!(run.missing, 0, "lost messages: {run:?}");
     assert_eq!(run.received, run.sent, "{run:?}");
@@ -231,9 +248,19 @@ pub async fn a_proxy_resetting_every_50_to_200ms_loses_and_duplicates_nothing<R:
 /// resets (and each reset ends the session). If this ever passes with no
 /// loss, the proxy no longer tests anything.
 pub async fn without_sessions_the_resetting_proxy_loses_messages<R: Runtime>() {
-    let run = through_resetting_proxy::<R>(Duration::ZERO).await;
+    let run = through_resetting_proxy::<R>(Duration::ZERO, messages(), SPAN).await;
     assert!(run.resets >= 5, "{run:?}");
     assert_eq!(run.resumed_pub + run.resumed_sub, 0, "{run:?}");
     assert!(run.missing > 0, "no loss without sessions: the proxy tests nothing: {run:?}");
     assert!(run.ended.iter().any(|e| e.contains("peer down")), "{run:?}");
+}
+
+/// The same for 20 s (some 50 resets): a connection that carried messages
+/// and was reset is not a failed dial, so the dialer keeps redialing and
+/// the session keeps resuming. Fails today (see the `#[ignore]` reason):
+/// the subscriber gets about the first 30 resets' worth, then nothing.
+pub async fn resets_every_50_to_200ms_for_20s_never_make_the_dialer_give_up<R: Runtime>() {
+    let run = through_resetting_proxy::<R>(Duration::from_secs(30), 200_000, Duration::from_secs(20)).await;
+    assert!(run.ended.is_empty(), "no session may end and no dialer give up: {run:?}");
+    assert_eq!((run.received, run.duplicates, run.missing), (run.sent, 0, 0), "{run:?}");
 }
