@@ -785,11 +785,16 @@ fn run_runtime(s: &Settings, rt: Rt) {
     streams::run(s, rt);
     files::run_files(s, rt);
     secure::run_secure(s, rt);
+    session::run(s, rt);
 }
 
 /// The streams cases.
 #[path = "e2e/streams.rs"]
 mod streams;
+
+/// Resumable sessions: cost against `resume_window` 0, through a resetting proxy, resume latency.
+#[path = "e2e/session.rs"]
+mod session;
 
 fn main() {
     if std::env::var_os("SMOL_THREADS").is_none() {

@@ -9,17 +9,21 @@
 //!   messages (8-byte big-endian sequence numbers, padded) arrive in order
 //!   without duplicates, prints `GOT count=.. next=..` every 100 ms and a
 //!   final `DONE ...` line once `EXPECT` messages arrived or nothing
-//!   arrived for `QUIET_MS`;
+//!   arrived for `QUIET_MS`; `IDENTITY=<n>` fixes its identity key (and
+//!   so its id) across processes;
 //! - `pub`: dials the subscriber, prints `READY` when it subscribed, then
 //!   publishes `COUNT` messages of `SIZE` bytes at `RATE` per second (0: as
 //!   fast as the node takes them) on tokio, or smol with `RUNTIME=smol`,
 //!   prints `PUBLISHED ...`, then closes
 //!   gracefully (`CLOSE=1`) or keeps running; it prints `UP ms=..` and
-//!   `DOWN ms=.. reason=..` for every session that starts and ends.
+//!   `DOWN ms=.. reason=..` for every session that starts and ends, and
+//!   `LOST ms=.. reason=..`, `SESSION RESUMED ms=.. resent=..` and
+//!   `SESSION ENDED ms=.. reason=.. unacked=.. from=..` for a session's
+//!   connection lost, its resumption and its end (`RESUME_MS`: the resume window, default 30 s).
 
 mod netns;
 
-use estafeta_driver::{Config, DialEvent, Event, Node, Runtime, Timer};
+use estafeta_driver::{Config, DialEvent, Event, Node, Runtime, SessionEvent, Timer};
 use netns::{field, Pair, Proc, ADDR_B};
 use std::time::{Duration, Instant};
 
@@ -39,6 +43,7 @@ fn config() -> Config {
     c.dialer.reconnect_base = Duration::from_millis(100);
     c.dialer.reconnect_cap = Duration::from_millis(env_u64("CAP_MS", 1000));
     c.dialer.reconnect_max_attempts = None;
+    c.session.resume_window = Duration::from_millis(env_u64("RESUME_MS", 30_000));
     c
 }
 
@@ -71,12 +76,12 @@ async fn sleep_until<R: Runtime>(at: Instant) {
 async fn subscriber() {
     let quiet = Duration::from_millis(env_u64("QUIET_MS", 3000));
     let expect = env_u64("EXPECT", u64::MAX);
-    let node = Node::<estafeta_tokio::Tokio>::builder("sub")
-        .bind(format!("{ADDR_B}:7000"))
-        .config(config())
-        .build()
-        .await
-        .unwrap();
+    let mut builder = Node::<estafeta_tokio::Tokio>::builder("sub").bind(format!("{ADDR_B}:7000")).config(config());
+    if let Some(key) = std::env::var("IDENTITY").ok().and_then(|v| v.parse::<u8>().ok()) {
+        // The same id in every process started with this key (a restart).
+        builder = builder.identity(estafeta_core::Identity::from_secret([key; 32]));
+    }
+    let node = builder.build().await.unwrap();
     let mut sub = node.subscribe(TOPIC).unwrap();
     let mut events = node.events();
     println!("READY");
@@ -132,6 +137,19 @@ async fn publisher<R: Runtime>() {
                 Event::PeerDown { reason, .. } => {
                     println!("DOWN ms={} reason={}", ms_since(start), reason.to_string().replace(' ', "_"))
                 }
+                Event::Session(SessionEvent::Suspended { reason, .. }) => {
+                    println!("LOST ms={} reason={}", ms_since(start), reason.to_string().replace(' ', "_"))
+                }
+                Event::Session(SessionEvent::Resumed { resent, .. }) => {
+                    println!("SESSION RESUMED ms={} resent={resent}", ms_since(start))
+                }
+                Event::Session(SessionEvent::Ended { reason, unacked, unsent, received, .. }) => println!(
+                    "SESSION ENDED ms={} reason={:?} unacked={} from={} unsent={unsent} received={received}",
+                    ms_since(start),
+                    reason,
+                    unacked.end - unacked.start,
+                    unacked.start
+                ),
                 Event::Dial(DialEvent::Failed { reason, .. }) => {
                     println!("DIALFAIL ms={} reason={}", ms_since(start), reason.to_string().replace(' ', "_"))
                 }
@@ -233,26 +251,27 @@ fn after_a_silent_partition_the_reconnect_follows_the_heal_within_dial_timeout_a
     let env = [("COUNT", "0".to_string()), ("CLOSE", "0".into()), ("RUNTIME", "smol".into())];
     let (_sub, mut publ) = start(&pair, test, &[("QUIET_MS", "60000".into())], &env);
     pair.address_b(false);
-    // Liveness (1.5 s) ends the session; then dials into silence time out.
-    publ.wait_line("DOWN ", Duration::from_secs(5));
+    // Liveness (1.5 s) ends the connection (the session is suspended);
+    // then dials into silence time out.
+    publ.wait_line("LOST ", Duration::from_secs(5));
     // Dials into the silence are abandoned at the dial timeout (1 s).
     let fail = publ.wait_line("reason=dial_timed_out", Duration::from_secs(4));
     std::thread::sleep(Duration::from_secs(2));
     let healed = Instant::now();
     pair.address_b(true);
-    publ.wait_line("UP ", Duration::from_secs(10));
+    publ.wait_line("RESUMED ", Duration::from_secs(10));
     let took = healed.elapsed();
     println!("a dial timed out{fail}; reconnected {took:?} after the heal");
     // dial_timeout 1 s + reconnect_cap 1 s, plus a handshake and slack.
     assert!(took <= Duration::from_millis(3500), "reconnect {took:?} after the heal");
 }
 
-/// The link taken down and up again: the session ends by liveness (the
-/// link is down, not the peer), dials fail while it is down, and the node
-/// reconnects soon after the link is back.
+/// The link taken down and up again: the connection ends by liveness (the
+/// link is down, not the peer) and the session is suspended, dials fail
+/// while it is down, and the session resumes soon after the link is back.
 #[test]
-fn a_link_down_and_up_ends_the_session_and_the_node_reconnects() {
-    let test = "a_link_down_and_up_ends_the_session_and_the_node_reconnects";
+fn a_link_down_and_up_suspends_the_session_and_resumes_it() {
+    let test = "a_link_down_and_up_suspends_the_session_and_resumes_it";
     if play_role() || netns::skip(test) {
         return;
     }
@@ -260,12 +279,12 @@ fn a_link_down_and_up_ends_the_session_and_the_node_reconnects() {
     let env = [("COUNT", "0".to_string()), ("CLOSE", "0".into()), ("RUNTIME", "smol".into())];
     let (_sub, mut publ) = start(&pair, test, &[("QUIET_MS", "60000".into())], &env);
     pair.link_b(false);
-    let down = publ.wait_line("DOWN ", Duration::from_secs(5));
-    assert!(down.contains("liveness"), "the silent peer is declared down by liveness: {down}");
+    let down = publ.wait_line("LOST ", Duration::from_secs(5));
+    assert!(down.contains("liveness"), "the silent peer's connection is ended by liveness: {down}");
     std::thread::sleep(Duration::from_secs(2));
     let healed = Instant::now();
     pair.link_b(true);
-    publ.wait_line("UP ", Duration::from_secs(10));
+    publ.wait_line("RESUMED ", Duration::from_secs(10));
     assert!(
         healed.elapsed() <= Duration::from_millis(3500),
         "reconnect {:?} after the link came back",
@@ -274,8 +293,9 @@ fn a_link_down_and_up_ends_the_session_and_the_node_reconnects() {
 }
 
 /// The subscriber's host vanishes (its link deleted): the publisher
-/// declares the peer down within its liveness timeout and its dials keep
-/// failing on time (no dial hangs on SYN retries).
+/// notices the connection lost within its liveness timeout (the session is
+/// suspended) and its dials keep failing on time (no dial hangs on SYN
+/// retries).
 #[test]
 fn a_vanished_host_is_declared_down_and_dials_keep_timing_out() {
     let test = "a_vanished_host_is_declared_down_and_dials_keep_timing_out";
@@ -287,7 +307,7 @@ fn a_vanished_host_is_declared_down_and_dials_keep_timing_out() {
         start(&pair, test, &[("QUIET_MS", "60000".into())], &[("COUNT", "0".to_string()), ("CLOSE", "0".into())]);
     let gone = Instant::now();
     pair.delete_link();
-    publ.wait_line("DOWN ", Duration::from_secs(5));
+    publ.wait_line("LOST ", Duration::from_secs(5));
     assert!(gone.elapsed() <= Duration::from_millis(2500), "liveness 1.5 s: {:?}", gone.elapsed());
     // The link is gone, so the route is too: a dial fails at once
     // (unreachable) or times out; either way dials keep being retried.
@@ -297,10 +317,11 @@ fn a_vanished_host_is_declared_down_and_dials_keep_timing_out() {
 }
 
 /// SIGKILL of the subscriber: the publisher notices at once (the kernel
-/// resets the connection), and every message is accounted for: sent,
-/// refused (no subscriber) or reported dropped. (What was sent but never
-/// read is reported with its range once sessions are resumable, branch
-/// sessions-core.)
+/// resets the connection) and suspends the session; the subscriber does
+/// not come back within the resume window (1 s here), so the session ends
+/// with its loss reported (`Expired`, the unacknowledged range and the
+/// unsent count), and every message is accounted for: sent (acknowledged),
+/// refused (no subscriber) or reported dropped.
 #[test]
 fn a_sigkilled_subscriber_is_noticed_at_once_and_unsent_messages_are_reported() {
     let test = "a_sigkilled_subscriber_is_noticed_at_once_and_unsent_messages_are_reported";
@@ -308,19 +329,23 @@ fn a_sigkilled_subscriber_is_noticed_at_once_and_unsent_messages_are_reported() 
         return;
     }
     let pair = Pair::new();
-    let env = [("COUNT", "8000".to_string()), ("RATE", "2000".into()), ("CLOSE", "0".into())];
+    let env =
+        [("COUNT", "8000".to_string()), ("RATE", "2000".into()), ("CLOSE", "0".into()), ("RESUME_MS", "1000".into())];
     let (mut sub, mut publ) = start(&pair, test, &[("QUIET_MS", "60000".into())], &env);
     sub.wait_line("GOT ", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(500));
     let killed = Instant::now();
     sub.kill();
-    let down = publ.wait_line("DOWN ", Duration::from_secs(5));
-    assert!(killed.elapsed() < Duration::from_millis(1500), "noticed {:?} after the kill: {down}", killed.elapsed());
+    let lost = publ.wait_line("LOST ", Duration::from_secs(5));
+    assert!(killed.elapsed() < Duration::from_millis(1500), "noticed {:?} after the kill: {lost}", killed.elapsed());
+    let ended = publ.wait_line("ENDED ", Duration::from_secs(5));
+    assert!(ended.contains("reason=Expired"), "the window passed: {ended}");
+    assert!(field::<u64>(&ended, "unacked") + field::<u64>(&ended, "unsent") > 0, "the loss is reported: {ended}");
     let published = publ.wait_line("PUBLISHED ", Duration::from_secs(10));
     let (count, refused, sent) =
         (field::<u64>(&published, "count"), field::<u64>(&published, "refused"), field::<u64>(&published, "sent"));
     let dropped = field::<u64>(&published, "dropped");
-    println!("{published}");
+    println!("{lost}; {ended}; {published}");
     assert_eq!(count, refused + sent + dropped, "every message is sent, refused or reported dropped: {published}");
 }
 
@@ -328,7 +353,6 @@ fn a_sigkilled_subscriber_is_noticed_at_once_and_unsent_messages_are_reported() 
 /// with resumable sessions nothing is lost: every message arrives once, in
 /// order.
 #[test]
-#[ignore = "needs resumable sessions (branch sessions-core)"]
 fn a_link_down_for_5s_at_2000_msgs_loses_nothing() {
     let test = "a_link_down_for_5s_at_2000_msgs_loses_nothing";
     if play_role() || netns::skip(test) {
@@ -342,9 +366,45 @@ fn a_link_down_for_5s_at_2000_msgs_loses_nothing() {
     pair.link_b(false);
     std::thread::sleep(Duration::from_secs(5));
     pair.link_b(true);
+    // The connection was lost (liveness) and the session resumed on a new one.
+    let lost = publ.wait_line("LOST ", Duration::from_secs(5));
+    let resumed = publ.wait_line("RESUMED ", Duration::from_secs(10));
     let published = publ.wait_line("PUBLISHED ", Duration::from_secs(30));
     let done = sub.wait_line("DONE ", Duration::from_secs(30));
-    println!("publisher: {published}; subscriber: {done}");
+    println!("publisher: {lost}; {resumed}; {published}; subscriber: {done}");
+    assert_eq!(field::<u64>(&published, "refused"), 0, "a suspended subscriber still takes messages: {published}");
     assert_eq!(field::<u64>(&done, "count"), count, "every message arrived: {done}");
     assert_eq!((field::<u64>(&done, "dups"), field::<u64>(&done, "gaps")), (0, 0), "once, in order: {done}");
+}
+
+/// The subscriber SIGKILLed and started again at once with the same
+/// identity (same id, new incarnation): its session never resumes, even
+/// though it is back well within the resume window. The publisher ends the
+/// session with reason `PeerRestarted` and reports what may be lost (the
+/// unacknowledged range, the unsent count), then starts a new session with
+/// the new process, which receives the messages published from then on.
+#[test]
+fn a_restarted_subscriber_never_resumes_and_the_loss_is_reported() {
+    let test = "a_restarted_subscriber_never_resumes_and_the_loss_is_reported";
+    if play_role() || netns::skip(test) {
+        return;
+    }
+    let pair = Pair::new();
+    let sub_env = [("QUIET_MS", "60000".to_string()), ("IDENTITY", "7".into())];
+    let env = [("COUNT", "12000".to_string()), ("RATE", "2000".into()), ("CLOSE", "0".into())];
+    let (mut sub, mut publ) = start(&pair, test, &sub_env, &env);
+    sub.wait_line("GOT ", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    sub.kill();
+    let lost = publ.wait_line("LOST ", Duration::from_secs(5));
+    let mut again = Proc::spawn(&pair.b, test, "sub", &sub_env);
+    again.wait_line("READY", Duration::from_secs(10));
+    // The next session line is its end, not a resumption.
+    let next = publ.wait_line("SESSION ", Duration::from_secs(10));
+    assert!(next.starts_with("ENDED "), "a restarted peer must never resume: {next}");
+    assert!(next.contains("reason=PeerRestarted"), "{next}");
+    assert!(field::<u64>(&next, "unacked") + field::<u64>(&next, "unsent") > 0, "the loss is reported: {next}");
+    publ.wait_line("UP ", Duration::from_secs(10));
+    let got = again.wait_line("GOT ", Duration::from_secs(10));
+    println!("{lost}; {next}; restarted subscriber: {got}");
 }

@@ -9,3 +9,4 @@ fn run<F: Future<Output = ()>>(f: F) {
 }
 
 suite::behaviour_suite!(estafeta_tokio::Tokio, run);
+suite::sessions_io::sessions_io_suite!(estafeta_tokio::Tokio, run);

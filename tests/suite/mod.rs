@@ -11,9 +11,12 @@ pub mod fake_peer;
 pub mod membership;
 pub mod proxy;
 pub mod relay_ring;
+#[path = "../support/reset_proxy.rs"]
+pub mod reset_proxy;
 #[path = "../support/role_process.rs"]
 pub mod role_process;
 pub mod security;
+pub mod sessions_io;
 pub mod streams;
 pub mod transfer;
 pub mod util;
