@@ -59,6 +59,7 @@ use std::path::PathBuf;
 enum Due {
     Offer,
     Start,
+    Digest,
     AbortOut,
     Accept,
     Credit,
@@ -79,6 +80,8 @@ enum Control {
         meta: Vec<(String, String)>,
     },
     Start(u64, u64),
+    /// The whole content's hash, after an offer without it.
+    Digest(u64, [u8; 32]),
     Accept {
         id: u64,
         offset: u64,
@@ -109,6 +112,7 @@ impl Control {
                 meta: meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
             },
             Control::Start(id, offset) => TransferFrame::Start { id: *id, offset: *offset },
+            Control::Digest(id, hash) => TransferFrame::Digest { id: *id, hash: *hash },
             Control::Accept { id, offset, prefix, until } => {
                 TransferFrame::Accept { id: *id, offset: *offset, prefix: *prefix, until: *until }
             }
@@ -147,6 +151,10 @@ enum Owner {
         peer: NodeId,
         id: u64,
         sync: bool,
+    },
+    /// Hashing a whole file to send its digest (see `send.rs`).
+    Digest {
+        id: u64,
     },
 }
 
@@ -308,6 +316,10 @@ impl TransferState {
                 self.on_offer(peer, recv::OfferIn { id, topic, name, size, hash, chunk, meta }, events)
             }
             TransferFrame::Start { id, offset } => self.on_start(peer, id, offset, events),
+            TransferFrame::Digest { id, hash } => {
+                self.on_digest(peer.id, id, hash, events);
+                Ok(())
+            }
             TransferFrame::Chunk { id, offset } => self.on_chunk(peer, id, offset, payload, events),
             TransferFrame::Abort { id, by_sender: true, reason } => {
                 let r = format!("sender aborted: {}", Escaped(reason));
@@ -347,6 +359,7 @@ impl TransferState {
         match owner {
             Owner::Out { id, peer, gen } => self.out_file_done(id, peer, gen, result, events),
             Owner::In { peer, id, sync } => self.in_file_done((peer, id), sync, result, events),
+            Owner::Digest { id } => self.out_digest_done(id, result, events),
         }
     }
 
@@ -365,7 +378,7 @@ impl TransferState {
         for (id, what) in due {
             let frame_owned;
             let f = match what {
-                Due::Offer | Due::Start | Due::AbortOut => {
+                Due::Offer | Due::Start | Due::Digest | Due::AbortOut => {
                     let Some(o) = self.out.get(&id) else { continue };
                     match o.control(id, peer, what) {
                         Some(f) => {

@@ -68,6 +68,28 @@ pub(crate) struct Outgoing {
     pub(crate) chunk: u32,
     pub(crate) meta: Vec<(String, String)>,
     pub(crate) to: BTreeMap<NodeId, OutPeer>,
+    /// The hash is being computed while the file is sent (`hash` is all
+    /// zero until then); `None` once it is known.
+    pub(crate) hashing: Option<Hashing>,
+}
+
+/// The whole-file hash of an outgoing transfer offered without it: the
+/// bytes read for sending are hashed in order as they come back; if they
+/// did not cover the file from 0 by the time a receiver has every byte (it
+/// resumed, or a reconnect read a range again), the file is hashed whole.
+#[derive(Debug)]
+pub(crate) struct Hashing {
+    hasher: Box<blake3::Hasher>,
+    /// Bytes `0..hashed` fed to `hasher`.
+    hashed: u64,
+    /// A request hashing the whole file is outstanding.
+    whole: bool,
+}
+
+impl Hashing {
+    pub(crate) fn new() -> Self {
+        Hashing { hasher: Box::new(blake3::Hasher::new()), hashed: 0, whole: false }
+    }
 }
 
 impl OutPeer {
@@ -130,6 +152,7 @@ impl Outgoing {
                 meta: self.meta.clone(),
             }),
             Due::Start if matches!(p.phase, OutPhase::Sending | OutPhase::Sent) => Some(Control::Start(id, p.start)),
+            Due::Digest if p.is_live() && self.hashing.is_none() => Some(Control::Digest(id, self.hash)),
             Due::AbortOut if p.phase == OutPhase::Failed => {
                 Some(Control::Abort(id, true, p.reason.clone().unwrap_or_default()))
             }
@@ -225,6 +248,9 @@ impl TransferState {
         let info = p.info.clone();
         Self::push_event(events, TransferEvent::Started { peer: info, id, direction: Direction::Outgoing, offset });
         self.due(peer, id, Due::Start);
+        if offset == size {
+            self.out_need_digest(id);
+        }
         self.out_pump(id, peer);
     }
 
@@ -305,7 +331,8 @@ impl TransferState {
     fn out_gc(&mut self, id: u64) {
         let Some(o) = self.out.get(&id) else { return };
         let waiting = |peer: &NodeId| self.links.get(peer).is_some_and(|l| l.due.contains(&(id, Due::AbortOut)));
-        if o.to.iter().all(|(peer, p)| !p.is_live() && !p.busy && !waiting(peer)) {
+        let hashing = o.hashing.as_ref().is_some_and(|h| h.whole);
+        if !hashing && o.to.iter().all(|(peer, p)| !p.is_live() && !p.busy && !waiting(peer)) {
             self.out.remove(&id);
         }
     }
@@ -374,9 +401,26 @@ impl TransferState {
             (OutPhase::Checking, Ok(FileReply::Hashed(h))) => {
                 let ok = h.finalize().as_bytes() == &p.prefix;
                 let at = if ok { p.accepted } else { 0 };
+                if ok && at == o.size {
+                    // The receiver holds the whole file: its hash is known now.
+                    let prefix = p.prefix;
+                    self.out_hash_known(id, Some(prefix));
+                }
                 self.out_start(id, peer, at, events);
             }
             (OutPhase::Sending, Ok(FileReply::Data(data))) => {
+                let at = p.next_read;
+                let size = o.size;
+                let mut whole = false;
+                if let Some(h) = o.hashing.as_mut().filter(|h| h.hashed >= at && h.hashed < at + data.len() as u64) {
+                    h.hasher.update(&data[(h.hashed - at) as usize..]);
+                    h.hashed = at + data.len() as u64;
+                    whole = h.hashed == size;
+                }
+                if whole {
+                    self.out_hash_known(id, None);
+                }
+                let Some(p) = self.out.get_mut(&id).and_then(|o| o.to.get_mut(&peer)) else { return };
                 push_chunks(p, data, chunk);
                 self.wake_peer(peer);
                 self.out_pump(id, peer);
@@ -429,6 +473,7 @@ impl TransferState {
                 last = Some(id);
                 if end == size {
                     p.phase = OutPhase::Sent;
+                    self.out_need_digest(id);
                 }
                 self.out_pump(id, peer);
             }
@@ -443,6 +488,56 @@ impl TransferState {
     pub(crate) fn has_data(&self, peer: NodeId) -> bool {
         let cap = self.cfg.max_in_flight;
         self.out.values().any(|o| o.to.get(&peer).is_some_and(|p| p.can_send(cap)))
+    }
+}
+
+impl TransferState {
+    /// A receiver has every byte: if the hash is still unknown and the
+    /// bytes read did not cover the file, hash the whole file.
+    fn out_need_digest(&mut self, id: u64) {
+        let Some(o) = self.out.get_mut(&id) else { return };
+        let Some(h) = o.hashing.as_mut().filter(|h| !h.whole && h.hashed < o.size) else { return };
+        let Src::Path(path) = &o.src else { return };
+        h.whole = true;
+        let op = FileOp::Hash { path: path.clone(), len: o.size };
+        self.request(Owner::Digest { id }, op);
+    }
+
+    /// The whole file was hashed (a request from [`Self::out_need_digest`]).
+    pub(super) fn out_digest_done(&mut self, id: u64, result: Result<FileReply, FileError>, events: &mut Events) {
+        let Some(o) = self.out.get_mut(&id) else { return };
+        let Some(h) = o.hashing.as_mut() else {
+            self.out_gc(id);
+            return;
+        };
+        h.whole = false;
+        match result {
+            Ok(FileReply::Hashed(hasher)) => self.out_hash_known(id, Some(*hasher.finalize().as_bytes())),
+            other => {
+                let why = match other {
+                    Err(e) => format!("hashing the file failed: {e}"),
+                    Ok(_) => "unexpected file reply".into(),
+                };
+                let peers: Vec<NodeId> = o.to.iter().filter(|(_, p)| p.is_live()).map(|(k, _)| *k).collect();
+                for p in peers {
+                    self.out_fail(id, p, why.clone(), true, events);
+                }
+            }
+        }
+        self.out_gc(id);
+    }
+
+    /// The whole-file hash is known (`hash`, or from the bytes read in
+    /// order): every receiver still in progress is owed a `Digest`, and
+    /// later offers carry it.
+    fn out_hash_known(&mut self, id: u64, hash: Option<[u8; 32]>) {
+        let Some(o) = self.out.get_mut(&id) else { return };
+        let Some(h) = o.hashing.take() else { return };
+        o.hash = hash.unwrap_or_else(|| *h.hasher.finalize().as_bytes());
+        let peers: Vec<NodeId> = o.to.iter().filter(|(_, p)| p.is_live()).map(|(k, _)| *k).collect();
+        for p in peers {
+            self.due(p, id, Due::Digest);
+        }
     }
 }
 
