@@ -306,6 +306,7 @@ impl TransferState {
         peer: &PeerInfo,
         frame: TransferFrame<'_>,
         payload: Bytes,
+        now: Timestamp,
         events: &mut Events,
     ) -> Result<(), ProtocolError> {
         if !matches!(frame, TransferFrame::Chunk { .. }) && !payload.is_empty() {
@@ -331,7 +332,7 @@ impl TransferState {
                 Ok(())
             }
             TransferFrame::Credit { id, synced, until, received } => {
-                self.on_credit(peer.id, id, synced, until, received, events);
+                self.on_credit(peer.id, id, (synced, until, received), now, events);
                 Ok(())
             }
             TransferFrame::Complete { id } => {

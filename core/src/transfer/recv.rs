@@ -448,9 +448,10 @@ impl TransferState {
         self.stats.bytes_received += data.len() as u64;
         s.hasher.update(&data);
         s.received = end;
-        // Say what arrived every quarter of the bytes the sender may have
-        // in flight, so it keeps the wire busy but not full.
-        let ack_every = (self.cfg.max_in_flight / 4).max(1);
+        // Say what arrived every eighth of the bytes the sender may have
+        // in flight (at least every chunk), so it keeps the wire busy but
+        // not full, and measures the round trip finely enough to pace.
+        let ack_every = (self.cfg.max_in_flight / 8).max(1);
         let ack = end >= s.acked + ack_every || end == s.size;
         if ack {
             s.acked = end;
