@@ -14,7 +14,11 @@
 //! them; the receiver grants credit as an absolute offset `until` = bytes
 //! synced + window, so a slow receiver holds back only itself, memory per
 //! transfer stays within a window on both ends, and a crash costs at most
-//! one window of bytes sent again.
+//! one window of bytes sent again. Within credit, the bytes on the wire
+//! follow the round trip (`send.rs`, `Pace`), so messages on the same
+//! connection wait behind about a millisecond of file data. An offer may
+//! carry an all-zero hash (`TransferSource::File`): the sender hashes what
+//! it reads and sends the hash in a `Digest`.
 //!
 //! **Receiving.** Names are sanitised ([`sanitize_name`]); bytes go to
 //! `<name>.part` in the directory the application chose for the topic,

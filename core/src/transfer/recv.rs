@@ -449,7 +449,7 @@ impl TransferState {
         s.hasher.update(&data);
         s.received = end;
         // Say what arrived every eighth of the bytes the sender may have
-        // in flight (at least every chunk), so it keeps the wire busy but
+        // in flight (at most once a chunk), so it keeps the wire busy but
         // not full, and measures the round trip finely enough to pace.
         let ack_every = (self.cfg.max_in_flight / 8).max(1);
         let ack = end >= s.acked + ack_every || end == s.size;
