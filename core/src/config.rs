@@ -289,9 +289,11 @@ pub struct TransferConfig {
     pub window_chunks: u32,
     /// Bytes the sender reads from its file per read request. Default 1 MiB.
     pub read_size: usize,
-    /// Chunk bytes a sender keeps on the wire beyond what the receiver said
-    /// it received, so messages on the same connection do not wait behind a
-    /// window of file data in socket buffers. Default 1 MiB.
+    /// Most chunk bytes a sender keeps on the wire beyond what the receiver
+    /// said it received, so messages on the same connection do not wait
+    /// behind a window of file data in socket buffers; the sender paces
+    /// below it by round trip (floor: a quarter of it plus a chunk), and a
+    /// receiver reports what it received every eighth of it. Default 1 MiB.
     pub max_in_flight: u64,
     /// Largest file this node accepts. Default 1 TiB.
     pub max_file_size: u64,

@@ -376,9 +376,11 @@ impl Drop for ReceivedFiles {
 
 impl<R: Runtime> Node<R> {
     /// Sends the file at `path` to every connected subscriber of `topic`
-    /// (or to `opts.to`). Its size and BLAKE3 hash are computed on the
-    /// blocking pool first; the file must not change until every receiver
-    /// is done (a changed file fails their verification).
+    /// (or to `opts.to`). The offer goes out at once: the file is hashed
+    /// (BLAKE3) as it is read for sending and the hash follows the bytes
+    /// (see [`TransferSource::File`]), so it is read once, not twice before
+    /// its first byte. The file must not change until every receiver is
+    /// done: a change is caught only where bytes are read again (a resume).
     pub async fn send_file(
         &self,
         topic: &str,
@@ -387,17 +389,12 @@ impl<R: Runtime> Node<R> {
     ) -> Result<FileTransfer<R>, Error> {
         let path = path.as_ref().to_path_buf();
         let p = path.clone();
-        let (size, hash) = R::spawn_blocking(move || -> std::io::Result<(u64, [u8; 32])> {
-            let size = std::fs::metadata(&p)?.len();
-            let h = crate::fileio::hash_prefix(&p, size)?;
-            Ok((size, *h.finalize().as_bytes()))
-        })
-        .await?;
+        let size = R::spawn_blocking(move || std::fs::metadata(&p).map(|m| m.len())).await?;
         let name = match &opts.name {
             Some(n) => n.clone(),
             None => path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         };
-        self.start_send(topic, &name, TransferSource::Path { path, size, hash }, opts, None)
+        self.start_send(topic, &name, TransferSource::File { path, size }, opts, None)
     }
 
     /// Sends `data` under `name` to every connected subscriber of `topic`

@@ -170,7 +170,7 @@ impl Node {
             let wrote = match Source::ALL[i % Source::ALL.len()] {
                 Source::PubSub => self.pubsub.produce(conn, peer, buf, room, quantum, &mut self.events).0,
                 Source::Streams => self.streams.produce(conn, peer, buf, room),
-                Source::Transfer => self.transfer.produce(conn, peer, buf, room),
+                Source::Transfer => self.transfer.produce(conn, peer, buf, room, self.now),
             };
             idle = if wrote == 0 { idle + 1 } else { 0 };
             i += 1;

@@ -321,7 +321,7 @@ impl Node {
             Header::Discovery(frame) => self.on_discovery(conn, peer_id, frame, payload)?,
             Header::Transfer(frame) => {
                 let Some(peer) = self.session.conns.get(&conn).and_then(|c| c.peer()) else { return Ok(Flow::Stop) };
-                let r = self.transfer.on_frame(peer, frame, payload, &mut self.events);
+                let r = self.transfer.on_frame(peer, frame, payload, self.now, &mut self.events);
                 self.transfer_wake();
                 r?
             }

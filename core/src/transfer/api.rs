@@ -2,7 +2,7 @@
 //! `node.transfer().send(..)`.
 
 use super::name::NameError;
-use super::send::{OutPeer, Outgoing, Src};
+use super::send::{Hashing, OutPeer, Outgoing, Src};
 use super::{FileError, FileReply, FileReqId, TransferState};
 use crate::event::Events;
 use crate::id::{NodeId, Topic};
@@ -28,6 +28,18 @@ pub enum TransferSource {
     },
     /// Bytes in memory (hashed here).
     Bytes(Bytes),
+    /// A file the driver reads on request, not hashed yet: the offer goes
+    /// out at once with an all-zero hash, the bytes read for sending are
+    /// hashed as they come back, and the hash follows in a `Digest` frame
+    /// (so the file is read once, not twice before its first byte). The
+    /// file must not change while it is sent: the digest is that of the
+    /// bytes read, and only a part read again (a resume) would show a change.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
 }
 
 /// Options of [`Transfer::send`].
@@ -138,12 +150,14 @@ impl Transfer<'_> {
         if receivers.is_empty() {
             return Err(TransferError::NoReceivers(Topic::from(topic)));
         }
-        let (src, size, hash) = match source {
-            TransferSource::Path { path, size, hash } => (Src::Path(path), size, hash),
+        let (src, size, hash, hashing) = match source {
+            TransferSource::Path { path, size, hash } => (Src::Path(path), size, hash, None),
             TransferSource::Bytes(b) => {
                 let h = *blake3::hash(&b).as_bytes();
-                (Src::Mem(b.clone()), b.len() as u64, h)
+                (Src::Mem(b.clone()), b.len() as u64, h, None)
             }
+            TransferSource::File { path, size: 0 } => (Src::Path(path), 0, *blake3::hash(&[]).as_bytes(), None),
+            TransferSource::File { path, size } => (Src::Path(path), size, [0; 32], Some(Hashing::new())),
         };
         let mut id = self.state.rng.next_u64();
         while id == 0 || self.state.out.contains_key(&id) {
@@ -153,8 +167,8 @@ impl Transfer<'_> {
             .into_iter()
             .filter_map(|p| self.state.peers.get(&p).map(|info| (p, OutPeer::new(info.clone()))))
             .collect();
-        let o =
-            Outgoing { src, topic: Topic::from(topic), name: name.to_string(), size, hash, chunk, meta: opts.meta, to };
+        let topic = Topic::from(topic);
+        let o = Outgoing { src, topic, name: name.to_string(), size, hash, chunk, meta: opts.meta, to, hashing };
         self.state.add_outgoing(id, o);
         self.wake();
         Ok(id)

@@ -14,7 +14,11 @@
 //! them; the receiver grants credit as an absolute offset `until` = bytes
 //! synced + window, so a slow receiver holds back only itself, memory per
 //! transfer stays within a window on both ends, and a crash costs at most
-//! one window of bytes sent again.
+//! one window of bytes sent again. Within credit, the bytes on the wire
+//! follow the round trip (`send.rs`, `Pace`), so messages on the same
+//! connection wait behind about a millisecond of file data. An offer may
+//! carry an all-zero hash (`TransferSource::File`): the sender hashes what
+//! it reads and sends the hash in a `Digest`.
 //!
 //! **Receiving.** Names are sanitised ([`sanitize_name`]); bytes go to
 //! `<name>.part` in the directory the application chose for the topic,
@@ -59,6 +63,7 @@ use std::path::PathBuf;
 enum Due {
     Offer,
     Start,
+    Digest,
     AbortOut,
     Accept,
     Credit,
@@ -79,6 +84,8 @@ enum Control {
         meta: Vec<(String, String)>,
     },
     Start(u64, u64),
+    /// The whole content's hash, after an offer without it.
+    Digest(u64, [u8; 32]),
     Accept {
         id: u64,
         offset: u64,
@@ -109,6 +116,7 @@ impl Control {
                 meta: meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
             },
             Control::Start(id, offset) => TransferFrame::Start { id: *id, offset: *offset },
+            Control::Digest(id, hash) => TransferFrame::Digest { id: *id, hash: *hash },
             Control::Accept { id, offset, prefix, until } => {
                 TransferFrame::Accept { id: *id, offset: *offset, prefix: *prefix, until: *until }
             }
@@ -147,6 +155,10 @@ enum Owner {
         peer: NodeId,
         id: u64,
         sync: bool,
+    },
+    /// Hashing a whole file to send its digest (see `send.rs`).
+    Digest {
+        id: u64,
     },
 }
 
@@ -298,6 +310,7 @@ impl TransferState {
         peer: &PeerInfo,
         frame: TransferFrame<'_>,
         payload: Bytes,
+        now: Timestamp,
         events: &mut Events,
     ) -> Result<(), ProtocolError> {
         if !matches!(frame, TransferFrame::Chunk { .. }) && !payload.is_empty() {
@@ -308,6 +321,10 @@ impl TransferState {
                 self.on_offer(peer, recv::OfferIn { id, topic, name, size, hash, chunk, meta }, events)
             }
             TransferFrame::Start { id, offset } => self.on_start(peer, id, offset, events),
+            TransferFrame::Digest { id, hash } => {
+                self.on_digest(peer.id, id, hash, events);
+                Ok(())
+            }
             TransferFrame::Chunk { id, offset } => self.on_chunk(peer, id, offset, payload, events),
             TransferFrame::Abort { id, by_sender: true, reason } => {
                 let r = format!("sender aborted: {}", Escaped(reason));
@@ -319,7 +336,7 @@ impl TransferState {
                 Ok(())
             }
             TransferFrame::Credit { id, synced, until, received } => {
-                self.on_credit(peer.id, id, synced, until, received, events);
+                self.on_credit(peer.id, id, (synced, until, received), now, events);
                 Ok(())
             }
             TransferFrame::Complete { id } => {
@@ -347,6 +364,7 @@ impl TransferState {
         match owner {
             Owner::Out { id, peer, gen } => self.out_file_done(id, peer, gen, result, events),
             Owner::In { peer, id, sync } => self.in_file_done((peer, id), sync, result, events),
+            Owner::Digest { id } => self.out_digest_done(id, result, events),
         }
     }
 
@@ -369,7 +387,7 @@ impl TransferState {
         for (id, what) in due {
             let frame_owned;
             let f = match what {
-                Due::Offer | Due::Start | Due::AbortOut => {
+                Due::Offer | Due::Start | Due::Digest | Due::AbortOut => {
                     let Some(o) = self.out.get(&id) else { continue };
                     match o.control(id, peer, what) {
                         Some(f) => {

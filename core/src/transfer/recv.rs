@@ -107,6 +107,20 @@ pub(crate) struct Incoming {
     restarted: bool,
     verified: Option<bool>,
     reason: Option<String>,
+    /// A file of the offer's size is under the final name, offered as a
+    /// prefix of the whole size: the sender's `Start` says whether it is
+    /// the same content (`Start` at the size) or not (`Start` at 0).
+    existing: bool,
+}
+
+/// An offer's hash is known (not all zero: the sender sends it in a `Digest`).
+fn known(hash: &[u8; 32]) -> bool {
+    *hash != [0; 32]
+}
+
+/// Two hashes that may each be unknown agree.
+fn agree(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a == b || !known(a) || !known(b)
 }
 
 impl Incoming {
@@ -178,14 +192,16 @@ impl TransferState {
         self.stats.offers_received += 1;
         let key = (peer.id, o.id);
         if let Some(s) = self.inc.get(&key) {
-            if s.hash != o.hash || s.size != o.size {
+            if !agree(&s.hash, &o.hash) || s.size != o.size {
                 return self.reject(peer, o.id, "transfer id reused for other content".into(), events);
+            }
+            if known(&o.hash) {
+                self.on_digest(peer.id, o.id, o.hash, events);
             }
             self.in_reoffer(key);
             return Ok(());
         }
-        if let Some((h, outcome)) = self.done.get(&key).filter(|(h, _)| *h == o.hash) {
-            let _ = h;
+        if let Some((_, outcome)) = self.done.get(&key).filter(|(h, _)| agree(h, &o.hash)) {
             let d = if outcome.is_none() { Due::Complete } else { Due::AbortIn };
             self.due(peer.id, o.id, d);
             return Ok(());
@@ -241,17 +257,18 @@ impl TransferState {
             restarted: false,
             verified: None,
             reason: None,
+            existing: false,
         };
         s.set_paths(&dir, name);
         // The same name already being written: the same content from a
         // restarted or other sender takes the state over; anything else waits.
         if let Some(&other) = self.names.get(&s.path) {
-            let same = self.inc.get(&other).is_some_and(|x| x.is_live() && x.hash == o.hash && x.size == o.size);
+            let same = self.inc.get(&other).is_some_and(|x| x.is_live() && agree(&x.hash, &o.hash) && x.size == o.size);
             if !same {
                 let reason = format!("\"{}\" is being received from another transfer", Escaped(&s.name));
                 return self.reject(peer, o.id, reason, events);
             }
-            self.take_over(other, key, peer);
+            self.take_over(other, key, peer, o.hash);
             self.in_reoffer(key);
             return Ok(());
         }
@@ -273,9 +290,16 @@ impl TransferState {
     }
 
     /// Moves the state of `old` to `new` (a newer offer of the same content).
-    fn take_over(&mut self, old: (NodeId, u64), new: (NodeId, u64), peer: &PeerInfo) {
+    /// The new offer's hash replaces the old one (the new sender's prefix
+    /// check decides what of the bytes held is kept).
+    fn take_over(&mut self, old: (NodeId, u64), new: (NodeId, u64), peer: &PeerInfo, hash: [u8; 32]) {
         let Some(mut s) = self.inc.remove(&old) else { return };
+        let old_hash = s.hash;
         s.peer = peer.clone();
+        if s.hash != hash {
+            s.hash = hash;
+            s.verified = None;
+        }
         self.names.insert(s.path.clone(), new);
         for owner in self.ops.values_mut() {
             if let Owner::In { peer, id, sync } = *owner {
@@ -286,8 +310,7 @@ impl TransferState {
         }
         self.timers.cancel(TimerKey::In(old.0, old.1));
         self.inc.insert(new, s);
-        let hash = self.inc.get(&new).map_or([0; 32], |s| s.hash);
-        self.remember(old, hash, Some("superseded by a newer offer of the same file".into()));
+        self.remember(old, old_hash, Some("superseded by a newer offer of the same file".into()));
         self.due(old.0, old.1, Due::AbortIn);
     }
 
@@ -356,6 +379,21 @@ impl TransferState {
             }
             InPhase::Failed => return Ok(()),
         }
+        if s.existing {
+            // The file under the final name was offered as a prefix of the
+            // whole size: the sender's answer says whether it is this content.
+            s.existing = false;
+            if offset == s.size && offset == s.received {
+                s.hash = *s.hasher.clone().finalize().as_bytes();
+                self.stats.already_received += 1;
+                let path = s.part.clone();
+                self.in_op(key, Op::Tidy, FileOp::Remove { path });
+            } else {
+                let r = format!("a file named \"{}\" already exists", Escaped(&s.name));
+                self.in_fail(key, r, true, events);
+            }
+            return Ok(());
+        }
         if offset != s.received {
             if offset != 0 {
                 return Err(ProtocolError::UnexpectedFrame("transfer start at an offset not accepted"));
@@ -373,7 +411,7 @@ impl TransferState {
             s.epoch += 1;
         }
         s.phase = InPhase::Receiving;
-        if s.received == s.size && s.verified.is_none() {
+        if s.received == s.size && s.verified.is_none() && known(&s.hash) {
             s.verified = Some(s.hasher.clone().finalize().as_bytes() == &s.hash);
         }
         let ev = TransferEvent::Started { peer: peer.clone(), id, direction: Direction::Incoming, offset };
@@ -410,16 +448,17 @@ impl TransferState {
         self.stats.bytes_received += data.len() as u64;
         s.hasher.update(&data);
         s.received = end;
-        // Say what arrived every quarter of the bytes the sender may have
-        // in flight, so it keeps the wire busy but not full.
-        let ack_every = (self.cfg.max_in_flight / 4).max(1);
+        // Say what arrived every eighth of the bytes the sender may have
+        // in flight (at most once a chunk), so it keeps the wire busy but
+        // not full, and measures the round trip finely enough to pace.
+        let ack_every = (self.cfg.max_in_flight / 8).max(1);
         let ack = end >= s.acked + ack_every || end == s.size;
         if ack {
             s.acked = end;
         }
         s.pending_bytes += data.len() as u64;
         s.pending.push(data);
-        if s.received == s.size {
+        if s.received == s.size && known(&s.hash) {
             let ok = s.hasher.clone().finalize().as_bytes() == &s.hash;
             s.verified = Some(ok);
             if !ok {
@@ -530,8 +569,12 @@ impl TransferState {
                     Ok(FileReply::Data(b)) => postcard::from_bytes(&b).ok(),
                     _ => None,
                 };
+                // A hash unknown on either side (offered without it): the
+                // sender's check of the prefix decides.
                 s.durable = side
-                    .filter(|c| c.magic == SIDECAR_MAGIC && c.hash == s.hash && c.size == s.size && c.offset <= s.size)
+                    .filter(|c| {
+                        c.magic == SIDECAR_MAGIC && agree(&c.hash, &s.hash) && c.size == s.size && c.offset <= s.size
+                    })
                     .map_or(0, |c| c.offset);
                 let (path, offset) = (s.path.clone(), s.size);
                 self.in_op(key, Op::Probe, FileOp::Read { path, offset, len: 1 });
@@ -543,6 +586,15 @@ impl TransferState {
             (Op::Probe, Err(e)) if e.kind == FileErrorKind::UnexpectedEof => {
                 let (path, len) = (s.path.clone(), s.size);
                 self.in_op(key, Op::Verify, FileOp::Hash { path, len });
+            }
+            (Op::Verify, Ok(FileReply::Hashed(h))) if !known(&s.hash) => {
+                // No hash to compare with yet: offer the file as the whole
+                // prefix; the sender checks it (see `on_start`).
+                accept_at(s, s.size, *h, window, plant);
+                // No credit: a sender whose content differs sends nothing.
+                s.until = 0;
+                s.existing = true;
+                self.due(key.0, key.1, Due::Accept);
             }
             (Op::Verify, Ok(FileReply::Hashed(h))) if h.finalize().as_bytes() == &s.hash => {
                 self.stats.already_received += 1;
@@ -718,6 +770,32 @@ impl TransferState {
         let peer = s.peer.clone();
         self.in_remove(key);
         self.reject(&peer, key.1, reason.to_string(), events).map_err(|e| e.to_string())
+    }
+}
+
+impl TransferState {
+    /// The sender sent the whole content's hash (a `Digest`, or a later
+    /// offer that carries it).
+    pub(super) fn on_digest(&mut self, peer: NodeId, id: u64, hash: [u8; 32], events: &mut Events) {
+        let key = (peer, id);
+        let Some(s) = self.inc.get_mut(&key).filter(|s| s.is_live()) else { return };
+        if !known(&hash) || s.hash == hash {
+            return;
+        }
+        if known(&s.hash) {
+            self.in_fail(key, "the sender's digest differs from its offer".into(), true, events);
+            return;
+        }
+        s.hash = hash;
+        if s.phase == InPhase::Receiving && s.received == s.size && s.verified.is_none() {
+            let ok = s.hasher.clone().finalize().as_bytes() == &s.hash;
+            s.verified = Some(ok);
+            if !ok {
+                s.pending.clear();
+                s.pending_bytes = 0;
+            }
+        }
+        self.in_pump(key, events);
     }
 }
 

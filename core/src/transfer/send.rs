@@ -5,6 +5,7 @@
 use super::{Control, Due, FileError, FileOp, FileReply, Owner, TimerKey, TransferEvent, TransferState};
 use crate::event::{Events, PeerInfo};
 use crate::id::{ConnId, NodeId, Topic};
+use crate::time::Timestamp;
 use crate::transfer::event::Direction;
 use crate::wire::transfer::TransferFrame;
 use crate::wire::{encode_frame, Header};
@@ -55,7 +56,94 @@ pub(crate) struct OutPeer {
     high: u64,
     /// Bytes the receiver said it received (in this start).
     acked: u64,
+    /// Bytes allowed on the wire beyond `acked` now (see [`Pace`]).
+    pace: Pace,
     pub(crate) reason: Option<String>,
+}
+
+/// The in-flight allowance of one receiver: a window that follows the
+/// round trip instead of a fixed `max_in_flight`, so a message on the same
+/// connection waits behind about one target delay of file data, not behind
+/// whatever the socket buffers hold (LEDBAT-like: below the lowest round
+/// trip seen plus [`QUEUE_TARGET`] the window grows by the bytes acked, above
+/// it it shrinks in proportion; between a floor and `max_in_flight`).
+#[derive(Debug)]
+struct Pace {
+    window: u64,
+    /// Lowest round trip seen (a chunk's send to the Credit that covers
+    /// it) over the last [`BASE_SAMPLES`] to twice that many samples, so a
+    /// lucky early sample does not pin the window to its floor.
+    min_rtt: Option<std::time::Duration>,
+    /// The lowest of the samples since the last renewal, and their count.
+    next_min: Option<std::time::Duration>,
+    samples: u32,
+    /// (chunk end, when sent), oldest first; bounded by `max_in_flight` / chunk + 2.
+    stamps: VecDeque<(u64, Timestamp)>,
+}
+
+/// Queueing delay the pace aims at, beyond the lowest round trip.
+const QUEUE_TARGET: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Round-trip samples after which the lowest round trip is renewed.
+const BASE_SAMPLES: u32 = 256;
+
+impl Pace {
+    fn new() -> Self {
+        Pace { window: 0, min_rtt: None, next_min: None, samples: 0, stamps: VecDeque::new() }
+    }
+
+    /// The floor: a quarter of `cap` and a chunk (a receiver acks at least
+    /// every quarter of `max_in_flight`, so the sender never waits for an
+    /// ack that is not coming).
+    fn floor(cap: u64, chunk: u64) -> u64 {
+        (cap / 4 + chunk).min(cap.max(chunk))
+    }
+
+    fn allowed(&self, cap: u64, chunk: u64) -> u64 {
+        if self.window == 0 {
+            cap
+        } else {
+            self.window.clamp(Self::floor(cap, chunk), cap.max(chunk))
+        }
+    }
+
+    fn sent(&mut self, end: u64, now: Timestamp, cap: u64, chunk: u64) {
+        if self.stamps.len() < (cap / chunk.max(1)) as usize + 2 {
+            self.stamps.push_back((end, now));
+        }
+    }
+
+    /// The receiver has `received` bytes (after `acked` bytes `acked_bytes` ago).
+    fn acked(&mut self, received: u64, newly: u64, now: Timestamp, cap: u64, chunk: u64) {
+        let mut sample = None;
+        while let Some(&(end, at)) = self.stamps.front() {
+            if end > received {
+                break;
+            }
+            self.stamps.pop_front();
+            sample = Some(now.saturating_since(at));
+        }
+        let Some(rtt) = sample else { return };
+        let min = self.min_rtt.map_or(rtt, |m| m.min(rtt));
+        self.min_rtt = Some(min);
+        self.next_min = Some(self.next_min.map_or(rtt, |m| m.min(rtt)));
+        self.samples += 1;
+        if self.samples >= BASE_SAMPLES {
+            self.min_rtt = self.next_min.take();
+            self.samples = 0;
+        }
+        let w = self.allowed(cap, chunk) as f64;
+        let target = QUEUE_TARGET.as_secs_f64();
+        let delay = rtt.saturating_sub(min).as_secs_f64();
+        let gain = ((target - delay) / target).clamp(-1.0, 1.0);
+        let w = if gain >= 0.0 { w + gain * newly as f64 } else { w * (1.0 + gain / 2.0) };
+        self.window = (w as u64).clamp(Self::floor(cap, chunk), cap.max(chunk));
+    }
+
+    /// A new start: round trips so far say nothing about what follows.
+    fn restart(&mut self) {
+        self.stamps.clear();
+    }
 }
 
 #[derive(Debug)]
@@ -68,6 +156,28 @@ pub(crate) struct Outgoing {
     pub(crate) chunk: u32,
     pub(crate) meta: Vec<(String, String)>,
     pub(crate) to: BTreeMap<NodeId, OutPeer>,
+    /// The hash is being computed while the file is sent (`hash` is all
+    /// zero until then); `None` once it is known.
+    pub(crate) hashing: Option<Hashing>,
+}
+
+/// The whole-file hash of an outgoing transfer offered without it: the
+/// bytes read for sending are hashed in order as they come back; if they
+/// did not cover the file from 0 by the time a receiver has every byte (it
+/// resumed, or a reconnect read a range again), the file is hashed whole.
+#[derive(Debug)]
+pub(crate) struct Hashing {
+    hasher: Box<blake3::Hasher>,
+    /// Bytes `0..hashed` fed to `hasher`.
+    hashed: u64,
+    /// A request hashing the whole file is outstanding.
+    whole: bool,
+}
+
+impl Hashing {
+    pub(crate) fn new() -> Self {
+        Hashing { hasher: Box::new(blake3::Hasher::new()), hashed: 0, whole: false }
+    }
 }
 
 impl OutPeer {
@@ -88,6 +198,7 @@ impl OutPeer {
             busy: false,
             high: 0,
             acked: 0,
+            pace: Pace::new(),
             reason: None,
         }
     }
@@ -97,6 +208,7 @@ impl OutPeer {
     }
 
     fn reset(&mut self) {
+        self.pace.restart();
         self.gen += 1;
         self.ready.clear();
         self.ready_bytes = 0;
@@ -104,8 +216,9 @@ impl OutPeer {
 
     /// A chunk is ready and within the bytes allowed in flight (at least
     /// one chunk may always be in flight).
-    fn can_send(&self, cap: u64) -> bool {
+    fn can_send(&self, cap: u64, chunk: u64) -> bool {
         let Some((offset, data)) = self.ready.front() else { return false };
+        let cap = self.pace.allowed(cap, chunk);
         self.phase == OutPhase::Sending && (*offset == self.acked || offset + data.len() as u64 <= self.acked + cap)
     }
 
@@ -130,6 +243,7 @@ impl Outgoing {
                 meta: self.meta.clone(),
             }),
             Due::Start if matches!(p.phase, OutPhase::Sending | OutPhase::Sent) => Some(Control::Start(id, p.start)),
+            Due::Digest if p.is_live() && self.hashing.is_none() => Some(Control::Digest(id, self.hash)),
             Due::AbortOut if p.phase == OutPhase::Failed => {
                 Some(Control::Abort(id, true, p.reason.clone().unwrap_or_default()))
             }
@@ -225,6 +339,9 @@ impl TransferState {
         let info = p.info.clone();
         Self::push_event(events, TransferEvent::Started { peer: info, id, direction: Direction::Outgoing, offset });
         self.due(peer, id, Due::Start);
+        if offset == size {
+            self.out_need_digest(id);
+        }
         self.out_pump(id, peer);
     }
 
@@ -232,19 +349,21 @@ impl TransferState {
         &mut self,
         peer: NodeId,
         id: u64,
-        synced: u64,
-        until: u64,
-        received: u64,
+        (synced, until, received): (u64, u64, u64),
+        now: Timestamp,
         events: &mut Events,
     ) {
+        let cap = self.cfg.max_in_flight;
         let Some(o) = self.out.get_mut(&id) else { return };
         let total = o.size;
+        let chunk = o.chunk as u64;
         let Some(p) = o.to.get_mut(&peer) else { return };
         if !p.is_live() {
             return;
         }
         p.until = p.until.max(until);
         if received > p.acked && received <= p.next_send {
+            p.pace.acked(received, received - p.acked, now, cap, chunk);
             p.acked = received;
             if !p.ready.is_empty() {
                 if let Some(l) = self.links.get(&peer) {
@@ -305,7 +424,8 @@ impl TransferState {
     fn out_gc(&mut self, id: u64) {
         let Some(o) = self.out.get(&id) else { return };
         let waiting = |peer: &NodeId| self.links.get(peer).is_some_and(|l| l.due.contains(&(id, Due::AbortOut)));
-        if o.to.iter().all(|(peer, p)| !p.is_live() && !p.busy && !waiting(peer)) {
+        let hashing = o.hashing.as_ref().is_some_and(|h| h.whole);
+        if !hashing && o.to.iter().all(|(peer, p)| !p.is_live() && !p.busy && !waiting(peer)) {
             self.out.remove(&id);
         }
     }
@@ -374,9 +494,26 @@ impl TransferState {
             (OutPhase::Checking, Ok(FileReply::Hashed(h))) => {
                 let ok = h.finalize().as_bytes() == &p.prefix;
                 let at = if ok { p.accepted } else { 0 };
+                if ok && at == o.size {
+                    // The receiver holds the whole file: its hash is known now.
+                    let prefix = p.prefix;
+                    self.out_hash_known(id, Some(prefix));
+                }
                 self.out_start(id, peer, at, events);
             }
             (OutPhase::Sending, Ok(FileReply::Data(data))) => {
+                let at = p.next_read;
+                let size = o.size;
+                let mut whole = false;
+                if let Some(h) = o.hashing.as_mut().filter(|h| h.hashed >= at && h.hashed < at + data.len() as u64) {
+                    h.hasher.update(&data[(h.hashed - at) as usize..]);
+                    h.hashed = at + data.len() as u64;
+                    whole = h.hashed == size;
+                }
+                if whole {
+                    self.out_hash_known(id, None);
+                }
+                let Some(p) = self.out.get_mut(&id).and_then(|o| o.to.get_mut(&peer)) else { return };
                 push_chunks(p, data, chunk);
                 self.wake_peer(peer);
                 self.out_pump(id, peer);
@@ -389,7 +526,14 @@ impl TransferState {
     /// Chunk frames for the peer whose primary is `conn`, round-robin over
     /// its transfers, at least one frame if any is ready, then up to `room`
     /// bytes. Returns bytes written.
-    pub(crate) fn produce(&mut self, conn: ConnId, peer: NodeId, buf: &mut Vec<u8>, room: usize) -> usize {
+    pub(crate) fn produce(
+        &mut self,
+        conn: ConnId,
+        peer: NodeId,
+        buf: &mut Vec<u8>,
+        room: usize,
+        now: Timestamp,
+    ) -> usize {
         let cap = self.cfg.max_in_flight;
         let start = buf.len();
         if self.out.is_empty() {
@@ -401,16 +545,16 @@ impl TransferState {
             .out
             .range(cursor.wrapping_add(1)..)
             .chain(self.out.range(..=cursor))
-            .filter(|(_, o)| o.to.get(&peer).is_some_and(|p| p.can_send(cap)))
+            .filter(|(_, o)| o.to.get(&peer).is_some_and(|p| p.can_send(cap, o.chunk as u64)))
             .map(|(id, _)| *id)
             .collect();
         let mut last = None;
         'all: for id in ids {
             loop {
                 let Some(o) = self.out.get_mut(&id) else { continue 'all };
-                let size = o.size;
+                let (size, chunk) = (o.size, o.chunk as u64);
                 let Some(p) = o.to.get_mut(&peer) else { continue 'all };
-                if !p.can_send(cap) {
+                if !p.can_send(cap, chunk) {
                     break;
                 }
                 let Some((offset, data)) = p.ready.front() else { break };
@@ -428,10 +572,12 @@ impl TransferState {
                 }
                 p.high = p.high.max(end);
                 p.next_send = end;
+                p.pace.sent(end, now, cap, chunk);
                 self.stats.bytes_sent += data.len() as u64;
                 last = Some(id);
                 if end == size {
                     p.phase = OutPhase::Sent;
+                    self.out_need_digest(id);
                 }
                 self.out_pump(id, peer);
             }
@@ -445,7 +591,57 @@ impl TransferState {
     /// True if chunks are ready for the peer whose primary is `conn`.
     pub(crate) fn has_data(&self, peer: NodeId) -> bool {
         let cap = self.cfg.max_in_flight;
-        self.out.values().any(|o| o.to.get(&peer).is_some_and(|p| p.can_send(cap)))
+        self.out.values().any(|o| o.to.get(&peer).is_some_and(|p| p.can_send(cap, o.chunk as u64)))
+    }
+}
+
+impl TransferState {
+    /// A receiver has every byte: if the hash is still unknown and the
+    /// bytes read did not cover the file, hash the whole file.
+    fn out_need_digest(&mut self, id: u64) {
+        let Some(o) = self.out.get_mut(&id) else { return };
+        let Some(h) = o.hashing.as_mut().filter(|h| !h.whole && h.hashed < o.size) else { return };
+        let Src::Path(path) = &o.src else { return };
+        h.whole = true;
+        let op = FileOp::Hash { path: path.clone(), len: o.size };
+        self.request(Owner::Digest { id }, op);
+    }
+
+    /// The whole file was hashed (a request from [`Self::out_need_digest`]).
+    pub(super) fn out_digest_done(&mut self, id: u64, result: Result<FileReply, FileError>, events: &mut Events) {
+        let Some(o) = self.out.get_mut(&id) else { return };
+        let Some(h) = o.hashing.as_mut() else {
+            self.out_gc(id);
+            return;
+        };
+        h.whole = false;
+        match result {
+            Ok(FileReply::Hashed(hasher)) => self.out_hash_known(id, Some(*hasher.finalize().as_bytes())),
+            other => {
+                let why = match other {
+                    Err(e) => format!("hashing the file failed: {e}"),
+                    Ok(_) => "unexpected file reply".into(),
+                };
+                let peers: Vec<NodeId> = o.to.iter().filter(|(_, p)| p.is_live()).map(|(k, _)| *k).collect();
+                for p in peers {
+                    self.out_fail(id, p, why.clone(), true, events);
+                }
+            }
+        }
+        self.out_gc(id);
+    }
+
+    /// The whole-file hash is known (`hash`, or from the bytes read in
+    /// order): every receiver still in progress is owed a `Digest`, and
+    /// later offers carry it.
+    fn out_hash_known(&mut self, id: u64, hash: Option<[u8; 32]>) {
+        let Some(o) = self.out.get_mut(&id) else { return };
+        let Some(h) = o.hashing.take() else { return };
+        o.hash = hash.unwrap_or_else(|| *h.hasher.finalize().as_bytes());
+        let peers: Vec<NodeId> = o.to.iter().filter(|(_, p)| p.is_live()).map(|(k, _)| *k).collect();
+        for p in peers {
+            self.due(p, id, Due::Digest);
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! A transfer is keyed by the sender's node id and the transfer id the sender
 //! chose (random, 64 bits). Frames from the sender: `Offer`, `Start`,
-//! `Chunk` (its payload follows the header) and `Abort { by_sender: true }`.
+//! `Chunk` (its payload follows the header), `Digest` and
+//! `Abort { by_sender: true }`.
 //! Frames from the receiver: `Accept`, `Reject`, `Credit`, `Complete` and
 //! `Abort { by_sender: false }`. Offsets and credit are absolute byte
 //! offsets into the file, so a frame repeated after a reconnect means the
@@ -24,7 +25,8 @@ pub enum TransferFrame<'a> {
         name: &'a str,
         /// Size in bytes.
         size: u64,
-        /// BLAKE3 of the whole content.
+        /// BLAKE3 of the whole content; all zero when the sender did not
+        /// know it yet (it hashes while it sends): a `Digest` follows.
         hash: [u8; 32],
         /// Payload bytes per `Chunk` frame (the last may be shorter).
         chunk: u32,
@@ -95,6 +97,16 @@ pub enum TransferFrame<'a> {
         /// Why.
         reason: &'a str,
     },
+    /// Sender → receiver: BLAKE3 of the whole content, for an `Offer` that
+    /// carried an all-zero hash. Sent once the sender knows it (it hashes
+    /// the file as it reads it for sending), at the latest after the last
+    /// chunk; the receiver verifies the file against it before the rename.
+    Digest {
+        /// The transfer id.
+        id: u64,
+        /// BLAKE3 of the whole content.
+        hash: [u8; 32],
+    },
 }
 
 impl TransferFrame<'_> {
@@ -108,7 +120,8 @@ impl TransferFrame<'_> {
             | TransferFrame::Chunk { id, .. }
             | TransferFrame::Credit { id, .. }
             | TransferFrame::Complete { id }
-            | TransferFrame::Abort { id, .. } => *id,
+            | TransferFrame::Abort { id, .. }
+            | TransferFrame::Digest { id, .. } => *id,
         }
     }
 }
