@@ -139,10 +139,12 @@ impl Dialer {
 
     /// A target's connection ended: schedule the next attempt or give up.
     ///
-    /// Only a connection that stayed up for `stable_after` (the liveness
-    /// timeout) counts as a success and resets the attempts; a peer that
-    /// accepts and then drops or refuses every connection uses them up like
-    /// a refused dial.
+    /// A connection that stayed up for `stable_after` (the liveness timeout)
+    /// counts as a success and resets the attempts, and so does one on which
+    /// a resumable session `progressed` (the peer acknowledged messages or
+    /// sent new ones), however short: a path that resets every 100 ms but
+    /// carries data is never given up. A peer that accepts and then drops or
+    /// refuses every connection uses them up like a refused dial.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn lost(
         &mut self,
@@ -151,6 +153,7 @@ impl Dialer {
         reason: CloseReason,
         now: Timestamp,
         stable_after: Duration,
+        progressed: bool,
         rng: &mut Rng,
         events: &mut Events,
     ) {
@@ -160,7 +163,7 @@ impl Dialer {
             return;
         }
         t.conn = None;
-        let stable = t.connected_at.take().is_some_and(|at| now >= at + stable_after);
+        let stable = t.connected_at.take().is_some_and(|at| now >= at + stable_after) || progressed;
         t.attempts = if stable { 0 } else { t.attempts + 1 };
         let addr = t.addr.clone();
         if max.is_some_and(|m| t.attempts >= m) {

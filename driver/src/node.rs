@@ -304,9 +304,11 @@ impl<R: Runtime> Node<R> {
         self.shared().lock().app.queue_visits
     }
 
-    /// Connected peers.
+    /// Connected peers. A peer whose connection was lost and whose session
+    /// waits for a resume is left out until it resumes (see
+    /// [`SessionEvent`](estafeta_core::SessionEvent)).
     pub fn peers(&self) -> Vec<PeerInfo> {
-        self.shared().lock().node.peers().cloned().collect()
+        self.shared().lock().node.connected_peers().cloned().collect()
     }
 
     /// How many connected peers subscribe to `topic`.

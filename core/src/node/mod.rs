@@ -190,9 +190,16 @@ impl Node {
         }
     }
 
-    /// Connected peers, in id order.
+    /// Peers with a session, in id order: connected ones and suspended ones
+    /// (connection lost, waiting for a resume within `resume_window`).
     pub fn peers(&self) -> impl Iterator<Item = &PeerInfo> + '_ {
         self.session.peer_infos()
+    }
+
+    /// Peers with a connection now, in id order (a suspended session's peer
+    /// is left out until it resumes).
+    pub fn connected_peers(&self) -> impl Iterator<Item = &PeerInfo> + '_ {
+        self.session.connected_infos()
     }
 
     /// The pub/sub plane: subscribe, publish, credit, subscriber counts.
@@ -485,6 +492,7 @@ impl Node {
                 let unread = pubsub::unprocessed_messages(&c.rx);
                 self.pubsub.report_drop(&mut self.events, peer.clone(), unread, DropReason::Unprocessed);
             }
+            let progressed = peer.as_ref().is_some_and(|p| self.pubsub.progressed_on(p.id, conn));
             self.pubsub.on_conn_closed(conn);
             self.discovery.on_conn_closed(conn);
             self.secure_conn_closed(conn);
@@ -504,7 +512,8 @@ impl Node {
             if let Some(t) = c.target {
                 if !self.closing && !self.discovery_target_lost(t, &reason) {
                     let live = self.cfg.session.liveness_timeout;
-                    self.dialer.lost(t, conn, reason, self.now, live, &mut self.rng, &mut self.events);
+                    let (now, rng, events) = (self.now, &mut self.rng, &mut self.events);
+                    self.dialer.lost(t, conn, reason, now, live, progressed, rng, events);
                 }
             }
         }

@@ -3,7 +3,7 @@
 
 use super::{Payload, PubSubState, Published, SendMode};
 use crate::error::{CommandError, PublishError};
-use crate::event::Events;
+use crate::event::{Events, PeerInfo};
 use crate::id::{NodeId, PeerRef, Topic};
 use crate::session::Session;
 
@@ -97,9 +97,16 @@ impl PubSub<'_> {
             PeerRef::Id(id) if self.session.peers.contains_key(id) => Ok(*id),
             PeerRef::Id(_) => Err(PublishError::UnknownPeer(peer.clone())),
             PeerRef::Name(name) => {
-                let mut it = self.session.peer_infos().filter(|p| &*p.name == name.as_str());
-                let first = it.next().ok_or_else(|| PublishError::UnknownPeer(peer.clone()))?;
-                if it.next().is_some() {
+                // A connected peer of that name first: a node restarted with
+                // a new id leaves its old session suspended under the same name.
+                let named = |p: &&PeerInfo| &*p.name == name.as_str();
+                let connected: Vec<&PeerInfo> = self.session.connected_infos().filter(named).collect();
+                let all: Vec<&PeerInfo> = match connected.is_empty() {
+                    true => self.session.peer_infos().filter(named).collect(),
+                    false => connected,
+                };
+                let first = all.first().ok_or_else(|| PublishError::UnknownPeer(peer.clone()))?;
+                if all.len() > 1 {
                     return Err(PublishError::AmbiguousPeer(name.clone()));
                 }
                 Ok(first.id)
@@ -142,9 +149,11 @@ pub struct PubSubRef<'a> {
 }
 
 impl<'a> PubSubRef<'a> {
-    /// How many connected peers subscribe to `topic`.
+    /// How many connected peers subscribe to `topic` (a suspended session's
+    /// subscriptions are kept, and counted again once it resumes).
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.state.index.get(topic).map_or(0, |s| s.peers.len())
+        let connected = |id: &NodeId| self.state.peers.get(id).is_none_or(|p| !p.suspended);
+        self.state.index.get(topic).map_or(0, |s| s.peers.iter().filter(|id| connected(id)).count())
     }
 
     /// How many connected peers subscribe to `topic` and have granted this

@@ -87,6 +87,9 @@ struct PeerState {
     cursor: Option<Topic>,
     /// A publish was refused for this peer's queue: report Writable.
     want_writable: bool,
+    /// (messages acknowledged by the peer, messages taken from it) when the
+    /// current connection took the session: more since is progress.
+    progress_mark: (u64, u64),
     /// The session's primary is closing: nothing more is queued.
     closing: bool,
     /// What this node granted the peer, per topic.
@@ -202,6 +205,7 @@ impl PubSubState {
                 resumable,
                 suspended: false,
                 resume_from: None,
+                progress_mark: (0, 0),
                 cursor: None,
                 want_writable: false,
                 closing: false,

@@ -167,6 +167,15 @@ impl PubSubState {
         (p.resumable && p.rx.next > p.rx.acked).then_some(p.rx.next)
     }
 
+    /// True if the resumable session with `peer` moved on while `conn`
+    /// carried it: the peer acknowledged messages or sent new ones. The
+    /// dialer counts such a connection as a success, however short it was.
+    pub(crate) fn progressed_on(&self, peer: NodeId, conn: ConnId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| {
+            p.conn == conn && p.resumable && (p.log.acked() > p.progress_mark.0 || p.rx.next > p.progress_mark.1)
+        })
+    }
+
     /// An Ack from `peer`: the log lets go of what it covers (sent now).
     pub(crate) fn on_ack(&mut self, peer: NodeId, next: u64, events: &mut Events) -> Result<(), ProtocolError> {
         let Some(p) = self.peers.get_mut(&peer) else { return Ok(()) };
@@ -252,6 +261,7 @@ impl PubSubState {
         p.conn = conn;
         p.suspended = false;
         p.resume_from = Some(from.min(p.log.next_seq()));
+        p.progress_mark = (p.log.acked(), p.rx.next);
         p.rx.cursor = None;
         p.rx.due = p.rx.next > p.rx.acked;
         // Absolute grants again: any lost with the connection are made good.

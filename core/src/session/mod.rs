@@ -349,4 +349,9 @@ impl Session {
     pub(crate) fn peer_infos(&self) -> impl Iterator<Item = &PeerInfo> + '_ {
         self.peers.values().map(|p| &p.info)
     }
+
+    /// The peers whose session has a connection now (not suspended).
+    pub(crate) fn connected_infos(&self) -> impl Iterator<Item = &PeerInfo> + '_ {
+        self.peers.values().filter(|p| p.suspended.is_none()).map(|p| &p.info)
+    }
 }
