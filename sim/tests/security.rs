@@ -18,7 +18,7 @@ fn seeds(default: std::ops::Range<u64>) -> Vec<u64> {
 
 fn run(seed: u64, opts: SecureOptions) -> Result<Sim, String> {
     let mut sim = secure_scenario(seed, opts);
-    sim.run_for(3_000_000).map_err(|e| format!("seed {seed}: {e}"))?;
+    sim.run_for(3_000_000).map_err(|e| format!("seed {seed}: {e}\n{}", sim.trace_tail()))?;
     sim.check().map_err(|e| format!("seed {seed}: {e}"))?;
     Ok(sim)
 }

@@ -62,18 +62,19 @@ impl Node {
         if secure {
             self.poll_secure(conn, buf)
         } else {
-            self.poll_plain(conn, buf)
+            self.poll_plain(conn, buf, None)
         }
     }
 
     /// The frame stream of connected `conn` (checked by [`Node::poll_transmit`];
-    /// sealed by the caller on a secure connection).
-    pub(super) fn poll_plain(&mut self, conn: ConnId, buf: &mut Vec<u8>) -> usize {
+    /// sealed by the caller on a secure connection, which passes
+    /// `Some(initiator)`: the channel is out of the connection meanwhile).
+    pub(super) fn poll_plain(&mut self, conn: ConnId, buf: &mut Vec<u8>, secure: Option<bool>) -> usize {
         let quantum = self.cfg.session.source_quantum;
         let start = buf.len();
         let Some(c) = self.session.conns.get_mut(&conn) else { return 0 };
         // On a secure connection, a quantum of small frames fits one record.
-        let limit = match c.secure {
+        let limit = match secure {
             Some(_) => self.cfg.session.transmit_chunk.min(crate::secure::channel::RECORD_QUANTUM),
             None => self.cfg.session.transmit_chunk,
         };
@@ -84,7 +85,14 @@ impl Node {
             c.control.preamble = false;
             write_preamble_mode(buf, self.cfg.security.mode.wire_byte());
         }
-        if c.control.hello {
+        // A secure responder sends its Hello only once it accepted the
+        // peer's: a peer whose Hello claims an id its handshake did not prove
+        // learns nothing (not our name, subscriptions or session).
+        let hold = secure == Some(false) && !c.is_open();
+        if c.control.hello && hold && c.closing.is_some() {
+            c.control.hello = false;
+        }
+        if c.control.hello && !hold {
             c.control.hello = false;
             let session = self.hello_session(conn);
             handshake::encode_hello(buf, &self.me, self.pubsub.hello_subs(conn), session);

@@ -308,7 +308,7 @@ impl Node {
         // the first record's length, and sealed in place.
         let at = buf.len();
         buf.extend_from_slice(&[0, 0]);
-        let n = self.poll_plain(conn, buf);
+        let n = self.poll_plain(conn, buf, Some(sec.initiator));
         let rekeys = sec.rekeys;
         let sealed = if n > 0 {
             if let Some(tap) = &self.secure.tap {
