@@ -1,0 +1,130 @@
+//! The accounting when sessions outlive connections (`resume_window > 0`).
+//!
+//! The invariant, checked on every such run: for every session that
+//! resumed, nothing is lost and nothing duplicated, in order (duplicates and
+//! order are checked as messages arrive, in the parent module); every other
+//! loss is explained by the end of the session (`SessionEvent::Ended`, which
+//! carries the unacknowledged range, and the `PeerDown` that comes with it)
+//! at either end, or by a crash of either process.
+//!
+//! Per (message, receiving process), over all the copies handed to it:
+//! - delivered, or read whole while the receiver did not subscribe (dropped
+//!   and counted there): **ok**;
+//! - otherwise lost; the loss is explained (**lost with range**) if after
+//!   the first hand-off either application was told the session ended, or
+//!   either process crashed, and no later message of the same publisher on
+//!   the same topic reached the same receiver before that (a silent gap: the
+//!   session went on without it). Anything else is **unknown** and fails the
+//!   run. The planted bug `session.planted_resend_bug` (a resume re-sends
+//!   from one past the point the peer expects) leaves such a gap.
+
+use super::{Accounting, Fed, PubSub};
+use crate::check::Cx;
+use crate::net::{Net, ProcId};
+use crate::trace::fmt_time;
+use std::collections::BTreeMap;
+
+/// What became of one message for one receiving process.
+struct Fate {
+    g: usize,
+    to: ProcId,
+    first_at: u64,
+    delivered: Option<u64>,
+    dropped_unsubscribed: bool,
+}
+
+impl PubSub {
+    /// The session-aware accounting; fails each unexplained loss.
+    pub(super) fn account_sessions(&self, cx: &mut Cx<'_>, _net: &Net) -> Accounting {
+        let mut acc = Accounting::default();
+        let mut errs: Vec<String> = Vec::new();
+        // Per (publisher, receiver, topic), in first hand-off order.
+        let mut streams: BTreeMap<(ProcId, ProcId, usize), Vec<Fate>> = BTreeMap::new();
+        for (g, m) in self.msgs.iter().enumerate() {
+            let Ok(r) = &m.result else {
+                acc.refused += 1;
+                continue;
+            };
+            acc.published += 1;
+            let mut receivers: Vec<ProcId> = Vec::new();
+            for h in &m.handoffs {
+                if receivers.contains(&h.to) {
+                    continue;
+                }
+                receivers.push(h.to);
+                let copies = m.handoffs.iter().filter(|c| c.to == h.to);
+                let mut fate = Fate { g, to: h.to, first_at: h.at, delivered: None, dropped_unsubscribed: false };
+                for c in copies {
+                    fate.delivered = fate.delivered.or(c.delivered);
+                    if matches!(c.fed, Some((_, Fed::Unsubscribed | Fed::Either))) {
+                        fate.dropped_unsubscribed = true;
+                    }
+                }
+                streams.entry((m.proc, h.to, m.topic)).or_default().push(fate);
+            }
+            if receivers.len() > r.queued {
+                errs.push(format!("message #{g} was queued for {} peers but handed to {}", r.queued, receivers.len()));
+            }
+            acc.dropped_unsent += r.queued.saturating_sub(receivers.len()) as u64;
+        }
+        for ((x, y, _), fates) in &streams {
+            let (x, y) = (*x, *y);
+            let (x_id, y_id) = (cx.procs[x as usize].id, cx.procs[y as usize].id);
+            // The session ended (or a process died) within [lo, hi].
+            let ended_within = |lo: u64, hi: u64| {
+                self.down_within(x, y_id, lo, hi)
+                    || self.down_within(y, x_id, lo, hi)
+                    || [x, y].iter().any(|p| cx.procs[*p as usize].crashed.is_some_and(|t| (lo..=hi).contains(&t)))
+            };
+            for (i, f) in fates.iter().enumerate() {
+                if f.delivered.is_some() {
+                    acc.delivered += 1;
+                    acc.session_ok += 1;
+                    continue;
+                }
+                if f.dropped_unsubscribed {
+                    acc.dropped_by_receiver += 1;
+                    acc.session_ok += 1;
+                    continue;
+                }
+                let gap = fates[i + 1..]
+                    .iter()
+                    .find_map(|l| l.delivered.filter(|d| !ended_within(f.first_at, *d)).map(|d| (l.g, d)));
+                let explained = ended_within(f.first_at, u64::MAX);
+                if explained && gap.is_none() {
+                    acc.session_lost_with_range += 1;
+                    let crashed = [x, y].iter().any(|p| cx.procs[*p as usize].crashed.is_some());
+                    if crashed {
+                        acc.lost_in_crash += 1;
+                    } else {
+                        acc.lost_with_connection += 1;
+                    }
+                    continue;
+                }
+                acc.session_unknown += 1;
+                let why = match gap {
+                    Some((later, at)) => format!(
+                        "and message #{later}, handed later, was delivered at {} with the session going on (silent gap)",
+                        fmt_time(at)
+                    ),
+                    None => "and the session never ended and neither process crashed".to_string(),
+                };
+                let m = &self.msgs[f.g];
+                errs.push(format!(
+                    "unexplained loss in a session: message #{} ({:?} on {}) published at {} by {}, first handed at {} to {}, never delivered, {why}",
+                    f.g,
+                    m.mode,
+                    cx.topics[m.topic],
+                    fmt_time(m.at),
+                    cx.procs[x as usize].name,
+                    fmt_time(f.first_at),
+                    cx.procs[f.to as usize].name,
+                ));
+            }
+        }
+        for e in errs {
+            cx.fail(e);
+        }
+        acc
+    }
+}
