@@ -194,6 +194,9 @@ pub(crate) struct PubSub {
     /// handed to the same receiver again after a resume, and its loss is
     /// explained only by the session's end or a crash (see [`resumed`]).
     pub(crate) sessions: bool,
+    /// With sessions: per (connection, writer of a `Hello` claiming to
+    /// resume), the sequence number the writer expects next from the other end.
+    expects: BTreeMap<(TcpId, ProcId), u64>,
 }
 
 impl PubSub {
@@ -645,6 +648,9 @@ impl Observer for PubSub {
     }
 
     fn on_wire(&mut self, cx: &mut Cx<'_>, w: &Wire<'_>) -> Option<u64> {
+        if self.sessions {
+            self.on_session_wire(cx, w);
+        }
         let unknown = |t: &str| cx.topic_index(t).is_none();
         let bad: Option<&str> = match w.header {
             Header::Publish { topic } => return self.on_handoff(cx, w, topic),

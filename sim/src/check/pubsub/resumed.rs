@@ -15,13 +15,19 @@
 //!   either process crashed, and no later message of the same publisher on
 //!   the same topic reached the same receiver before that (a silent gap: the
 //!   session went on without it). Anything else is **unknown** and fails the
-//!   run. The planted bug `session.planted_resend_bug` (a resume re-sends
+//!   run.
+//!
+//! On the wire, as it happens: a resumed connection's `Resume { from }`
+//! never starts past what the peer's `Hello` on that connection said it
+//! expects next (that would skip messages: lost with the session going on).
+//! The planted bug `session.planted_resend_bug` (a resume re-sends
 //!   from one past the point the peer expects) leaves such a gap.
 
 use super::{Accounting, Fed, PubSub};
-use crate::check::Cx;
+use crate::check::{Cx, Wire};
 use crate::net::{Net, ProcId};
 use crate::trace::fmt_time;
+use estafeta_core::wire::{Header, SessionFrame};
 use std::collections::BTreeMap;
 
 /// What became of one message for one receiving process.
@@ -34,6 +40,30 @@ struct Fate {
 }
 
 impl PubSub {
+    /// Hellos and resumes on the wire: a resume never skips what the peer
+    /// expects.
+    pub(super) fn on_session_wire(&mut self, cx: &mut Cx<'_>, w: &Wire<'_>) {
+        match w.header {
+            Header::Hello(h) => {
+                if let Some(claim) = h.session.as_ref().and_then(|s| s.resume) {
+                    self.expects.insert((w.tcp, w.from), claim.next_expected);
+                }
+            }
+            Header::Session(SessionFrame::Resume { from }) => {
+                let Some(next) = self.expects.get(&(w.tcp, w.to)).copied() else { return };
+                if *from > next {
+                    cx.fail(format!(
+                        "{} resumed its session with {} from message {from}, but the peer expects {next}: \
+                         messages {next}..{from} lost while the session goes on",
+                        cx.who(w.from),
+                        cx.who(w.to)
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The session-aware accounting; fails each unexplained loss.
     pub(super) fn account_sessions(&self, cx: &mut Cx<'_>, _net: &Net) -> Accounting {
         let mut acc = Accounting::default();
