@@ -197,6 +197,9 @@ pub(crate) struct PubSub {
     /// With sessions: per (connection, writer of a `Hello` claiming to
     /// resume), the sequence number the writer expects next from the other end.
     expects: BTreeMap<(TcpId, ProcId), u64>,
+    /// With sessions: per (process, peer id), the peer's process when the
+    /// session started (a restart with the same id must never resume it).
+    session_peer: BTreeMap<(ProcId, NodeId), ProcId>,
 }
 
 impl PubSub {
@@ -607,7 +610,11 @@ impl Observer for PubSub {
     fn on_event(&mut self, cx: &mut Cx<'_>, p: ProcId, ev: &Event) {
         match ev {
             Event::PubSub(PubSubEvent::Message(m)) => self.on_message(cx, p, m),
+            Event::Session(ev) => self.on_session_event(cx, p, ev),
             Event::PeerUp { peer, .. } => {
+                if self.sessions {
+                    self.session_started(cx, p, peer.id);
+                }
                 let v = PeerView { name: peer.name.clone(), topics: BTreeSet::new() };
                 self.procs[p as usize].view.insert(peer.id, v);
             }

@@ -20,6 +20,10 @@
 //! On the wire, as it happens: a resumed connection's `Resume { from }`
 //! never starts past what the peer's `Hello` on that connection said it
 //! expects next (that would skip messages: lost with the session going on).
+//! A session never resumes with a peer that restarted (same id, new
+//! process): checked at every `SessionEvent::Resumed`, and no message is
+//! ever handed again to a restarted process (checked at each hand-off).
+//!
 //! The planted bug `session.planted_resend_bug` (a resume re-sends
 //!   from one past the point the peer expects) leaves such a gap.
 
@@ -28,6 +32,7 @@ use crate::check::{Cx, Wire};
 use crate::net::{Net, ProcId};
 use crate::trace::fmt_time;
 use estafeta_core::wire::{Header, SessionFrame};
+use estafeta_core::{NodeId, SessionEvent};
 use std::collections::BTreeMap;
 
 /// What became of one message for one receiving process.
@@ -39,7 +44,30 @@ struct Fate {
     dropped_unsubscribed: bool,
 }
 
+/// The process now running node `id` (the latest started).
+fn running(cx: &Cx<'_>, id: NodeId) -> Option<ProcId> {
+    cx.procs.iter().rposition(|q| q.id == id).map(|i| i as ProcId)
+}
+
 impl PubSub {
+    /// `p` started a session with `peer`: remember which process runs it.
+    pub(super) fn session_started(&mut self, cx: &Cx<'_>, p: ProcId, peer: NodeId) {
+        if let Some(q) = running(cx, peer) {
+            self.session_peer.insert((p, peer), q);
+        }
+    }
+
+    /// A session resumed: never with a peer that restarted since it began
+    /// (same id, new process).
+    pub(super) fn on_session_event(&mut self, cx: &mut Cx<'_>, p: ProcId, ev: &SessionEvent) {
+        let SessionEvent::Resumed { peer, .. } = ev else { return };
+        let began = self.session_peer.get(&(p, peer.id)).copied();
+        let now = running(cx, peer.id);
+        if began.is_some() && began != now {
+            cx.fail(format!("{}: resumed its session with {peer}, which restarted since the session began", cx.who(p)));
+        }
+    }
+
     /// Hellos and resumes on the wire: a resume never skips what the peer
     /// expects.
     pub(super) fn on_session_wire(&mut self, cx: &mut Cx<'_>, w: &Wire<'_>) {
