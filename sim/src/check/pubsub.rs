@@ -200,6 +200,9 @@ pub(crate) struct PubSub {
     /// With sessions: per (process, peer id), the peer's process when the
     /// session started (a restart with the same id must never resume it).
     session_peer: BTreeMap<(ProcId, NodeId), ProcId>,
+    /// With sessions: per (writer, receiver process), the highest
+    /// `Ack { next }` written in the current session (on any connection).
+    acks: BTreeMap<(ProcId, ProcId), u64>,
 }
 
 impl PubSub {
@@ -619,6 +622,9 @@ impl Observer for PubSub {
                 self.procs[p as usize].view.insert(peer.id, v);
             }
             Event::PeerDown { peer, .. } => {
+                if self.sessions {
+                    self.session_over(cx, p, peer.id);
+                }
                 let r = &mut self.procs[p as usize];
                 r.peer_downs.entry(peer.id).or_default().push(cx.now);
                 r.view.remove(&peer.id);

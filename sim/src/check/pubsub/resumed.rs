@@ -19,7 +19,8 @@
 //!
 //! On the wire, as it happens: a resumed connection's `Resume { from }`
 //! never starts past what the peer's `Hello` on that connection said it
-//! expects next (that would skip messages: lost with the session going on).
+//! expects next, or the highest `Ack` the peer wrote in the session (on any
+//! connection: simultaneous dials) (that would skip messages: lost with the session going on).
 //! A session never resumes with a peer that restarted (same id, new
 //! process): checked at every `SessionEvent::Resumed`, and no message is
 //! ever handed again to a restarted process (checked at each hand-off).
@@ -57,6 +58,14 @@ impl PubSub {
         }
     }
 
+    /// `p`'s session with `peer` ended: acknowledgements start again.
+    pub(super) fn session_over(&mut self, cx: &Cx<'_>, p: ProcId, peer: NodeId) {
+        self.acks.retain(|(a, b), _| {
+            let (a_id, b_id) = (cx.procs[*a as usize].id, cx.procs[*b as usize].id);
+            !((*a == p && b_id == peer) || (*b == p && a_id == peer))
+        });
+    }
+
     /// A session resumed: never with a peer that restarted since it began
     /// (same id, new process).
     pub(super) fn on_session_event(&mut self, cx: &mut Cx<'_>, p: ProcId, ev: &SessionEvent) {
@@ -77,8 +86,15 @@ impl PubSub {
                     self.expects.insert((w.tcp, w.from), claim.next_expected);
                 }
             }
+            Header::Session(SessionFrame::Ack { next }) => {
+                let a = self.acks.entry((w.from, w.to)).or_default();
+                *a = (*a).max(*next);
+            }
             Header::Session(SessionFrame::Resume { from }) => {
-                let Some(next) = self.expects.get(&(w.tcp, w.to)).copied() else { return };
+                let Some(hello) = self.expects.get(&(w.tcp, w.to)).copied() else { return };
+                // The peer may have acknowledged more on another connection
+                // (simultaneous dials) since its Hello.
+                let next = hello.max(self.acks.get(&(w.to, w.from)).copied().unwrap_or(0));
                 if *from > next {
                     cx.fail(format!(
                         "{} resumed its session with {} from message {from}, but the peer expects {next}: \
