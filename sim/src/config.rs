@@ -31,11 +31,29 @@ pub fn fast_config() -> Config {
     // Ids chosen by the seed, frames the wire tap can read: the plaintext
     // mode. Secure runs set `security.mode` (see `crate::security`).
     c.security.mode = estafeta_core::SecurityMode::Plaintext;
-    // Sessions that outlive connections (issue 14) are off here: the pub/sub
-    // observer's accounting (handoffs lost with their connection) predates
-    // them, and their own invariant is not in the simulator yet.
+    // Sessions that outlive connections (issue 14) are off by default here;
+    // scenarios draw a window per run ([`draw_resume_window`]), and the
+    // pub/sub observer switches to its session-aware accounting.
     c.session.resume_window = Duration::ZERO;
     c
+}
+
+/// Draws one `resume_window` for every node of a scenario, from a stream of
+/// its own (so every other draw stays what it was): on in
+/// `opts.resume_per_mille` runs per thousand, between 20 ms and the fault
+/// window, so partitions (up to half the fault window) both shorter and
+/// longer than it happen; otherwise off (0). Returns the window in
+/// microseconds.
+pub(crate) fn draw_resume_window(seed: u64, opts: &crate::scenario::Options, nodes: &mut [NodeSetup]) -> u64 {
+    let mut r = Rng::derive(seed, &[crate::rng::STREAM_SCENARIO, 0x72]);
+    let on = r.below(1000) < opts.resume_per_mille;
+    let us = r.log_range(20_000, opts.fault_window_us.max(40_000));
+    let us = if on { us } else { 0 };
+    for n in nodes {
+        n.config.session.resume_window = d(us);
+        n.config.session.planted_resend_bug = opts.plant_resend_bug;
+    }
+    us
 }
 
 /// Chunk size of simulated transfers.

@@ -3,7 +3,7 @@
 //! ```text
 //! estafeta-sim sweep [--seeds N] [--start S] [--nodes K | --min-nodes A --max-nodes B]
 //!                    [--faults F | --min-faults A --max-faults B] [--heavy]
-//!                    [--window-ms W] [--groups] [--plant-lease-bug] [--secure P] [--quiet]
+//!                    [--window-ms W] [--groups] [--plant-lease-bug] [--secure P] [--sessions P] [--plant-resend-bug] [--quiet]
 //! estafeta-sim run --seed S [same scenario options] [--trace] [--keep N]
 //! ```
 //!
@@ -22,7 +22,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   estafeta-sim sweep [--seeds N] [--start S] [--nodes K | --min-nodes A --max-nodes B]
                      [--faults F | --min-faults A --max-faults B] [--heavy]
-                     [--window-ms W] [--groups] [--plant-lease-bug] [--secure P] [--quiet]
+                     [--window-ms W] [--groups] [--plant-lease-bug] [--secure P] [--sessions P] [--plant-resend-bug] [--quiet]
   estafeta-sim run --seed S [scenario options] [--trace] [--keep N]";
 
 struct Args {
@@ -71,13 +71,17 @@ fn parse() -> Result<Args, String> {
                 a.opts.groups = true;
                 a.given.push(flag.clone());
             }
+            "--plant-resend-bug" => {
+                a.opts.plant_resend_bug = true;
+                a.given.push(flag.clone());
+            }
             "--plant-lease-bug" => {
                 a.opts.groups = true;
                 a.opts.plant_lease_bug = true;
                 a.given.push(flag.clone());
             }
             "--nodes" | "--min-nodes" | "--max-nodes" | "--faults" | "--min-faults" | "--max-faults"
-            | "--window-ms" | "--secure" => {
+            | "--window-ms" | "--secure" | "--sessions" => {
                 let v = value(&flag)?;
                 a.given.push(format!("{flag} {v}"));
                 match flag.as_str() {
@@ -91,6 +95,7 @@ fn parse() -> Result<Args, String> {
                     "--min-faults" => a.opts.min_faults = v as usize,
                     "--max-faults" => a.opts.max_faults = v as usize,
                     "--secure" => a.opts.secure_per_mille = v.min(1000),
+                    "--sessions" => a.opts.resume_per_mille = v.min(1000),
                     _ => a.opts.fault_window_us = v * 1000,
                 }
             }
@@ -149,6 +154,9 @@ fn sweep(a: &Args) -> ExitCode {
                     acc.lost_in_crash += a.lost_in_crash;
                     acc.dropped_by_receiver += a.dropped_by_receiver;
                     acc.dropped_unsent += a.dropped_unsent;
+                    acc.session_ok += a.session_ok;
+                    acc.session_lost_with_range += a.session_lost_with_range;
+                    acc.session_unknown += a.session_unknown;
                 }
                 Err(e) => {
                     println!("seed {seed} FAILED ({}):\n{e}\n  replay: {}\n", sc.describe(), replay(a, seed));
@@ -180,6 +188,10 @@ fn sweep(a: &Args) -> ExitCode {
         estafeta_sim::fmt_time(slowest.1)
     );
     println!("messages: {acc:?}");
+    println!(
+        "sessions (runs with resume_window > 0; per message and receiver): ok {}, lost-with-range {}, unknown {}",
+        acc.session_ok, acc.session_lost_with_range, acc.session_unknown
+    );
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -80,6 +80,15 @@ pub struct Options {
     /// of the plaintext mode (drawn from a stream of their own; see
     /// [`crate::security::secure_share`]). 1000: every run.
     pub secure_per_mille: u64,
+    /// Runs per thousand whose nodes keep sessions across connections
+    /// (`resume_window > 0`, drawn per run from a stream of its own; see
+    /// [`crate::config::draw_resume_window`]). 0: none (the default while a
+    /// core defect makes simultaneous dials flap; see sim/README.md).
+    pub resume_per_mille: u64,
+    /// Test only: a resume re-sends from one past the point the peer
+    /// expects (`session.planted_resend_bug`, the bug the session-aware
+    /// accounting must catch).
+    pub plant_resend_bug: bool,
 }
 
 impl Default for Options {
@@ -93,6 +102,8 @@ impl Default for Options {
             groups: false,
             plant_lease_bug: false,
             secure_per_mille: 0,
+            resume_per_mille: 0,
+            plant_resend_bug: false,
         }
     }
 }
@@ -251,6 +262,7 @@ impl Scenario {
             g.configure(&mut sim.nodes);
         }
         crate::security::secure_share(seed, opts.secure_per_mille, &mut sim.nodes);
+        let resume_us = crate::config::draw_resume_window(seed, opts, &mut sim.nodes);
         // Liveness bound: a stale connection times out, the backoff runs to
         // its cap, a dial and a handshake complete, lost segments are
         // retransmitted; plus a margin for drift and scheduling.
@@ -262,6 +274,8 @@ impl Scenario {
             + 8 * max_latency
             + 500_000
             + group.as_ref().map_or(0, |g| g.settle_bound_us())
+            // A session that cannot resume ends only when its window passes.
+            + resume_us
             // A transfer whose peer restarted as a new node waits this long.
             + crate::config::TRANSFER_PEER_TIMEOUT_US;
         Scenario { sim, topology, subs, workload, faults, heal_at_us: opts.fault_window_us, settle_bound_us, group }
@@ -270,8 +284,12 @@ impl Scenario {
     /// A one-line description.
     pub fn describe(&self) -> String {
         format!(
-            "{}{} nodes, {} topics, {:?}, {} faults, heal at {}, settle bound {}{}",
+            "{}{}{} nodes, {} topics, {:?}, {} faults, heal at {}, settle bound {}{}",
             if self.is_secure() { "secure, " } else { "" },
+            match self.sim.nodes.first().map(|n| n.config.session.resume_window) {
+                Some(w) if !w.is_zero() => format!("resume window {}, ", crate::trace::fmt_time(w.as_micros() as u64)),
+                _ => String::new(),
+            },
             self.sim.nodes.len(),
             self.sim.topics.len(),
             self.topology,

@@ -53,6 +53,8 @@ use estafeta_core::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+mod resumed;
+
 /// How a message was addressed, as the oracle remembers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -160,6 +162,15 @@ pub struct Accounting {
     pub dropped_by_receiver: u64,
     /// Queued and never written, counted by the publisher.
     pub dropped_unsent: u64,
+    /// With sessions (`resume_window > 0`), (message, receiver) pairs handed
+    /// over at least once: delivered, or dropped by the receiver and
+    /// counted (see `check::pubsub::resumed`).
+    pub session_ok: u64,
+    /// With sessions: lost, and explained by the session's end (`Ended` with
+    /// its range, `PeerDown`) at either end or a crash.
+    pub session_lost_with_range: u64,
+    /// With sessions: lost with nothing to explain it (each also fails the run).
+    pub session_unknown: u64,
 }
 
 /// (publisher, receiver) processes.
@@ -179,6 +190,19 @@ pub(crate) struct PubSub {
     /// Topics published with relay identities: the discovery observer
     /// checks their messages (only counted here).
     pub(crate) relayed: BTreeSet<usize>,
+    /// Sessions outlive connections (`resume_window > 0`): a message may be
+    /// handed to the same receiver again after a resume, and its loss is
+    /// explained only by the session's end or a crash (see [`resumed`]).
+    pub(crate) sessions: bool,
+    /// With sessions: per (connection, writer of a `Hello` claiming to
+    /// resume), the sequence number the writer expects next from the other end.
+    expects: BTreeMap<(TcpId, ProcId), u64>,
+    /// With sessions: per (process, peer id), the peer's process when the
+    /// session started (a restart with the same id must never resume it).
+    session_peer: BTreeMap<(ProcId, NodeId), ProcId>,
+    /// With sessions: per (writer, receiver process), the highest
+    /// `Ack { next }` written in the current session (on any connection).
+    acks: BTreeMap<(ProcId, ProcId), u64>,
 }
 
 impl PubSub {
@@ -313,11 +337,13 @@ impl PubSub {
         if m.result.is_err() {
             errs.push(format!("refused by publish ({:?}) yet written", m.result));
         }
-        let twice = m.handoffs.iter().any(|h| cx.procs[h.to as usize].id == to_id);
+        // A resumed session re-sends what the receiver did not acknowledge,
+        // to the same process: never to a restart with the same id.
+        let twice = m.handoffs.iter().any(|h| cx.procs[h.to as usize].id == to_id && (!self.sessions || h.to != to));
         if twice {
             errs.push(format!("handed to {} twice", cx.who(to)));
         }
-        if m.mode != Mode::All && !m.handoffs.is_empty() {
+        if m.mode != Mode::All && m.handoffs.iter().any(|h| !self.sessions || h.to != to) {
             errs.push(format!("{:?} message handed to a second connection", m.mode));
         }
         if let Some(exp) = &m.expected {
@@ -367,7 +393,7 @@ impl PubSub {
         if twice {
             errs.push("delivered twice to the same node".into());
         }
-        match rec.handoffs.iter().position(|h| h.to == p) {
+        match rec.handoffs.iter().position(|h| h.to == p && (h.fed.is_some() || !self.sessions)) {
             None => errs.push("delivered but never handed to a connection to this node".into()),
             Some(i) if rec.handoffs[i].fed.is_none() => {
                 errs.push("delivered before the node read its whole frame".into())
@@ -384,7 +410,7 @@ impl PubSub {
             }
         }
         self.order.insert(key, seq);
-        if let Some(h) = self.msgs[g as usize].handoffs.iter_mut().find(|h| h.to == p) {
+        if let Some(h) = self.msgs[g as usize].handoffs.iter_mut().find(|h| h.to == p && h.fed.is_some()) {
             h.delivered.get_or_insert(cx.now);
         }
         for e in errs {
@@ -402,6 +428,9 @@ impl PubSub {
 
     /// Classifies every message; fails each unexplained loss or miscount.
     fn account(&self, cx: &mut Cx<'_>, net: &Net) -> Accounting {
+        if self.sessions {
+            return self.account_sessions(cx, net);
+        }
         let mut acc = Accounting::default();
         let mut errs: Vec<String> = Vec::new();
         // Per (publisher, receiver, topic), the order messages keep: handoffs
@@ -584,11 +613,18 @@ impl Observer for PubSub {
     fn on_event(&mut self, cx: &mut Cx<'_>, p: ProcId, ev: &Event) {
         match ev {
             Event::PubSub(PubSubEvent::Message(m)) => self.on_message(cx, p, m),
+            Event::Session(ev) => self.on_session_event(cx, p, ev),
             Event::PeerUp { peer, .. } => {
+                if self.sessions {
+                    self.session_started(cx, p, peer.id);
+                }
                 let v = PeerView { name: peer.name.clone(), topics: BTreeSet::new() };
                 self.procs[p as usize].view.insert(peer.id, v);
             }
             Event::PeerDown { peer, .. } => {
+                if self.sessions {
+                    self.session_over(cx, p, peer.id);
+                }
                 let r = &mut self.procs[p as usize];
                 r.peer_downs.entry(peer.id).or_default().push(cx.now);
                 r.view.remove(&peer.id);
@@ -625,6 +661,9 @@ impl Observer for PubSub {
     }
 
     fn on_wire(&mut self, cx: &mut Cx<'_>, w: &Wire<'_>) -> Option<u64> {
+        if self.sessions {
+            self.on_session_wire(cx, w);
+        }
         let unknown = |t: &str| cx.topic_index(t).is_none();
         let bad: Option<&str> = match w.header {
             Header::Publish { topic } => return self.on_handoff(cx, w, topic),
@@ -650,7 +689,11 @@ impl Observer for PubSub {
     fn on_fed(&mut self, cx: &mut Cx<'_>, to: ProcId, g: u64) {
         let subscribed = self.procs[to as usize].subs.contains(&self.msgs[g as usize].topic);
         let fed = if subscribed { Fed::Subscribed } else { Fed::Unsubscribed };
-        if let Some(h) = self.msgs[g as usize].handoffs.iter_mut().find(|h| h.to == to) {
+        let sessions = self.sessions;
+        let hs = &mut self.msgs[g as usize].handoffs;
+        // With sessions the copy being read is the last one handed over.
+        let h = if sessions { hs.iter_mut().rev().find(|h| h.to == to) } else { hs.iter_mut().find(|h| h.to == to) };
+        if let Some(h) = h {
             h.fed.get_or_insert((cx.now, fed));
         }
         self.procs[to as usize].unsettled.push(g);

@@ -96,6 +96,7 @@ impl Sim {
         let window = cfg.nodes.iter().map(|n| n.config.transfer.window_chunks as u64).max().unwrap_or(0);
         sim.oracle.transfer().window = chunk * window;
         sim.oracle.planes.security.setup(cfg.seed, &cfg.security);
+        sim.oracle.planes.pubsub.sessions = cfg.nodes.iter().any(|n| !n.config.session.resume_window.is_zero());
         for slot in 0..n {
             sim.start_process(slot, false);
         }
