@@ -313,7 +313,7 @@ impl<R: Runtime> Node<R> {
 
     /// How many connected peers subscribe to `topic`.
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.shared().lock().node.pubsub().subscriber_count(topic)
+        self.shared().lock().node.pubsub_ref().connected_subscriber_count(topic)
     }
 
     /// Connects to `addr` (`name@host:port` or `host:port`) and keeps it

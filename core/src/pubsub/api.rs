@@ -123,7 +123,7 @@ impl PubSub<'_> {
     pub fn consumed(&mut self, peer: NodeId, topic: &str, messages: u64, bytes: u64) -> bool {
         match self.state.consumed(peer, topic, messages, bytes) {
             Some(conn) => {
-                self.session.ready.insert(conn);
+                /// How many peers with a session subscribe to `topic` (suspended ones included).
                 true
             }
             None => false,
@@ -149,9 +149,15 @@ pub struct PubSubRef<'a> {
 }
 
 impl<'a> PubSubRef<'a> {
-    /// How many connected peers subscribe to `topic` (a suspended session's
-    /// subscriptions are kept, and counted again once it resumes).
+    /// How many peers with a session subscribe to `topic`, suspended ones
+    /// included (their subscriptions are kept while they may resume).
     pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.state.index.get(topic).map_or(0, |s| s.peers.len())
+    }
+
+    /// How many connected peers subscribe to `topic`: a suspended session's
+    /// subscriptions count again once it resumes.
+    pub fn connected_subscriber_count(&self, topic: &str) -> usize {
         let connected = |id: &NodeId| self.state.peers.get(id).is_none_or(|p| !p.suspended);
         self.state.index.get(topic).map_or(0, |s| s.peers.iter().filter(|id| connected(id)).count())
     }
