@@ -123,14 +123,14 @@ impl PubSub<'_> {
     pub fn consumed(&mut self, peer: NodeId, topic: &str, messages: u64, bytes: u64) -> bool {
         match self.state.consumed(peer, topic, messages, bytes) {
             Some(conn) => {
-                /// How many peers with a session subscribe to `topic` (suspended ones included).
+                self.session.ready.insert(conn);
                 true
             }
             None => false,
         }
     }
 
-    /// How many connected peers subscribe to `topic`.
+    /// How many peers with a session subscribe to `topic` (suspended ones included).
     pub fn subscriber_count(&self, topic: &str) -> usize {
         PubSubRef { state: self.state }.subscriber_count(topic)
     }
