@@ -20,6 +20,8 @@
 
 #![allow(dead_code)]
 
+pub mod files;
+
 use estafeta_core::transfer::{FileRequest, MemFs};
 use estafeta_core::{
     Action, CloseReason, Config, ConnId, Drain, Event, Node, PeerAddr, PubSubEvent, Sink, Stats, Step, Timestamp,
