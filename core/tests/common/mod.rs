@@ -388,6 +388,9 @@ impl Net {
     /// on vanishes (connection ids are reused by a restarted node, so the
     /// far end must not reach whoever gets this id next).
     fn close_end(&mut self, slot: usize, conn: ConnId) {
+        // A dial closed before it connected is abandoned (a driver drops
+        // the pending connect): it must not connect later.
+        self.dials.retain(|(i, c, _)| !(*i == slot && *c == conn));
         if let Some(End::Node(j, cj)) = self.pipes.remove(&(slot, conn)) {
             if self.pipes.get(&(j, cj)) == Some(&End::Node(slot, conn)) {
                 self.pipes.insert((j, cj), End::Hole);
