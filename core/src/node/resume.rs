@@ -228,7 +228,8 @@ impl Node {
         self.planes_up(conn, info);
     }
 
-    /// The planes other than pub/sub start again with the peer on `conn`.
+    /// The planes other than pub/sub start with the peer on `conn` (a new
+    /// session, or again after a resume).
     pub(super) fn planes_up(&mut self, conn: ConnId, info: &PeerInfo) {
         let caps = match self.session.conns.get(&conn).map(|c| &c.phase) {
             Some(Phase::Open(o)) => o.caps,

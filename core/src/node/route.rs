@@ -455,17 +455,7 @@ impl Node {
         self.events.push(Event::PeerUp { peer: info.clone(), conn, target, authenticated });
         let resumable = self.session.peers.get(&info.id).is_some_and(|e| e.sid != 0);
         self.pubsub.on_peer_up(info, conn, resumable, &mut self.events);
-        let caps = match self.session.conns.get(&conn).map(|c| &c.phase) {
-            Some(Phase::Open(o)) => o.caps,
-            _ => Capabilities::NONE,
-        };
-        if caps.contains(Capabilities::STREAMS) {
-            self.streams.on_peer_up(info, conn);
-        }
-        self.discovery_touch();
-        self.transfer.on_peer_up(info, conn, caps.contains(Capabilities::TRANSFER));
-        self.transfer_wake();
-        self.session.ready.insert(conn);
+        self.planes_up(conn, info);
     }
 
     /// The peer moved to `conn` for a new session of its own: ours ends

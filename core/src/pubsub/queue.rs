@@ -161,6 +161,15 @@ impl PeerState {
         Ok(was_empty && q.credit_msgs > 0 && q.credit_bytes > 0 && !self.suspended)
     }
 
+    /// Tells whoever got `Full` for this peer that there is room again,
+    /// once its queue fell to the low-water mark.
+    pub(crate) fn report_writable(&mut self, cfg: &crate::config::PubSubConfig, events: &mut Events) {
+        if self.want_writable && self.below_low_water(cfg) {
+            self.want_writable = false;
+            events.push(Event::PubSub(PubSubEvent::Writable));
+        }
+    }
+
     /// True once the queue fell to half its limits (the "writable again" mark).
     pub(crate) fn below_low_water(&self, cfg: &crate::config::PubSubConfig) -> bool {
         self.log.frames() <= cfg.max_queued_frames_per_peer / 2 && self.log.bytes() <= cfg.max_queued_bytes_per_peer / 2
@@ -269,10 +278,7 @@ impl PubSubState {
             }
             p.cursor = Some(topic);
         }
-        if p.want_writable && p.below_low_water(cfg) {
-            p.want_writable = false;
-            events.push(Event::PubSub(PubSubEvent::Writable));
-        }
+        p.report_writable(cfg, events);
         self.stats.sent += sent;
         for (t, up, n, bytes) in released {
             self.relay_release(up, &t, n, bytes);

@@ -192,10 +192,8 @@ impl PubSubState {
     /// Room was freed in `peer`'s bound: whoever waits for it hears.
     fn after_release(&mut self, peer: NodeId, events: &mut Events) {
         let cfg = &self.cfg;
-        let Some(p) = self.peers.get_mut(&peer) else { return };
-        if p.want_writable && p.below_low_water(cfg) {
-            p.want_writable = false;
-            events.push(Event::PubSub(PubSubEvent::Writable));
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.report_writable(cfg, events);
         }
     }
 

@@ -179,8 +179,26 @@ pub fn decode_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<RawFr
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// Asserts that `h` (a header with a hand-written fast path) encodes to
+    /// postcard's bytes exactly, and decodes back to itself.
+    pub(in crate::wire) fn assert_matches_postcard(h: &Header<'_>) {
+        let mut ours = Vec::new();
+        encode_frame(&mut ours, h, b"payload");
+        let mut theirs = vec![0; LEN_PREFIX];
+        theirs.extend_from_slice(&postcard::to_allocvec(h).unwrap());
+        theirs.extend_from_slice(b"payload");
+        let len = (theirs.len() - LEN_PREFIX) as u32;
+        theirs[..LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(ours, theirs, "{h:?}");
+        let mut buf = BytesMut::from(&ours[..]);
+        let frame = decode_frame(&mut buf, 1 << 20).unwrap().unwrap();
+        let (got, payload) = frame.parse().unwrap();
+        assert_eq!(&got, h);
+        assert_eq!(&payload[..], b"payload");
+    }
 
     /// The hand-written Publish paths agree with postcard, byte for byte and
     /// in what they decode, on both sides of the one-byte length limit.
@@ -188,20 +206,7 @@ mod tests {
     fn publish_fast_paths_are_postcards() {
         for n in [0usize, 1, 5, 126, 127, 128, 129, 300] {
             let topic = "t".repeat(n);
-            let h = Header::Publish { topic: &topic };
-            let mut ours = Vec::new();
-            encode_frame(&mut ours, &h, b"payload");
-            let mut theirs = vec![0; LEN_PREFIX];
-            theirs.extend_from_slice(&postcard::to_allocvec(&h).unwrap());
-            theirs.extend_from_slice(b"payload");
-            let len = (theirs.len() - LEN_PREFIX) as u32;
-            theirs[..LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
-            assert_eq!(ours, theirs, "topic of {n} bytes");
-            let mut buf = BytesMut::from(&ours[..]);
-            let frame = decode_frame(&mut buf, 1 << 20).unwrap().unwrap();
-            let (got, payload) = frame.parse().unwrap();
-            assert_eq!(got, h);
-            assert_eq!(&payload[..], b"payload");
+            assert_matches_postcard(&Header::Publish { topic: &topic });
         }
         // The receiver's shortcut takes the same frames, and only those.
         for n in [1usize, 5, 127] {
