@@ -19,13 +19,7 @@ fn sim(seed: u64) -> Sim {
         n.config.dialer.dial_timeout = Duration::from_micros(DIAL_TIMEOUT_US);
         n.config.dialer.reconnect_cap = Duration::from_micros(CAP_US);
     }
-    let mut sim = Sim::new(cfg);
-    sim.keep_events();
-    sim.subscribe(1, 0);
-    sim.connect(0, 1);
-    sim.run_for(300_000).unwrap();
-    assert!(sim.connected(0, 1));
-    sim
+    Sim::connected_pair(cfg)
 }
 
 /// (time, reason) of every failed dial of n0.

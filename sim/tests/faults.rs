@@ -6,17 +6,7 @@ use estafeta_sim::{Sim, SimConfig};
 
 /// n0 dials n1, n1 subscribes to t0; both record their events.
 fn pair(seed: u64) -> Sim {
-    pair_with(SimConfig::uniform(seed, 2, 1))
-}
-
-fn pair_with(cfg: SimConfig) -> Sim {
-    let mut sim = Sim::new(cfg);
-    sim.keep_events();
-    sim.subscribe(1, 0);
-    sim.connect(0, 1);
-    sim.run_for(300_000).unwrap();
-    assert!(sim.connected(0, 1));
-    sim
+    Sim::connected_pair(SimConfig::uniform(seed, 2, 1))
 }
 
 fn downs(sim: &Sim, slot: usize) -> Vec<(u64, CloseReason)> {
@@ -158,7 +148,7 @@ fn a_slow_reader_blocks_the_writer_without_losing_anything() {
     for l in cfg.links.iter_mut() {
         l.window = 8 << 10;
     }
-    let mut sim = pair_with(cfg);
+    let mut sim = Sim::connected_pair(cfg);
     sim.slow_reader(1, Some(50_000));
     let mut ids = Vec::new();
     let mut full = false;
@@ -189,7 +179,7 @@ fn drifting_clocks_keep_a_quiet_pair_connected() {
     cfg.nodes[0].drift_ppm = 50_000;
     cfg.nodes[1].drift_ppm = -50_000;
     cfg.nodes[1].clock_offset_us = 123_456_789;
-    let mut sim = pair_with(cfg);
+    let mut sim = Sim::connected_pair(cfg);
     sim.run_for(10_000_000).unwrap();
     sim.set_drift(0, -50_000);
     sim.run_for(10_000_000).unwrap();
@@ -203,7 +193,7 @@ fn graceful_close_flushes_a_blocked_queue_before_going_away() {
     for l in cfg.links.iter_mut() {
         l.window = 4 << 10;
     }
-    let mut sim = pair_with(cfg);
+    let mut sim = Sim::connected_pair(cfg);
     sim.slow_reader(1, Some(100_000));
     let ids: Vec<u64> = (0..40).filter_map(|_| sim.publish(0, 0, 1000, SendMode::All).ok()).map(|s| s.id).collect();
     assert_eq!(ids.len(), 40);

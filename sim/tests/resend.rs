@@ -57,13 +57,7 @@ fn pair(seed: u64) -> estafeta_sim::Sim {
     for n in cfg.nodes.iter_mut() {
         n.config.session.resume_window = std::time::Duration::from_secs(1);
     }
-    let mut sim = estafeta_sim::Sim::new(cfg);
-    sim.keep_events();
-    sim.subscribe(1, 0);
-    sim.connect(0, 1);
-    sim.run_for(300_000).unwrap();
-    assert!(sim.connected(0, 1));
-    sim
+    estafeta_sim::Sim::connected_pair(cfg)
 }
 
 /// The connection is reset right after the first messages arrive, before

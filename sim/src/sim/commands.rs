@@ -6,6 +6,7 @@ use super::Sim;
 use crate::check::Mode;
 use crate::ev::kind;
 use crate::host::{addr_of, HostState};
+use crate::SimConfig;
 use estafeta_core::{PeerAddr, PublishError, Published, SendMode};
 
 /// A message the core accepted: its id, and how many peers it was queued
@@ -189,13 +190,28 @@ impl Sim {
     }
 
     /// True if the nodes in `a` and `b` are both running and each lists the
-    /// other among its peers.
+    /// other among its connected peers (a suspended session is not connected).
     pub fn connected(&self, a: usize, b: usize) -> bool {
         let (Some(na), Some(nb)) = (self.node(a), self.node(b)) else {
             return false;
         };
         let (ia, ib) = (self.hosts[a].id, self.hosts[b].id);
-        na.peers().any(|p| p.id == ib) && nb.peers().any(|p| p.id == ia)
+        na.connected_peers().any(|p| p.id == ib) && nb.connected_peers().any(|p| p.id == ia)
+    }
+
+    /// Two nodes from `cfg`: n1 subscribes to t0, n0 dials n1, both keep
+    /// their events; returns once they are connected (300 ms of sim time).
+    ///
+    /// # Panics
+    /// If they are not connected by then.
+    pub fn connected_pair(cfg: SimConfig) -> Sim {
+        let mut sim = Sim::new(cfg);
+        sim.keep_events();
+        sim.subscribe(1, 0);
+        sim.connect(0, 1);
+        sim.run_for(300_000).expect("no invariant breaks while two nodes connect");
+        assert!(sim.connected(0, 1), "n0 and n1 connect within 300 ms");
+        sim
     }
 }
 
