@@ -179,18 +179,24 @@ pub async fn through_resetting_proxy<R: Runtime>(resume_window: Duration, k: u64
     };
     let receiver = async {
         let (mut next, mut resumed, mut suspended, mut ended) = (0u64, 0u64, 0u64, Vec::new());
+        // (received, duplicates, missing): a number below the next expected
+        // is a duplicate, one above it skips what lies between.
         let mut stats = (0u64, 0u64, 0u64);
-        while let Some(m) = recv_within::<R>(&mut sub, Duration::from_secs(3)).await {
+        let mut count = |m: &Message, next: &mut u64| {
             let got = u64::from_be_bytes(m.payload[..8].try_into().unwrap());
             assert_eq!(m.payload.len(), SIZE);
             stats.0 += 1;
-            if got < next {
+            if got < *next {
                 stats.1 += 1;
             } else {
-                stats.2 += got - next;
-                next = got + 1;
+                stats.2 += got - *next;
+                *next = got + 1;
             }
-            if stats.0 % 64 == 0 {
+            (got, stats.0)
+        };
+        while let Some(m) = recv_within::<R>(&mut sub, Duration::from_secs(3)).await {
+            let (got, received) = count(&m, &mut next);
+            if received % 64 == 0 {
                 drain_events(&mut sub_events, &mut resumed, &mut suspended, &mut ended, "sub");
             }
             if got == k - 1 {
@@ -199,14 +205,7 @@ pub async fn through_resetting_proxy<R: Runtime>(resume_window: Duration, k: u64
         }
         // Anything more is a duplicate.
         while let Some(m) = recv_within::<R>(&mut sub, Duration::from_millis(300)).await {
-            let got = u64::from_be_bytes(m.payload[..8].try_into().unwrap());
-            stats.0 += 1;
-            if got < next {
-                stats.1 += 1;
-            } else {
-                stats.2 += got - next;
-                next = got + 1;
-            }
+            count(&m, &mut next);
         }
         drain_events(&mut sub_events, &mut resumed, &mut suspended, &mut ended, "sub");
         (stats, next, resumed, ended)
