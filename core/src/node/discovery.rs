@@ -290,7 +290,7 @@ impl Node {
             }
             DiscoveryFrame::Relay { topic, origin, epoch, seq, hops } => {
                 let r = self.on_relay(peer, topic, RelayTag::new(origin, epoch, seq, hops), payload);
-                self.wake_relay_grants();
+                self.wake_pubsub_conns();
                 r
             }
         }
@@ -518,8 +518,13 @@ impl Node {
         Ok(Published { queued, dropped: 0 })
     }
 
-    /// Connections a relay release made a grant due on: ready to send.
-    pub(super) fn wake_relay_grants(&mut self) {
+    /// Connections the pub/sub plane has something for (a grant a relay
+    /// release made due, an ack, a graceful close's last ack): ready to
+    /// send. Called on the receive path, so an empty list costs one check.
+    pub(super) fn wake_pubsub_conns(&mut self) {
+        if self.pubsub.wake.is_empty() {
+            return;
+        }
         for c in self.pubsub.wake.drain(..) {
             self.session.ready.insert(c);
         }

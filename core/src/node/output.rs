@@ -129,7 +129,7 @@ impl Node {
             self.write_refusals(conn, buf);
             if let Some(id) = peer {
                 self.write_sources(conn, id, first_source, buf, start + limit, quantum);
-                self.wake_relay_grants();
+                self.wake_pubsub_conns();
             }
             self.transfer_wake();
         }

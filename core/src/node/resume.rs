@@ -142,7 +142,7 @@ impl Node {
     fn planes_down(&mut self, peer: NodeId) {
         self.streams.on_peer_down(peer, &mut self.events);
         self.membership.on_peer_down(peer);
-        self.wake_relay_grants();
+        self.wake_pubsub_conns();
         self.discovery_touch();
         self.transfer.on_peer_down(peer, self.now);
     }
@@ -241,7 +241,7 @@ impl Node {
         self.discovery_touch();
         self.transfer.on_peer_up(info, conn, caps.contains(Capabilities::TRANSFER));
         self.transfer_wake();
-        self.wake_relay_grants();
+        self.wake_pubsub_conns();
         self.session.ready.insert(conn);
     }
 

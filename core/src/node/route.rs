@@ -93,7 +93,7 @@ impl Node {
         self.process_frames(conn, bounded);
         if let Some(peer) = self.session.conns.get(&conn).and_then(|c| c.peer()).map(|p| p.id) {
             self.pubsub.ack_now(peer);
-            self.wake_relay_grants();
+            self.wake_pubsub_conns();
         }
     }
 
@@ -247,7 +247,7 @@ impl Node {
             let primary = self.session.is_primary(conn);
             let peer = self.conn_peer(conn);
             self.pubsub.on_announce(conn, &peer, primary, topic, subscribe, &mut self.events)?;
-            self.wake_relay_grants();
+            self.wake_pubsub_conns();
             self.discovery_touch();
             return Ok(Flow::Continue);
         }
@@ -274,7 +274,7 @@ impl Node {
             && matches!(header, Header::Publish { .. } | Header::Discovery(crate::wire::DiscoveryFrame::Relay { .. }))
         {
             let seq = self.pubsub.take_seq(peer_id, payload.len(), self.now);
-            self.wake_relay_grants();
+            self.wake_pubsub_conns();
             if seq? == crate::pubsub::Seq::Duplicate {
                 return Ok(Flow::Continue);
             }
@@ -284,7 +284,7 @@ impl Node {
             Header::Session(frame) => match frame {
                 SessionFrame::Ack { next } => {
                     self.pubsub.on_ack(peer_id, next, &mut self.events)?;
-                    self.wake_relay_grants();
+                    self.wake_pubsub_conns();
                 }
                 SessionFrame::Resume { from } => self.pubsub.on_resume_frame(peer_id, from)?,
                 SessionFrame::Credit { topic, messages, bytes } => {
@@ -358,7 +358,7 @@ impl Node {
         self.session.ready.insert(conn);
         let dropped = self.pubsub.clear_data(conn, peer.as_ref().map(|p| p.id));
         self.streams.clear_data(conn, peer.as_ref().map(|p| p.id));
-        self.wake_relay_grants();
+        self.wake_pubsub_conns();
         self.pubsub.report_drop(&mut self.events, peer, dropped, DropReason::Disconnected);
         Flow::Stop
     }

@@ -82,7 +82,7 @@ impl Node {
         self.transfer.handle_timeout(now, &mut self.events);
         self.transfer_wake();
         self.pubsub.ack_timeout(now);
-        self.wake_relay_grants();
+        self.wake_pubsub_conns();
         self.expire_sessions(now);
     }
 
