@@ -8,6 +8,8 @@
 //! sat in the proxy's buffers or the kernel's is lost, as on a network that
 //! fails. [`ResetProxy::reset_now`] resets every live connection at once;
 //! [`ResetProxy::set_resetting`] pauses or resumes the timed resets.
+//! [`ResetProxy::set_swallowing`] makes each timed reset lose bytes for
+//! sure: the proxy first reads what the client sends next and drops it.
 //!
 //! Used by the behaviour suite (`tests/suite/sessions_io.rs`) and the e2e
 //! bench (`benches/e2e/session.rs`), which include this file by path.
@@ -18,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Notify};
 
@@ -32,6 +35,8 @@ pub struct ProxyCounts {
     pub ended: AtomicU64,
     /// Accepted connections whose target refused the dial.
     pub refused: AtomicU64,
+    /// Client bytes read and dropped at a reset (see `set_swallowing`).
+    pub swallowed: AtomicU64,
 }
 
 /// State shared by the handle and the proxy's thread.
@@ -39,6 +44,8 @@ struct Shared {
     counts: ProxyCounts,
     /// Timed resets happen while this is true.
     resetting: AtomicBool,
+    /// A timed reset first swallows the client's next bytes.
+    swallowing: AtomicBool,
     /// Wakes every live connection to reset it now.
     reset_now: Notify,
     /// When each connection was accepted, in order.
@@ -89,6 +96,7 @@ impl ResetProxy {
         let shared = Arc::new(Shared {
             counts: ProxyCounts::default(),
             resetting: AtomicBool::new(true),
+            swallowing: AtomicBool::new(false),
             reset_now: Notify::new(),
             accepts: Mutex::new(Vec::new()),
             rng: Mutex::new(seed),
@@ -146,6 +154,21 @@ impl ResetProxy {
         self.shared.resetting.store(on, Ordering::SeqCst);
     }
 
+    /// With `on`, a timed reset first waits (up to 100 ms) for the next
+    /// bytes the client (the dialing end) sends, reads them and drops them:
+    /// the client's kernel took them, so they are in flight and lost, and
+    /// every reset costs the client something even when its traffic comes
+    /// in bursts with idle gaps between. Without it a reset in a gap loses
+    /// nothing.
+    pub fn set_swallowing(&self, on: bool) {
+        self.shared.swallowing.store(on, Ordering::SeqCst);
+    }
+
+    /// Client bytes dropped at resets so far.
+    pub fn swallowed(&self) -> u64 {
+        self.shared.counts.swallowed.load(Ordering::Relaxed)
+    }
+
     /// Resets every live connection now (whether or not timed resets run).
     pub fn reset_now(&self) {
         self.shared.reset_now.notify_waiters();
@@ -195,12 +218,23 @@ async fn carry(mut client: TcpStream, mut server: TcpStream, shared: Arc<Shared>
             }
         }
     };
-    let reset = tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
-        _ = timed => true,
-        _ = shared.reset_now.notified() => true,
+    enum End {
+        Closed,
+        Timed,
+        Now,
+    }
+    let end = tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => End::Closed,
+        _ = timed => End::Timed,
+        _ = shared.reset_now.notified() => End::Now,
     };
-    if reset {
+    if matches!(end, End::Timed) && shared.swallowing.load(Ordering::SeqCst) {
+        let mut buf = vec![0u8; 64 * 1024];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(100), client.read(&mut buf)).await {
+            shared.counts.swallowed.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+    if !matches!(end, End::Closed) {
         shared.counts.resets.fetch_add(1, Ordering::Relaxed);
     } else {
         // Both ends closed in order: close in order too (no RST).
