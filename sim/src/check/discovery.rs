@@ -29,7 +29,7 @@
 //! (`src/discovery.rs`), which knows the overlay it built.
 
 use super::{Cx, Observer, Wire};
-use crate::net::ProcId;
+use crate::net::{ProcId, TcpId};
 use crate::payload;
 use estafeta_core::wire::{DiscoveryFrame, Header};
 use estafeta_core::{DiscoveryEvent, Event, Node, PubSubEvent};
@@ -200,7 +200,7 @@ impl Observer for Discovery {
         }
     }
 
-    fn on_fed(&mut self, _cx: &mut Cx<'_>, to: ProcId, key: u64) {
+    fn on_fed(&mut self, _cx: &mut Cx<'_>, to: ProcId, _tcp: TcpId, key: u64) {
         let (from, k) = self.wires[key as usize];
         self.procs[to as usize].fed.insert(k);
         self.read_from.insert((to, from, k));

@@ -58,8 +58,8 @@ pub(crate) trait Observer {
     }
 
     /// Process `to` has read the whole frame [`Observer::on_wire`] returned
-    /// `key` for.
-    fn on_fed(&mut self, _cx: &mut Cx<'_>, _to: ProcId, _key: u64) {}
+    /// `key` for, from `tcp`.
+    fn on_fed(&mut self, _cx: &mut Cx<'_>, _to: ProcId, _tcp: TcpId, _key: u64) {}
 
     /// A drain of process `p`'s node left no event behind: the application
     /// saw everything, so what its events said must equal the node's state.
@@ -297,11 +297,11 @@ impl Oracle {
     }
 
     /// Process `to` has read a watched frame whole.
-    pub(crate) fn on_fed(&mut self, now: u64, to: ProcId, (plane, key): Watch) {
+    pub(crate) fn on_fed(&mut self, now: u64, to: ProcId, tcp: TcpId, (plane, key): Watch) {
         let (mut cx, planes) = self.split(now);
         planes.each_mut(|i, o| {
             if i == plane {
-                o.on_fed(&mut cx, to, key);
+                o.on_fed(&mut cx, to, tcp, key);
             }
         });
     }

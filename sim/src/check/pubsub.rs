@@ -48,7 +48,7 @@ use crate::payload;
 use crate::trace::fmt_time;
 use estafeta_core::wire::{Header, SessionFrame};
 use estafeta_core::{
-    DropReason, Event, Message, Node, NodeId, PeerRef, PubSubEvent, PublishError, Published, SendMode,
+    DropReason, Event, Message, Node, NodeId, PeerRef, PubSubEvent, PublishError, Published, SendMode, SessionEvent,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -114,6 +114,9 @@ struct MsgRec {
 struct PeerView {
     name: Arc<str>,
     topics: BTreeSet<usize>,
+    /// False while the session is suspended (between `Suspended` and
+    /// `Resumed`): a name resolves to a connected peer first.
+    connected: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -200,6 +203,9 @@ pub(crate) struct PubSub {
     /// With sessions: per (process, peer id), the peer's process when the
     /// session started (a restart with the same id must never resume it).
     session_peer: BTreeMap<(ProcId, NodeId), ProcId>,
+    /// (writer, reader) processes: the writer sent the reader a `Hello`
+    /// claiming a session to resume.
+    claimed: BTreeSet<(ProcId, ProcId)>,
     /// With sessions: per (writer, receiver process), the highest
     /// `Ack { next }` written in the current session (on any connection).
     acks: BTreeMap<(ProcId, ProcId), u64>,
@@ -255,7 +261,19 @@ impl PubSub {
             Mode::To(target) => {
                 let ids: Vec<NodeId> = match target {
                     PeerRef::Id(id) => view.contains_key(id).then_some(*id).into_iter().collect(),
-                    PeerRef::Name(n) => view.iter().filter(|(_, v)| *v.name == **n).map(|(id, _)| *id).collect(),
+                    PeerRef::Name(n) => {
+                        // A connected peer of that name first, as the core resolves.
+                        let named = |only_connected: bool| -> Vec<NodeId> {
+                            let fits = |v: &PeerView| *v.name == **n && (v.connected || !only_connected);
+                            view.iter().filter(|(_, v)| fits(v)).map(|(id, _)| *id).collect()
+                        };
+                        let connected = named(true);
+                        if connected.is_empty() {
+                            named(false)
+                        } else {
+                            connected
+                        }
+                    }
                 };
                 match ids.as_slice() {
                     [] => Err("UnknownPeer"),
@@ -613,12 +631,20 @@ impl Observer for PubSub {
     fn on_event(&mut self, cx: &mut Cx<'_>, p: ProcId, ev: &Event) {
         match ev {
             Event::PubSub(PubSubEvent::Message(m)) => self.on_message(cx, p, m),
-            Event::Session(ev) => self.on_session_event(cx, p, ev),
+            Event::Session(ev) => {
+                if let SessionEvent::Suspended { peer, .. } | SessionEvent::Resumed { peer, .. } = ev {
+                    let resumed = matches!(ev, SessionEvent::Resumed { .. });
+                    if let Some(v) = self.procs[p as usize].view.get_mut(&peer.id) {
+                        v.connected = resumed;
+                    }
+                }
+                self.on_session_event(cx, p, ev)
+            }
             Event::PeerUp { peer, .. } => {
                 if self.sessions {
                     self.session_started(cx, p, peer.id);
                 }
-                let v = PeerView { name: peer.name.clone(), topics: BTreeSet::new() };
+                let v = PeerView { name: peer.name.clone(), topics: BTreeSet::new(), connected: true };
                 self.procs[p as usize].view.insert(peer.id, v);
             }
             Event::PeerDown { peer, .. } => {
@@ -686,13 +712,19 @@ impl Observer for PubSub {
     }
 
     /// Node `to` now holds the whole frame of message `g`.
-    fn on_fed(&mut self, cx: &mut Cx<'_>, to: ProcId, g: u64) {
+    fn on_fed(&mut self, cx: &mut Cx<'_>, to: ProcId, tcp: TcpId, g: u64) {
         let subscribed = self.procs[to as usize].subs.contains(&self.msgs[g as usize].topic);
         let fed = if subscribed { Fed::Subscribed } else { Fed::Unsubscribed };
         let sessions = self.sessions;
         let hs = &mut self.msgs[g as usize].handoffs;
-        // With sessions the copy being read is the last one handed over.
-        let h = if sessions { hs.iter_mut().rev().find(|h| h.to == to) } else { hs.iter_mut().find(|h| h.to == to) };
+        // With sessions a message may be re-sent on several connections (both
+        // ends dialed at once): the copy being read is the last one handed
+        // over on this connection.
+        let h = if sessions {
+            hs.iter_mut().rev().find(|h| h.to == to && h.tcp == tcp)
+        } else {
+            hs.iter_mut().find(|h| h.to == to)
+        };
         if let Some(h) = h {
             h.fed.get_or_insert((cx.now, fed));
         }

@@ -213,7 +213,7 @@ impl Sim {
                             h.read_ready_at = now + (k as u64 * 1_000_000).div_ceil(rate.max(1));
                         }
                         for w in fed.drain(..) {
-                            self.oracle.on_fed(now, proc, w);
+                            self.oracle.on_fed(now, proc, tcp, w);
                         }
                         self.trace.record(now, kind::READ, &[slot as u64, conn.0, k as u64], || {
                             format!("n{slot} {conn} reads {k} bytes")

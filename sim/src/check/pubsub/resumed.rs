@@ -67,12 +67,16 @@ impl PubSub {
     }
 
     /// A session resumed: never with a peer that restarted since it began
-    /// (same id, new process).
+    /// (same id, new process). A `Hello` the old process wrote before it
+    /// died may still be read after the restart and resume the session on
+    /// a connection that is about to fail: that is the old process, so it
+    /// counts only if the new one claimed a session from `p`.
     pub(super) fn on_session_event(&mut self, cx: &mut Cx<'_>, p: ProcId, ev: &SessionEvent) {
         let SessionEvent::Resumed { peer, .. } = ev else { return };
         let began = self.session_peer.get(&(p, peer.id)).copied();
         let now = running(cx, peer.id);
-        if began.is_some() && began != now {
+        let claimed_by_new = now.is_some_and(|q| self.claimed.contains(&(q, p)));
+        if began.is_some() && began != now && claimed_by_new {
             cx.fail(format!("{}: resumed its session with {peer}, which restarted since the session began", cx.who(p)));
         }
     }
@@ -84,6 +88,7 @@ impl PubSub {
             Header::Hello(h) => {
                 if let Some(claim) = h.session.as_ref().and_then(|s| s.resume) {
                     self.expects.insert((w.tcp, w.from), claim.next_expected);
+                    self.claimed.insert((w.from, w.to));
                 }
             }
             Header::Session(SessionFrame::Ack { next }) => {
