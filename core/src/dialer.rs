@@ -21,6 +21,9 @@ struct Target {
     attempts: u32,
     /// A dial is scheduled (the timer is armed).
     scheduled: bool,
+    /// Not dialed while its peer's session lives on another connection:
+    /// dialed again when that session is lost ([`Dialer::unpark`]).
+    parked: bool,
     ever_connected: bool,
     /// When the current connection completed its handshake.
     connected_at: Option<Timestamp>,
@@ -59,7 +62,15 @@ impl Dialer {
     pub(crate) fn add(&mut self, addr: PeerAddr) -> TargetId {
         let id = TargetId(self.next_target);
         self.next_target += 1;
-        let t = Target { addr, conn: None, attempts: 0, scheduled: false, ever_connected: false, connected_at: None };
+        let t = Target {
+            addr,
+            conn: None,
+            attempts: 0,
+            scheduled: false,
+            parked: false,
+            ever_connected: false,
+            connected_at: None,
+        };
         self.targets.insert(id, t);
         id
     }
@@ -69,6 +80,7 @@ impl Dialer {
         match self.targets.get_mut(&id) {
             Some(t) if t.conn.is_none() && !t.scheduled => {
                 t.attempts = 0;
+                t.parked = false;
                 true
             }
             _ => false,
@@ -93,6 +105,7 @@ impl Dialer {
         let t = self.targets.get_mut(&id)?;
         t.conn = Some(conn);
         t.scheduled = false;
+        t.parked = false;
         Some(t.addr.clone())
     }
 
@@ -108,7 +121,34 @@ impl Dialer {
 
     /// True if `id` used up its attempts and is no longer dialed.
     pub(crate) fn gave_up(&self, id: TargetId) -> bool {
-        self.targets.get(&id).is_some_and(|t| t.conn.is_none() && !t.scheduled)
+        self.targets.get(&id).is_some_and(|t| t.conn.is_none() && !t.scheduled && !t.parked)
+    }
+
+    /// `conn` of `id` closed as a duplicate while the peer's session lives
+    /// on another connection: not a failure, and no redial while that
+    /// session lives (redialing would only make more duplicates).
+    /// Also for a target due to dial (`conn` `None`) whose peer's session
+    /// is live on a connection the peer dialed.
+    pub(crate) fn park(&mut self, id: TargetId, conn: Option<ConnId>) {
+        let Some(t) = self.targets.get_mut(&id).filter(|t| t.conn == conn) else { return };
+        t.conn = None;
+        t.scheduled = false;
+        t.connected_at = None;
+        t.attempts = 0;
+        t.parked = true;
+    }
+
+    /// The session `id` was parked on was lost: dial again after the base
+    /// backoff. Returns false if `id` was not parked.
+    pub(crate) fn unpark(&mut self, id: TargetId, now: Timestamp, rng: &mut Rng) -> bool {
+        let base = self.cfg.reconnect_base;
+        let Some(t) = self.targets.get_mut(&id).filter(|t| t.parked) else { return false };
+        t.parked = false;
+        let micros = u64::try_from(base.as_micros()).unwrap_or(u64::MAX);
+        let delay = Duration::from_micros(rng.between(micros / 2, micros));
+        t.scheduled = true;
+        self.timers.set(id, now + delay);
+        true
     }
 
     /// A target's connection completed its handshake.

@@ -86,6 +86,10 @@ pub struct Node {
     secure: secure::SecureNode,
     /// The peer each dial target reached last: a redial claims its session.
     target_peers: std::collections::BTreeMap<TargetId, NodeId>,
+    /// The listen address each peer with a session announced in its Hello:
+    /// a target that never reached its peer yet still claims the session
+    /// with the peer listening there (see `hello_session`).
+    peer_listen: std::collections::BTreeMap<NodeId, (String, u16)>,
 }
 
 impl Node {
@@ -156,6 +160,7 @@ impl Node {
             rx_topic: None,
             secure: secure::SecureNode::plaintext(),
             target_peers: Default::default(),
+            peer_listen: Default::default(),
         })
     }
 
@@ -438,6 +443,12 @@ impl Node {
     // ----- internals -----------------------------------------------------
 
     fn dial(&mut self, target: TargetId) {
+        // The peer this target reached last is connected (it dialed us):
+        // another connection would only be a duplicate.
+        if self.target_peers.get(&target).is_some_and(|p| self.session_live(*p)) {
+            self.dialer.park(target, None);
+            return;
+        }
         // Never past the connection limit: try again later.
         if self.conn_count() >= self.max_connections() {
             self.dialer.defer(target, self.now, &mut self.rng, &mut self.events);
@@ -510,7 +521,11 @@ impl Node {
                 }
             }
             if let Some(t) = c.target {
-                if !self.closing && !self.discovery_target_lost(t, &reason) {
+                // A duplicate of a session that lives on: the target waits
+                // for that session to be lost.
+                if reason == CloseReason::Duplicate && peer.as_ref().is_some_and(|p| self.session_live(p.id)) {
+                    self.dialer.park(t, Some(conn));
+                } else if !self.closing && !self.discovery_target_lost(t, &reason) {
                     let live = self.cfg.session.liveness_timeout;
                     let (now, rng, events) = (self.now, &mut self.rng, &mut self.events);
                     self.dialer.lost(t, conn, reason, now, live, progressed, rng, events);
@@ -518,6 +533,11 @@ impl Node {
             }
         }
         self.check_closed();
+    }
+
+    /// True if the session with `peer` is up (not suspended) on a connection.
+    fn session_live(&self, peer: NodeId) -> bool {
+        self.session.peers.get(&peer).is_some_and(|e| e.suspended.is_none() && !e.conns.is_empty())
     }
 
     fn check_closed(&mut self) {

@@ -41,7 +41,10 @@ impl Node {
             c.nonce = nonce;
         }
         if let (Some(t), None) = (c.target, c.claim) {
-            let peer = self.target_peers.get(&t).copied();
+            let listening_there = |(p, l): (&NodeId, &(String, u16))| {
+                self.dialer.addr(t).is_some_and(|a| a.host == l.0 && a.port == l.1).then_some(*p)
+            };
+            let peer = self.target_peers.get(&t).copied().or_else(|| self.peer_listen.iter().find_map(listening_there));
             let entry = peer.and_then(|p| self.session.peers.get(&p)).filter(|e| e.sid != 0);
             if let (Some(p), Some(e)) = (peer, entry) {
                 let claim = ResumeClaim {
@@ -134,7 +137,15 @@ impl Node {
         self.pubsub.suspend(info.id);
         self.planes_down(info.id);
         self.events.push(Event::Session(SessionEvent::Suspended { peer: info.clone(), reason }));
+        self.unpark_targets(info.id);
         others
+    }
+
+    /// The session with `peer` was lost: targets parked on it dial again.
+    pub(super) fn unpark_targets(&mut self, peer: NodeId) {
+        for (t, _) in self.target_peers.iter().filter(|(_, p)| **p == peer) {
+            self.dialer.unpark(*t, self.now, &mut self.rng);
+        }
     }
 
     /// The planes other than pub/sub keep no log: their per-peer state ends
@@ -163,9 +174,11 @@ impl Node {
             }));
         }
         self.pubsub.on_peer_down(info.id, &mut self.events);
+        self.peer_listen.remove(&info.id);
         if planes {
             self.planes_down(info.id);
         }
+        self.unpark_targets(info.id);
     }
 
     /// A suspended session with `id` ends without resuming.
@@ -199,8 +212,22 @@ impl Node {
     /// The session with `info` resumes on `conn` (already open in the
     /// session table); the peer expects message `their_next` next.
     pub(super) fn resume_session(&mut self, conn: ConnId, info: &PeerInfo, their_next: u64) {
-        let live = self.session.peers.get(&info.id).is_some_and(|e| e.suspended.is_none());
-        if live {
+        let live =
+            self.session.peers.get(&info.id).filter(|e| e.suspended.is_none()).map(|e| (e.primary, e.resumed_at));
+        if let Some((current, resumed_at)) = live {
+            // Both ends dialed at once: each resumes on the connection whose
+            // Hello it read first, then reads the other's. Both must keep
+            // the same one, or each closes the other's and the cycle repeats:
+            // a second resume within a handshake time of the first keeps
+            // whichever connection ranks higher (`resume_rank`).
+            let recent = resumed_at.is_some_and(|t| self.now < t + self.cfg.session.handshake_timeout);
+            if recent && self.resume_rank(current, info.id) > self.resume_rank(conn, info.id) {
+                if let Some(e) = self.session.peers.get_mut(&info.id) {
+                    e.conns.remove(&conn);
+                }
+                self.remove_conn(conn, CloseReason::Duplicate);
+                return;
+            }
             // The peer lost the connection before this node noticed.
             let old: Vec<ConnId> = self
                 .session
@@ -210,12 +237,12 @@ impl Node {
                 .unwrap_or_default();
             self.pubsub.suspend(info.id);
             self.planes_down(info.id);
-            self.session.resume_on(info.id, conn);
+            self.session.resume_on(info.id, conn, self.now);
             for o in old {
                 self.remove_conn(o, CloseReason::Duplicate);
             }
         }
-        self.session.resume_on(info.id, conn);
+        self.session.resume_on(info.id, conn, self.now);
         let resent = match self.pubsub.resume(info, conn, their_next, &mut self.events) {
             Ok(n) => n,
             Err(e) => {
@@ -226,6 +253,15 @@ impl Node {
         self.session_stats.resumed += 1;
         self.events.push(Event::Session(SessionEvent::Resumed { peer: info.clone(), resent }));
         self.planes_up(conn, info);
+    }
+
+    /// How `conn` to `peer` ranks among concurrent resumes, alike at both
+    /// ends: a connection the larger id dialed first, then the dialer's
+    /// Hello nonce (both ends know both nonces).
+    fn resume_rank(&self, conn: ConnId, peer: NodeId) -> (bool, u64) {
+        let Some(c) = self.session.conns.get(&conn) else { return (false, 0) };
+        let dialed = c.target.is_some();
+        (dialed == (self.me.id > peer), if dialed { c.nonce } else { c.peer_nonce })
     }
 
     /// The planes other than pub/sub start with the peer on `conn` (a new

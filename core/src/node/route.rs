@@ -380,7 +380,23 @@ impl Node {
             None => crate::event::PeerInfo { id, name: Arc::from(hello.name) },
         };
         let open = Open { peer: info.clone(), caps };
-        match self.session.on_hello(conn, id) {
+        // The answer to this node's own dial, claiming the session it holds
+        // with the peer, is not stale for having been dialed before that
+        // session was suspended: the peer wrote it after reading this
+        // node's Hello, and sequence numbers keep older bytes from following
+        // newer ones. (An accepted connection that old may come from a
+        // process of the peer's that has since died: it stays stale.)
+        let dialed = self.session.conns.get(&conn).is_some_and(|c| c.target.is_some());
+        let claims_held = dialed
+            && hello.session.filter(|_| caps.contains(Capabilities::RESUME)).is_some_and(|hs| {
+                let held = self.session.peers.get(&id).map(|e| (e.inc, e.sid));
+                hs.resume.is_some_and(|c| {
+                    c.your_incarnation == self.session.incarnation
+                        && held == Some((hs.incarnation, c.session))
+                        && c.session != 0
+                })
+            });
+        match self.session.on_hello(conn, id, claims_held) {
             HelloOutcome::Stale => {
                 if let Some(c) = self.session.conns.get_mut(&conn) {
                     c.phase = Phase::Open(open);
@@ -423,11 +439,16 @@ impl Node {
         if let Some(t) = target {
             self.target_peers.insert(t, id);
         }
+        if let Some(l) = hello.listen.as_ref().filter(|_| hs.is_some()) {
+            self.peer_listen.insert(id, (l.host.to_string(), l.port));
+        }
         if let Decision::Resume { their_next } = decision {
             self.session.open(conn, open);
             self.resume_session(conn, &info, their_next);
         } else if self.session.open(conn, open) {
             self.start_session(conn, &info, target);
+        } else {
+            self.settle_session_id(conn, id);
         }
         self.membership_conn_up(conn);
         if let Some(t) = target {
@@ -435,6 +456,28 @@ impl Node {
             self.events.push(Event::Dial(DialEvent::Connected { target: t, peer: info }));
         }
         Flow::Continue
+    }
+
+    /// Both ends dialed at once: each began the session on the connection
+    /// whose Hello it read first (the one it accepted), so each took that
+    /// connection's session id, and the two differ. When the other
+    /// connection opens beside it, both ends take the id of the connection
+    /// the larger node id dialed, so a later resume claims the same session.
+    fn settle_session_id(&mut self, conn: ConnId, peer: NodeId) {
+        let larger_dialed = |c: &crate::session::Conn| c.target.is_some() == (self.me.id > peer);
+        let Some(e) = self.session.peers.get(&peer) else { return };
+        if e.sid == 0 || e.resumed_at.is_some() || e.suspended.is_some() {
+            return;
+        }
+        let (Some(first), Some(new)) = (self.session.conns.get(&e.primary), self.session.conns.get(&conn)) else {
+            return;
+        };
+        let sid = new.new_sid();
+        if larger_dialed(new) && !larger_dialed(first) && sid != 0 {
+            if let Some(e) = self.session.peers.get_mut(&peer) {
+                e.sid = sid;
+            }
+        }
     }
 
     /// A Hello on a secure `conn` must claim the id its handshake proved:
@@ -461,8 +504,15 @@ impl Node {
     /// The peer moved to `conn` for a new session of its own: ours ends
     /// (PeerDown, its other connections close) and a new one starts on `conn`.
     fn restart_session(&mut self, peer: &crate::event::PeerInfo, conn: ConnId) {
+        let resumable = self.session.peers.get(&peer.id).is_some_and(|e| e.sid != 0);
         let Some(first) = self.session.detach_for_restart(conn, peer.id) else { return };
-        self.remove_conn(first, CloseReason::Duplicate);
+        // The peer left the session behind: it ends here too (a resumable
+        // one is not suspended, or the new one would start beside it).
+        let reason = match resumable {
+            true => CloseReason::Session(crate::resume::LossReason::NotResumed),
+            false => CloseReason::Duplicate,
+        };
+        self.remove_conn(first, reason);
         self.session.restart_on(conn);
         let target = self.session.conns.get(&conn).and_then(|c| c.target);
         self.start_session(conn, peer, target);

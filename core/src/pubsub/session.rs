@@ -236,6 +236,10 @@ impl PubSubState {
             p.suspended = true;
             p.log.disconnect();
             p.rx.due = false;
+            // Acks sent on the lost connection may never have arrived: the
+            // resume acks everything received again, or the peer keeps those
+            // messages in its log until the next message makes an ack due.
+            p.rx.acked = 0;
             p.resume_from = None;
         }
         self.ack_timers.cancel(peer);

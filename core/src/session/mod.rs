@@ -39,6 +39,8 @@ pub(crate) struct PeerEntry {
     pub(crate) sid: u64,
     /// The connection is lost: the session waits for a resume until then.
     pub(crate) suspended: Option<Timestamp>,
+    /// When the session last resumed (on its primary connection).
+    pub(crate) resumed_at: Option<Timestamp>,
 }
 
 /// What the session gate decided for a plane frame.
@@ -148,8 +150,11 @@ impl Session {
         peer.is_some_and(|p| self.peers.get(&p.id).is_some_and(|e| e.primary == conn))
     }
 
-    /// Decides whether `hello` from `id` on `conn` opens the connection.
-    pub(crate) fn on_hello(&self, conn: ConnId, id: NodeId) -> HelloOutcome {
+    /// Decides whether `hello` from `id` on `conn` opens the connection
+    /// (`claims_held`: the Hello claims the session held with `id`, so the
+    /// connection is not stale for having opened before that session was
+    /// suspended).
+    pub(crate) fn on_hello(&self, conn: ConnId, id: NodeId, claims_held: bool) -> HelloOutcome {
         let Some(c) = self.conns.get(&conn) else { return HelloOutcome::Stale };
         let (accepted, epoch) = (c.target.is_none(), c.epoch);
         let is_accepted = |o: &ConnId| self.conns.get(o).is_some_and(|c| c.target.is_none());
@@ -157,7 +162,7 @@ impl Session {
         // than another connection the peer dialed, belongs to an older
         // session of the peer's: its late bytes must not follow newer ones.
         let newer_accepted = |p: &PeerEntry| p.conns.iter().any(|o| *o > conn && is_accepted(o));
-        let stale = self.down_epochs.get(&id).is_some_and(|e| epoch < *e)
+        let stale = !claims_held && self.down_epochs.get(&id).is_some_and(|e| epoch < *e)
             || accepted && self.peers.get(&id).is_some_and(newer_accepted);
         if stale {
             return HelloOutcome::Stale;
@@ -189,7 +194,10 @@ impl Session {
             None => {
                 let conns = BTreeSet::from([conn]);
                 let (info, suspended) = (open.peer, None);
-                self.peers.insert(id, PeerEntry { info, primary: conn, conns, data_conn: None, inc, sid, suspended });
+                self.peers.insert(
+                    id,
+                    PeerEntry { info, primary: conn, conns, data_conn: None, inc, sid, suspended, resumed_at: None },
+                );
                 true
             }
         }
@@ -231,7 +239,8 @@ impl Session {
         let conns = BTreeSet::from([conn]);
         let data_conn = Some(conn);
         let (inc, sid) = self.conns.get(&conn).map_or((0, 0), |c| (c.peer_inc, c.new_sid()));
-        let e = PeerEntry { info: o.peer, primary: conn, conns, data_conn, inc, sid, suspended: None };
+        let e =
+            PeerEntry { info: o.peer, primary: conn, conns, data_conn, inc, sid, suspended: None, resumed_at: None };
         self.peers.insert(e.info.id, e);
     }
 
@@ -281,12 +290,13 @@ impl Session {
     }
 
     /// `peer`'s session resumes on `conn`: its only connection from now on.
-    pub(crate) fn resume_on(&mut self, peer: NodeId, conn: ConnId) {
+    pub(crate) fn resume_on(&mut self, peer: NodeId, conn: ConnId, now: Timestamp) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.conns = BTreeSet::from([conn]);
             p.primary = conn;
             p.data_conn = None;
             p.suspended = None;
+            p.resumed_at = Some(now);
         }
         self.expiry.cancel(peer);
         if let Some(c) = self.conns.get_mut(&conn) {
