@@ -82,8 +82,8 @@ pub struct Options {
     pub secure_per_mille: u64,
     /// Runs per thousand whose nodes keep sessions across connections
     /// (`resume_window > 0`, drawn per run from a stream of its own; see
-    /// [`crate::config::draw_resume_window`]). 0: none (the default while a
-    /// core defect makes simultaneous dials flap; see sim/README.md).
+    /// [`crate::config::draw_resume_window`]). 0: none (the default);
+    /// [`Options::sweep`] takes [`SWEEP_RESUME_PER_MILLE`].
     pub resume_per_mille: u64,
     /// Test only: a resume re-sends from one past the point the peer
     /// expects (`session.planted_resend_bug`, the bug the session-aware
@@ -120,6 +120,7 @@ impl Options {
             max_faults: 48,
             groups: true,
             secure_per_mille: SWEEP_SECURE_PER_MILLE,
+            resume_per_mille: SWEEP_RESUME_PER_MILLE,
             ..Options::default()
         }
     }
@@ -140,6 +141,10 @@ impl Options {
 
 /// The share of [`Options::sweep`] runs that are secure, per thousand.
 pub const SWEEP_SECURE_PER_MILLE: u64 = 250;
+
+/// The share of [`Options::sweep`] runs whose sessions outlive connections,
+/// per thousand.
+pub const SWEEP_RESUME_PER_MILLE: u64 = 500;
 
 /// Everything one run does, drawn from a seed.
 #[derive(Clone, Debug)]
