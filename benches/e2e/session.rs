@@ -10,7 +10,9 @@
 //! ```
 //!
 //! With `smol/` after `session/` on smol. Each figure is the median of
-//! `max(E2E_REPEAT, 3)` samples taken alternately (off, on, off, on, ...).
+//! `max(E2E_SAMPLES, 3)` samples taken alternately (off, on, off, on, ...),
+//! printed with ` samples=<n> spread=<on>/<off>` (see `samples.rs`; for
+//! `resume_latency` the samples are every reset of every round).
 //! Both nodes run the default configuration (plaintext, like every
 //! non-`secure/` case), with only `resume_window` changed.
 //!
@@ -28,7 +30,9 @@
 //!   message through it (handshake, resume or new session, first message).
 
 use super::baseline::Plain;
-use super::{ends, line, measuring, publish_n, receive_n, warmup, Rt, Run, RxEnds, Settings, TxEnds, CASES, TOPIC};
+use super::{
+    ends, measuring, publish_n, ratio_line, receive_n, warmup, Rt, Run, RxEnds, Samples, Settings, TxEnds, CASES, TOPIC,
+};
 use super::{on_smol, on_tokio};
 use bytes::Bytes;
 use estafeta_driver::{Config, Error, Node, NodeBuilder, Runtime, Timer};
@@ -60,15 +64,6 @@ async fn sleep<R: Runtime>(d: Duration) {
     let mut t = R::timer();
     t.reset(at);
     std::future::poll_fn(|cx| if R::now() >= at { Poll::Ready(()) } else { t.poll_fire(cx) }).await
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Samples per figure.
@@ -114,7 +109,7 @@ fn throughput(s: &Settings, rt: Rt, name: &str, case: &super::Case) {
     }
     let [off, on] = figures;
     eprintln!("# {name}: {n} x {} B, off {off:.0?}, on {on:.0?}", case.size);
-    line(name, median(on), median(off), unit);
+    ratio_line(name, &Samples::of(on), &Samples::of(off), unit);
 }
 
 fn throughput_on<P: Plain>(run: Run, sessions: bool) -> Duration {
@@ -173,7 +168,7 @@ fn resets(s: &Settings, rt: Rt, name: &str) {
         }
     }
     let [quiet, resetting] = figures;
-    line(name, median(resetting), median(quiet), "msg/s");
+    ratio_line(name, &Samples::of(resetting), &Samples::of(quiet), "msg/s");
 }
 
 /// Numbered messages for `span` through a proxy (resetting every 100 ms
@@ -269,7 +264,7 @@ fn resume_latency(s: &Settings, rt: Rt, name: &str) {
     }
     let [off, on] = figures;
     eprintln!("# {name}: {} resets each, median of all", on.len());
-    line(name, median(on), median(off), "us");
+    ratio_line(name, &Samples::of(on), &Samples::of(off), "us");
 }
 
 /// Microseconds from each redialed connection's accept to the first
