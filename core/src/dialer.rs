@@ -141,11 +141,10 @@ impl Dialer {
     /// The session `id` was parked on was lost: dial again after the base
     /// backoff. Returns false if `id` was not parked.
     pub(crate) fn unpark(&mut self, id: TargetId, now: Timestamp, rng: &mut Rng) -> bool {
-        let base = self.cfg.reconnect_base;
+        let (base, cap) = (self.cfg.reconnect_base, self.cfg.reconnect_cap);
         let Some(t) = self.targets.get_mut(&id).filter(|t| t.parked) else { return false };
         t.parked = false;
-        let micros = u64::try_from(base.as_micros()).unwrap_or(u64::MAX);
-        let delay = Duration::from_micros(rng.between(micros / 2, micros));
+        let delay = backoff(base, cap, t.attempts, rng);
         t.scheduled = true;
         self.timers.set(id, now + delay);
         true
@@ -167,9 +166,7 @@ impl Dialer {
     pub(crate) fn defer(&mut self, id: TargetId, now: Timestamp, rng: &mut Rng, events: &mut Events) {
         let (base, cap) = (self.cfg.reconnect_base, self.cfg.reconnect_cap);
         let Some(t) = self.targets.get_mut(&id) else { return };
-        let exp = base.saturating_mul(1u32 << t.attempts.min(20)).min(cap);
-        let micros = u64::try_from(exp.as_micros()).unwrap_or(u64::MAX);
-        let delay = Duration::from_micros(rng.between(micros / 2, micros));
+        let delay = backoff(base, cap, t.attempts, rng);
         t.scheduled = true;
         t.conn = None;
         self.timers.set(id, now + delay);
@@ -211,11 +208,17 @@ impl Dialer {
             events.push(Event::Dial(DialEvent::GaveUp { target: id, addr }));
             return;
         }
-        let exp = base.saturating_mul(1u32 << t.attempts.min(20)).min(cap);
-        let micros = u64::try_from(exp.as_micros()).unwrap_or(u64::MAX);
-        let delay = Duration::from_micros(rng.between(micros / 2, micros));
+        let delay = backoff(base, cap, t.attempts, rng);
         t.scheduled = true;
         self.timers.set(id, now + delay);
         events.push(Event::Dial(DialEvent::Failed { target: id, addr, reason, retry_in: Some(delay) }));
     }
+}
+
+/// The wait before attempt `attempts + 1`: `base` doubled per failed
+/// attempt up to `cap`, drawn uniformly from its upper half (jitter).
+fn backoff(base: Duration, cap: Duration, attempts: u32, rng: &mut Rng) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempts.min(20)).min(cap);
+    let micros = u64::try_from(exp.as_micros()).unwrap_or(u64::MAX);
+    Duration::from_micros(rng.between(micros / 2, micros))
 }

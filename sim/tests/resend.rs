@@ -158,7 +158,9 @@ fn simultaneous_redials_resume_once_and_settle_on_one_connection() {
             assert!(!ended, "seed {seed}: n{n} ended the session");
             let suspended =
                 sim.events(n).filter(|(_, e)| matches!(e, Event::Session(SessionEvent::Suspended { .. }))).count();
-            assert!(suspended <= 6, "seed {seed}: n{n} was suspended {suspended} times for 3 resets (flapping)");
+            // One per reset, and at most one more where a concurrent resume
+            // lost the tie-break after it had begun (seeds 1 and 2: 4 at n0).
+            assert!(suspended <= 4, "seed {seed}: n{n} was suspended {suspended} times for 3 resets (flapping)");
         }
         sim.account();
         sim.check().unwrap_or_else(|e| panic!("seed {seed}: {e}"));

@@ -537,7 +537,7 @@ impl Node {
 
     /// True if the session with `peer` is up (not suspended) on a connection.
     fn session_live(&self, peer: NodeId) -> bool {
-        self.session.peers.get(&peer).is_some_and(|e| e.suspended.is_none() && !e.conns.is_empty())
+        self.session.peers.get(&peer).is_some_and(crate::session::PeerEntry::is_connected)
     }
 
     fn check_closed(&mut self) {

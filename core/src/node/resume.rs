@@ -65,7 +65,6 @@ impl Node {
     /// resume iff each Hello claims the same session, naming the other's
     /// incarnation. An acceptor's claim (its Hello follows) is made here.
     pub(super) fn resume_decision(&mut self, conn: ConnId, id: NodeId, theirs: Option<HelloSession>) -> Decision {
-        let me = self.session.incarnation;
         let nonce = self.rng.next_u64() | 1;
         let entry = self.session.peers.get(&id).map(|e| (e.inc, e.sid, e.suspended.is_some()));
         let Some(c) = self.session.conns.get_mut(&conn) else { return Decision::Normal };
@@ -82,12 +81,10 @@ impl Node {
         c.peer_inc = theirs.incarnation;
         c.peer_nonce = theirs.nonce;
         let accepted = c.target.is_none();
-        let holds = |claim: &ResumeClaim| {
-            entry.is_some_and(|(inc, sid, _)| sid != 0 && sid == claim.session && inc == theirs.incarnation)
-        };
         if accepted {
             // Claim what the dialer claims, if this node holds it too.
-            let mine = theirs.resume.filter(|t| t.your_incarnation == me && holds(t)).map(|t| ResumeClaim {
+            let holds = |t: &ResumeClaim| self.holds_claim(id, theirs.incarnation, t);
+            let mine = theirs.resume.filter(holds).map(|t| ResumeClaim {
                 your_incarnation: theirs.incarnation,
                 session: t.session,
                 next_expected: 0,
@@ -100,7 +97,7 @@ impl Node {
         let c = self.session.conns.get(&conn).expect("present above");
         let mine = c.claim.filter(|(p, _)| *p == id).map(|(_, m)| m);
         if let (Some(m), Some(t)) = (mine, theirs.resume) {
-            if m.session == t.session && t.your_incarnation == me && holds(&m) {
+            if m.session == t.session && self.holds_claim(id, theirs.incarnation, &t) {
                 return Decision::Resume { their_next: t.next_expected };
             }
         }
@@ -109,6 +106,14 @@ impl Node {
             Some((_, sid, true)) if sid != 0 => Decision::EndOld(LossReason::NotResumed),
             _ => Decision::Normal,
         }
+    }
+
+    /// True if `claim`, in a Hello of peer `id` running incarnation
+    /// `their_inc`, names this node's incarnation and the session this node
+    /// holds with that incarnation of the peer.
+    pub(super) fn holds_claim(&self, id: NodeId, their_inc: u64, claim: &ResumeClaim) -> bool {
+        claim.your_incarnation == self.session.incarnation
+            && self.session.peers.get(&id).is_some_and(|e| e.sid != 0 && e.sid == claim.session && e.inc == their_inc)
     }
 
     /// True if losing `conn` suspends `peer`'s session instead of ending it.

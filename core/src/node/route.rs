@@ -388,14 +388,10 @@ impl Node {
         // process of the peer's that has since died: it stays stale.)
         let dialed = self.session.conns.get(&conn).is_some_and(|c| c.target.is_some());
         let claims_held = dialed
-            && hello.session.filter(|_| caps.contains(Capabilities::RESUME)).is_some_and(|hs| {
-                let held = self.session.peers.get(&id).map(|e| (e.inc, e.sid));
-                hs.resume.is_some_and(|c| {
-                    c.your_incarnation == self.session.incarnation
-                        && held == Some((hs.incarnation, c.session))
-                        && c.session != 0
-                })
-            });
+            && hello
+                .session
+                .filter(|_| caps.contains(Capabilities::RESUME))
+                .is_some_and(|hs| hs.resume.is_some_and(|c| self.holds_claim(id, hs.incarnation, &c)));
         match self.session.on_hello(conn, id, claims_held) {
             HelloOutcome::Stale => {
                 if let Some(c) = self.session.conns.get_mut(&conn) {

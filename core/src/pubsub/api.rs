@@ -99,17 +99,15 @@ impl PubSub<'_> {
             PeerRef::Name(name) => {
                 // A connected peer of that name first: a node restarted with
                 // a new id leaves its old session suspended under the same name.
+                // (No allocation: this runs for every message sent by name.)
                 let named = |p: &&PeerInfo| &*p.name == name.as_str();
-                let connected: Vec<&PeerInfo> = self.session.connected_infos().filter(named).collect();
-                let all: Vec<&PeerInfo> = match connected.is_empty() {
-                    true => self.session.peer_infos().filter(named).collect(),
-                    false => connected,
-                };
-                let first = all.first().ok_or_else(|| PublishError::UnknownPeer(peer.clone()))?;
-                if all.len() > 1 {
-                    return Err(PublishError::AmbiguousPeer(name.clone()));
+                let found = first_and_more(self.session.connected_infos().filter(named))
+                    .or_else(|| first_and_more(self.session.peer_infos().filter(named)));
+                match found {
+                    None => Err(PublishError::UnknownPeer(peer.clone())),
+                    Some((_, true)) => Err(PublishError::AmbiguousPeer(name.clone())),
+                    Some((id, false)) => Ok(id),
                 }
-                Ok(first.id)
             }
         }
     }
@@ -210,4 +208,9 @@ impl<'a> PubSubRef<'a> {
     pub fn receive_credit(&self, peer: NodeId, topic: &str) -> Option<(u64, i64)> {
         self.state.credit_left(peer, topic)
     }
+}
+
+/// The first peer's id, and whether there is another.
+fn first_and_more<'a>(mut peers: impl Iterator<Item = &'a PeerInfo>) -> Option<(NodeId, bool)> {
+    peers.next().map(|p| (p.id, peers.next().is_some()))
 }

@@ -43,6 +43,13 @@ pub(crate) struct PeerEntry {
     pub(crate) resumed_at: Option<Timestamp>,
 }
 
+impl PeerEntry {
+    /// The session has a connection now (it is not suspended).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.suspended.is_none() && !self.conns.is_empty()
+    }
+}
+
 /// What the session gate decided for a plane frame.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Gate {
@@ -362,6 +369,6 @@ impl Session {
 
     /// The peers whose session has a connection now (not suspended).
     pub(crate) fn connected_infos(&self) -> impl Iterator<Item = &PeerInfo> + '_ {
-        self.peers.values().filter(|p| p.suspended.is_none()).map(|p| &p.info)
+        self.peers.values().filter(|p| p.is_connected()).map(|p| &p.info)
     }
 }
