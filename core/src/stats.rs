@@ -43,6 +43,10 @@ pub struct SessionStats {
     pub resumed: u64,
     /// Suspended sessions that ended without resuming.
     pub not_resumed: u64,
+    /// Connections closed because their Hellos could not tell whether the
+    /// peer holds a suspended session (the dialer claimed a session with
+    /// another process at the address); the dialer dials again.
+    pub inconclusive: u64,
     /// Messages a peer had not acknowledged when a graceful close's wait
     /// ended (reported as dropped with their range, never counted as sent).
     pub unacked_at_close: u64,

@@ -190,3 +190,52 @@ fn a_group_settles_after_a_heal_that_drained_a_backlog() {
         panic!("seed 1268 (cargo run -p estafeta-sim --release -- run --seed 1268 --heavy):\n{e}");
     }
 }
+
+/// Forty faults a run, 2 to 12 nodes, sessions in two runs of three
+/// (`estafeta-sim sweep --faults 40 --min-nodes 2 --max-nodes 12 --sessions
+/// 667`); seed `s` replays with `estafeta-sim run --seed s` and those options.
+fn forty_faults_with_sessions(seed: u64) {
+    let mut o = Options::default().with_faults(40);
+    o.min_nodes = 2;
+    o.max_nodes = 12;
+    o.resume_per_mille = 667;
+    if let Err(e) = Scenario::random(seed, &o).run() {
+        panic!("seed {seed} (estafeta-sim run --seed {seed} --faults 40 --min-nodes 2 --max-nodes 12 --sessions 667):\n{e}");
+    }
+}
+
+/// The two ends joined different sessions on a resume (a protocol error
+/// or a silent gap followed). Seeds 1820 and 1879: a paused node took, for
+/// its live session, the id of a connection its peer had opened for a new
+/// session of its own (the peer had ended the old one); the rule that
+/// settles the id of a simultaneous dial now needs both sockets opened
+/// within one handshake timeout and no message carried yet.
+#[test]
+fn seed_1820_and_1879_a_new_session_beside_a_live_one_keeps_its_own_id() {
+    forty_faults_with_sessions(1820);
+    forty_faults_with_sessions(1879);
+}
+
+/// Seed 250: a dialer whose address now reaches a restarted peer (a new
+/// node id) claimed the session it held with the old process; the new
+/// process read the claim as "no session held" and ended the suspended
+/// session the dialer did hold, while the other connection resumed it.
+/// Such a handshake is now inconclusive (the connection closes, the session
+/// stays suspended). Seed 1207: a dialer claimed nothing because its target
+/// still named the old process; it now falls back to the peer that
+/// announced it listens there and holds a session.
+#[test]
+fn seed_250_and_1207_a_claim_for_another_process_does_not_end_the_session() {
+    forty_faults_with_sessions(250);
+    forty_faults_with_sessions(1207);
+}
+
+/// Seed 279: after a resume, an ack for messages the peer had taken on the
+/// old connection arrived while the re-sends were still being written; the
+/// acked messages were skipped, and the peer, counting sequence numbers
+/// implicitly, took the next ones for duplicates and dropped them (a silent
+/// gap). A new Resume frame now says where the next message stands.
+#[test]
+fn seed_279_an_ack_during_the_resend_is_followed_by_a_resume_frame() {
+    forty_faults_with_sessions(279);
+}

@@ -19,6 +19,13 @@ pub(super) enum Decision {
     EndOld(LossReason),
     /// No session to resume or end: as without resumption.
     Normal,
+    /// The Hellos cannot tell whether the peer holds the suspended session:
+    /// the dialer claimed a session with another incarnation of the
+    /// acceptor (its address now reaches a new process of the peer's, or
+    /// another node). This connection closes and the session stays
+    /// suspended; the dialer, which now knows whom the address reaches,
+    /// dials again with the right claim.
+    Inconclusive,
 }
 
 impl Node {
@@ -44,7 +51,16 @@ impl Node {
             let listening_there = |(p, l): (&NodeId, &(String, u16))| {
                 self.dialer.addr(t).is_some_and(|a| a.host == l.0 && a.port == l.1).then_some(*p)
             };
-            let peer = self.target_peers.get(&t).copied().or_else(|| self.peer_listen.iter().find_map(listening_there));
+            // The peer the target reached last, if a session with it is
+            // held; else a peer holding a session that announced it listens
+            // there (the process at the address may have changed).
+            let held = |p: &NodeId| self.session.peers.get(p).is_some_and(|e| e.sid != 0);
+            let peer = self
+                .target_peers
+                .get(&t)
+                .copied()
+                .filter(held)
+                .or_else(|| self.peer_listen.iter().filter(|(p, _)| held(p)).find_map(listening_there));
             let entry = peer.and_then(|p| self.session.peers.get(&p)).filter(|e| e.sid != 0);
             if let (Some(p), Some(e)) = (peer, entry) {
                 let claim = ResumeClaim {
@@ -95,6 +111,15 @@ impl Node {
             self.session.ready.insert(conn);
         }
         let c = self.session.conns.get(&conn).expect("present above");
+        // Both ends see the dialer's claim and the acceptor's incarnation.
+        let (dialer_claim, acceptor_inc) = match accepted {
+            true => (theirs.resume, self.session.incarnation),
+            false => (c.claim.map(|(_, x)| x), theirs.incarnation),
+        };
+        let misdirected = dialer_claim.is_some_and(|d| d.your_incarnation != acceptor_inc);
+        if misdirected && matches!(entry, Some((inc, sid, true)) if sid != 0 && inc == theirs.incarnation) {
+            return Decision::Inconclusive;
+        }
         let mine = c.claim.filter(|(p, _)| *p == id).map(|(_, m)| m);
         if let (Some(m), Some(t)) = (mine, theirs.resume) {
             if m.session == t.session && self.holds_claim(id, theirs.incarnation, &t) {

@@ -438,6 +438,10 @@ impl Node {
         if let Some(l) = hello.listen.as_ref().filter(|_| hs.is_some()) {
             self.peer_listen.insert(id, (l.host.to_string(), l.port));
         }
+        if let Decision::Inconclusive = decision {
+            self.close_inconclusive(conn);
+            return Flow::Stop;
+        }
         if let Decision::Resume { their_next } = decision {
             self.session.open(conn, open);
             self.resume_session(conn, &info, their_next);
@@ -454,11 +458,36 @@ impl Node {
         Flow::Continue
     }
 
+    /// [`Decision::Inconclusive`]: `conn` closes without touching the
+    /// suspended session. An acceptor sends its Hello first (so the dialer
+    /// learns whom its address reaches), then a goodbye; a dialer closes.
+    fn close_inconclusive(&mut self, conn: ConnId) {
+        self.session_stats.inconclusive += 1;
+        let Some(c) = self.session.conns.get_mut(&conn) else { return };
+        if c.target.is_some() {
+            self.remove_conn(conn, CloseReason::Duplicate);
+            return;
+        }
+        c.rx.clear();
+        c.control.goodbye = true;
+        c.closing = Some(crate::session::Closing::Goodbye(CloseReason::Duplicate));
+        self.session.ready.insert(conn);
+    }
+
     /// Both ends dialed at once: each began the session on the connection
     /// whose Hello it read first (the one it accepted), so each took that
     /// connection's session id, and the two differ. When the other
     /// connection opens beside it, both ends take the id of the connection
     /// the larger node id dialed, so a later resume claims the same session.
+    ///
+    /// Only for a simultaneous dial: the two sockets opened within one
+    /// handshake timeout of each other and the session carried no message
+    /// yet. A connection opened later beside a live session may come from a
+    /// peer that ended its side of it (its resume window passed while this
+    /// node was cut off or paused) and began a new one: taking that new
+    /// session's id here would make a later resume join two different
+    /// sessions. Erring the other way is safe: ids that differ make the
+    /// next resume fail, and the session ends with its losses reported.
     fn settle_session_id(&mut self, conn: ConnId, peer: NodeId) {
         let larger_dialed = |c: &crate::session::Conn| c.target.is_some() == (self.me.id > peer);
         let Some(e) = self.session.peers.get(&peer) else { return };
@@ -469,7 +498,9 @@ impl Node {
             return;
         };
         let sid = new.new_sid();
-        if larger_dialed(new) && !larger_dialed(first) && sid != 0 {
+        let simultaneous = new.opened_at <= first.opened_at + self.cfg.session.handshake_timeout
+            && !self.pubsub.carried_messages(peer);
+        if simultaneous && larger_dialed(new) && !larger_dialed(first) && sid != 0 {
             if let Some(e) = self.session.peers.get_mut(&peer) {
                 e.sid = sid;
             }

@@ -179,7 +179,17 @@ impl PubSubState {
     /// An Ack from `peer`: the log lets go of what it covers (sent now).
     pub(crate) fn on_ack(&mut self, peer: NodeId, next: u64, events: &mut Events) -> Result<(), ProtocolError> {
         let Some(p) = self.peers.get_mut(&peer) else { return Ok(()) };
+        // Re-sends after a resume carry implicit sequence numbers: an ack
+        // for messages not re-sent yet skips them, so the peer must hear
+        // where the next message frame stands (a new Resume frame, which
+        // leaves before any more data).
+        let resent = p.log.unacked() - p.log.pending_resend();
+        let resending = p.log.pending_resend() > 0;
         let n = p.log.ack(next, |_, _| {}).map_err(|e| ProtocolError::Sequence(format!("ack: {e}")))?;
+        if resending && n > resent {
+            p.resume_from = Some(p.log.acked());
+            self.wake.push(p.conn);
+        }
         if p.closing && p.log.is_empty() {
             // A graceful close waited for this ack: the goodbye may leave.
             self.wake.push(p.conn);
@@ -338,6 +348,11 @@ impl PubSubState {
     /// Where the peer's messages stand, for this node's Hello.
     pub(crate) fn next_expected(&self, peer: NodeId) -> u64 {
         self.peers.get(&peer).map_or(0, |p| p.rx.next)
+    }
+
+    /// True if the session with `peer` carried a message either way.
+    pub(crate) fn carried_messages(&self, peer: NodeId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.rx.next > 0 || p.log.next_seq() > 0)
     }
 
     /// What `peer`'s log holds: (unsent, unacknowledged), for tests and the simulator.
