@@ -239,3 +239,16 @@ fn seed_250_and_1207_a_claim_for_another_process_does_not_end_the_session() {
 fn seed_279_an_ack_during_the_resend_is_followed_by_a_resume_frame() {
     forty_faults_with_sessions(279);
 }
+
+/// Heavy seed 1685: a member restarted (same id) while its coordinator
+/// dialed it; the coordinator's connection came up first, and the member's
+/// own dial then closed as a duplicate. The membership was bound only to the
+/// dial target's connection, so it never joined and the member reported
+/// nothing after the heal. A membership now joins on the session's
+/// connection when a target known to reach its coordinator lost to it.
+#[test]
+fn seed_1685_a_member_whose_dial_lost_to_the_coordinators_joins_anyway() {
+    if let Err(e) = Scenario::random(1685, &Options::sweep()).run() {
+        panic!("seed 1685 (cargo run -p estafeta-sim --release -- run --seed 1685 --heavy):\n{e}");
+    }
+}

@@ -130,19 +130,19 @@ impl Members {
         }
     }
 
-    /// A connection to `peer` opened, dialed for `target` if any: the
-    /// memberships of that target, or bound to that peer before, (re)join
+    /// A connection to `peer` opened: the memberships of the dial targets
+    /// known to reach it (`targets`), or bound to that peer before, (re)join
     /// there. `capable`: the peer runs the membership plane.
     pub(crate) fn on_conn_up(
         &mut self,
         cfg: &MembershipConfig,
-        target: Option<TargetId>,
+        targets: &[TargetId],
         peer: NodeId,
         capable: bool,
         now: Timestamp,
         events: &mut Events,
     ) -> bool {
-        let mine = |m: &&Membership| Some(m.target) == target || m.known == Some(peer);
+        let mine = |m: &&Membership| targets.contains(&m.target) || m.known == Some(peer);
         let groups: Vec<Arc<str>> = self.list.values().filter(mine).map(|m| m.name.clone()).collect();
         for g in &groups {
             if !capable {

@@ -84,16 +84,17 @@ impl MembershipState {
         }
     }
 
-    /// A connection to `peer` opened (dialed for `target`, if any).
+    /// A connection to `peer` opened; `targets`: the dial targets known to
+    /// reach `peer` (the one it was dialed for, if any, among them).
     pub(crate) fn on_conn_up(
         &mut self,
-        target: Option<TargetId>,
+        targets: &[TargetId],
         peer: NodeId,
         capable: bool,
         now: Timestamp,
         events: &mut Events,
     ) {
-        if self.members.on_conn_up(&self.cfg, target, peer, capable, now, events) {
+        if self.members.on_conn_up(&self.cfg, targets, peer, capable, now, events) {
             self.wake.insert(peer);
         }
     }

@@ -35,14 +35,32 @@ impl Node {
     }
 
     /// `conn` is open: memberships whose coordinator it reaches (dialed
-    /// for them, or the peer they were last bound to, on whichever
-    /// connection its session came back) join there.
+    /// for them, a target known to reach that peer, or the peer they were
+    /// last bound to, on whichever connection its session came back) join
+    /// there.
     pub(super) fn membership_conn_up(&mut self, conn: crate::id::ConnId) {
         let Some(c) = self.session.conns.get(&conn) else { return };
         let crate::session::Phase::Open(o) = &c.phase else { return };
-        let (target, peer, capable) = (c.target, o.peer.id, o.caps.contains(Capabilities::MEMBERSHIP));
-        self.membership.on_conn_up(target, peer, capable, self.now, &mut self.events);
+        let (peer, capable) = (o.peer.id, o.caps.contains(Capabilities::MEMBERSHIP));
+        let mut targets: Vec<TargetId> =
+            self.target_peers.iter().filter(|(_, p)| **p == peer).map(|(t, _)| *t).collect();
+        targets.extend(c.target);
+        self.membership.on_conn_up(&targets, peer, capable, self.now, &mut self.events);
         self.membership.flush_wake(&mut self.session);
+    }
+
+    /// [`Node::membership_conn_up`] after a Hello on `conn`: on `conn`, or,
+    /// if it closed as a duplicate of the session with `peer` (the peer's
+    /// own connection won), on the session's connection, which the target
+    /// `conn` was dialed for now reaches too.
+    pub(super) fn membership_after_hello(&mut self, conn: crate::id::ConnId, peer: crate::id::NodeId) {
+        let live = match self.session.conns.contains_key(&conn) {
+            true => Some(conn),
+            false => self.session.peers.get(&peer).filter(|e| e.is_connected()).map(|e| e.primary),
+        };
+        if let Some(c) = live {
+            self.membership_conn_up(c);
+        }
     }
 
     /// The membership plane's commands (leave).

@@ -450,7 +450,7 @@ impl Node {
         } else {
             self.settle_session_id(conn, id);
         }
-        self.membership_conn_up(conn);
+        self.membership_after_hello(conn, id);
         if let Some(t) = target {
             self.dialer.connected(t, self.now);
             self.events.push(Event::Dial(DialEvent::Connected { target: t, peer: info }));
