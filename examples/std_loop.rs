@@ -391,6 +391,13 @@ impl Host {
                 Event::PubSub(PubSubEvent::Dropped { count, reason, .. }) => {
                     println!("[{me}] {count} message(s) dropped: {reason:?}")
                 }
+                // Only with `FullQueuePolicy::DropOldest`: gaps of latest-value topics.
+                Event::PubSub(PubSubEvent::Overwritten { count, topic, .. }) => {
+                    println!("[{me}] {count} queued message(s) on {topic} overwritten by newer ones")
+                }
+                Event::PubSub(PubSubEvent::Skipped { count, topic, peer, .. }) => {
+                    println!("[{me}] {peer} overwrote {count} message(s) on {topic} before sending them")
+                }
                 Event::Refused { code, reason, .. } => println!("[{me}] refused by the peer: {code}: {reason}"),
                 Event::ProtocolViolation { error, .. } => {
                     println!("[{me}] a peer broke the protocol: {error}")

@@ -66,6 +66,12 @@ fn describe(ev: &Event) -> Option<String> {
             Some(p) => format!("dropped {count} messages for {p}: {reason:?}"),
             None => format!("dropped {count} messages: {reason:?}"),
         },
+        Event::PubSub(PubSubEvent::Overwritten { peer, topic, count, .. }) => {
+            format!("overwrote {count} queued messages on {topic} for {peer} with newer ones")
+        }
+        Event::PubSub(PubSubEvent::Skipped { peer, topic, count, .. }) => {
+            format!("{peer} overwrote {count} messages on {topic} before sending them")
+        }
         Event::PubSub(PubSubEvent::Message(_) | PubSubEvent::Writable) => return None,
         Event::Stream(StreamEvent::Serving { peer, topic, serving: true }) => {
             format!("{peer} serves streams on {topic}")

@@ -19,6 +19,21 @@ pub enum FullQueuePolicy {
     /// ones that are full. Each drop is counted in [`PubSubStats::dropped`](crate::PubSubStats)
     /// and reported by [`PubSubEvent::Dropped`](crate::PubSubEvent::Dropped).
     DropForFullPeers,
+    /// For topics that carry latest values: a new message replaces the
+    /// oldest ones queued for a full subscriber on its topic (never sent),
+    /// so publishing never waits and the newest values get through. Both
+    /// ends report each gap with the same range: the sender writes a marker
+    /// where the replaced messages would have been, reports
+    /// [`PubSubEvent::Overwritten`](crate::PubSubEvent::Overwritten) when it
+    /// writes it, and the receiver reports
+    /// [`PubSubEvent::Skipped`](crate::PubSubEvent::Skipped) when it takes it,
+    /// both with the marker's sequence number in a resumable session. Applies
+    /// to sends to every subscriber and to one named peer (round-robin picks
+    /// a subscriber with room, as with the other policies). A peer whose
+    /// build lacks [`Capabilities::OVERWRITE`](crate::Capabilities::OVERWRITE),
+    /// or a subscription whose queue holds nothing to replace, gets
+    /// [`DropForFullPeers`](FullQueuePolicy::DropForFullPeers) instead.
+    DropOldest,
 }
 
 /// When a received message counts as consumed, which is when its credit goes
@@ -95,6 +110,11 @@ pub struct SessionConfig {
     /// resumed session re-sends from one past the peer's resume point).
     #[doc(hidden)]
     pub planted_resend_bug: bool,
+    /// Test only: a deliberate bug for the simulator's checker to find (the
+    /// marker for messages a full queue overwrote is not written: the
+    /// sender reports the gap, the receiver never learns of it).
+    #[doc(hidden)]
+    pub planted_overwrite_bug: bool,
 }
 
 impl Default for SessionConfig {
@@ -116,6 +136,7 @@ impl Default for SessionConfig {
             resume_window: Duration::from_secs(30),
             ack_delay: Duration::from_millis(5),
             planted_resend_bug: false,
+            planted_overwrite_bug: false,
         }
     }
 }

@@ -217,7 +217,8 @@ pub enum Event {
 
 impl Event {
     /// Messages this event reports as dropped (0 unless it is
-    /// [`PubSubEvent::Dropped`]), so counters can be checked against events:
+    /// [`PubSubEvent::Dropped`] or [`PubSubEvent::Overwritten`]), so
+    /// counters can be checked against events:
     ///
     /// ```
     /// # use estafeta_core::{Event, PubSubEvent, DropReason};
@@ -229,7 +230,7 @@ impl Event {
     /// ```
     pub fn dropped(&self) -> u64 {
         match self {
-            Event::PubSub(PubSubEvent::Dropped { count, .. }) => *count,
+            Event::PubSub(PubSubEvent::Dropped { count, .. } | PubSubEvent::Overwritten { count, .. }) => *count,
             _ => 0,
         }
     }

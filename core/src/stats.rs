@@ -84,6 +84,13 @@ pub struct PubSubStats {
     /// Messages sent and never acknowledged when their session ended
     /// (also counted in `dropped` and reported with their range).
     pub unacked_lost: u64,
+    /// Messages a full queue overwrote before they were sent
+    /// ([`FullQueuePolicy::DropOldest`](crate::FullQueuePolicy::DropOldest)),
+    /// counted when their marker leaves (also in `dropped`).
+    pub overwritten: u64,
+    /// Messages peers reported overwritten in their queues to this node
+    /// ([`PubSubEvent::Skipped`](crate::PubSubEvent::Skipped)).
+    pub skipped_by_peer: u64,
 }
 
 /// Counters of the streams plane.

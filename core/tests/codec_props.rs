@@ -37,6 +37,7 @@ enum OwnedHeader {
     TChunk(u64, u64),
     TCredit(u64, u64, u64, u64),
     TAbort(u64, bool, String),
+    Overwritten(String, u64),
 }
 
 impl OwnedHeader {
@@ -104,6 +105,7 @@ impl OwnedHeader {
             OwnedHeader::TAbort(id, by_sender, reason) => {
                 Header::Transfer(TransferFrame::Abort { id: *id, by_sender: *by_sender, reason })
             }
+            OwnedHeader::Overwritten(topic, count) => Header::Overwritten { topic, count: *count },
         }
     }
 }
@@ -158,6 +160,7 @@ fn header() -> impl Strategy<Value = OwnedHeader> {
         (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>())
             .prop_map(|(i, s, u, r)| OwnedHeader::TCredit(i, s, u, r)),
         (any::<u64>(), any::<bool>(), text()).prop_map(|(i, b, r)| OwnedHeader::TAbort(i, b, r)),
+        (text(), any::<u64>()).prop_map(|(t, c)| OwnedHeader::Overwritten(t, c)),
     ]
 }
 
@@ -263,6 +266,7 @@ fn owned(h: &Header<'_>) -> OwnedHeader {
         },
         Header::SubscribeRefused { topic, reason } => OwnedHeader::Goodbye(0, format!("{topic}{reason}")),
         Header::Session(other) => panic!("not generated: {other:?}"),
+        Header::Overwritten { topic, count } => OwnedHeader::Overwritten(topic.to_string(), *count),
     }
 }
 

@@ -14,8 +14,10 @@
 //! Checked at the end, for every node instance (crashed ones included):
 //! - `received` equals the messages handed to the application, `dropped`
 //!   the sum of `Dropped` events, `malformed` the `ProtocolViolation` events;
-//! - every message an instance queued was handed to its driver or dropped on
-//!   a disconnect (counted and reported): sent <= queued <= sent + dropped;
+//! - every message an instance queued was handed to its driver, dropped on
+//!   a disconnect, or overwritten in a full queue (`DropOldest`; counted and
+//!   reported): sent <= queued <= sent + dropped; receivers report no more
+//!   overwritten messages (`Skipped`) than publishers did (`Overwritten`);
 //! - nothing is received that was not sent: received <= sent;
 //! - after healing, every `PublishError::Full` was followed by `Writable`
 //!   (see `CHECK_WRITABLE_AFTER_FULL`).
@@ -122,7 +124,7 @@ struct Knobs {
     queued_bytes: usize,
     pending_events: usize,
     read_buffer: usize,
-    drop_for_full: bool,
+    policy: FullQueuePolicy,
     attempts: Option<u32>,
 }
 
@@ -132,15 +134,19 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         prop_oneof![Just(1usize << 20), 200usize..4000],
         1usize..64,
         prop_oneof![Just(256usize << 10), 1024usize..8192],
-        any::<bool>(),
+        prop_oneof![
+            Just(FullQueuePolicy::Backpressure),
+            Just(FullQueuePolicy::DropForFullPeers),
+            Just(FullQueuePolicy::DropOldest)
+        ],
         prop_oneof![Just(None), (1u32..6).prop_map(Some)],
     )
-        .prop_map(|(queued_frames, queued_bytes, pending_events, read_buffer, drop_for_full, attempts)| Knobs {
+        .prop_map(|(queued_frames, queued_bytes, pending_events, read_buffer, policy, attempts)| Knobs {
             queued_frames,
             queued_bytes,
             pending_events,
             read_buffer,
-            drop_for_full,
+            policy,
             attempts,
         })
 }
@@ -151,8 +157,7 @@ fn config(k: &Knobs, seed: u64) -> Config {
         c.pubsub.max_queued_bytes_per_peer = k.queued_bytes;
         c.session.max_pending_events = k.pending_events;
         c.session.max_read_buffer = k.read_buffer;
-        c.pubsub.full_queue_policy =
-            if k.drop_for_full { FullQueuePolicy::DropForFullPeers } else { FullQueuePolicy::Backpressure };
+        c.pubsub.full_queue_policy = k.policy;
         c.dialer.reconnect_max_attempts = k.attempts;
         // Sessions outlive connections for 1 s: within the 2 s heal every
         // suspended session resumes or ends (and reports what it lost).
@@ -439,6 +444,7 @@ impl Model {
             }
         }
         let (mut received, mut sent, mut queued, mut unacked_lost) = (0u64, 0u64, 0u64, 0u64);
+        let (mut overwritten, mut skipped) = (0u64, 0u64);
         for (q, stats, events, crashed) in &all {
             let msgs = events.iter().filter(|e| matches!(e, Event::PubSub(PubSubEvent::Message(_)))).count() as u64;
             let dropped: u64 = events.iter().map(Event::dropped).sum();
@@ -447,16 +453,26 @@ impl Model {
             prop_assert_eq!(stats.pubsub.dropped, dropped, "dropped vs Dropped events");
             prop_assert_eq!(stats.session.malformed, violations, "malformed vs violations");
             prop_assert!(stats.pubsub.sent <= *q, "sent {} > queued {}", stats.pubsub.sent, q);
-            // Every message queued by this instance was handed to its driver
-            // or dropped unsent on a disconnect (counted, reported as
-            // `Disconnected`; the receiving side reports `Unprocessed`).
+            // Every message queued by this instance was handed to its driver,
+            // dropped unsent on a disconnect (counted, reported as
+            // `Disconnected`; the receiving side reports `Unprocessed`), or
+            // overwritten by a newer one in a full queue (`Overwritten`).
             let unsent: u64 = events
                 .iter()
                 .map(|e| match e {
                     Event::PubSub(PubSubEvent::Dropped { count, reason: DropReason::Disconnected, .. }) => *count,
+                    Event::PubSub(PubSubEvent::Overwritten { count, .. }) => *count,
                     _ => 0,
                 })
                 .sum();
+            overwritten += events
+                .iter()
+                .map(|e| if let Event::PubSub(PubSubEvent::Overwritten { count, .. }) = e { *count } else { 0 })
+                .sum::<u64>();
+            skipped += events
+                .iter()
+                .map(|e| if let Event::PubSub(PubSubEvent::Skipped { count, .. }) = e { *count } else { 0 })
+                .sum::<u64>();
             if *crashed {
                 // A crash loses what its send logs held (written, not acknowledged).
                 prop_assert!(*q >= stats.pubsub.sent + unsent, "queued < sent + dropped unsent");
@@ -480,6 +496,8 @@ impl Model {
             unacked_lost
         );
         prop_assert!(sent <= queued);
+        // A receiver reports only gaps its publisher reported.
+        prop_assert!(skipped <= overwritten, "skipped {} > overwritten {}", skipped, overwritten);
         Ok(())
     }
 }

@@ -61,6 +61,12 @@ pub(crate) fn event(event: &Event) {
             Some(p) => tracing::warn!(peer = %p, count, reason = ?reason, "messages dropped"),
             None => tracing::warn!(count, reason = ?reason, "messages dropped"),
         },
+        Event::PubSub(PubSubEvent::Overwritten { peer, topic, count, seq }) => {
+            tracing::debug!(peer = %peer, topic = %topic, count, seq = ?seq, "queued messages overwritten by newer ones")
+        }
+        Event::PubSub(PubSubEvent::Skipped { peer, topic, count, seq }) => {
+            tracing::debug!(peer = %peer, topic = %topic, count, seq = ?seq, "the peer overwrote messages to this node")
+        }
         Event::Stream(StreamEvent::Request { stream, peer, topic, request, .. }) => {
             tracing::debug!(stream = ?stream, peer = %peer, topic = %topic, size = request.len(), "stream request")
         }

@@ -316,7 +316,13 @@ impl App {
                     }
                     Event::Discovery(DiscoveryEvent::RelayLost { .. } | DiscoveryEvent::DialFailed { .. }) => {}
                     Event::Dial(DialEvent::Failed { .. })
-                    | Event::PubSub(PubSubEvent::Dropped { .. } | PubSubEvent::Message(_) | PubSubEvent::Writable)
+                    | Event::PubSub(
+                        PubSubEvent::Dropped { .. }
+                        | PubSubEvent::Overwritten { .. }
+                        | PubSubEvent::Skipped { .. }
+                        | PubSubEvent::Message(_)
+                        | PubSubEvent::Writable,
+                    )
                     | Event::Stream(_)
                     | Event::ProtocolViolation { .. }
                     | Event::Transfer(_)

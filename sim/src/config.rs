@@ -56,6 +56,24 @@ pub(crate) fn draw_resume_window(seed: u64, opts: &crate::scenario::Options, nod
     us
 }
 
+/// In `per_mille` runs per thousand (drawn from a stream of its own, so
+/// every other draw stays what it was), nodes drawn to drop for full peers
+/// overwrite the oldest queued messages instead
+/// (`FullQueuePolicy::DropOldest`).
+pub(crate) fn draw_overwrite(seed: u64, opts: &crate::scenario::Options, nodes: &mut [NodeSetup]) {
+    let mut r = Rng::derive(seed, &[crate::rng::STREAM_SCENARIO, 0x6f]);
+    if r.below(1000) >= opts.overwrite_per_mille {
+        return;
+    }
+    for n in nodes {
+        n.config.session.planted_overwrite_bug = opts.plant_overwrite_bug;
+        let p = &mut n.config.pubsub;
+        if p.full_queue_policy == FullQueuePolicy::DropForFullPeers {
+            p.full_queue_policy = FullQueuePolicy::DropOldest;
+        }
+    }
+}
+
 /// Chunk size of simulated transfers.
 pub const TRANSFER_CHUNK: u32 = 4 << 10;
 /// Window of simulated transfers, in chunks.

@@ -270,6 +270,10 @@ fn event_words(ev: &Event) -> [u64; 4] {
         Event::PubSub(PubSubEvent::Dropped { peer, count, .. }) => {
             [6, peer.as_ref().map_or(0, |p| id(&p.id)), *count, 0]
         }
+        Event::PubSub(PubSubEvent::Overwritten { peer, count, seq, .. }) => {
+            [43, id(&peer.id), *count, seq.unwrap_or(0)]
+        }
+        Event::PubSub(PubSubEvent::Skipped { peer, count, seq, .. }) => [44, id(&peer.id), *count, seq.unwrap_or(0)],
         Event::Dial(DialEvent::Failed { target, .. }) => [7, target.0, 0, 0],
         Event::Dial(DialEvent::GaveUp { target, .. }) => [8, target.0, 0, 0],
         Event::Dial(DialEvent::Connected { target, peer }) => [9, target.0, id(&peer.id), 0],

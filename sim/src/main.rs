@@ -3,7 +3,7 @@
 //! ```text
 //! estafeta-sim sweep [--seeds N] [--start S] [--nodes K | --min-nodes A --max-nodes B]
 //!                    [--faults F | --min-faults A --max-faults B] [--heavy]
-//!                    [--window-ms W] [--groups] [--plant-lease-bug] [--secure P] [--sessions P] [--plant-resend-bug] [--quiet]
+//!                    [--window-ms W] [--groups] [--plant-lease-bug] [--secure P] [--sessions P] [--overwrite P] [--plant-resend-bug] [--plant-overwrite-bug] [--quiet]
 //! estafeta-sim run --seed S [same scenario options] [--trace] [--keep N]
 //! ```
 //!
@@ -22,7 +22,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   estafeta-sim sweep [--seeds N] [--start S] [--nodes K | --min-nodes A --max-nodes B]
                      [--faults F | --min-faults A --max-faults B] [--heavy]
-                     [--window-ms W] [--groups] [--plant-lease-bug] [--secure P] [--sessions P] [--plant-resend-bug] [--quiet]
+                     [--window-ms W] [--groups] [--plant-lease-bug] [--secure P] [--sessions P] [--overwrite P] [--plant-resend-bug] [--plant-overwrite-bug] [--quiet]
   estafeta-sim run --seed S [scenario options] [--trace] [--keep N]";
 
 struct Args {
@@ -75,13 +75,17 @@ fn parse() -> Result<Args, String> {
                 a.opts.plant_resend_bug = true;
                 a.given.push(flag.clone());
             }
+            "--plant-overwrite-bug" => {
+                a.opts.plant_overwrite_bug = true;
+                a.given.push(flag.clone());
+            }
             "--plant-lease-bug" => {
                 a.opts.groups = true;
                 a.opts.plant_lease_bug = true;
                 a.given.push(flag.clone());
             }
             "--nodes" | "--min-nodes" | "--max-nodes" | "--faults" | "--min-faults" | "--max-faults"
-            | "--window-ms" | "--secure" | "--sessions" => {
+            | "--window-ms" | "--secure" | "--sessions" | "--overwrite" => {
                 let v = value(&flag)?;
                 a.given.push(format!("{flag} {v}"));
                 match flag.as_str() {
@@ -96,6 +100,7 @@ fn parse() -> Result<Args, String> {
                     "--max-faults" => a.opts.max_faults = v as usize,
                     "--secure" => a.opts.secure_per_mille = v.min(1000),
                     "--sessions" => a.opts.resume_per_mille = v.min(1000),
+                    "--overwrite" => a.opts.overwrite_per_mille = v.min(1000),
                     _ => a.opts.fault_window_us = v * 1000,
                 }
             }
@@ -157,6 +162,8 @@ fn sweep(a: &Args) -> ExitCode {
                     acc.session_ok += a.session_ok;
                     acc.session_lost_with_range += a.session_lost_with_range;
                     acc.session_unknown += a.session_unknown;
+                    acc.overwritten += a.overwritten;
+                    acc.overwritten_matched += a.overwritten_matched;
                 }
                 Err(e) => {
                     println!("seed {seed} FAILED ({}):\n{e}\n  replay: {}\n", sc.describe(), replay(a, seed));

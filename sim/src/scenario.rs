@@ -89,6 +89,15 @@ pub struct Options {
     /// expects (`session.planted_resend_bug`, the bug the session-aware
     /// accounting must catch).
     pub plant_resend_bug: bool,
+    /// Runs per thousand whose nodes that drop for full peers overwrite the
+    /// oldest queued messages instead (`FullQueuePolicy::DropOldest`, drawn
+    /// per run from a stream of its own; see
+    /// [`crate::config::draw_overwrite`]). 0: none (the default);
+    /// [`Options::sweep`] takes [`SWEEP_OVERWRITE_PER_MILLE`].
+    pub overwrite_per_mille: u64,
+    /// Test only: overwritten messages' markers are not written
+    /// (`session.planted_overwrite_bug`, the bug the gap check must catch).
+    pub plant_overwrite_bug: bool,
 }
 
 impl Default for Options {
@@ -104,6 +113,8 @@ impl Default for Options {
             secure_per_mille: 0,
             resume_per_mille: 0,
             plant_resend_bug: false,
+            overwrite_per_mille: 0,
+            plant_overwrite_bug: false,
         }
     }
 }
@@ -121,6 +132,7 @@ impl Options {
             groups: true,
             secure_per_mille: SWEEP_SECURE_PER_MILLE,
             resume_per_mille: SWEEP_RESUME_PER_MILLE,
+            overwrite_per_mille: SWEEP_OVERWRITE_PER_MILLE,
             ..Options::default()
         }
     }
@@ -145,6 +157,10 @@ pub const SWEEP_SECURE_PER_MILLE: u64 = 250;
 /// The share of [`Options::sweep`] runs whose sessions outlive connections,
 /// per thousand.
 pub const SWEEP_RESUME_PER_MILLE: u64 = 500;
+
+/// The share of [`Options::sweep`] runs whose dropping nodes overwrite the
+/// oldest queued messages instead, per thousand.
+pub const SWEEP_OVERWRITE_PER_MILLE: u64 = 500;
 
 /// Everything one run does, drawn from a seed.
 #[derive(Clone, Debug)]
@@ -268,6 +284,7 @@ impl Scenario {
         }
         crate::security::secure_share(seed, opts.secure_per_mille, &mut sim.nodes);
         let resume_us = crate::config::draw_resume_window(seed, opts, &mut sim.nodes);
+        crate::config::draw_overwrite(seed, opts, &mut sim.nodes);
         // Liveness bound: a stale connection times out, the backoff runs to
         // its cap, a dial and a handshake complete, lost segments are
         // retransmitted; plus a margin for drift and scheduling.

@@ -134,6 +134,7 @@ impl Node {
         let mut pubsub = PubSubState::new(cfg.pubsub.clone(), cfg.discovery.planted_full_relay_hold);
         pubsub.ack_delay = cfg.session.ack_delay;
         pubsub.planted_resend_bug = cfg.session.planted_resend_bug;
+        pubsub.planted_overwrite_bug = cfg.session.planted_overwrite_bug;
         Ok(Node {
             session,
             dialer: Dialer::new(cfg.dialer.clone()),

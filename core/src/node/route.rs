@@ -271,7 +271,12 @@ impl Node {
         // Message frames of a resumable session carry an implicit sequence
         // number: a duplicate (re-sent after a resume) is dropped here.
         if caps.contains(Capabilities::RESUME)
-            && matches!(header, Header::Publish { .. } | Header::Discovery(crate::wire::DiscoveryFrame::Relay { .. }))
+            && matches!(
+                header,
+                Header::Publish { .. }
+                    | Header::Overwritten { .. }
+                    | Header::Discovery(crate::wire::DiscoveryFrame::Relay { .. })
+            )
         {
             let seq = self.pubsub.take_seq(peer_id, payload.len(), self.now);
             self.wake_pubsub_conns();
@@ -301,6 +306,11 @@ impl Node {
                     self.secure.stats.publish_denied += 1;
                 }
                 self.pubsub.on_publish(peer, topic, payload, permitted, &mut self.events)?
+            }
+            Header::Overwritten { topic, count } => {
+                self.pubsub.check_topic(topic).map_err(ProtocolError::Limit)?;
+                let Some(peer) = self.session.conns.get(&conn).and_then(|c| c.peer()) else { return Ok(Flow::Stop) };
+                self.pubsub.on_overwritten(peer, topic, count, &mut self.events);
             }
             Header::Credit { topic, messages, bytes } => {
                 if let Some(c) = self.pubsub.on_credit(peer_id, topic, u64::from(messages), bytes, &mut self.events) {
@@ -524,7 +534,11 @@ impl Node {
         let authenticated = self.is_authenticated(conn);
         self.events.push(Event::PeerUp { peer: info.clone(), conn, target, authenticated });
         let resumable = self.session.peers.get(&info.id).is_some_and(|e| e.sid != 0);
-        self.pubsub.on_peer_up(info, conn, resumable, &mut self.events);
+        let overwrite = match self.session.conns.get(&conn).map(|c| &c.phase) {
+            Some(crate::session::Phase::Open(o)) => o.caps.contains(crate::wire::Capabilities::OVERWRITE),
+            _ => false,
+        };
+        self.pubsub.on_peer_up(info, conn, resumable, overwrite, &mut self.events);
         self.planes_up(conn, info);
     }
 

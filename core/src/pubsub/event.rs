@@ -89,6 +89,40 @@ pub enum PubSubEvent {
     },
     /// Queue space or credit freed after a publish was refused with `Full`: retry now.
     Writable,
+    /// [`FullQueuePolicy::DropOldest`](crate::FullQueuePolicy::DropOldest):
+    /// `count` messages queued for `peer` on `topic` were replaced by newer
+    /// ones and never sent. Reported when the marker that tells the peer
+    /// leaves; `seq` is the marker's sequence number in a resumable session,
+    /// the same the peer's [`PubSubEvent::Skipped`] names. Counted in
+    /// [`PubSubStats::dropped`](crate::PubSubStats) and
+    /// [`PubSubStats::overwritten`](crate::PubSubStats).
+    Overwritten {
+        /// The subscriber.
+        peer: PeerInfo,
+        /// The topic.
+        topic: Topic,
+        /// How many messages.
+        count: u64,
+        /// The marker's sequence number in the session (`None` if the
+        /// session does not resume).
+        seq: Option<u64>,
+    },
+    /// The peer's full queue overwrote `count` of its messages on `topic`
+    /// to this node (its [`FullQueuePolicy::DropOldest`](crate::FullQueuePolicy::DropOldest)):
+    /// a gap in what it sent, reported by the peer as
+    /// [`PubSubEvent::Overwritten`] with the same `seq`. Counted in
+    /// [`PubSubStats::skipped_by_peer`](crate::PubSubStats).
+    Skipped {
+        /// The publisher.
+        peer: PeerInfo,
+        /// The topic.
+        topic: Topic,
+        /// How many messages.
+        count: u64,
+        /// The marker's sequence number in the session (`None` if the
+        /// session does not resume).
+        seq: Option<u64>,
+    },
     /// Messages were dropped by policy.
     Dropped {
         /// The peer concerned, if any.

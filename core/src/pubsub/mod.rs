@@ -79,6 +79,12 @@ struct PeerState {
     rx: session::RxSeq,
     /// Both ends announced `RESUME`: messages are logged until acknowledged.
     resumable: bool,
+    /// The peer announced `OVERWRITE`: a full queue may overwrite its oldest
+    /// messages (with [`FullQueuePolicy::DropOldest`]) and tell it so.
+    overwrite: bool,
+    /// Messages overwritten in `out` whose marker has not left yet (the sum
+    /// of the queues' counts): lost with the session if it ends first.
+    overwritten: u64,
     /// The connection is lost and the session waits for a resume.
     suspended: bool,
     /// Sent first on the connection after a resume: where re-sending starts.
@@ -123,6 +129,8 @@ pub(crate) struct PubSubState {
     pub(crate) ack_delay: std::time::Duration,
     /// Test only: re-send from one past the peer's resume point (a planted bug).
     pub(crate) planted_resend_bug: bool,
+    /// Test only: overwritten messages' markers are not written (a planted bug).
+    pub(crate) planted_overwrite_bug: bool,
 }
 
 impl PubSubState {
@@ -142,6 +150,7 @@ impl PubSubState {
             ack_timers: Default::default(),
             ack_delay: std::time::Duration::from_millis(5),
             planted_resend_bug: false,
+            planted_overwrite_bug: false,
         }
     }
 
@@ -181,7 +190,14 @@ impl PubSubState {
 
     /// A session with `info` starts on `conn`: index its topics, grant
     /// credit for ours.
-    pub(crate) fn on_peer_up(&mut self, info: &PeerInfo, conn: ConnId, resumable: bool, events: &mut Events) {
+    pub(crate) fn on_peer_up(
+        &mut self,
+        info: &PeerInfo,
+        conn: ConnId,
+        resumable: bool,
+        overwrite: bool,
+        events: &mut Events,
+    ) {
         if !self.links.get(&conn).is_some_and(|l| l.enabled) {
             return;
         }
@@ -203,6 +219,8 @@ impl PubSubState {
                 ),
                 rx: session::RxSeq::default(),
                 resumable,
+                overwrite,
+                overwritten: 0,
                 suspended: false,
                 resume_from: None,
                 progress_mark: (0, 0),
@@ -238,7 +256,7 @@ impl PubSubState {
                 self.debts.entry((peer, t)).or_default().add(held);
             }
         }
-        let dropped = p.log.unsent() as u64;
+        let dropped = p.log.unsent() as u64 + p.overwritten;
         for (t, q) in &p.out {
             for (up, len) in q.relay_upstreams() {
                 self.relay_release(up, t, 1, len);
@@ -357,7 +375,7 @@ impl PubSubState {
     /// waiting for their ack do not count; see [`PubSubState::unacked_range`]).
     pub(crate) fn data_is_empty(&self, conn: ConnId, peer: Option<NodeId>) -> bool {
         peer.and_then(|id| self.peers.get(&id))
-            .is_none_or(|p| p.conn != conn || p.log.unsent() == 0 && p.log.pending_resend() == 0)
+            .is_none_or(|p| p.conn != conn || p.log.unsent() == 0 && p.log.pending_resend() == 0 && p.overwritten == 0)
     }
 
     /// Messages written to `peer` and not acknowledged (a range of
@@ -370,7 +388,7 @@ impl PubSubState {
     /// connection is refused); returns how many messages.
     pub(crate) fn clear_data(&mut self, conn: ConnId, peer: Option<NodeId>) -> u64 {
         let Some(p) = peer.and_then(|id| self.peers.get_mut(&id)).filter(|p| p.conn == conn) else { return 0 };
-        let n = p.log.unsent() as u64;
+        let n = p.log.unsent() as u64 + std::mem::take(&mut p.overwritten);
         let ups: Vec<(Topic, NodeId, u64)> =
             p.out.iter().flat_map(|(t, q)| q.relay_upstreams().into_iter().map(|(u, l)| (t.clone(), u, l))).collect();
         p.out.clear();

@@ -32,6 +32,9 @@ pub(crate) struct SendQ {
     /// Granted in all this session (messages, bytes): absolute grants count
     /// only their increase over these.
     granted: (u64, u64),
+    /// Messages overwritten here (`FullQueuePolicy::DropOldest`) whose
+    /// marker has not left yet: it leaves before the next message.
+    overwritten: u64,
 }
 
 impl SendQ {
@@ -50,9 +53,20 @@ impl SendQ {
         tagged.zip(&self.tags).filter_map(|(len, t)| Some((t.upstream?, len))).collect()
     }
 
+    /// Takes the count of overwritten messages not reported yet.
+    pub(crate) fn take_overwritten(&mut self) -> u64 {
+        std::mem::take(&mut self.overwritten)
+    }
+
     /// True if the head of the queue may be sent now.
-    fn sendable(&self) -> bool {
+    fn data_ready(&self) -> bool {
         !self.msgs.is_empty() && self.credit_msgs > 0 && self.credit_bytes > 0
+    }
+
+    /// True if something may be written now: a marker (it spends no
+    /// credit) or the head of the queue.
+    fn sendable(&self) -> bool {
+        self.overwritten > 0 || self.data_ready()
     }
 
     /// True if one more message would still be within the credit: round-robin
@@ -71,6 +85,43 @@ impl PeerState {
         let sub_ok = frames < cfg.max_queued_frames_per_subscription
             && (bytes == 0 || bytes + cost <= cfg.max_queued_bytes_per_subscription);
         peer_ok && sub_ok
+    }
+
+    /// [`FullQueuePolicy::DropOldest`](crate::FullQueuePolicy::DropOldest):
+    /// makes room for a message costing `cost` on `topic` by overwriting the
+    /// oldest messages queued on it, if the peer can be told and emptying
+    /// that queue would be enough. Returns the upstream peers and payload
+    /// sizes of overwritten relayed copies (their hold is released), or
+    /// `None` (nothing changed) if no room can be made this way.
+    pub(crate) fn overwrite_for(
+        &mut self,
+        topic: &Topic,
+        cost: usize,
+        cfg: &crate::config::PubSubConfig,
+    ) -> Option<Vec<(NodeId, u64)>> {
+        if !self.overwrite || self.closing {
+            return None;
+        }
+        let q = self.out.get(topic.as_str()).filter(|q| !q.msgs.is_empty())?;
+        let sub_ok = cfg.max_queued_frames_per_subscription > 0;
+        if !sub_ok || !self.log.has_room_without(q.msgs.len(), q.bytes, cost) {
+            return None;
+        }
+        let mut released = Vec::new();
+        while !self.has_room(topic, cost, cfg) {
+            let q = self.out.get_mut(topic.as_str()).expect("checked above");
+            let Some((payload, tagged)) = q.msgs.pop_front() else { break };
+            let tag = if tagged { q.tags.pop_front() } else { None };
+            let c = data_cost(topic, &payload);
+            q.bytes -= c;
+            q.overwritten += 1;
+            self.overwritten += 1;
+            self.log.unadmit(1, c);
+            if let Some(up) = tag.and_then(|t| t.upstream) {
+                released.push((up, payload.len() as u64));
+            }
+        }
+        Some(released)
     }
 
     /// Queues `payload` on `topic` (room was checked). Returns true if it can
@@ -227,14 +278,14 @@ impl PubSubState {
         let mut released: Vec<(Topic, NodeId, u64, u64)> = Vec::new();
         let cfg = &self.cfg;
         let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn) else { return (0, 0) };
-        if p.suspended || p.log.unsent() == 0 && p.log.pending_resend() == 0 {
+        if p.suspended || p.log.unsent() == 0 && p.log.pending_resend() == 0 && p.overwritten == 0 {
             return (0, 0);
         }
         // After a resume, what the peer did not acknowledge goes first.
         while p.log.pending_resend() > 0 && buf.len() - start < limit {
-            let Some((_, (topic, payload, tag))) = p.log.next_resend() else { break };
-            super::session::encode_data(buf, topic, payload, tag.as_ref());
-            self.stats.resent += 1;
+            let Some((_, entry)) = p.log.next_resend() else { break };
+            entry.encode(buf);
+            self.stats.resent += entry.messages();
         }
         while buf.len() - start < limit {
             // The next topic after the cursor that can send, wrapping around.
@@ -250,7 +301,25 @@ impl PubSubState {
             let Some(topic) = next else { break };
             let q = p.out.get_mut(&topic).expect("found above");
             let turn = buf.len();
-            while q.sendable() && buf.len() - turn < quantum && buf.len() - start < limit {
+            if q.overwritten > 0 {
+                // The gap goes first, where the overwritten messages were.
+                let count = q.take_overwritten();
+                p.overwritten -= count;
+                if !self.planted_overwrite_bug {
+                    super::session::encode_overwritten(buf, &topic, count);
+                }
+                let seq = (p.resumable && !self.planted_overwrite_bug).then(|| {
+                    let cost = data_cost(&topic, &Payload::new());
+                    p.log.admit_unchecked(cost);
+                    p.log.pull(super::session::Logged::Overwritten(topic.clone(), count), cost)
+                });
+                self.stats.overwritten += count;
+                self.stats.dropped += count;
+                let (peer, topic) = (p.info.clone(), topic.clone());
+                events.push(Event::PubSub(PubSubEvent::Overwritten { peer, topic, count, seq }));
+            }
+            let q = p.out.get_mut(&topic).expect("found above");
+            while q.data_ready() && buf.len() - turn < quantum && buf.len() - start < limit {
                 let (payload, tagged) = q.msgs.pop_front().expect("sendable");
                 let tag = if tagged { q.tags.pop_front() } else { None };
                 let cost = data_cost(&topic, &payload);
@@ -270,7 +339,7 @@ impl PubSubState {
                 super::session::encode_data(buf, &topic, &payload, tag.as_ref());
                 if p.resumable {
                     // Kept until the peer acknowledges it (counted as sent then).
-                    p.log.pull((topic.clone(), payload, tag), cost);
+                    p.log.pull(super::session::Logged::Data(topic.clone(), payload, tag), cost);
                 } else {
                     p.log.unadmit(1, cost);
                     sent += 1;
@@ -290,7 +359,9 @@ impl PubSubState {
     pub(crate) fn has_sendable(&self, conn: ConnId, peer: Option<NodeId>) -> bool {
         let p = peer.and_then(|id| self.peers.get(&id)).filter(|p| p.conn == conn);
         p.is_some_and(|p| {
-            !p.suspended && (p.log.pending_resend() > 0 || p.log.unsent() > 0 && p.out.values().any(SendQ::sendable))
+            !p.suspended
+                && (p.log.pending_resend() > 0
+                    || (p.log.unsent() > 0 || p.overwritten > 0) && p.out.values().any(SendQ::sendable))
         })
     }
 

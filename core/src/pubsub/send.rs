@@ -58,9 +58,13 @@ impl PubSubState {
                         p.want_writable = true;
                         return Err(PublishError::Full(topic.clone()));
                     }
-                    Err(_) => {
-                        let peer = p.info.clone();
-                        self.report_drop(events, Some(peer), 1, DropReason::QueueFull);
+                    Err(payload) => {
+                        let (id, topic) = (*id, topic.clone());
+                        if self.overwrite_push(id, &topic, payload, cost, wake).is_ok() {
+                            return Ok(super::Published { queued: 1, dropped: 0 });
+                        }
+                        let peer = self.peers.get(&id).map(|p| p.info.clone());
+                        self.report_drop(events, peer, 1, DropReason::QueueFull);
                         return Ok(super::Published { queued: 0, dropped: 1 });
                     }
                 }
@@ -84,22 +88,33 @@ impl PubSubState {
         }
         let mut queued = 0;
         let mut dropped_for = Vec::new();
+        // Only with a drop policy: rare, so the Vec is fine here.
+        let mut overwrite = Vec::new();
         // The last subscriber takes the payload itself, the others a clone.
         let n = subs.peers.len();
         let mut payload = Some(payload);
         for (i, id) in subs.peers.iter().enumerate() {
             let Some(p) = self.peers.get_mut(id) else { continue };
-            // Room was checked above for everyone; only the drop policy
-            // needs to know again who is full.
+            let body =
+                if i + 1 == n { payload.take().unwrap_or_default() } else { payload.clone().unwrap_or_default() };
+            // Room was checked above for everyone; only the drop policies
+            // need to know again who is full.
             if full == 0 || p.has_room(topic, cost, cfg) {
-                let body =
-                    if i + 1 == n { payload.take().unwrap_or_default() } else { payload.clone().unwrap_or_default() };
                 if p.push(topic, body) {
                     wake.insert(p.conn);
                 }
                 queued += 1;
+            } else if cfg.full_queue_policy == FullQueuePolicy::DropOldest {
+                overwrite.push((*id, body));
             } else {
-                // Only with DropForFullPeers; rare, so the Vec is fine here.
+                dropped_for.push(p.info.clone());
+            }
+        }
+        let topic = topic.clone();
+        for (id, body) in overwrite {
+            if self.overwrite_push(id, &topic, body, cost, wake).is_ok() {
+                queued += 1;
+            } else if let Some(p) = self.peers.get(&id) {
                 dropped_for.push(p.info.clone());
             }
         }
@@ -173,14 +188,50 @@ impl PubSubState {
         let Some(topic) = p.subs.get(topic).cloned() else {
             return Err(PublishError::NotSubscribed { peer, topic: Topic::from(topic) });
         };
-        if !p.has_room(&topic, data_cost(&topic, &payload), &self.cfg) {
-            p.want_writable = true;
+        let cost = data_cost(&topic, &payload);
+        if !p.has_room(&topic, cost, &self.cfg) {
+            if self.cfg.full_queue_policy == FullQueuePolicy::DropOldest {
+                // Overwriting what is queued for it, or Full as without.
+                if self.overwrite_push(id, &topic, payload, cost, wake).is_ok() {
+                    return Ok(super::Published { queued: 1, dropped: 0 });
+                }
+            }
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.want_writable = true;
+            }
             return Err(PublishError::Full(topic));
         }
         if p.push(&topic, payload) {
             wake.insert(p.conn);
         }
         Ok(super::Published { queued: 1, dropped: 0 })
+    }
+
+    /// [`FullQueuePolicy::DropOldest`]: queues `payload` for `id` after
+    /// overwriting the oldest messages queued for it on `topic` (see
+    /// [`super::PeerState::overwrite_for`]); `Err` if that makes no room.
+    fn overwrite_push(
+        &mut self,
+        id: NodeId,
+        topic: &Topic,
+        payload: Payload,
+        cost: usize,
+        wake: &mut BTreeSet<ConnId>,
+    ) -> Result<(), Payload> {
+        if self.cfg.full_queue_policy != FullQueuePolicy::DropOldest {
+            return Err(payload);
+        }
+        let Some(p) = self.peers.get_mut(&id) else { return Err(payload) };
+        let Some(released) = p.overwrite_for(topic, cost, &self.cfg) else { return Err(payload) };
+        p.push(topic, payload);
+        if !p.suspended {
+            // The marker leaves even before credit comes.
+            wake.insert(p.conn);
+        }
+        for (up, len) in released {
+            self.relay_release(up, topic, 1, len);
+        }
+        Ok(())
     }
 }
 

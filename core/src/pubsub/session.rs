@@ -13,8 +13,34 @@ use crate::wire::{encode_frame, DiscoveryFrame, Header, SessionFrame};
 use std::collections::BTreeSet;
 use std::ops::Range;
 
-/// A message in the send log: written, waiting for its ack.
-pub(crate) type Logged = (Topic, Payload, Option<RelayTag>);
+/// An entry of the send log: written, waiting for its ack.
+#[derive(Debug)]
+pub(crate) enum Logged {
+    /// A message (a plain Publish, or a relayed copy).
+    Data(Topic, Payload, Option<RelayTag>),
+    /// A marker for this many messages a full queue overwrote on the topic.
+    Overwritten(Topic, u64),
+}
+
+impl Logged {
+    /// Writes the entry's frame again (a re-send after a resume).
+    pub(crate) fn encode(&self, buf: &mut Vec<u8>) {
+        match self {
+            Logged::Data(topic, payload, tag) => encode_data(buf, topic, payload, tag.as_ref()),
+            Logged::Overwritten(topic, count) => encode_overwritten(buf, topic, *count),
+        }
+    }
+
+    /// 1 for a message, 0 for a marker (what `PubSubStats::sent` counts).
+    pub(crate) fn messages(&self) -> u64 {
+        matches!(self, Logged::Data(..)) as u64
+    }
+}
+
+/// Writes a marker for `count` messages overwritten on `topic`.
+pub(crate) fn encode_overwritten(buf: &mut Vec<u8>, topic: &Topic, count: u64) {
+    encode_frame(buf, &Header::Overwritten { topic: topic.as_str(), count }, &[]);
+}
 
 /// Writes one message frame (a plain Publish, or a relayed copy).
 pub(crate) fn encode_data(buf: &mut Vec<u8>, topic: &Topic, payload: &Payload, tag: Option<&RelayTag>) {
@@ -185,7 +211,11 @@ impl PubSubState {
         // leaves before any more data).
         let resent = p.log.unacked() - p.log.pending_resend();
         let resending = p.log.pending_resend() > 0;
-        let n = p.log.ack(next, |_, _| {}).map_err(|e| ProtocolError::Sequence(format!("ack: {e}")))?;
+        let mut messages = 0;
+        let n = p
+            .log
+            .ack(next, |e, _| messages += e.messages())
+            .map_err(|e| ProtocolError::Sequence(format!("ack: {e}")))?;
         if resending && n > resent {
             p.resume_from = Some(p.log.acked());
             self.wake.push(p.conn);
@@ -194,7 +224,7 @@ impl PubSubState {
             // A graceful close waited for this ack: the goodbye may leave.
             self.wake.push(p.conn);
         }
-        self.stats.sent += n as u64;
+        self.stats.sent += messages;
         self.after_release(peer, events);
         Ok(())
     }
@@ -266,7 +296,8 @@ impl PubSubState {
     ) -> Result<u64, ProtocolError> {
         let Some(p) = self.peers.get_mut(&info.id) else { return Ok(0) };
         let their_next = their_next.max(p.log.acked());
-        let acked = p.log.ack(their_next, |_, _| {}).map_err(|e| ProtocolError::Sequence(e.to_string()))?;
+        let mut acked = 0;
+        p.log.ack(their_next, |e, _| acked += e.messages()).map_err(|e| ProtocolError::Sequence(e.to_string()))?;
         // The planted bug (tests only): re-send from one past the point.
         let from = if self.planted_resend_bug { their_next + 1 } else { their_next };
         let resent = p.log.resume(from.min(p.log.next_seq()), |_, _| {}).unwrap_or(0) as u64;
@@ -282,7 +313,7 @@ impl PubSubState {
         }
         let topics: BTreeSet<Topic> = p.recv.keys().cloned().collect();
         p.grants.extend(topics);
-        self.stats.sent += acked as u64;
+        self.stats.sent += acked;
         self.reindex(info, conn, events);
         self.after_release(info.id, events);
         Ok(resent)
@@ -308,8 +339,10 @@ impl PubSubState {
                 }
             }
             let p = self.peers.get_mut(&info.id).expect("present above");
-            let dropped = p.out.get_mut(&t).map_or((0, 0), |q| q.clear());
+            let (dropped, overwritten) = p.out.get_mut(&t).map_or(((0, 0), 0), |q| (q.clear(), q.take_overwritten()));
             p.log.unadmit(dropped.0, dropped.1);
+            p.overwritten -= overwritten;
+            let dropped = (dropped.0 + overwritten as usize, dropped.1);
             events.push(Event::PubSub(PubSubEvent::Unsubscribed { peer: info.clone(), topic: t }));
             // Queued while the peer was away, for a subscription it dropped
             // meanwhile: counted like messages lost with their connection.
@@ -330,11 +363,15 @@ impl PubSubState {
         // them (and releases relayed copies' upstream credit); they are
         // counted here, with the unacknowledged ones. Relayed copies in the
         // log released their upstream's credit when written.
-        let unsent = p.log.unsent() as u64;
-        let (range, _) = p.log.expire(|_| {});
+        let unsent = p.log.unsent() as u64 + std::mem::take(&mut p.overwritten);
+        for q in p.out.values_mut() {
+            q.take_overwritten();
+        }
+        // The range numbers markers too; only messages count as lost.
+        let mut lost = 0;
+        let (range, _) = p.log.expire(|e| lost += e.messages());
         let info = p.info.clone();
         let received = p.rx.next;
-        let lost = range.end - range.start;
         self.stats.unacked_lost += lost;
         self.report_drop(events, Some(info), lost + unsent, DropReason::Disconnected);
         EndReport { unacked: range, unsent, received }
@@ -348,6 +385,16 @@ impl PubSubState {
     /// Where the peer's messages stand, for this node's Hello.
     pub(crate) fn next_expected(&self, peer: NodeId) -> u64 {
         self.peers.get(&peer).map_or(0, |p| p.rx.next)
+    }
+
+    /// A marker from `from`: its full queue overwrote `count` of its
+    /// messages on `topic` (taken by sequence number already, if the
+    /// session resumes: the marker's number is the last one taken).
+    pub(crate) fn on_overwritten(&mut self, from: &PeerInfo, topic: &str, count: u64, events: &mut Events) {
+        let seq = self.peers.get(&from.id).filter(|p| p.resumable).map(|p| p.rx.next.saturating_sub(1));
+        let topic = self.intern(topic);
+        self.stats.skipped_by_peer += count;
+        events.push(Event::PubSub(PubSubEvent::Skipped { peer: from.clone(), topic, count, seq }));
     }
 
     /// True if the session with `peer` carried a message either way.

@@ -125,6 +125,13 @@ impl<T> SendLog<T> {
         self.frames() < self.max_frames && (self.bytes() == 0 || self.bytes() + cost <= self.max_bytes)
     }
 
+    /// True if a message costing `cost` would fit once `frames` frames of
+    /// `bytes` bytes in all left the bound.
+    pub fn has_room_without(&self, frames: usize, bytes: usize, cost: usize) -> bool {
+        let (f, b) = (self.frames().saturating_sub(frames), self.bytes().saturating_sub(bytes));
+        f < self.max_frames && (b == 0 || b + cost <= self.max_bytes)
+    }
+
     /// Admits a message costing `cost` if it fits; false (nothing changed) if not.
     pub fn admit(&mut self, cost: usize) -> bool {
         if !self.has_room(cost) {

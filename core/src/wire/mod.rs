@@ -87,15 +87,19 @@ impl Capabilities {
     /// Sessions that outlive connections: sequence numbers, acks and resume
     /// (announced when `SessionConfig::resume_window` is not zero).
     pub const RESUME: Capabilities = Capabilities(1 << 6);
+    /// Markers for messages a full queue overwrote
+    /// ([`FullQueuePolicy::DropOldest`](crate::FullQueuePolicy::DropOldest)).
+    pub const OVERWRITE: Capabilities = Capabilities(1 << 7);
     /// Every bit this build knows.
-    pub const KNOWN: Capabilities = Capabilities((1 << 7) - 1);
+    pub const KNOWN: Capabilities = Capabilities((1 << 8) - 1);
     /// The planes this build runs.
     pub const SUPPORTED: Capabilities = Capabilities(
         Capabilities::PUBSUB.0
             | Capabilities::TRANSFER.0
             | Capabilities::STREAMS.0
             | Capabilities::MEMBERSHIP.0
-            | Capabilities::DISCOVERY.0,
+            | Capabilities::DISCOVERY.0
+            | Capabilities::OVERWRITE.0,
     );
 
     /// The capabilities with these bits (unknown bits are kept, and ignored).
@@ -190,6 +194,17 @@ pub enum Header<'a> {
     /// A frame of the session layer (acks, the resume point, absolute
     /// credit), when both ends announced [`Capabilities::RESUME`].
     Session(#[serde(borrow)] SessionFrame<'a>),
+    /// `count` messages on `topic` were overwritten in the sender's queue
+    /// here, before they were sent
+    /// ([`FullQueuePolicy::DropOldest`](crate::FullQueuePolicy::DropOldest));
+    /// sent only to a peer that announced [`Capabilities::OVERWRITE`]. In a
+    /// resumable session it takes a sequence number, like a message.
+    Overwritten {
+        /// The topic.
+        topic: &'a str,
+        /// How many messages.
+        count: u64,
+    },
 }
 
 impl Header<'_> {
@@ -208,6 +223,7 @@ impl Header<'_> {
             Header::Discovery(_) => Capabilities::DISCOVERY,
             Header::Transfer(_) => Capabilities::TRANSFER,
             Header::Session(_) => Capabilities::RESUME,
+            Header::Overwritten { .. } => Capabilities::OVERWRITE,
         }
     }
 }

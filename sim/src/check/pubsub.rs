@@ -54,6 +54,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 mod expect;
+mod gaps;
 mod resumed;
 
 /// How a message was addressed, as the oracle remembers it.
@@ -126,6 +127,8 @@ enum DropKind {
     Disconnected,
     NotSubscribed,
     Unprocessed,
+    /// Overwritten in a full queue (`FullQueuePolicy::DropOldest`).
+    Overwritten,
     Other,
 }
 
@@ -175,11 +178,19 @@ pub struct Accounting {
     pub session_lost_with_range: u64,
     /// With sessions: lost with nothing to explain it (each also fails the run).
     pub session_unknown: u64,
+    /// Messages publishers reported overwritten in full queues
+    /// (`FullQueuePolicy::DropOldest`; also in `dropped_unsent`).
+    pub overwritten: u64,
+    /// Of those, the ones whose receiver reported the same gap (`Skipped`).
+    pub overwritten_matched: u64,
 }
 
 /// (publisher, receiver) processes.
 /// (publisher, receiver, topic): a stream whose order is kept.
 type Pair = (ProcId, ProcId, usize);
+
+/// A gap a node reported: count, marker sequence number, when.
+pub(super) type Gap = (u64, Option<u64>, u64);
 
 /// Everything the pub/sub observer knows.
 #[derive(Debug, Default)]
@@ -210,6 +221,12 @@ pub(crate) struct PubSub {
     /// With sessions: per (writer, receiver process), the highest
     /// `Ack { next }` written in the current session (on any connection).
     acks: BTreeMap<(ProcId, ProcId), u64>,
+    /// Per (publisher process, receiver id): the gaps it reported
+    /// (`Overwritten`: count, marker sequence number, when).
+    overwritten: BTreeMap<(ProcId, NodeId), Vec<Gap>>,
+    /// The gaps receivers reported (`Skipped`): receiver, publisher id,
+    /// count, marker sequence number, when.
+    skipped: Vec<(ProcId, NodeId, u64, Option<u64>, u64)>,
 }
 
 impl PubSub {
@@ -552,18 +569,20 @@ impl PubSub {
                 ));
             }
             let reported = |id: Option<NodeId>| -> u64 {
-                [DropKind::Disconnected, DropKind::NotSubscribed, DropKind::Unprocessed]
+                [DropKind::Disconnected, DropKind::NotSubscribed, DropKind::Unprocessed, DropKind::Overwritten]
                     .iter()
                     .map(|k| rec.drops.get(&(id, *k)).copied().unwrap_or(0))
                     .sum()
             };
-            let all_reported =
-                counted(DropKind::Disconnected) + counted(DropKind::NotSubscribed) + counted(DropKind::Unprocessed);
+            let all_reported = counted(DropKind::Disconnected)
+                + counted(DropKind::NotSubscribed)
+                + counted(DropKind::Unprocessed)
+                + counted(DropKind::Overwritten);
             let want = total.get(&p).copied().unwrap_or(0);
             if (alive && all_reported != want) || all_reported > want {
                 errs.push(format!(
                     "{name}: {want} messages were queued and never written or read and not delivered, but \
-                     Dropped(Disconnected | NotSubscribed | Unprocessed) counts {all_reported}"
+                     Dropped(Disconnected | NotSubscribed | Unprocessed) and Overwritten count {all_reported}"
                 ));
             }
             let slack = unknown_dest.get(&p).copied().unwrap_or(0);
@@ -648,6 +667,15 @@ impl Observer for PubSub {
                 *r.drops.entry((peer.as_ref().map(|i| i.id), kind)).or_default() += count;
                 r.dropped += count;
             }
+            Event::PubSub(PubSubEvent::Overwritten { peer, count, seq, .. }) => {
+                let r = &mut self.procs[p as usize];
+                *r.drops.entry((Some(peer.id), DropKind::Overwritten)).or_default() += count;
+                r.dropped += count;
+                self.overwritten.entry((p, peer.id)).or_default().push((*count, *seq, cx.now));
+            }
+            Event::PubSub(PubSubEvent::Skipped { peer, count, seq, .. }) => {
+                self.skipped.push((p, peer.id, *count, *seq, cx.now));
+            }
             _ => {}
         }
     }
@@ -662,7 +690,8 @@ impl Observer for PubSub {
             Header::Subscribe { topic }
             | Header::Unsubscribe { topic }
             | Header::Credit { topic, .. }
-            | Header::SubscribeRefused { topic, .. } => unknown(topic).then_some(*topic),
+            | Header::SubscribeRefused { topic, .. }
+            | Header::Overwritten { topic, .. } => unknown(topic).then_some(*topic),
             Header::Hello(h) => h.subscriptions.iter().copied().find(|t| unknown(t)),
             Header::Heartbeat | Header::Goodbye { .. } | Header::Stream(_) | Header::Membership(_) => None,
             Header::Transfer(_) => None,
@@ -767,5 +796,6 @@ impl Observer for PubSub {
 
     fn at_end(&mut self, cx: &mut Cx<'_>, net: &Net) {
         self.accounting = self.account(cx, net);
+        self.match_gaps(cx);
     }
 }
