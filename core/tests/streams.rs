@@ -162,11 +162,16 @@ fn a_long_message_arrives_whole_from_fragments() {
 
 #[test]
 fn a_stalled_stream_waits_for_credit_while_another_flows() {
-    let cfg = |i: usize| config_with(i as u64 + 1, |c| c.streams.credit = CreditMode::Manual);
+    let window = 128 << 10;
+    let cfg = |i: usize| {
+        config_with(i as u64 + 1, |c| {
+            c.streams.credit = CreditMode::Manual;
+            c.streams.window = window;
+        })
+    };
     let mut net = pair_with(cfg);
     let (slow_c, slow) = open(&mut net, b"slow");
     let (fast_c, fast) = open(&mut net, b"fast");
-    let window = Config::default().streams.window;
     let msg = Bytes::from(vec![7u8; 1000]);
     // The slow consumer never reports consumption: its producer runs out.
     let mut written = 0;
