@@ -22,7 +22,7 @@
 //!
 //! **Receiving.** Names are sanitised ([`sanitize_name`]); bytes go to
 //! `<name>.part` in the directory the application chose for the topic,
-//! hashed as they arrive; every half window the partial file is synced and
+//! hashed as they arrive; every quarter window the partial file is synced and
 //! a sidecar `<name>.part.meta` (hash, size, synced offset) is stored. A
 //! later offer of the same content (same hash and size, any transfer id)
 //! resumes from the sidecar's offset. At the end the whole-file hash is

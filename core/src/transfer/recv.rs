@@ -1,6 +1,6 @@
 //! The receiving side: one `Incoming` per (sender, transfer id), writing
 //! `<name>.part` with at most one file request outstanding, syncing and
-//! storing its sidecar every half window, verifying, then renaming.
+//! storing its sidecar every quarter window, verifying, then renaming.
 
 use super::name::{sanitize_name, Escaped, META, PART, SUFFIX_ROOM};
 use super::{Control, Due, FileError, FileErrorKind, FileOp, FileReply, Owner, TimerKey, TransferEvent, TransferState};
@@ -481,14 +481,16 @@ impl TransferState {
     fn in_pump(&mut self, key: (NodeId, u64), events: &mut Events) {
         let _ = events;
         let Some(s) = self.inc.get_mut(&key) else { return };
-        let half = (s.window(&self.cfg) / 2).max(1);
+        // A quarter window, so the sender has three quarters to go on with
+        // while a sync runs (every half window, it waited on the disk).
+        let every = (s.window(&self.cfg) / 4).max(1);
         let receiving = matches!(s.phase, InPhase::Accepted | InPhase::Receiving);
         if receiving
             && s.sync_op.is_none()
             && s.truncate.is_none()
             && s.verified != Some(false)
             && s.written > s.durable
-            && (s.written - s.durable >= half || s.written == s.size)
+            && (s.written - s.durable >= every || s.written == s.size)
         {
             let op = Op::Sync(s.written, s.epoch);
             s.sync_op = Some(op);
