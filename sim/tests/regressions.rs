@@ -252,3 +252,15 @@ fn seed_1685_a_member_whose_dial_lost_to_the_coordinators_joins_anyway() {
         panic!("seed 1685 (cargo run -p estafeta-sim --release -- run --seed 1685 --heavy):\n{e}");
     }
 }
+
+/// Heavy seed 588 (secure): a node sealed more than one record's worth in
+/// one pull, which goes out as records of equal lengths, but the simulator's
+/// plaintext tap recorded it cut at the largest record, and the wire tap
+/// then failed on a record "sealed from" another length. The tap now splits
+/// as the sealing does.
+#[test]
+fn seed_588_the_plaintext_tap_splits_records_as_they_are_sealed() {
+    if let Err(e) = Scenario::random(588, &Options::sweep()).run() {
+        panic!("seed 588 (cargo run -p estafeta-sim --release -- run --seed 588 --heavy):\n{e}");
+    }
+}

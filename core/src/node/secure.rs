@@ -6,7 +6,7 @@ use super::Node;
 use crate::config::{Config, ConfigError};
 use crate::event::{CloseReason, Event, ProtocolError};
 use crate::id::{ConnId, NodeId};
-use crate::secure::channel::{push_refusal, Ctx, Keys, MAX_PLAIN};
+use crate::secure::channel::{push_refusal, record_lens, Ctx, Keys};
 use crate::secure::{admit, ChanError, Entropy, Identity, PublicKey, SecureConn, SecurityMode, SecurityStats, Stage};
 use crate::session::Phase;
 use crate::wire::{encode_frame, write_preamble_mode, CloseCode, Header};
@@ -312,8 +312,13 @@ impl Node {
         let rekeys = sec.rekeys;
         let sealed = if n > 0 {
             if let Some(tap) = &self.secure.tap {
+                // The records' plaintexts, split as `seal_in_place` splits them.
                 let mut tap = tap.lock().unwrap_or_else(|e| e.into_inner());
-                tap.extend(buf[at + 2..].chunks(MAX_PLAIN).map(|c| (conn, c.to_vec())));
+                let mut p = at + 2;
+                for len in record_lens(buf.len() - p) {
+                    tap.push((conn, buf[p..p + len].to_vec()));
+                    p += len;
+                }
             }
             sec.seal_in_place(buf, at).map(drop)
         } else {

@@ -405,8 +405,8 @@ impl SecureConn {
         let every = self.rekey_every;
         let Some(keys) = self.keys.as_mut() else { return Err(ChanError::Decrypt("no transport".into())) };
         let n = buf.len() - at - 2;
-        let k = n.div_ceil(MAX_PLAIN).max(1);
-        let lens: Vec<usize> = (0..k).map(|i| n / k + usize::from(i < n % k)).collect();
+        let lens = record_lens(n);
+        let k = lens.len();
         buf.resize(buf.len() + k * TAG + (k - 1) * 2, 0);
         // Record i's plaintext starts at at + 2 + lens[..i].sum() and moves
         // right by i * (2 + TAG) bytes: move the later ones first.
@@ -472,4 +472,12 @@ fn check_identity(payload: &[u8], remote_static: &[u8], skip: bool) -> Result<(P
         return Err(ChanError::Handshake("identity signature does not match the Noise static key".into()));
     }
     Ok((key, rekey))
+}
+
+/// The plaintext lengths of the records `n` bytes are sealed in: as few
+/// records of at most [`MAX_PLAIN`] bytes as hold them, of equal lengths
+/// (within a byte).
+pub(crate) fn record_lens(n: usize) -> Vec<usize> {
+    let k = n.div_ceil(MAX_PLAIN).max(1);
+    (0..k).map(|i| n / k + usize::from(i < n % k)).collect()
 }
