@@ -16,6 +16,14 @@ fn passes(seed: u64) {
     }
 }
 
+/// Replays heavy sweep seed `seed` (`Options::sweep()`, as CI's sweep draws
+/// it; `cargo run -p estafeta-sim --release -- run --seed <seed> --heavy`).
+fn heavy(seed: u64) {
+    if let Err(e) = Scenario::random(seed, &Options::sweep()).run() {
+        panic!("seed {seed} (cargo run -p estafeta-sim --release -- run --seed {seed} --heavy):\n{e}");
+    }
+}
+
 // A second connection to a peer (a simultaneous dial, or a new dial while a
 // stale connection lingers) was kept as a standby and promoted in silence
 // when the primary died (core/src/node/input.rs `detach_from_peer`). Three
@@ -162,9 +170,7 @@ fn a_reset_unseen_by_paused_processes_that_then_crash_is_a_crash_loss() {
 /// heartbeat, and the peer's liveness timeout ended the session after healing.
 #[test]
 fn seed_1651_announcements_held_for_the_peers_hello_leave_once_it_arrives() {
-    if let Err(e) = Scenario::random(1651, &Options::sweep()).run() {
-        panic!("seed 1651 (cargo run -p estafeta-sim --release -- run --seed 1651 --heavy):\n{e}");
-    }
+    heavy(1651);
 }
 
 /// Found by the heavy sweep (seed 381): a receiver whose application still
@@ -175,9 +181,7 @@ fn seed_1651_announcements_held_for_the_peers_hello_leave_once_it_arrives() {
 /// re-decides the grant, and debts are paid by whole messages.
 #[test]
 fn seed_381_paying_a_debt_of_an_ended_session_grants_again() {
-    if let Err(e) = Scenario::random(381, &Options::sweep()).run() {
-        panic!("seed 381 (cargo run -p estafeta-sim --release -- run --seed 381 --heavy):\n{e}");
-    }
+    heavy(381);
 }
 
 /// Heavy seed 1268 (7 nodes, a group of four): before the heal a slow link
@@ -186,9 +190,7 @@ fn seed_381_paying_a_debt_of_an_ended_session_grants_again() {
 /// from the heal: the group must settle within settle + two renewals of it.
 #[test]
 fn a_group_settles_after_a_heal_that_drained_a_backlog() {
-    if let Err(e) = Scenario::random(1268, &Options::sweep()).run() {
-        panic!("seed 1268 (cargo run -p estafeta-sim --release -- run --seed 1268 --heavy):\n{e}");
-    }
+    heavy(1268);
 }
 
 /// Forty faults a run, 2 to 12 nodes, sessions in two runs of three
@@ -248,9 +250,7 @@ fn seed_279_an_ack_during_the_resend_is_followed_by_a_resume_frame() {
 /// connection when a target known to reach its coordinator lost to it.
 #[test]
 fn seed_1685_a_member_whose_dial_lost_to_the_coordinators_joins_anyway() {
-    if let Err(e) = Scenario::random(1685, &Options::sweep()).run() {
-        panic!("seed 1685 (cargo run -p estafeta-sim --release -- run --seed 1685 --heavy):\n{e}");
-    }
+    heavy(1685);
 }
 
 /// Heavy seed 588 (secure): a node sealed more than one record's worth in
@@ -260,7 +260,5 @@ fn seed_1685_a_member_whose_dial_lost_to_the_coordinators_joins_anyway() {
 /// as the sealing does.
 #[test]
 fn seed_588_the_plaintext_tap_splits_records_as_they_are_sealed() {
-    if let Err(e) = Scenario::random(588, &Options::sweep()).run() {
-        panic!("seed 588 (cargo run -p estafeta-sim --release -- run --seed 588 --heavy):\n{e}");
-    }
+    heavy(588);
 }
