@@ -8,7 +8,7 @@
 //!
 //! Planted bug (`session.planted_overwrite_bug`, `Options::plant_overwrite_bug`):
 //! the marker is not written, so the receiver never learns of the gap.
-//! Seed 29 catches it without sessions, seed 1 with them:
+//! Seed 29 catches it without sessions, seed 9 with them:
 //! `cargo run -p estafeta-sim --release -- run --seed 29 --overwrite 1000 --plant-overwrite-bug`
 //! (`SIM_SEED` picks another seed for the tests below).
 
@@ -29,7 +29,7 @@ fn overwrite(sessions: bool, plant: bool) -> Options {
 
 #[test]
 fn the_planted_seeds_pass_without_the_bug() {
-    for (s, sessions) in [(seed(29), false), (seed(1), true)] {
+    for (s, sessions) in [(seed(29), false), (seed(9), true)] {
         let sc = Scenario::random(s, &overwrite(sessions, false));
         let report = sc.run().unwrap_or_else(|e| panic!("seed {s} ({}): {e}", sc.describe()));
         let a = &report.accounting;
@@ -40,7 +40,7 @@ fn the_planted_seeds_pass_without_the_bug() {
 
 #[test]
 fn the_gap_check_catches_the_planted_overwrite_bug() {
-    for (s, sessions) in [(seed(29), false), (seed(1), true)] {
+    for (s, sessions) in [(seed(29), false), (seed(9), true)] {
         let err = Scenario::random(s, &overwrite(sessions, true)).run().expect_err("the planted bug must fail the run");
         println!("planted overwrite bug, seed {s} (sessions {sessions}): {err}");
         assert!(err.contains("never reported the gap"), "seed {s}: caught by something else: {err}");
