@@ -267,12 +267,14 @@ impl Node {
                 .unwrap_or_default();
             self.pubsub.suspend(info.id);
             self.planes_down(info.id);
+            // `conn` alone first, so closing the old ones does not end it.
             self.session.resume_on(info.id, conn, self.now);
             for o in old {
                 self.remove_conn(o, CloseReason::Duplicate);
             }
+        } else {
+            self.session.resume_on(info.id, conn, self.now);
         }
-        self.session.resume_on(info.id, conn, self.now);
         let resent = match self.pubsub.resume(info, conn, their_next, &mut self.events) {
             Ok(n) => n,
             Err(e) => {
@@ -283,6 +285,15 @@ impl Node {
         self.session_stats.resumed += 1;
         self.events.push(Event::Session(SessionEvent::Resumed { peer: info.clone(), resent }));
         self.planes_up(conn, info);
+    }
+
+    /// The capabilities both ends of open `conn` announced (`NONE` if it is
+    /// not open).
+    pub(super) fn open_caps(&self, conn: ConnId) -> Capabilities {
+        match self.session.conns.get(&conn).map(|c| &c.phase) {
+            Some(Phase::Open(o)) => o.caps,
+            _ => Capabilities::NONE,
+        }
     }
 
     /// How `conn` to `peer` ranks among concurrent resumes, alike at both
@@ -297,10 +308,7 @@ impl Node {
     /// The planes other than pub/sub start with the peer on `conn` (a new
     /// session, or again after a resume).
     pub(super) fn planes_up(&mut self, conn: ConnId, info: &PeerInfo) {
-        let caps = match self.session.conns.get(&conn).map(|c| &c.phase) {
-            Some(Phase::Open(o)) => o.caps,
-            _ => Capabilities::NONE,
-        };
+        let caps = self.open_caps(conn);
         if caps.contains(Capabilities::STREAMS) {
             self.streams.on_peer_up(info, conn);
         }

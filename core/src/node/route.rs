@@ -534,10 +534,7 @@ impl Node {
         let authenticated = self.is_authenticated(conn);
         self.events.push(Event::PeerUp { peer: info.clone(), conn, target, authenticated });
         let resumable = self.session.peers.get(&info.id).is_some_and(|e| e.sid != 0);
-        let overwrite = match self.session.conns.get(&conn).map(|c| &c.phase) {
-            Some(crate::session::Phase::Open(o)) => o.caps.contains(crate::wire::Capabilities::OVERWRITE),
-            _ => false,
-        };
+        let overwrite = self.open_caps(conn).contains(Capabilities::OVERWRITE);
         self.pubsub.on_peer_up(info, conn, resumable, overwrite, &mut self.events);
         self.planes_up(conn, info);
     }

@@ -82,9 +82,6 @@ struct PeerState {
     /// The peer announced `OVERWRITE`: a full queue may overwrite its oldest
     /// messages (with [`FullQueuePolicy::DropOldest`]) and tell it so.
     overwrite: bool,
-    /// Messages overwritten in `out` whose marker has not left yet (the sum
-    /// of the queues' counts): lost with the session if it ends first.
-    overwritten: u64,
     /// The connection is lost and the session waits for a resume.
     suspended: bool,
     /// Sent first on the connection after a resume: where re-sending starts.
@@ -220,7 +217,6 @@ impl PubSubState {
                 rx: session::RxSeq::default(),
                 resumable,
                 overwrite,
-                overwritten: 0,
                 suspended: false,
                 resume_from: None,
                 progress_mark: (0, 0),
@@ -256,7 +252,7 @@ impl PubSubState {
                 self.debts.entry((peer, t)).or_default().add(held);
             }
         }
-        let dropped = p.log.unsent() as u64 + p.overwritten;
+        let dropped = p.log.unsent() as u64 + p.out.values().map(queue::SendQ::overwritten_count).sum::<u64>();
         for (t, q) in &p.out {
             for (up, len) in q.relay_upstreams() {
                 self.relay_release(up, t, 1, len);
@@ -374,8 +370,9 @@ impl PubSubState {
     /// `conn`: nothing unsent and nothing to re-send (written messages
     /// waiting for their ack do not count; see [`PubSubState::unacked_range`]).
     pub(crate) fn data_is_empty(&self, conn: ConnId, peer: Option<NodeId>) -> bool {
-        peer.and_then(|id| self.peers.get(&id))
-            .is_none_or(|p| p.conn != conn || p.log.unsent() == 0 && p.log.pending_resend() == 0 && p.overwritten == 0)
+        peer.and_then(|id| self.peers.get(&id)).is_none_or(|p| {
+            p.conn != conn || p.log.unsent() == 0 && p.log.pending_resend() == 0 && p.overwritten() == 0
+        })
     }
 
     /// Messages written to `peer` and not acknowledged (a range of
@@ -388,7 +385,7 @@ impl PubSubState {
     /// connection is refused); returns how many messages.
     pub(crate) fn clear_data(&mut self, conn: ConnId, peer: Option<NodeId>) -> u64 {
         let Some(p) = peer.and_then(|id| self.peers.get_mut(&id)).filter(|p| p.conn == conn) else { return 0 };
-        let n = p.log.unsent() as u64 + std::mem::take(&mut p.overwritten);
+        let n = p.log.unsent() as u64 + p.overwritten();
         let ups: Vec<(Topic, NodeId, u64)> =
             p.out.iter().flat_map(|(t, q)| q.relay_upstreams().into_iter().map(|(u, l)| (t.clone(), u, l))).collect();
         p.out.clear();

@@ -53,6 +53,11 @@ impl SendQ {
         tagged.zip(&self.tags).filter_map(|(len, t)| Some((t.upstream?, len))).collect()
     }
 
+    /// Messages overwritten here whose marker has not left yet.
+    pub(crate) fn overwritten_count(&self) -> u64 {
+        self.overwritten
+    }
+
     /// Takes the count of overwritten messages not reported yet.
     pub(crate) fn take_overwritten(&mut self) -> u64 {
         std::mem::take(&mut self.overwritten)
@@ -87,6 +92,12 @@ impl PeerState {
         peer_ok && sub_ok
     }
 
+    /// Messages overwritten in the queues whose marker has not left yet
+    /// (lost with the session if it ends first).
+    pub(crate) fn overwritten(&self) -> u64 {
+        self.out.values().map(SendQ::overwritten_count).sum()
+    }
+
     /// [`FullQueuePolicy::DropOldest`](crate::FullQueuePolicy::DropOldest):
     /// makes room for a message costing `cost` on `topic` by overwriting the
     /// oldest messages queued on it, if the peer can be told and emptying
@@ -115,7 +126,6 @@ impl PeerState {
             let c = data_cost(topic, &payload);
             q.bytes -= c;
             q.overwritten += 1;
-            self.overwritten += 1;
             self.log.unadmit(1, c);
             if let Some(up) = tag.and_then(|t| t.upstream) {
                 released.push((up, payload.len() as u64));
@@ -278,7 +288,7 @@ impl PubSubState {
         let mut released: Vec<(Topic, NodeId, u64, u64)> = Vec::new();
         let cfg = &self.cfg;
         let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn) else { return (0, 0) };
-        if p.suspended || p.log.unsent() == 0 && p.log.pending_resend() == 0 && p.overwritten == 0 {
+        if p.suspended || p.log.unsent() == 0 && p.log.pending_resend() == 0 && p.overwritten() == 0 {
             return (0, 0);
         }
         // After a resume, what the peer did not acknowledge goes first.
@@ -304,7 +314,6 @@ impl PubSubState {
             if q.overwritten > 0 {
                 // The gap goes first, where the overwritten messages were.
                 let count = q.take_overwritten();
-                p.overwritten -= count;
                 if !self.planted_overwrite_bug {
                     super::session::encode_overwritten(buf, &topic, count);
                 }
@@ -361,7 +370,7 @@ impl PubSubState {
         p.is_some_and(|p| {
             !p.suspended
                 && (p.log.pending_resend() > 0
-                    || (p.log.unsent() > 0 || p.overwritten > 0) && p.out.values().any(SendQ::sendable))
+                    || p.out.values().any(|q| q.overwritten > 0 || p.log.unsent() > 0 && q.data_ready()))
         })
     }
 

@@ -110,12 +110,14 @@ impl PubSubState {
                 dropped_for.push(p.info.clone());
             }
         }
-        let topic = topic.clone();
-        for (id, body) in overwrite {
-            if self.overwrite_push(id, &topic, body, cost, wake).is_ok() {
-                queued += 1;
-            } else if let Some(p) = self.peers.get(&id) {
-                dropped_for.push(p.info.clone());
+        if !overwrite.is_empty() {
+            let topic = topic.clone();
+            for (id, body) in overwrite {
+                if self.overwrite_push(id, &topic, body, cost, wake).is_ok() {
+                    queued += 1;
+                } else if let Some(p) = self.peers.get(&id) {
+                    dropped_for.push(p.info.clone());
+                }
             }
         }
         let dropped = dropped_for.len();

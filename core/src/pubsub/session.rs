@@ -3,6 +3,7 @@
 //! messages, cumulative acks as control state, the resume point, absolute
 //! credit, and what a session's end reports.
 
+use super::queue::SendQ;
 use super::{DropReason, Payload, PubSubEvent, PubSubState};
 use crate::discovery::RelayTag;
 use crate::event::{Event, Events, PeerInfo, ProtocolError};
@@ -341,7 +342,6 @@ impl PubSubState {
             let p = self.peers.get_mut(&info.id).expect("present above");
             let (dropped, overwritten) = p.out.get_mut(&t).map_or(((0, 0), 0), |q| (q.clear(), q.take_overwritten()));
             p.log.unadmit(dropped.0, dropped.1);
-            p.overwritten -= overwritten;
             let dropped = (dropped.0 + overwritten as usize, dropped.1);
             events.push(Event::PubSub(PubSubEvent::Unsubscribed { peer: info.clone(), topic: t }));
             // Queued while the peer was away, for a subscription it dropped
@@ -363,10 +363,7 @@ impl PubSubState {
         // them (and releases relayed copies' upstream credit); they are
         // counted here, with the unacknowledged ones. Relayed copies in the
         // log released their upstream's credit when written.
-        let unsent = p.log.unsent() as u64 + std::mem::take(&mut p.overwritten);
-        for q in p.out.values_mut() {
-            q.take_overwritten();
-        }
+        let unsent = p.log.unsent() as u64 + p.out.values_mut().map(SendQ::take_overwritten).sum::<u64>();
         // The range numbers markers too; only messages count as lost.
         let mut lost = 0;
         let (range, _) = p.log.expire(|e| lost += e.messages());
