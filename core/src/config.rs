@@ -274,6 +274,11 @@ pub struct StreamsConfig {
     /// producer ignores its credit).
     #[doc(hidden)]
     pub planted_bug: bool,
+    /// Test only: a deliberate bug for the simulator's checker to find (a
+    /// producer drops the replies it queued when its session is suspended,
+    /// as if the streams had been reset, and goes on).
+    #[doc(hidden)]
+    pub planted_suspend_bug: bool,
 }
 
 impl Default for StreamsConfig {
@@ -293,6 +298,7 @@ impl Default for StreamsConfig {
             cancel_rate: 1024,
             cancel_burst: 16_384,
             planted_bug: false,
+            planted_suspend_bug: false,
         }
     }
 }

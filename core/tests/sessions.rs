@@ -245,51 +245,118 @@ fn a_graceful_disconnect_waits_once_and_reports_what_the_peer_did_not_ack() {
     assert_eq!(received(&net, 1), (0..100).collect::<Vec<_>>());
 }
 
-#[test]
-fn streams_do_not_break_across_a_resume() {
-    // Streams keep no log: a stream open when the connection is lost ends
-    // once at each end with a reason; after the resume the plane works on
-    // the new connection (a new stream opens and carries data).
-    let mut net = Net::new((0..2).map(|i| node(i, cfg(i))).collect());
+/// Events of `stream` at slot `i`: its data, and how it ended.
+fn stream_story(net: &Net, i: usize, stream: StreamId) -> (Vec<Bytes>, Vec<StreamEnd>) {
+    let mut data = Vec::new();
+    let mut ends = Vec::new();
+    for e in &net.slots[i].events {
+        match e {
+            Event::Stream(StreamEvent::Data { stream: s, payload }) if *s == stream => data.push(payload.clone()),
+            Event::Stream(StreamEvent::Closed { stream: s, end, .. }) if *s == stream => ends.push(end.clone()),
+            _ => {}
+        }
+    }
+    (data, ends)
+}
+
+/// n1 serves `logs`, n0 is connected to it (with splits: a reset cuts
+/// bytes in flight).
+fn stream_pair(cfg: impl Fn(usize) -> Config) -> Net {
+    let mut net = Net::new((0..2).map(|i| node(i, cfg(i))).collect()).with_splits(11, 200, 400);
     net.node(1).streams().serve("logs").unwrap();
     net.node(0).connect(Net::addr(1)).unwrap();
     net.run_for(Duration::from_millis(20));
-    let open = |net: &mut Net| {
-        let c = net.node(0).streams().open("logs", Bytes::from_static(b"q"), None, None);
-        net.settle();
-        let p = net.slots[1].events.iter().rev().find_map(|e| match e {
-            Event::Stream(StreamEvent::Request { stream, .. }) => Some(*stream),
-            _ => None,
-        });
-        (c, p.expect("the producer got the request"))
-    };
-    let closed = |net: &Net, i: usize, s: StreamId| {
-        net.slots[i]
-            .events
-            .iter()
-            .filter(|e| matches!(e, Event::Stream(StreamEvent::Closed { stream, .. }) if *stream == s))
-            .count()
-    };
-    let (c, p) = open(&mut net);
-    reset_all(&mut net, 0);
-    net.run_for(Duration::from_millis(500));
+    net
+}
+
+/// n0 opens a stream on `logs`: (consumer id, producer id).
+fn open_logs(net: &mut Net) -> (StreamId, StreamId) {
+    let c = net.node(0).streams().open("logs", Bytes::from_static(b"q"), None, None);
+    net.settle();
+    let p = net.slots[1].events.iter().rev().find_map(|e| match e {
+        Event::Stream(StreamEvent::Request { stream, .. }) => Some(*stream),
+        _ => None,
+    });
+    (c, p.expect("the producer got the request"))
+}
+
+fn item(i: u32) -> Bytes {
+    Bytes::from(format!("row {i:04} {}", "x".repeat(100)))
+}
+
+#[test]
+fn a_stream_survives_a_reset_with_nothing_lost_or_duplicated() {
+    // Streams belong to the session: a reset with replies in flight (and a
+    // grant on its way back) suspends them; the resume re-sends what the
+    // other side did not take, and the stream goes on to its one end.
+    let mut net = stream_pair(cfg);
+    let (c, p) = open_logs(&mut net);
+    for i in 0..200 {
+        net.node(1).streams().write(p, item(i)).unwrap();
+    }
+    for _ in 0..3 {
+        net.step();
+    }
+    let (early, _) = stream_story(&net, 0, c);
+    assert!(!early.is_empty() && early.len() < 200, "cut mid-stream: {} of 200 arrived", early.len());
+    let n0 = net.node(0).id();
+    let (_, unacked) = net.node(1).pubsub_ref().send_log(n0).unwrap();
+    assert!(unacked > 0, "stream frames written and not acknowledged when the connection goes");
+    reset_all(&mut net, 1);
+    assert!(session_events(&net, 1).iter().any(|e| matches!(e, SessionEvent::Suspended { .. })));
+    assert_eq!(stream_story(&net, 0, c).1, vec![], "the consumer's stream is still open");
+    // The producer writes on while the session is suspended (within credit).
+    let mut written = 200;
+    while written < 260 && net.node(1).streams().write(p, item(written)).is_ok() {
+        written += 1;
+    }
+    net.node(1).streams().close(p, CloseCode::NORMAL, "done");
+    net.run_for(Duration::from_secs(1));
     let resumed = |i| session_events(&net, i).iter().any(|e| matches!(e, SessionEvent::Resumed { .. }));
     assert!(resumed(0) && resumed(1), "resumed: {:?}", session_events(&net, 0));
-    assert_eq!((closed(&net, 0, c), closed(&net, 1, p)), (1, 1), "the old stream ended once at each end");
-    assert_eq!(net.node(0).streams_ref().server_count("logs"), 1, "the server is known again");
-    let (c2, p2) = open(&mut net);
-    net.node(1).streams().write(p2, Bytes::from_static(b"after")).unwrap();
-    net.node(1).streams().close(p2, CloseCode::NORMAL, "done");
-    net.settle();
-    let got: Vec<Bytes> = net.slots[0]
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Stream(StreamEvent::Data { stream, payload }) if *stream == c2 => Some(payload.clone()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(got, vec![Bytes::from_static(b"after")]);
-    assert_eq!(closed(&net, 0, c2), 1);
+    let (data, ends) = stream_story(&net, 0, c);
+    assert!(written > 200, "the producer could write while suspended");
+    let rows: Vec<String> = data.iter().map(|d| String::from_utf8_lossy(&d[..8]).into_owned()).collect();
+    let want: Vec<String> = (0..written).map(|i| format!("row {i:04}")).collect();
+    assert_eq!(rows, want, "every reply, in order, exactly once");
+    assert!(data.iter().zip(0..).all(|(d, i)| *d == item(i)));
+    assert_eq!(ends.len(), 1, "one end: {ends:?}");
+    assert_eq!((ends[0].code, ends[0].text.as_str(), ends[0].remote), (CloseCode::NORMAL, "done", true));
+    assert_eq!(stream_story(&net, 1, p).1.len(), 1, "one end at the producer");
+    assert_eq!(net.node(0).streams_ref().open_counts(), (0, 0));
+    assert_eq!(net.node(1).streams_ref().open_counts(), (0, 0));
     assert!(!net.slots[0].events.iter().any(|e| matches!(e, Event::PeerDown { .. })), "the session did not end");
+    let n1 = net.node(1).id();
+    assert_eq!(net.node(0).pubsub_ref().send_log(n1), Some((0, 0)), "all acknowledged");
+}
+
+#[test]
+fn a_stream_cancelled_while_suspended_reaches_the_producer_after_the_resume() {
+    let mut net = stream_pair(cfg);
+    let (c, p) = open_logs(&mut net);
+    reset_all(&mut net, 0);
+    // The consumer drops its stream while there is no connection: the
+    // cancel waits in the session and reaches the producer on the resume.
+    assert!(net.node(0).streams().cancel(c, CloseCode::CANCELLED, "dropped"));
+    net.run_for(Duration::from_secs(1));
+    let (_, ends) = stream_story(&net, 1, p);
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!((ends[0].code, ends[0].text.as_str(), ends[0].remote), (CloseCode::CANCELLED, "dropped", true));
+    assert_eq!(net.node(1).streams().write(p, item(0)), Err(WriteError::Ended));
+    assert_eq!(net.node(1).streams_ref().open_counts(), (0, 0));
+}
+
+#[test]
+fn streams_end_once_with_1006_when_the_suspended_session_expires() {
+    let mut net = stream_pair(|i| config_with(i as u64, |c| c.session.resume_window = Duration::from_millis(300)));
+    let (c, p) = open_logs(&mut net);
+    // n1 goes away for good: the session is suspended, then expires.
+    net.crash(1);
+    net.run_for(Duration::from_secs(2));
+    let (_, ends) = stream_story(&net, 0, c);
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0].code, CloseCode::ABNORMAL);
+    assert!(session_events(&net, 0).iter().any(|e| matches!(e, SessionEvent::Ended { .. })));
+    let _ = p;
+    assert_eq!(net.node(0).streams_ref().open_counts(), (0, 0));
 }

@@ -279,9 +279,15 @@ pub async fn a_killed_producer_ends_its_streams_with_1006<R: Runtime>() {
 }
 
 /// A consumer process that disappears mid-stream frees the producer's
-/// stream within the heartbeat bound (the liveness timeout; here the kernel
-/// resets the socket at once).
+/// stream once its session ends: the liveness timeout (here the kernel
+/// resets the socket at once) suspends it, and `resume_window` later the
+/// session ends with 1006.
 pub async fn a_vanished_consumer_frees_the_producers_stream<R: Runtime>() {
+    let producer_config = || {
+        let mut c = fast_config();
+        c.session.resume_window = Duration::from_millis(400);
+        c
+    };
     if role().as_deref() == Some("consumer") {
         let addr = std::env::var("PRODUCER_ADDR").unwrap();
         let c = node::<R>("consumer", fast_config()).await;
@@ -295,7 +301,7 @@ pub async fn a_vanished_consumer_frees_the_producers_stream<R: Runtime>() {
         return;
     }
     let (p, mut server) = {
-        let p = node::<R>("producer", fast_config()).await;
+        let p = node::<R>("producer", producer_config()).await;
         let s = p.serve_streams("logs").unwrap();
         (p, s)
     };
@@ -314,7 +320,8 @@ pub async fn a_vanished_consumer_frees_the_producers_stream<R: Runtime>() {
             Err(e) => break e,
         }
     };
-    let bound = fast_config().session.liveness_timeout + fast_config().streams.heartbeat_interval;
+    let c = producer_config();
+    let bound = c.session.liveness_timeout + c.session.resume_window + c.streams.heartbeat_interval;
     assert!(t.elapsed() < bound, "freed after {:?}", t.elapsed());
     assert!(matches!(&e, StreamWriteError::Closed(c) if c.code == CloseCode::ABNORMAL), "{e:?}");
     assert_eq!(p.open_stream_counts(), (0, 0));

@@ -90,6 +90,10 @@ pub struct Node {
     /// a target that never reached its peer yet still claims the session
     /// with the peer listening there (see `hello_session`).
     peer_listen: std::collections::BTreeMap<NodeId, (String, u16)>,
+    /// Per peer, the last session it claimed that this node did not hold
+    /// (one this node never saw start, or saw end): a connection that
+    /// began that session, read only now, is stale.
+    unknown_claims: std::collections::BTreeMap<NodeId, u64>,
 }
 
 impl Node {
@@ -127,6 +131,9 @@ impl Node {
         }
         if !cfg.session.resume_window.is_zero() {
             caps = caps | crate::wire::Capabilities::RESUME;
+            if caps.contains(crate::wire::Capabilities::STREAMS) {
+                caps = caps | crate::wire::Capabilities::STREAM_RESUME;
+            }
         }
         let me = Me { id, name: Arc::from(name), caps, listen: None };
         let mut session = Session::new(cfg.session.clone());
@@ -162,6 +169,7 @@ impl Node {
             secure: secure::SecureNode::plaintext(),
             target_peers: Default::default(),
             peer_listen: Default::default(),
+            unknown_claims: Default::default(),
         })
     }
 
@@ -517,7 +525,7 @@ impl Node {
                         CloseReason::Session(l) => l,
                         _ => crate::resume::LossReason::Closed,
                     };
-                    self.session_ended(info, reason.clone(), loss, true);
+                    self.session_ended(info, reason.clone(), loss, false);
                     work.extend(others.into_iter().rev().map(|o| (o, reason.clone())));
                 }
             }

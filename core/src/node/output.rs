@@ -120,7 +120,8 @@ impl Node {
         let first_source = c.next_source;
         if !refused && opened {
             self.pubsub.write_control(conn, peer, buf);
-            self.streams.write_control(conn, peer, buf, self.now);
+            let log = peer.filter(|p| self.streams.is_logged(*p)).map(|p| self.pubsub.stream_log(p, conn));
+            self.streams.write_control(conn, peer, buf, self.now, log);
             if let Some(p) = peer.filter(|_| self.session.is_primary(conn)) {
                 self.membership.write_control(p, self.now, buf);
             }
@@ -177,7 +178,10 @@ impl Node {
             let room = (end - buf.len()).min(quantum);
             let wrote = match Source::ALL[i % Source::ALL.len()] {
                 Source::PubSub => self.pubsub.produce(conn, peer, buf, room, quantum, &mut self.events).0,
-                Source::Streams => self.streams.produce(conn, peer, buf, room),
+                Source::Streams => {
+                    let log = self.streams.is_logged(peer).then(|| self.pubsub.stream_log(peer, conn));
+                    self.streams.produce(conn, peer, buf, room, log)
+                }
                 Source::Transfer => self.transfer.produce(conn, peer, buf, room, self.now),
             };
             idle = if wrote == 0 { idle + 1 } else { 0 };

@@ -28,7 +28,22 @@ pub(super) enum Decision {
     Inconclusive,
 }
 
+/// How many peers' unknown claims are remembered (then they are forgotten
+/// all at once: a stale connection is then taken as a simultaneous dial, as
+/// before the claims were remembered).
+const MAX_UNKNOWN_CLAIMS: usize = 1024;
+
 impl Node {
+    /// True if `conn`, whose Hello from `id` was just read, began the
+    /// session `id` claimed on a later connection and this node did not
+    /// hold: the peer has moved on from it (this node answered that claim
+    /// with a new session), so what it carries belongs to no session here.
+    /// It arrives only now when this node was slow to read it (paused).
+    pub(super) fn began_unknown_claim(&self, conn: ConnId, id: NodeId) -> bool {
+        let sid = self.session.conns.get(&conn).map_or(0, |c| c.new_sid());
+        sid != 0 && self.unknown_claims.get(&id) == Some(&sid) && self.session_live(id)
+    }
+
     /// True if this node announces `RESUME`.
     pub(super) fn resumption(&self) -> bool {
         self.me.caps.contains(Capabilities::RESUME)
@@ -126,6 +141,14 @@ impl Node {
                 return Decision::Resume { their_next: t.next_expected };
             }
         }
+        if let Some(t) = theirs.resume {
+            if t.your_incarnation == self.session.incarnation && !self.holds_claim(id, theirs.incarnation, &t) {
+                if self.unknown_claims.len() >= MAX_UNKNOWN_CLAIMS {
+                    self.unknown_claims.clear();
+                }
+                self.unknown_claims.insert(id, t.session);
+            }
+        }
         match entry {
             Some((inc, sid, _)) if sid != 0 && inc != theirs.incarnation => Decision::EndOld(LossReason::PeerRestarted),
             Some((_, sid, true)) if sid != 0 => Decision::EndOld(LossReason::NotResumed),
@@ -165,7 +188,7 @@ impl Node {
         let Some(others) = self.session.suspend(info.id, conn, until) else { return Vec::new() };
         self.session_stats.suspended += 1;
         self.pubsub.suspend(info.id);
-        self.planes_down(info.id);
+        self.planes_suspend(info.id);
         self.events.push(Event::Session(SessionEvent::Suspended { peer: info.clone(), reason }));
         self.unpark_targets(info.id);
         others
@@ -178,10 +201,26 @@ impl Node {
         }
     }
 
-    /// The planes other than pub/sub keep no log: their per-peer state ends
-    /// with the connection, as it did before sessions outlived connections.
+    /// The session with `peer` is suspended. Streams whose frames are
+    /// logged wait for the resume; transfers pause (they resume from the
+    /// receiver's offset when the peer is back, or fail after
+    /// `peer_timeout`); membership waits for the peer's next Join (its
+    /// lease decides).
+    fn planes_suspend(&mut self, peer: NodeId) {
+        self.streams.on_suspend(peer, &mut self.events);
+        self.planes_gone(peer);
+    }
+
+    /// The session with `peer` ended while connected: every plane forgets
+    /// the peer.
     fn planes_down(&mut self, peer: NodeId) {
         self.streams.on_peer_down(peer, &mut self.events);
+        self.planes_gone(peer);
+    }
+
+    /// What suspending and ending a session do alike to the planes other
+    /// than pub/sub and streams.
+    fn planes_gone(&mut self, peer: NodeId) {
         self.membership.on_peer_down(peer);
         self.wake_pubsub_conns();
         self.discovery_touch();
@@ -189,8 +228,9 @@ impl Node {
     }
 
     /// The session with `info` ended: `PeerDown`, the report of what may be
-    /// lost (with sequence numbers), and every plane forgets the peer.
-    pub(super) fn session_ended(&mut self, info: &PeerInfo, reason: CloseReason, loss: LossReason, planes: bool) {
+    /// lost (with sequence numbers), and every plane forgets the peer
+    /// (`suspended`: all but the streams did when it was suspended).
+    pub(super) fn session_ended(&mut self, info: &PeerInfo, reason: CloseReason, loss: LossReason, suspended: bool) {
         let report = self.pubsub.end_session(info.id, &mut self.events);
         let resumable = self.pubsub.is_resumable(info.id);
         self.events.push(Event::PeerDown { peer: info.clone(), reason });
@@ -205,8 +245,9 @@ impl Node {
         }
         self.pubsub.on_peer_down(info.id, &mut self.events);
         self.peer_listen.remove(&info.id);
-        if planes {
-            self.planes_down(info.id);
+        match suspended {
+            true => self.streams.on_peer_down(info.id, &mut self.events),
+            false => self.planes_down(info.id),
         }
         self.unpark_targets(info.id);
     }
@@ -215,14 +256,14 @@ impl Node {
     pub(super) fn end_suspended(&mut self, id: NodeId, loss: LossReason) {
         let Some(e) = self.session.forget(id) else { return };
         self.session_stats.not_resumed += 1;
-        let planes = e.suspended.is_none();
-        if planes {
+        let suspended = e.suspended.is_some();
+        if !suspended {
             // A live session (the peer restarted): its connections close.
             for c in e.conns {
                 self.remove_conn(c, CloseReason::Duplicate);
             }
         }
-        self.session_ended(&e.info, CloseReason::Session(loss), loss, planes);
+        self.session_ended(&e.info, CloseReason::Session(loss), loss, suspended);
     }
 
     /// Resume windows that passed.
@@ -266,7 +307,7 @@ impl Node {
                 .map(|e| e.conns.iter().copied().filter(|c| *c != conn).collect())
                 .unwrap_or_default();
             self.pubsub.suspend(info.id);
-            self.planes_down(info.id);
+            self.planes_suspend(info.id);
             // `conn` alone first, so closing the old ones does not end it.
             self.session.resume_on(info.id, conn, self.now);
             for o in old {
@@ -310,7 +351,8 @@ impl Node {
     pub(super) fn planes_up(&mut self, conn: ConnId, info: &PeerInfo) {
         let caps = self.open_caps(conn);
         if caps.contains(Capabilities::STREAMS) {
-            self.streams.on_peer_up(info, conn);
+            let logged = caps.contains(Capabilities::STREAM_RESUME) && self.pubsub.is_resumable(info.id);
+            self.streams.on_peer_up(info, conn, logged, self.now);
         }
         self.discovery_touch();
         self.transfer.on_peer_up(info, conn, caps.contains(Capabilities::TRANSFER));
@@ -329,7 +371,7 @@ impl Node {
             return false;
         }
         let others = self.session.detach(info.id, conn).unwrap_or_default();
-        self.session_ended(info, reason.clone(), LossReason::Closed, true);
+        self.session_ended(info, reason.clone(), LossReason::Closed, false);
         if let Some(c) = self.session.conns.get_mut(&conn) {
             c.final_ack = Some(next);
             c.control.heartbeat = false;

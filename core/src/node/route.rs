@@ -270,14 +270,14 @@ impl Node {
         }
         // Message frames of a resumable session carry an implicit sequence
         // number: a duplicate (re-sent after a resume) is dropped here.
-        if caps.contains(Capabilities::RESUME)
-            && matches!(
-                header,
-                Header::Publish { .. }
-                    | Header::Overwritten { .. }
-                    | Header::Discovery(crate::wire::DiscoveryFrame::Relay { .. })
-            )
-        {
+        let sequenced = match &header {
+            Header::Publish { .. }
+            | Header::Overwritten { .. }
+            | Header::Discovery(crate::wire::DiscoveryFrame::Relay { .. }) => true,
+            Header::Stream(f) => caps.contains(Capabilities::STREAM_RESUME) && f.is_logged(),
+            _ => false,
+        };
+        if sequenced && caps.contains(Capabilities::RESUME) {
             let seq = self.pubsub.take_seq(peer_id, payload.len(), self.now);
             self.wake_pubsub_conns();
             if seq? == crate::pubsub::Seq::Duplicate {
@@ -450,6 +450,13 @@ impl Node {
         }
         if let Decision::Inconclusive = decision {
             self.close_inconclusive(conn);
+            return Flow::Stop;
+        }
+        if matches!(decision, Decision::Normal) && self.began_unknown_claim(conn, id) {
+            if let Some(c) = self.session.conns.get_mut(&conn) {
+                c.phase = Phase::Open(open);
+            }
+            self.remove_conn(conn, CloseReason::Duplicate);
             return Flow::Stop;
         }
         if let Decision::Resume { their_next } = decision {

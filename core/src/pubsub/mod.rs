@@ -28,7 +28,7 @@ mod session;
 pub use api::{PubSub, PubSubRef};
 pub use event::{DropReason, Message, PubSubEvent, Relayed};
 pub use send::{Published, SendMode};
-pub(crate) use session::Seq;
+pub(crate) use session::{Logged, Seq, StreamLog};
 
 use crate::config::PubSubConfig;
 use crate::event::{Event, Events, PeerInfo, ProtocolError};

@@ -10,7 +10,8 @@ use crate::event::{Event, Events, PeerInfo, ProtocolError};
 use crate::id::{ConnId, NodeId, Topic};
 use crate::resume::{ACK_EVERY_BYTES, ACK_EVERY_MESSAGES};
 use crate::time::Timestamp;
-use crate::wire::{encode_frame, DiscoveryFrame, Header, SessionFrame};
+use crate::wire::{encode_frame, DiscoveryFrame, Header, SessionFrame, StreamFrame};
+use bytes::Bytes;
 use std::collections::BTreeSet;
 use std::ops::Range;
 
@@ -21,6 +22,10 @@ pub(crate) enum Logged {
     Data(Topic, Payload, Option<RelayTag>),
     /// A marker for this many messages a full queue overwrote on the topic.
     Overwritten(Topic, u64),
+    /// Reply bytes of the streams plane (the payload shared, never copied).
+    StreamData { id: u64, more: bool, payload: Bytes },
+    /// Another frame of the streams plane, as written.
+    StreamFrame(Box<[u8]>),
 }
 
 impl Logged {
@@ -29,6 +34,10 @@ impl Logged {
         match self {
             Logged::Data(topic, payload, tag) => encode_data(buf, topic, payload, tag.as_ref()),
             Logged::Overwritten(topic, count) => encode_overwritten(buf, topic, *count),
+            Logged::StreamData { id, more, payload } => {
+                encode_frame(buf, &Header::Stream(StreamFrame::Data { id: *id, more: *more }), payload);
+            }
+            Logged::StreamFrame(frame) => buf.extend_from_slice(frame),
         }
     }
 
@@ -58,6 +67,16 @@ pub(crate) fn encode_data(buf: &mut Vec<u8>, topic: &Topic, payload: &Payload, t
             encode_frame(buf, &Header::Discovery(f), payload)
         }
     };
+}
+
+/// Where the streams plane's frames to a peer stand in its session (when
+/// streams resume with it: [`Capabilities::STREAM_RESUME`](crate::Capabilities::STREAM_RESUME)).
+pub(crate) enum StreamLog<'a> {
+    /// Re-sends must leave first (or the session has no connection now):
+    /// nothing that takes a sequence number may be written.
+    Hold,
+    /// Write, and log each frame that takes a sequence number.
+    On(&'a mut crate::resume::SendLog<Logged>),
 }
 
 /// What the peer sent, by sequence number.
@@ -101,7 +120,8 @@ pub(crate) struct EndReport {
 }
 
 impl PubSubState {
-    /// A message frame from `peer` (through the session gate) in a
+    /// A frame that takes a sequence number (a message, a marker, or a
+    /// frame of a stream) from `peer`, through the session gate, in a
     /// resumable session: its sequence number decides. Payload length
     /// counts toward the next ack.
     pub(crate) fn take_seq(&mut self, peer: NodeId, len: usize, now: Timestamp) -> Result<Seq, ProtocolError> {
@@ -135,6 +155,16 @@ impl PubSubState {
             self.ack_timers.set(peer, now + delay);
         }
         Ok(Seq::Take)
+    }
+
+    /// The send log of `peer`'s session for stream frames on `conn`.
+    pub(crate) fn stream_log(&mut self, peer: NodeId, conn: ConnId) -> StreamLog<'_> {
+        match self.peers.get_mut(&peer) {
+            Some(p) if p.conn == conn && p.resumable && !p.suspended && p.log.pending_resend() == 0 => {
+                StreamLog::On(&mut p.log)
+            }
+            _ => StreamLog::Hold,
+        }
     }
 
     /// Ack timers due at `now`: their acks leave with the next pull.
@@ -394,7 +424,8 @@ impl PubSubState {
         events.push(Event::PubSub(PubSubEvent::Skipped { peer: from.clone(), topic, count, seq }));
     }
 
-    /// True if the session with `peer` carried a message either way.
+    /// True if the session with `peer` carried a numbered frame either way
+    /// (a message, or a frame of a stream).
     pub(crate) fn carried_messages(&self, peer: NodeId) -> bool {
         self.peers.get(&peer).is_some_and(|p| p.rx.next > 0 || p.log.next_seq() > 0)
     }

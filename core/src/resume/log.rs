@@ -57,9 +57,12 @@ pub struct SendLog<T> {
     unsent_bytes: usize,
     /// Sequence number of `entries[0]`: everything below was acknowledged.
     base: u64,
-    /// Written, not acknowledged: each with its cost.
-    entries: VecDeque<(T, usize)>,
+    /// Written, not acknowledged: each with its cost (`None`: outside the
+    /// bound, see [`SendLog::push_unbounded`]).
+    entries: VecDeque<(T, Option<usize>)>,
     logged_bytes: usize,
+    /// Entries outside the bound.
+    outside: usize,
     /// `entries[cursor..]` are to be written again (after a resume).
     cursor: usize,
 }
@@ -76,16 +79,17 @@ impl<T> SendLog<T> {
             base: 0,
             entries: VecDeque::new(),
             logged_bytes: 0,
+            outside: 0,
             cursor: 0,
         }
     }
 
-    /// Messages held: unsent plus unacknowledged.
+    /// Messages held within the bound: unsent plus unacknowledged.
     pub fn frames(&self) -> usize {
-        self.unsent_frames + self.entries.len()
+        self.unsent_frames + self.entries.len() - self.outside
     }
 
-    /// Bytes held: unsent plus unacknowledged.
+    /// Bytes held within the bound: unsent plus unacknowledged.
     pub fn bytes(&self) -> usize {
         self.unsent_bytes + self.logged_bytes
     }
@@ -95,19 +99,19 @@ impl<T> SendLog<T> {
         self.unsent_frames
     }
 
-    /// Messages written and not acknowledged.
+    /// Entries written and not acknowledged (within the bound or not).
     pub fn unacked(&self) -> usize {
         self.entries.len()
     }
 
-    /// Bytes written and not acknowledged.
+    /// Bytes written and not acknowledged, within the bound.
     pub fn unacked_bytes(&self) -> usize {
         self.logged_bytes
     }
 
     /// True if nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.frames() == 0
+        self.unsent_frames + self.entries.len() == 0
     }
 
     /// Every sequence number below this one was acknowledged.
@@ -161,8 +165,20 @@ impl<T> SendLog<T> {
         debug_assert_eq!(self.cursor, self.entries.len(), "re-sends go first");
         self.unadmit(1, cost);
         let seq = self.next_seq();
-        self.entries.push_back((item, cost));
+        self.entries.push_back((item, Some(cost)));
         self.logged_bytes += cost;
+        self.cursor = self.entries.len();
+        seq
+    }
+
+    /// An entry bounded elsewhere (a stream frame: by the stream's credit)
+    /// is written for the first time: it gets the next sequence number
+    /// (returned) and stays until acknowledged, outside this log's bound.
+    pub fn push_unbounded(&mut self, item: T) -> u64 {
+        debug_assert_eq!(self.cursor, self.entries.len(), "re-sends go first");
+        let seq = self.next_seq();
+        self.entries.push_back((item, None));
+        self.outside += 1;
         self.cursor = self.entries.len();
         seq
     }
@@ -181,7 +197,7 @@ impl<T> SendLog<T> {
     }
 
     /// The peer took responsibility for every message below `next`:
-    /// `done(item, cost)` sees each one leave. Returns how many left. An
+    /// `done(item, cost)` sees each one leave (cost 0 outside the bound). Returns how many left. An
     /// old ack (below what is acknowledged) changes nothing.
     pub fn ack(&mut self, next: u64, mut done: impl FnMut(T, usize)) -> Result<usize, LogError> {
         if next > self.next_seq() {
@@ -190,8 +206,11 @@ impl<T> SendLog<T> {
         let n = next.saturating_sub(self.base) as usize;
         for _ in 0..n {
             let (item, cost) = self.entries.pop_front().expect("counted above");
-            self.logged_bytes -= cost;
-            done(item, cost);
+            match cost {
+                Some(c) => self.logged_bytes -= c,
+                None => self.outside -= 1,
+            }
+            done(item, cost.unwrap_or(0));
         }
         self.base += n as u64;
         self.cursor = self.cursor.saturating_sub(n);
@@ -226,6 +245,7 @@ impl<T> SendLog<T> {
         }
         self.base = range.end;
         self.logged_bytes = 0;
+        self.outside = 0;
         self.cursor = 0;
         let unsent = self.unsent_frames;
         self.unsent_frames = 0;
@@ -240,6 +260,7 @@ impl<T> SendLog<T> {
         debug_assert!(self.entries.is_empty());
         self.entries.clear();
         self.logged_bytes = 0;
+        self.outside = 0;
         self.base = 0;
         self.cursor = 0;
     }

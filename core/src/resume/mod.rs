@@ -17,7 +17,8 @@
 //! [`SessionEvent::Ended`] reports, with sequence numbers, what may be lost.
 //!
 //! Sequence numbers cost nothing per message: within a connection the
-//! receiver counts message frames; numbers travel only in the Hello, in a
+//! receiver counts message frames (and, where streams resume with the
+//! session, the frames of streams: one sequence per direction); numbers travel only in the Hello, in a
 //! `Resume { from }` frame first on a resumed connection, and in
 //! cumulative acks, which are control state sent after `ack_delay`, every
 //! [`ACK_EVERY_MESSAGES`] messages or [`ACK_EVERY_BYTES`] bytes, with
@@ -99,11 +100,14 @@ pub enum SessionEvent {
         peer: PeerInfo,
         /// Why.
         reason: LossReason,
-        /// This node's messages possibly lost.
+        /// This node's messages possibly lost (the sequence numbers of
+        /// the session; where streams resume with it, its stream frames
+        /// are numbered among them).
         unacked: Range<u64>,
         /// Messages queued for the peer and never written (dropped, counted).
         unsent: u64,
-        /// How many of the peer's messages this node took in the session.
+        /// How many of the peer's numbered frames (messages, and stream
+        /// frames where streams resume) this node took in the session.
         received: u64,
     },
 }

@@ -163,12 +163,19 @@ impl Streams<'_> {
             };
         }
         let cap = st.cfg.connection_window;
-        let serving: Vec<(NodeId, bool)> = st
-            .peers
-            .values()
-            .filter(|p| !p.closing && p.serves.contains(topic))
-            .map(|p| (p.info.id, p.outstanding < cap))
-            .collect();
+        // A suspended session's peer is picked only if no connected one
+        // serves the topic: the open waits for the resume.
+        let serving_with = |suspended: bool| -> Vec<(NodeId, bool)> {
+            st.peers
+                .values()
+                .filter(|p| !p.closing && p.suspended == suspended && p.serves.contains(topic))
+                .map(|p| (p.info.id, p.outstanding < cap))
+                .collect()
+        };
+        let mut serving = serving_with(false);
+        if serving.is_empty() {
+            serving = serving_with(true);
+        }
         if serving.is_empty() {
             return Err(format!("no handler: no connected peer serves topic '{topic}'"));
         }

@@ -5,6 +5,12 @@
 //! request and receives replies. The peer that serves the topic is its
 //! *producer*: it writes replies and ends the stream with a close code.
 //! Streams belong to the peer's session and die with it (1006 at both ends).
+//! In a session that resumes (both ends announced
+//! [`Capabilities::STREAM_RESUME`](crate::Capabilities::STREAM_RESUME)) the
+//! frames of streams take sequence numbers and stay in the session's send
+//! log until acknowledged: a lost connection only suspends the streams, and
+//! the resume re-sends what the peer did not take (serve announcements are
+//! state, announced again).
 //!
 //! **Ids.** Wire ids are chosen by the opener; their low bit is the opener's
 //! side (0 for the node with the lower node id), so the two sides never pick
@@ -96,6 +102,12 @@ struct PeerStreams {
     info: PeerInfo,
     /// The session's primary: where this plane's frames to the peer leave.
     conn: ConnId,
+    /// Streams outlive connections with the session: the frames of streams
+    /// take sequence numbers and are logged until acknowledged.
+    logged: bool,
+    /// The session is suspended (no connection): nothing leaves, the
+    /// streams wait for the resume or the session's end.
+    suspended: bool,
     /// This node's id parity (low bit of the ids it opens).
     bit: u64,
     /// The counter of this node's next id.
@@ -106,6 +118,9 @@ struct PeerStreams {
     highest_remote: u64,
     /// Topics the peer serves.
     serves: BTreeSet<Topic>,
+    /// Topics this node told the peer it serves, in this session (after a
+    /// resume each is announced again, served or not).
+    announced: BTreeSet<Topic>,
     opened: BTreeMap<u64, Opened>,
     served: BTreeMap<u64, Served>,
     /// Credit granted on `opened` and not consumed (the connection window).
@@ -196,16 +211,31 @@ impl StreamsState {
         crate::pubsub::check_topic(topic, self.cfg.max_topic_len)
     }
 
-    /// A session with `info` starts on `conn`: announce what we serve.
-    pub(crate) fn on_peer_up(&mut self, info: &PeerInfo, conn: ConnId) {
+    /// A session with `info` starts on `conn`: announce what we serve. If
+    /// `logged`, the session's streams survive a lost connection. A
+    /// suspended session's streams resume on `conn` as they were.
+    pub(crate) fn on_peer_up(&mut self, info: &PeerInfo, conn: ConnId, logged: bool, now: Timestamp) {
+        if let Some(p) = self.peers.get_mut(&info.id).filter(|p| p.suspended) {
+            p.conn = conn;
+            p.suspended = false;
+            // Announcements are state, not numbered: all of it again.
+            let gone: Vec<Topic> = p.announced.difference(&self.local).cloned().collect();
+            p.serve_changes =
+                self.local.iter().map(|t| (t.clone(), true)).chain(gone.into_iter().map(|t| (t, false))).collect();
+            self.touch(info.id, now);
+            return;
+        }
         let p = PeerStreams {
             info: info.clone(),
             conn,
+            logged,
+            suspended: false,
             bit: u64::from(self.me > info.id),
             next: 0,
             sent_open_max: 0,
             highest_remote: 0,
             serves: BTreeSet::new(),
+            announced: BTreeSet::new(),
             opened: BTreeMap::new(),
             served: BTreeMap::new(),
             outstanding: 0,
@@ -223,6 +253,33 @@ impl StreamsState {
             churn: churn::Churn::new(&self.cfg),
         };
         self.peers.insert(info.id, p);
+    }
+
+    /// The connection carrying the session with `peer` was lost and the
+    /// session is suspended: logged streams wait for the resume (what they
+    /// wrote is re-sent from the session's log); others end with 1006.
+    pub(crate) fn on_suspend(&mut self, peer: NodeId, events: &mut Events) {
+        match self.peers.get_mut(&peer) {
+            Some(p) if p.logged => {
+                p.suspended = true;
+                if self.cfg.planted_suspend_bug {
+                    for s in p.served.values_mut() {
+                        // (A message partly sent keeps its rest.)
+                        s.queue.truncate(usize::from(s.offset > 0));
+                    }
+                }
+                p.hb_armed = false;
+                p.hb_due = false;
+                p.hb_reply = false;
+                self.heartbeats.cancel(peer);
+            }
+            _ => self.on_peer_down(peer, events),
+        }
+    }
+
+    /// True if the session with `peer` logs its stream frames.
+    pub(crate) fn is_logged(&self, peer: NodeId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.logged)
     }
 
     /// The session with `peer` ended: every stream with it ends with 1006.
@@ -321,7 +378,7 @@ impl StreamsState {
     fn touch(&mut self, peer: NodeId, now: Timestamp) {
         let interval = self.cfg.heartbeat_interval;
         if let Some(p) = self.peers.get_mut(&peer) {
-            if !p.hb_armed && p.held_count() > 0 {
+            if !p.hb_armed && !p.suspended && p.held_count() > 0 {
                 p.hb_armed = true;
                 self.heartbeats.set(peer, now + interval);
             }
@@ -397,7 +454,7 @@ impl StreamsState {
     }
 
     fn peer_on(&self, conn: ConnId, peer: Option<NodeId>) -> Option<&PeerStreams> {
-        peer.and_then(|id| self.peers.get(&id)).filter(|p| p.conn == conn)
+        peer.and_then(|id| self.peers.get(&id)).filter(|p| p.conn == conn && !p.suspended)
     }
 
     /// The application consumed `messages` messages of `bytes` payload bytes

@@ -4,6 +4,8 @@
 
 use super::{remaining_ms, StreamsState};
 use crate::id::{ConnId, NodeId};
+use crate::pubsub::{Logged, StreamLog};
+use crate::resume::SendLog;
 use crate::time::Timestamp;
 use crate::wire::{encode_frame, Header, StreamFrame};
 
@@ -14,17 +16,35 @@ pub(crate) const FIRST_GRANT_FLOOR: u64 = 4 << 10;
 
 impl StreamsState {
     /// Control frames for the peer whose session's primary is `conn`.
-    /// Returns bytes written.
+    /// `log`: the session's log, if its streams are logged (then nothing
+    /// leaves while it holds). Returns bytes written.
     pub(crate) fn write_control(
         &mut self,
         conn: ConnId,
         peer: Option<NodeId>,
         buf: &mut Vec<u8>,
         now: Timestamp,
+        log: Option<StreamLog<'_>>,
     ) -> usize {
         let start = buf.len();
         let (window, cap) = (self.cfg.window, self.cfg.connection_window);
-        let Some(p) = peer.and_then(|id| self.peers.get_mut(&id)).filter(|p| p.conn == conn) else { return 0 };
+        let Some(p) = peer.and_then(|id| self.peers.get_mut(&id)).filter(|p| p.conn == conn && !p.suspended) else {
+            return 0;
+        };
+        // Re-sends of the session go first: a heartbeat ahead of them could
+        // name a stream whose Open or Close is among them.
+        let mut log = match log {
+            Some(StreamLog::Hold) => return 0,
+            Some(StreamLog::On(l)) => Some(l),
+            None => None,
+        };
+        let mut mark = buf.len();
+        let mut logged = |buf: &Vec<u8>, mark: &mut usize| {
+            if let Some(l) = log.as_deref_mut() {
+                l.push_unbounded(Logged::StreamFrame(buf[*mark..].into()));
+            }
+            *mark = buf.len();
+        };
         // Each part is checked before it is taken: this runs on every pull
         // of bytes, and an empty map's take-and-drain still costs.
         if !p.serve_changes.is_empty() {
@@ -32,7 +52,11 @@ impl StreamsState {
                 let topic = t.as_str();
                 let f = if on { StreamFrame::Serve { topic } } else { StreamFrame::Unserve { topic } };
                 encode_frame(buf, &Header::Stream(f), &[]);
+                if on {
+                    p.announced.insert(t);
+                }
             }
+            mark = buf.len();
         }
         while let Some(wid) = p.opens.pop_front() {
             let Some(s) = p.opened.get_mut(&wid) else { continue };
@@ -58,6 +82,7 @@ impl StreamsState {
                 deadline_ms: remaining_ms(s.deadline, now),
             };
             encode_frame(buf, &Header::Stream(f), &request);
+            logged(buf, &mut mark);
         }
         let grants = if p.grants.is_empty() { Default::default() } else { std::mem::take(&mut p.grants) };
         for wid in grants {
@@ -78,15 +103,18 @@ impl StreamsState {
             p.outstanding += s.held() - before;
             self.stats.credit_grants += 1;
             encode_frame(buf, &Header::Stream(StreamFrame::Credit { id: wid, bytes: give }), &[]);
+            logged(buf, &mut mark);
         }
         if !p.cancels.is_empty() {
             for (wid, code, text) in p.cancels.drain(..) {
                 encode_frame(buf, &Header::Stream(StreamFrame::Cancel { id: wid, code: code.0, text: &text }), &[]);
+                logged(buf, &mut mark);
             }
         }
         if !p.refusals.is_empty() {
             for (wid, code, text) in p.refusals.drain(..) {
                 encode_frame(buf, &Header::Stream(StreamFrame::Close { id: wid, code: code.0, text: &text }), &[]);
+                logged(buf, &mut mark);
             }
         }
         if std::mem::take(&mut p.hb_due) {
@@ -102,11 +130,24 @@ impl StreamsState {
     /// Stream data for the peer whose primary is `conn`: round-robin across
     /// its producer streams, each turn at most one fragment size, until
     /// `buf` grew by `room`. A stream whose queue emptied with a close
-    /// pending sends its Close and is forgotten. Returns bytes written.
-    pub(crate) fn produce(&mut self, conn: ConnId, peer: NodeId, buf: &mut Vec<u8>, room: usize) -> usize {
+    /// pending sends its Close and is forgotten. `log` as for
+    /// [`StreamsState::write_control`]. Returns bytes written.
+    pub(crate) fn produce(
+        &mut self,
+        conn: ConnId,
+        peer: NodeId,
+        buf: &mut Vec<u8>,
+        room: usize,
+        log: Option<StreamLog<'_>>,
+    ) -> usize {
         let start = buf.len();
         let turn_max = self.cfg.fragment_size;
-        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn) else { return 0 };
+        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn && !p.suspended) else { return 0 };
+        let mut log: Option<&mut SendLog<Logged>> = match log {
+            Some(StreamLog::Hold) => return 0,
+            Some(StreamLog::On(l)) => Some(l),
+            None => None,
+        };
         while buf.len() - start < room {
             let Some(wid) = p.ring.pop_front() else { break };
             let Some(s) = p.served.get_mut(&wid) else { continue };
@@ -119,6 +160,10 @@ impl StreamsState {
                     let more = s.offset + n < front.len();
                     let f = StreamFrame::Data { id: wid, more };
                     encode_frame(buf, &Header::Stream(f), &front[s.offset..s.offset + n]);
+                    if let Some(l) = log.as_deref_mut() {
+                        let payload = front.slice(s.offset..s.offset + n);
+                        l.push_unbounded(Logged::StreamData { id: wid, more, payload });
+                    }
                     if more {
                         s.offset += n;
                     } else {
@@ -128,7 +173,11 @@ impl StreamsState {
                     }
                 } else if let Some((code, text)) = s.close.take() {
                     let f = StreamFrame::Close { id: wid, code: code.0, text: &text };
+                    let mark = buf.len();
                     encode_frame(buf, &Header::Stream(f), &[]);
+                    if let Some(l) = log.as_deref_mut() {
+                        l.push_unbounded(Logged::StreamFrame(buf[mark..].into()));
+                    }
                     done = true;
                     break;
                 } else {

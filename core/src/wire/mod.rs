@@ -90,8 +90,14 @@ impl Capabilities {
     /// Markers for messages a full queue overwrote
     /// ([`FullQueuePolicy::DropOldest`](crate::FullQueuePolicy::DropOldest)).
     pub const OVERWRITE: Capabilities = Capabilities(1 << 7);
+    /// Streams outlive connections with the session: in a resumable
+    /// session (both ends announced [`Capabilities::RESUME`] and this) the
+    /// frames of streams take sequence numbers, like messages, and are
+    /// re-sent after a resume (announced with `RESUME` when the node runs
+    /// streams; see [`StreamFrame::is_logged`](crate::wire::StreamFrame::is_logged)).
+    pub const STREAM_RESUME: Capabilities = Capabilities(1 << 8);
     /// Every bit this build knows.
-    pub const KNOWN: Capabilities = Capabilities((1 << 8) - 1);
+    pub const KNOWN: Capabilities = Capabilities((1 << 9) - 1);
     /// The planes this build runs.
     pub const SUPPORTED: Capabilities = Capabilities(
         Capabilities::PUBSUB.0

@@ -93,3 +93,14 @@ pub enum StreamFrame<'a> {
         held: Vec<u64>,
     },
 }
+
+impl StreamFrame<'_> {
+    /// True if the frame takes a sequence number in a session whose streams
+    /// resume ([`Capabilities::STREAM_RESUME`](super::Capabilities::STREAM_RESUME)):
+    /// every frame of a stream. Not the heartbeat, which states the present,
+    /// nor `Serve` and `Unserve`, which announce state (all of it again
+    /// after a resume), like subscriptions.
+    pub fn is_logged(&self) -> bool {
+        !matches!(self, StreamFrame::Heartbeat { .. } | StreamFrame::Serve { .. } | StreamFrame::Unserve { .. })
+    }
+}
