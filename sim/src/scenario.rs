@@ -98,6 +98,10 @@ pub struct Options {
     /// Test only: overwritten messages' markers are not written
     /// (`session.planted_overwrite_bug`, the bug the gap check must catch).
     pub plant_overwrite_bug: bool,
+    /// Test only: a producer drops its queued replies when its session is
+    /// suspended (`streams.planted_suspend_bug`, the bug the replies check
+    /// must catch).
+    pub plant_stream_resume_bug: bool,
 }
 
 impl Default for Options {
@@ -115,6 +119,7 @@ impl Default for Options {
             plant_resend_bug: false,
             overwrite_per_mille: 0,
             plant_overwrite_bug: false,
+            plant_stream_resume_bug: false,
         }
     }
 }

@@ -197,12 +197,19 @@ fn a_group_settles_after_a_heal_that_drained_a_backlog() {
 /// (`estafeta-sim sweep --faults 40 --min-nodes 2 --max-nodes 12 --sessions
 /// 667`); seed `s` replays with `estafeta-sim run --seed s` and those options.
 fn forty_faults_with_sessions(seed: u64) {
+    forty_faults(seed, 667);
+}
+
+/// Forty faults a run, 2 to 12 nodes, sessions in `per_mille` runs of a
+/// thousand.
+fn forty_faults(seed: u64, per_mille: u64) {
     let mut o = Options::default().with_faults(40);
     o.min_nodes = 2;
     o.max_nodes = 12;
-    o.resume_per_mille = 667;
+    o.resume_per_mille = per_mille;
     if let Err(e) = Scenario::random(seed, &o).run() {
-        panic!("seed {seed} (estafeta-sim run --seed {seed} --faults 40 --min-nodes 2 --max-nodes 12 --sessions 667):\n{e}");
+        let flags = "--faults 40 --min-nodes 2 --max-nodes 12";
+        panic!("seed {seed} (estafeta-sim run --seed {seed} {flags} --sessions {per_mille}):\n{e}");
     }
 }
 
@@ -261,4 +268,20 @@ fn seed_1685_a_member_whose_dial_lost_to_the_coordinators_joins_anyway() {
 #[test]
 fn seed_588_the_plaintext_tap_splits_records_as_they_are_sealed() {
     heavy(588);
+}
+
+/// Seeds 1779 and 5288 (`--sessions 1000`), once stream frames took
+/// sequence numbers: a paused node read its peer's Hello on a new
+/// connection, claiming a session the node had never seen start, and
+/// answered with a new session; then it read the Hello and the first frames
+/// of the older connection the peer had begun the claimed session on,
+/// joined it to the new session as if both ends had dialed at once, and
+/// counted its frames there. The two ends' sequence numbers then differed:
+/// "sequence number 1 is past the last one sent". A connection whose session
+/// id is the one the peer claimed and this node did not hold is now closed
+/// as stale.
+#[test]
+fn seed_1779_and_5288_a_connection_of_a_session_never_held_is_stale() {
+    forty_faults(1779, 1000);
+    forty_faults(5288, 1000);
 }

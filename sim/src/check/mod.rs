@@ -29,6 +29,7 @@ pub(crate) mod security;
 mod session;
 mod streams;
 mod transfer;
+mod wire_seq;
 
 pub use pubsub::Accounting;
 pub(crate) use pubsub::Mode;

@@ -10,10 +10,19 @@
 //!   the credit the consumer wrote (its Open's window plus its Credit
 //!   frames) exceeds what the producer already sent.
 //!
+//! - replies arrive in order, each once: the application writes reply `k`
+//!   of a stream as bytes of value `k`, and the consumer's `k`-th `Data`
+//!   must carry them; a consumer whose stream the producer ended (a remote
+//!   terminal other than 1001, which drops what was queued) got every reply
+//!   its producer wrote. With sessions that resume this spans a lost
+//!   connection: what was in flight is re-sent, and re-sent frames are not
+//!   counted twice on the wire ([`WireSeq`]).
+//!
 //! Liveness, after healing: no stream is left open on any node (open counts
 //! return to zero). Accounting at the end: every stream of a process that
 //! did not crash ended at both ends it reached.
 
+use super::wire_seq::WireSeq;
 use super::{Cx, Observer, Want, Wire};
 use crate::net::ProcId;
 use estafeta_core::wire::{Header, StreamFrame, MESSAGE_COST};
@@ -33,6 +42,10 @@ struct End {
 struct Rec {
     consumer: Option<End>,
     producer: Option<End>,
+    /// Replies the producer's application wrote (accepted by its node).
+    written: u64,
+    /// Replies the consumer's application received.
+    received: u64,
 }
 
 /// Credit on one stream, as the wire shows it.
@@ -54,6 +67,7 @@ pub(crate) struct Streams {
     /// simultaneous dial), and an Open starts the record afresh (a new
     /// session reuses ids; everything of the old one was written before).
     credit: BTreeMap<(ProcId, ProcId, u64), WireCredit>,
+    seq: WireSeq,
     /// Streams opened, terminals seen, and remote terminals compared.
     pub(crate) opened: u64,
     pub(crate) closed: u64,
@@ -77,6 +91,22 @@ impl Streams {
         self.opened += 1;
     }
 
+    /// The application of `p` wrote a reply on producer stream `id`: the
+    /// payload's bytes to write (its index in the stream).
+    pub(crate) fn reply_byte(&mut self, p: ProcId, id: StreamId) -> u8 {
+        match self.index.get(&(p, id)) {
+            Some(&(g, Role::Producer)) => self.streams[g as usize].written as u8,
+            _ => 0xEE,
+        }
+    }
+
+    /// The node of `p` accepted the reply on `id`.
+    pub(crate) fn on_reply(&mut self, p: ProcId, id: StreamId) {
+        if let Some(&(g, Role::Producer)) = self.index.get(&(p, id)) {
+            self.streams[g as usize].written += 1;
+        }
+    }
+
     /// The next global stream number.
     pub(crate) fn next_number(&self) -> u64 {
         self.streams.len() as u64
@@ -93,6 +123,11 @@ impl Streams {
 
 impl Observer for Streams {
     fn on_event(&mut self, cx: &mut Cx<'_>, p: ProcId, ev: &Event) {
+        if let Event::PeerDown { peer, .. } = ev {
+            if let Some(q) = cx.procs.iter().rposition(|q| q.id == peer.id) {
+                self.seq.session_over(p, q as ProcId);
+            }
+        }
         let Event::Stream(ev) = ev else { return };
         match ev {
             StreamEvent::Request { stream, request, .. } => {
@@ -108,10 +143,21 @@ impl Observer for Streams {
                 r.producer = Some(End { proc: p, id: *stream, closed: None });
                 self.index.insert((p, *stream), (g, Role::Producer));
             }
-            StreamEvent::Data { stream, .. } => match self.index.get(&(p, *stream)) {
+            StreamEvent::Data { stream, payload } => match self.index.get(&(p, *stream)) {
                 Some(&(g, Role::Consumer)) => {
                     if self.end_mut(g, Role::Consumer).is_some_and(|e| e.closed.is_some()) {
                         cx.fail(format!("{}: data on stream #{g} after its terminal", cx.who(p)));
+                    }
+                    let r = &mut self.streams[g as usize];
+                    let k = r.received;
+                    r.received += 1;
+                    if payload.first() != Some(&(k as u8)) || r.received > r.written {
+                        cx.fail(format!(
+                            "{}: reply {k} of stream #{g} carries {:?} ({} written): lost, duplicated or out of order",
+                            cx.who(p),
+                            payload.first(),
+                            r.written
+                        ));
                     }
                 }
                 _ => cx.fail(format!("{}: data on {stream}, which it did not open", cx.who(p))),
@@ -132,6 +178,16 @@ impl Observer for Streams {
                 e.closed = Some((end.code, end.remote));
                 self.closed += 1;
                 let rec = &self.streams[g as usize];
+                if r == Role::Consumer && end.remote && end.code != CloseCode::GOING_AWAY && rec.received != rec.written
+                {
+                    cx.fail(format!(
+                        "{}: stream #{g} ended by its producer ({}) after {} of the {} replies it wrote",
+                        cx.who(p),
+                        end.code,
+                        rec.received,
+                        rec.written
+                    ));
+                }
                 if let (Some(c), Some(pr)) = (&rec.consumer, &rec.producer) {
                     if let (Some((cc, cr)), Some((pc, pr_))) = (c.closed, pr.closed) {
                         if cr || pr_ {
@@ -152,6 +208,10 @@ impl Observer for Streams {
     }
 
     fn on_wire(&mut self, cx: &mut Cx<'_>, w: &Wire<'_>) -> Option<u64> {
+        // A frame re-sent after a resume was counted when first written.
+        if !self.seq.is_new(w) {
+            return None;
+        }
         let Header::Stream(f) = w.header else { return None };
         match f {
             StreamFrame::Open { id, window, .. } => {

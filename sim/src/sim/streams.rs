@@ -145,12 +145,16 @@ impl Sim {
                 1 => CloseCode::BAD_REQUEST,
                 _ => CloseCode::NORMAL,
             };
+            let proc = self.hosts[slot].proc;
             let Some(node) = self.hosts[slot].node.as_mut() else { return };
             let mut wrote = 0;
             for len in lens {
-                if node.streams().write(id, Bytes::from(vec![0x5A; len])).is_err() {
+                // Reply k is bytes of value k: the observer checks order.
+                let byte = self.oracle.planes.streams.reply_byte(proc, id);
+                if node.streams().write(id, Bytes::from(vec![byte; len])).is_err() {
                     break;
                 }
+                self.oracle.planes.streams.on_reply(proc, id);
                 wrote += 1;
             }
             let closed = node.streams().close(id, code, "answered");
