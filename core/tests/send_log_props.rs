@@ -1,5 +1,6 @@
 //! The per-peer send log alone, against a reference model: random admit,
-//! pull, ack, disconnect, resume and expire sequences. The log stays within
+//! pull, unbounded push (a stream frame), ack, disconnect, resume and
+//! expire sequences. The log stays within
 //! its bound, holds exactly the unacknowledged sequence numbers, re-sends
 //! exactly the tail after the resume point in order, and reports every
 //! message once: acknowledged, or lost with its range.
@@ -12,6 +13,7 @@ use std::collections::{BTreeSet, VecDeque};
 enum Op {
     Admit(usize),
     Pull,
+    PushUnbounded,
     Ack(u64),
     Disconnect,
     Resume(u64),
@@ -23,6 +25,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (1usize..200).prop_map(Op::Admit),
         4 => Just(Op::Pull),
+        2 => Just(Op::PushUnbounded),
         2 => (0u64..8).prop_map(Op::Ack),
         1 => Just(Op::Disconnect),
         1 => (0u64..8).prop_map(Op::Resume),
@@ -31,12 +34,12 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The model: unsent (id, cost) in admission order; unacked (seq, id, cost);
-/// where re-sending stands.
+/// The model: unsent (id, cost) in admission order; unacked (seq, id,
+/// cost, `None` outside the bound); where re-sending stands.
 #[derive(Default)]
 struct Model {
     unsent: VecDeque<(u64, usize)>,
-    unacked: VecDeque<(u64, u64, usize)>,
+    unacked: VecDeque<(u64, u64, Option<usize>)>,
     next_seq: u64,
     resend: Option<usize>,
     next_id: u64,
@@ -50,9 +53,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut log: SendLog<u64> = SendLog::new(MAX_FRAMES, MAX_BYTES);
     let mut m = Model::default();
     for op in ops {
-        let held_frames = m.unsent.len() + m.unacked.len();
+        let held_frames = m.unsent.len() + m.unacked.iter().filter(|x| x.2.is_some()).count();
         let held_bytes: usize =
-            m.unsent.iter().map(|x| x.1).sum::<usize>() + m.unacked.iter().map(|x| x.2).sum::<usize>();
+            m.unsent.iter().map(|x| x.1).sum::<usize>() + m.unacked.iter().filter_map(|x| x.2).sum::<usize>();
         match op {
             Op::Admit(cost) => {
                 let fits = held_frames < MAX_FRAMES && (held_bytes == 0 || held_bytes + cost <= MAX_BYTES);
@@ -70,10 +73,23 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     if let Some((id, cost)) = m.unsent.pop_front() {
                         let seq = log.pull(id, cost);
                         prop_assert_eq!(seq, m.next_seq);
-                        m.unacked.push_back((seq, id, cost));
+                        m.unacked.push_back((seq, id, Some(cost)));
                         m.next_seq += 1;
                         m.resend = None;
                     }
+                }
+            }
+            Op::PushUnbounded => {
+                // Bounded elsewhere (by stream credit): never refused, but
+                // also only once the re-sends are done.
+                if log.pending_resend() == 0 {
+                    let id = m.next_id;
+                    m.next_id += 1;
+                    let seq = log.push_unbounded(id);
+                    prop_assert_eq!(seq, m.next_seq);
+                    m.unacked.push_back((seq, id, None));
+                    m.next_seq += 1;
+                    m.resend = None;
                 }
             }
             Op::Ack(d) => {
@@ -146,9 +162,13 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(log.unacked(), m.unacked.len());
         prop_assert_eq!(log.next_seq(), m.next_seq);
         prop_assert_eq!(log.acked(), m.unacked.front().map_or(m.next_seq, |x| x.0));
-        let bytes: usize = m.unsent.iter().map(|x| x.1).sum::<usize>() + m.unacked.iter().map(|x| x.2).sum::<usize>();
+        let bytes: usize =
+            m.unsent.iter().map(|x| x.1).sum::<usize>() + m.unacked.iter().filter_map(|x| x.2).sum::<usize>();
         prop_assert_eq!(log.bytes(), bytes);
+        let frames = m.unsent.len() + m.unacked.iter().filter(|x| x.2.is_some()).count();
+        prop_assert_eq!(log.frames(), frames, "entries outside the bound do not count toward it");
         prop_assert!(log.frames() <= MAX_FRAMES);
+        prop_assert_eq!(log.is_empty(), m.unsent.is_empty() && m.unacked.is_empty());
     }
     // Every admitted message is held, or left exactly once.
     let held: BTreeSet<u64> = m.unsent.iter().map(|x| x.0).chain(m.unacked.iter().map(|x| x.1)).collect();

@@ -34,6 +34,9 @@ pub enum LogError {
     },
 }
 
+/// The cost an entry outside the bound is logged with.
+const OUTSIDE: usize = usize::MAX;
+
 /// One peer's send log. `T` is a message as the log keeps it (for pub/sub,
 /// its topic and shared payload: never a copy).
 ///
@@ -57,9 +60,9 @@ pub struct SendLog<T> {
     unsent_bytes: usize,
     /// Sequence number of `entries[0]`: everything below was acknowledged.
     base: u64,
-    /// Written, not acknowledged: each with its cost (`None`: outside the
-    /// bound, see [`SendLog::push_unbounded`]).
-    entries: VecDeque<(T, Option<usize>)>,
+    /// Written, not acknowledged: each with its cost ([`OUTSIDE`]: outside
+    /// the bound, see [`SendLog::push_unbounded`]).
+    entries: VecDeque<(T, usize)>,
     logged_bytes: usize,
     /// Entries outside the bound.
     outside: usize,
@@ -165,7 +168,7 @@ impl<T> SendLog<T> {
         debug_assert_eq!(self.cursor, self.entries.len(), "re-sends go first");
         self.unadmit(1, cost);
         let seq = self.next_seq();
-        self.entries.push_back((item, Some(cost)));
+        self.entries.push_back((item, cost));
         self.logged_bytes += cost;
         self.cursor = self.entries.len();
         seq
@@ -177,7 +180,7 @@ impl<T> SendLog<T> {
     pub fn push_unbounded(&mut self, item: T) -> u64 {
         debug_assert_eq!(self.cursor, self.entries.len(), "re-sends go first");
         let seq = self.next_seq();
-        self.entries.push_back((item, None));
+        self.entries.push_back((item, OUTSIDE));
         self.outside += 1;
         self.cursor = self.entries.len();
         seq
@@ -206,11 +209,13 @@ impl<T> SendLog<T> {
         let n = next.saturating_sub(self.base) as usize;
         for _ in 0..n {
             let (item, cost) = self.entries.pop_front().expect("counted above");
-            match cost {
-                Some(c) => self.logged_bytes -= c,
-                None => self.outside -= 1,
+            if cost == OUTSIDE {
+                self.outside -= 1;
+                done(item, 0);
+            } else {
+                self.logged_bytes -= cost;
+                done(item, cost);
             }
-            done(item, cost.unwrap_or(0));
         }
         self.base += n as u64;
         self.cursor = self.cursor.saturating_sub(n);

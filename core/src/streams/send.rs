@@ -33,11 +33,7 @@ impl StreamsState {
         };
         // Re-sends of the session go first: a heartbeat ahead of them could
         // name a stream whose Open or Close is among them.
-        let mut log = match log {
-            Some(StreamLog::Hold) => return 0,
-            Some(StreamLog::On(l)) => Some(l),
-            None => None,
-        };
+        let Some(mut log) = open_log(log) else { return 0 };
         let mut mark = buf.len();
         let mut logged = |buf: &Vec<u8>, mark: &mut usize| {
             if let Some(l) = log.as_deref_mut() {
@@ -143,11 +139,7 @@ impl StreamsState {
         let start = buf.len();
         let turn_max = self.cfg.fragment_size;
         let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn && !p.suspended) else { return 0 };
-        let mut log: Option<&mut SendLog<Logged>> = match log {
-            Some(StreamLog::Hold) => return 0,
-            Some(StreamLog::On(l)) => Some(l),
-            None => None,
-        };
+        let Some(mut log) = open_log(log) else { return 0 };
         while buf.len() - start < room {
             let Some(wid) = p.ring.pop_front() else { break };
             let Some(s) = p.served.get_mut(&wid) else { continue };
@@ -194,5 +186,16 @@ impl StreamsState {
             }
         }
         buf.len() - start
+    }
+}
+
+/// Where this plane's numbered frames go: `None` if nothing may be written
+/// now (the session's re-sends go first), else the log to record them in
+/// (`None` inside: the session does not number them).
+fn open_log(log: Option<StreamLog<'_>>) -> Option<Option<&mut SendLog<Logged>>> {
+    match log {
+        Some(StreamLog::Hold) => None,
+        Some(StreamLog::On(l)) => Some(Some(l)),
+        None => Some(None),
     }
 }
