@@ -3,7 +3,8 @@
 //! with sessions on, every message arrives exactly once and in order, and
 //! the connection really was resumed many times. With sessions off
 //! (`resume_window` 0), the same run loses messages: the control that shows
-//! the first test can fail.
+//! the first test can fail. A stream through the same proxy gets every reply
+//! once, in order, and its producer's end.
 
 use super::reset_proxy::ResetProxy;
 use super::util::{self, fast_config, node, sleep};
@@ -21,7 +22,9 @@ macro_rules! sessions_io_suite {
     ($runtime:ty, $run:path) => {
         suite::sessions_io::sessions_io_suite!(@each $runtime, $run;
             a_proxy_resetting_every_50_to_200ms_loses_and_duplicates_nothing,
-            without_sessions_the_resetting_proxy_loses_messages
+            without_sessions_the_resetting_proxy_loses_messages,
+            a_stream_through_the_resetting_proxy_gets_every_reply_once,
+            without_sessions_a_stream_through_the_resetting_proxy_ends_at_a_reset
         );
         #[test]
         fn resets_every_50_to_200ms_for_20s_never_make_the_dialer_give_up() {
@@ -271,4 +274,100 @@ pub async fn resets_every_50_to_200ms_for_20s_never_make_the_dialer_give_up<R: R
     let run = through_resetting_proxy::<R>(Duration::from_secs(30), 200_000, Duration::from_secs(20)).await;
     assert!(run.ended.is_empty(), "no session may end and no dialer give up: {run:?}");
     assert_eq!((run.received, run.duplicates, run.missing), (run.sent, 0, 0), "{run:?}");
+}
+
+/// What a stream through the resetting proxy delivered.
+struct StreamRun {
+    received: u64,
+    end: Option<estafeta_core::CloseCode>,
+    resets: u64,
+    resumed: u64,
+    ended: Vec<String>,
+}
+
+/// A producer writes `REPLIES` numbered replies for about 3 s (some twenty
+/// connection lifetimes, bytes swallowed at each reset), then ends with
+/// 1000; the consumer reads until the stream ends, checking the order.
+async fn stream_through_resetting_proxy<R: Runtime>(resume_window: Duration) -> StreamRun {
+    let mut cfg = fast_config();
+    cfg.session.resume_window = resume_window;
+    let producer = node::<R>("producer", cfg.clone()).await;
+    let mut server = producer.serve_streams("rows").unwrap();
+    let proxy = ResetProxy::start(
+        &producer.address().unwrap().host_port(),
+        Duration::from_millis(50),
+        Duration::from_millis(200),
+        0,
+    );
+    proxy.set_swallowing(true);
+    let consumer = node::<R>("consumer", cfg).await;
+    let mut events = consumer.events();
+    consumer.connect(proxy.host_port()).await.unwrap();
+    consumer.wait_for_servers("rows", 1).await.unwrap();
+    let mut stream = consumer.open_stream("rows", "all of them");
+    let writer = async {
+        let mut w = server.recv().await.expect("the request").writer;
+        let started = std::time::Instant::now();
+        let mut payload = vec![0u8; SIZE];
+        for i in 0..REPLIES {
+            if i % 64 == 0 {
+                let due = started + SPAN.mul_f64(i as f64 / REPLIES as f64);
+                let now = std::time::Instant::now();
+                if now < due {
+                    sleep::<R>(due - now).await;
+                }
+            }
+            payload[..8].copy_from_slice(&i.to_be_bytes());
+            if w.write(payload.clone()).await.is_err() {
+                return; // the stream ended (without sessions: at a reset)
+            }
+        }
+        w.close();
+    };
+    let (mut resumed, mut suspended, mut ended) = (0, 0, Vec::new());
+    let reader = async {
+        let mut next = 0u64;
+        while let Some(item) = stream.recv().await {
+            let Ok(reply) = item else { break };
+            let got = u64::from_be_bytes(reply[..8].try_into().unwrap());
+            assert_eq!(got, next, "replies once and in order");
+            next += 1;
+            if next % 64 == 0 {
+                drain_events(&mut events, &mut resumed, &mut suspended, &mut ended, "consumer");
+            }
+        }
+        next
+    };
+    let ((), received) = util::join(writer, reader).await;
+    drain_events(&mut events, &mut resumed, &mut suspended, &mut ended, "consumer");
+    let run = StreamRun { received, end: stream.end().map(|e| e.code), resets: proxy.resets(), resumed, ended };
+    eprintln!(
+        "{} of {REPLIES} replies, end {:?}, {} resets, {} resumes",
+        run.received, run.end, run.resets, run.resumed
+    );
+    drop(proxy);
+    consumer.abort().await;
+    producer.abort().await;
+    run
+}
+
+/// Replies a stream through the resetting proxy carries.
+const REPLIES: u64 = 30_000;
+
+/// A stream outlives the resets with its session: every reply once, in
+/// order, then the producer's end.
+pub async fn a_stream_through_the_resetting_proxy_gets_every_reply_once<R: Runtime>() {
+    let run = stream_through_resetting_proxy::<R>(Duration::from_secs(30)).await;
+    assert_eq!(run.received, REPLIES);
+    assert_eq!(run.end, Some(estafeta_core::CloseCode::NORMAL));
+    assert!(run.ended.is_empty(), "the session never ended: {:?}", run.ended);
+    assert!(run.resets >= 5 && run.resumed >= 5, "{} resets, {} resumes", run.resets, run.resumed);
+}
+
+/// The control: with resumption off the first reset ends the stream with
+/// 1006 (if this ever passes whole, the proxy no longer tests anything).
+pub async fn without_sessions_a_stream_through_the_resetting_proxy_ends_at_a_reset<R: Runtime>() {
+    let run = stream_through_resetting_proxy::<R>(Duration::ZERO).await;
+    assert!(run.received < REPLIES, "{} replies", run.received);
+    assert_eq!(run.end, Some(estafeta_core::CloseCode::ABNORMAL));
 }
