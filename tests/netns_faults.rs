@@ -53,6 +53,8 @@ fn play_role() -> bool {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     match role.as_str() {
         "sub" => rt.block_on(subscriber()),
+        "producer" => rt.block_on(producer()),
+        "consumer" => rt.block_on(consumer()),
         "pub" => match std::env::var("RUNTIME").as_deref() {
             Ok("smol") => smol::block_on(publisher::<estafeta_smol::Smol>()),
             _ => rt.block_on(publisher::<estafeta_tokio::Tokio>()),
@@ -183,6 +185,72 @@ async fn publisher<R: Runtime>() {
     } else {
         sleep_until::<R>(Instant::now() + Duration::from_secs(3600)).await;
     }
+}
+
+/// Serves stream topic `rows` on `ADDR_B`: answers the first request with
+/// `COUNT` numbered 64-byte replies at `RATE` a second, then ends it (1000).
+async fn producer() {
+    let (count, rate) = (env_u64("COUNT", 6000), env_u64("RATE", 1000).max(1));
+    let node = Node::<estafeta_tokio::Tokio>::builder("producer")
+        .bind(format!("{ADDR_B}:7000"))
+        .config(config())
+        .build()
+        .await
+        .unwrap();
+    let mut server = node.serve_streams("rows").unwrap();
+    println!("READY");
+    let mut w = server.recv().await.expect("a request").writer;
+    let began = Instant::now();
+    let mut payload = vec![0u8; 64];
+    for i in 0..count {
+        sleep_until::<estafeta_tokio::Tokio>(began + Duration::from_micros(i * 1_000_000 / rate)).await;
+        payload[..8].copy_from_slice(&i.to_be_bytes());
+        if let Err(e) = w.write(payload.clone()).await {
+            println!("WRITEFAIL i={i} error={}", format!("{e:?}").replace(' ', "_"));
+            break;
+        }
+    }
+    w.close();
+    println!("WROTE count={count}");
+    sleep_until::<estafeta_tokio::Tokio>(Instant::now() + Duration::from_secs(3600)).await;
+}
+
+/// Opens a stream on `rows` at `ADDR_B` and reads it to its end, counting
+/// replies out of order or twice.
+async fn consumer() {
+    let node =
+        Node::<estafeta_tokio::Tokio>::builder("consumer").bind("0.0.0.0:0").config(config()).build().await.unwrap();
+    let mut events = node.events();
+    node.connect(format!("{ADDR_B}:7000")).await.unwrap();
+    node.wait_for_servers("rows", 1).await.unwrap();
+    let mut stream = node.open_stream("rows", "all of them");
+    println!("READY");
+    let (mut count, mut next, mut dups, mut gaps, mut resumed) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut last_print = Instant::now();
+    while let Some(item) = stream.recv().await {
+        while let Some(e) = events.try_next() {
+            if let Event::Session(SessionEvent::Resumed { .. }) = e {
+                resumed += 1;
+                println!("RESUMED at={next}");
+            }
+        }
+        let Ok(reply) = item else { break };
+        let seq = u64::from_be_bytes(reply[..8].try_into().unwrap());
+        count += 1;
+        if seq < next {
+            dups += 1;
+        } else {
+            gaps += seq - next;
+            next = seq + 1;
+        }
+        if last_print.elapsed() >= Duration::from_millis(100) {
+            last_print = Instant::now();
+            println!("GOT count={count} next={next}");
+        }
+    }
+    let end = stream.end().map_or(0, |e| e.code.0);
+    println!("DONE count={count} dups={dups} gaps={gaps} end={end} resumed={resumed}");
+    node.close().await;
 }
 
 /// Starts the subscriber in `b` and then the publisher in `a`, each once it
@@ -407,4 +475,32 @@ fn a_restarted_subscriber_never_resumes_and_the_loss_is_reported() {
     publ.wait_line("UP ", Duration::from_secs(10));
     let got = again.wait_line("GOT ", Duration::from_secs(10));
     println!("{lost}; {next}; restarted subscriber: {got}");
+}
+
+/// A stream outlives a 3 s link outage with its session: the consumer's
+/// connection is ended by liveness, the session suspended and resumed when
+/// the link is back, and the consumer gets every reply once, in order, then
+/// the producer's end (1000).
+#[test]
+fn a_stream_outlives_a_3s_link_outage() {
+    let test = "a_stream_outlives_a_3s_link_outage";
+    if play_role() || netns::skip(test) {
+        return;
+    }
+    let pair = Pair::new();
+    let mut producer =
+        Proc::spawn(&pair.b, test, "producer", &[("COUNT", "6000".to_string()), ("RATE", "1000".into())]);
+    producer.wait_line("READY", Duration::from_secs(10));
+    let mut consumer = Proc::spawn(&pair.a, test, "consumer", &[]);
+    consumer.wait_line("READY", Duration::from_secs(10));
+    consumer.wait_line("GOT ", Duration::from_secs(5));
+    pair.link_b(false);
+    std::thread::sleep(Duration::from_secs(3));
+    pair.link_b(true);
+    let resumed = consumer.wait_line("RESUMED ", Duration::from_secs(10));
+    let done = consumer.wait_line("DONE ", Duration::from_secs(30));
+    println!("{resumed}; {done}");
+    assert_eq!(field::<u64>(&done, "count"), 6000, "every reply: {done}");
+    assert_eq!((field::<u64>(&done, "dups"), field::<u64>(&done, "gaps")), (0, 0), "{done}");
+    assert_eq!(field::<u16>(&done, "end"), 1000, "the producer's end: {done}");
 }
