@@ -243,7 +243,10 @@ pub struct StreamsConfig {
     /// a peer's streams hold together stays capped by `connection_window`.
     pub window: u64,
     /// Cap on the credit outstanding on all streams with one peer (the
-    /// connection-wide window). Default 64 MiB.
+    /// connection-wide window), and, in a session whose streams resume, on
+    /// the stream bytes written to the peer and not yet acknowledged (kept
+    /// for a re-send: the producer writes no more until an ack makes room).
+    /// Default 64 MiB.
     pub connection_window: u64,
     /// Streams this node may have open as a consumer, all peers together;
     /// more opens are closed at once with 1013. Default 16 384, at most

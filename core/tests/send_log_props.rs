@@ -85,7 +85,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 if log.pending_resend() == 0 {
                     let id = m.next_id;
                     m.next_id += 1;
-                    let seq = log.push_unbounded(id);
+                    let seq = log.push_unbounded(id, 50);
                     prop_assert_eq!(seq, m.next_seq);
                     m.unacked.push_back((seq, id, None));
                     m.next_seq += 1;
@@ -169,6 +169,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(log.frames(), frames, "entries outside the bound do not count toward it");
         prop_assert!(log.frames() <= MAX_FRAMES);
         prop_assert_eq!(log.is_empty(), m.unsent.is_empty() && m.unacked.is_empty());
+        prop_assert_eq!(log.outside_bytes(), 50 * m.unacked.iter().filter(|x| x.2.is_none()).count());
     }
     // Every admitted message is held, or left exactly once.
     let held: BTreeSet<u64> = m.unsent.iter().map(|x| x.0).chain(m.unacked.iter().map(|x| x.1)).collect();

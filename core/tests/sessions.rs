@@ -360,3 +360,58 @@ fn streams_end_once_with_1006_when_the_suspended_session_expires() {
     let _ = p;
     assert_eq!(net.node(0).streams_ref().open_counts(), (0, 0));
 }
+
+#[test]
+fn stream_data_a_peer_never_acknowledges_is_bounded_by_the_connection_window() {
+    use estafeta_core::wire::{encode_frame, write_preamble, Capabilities, Header, Hello, HelloSession};
+    use estafeta_core::wire::{SessionFrame, StreamFrame};
+    // The producer's log keeps every reply until the consumer acknowledges
+    // it. A hand-made consumer grants a huge window and never acks: the
+    // producer writes at most `connection_window` of stream data, keeps the
+    // rest queued, and goes on once an ack makes room.
+    let window = 256 << 10;
+    let mut net = Net::new(vec![node(
+        1,
+        config_with(1, |c| {
+            c.session.resume_window = Duration::from_secs(2);
+            c.streams.connection_window = window;
+            c.streams.window = window / 4;
+        }),
+    )]);
+    net.node(0).streams().serve("rows").unwrap();
+    let conn = net.accept_fake(0).unwrap();
+    let caps = Capabilities::PUBSUB | Capabilities::STREAMS | Capabilities::RESUME | Capabilities::STREAM_RESUME;
+    let mut hello = Hello::new(999, "greedy", caps, Vec::new());
+    hello.session = Some(HelloSession { incarnation: 77, nonce: 5, resume: None });
+    let mut b = Vec::new();
+    write_preamble(&mut b);
+    encode_frame(&mut b, &Header::Hello(hello), &[]);
+    let open = StreamFrame::Open { id: 3, topic: "rows", window: 1 << 40, deadline_ms: None };
+    encode_frame(&mut b, &Header::Stream(open), b"all");
+    net.inject(0, conn, &b);
+    net.settle();
+    let p = net.slots[0]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Stream(StreamEvent::Request { stream, .. }) => Some(*stream),
+            _ => None,
+        })
+        .expect("the request");
+    for _ in 0..64 {
+        net.node(0).streams().write(p, Bytes::from(vec![7u8; 16 << 10])).unwrap();
+    }
+    net.settle();
+    let peer = NodeId::from_u128(999);
+    let unacked = |net: &mut Net| net.node(0).pubsub_ref().send_log(peer).unwrap().1;
+    let first = unacked(&mut net);
+    // 16 KiB fragments: a quarter MiB is 16 of them (the last may overshoot).
+    assert!((16..=18).contains(&first), "{first} frames written unacknowledged");
+    // An ack for all of them makes room for as much again.
+    let mut ack = Vec::new();
+    encode_frame(&mut ack, &Header::Session(SessionFrame::Ack { next: first as u64 }), &[]);
+    net.inject(0, conn, &ack);
+    net.settle();
+    let second = unacked(&mut net);
+    assert!((16..=18).contains(&second), "{second} more written after the ack");
+}

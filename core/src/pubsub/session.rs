@@ -242,6 +242,7 @@ impl PubSubState {
         // leaves before any more data).
         let resent = p.log.unacked() - p.log.pending_resend();
         let resending = p.log.pending_resend() > 0;
+        let streamed = p.log.outside_bytes();
         let mut messages = 0;
         let n = p
             .log
@@ -251,8 +252,9 @@ impl PubSubState {
             p.resume_from = Some(p.log.acked());
             self.wake.push(p.conn);
         }
-        if p.closing && p.log.is_empty() {
-            // A graceful close waited for this ack: the goodbye may leave.
+        if p.closing && p.log.is_empty() || p.log.outside_bytes() < streamed {
+            // A graceful close waited for this ack (the goodbye may leave),
+            // or stream data did (its room in the log is bounded).
             self.wake.push(p.conn);
         }
         self.stats.sent += messages;

@@ -34,8 +34,9 @@ pub enum LogError {
     },
 }
 
-/// The cost an entry outside the bound is logged with.
-const OUTSIDE: usize = usize::MAX;
+/// Marks the cost of an entry outside the bound (the top bit; a real cost
+/// never reaches it).
+const OUTSIDE: usize = 1 << (usize::BITS - 1);
 
 /// One peer's send log. `T` is a message as the log keeps it (for pub/sub,
 /// its topic and shared payload: never a copy).
@@ -60,12 +61,13 @@ pub struct SendLog<T> {
     unsent_bytes: usize,
     /// Sequence number of `entries[0]`: everything below was acknowledged.
     base: u64,
-    /// Written, not acknowledged: each with its cost ([`OUTSIDE`]: outside
-    /// the bound, see [`SendLog::push_unbounded`]).
+    /// Written, not acknowledged: each with its cost (with [`OUTSIDE`] set:
+    /// outside the bound, see [`SendLog::push_unbounded`]).
     entries: VecDeque<(T, usize)>,
     logged_bytes: usize,
-    /// Entries outside the bound.
+    /// Entries outside the bound, and their bytes.
     outside: usize,
+    outside_bytes: usize,
     /// `entries[cursor..]` are to be written again (after a resume).
     cursor: usize,
 }
@@ -83,6 +85,7 @@ impl<T> SendLog<T> {
             entries: VecDeque::new(),
             logged_bytes: 0,
             outside: 0,
+            outside_bytes: 0,
             cursor: 0,
         }
     }
@@ -174,16 +177,24 @@ impl<T> SendLog<T> {
         seq
     }
 
-    /// An entry bounded elsewhere (a stream frame: by the stream's credit)
-    /// is written for the first time: it gets the next sequence number
-    /// (returned) and stays until acknowledged, outside this log's bound.
-    pub fn push_unbounded(&mut self, item: T) -> u64 {
+    /// An entry bounded elsewhere (a stream frame: the caller stops while
+    /// [`SendLog::outside_bytes`] is at its own limit) is written for the
+    /// first time: it gets the next sequence number (returned) and stays
+    /// until acknowledged, outside this log's bound.
+    pub fn push_unbounded(&mut self, item: T, cost: usize) -> u64 {
         debug_assert_eq!(self.cursor, self.entries.len(), "re-sends go first");
+        let cost = cost.min(OUTSIDE - 1);
         let seq = self.next_seq();
-        self.entries.push_back((item, OUTSIDE));
+        self.entries.push_back((item, cost | OUTSIDE));
         self.outside += 1;
+        self.outside_bytes += cost;
         self.cursor = self.entries.len();
         seq
+    }
+
+    /// Bytes of the entries outside the bound (written, not acknowledged).
+    pub fn outside_bytes(&self) -> usize {
+        self.outside_bytes
     }
 
     /// Messages to re-send before any new one.
@@ -209,8 +220,9 @@ impl<T> SendLog<T> {
         let n = next.saturating_sub(self.base) as usize;
         for _ in 0..n {
             let (item, cost) = self.entries.pop_front().expect("counted above");
-            if cost == OUTSIDE {
+            if cost & OUTSIDE != 0 {
                 self.outside -= 1;
+                self.outside_bytes -= cost & !OUTSIDE;
                 done(item, 0);
             } else {
                 self.logged_bytes -= cost;
@@ -251,6 +263,7 @@ impl<T> SendLog<T> {
         self.base = range.end;
         self.logged_bytes = 0;
         self.outside = 0;
+        self.outside_bytes = 0;
         self.cursor = 0;
         let unsent = self.unsent_frames;
         self.unsent_frames = 0;
@@ -266,6 +279,7 @@ impl<T> SendLog<T> {
         self.entries.clear();
         self.logged_bytes = 0;
         self.outside = 0;
+        self.outside_bytes = 0;
         self.base = 0;
         self.cursor = 0;
     }

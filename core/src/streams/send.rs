@@ -37,7 +37,7 @@ impl StreamsState {
         let mut mark = buf.len();
         let mut logged = |buf: &Vec<u8>, mark: &mut usize| {
             if let Some(l) = log.as_deref_mut() {
-                l.push_unbounded(Logged::StreamFrame(buf[*mark..].into()));
+                l.push_unbounded(Logged::StreamFrame(buf[*mark..].into()), buf.len() - *mark);
             }
             *mark = buf.len();
         };
@@ -140,13 +140,17 @@ impl StreamsState {
         let turn_max = self.cfg.fragment_size;
         let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn && !p.suspended) else { return 0 };
         let Some(mut log) = open_log(log) else { return 0 };
-        while buf.len() - start < room {
+        // What the peer has not acknowledged stays in the session's log: at
+        // most a connection window of it (an ack makes room and wakes us).
+        let limit = usize::try_from(self.cfg.connection_window).unwrap_or(usize::MAX);
+        let full = |log: &Option<&mut SendLog<Logged>>| log.as_ref().is_some_and(|l| l.outside_bytes() >= limit);
+        while buf.len() - start < room && !full(&log) {
             let Some(wid) = p.ring.pop_front() else { break };
             let Some(s) = p.served.get_mut(&wid) else { continue };
             s.in_ring = false;
             let turn = buf.len();
             let mut done = false;
-            while buf.len() - turn < turn_max && buf.len() - start < room {
+            while buf.len() - turn < turn_max && buf.len() - start < room && !full(&log) {
                 if let Some(front) = s.queue.front() {
                     let n = (front.len() - s.offset).min(turn_max);
                     let more = s.offset + n < front.len();
@@ -154,7 +158,7 @@ impl StreamsState {
                     encode_frame(buf, &Header::Stream(f), &front[s.offset..s.offset + n]);
                     if let Some(l) = log.as_deref_mut() {
                         let payload = front.slice(s.offset..s.offset + n);
-                        l.push_unbounded(Logged::StreamData { id: wid, more, payload });
+                        l.push_unbounded(Logged::StreamData { id: wid, more, payload }, n);
                     }
                     if more {
                         s.offset += n;
@@ -168,7 +172,7 @@ impl StreamsState {
                     let mark = buf.len();
                     encode_frame(buf, &Header::Stream(f), &[]);
                     if let Some(l) = log.as_deref_mut() {
-                        l.push_unbounded(Logged::StreamFrame(buf[mark..].into()));
+                        l.push_unbounded(Logged::StreamFrame(buf[mark..].into()), buf.len() - mark);
                     }
                     done = true;
                     break;
