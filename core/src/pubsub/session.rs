@@ -252,7 +252,7 @@ impl PubSubState {
             p.resume_from = Some(p.log.acked());
             self.wake.push(p.conn);
         }
-        if p.closing && p.log.is_empty() || p.log.outside_bytes() < streamed {
+        if p.closing && p.log.is_empty() || p.log.take_outside_wait(streamed) {
             // A graceful close waited for this ack (the goodbye may leave),
             // or stream data did (its room in the log is bounded).
             self.wake.push(p.conn);

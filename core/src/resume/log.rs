@@ -68,6 +68,8 @@ pub struct SendLog<T> {
     /// Entries outside the bound, and their bytes.
     outside: usize,
     outside_bytes: usize,
+    /// A writer outside the bound stopped at its limit and waits for room.
+    outside_waits: bool,
     /// `entries[cursor..]` are to be written again (after a resume).
     cursor: usize,
 }
@@ -86,6 +88,7 @@ impl<T> SendLog<T> {
             logged_bytes: 0,
             outside: 0,
             outside_bytes: 0,
+            outside_waits: false,
             cursor: 0,
         }
     }
@@ -195,6 +198,19 @@ impl<T> SendLog<T> {
     /// Bytes of the entries outside the bound (written, not acknowledged).
     pub fn outside_bytes(&self) -> usize {
         self.outside_bytes
+    }
+
+    /// A writer outside the bound stopped at its own limit: the next ack
+    /// that frees such bytes should wake it ([`SendLog::take_outside_wait`]).
+    pub fn wait_outside(&mut self) {
+        self.outside_waits = true;
+    }
+
+    /// True (once) if a writer outside the bound waits and room was freed.
+    pub fn take_outside_wait(&mut self, before: usize) -> bool {
+        let freed = self.outside_waits && self.outside_bytes < before;
+        self.outside_waits &= !freed;
+        freed
     }
 
     /// Messages to re-send before any new one.

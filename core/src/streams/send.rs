@@ -192,6 +192,11 @@ impl StreamsState {
                 p.ring.push_back(wid);
             }
         }
+        if let Some(l) = log.filter(|_| !p.ring.is_empty()) {
+            if l.outside_bytes() >= limit {
+                l.wait_outside();
+            }
+        }
         buf.len() - start
     }
 }
