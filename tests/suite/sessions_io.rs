@@ -96,6 +96,18 @@ pub struct ResetRun {
     pub elapsed: Duration,
 }
 
+/// Paces item `i` of `k` so that they span at least `span` from `started`:
+/// bursts of 64 as fast as the node takes them.
+async fn pace<R: Runtime>(started: std::time::Instant, span: Duration, i: u64, k: u64) {
+    if i % 64 == 0 {
+        let due = started + span.mul_f64(i as f64 / k as f64);
+        let now = std::time::Instant::now();
+        if now < due {
+            sleep::<R>(due - now).await;
+        }
+    }
+}
+
 /// Counts the session events waiting in `events`.
 fn drain_events(events: &mut Events, resumed: &mut u64, suspended: &mut u64, ended: &mut Vec<String>, who: &str) {
     while let Some(e) = events.try_next() {
@@ -157,15 +169,8 @@ pub async fn through_resetting_proxy<R: Runtime>(resume_window: Duration, k: u64
             let mut payload = vec![0u8; SIZE];
             'publish: for i in 0..k {
                 // Paced so the run spans at least `span` (3 s: about twenty
-                // connection lifetimes), however fast the machine: bursts
-                // of 64 as fast as the node takes them.
-                if i % 64 == 0 {
-                    let due = started + span.mul_f64(i as f64 / k as f64);
-                    let now = std::time::Instant::now();
-                    if now < due {
-                        sleep::<R>(due - now).await;
-                    }
-                }
+                // connection lifetimes), however fast the machine.
+                pace::<R>(started, span, i, k).await;
                 payload[..8].copy_from_slice(&i.to_be_bytes());
                 loop {
                     match p.publish(TOPIC, payload.clone()).await {
@@ -310,13 +315,7 @@ async fn stream_through_resetting_proxy<R: Runtime>(resume_window: Duration) -> 
         let started = std::time::Instant::now();
         let mut payload = vec![0u8; SIZE];
         for i in 0..REPLIES {
-            if i % 64 == 0 {
-                let due = started + SPAN.mul_f64(i as f64 / REPLIES as f64);
-                let now = std::time::Instant::now();
-                if now < due {
-                    sleep::<R>(due - now).await;
-                }
-            }
+            pace::<R>(started, SPAN, i, REPLIES).await;
             payload[..8].copy_from_slice(&i.to_be_bytes());
             if w.write(payload.clone()).await.is_err() {
                 return; // the stream ended (without sessions: at a reset)
