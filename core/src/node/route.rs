@@ -270,14 +270,7 @@ impl Node {
         }
         // Message frames of a resumable session carry an implicit sequence
         // number: a duplicate (re-sent after a resume) is dropped here.
-        let sequenced = match &header {
-            Header::Publish { .. }
-            | Header::Overwritten { .. }
-            | Header::Discovery(crate::wire::DiscoveryFrame::Relay { .. }) => true,
-            Header::Stream(f) => caps.contains(Capabilities::STREAM_RESUME) && f.is_logged(),
-            _ => false,
-        };
-        if sequenced && caps.contains(Capabilities::RESUME) {
+        if caps.contains(Capabilities::RESUME) && header.is_sequenced(caps) {
             let seq = self.pubsub.take_seq(peer_id, payload.len(), self.now);
             self.wake_pubsub_conns();
             if seq? == crate::pubsub::Seq::Duplicate {

@@ -214,6 +214,20 @@ pub enum Header<'a> {
 }
 
 impl Header<'_> {
+    /// True if the frame takes a sequence number in a session where both
+    /// ends announced [`Capabilities::RESUME`] and these `caps`: messages,
+    /// overwrite markers, relayed copies, and with
+    /// [`Capabilities::STREAM_RESUME`] the frames of streams.
+    pub fn is_sequenced(&self, caps: Capabilities) -> bool {
+        match self {
+            Header::Publish { .. } | Header::Overwritten { .. } | Header::Discovery(DiscoveryFrame::Relay { .. }) => {
+                true
+            }
+            Header::Stream(f) => caps.contains(Capabilities::STREAM_RESUME) && f.is_logged(),
+            _ => false,
+        }
+    }
+
     /// The plane a frame belongs to, as the capability its receiver must
     /// have announced; `NONE` for the session's own frames.
     pub fn plane(&self) -> Capabilities {

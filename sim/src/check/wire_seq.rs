@@ -13,7 +13,7 @@
 
 use super::Wire;
 use crate::net::{ProcId, TcpId};
-use estafeta_core::wire::{DiscoveryFrame, Header, SessionFrame};
+use estafeta_core::wire::{Capabilities, Header, SessionFrame};
 use std::collections::BTreeMap;
 
 /// The counter (see the module).
@@ -23,15 +23,6 @@ pub(crate) struct WireSeq {
     cursor: BTreeMap<(TcpId, ProcId), u64>,
     /// Per (writer, reader): one past the highest number written.
     high: BTreeMap<(ProcId, ProcId), u64>,
-}
-
-/// True if `h` takes a sequence number in a resumable session.
-fn sequenced(h: &Header<'_>) -> bool {
-    match h {
-        Header::Publish { .. } | Header::Overwritten { .. } | Header::Discovery(DiscoveryFrame::Relay { .. }) => true,
-        Header::Stream(f) => f.is_logged(),
-        _ => false,
-    }
 }
 
 impl WireSeq {
@@ -48,7 +39,8 @@ impl WireSeq {
             }
             _ => {}
         }
-        if !sequenced(w.header) {
+        // Every node in a run is this build: streams resume with sessions.
+        if !w.header.is_sequenced(Capabilities::STREAM_RESUME) {
             return true;
         }
         let high = self.high.entry((w.from, w.to)).or_default();
