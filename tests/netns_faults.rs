@@ -75,6 +75,44 @@ async fn sleep_until<R: Runtime>(at: Instant) {
     std::future::poll_fn(|cx| if Instant::now() >= at { std::task::Poll::Ready(()) } else { t.poll_fire(cx) }).await
 }
 
+/// What a receiver counted of numbered items (an 8-byte big-endian number
+/// first): how many, the next expected, duplicates and numbers skipped. It
+/// prints `GOT count= next=` every 100 ms.
+struct Tally {
+    count: u64,
+    next: u64,
+    dups: u64,
+    gaps: u64,
+    last_print: Instant,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally { count: 0, next: 0, dups: 0, gaps: 0, last_print: Instant::now() }
+    }
+}
+
+impl Tally {
+    fn take(&mut self, item: &[u8]) {
+        let seq = u64::from_be_bytes(item[..8].try_into().unwrap());
+        self.count += 1;
+        if seq < self.next {
+            self.dups += 1;
+        } else {
+            self.gaps += seq - self.next;
+            self.next = seq + 1;
+        }
+        if self.last_print.elapsed() >= Duration::from_millis(100) {
+            self.last_print = Instant::now();
+            println!("GOT count={} next={}", self.count, self.next);
+        }
+    }
+
+    fn line(&self) -> String {
+        format!("count={} next={} dups={} gaps={}", self.count, self.next, self.dups, self.gaps)
+    }
+}
+
 async fn subscriber() {
     let quiet = Duration::from_millis(env_u64("QUIET_MS", 3000));
     let expect = env_u64("EXPECT", u64::MAX);
@@ -87,8 +125,7 @@ async fn subscriber() {
     let mut sub = node.subscribe(TOPIC).unwrap();
     let mut events = node.events();
     println!("READY");
-    let (mut count, mut next, mut dups, mut gaps) = (0u64, 0u64, 0u64, 0u64);
-    let mut last_print = Instant::now();
+    let mut t = Tally::default();
     let mut resets = 0u64;
     loop {
         while let Some(e) = events.try_next() {
@@ -102,28 +139,15 @@ async fn subscriber() {
         }
         let m = match tokio::time::timeout(quiet, sub.recv()).await {
             Ok(Some(m)) => m,
-            _ if count > 0 => break,
+            _ if t.count > 0 => break,
             _ => continue,
         };
-        let seq = u64::from_be_bytes(m.payload[..8].try_into().unwrap());
-        count += 1;
-        if seq < next {
-            dups += 1;
-        } else {
-            if seq > next {
-                gaps += seq - next;
-            }
-            next = seq + 1;
-        }
-        if count >= expect {
+        t.take(&m.payload);
+        if t.count >= expect {
             break;
         }
-        if last_print.elapsed() >= Duration::from_millis(100) {
-            last_print = Instant::now();
-            println!("GOT count={count} next={next}");
-        }
     }
-    println!("DONE count={count} next={next} dups={dups} gaps={gaps} resets={resets}");
+    println!("DONE {} resets={resets}", t.line());
     node.close().await;
 }
 
@@ -225,31 +249,19 @@ async fn consumer() {
     node.wait_for_servers("rows", 1).await.unwrap();
     let mut stream = node.open_stream("rows", "all of them");
     println!("READY");
-    let (mut count, mut next, mut dups, mut gaps, mut resumed) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut last_print = Instant::now();
+    let (mut t, mut resumed) = (Tally::default(), 0u64);
     while let Some(item) = stream.recv().await {
         while let Some(e) = events.try_next() {
             if let Event::Session(SessionEvent::Resumed { .. }) = e {
                 resumed += 1;
-                println!("RESUMED at={next}");
+                println!("RESUMED at={}", t.next);
             }
         }
         let Ok(reply) = item else { break };
-        let seq = u64::from_be_bytes(reply[..8].try_into().unwrap());
-        count += 1;
-        if seq < next {
-            dups += 1;
-        } else {
-            gaps += seq - next;
-            next = seq + 1;
-        }
-        if last_print.elapsed() >= Duration::from_millis(100) {
-            last_print = Instant::now();
-            println!("GOT count={count} next={next}");
-        }
+        t.take(&reply);
     }
     let end = stream.end().map_or(0, |e| e.code.0);
-    println!("DONE count={count} dups={dups} gaps={gaps} end={end} resumed={resumed}");
+    println!("DONE {} end={end} resumed={resumed}", t.line());
     node.close().await;
 }
 
