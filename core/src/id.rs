@@ -13,25 +13,31 @@ use std::sync::Arc;
 /// assert_eq!(id.to_string().len(), 32);
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct NodeId(u128);
+pub struct NodeId {
+    // Two halves, high first (so the derived order is the number's), rather
+    // than a `u128`: a `u128` is 16-byte aligned, which pads every struct
+    // that holds an id, events among them, and makes each move a copy call.
+    hi: u64,
+    lo: u64,
+}
 
 impl NodeId {
     /// The id with this value.
     pub const fn from_u128(v: u128) -> Self {
-        NodeId(v)
+        NodeId { hi: (v >> 64) as u64, lo: v as u64 }
     }
     /// The id's value.
     pub const fn as_u128(self) -> u128 {
-        self.0
+        ((self.hi as u128) << 64) | self.lo as u128
     }
 }
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if f.alternate() {
-            write!(f, "{:08x}", (self.0 >> 96) as u32)
+            write!(f, "{:08x}", (self.hi >> 32) as u32)
         } else {
-            write!(f, "{:032x}", self.0)
+            write!(f, "{:032x}", self.as_u128())
         }
     }
 }

@@ -129,7 +129,7 @@ impl TransferApp {
             TransferEvent::Offered(o) => {
                 let t = o.topic.clone();
                 self.topics.insert((o.peer.id, o.id), t.clone());
-                self.push_in(Some(&t), FileEvent::Offered(o));
+                self.push_in(Some(&t), FileEvent::Offered(*o));
             }
             TransferEvent::Started { peer, id, direction, offset } => {
                 let out = direction == Direction::Outgoing;
@@ -153,7 +153,7 @@ impl TransferApp {
                 self.topics.remove(&(r.peer.id, r.id));
                 self.starts.remove(&(r.peer.id, r.id, false));
                 let t = r.topic.clone();
-                self.push_in(Some(&t), FileEvent::Received(r));
+                self.push_in(Some(&t), FileEvent::Received(*r));
             }
             TransferEvent::Delivered { peer, id } => self.outcome(id, peer, Ok(())),
             TransferEvent::Failed { peer, id, direction: Direction::Outgoing, reason } => {

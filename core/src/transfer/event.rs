@@ -62,7 +62,7 @@ pub struct Received {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransferEvent {
     /// A peer offers a file (receiving side).
-    Offered(Offered),
+    Offered(Box<Offered>),
     /// Bytes start flowing from `offset` (both sides: on the sender after
     /// the receiver's prefix was checked, on the receiver when the sender
     /// confirmed where it starts). Follows every (re)connection.
@@ -90,7 +90,7 @@ pub enum TransferEvent {
         total: u64,
     },
     /// The file was verified and is in place (receiving side).
-    Received(Received),
+    Received(Box<Received>),
     /// The receiver verified the file and has it (sending side).
     Delivered {
         /// The receiver.

@@ -284,7 +284,7 @@ impl TransferState {
         };
         self.names.insert(s.path.clone(), key);
         self.inc.insert(key, s);
-        Self::push_event(events, TransferEvent::Offered(ev));
+        Self::push_event(events, TransferEvent::Offered(Box::new(ev)));
         self.in_pump(key, events);
         Ok(())
     }
@@ -726,7 +726,7 @@ impl TransferState {
             hash: s.hash,
             meta: s.meta,
         };
-        Self::push_event(events, TransferEvent::Received(ev));
+        Self::push_event(events, TransferEvent::Received(Box::new(ev)));
     }
 
     /// Ends an incoming transfer with `reason`; `tell`: send Abort. The

@@ -81,7 +81,7 @@ pub fn received(net: &Net, i: usize) -> Vec<Received> {
     transfer_events(net, i)
         .into_iter()
         .filter_map(|e| match e {
-            TransferEvent::Received(r) => Some(r),
+            TransferEvent::Received(r) => Some(*r),
             _ => None,
         })
         .collect()
