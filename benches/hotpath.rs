@@ -14,7 +14,8 @@
 //!
 //! `HOTPATH_MESSAGES` (default 1,000,000; 10,000 without `--bench`) and
 //! `HOTPATH_SIZE` (default 64) change the run; `HOTPATH_SECURE=1` runs the
-//! pair on the secure channel (Noise, AES-GCM).
+//! pair on the secure channel (Noise, AES-GCM); `HOTPATH_RESUME=0` turns
+//! sessions off (`resume_window` 0), to see what resumption costs.
 //!
 //! `HOTPATH_RTT=1` measures a request round trip instead (the streams
 //! plane's `request`: open with a 64 B request, the server writes one 64 B
@@ -42,7 +43,13 @@ fn env(k: &str, default: usize) -> usize {
 /// Publisher `a` connected to subscriber `b`, handshake and first credit done.
 fn pair() -> (Node, ConnId, Node, ConnId) {
     let secure = env("HOTPATH_SECURE", 0) == 1;
-    let (b, cb, a, ca) = support::connected_in(secure, TOPIC, |c| c.pubsub.credit = CreditMode::OnPoll);
+    let resume = env("HOTPATH_RESUME", 1) == 1;
+    let (b, cb, a, ca) = support::connected_in(secure, TOPIC, |c| {
+        c.pubsub.credit = CreditMode::OnPoll;
+        if !resume {
+            c.session.resume_window = Duration::ZERO;
+        }
+    });
     assert_eq!(a.pubsub_ref().ready_subscriber_count(TOPIC), 1, "credit granted");
     (a, ca, b, cb)
 }

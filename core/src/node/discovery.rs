@@ -20,6 +20,7 @@ const MAX_REFUSING: usize = 64;
 impl Node {
     /// The discovery plane: join known peers, relay, publish with a relay identity.
     pub fn discovery(&mut self) -> crate::discovery::Discovery<'_> {
+        self.report_consumed();
         crate::discovery::Discovery { node: self }
     }
 

@@ -65,6 +65,7 @@ impl Node {
 
     /// The membership plane's commands (leave).
     pub fn membership(&mut self) -> Membership<'_> {
+        self.report_consumed();
         Membership { state: &mut self.membership, session: &mut self.session }
     }
 

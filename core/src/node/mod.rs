@@ -2,6 +2,7 @@
 //! pub/sub) and drains their outputs. It owns nothing a plane owns.
 
 mod close;
+mod consumed;
 mod discovery;
 mod membership;
 mod output;
@@ -94,6 +95,8 @@ pub struct Node {
     /// (one this node never saw start, or saw end): a connection that
     /// began that session, read only now, is stale.
     unknown_claims: std::collections::BTreeMap<NodeId, u64>,
+    /// Consumption handed out by `poll_event` and not yet reported.
+    unreported: consumed::Unreported,
 }
 
 impl Node {
@@ -170,6 +173,7 @@ impl Node {
             target_peers: Default::default(),
             peer_listen: Default::default(),
             unknown_claims: Default::default(),
+            unreported: Default::default(),
         })
     }
 
@@ -218,6 +222,7 @@ impl Node {
 
     /// The pub/sub plane: subscribe, publish, credit, subscriber counts.
     pub fn pubsub(&mut self) -> PubSub<'_> {
+        self.report_consumed();
         PubSub { state: &mut self.pubsub, session: &mut self.session, events: &mut self.events, closing: self.closing }
     }
 
@@ -228,6 +233,7 @@ impl Node {
 
     /// The streams plane: serve, open, write, close, cancel, credit.
     pub fn streams(&mut self) -> Streams<'_> {
+        self.report_consumed();
         Streams {
             state: &mut self.streams,
             session: &mut self.session,
@@ -245,6 +251,7 @@ impl Node {
     /// The transfer plane: send files, receive them into a directory,
     /// answer offers.
     pub fn transfer(&mut self) -> Transfer<'_> {
+        self.report_consumed();
         Transfer {
             state: &mut self.transfer,
             session: &mut self.session,
@@ -353,6 +360,7 @@ impl Node {
 
     /// Stops keeping `target` connected and closes its connection gracefully.
     pub fn disconnect(&mut self, target: TargetId) {
+        self.report_consumed();
         self.target_peers.remove(&target);
         if let Some(conn) = self.dialer.remove(target) {
             self.begin_close(conn, CloseReason::Local(CloseCode::NORMAL));
@@ -365,6 +373,7 @@ impl Node {
     /// flushing after `close_timeout` are cut, and their queued messages are
     /// counted as dropped. [`Event::Closed`] follows.
     pub fn close(&mut self) {
+        self.report_consumed();
         if self.closing {
             return;
         }
@@ -385,6 +394,7 @@ impl Node {
     /// cut without a goodbye and queued messages are dropped (counted and
     /// reported). [`Event::Closed`] follows.
     pub fn abort(&mut self) {
+        self.report_consumed();
         self.closing = true;
         self.dialer.clear();
         let ids: Vec<ConnId> = self.session.conns.keys().copied().collect();
@@ -399,6 +409,7 @@ impl Node {
     fn advance(&mut self, now: Timestamp) {
         debug_assert!(now >= self.now || now.as_micros() == 0, "time went backwards");
         self.now = self.now.max(now);
+        self.report_consumed();
     }
 
     /// A listening socket accepted a connection. Returns its id. At the

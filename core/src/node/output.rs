@@ -9,12 +9,9 @@
 //! join as further sources.
 
 use super::Node;
-use crate::config::CreditMode;
 use crate::event::{Action, Event};
 use crate::id::{ConnId, NodeId};
-use crate::pubsub::PubSubEvent;
 use crate::session::{handshake, Closing};
-use crate::streams::StreamEvent;
 use crate::time::Timestamp;
 use crate::wire::{encode_frame, write_preamble_mode, Header};
 
@@ -198,25 +195,21 @@ impl Node {
     }
 
     /// The next event for the application. Taking events makes room for more
-    /// received input to be processed; with [`CreditMode::OnPoll`] a message
-    /// handed out here counts as consumed.
+    /// received input to be processed; with
+    /// [`CreditMode::OnPoll`](crate::CreditMode::OnPoll) a message handed out
+    /// here counts as consumed (reported to its plane once per run of events
+    /// from one source, before anything else the node does).
     pub fn poll_event(&mut self) -> Option<Event> {
         if self.input_stalled && self.events.len() <= self.cfg.session.max_pending_events / 2 {
             self.resume_input();
         }
-        let ev = self.events.pop()?;
-        if let (Event::Stream(StreamEvent::Data { stream, payload }), CreditMode::OnPoll) =
-            (&ev, self.cfg.streams.credit)
-        {
-            if let Some(conn) = self.streams.consumed(*stream, 1, payload.len() as u64) {
-                self.session.ready.insert(conn);
-            }
-        }
-        if let (Event::PubSub(PubSubEvent::Message(m)), CreditMode::OnPoll) = (&ev, self.cfg.pubsub.credit) {
-            let len = m.payload.len() as u64;
-            if let Some(conn) = self.pubsub.consumed(m.from.id, &m.topic, 1, len) {
-                self.session.ready.insert(conn);
-            }
+        let Some(ev) = self.events.pop() else {
+            self.report_consumed();
+            return None;
+        };
+        self.note_consumed(&ev);
+        if self.events.len() == 0 {
+            self.report_consumed();
         }
         Some(ev)
     }

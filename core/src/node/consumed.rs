@@ -1,0 +1,81 @@
+//! What the application consumed with [`CreditMode::OnPoll`]: each message
+//! or stream reply handed out by `poll_event` frees credit, and finding its
+//! plane's per-peer, per-topic (or per-stream) state costs lookups. They are
+//! added up while consecutive events come from one source and reported to
+//! the plane once per run: when the source changes, when the event queue
+//! empties, and before anything else the node does (every call that takes
+//! the time, and the planes' handles). A grant due leaves with the next pull
+//! of bytes, so a run reported before that pull loses no time.
+
+use super::Node;
+use crate::config::CreditMode;
+use crate::event::Event;
+use crate::id::{NodeId, Topic};
+use crate::pubsub::PubSubEvent;
+use crate::streams::{StreamEvent, StreamId};
+
+/// Consumption not yet reported to its plane.
+#[derive(Debug, Default)]
+pub(super) enum Unreported {
+    /// Nothing is waiting.
+    #[default]
+    Nothing,
+    /// Messages of `peer` on `topic`.
+    PubSub { peer: NodeId, topic: Topic, msgs: u64, bytes: u64 },
+    /// Replies on `stream`.
+    Stream { stream: StreamId, msgs: u64, bytes: u64 },
+}
+
+impl Node {
+    /// Counts `ev` as consumed if it is a message or a reply and its plane
+    /// counts consumption on poll.
+    pub(super) fn note_consumed(&mut self, ev: &Event) {
+        match ev {
+            Event::PubSub(PubSubEvent::Message(m)) if self.cfg.pubsub.credit == CreditMode::OnPoll => {
+                let len = m.payload.len() as u64;
+                if let Unreported::PubSub { peer, topic, msgs, bytes } = &mut self.unreported {
+                    if *peer == m.from.id && *topic == m.topic {
+                        *msgs += 1;
+                        *bytes += len;
+                        return;
+                    }
+                }
+                self.report_consumed();
+                self.unreported = Unreported::PubSub { peer: m.from.id, topic: m.topic.clone(), msgs: 1, bytes: len };
+            }
+            Event::Stream(StreamEvent::Data { stream, payload }) if self.cfg.streams.credit == CreditMode::OnPoll => {
+                let len = payload.len() as u64;
+                if let Unreported::Stream { stream: s, msgs, bytes } = &mut self.unreported {
+                    if s == stream {
+                        *msgs += 1;
+                        *bytes += len;
+                        return;
+                    }
+                }
+                self.report_consumed();
+                self.unreported = Unreported::Stream { stream: *stream, msgs: 1, bytes: len };
+            }
+            _ => {}
+        }
+    }
+
+    /// Reports what waits to its plane; a grant that becomes due wakes its
+    /// connection.
+    #[inline]
+    pub(super) fn report_consumed(&mut self) {
+        if !matches!(self.unreported, Unreported::Nothing) {
+            self.report_unreported();
+        }
+    }
+
+    fn report_unreported(&mut self) {
+        let conn = match std::mem::take(&mut self.unreported) {
+            Unreported::Nothing => return,
+            Unreported::PubSub { peer, topic, msgs, bytes } => self.pubsub.consumed(peer, &topic, msgs, bytes),
+            Unreported::Stream { stream, msgs, bytes } => self.streams.consumed(stream, msgs, bytes),
+        };
+        if let Some(conn) = conn {
+            self.session.ready.insert(conn);
+        }
+    }
+}
