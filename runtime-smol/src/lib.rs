@@ -15,12 +15,12 @@
 
 use async_io::{Async, Timer as IoTimer};
 use bytes::BytesMut;
-use smol::io::{AsyncRead, AsyncWrite};
+use smol::io::AsyncWrite;
 use std::future::Future;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 pub use estafeta_driver::*;
@@ -38,17 +38,53 @@ pub type FileTransfer = estafeta_driver::FileTransfer<Smol>;
 
 /// An async-io TCP stream with Nagle off.
 #[derive(Debug)]
-pub struct SmolSocket(Async<TcpStream>);
+pub struct SmolSocket {
+    io: Async<TcpStream>,
+    /// The last read ran until the socket had nothing more: the next one
+    /// waits for readiness first instead of failing a system call.
+    drained: bool,
+}
+
+impl SmolSocket {
+    /// After a read that drained the socket: `Ready` once async-io reports
+    /// it readable again (registering `cx` meanwhile). Saves the read that
+    /// would fail with `WouldBlock`; every one costs a system call.
+    fn poll_drained(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.drained {
+            return Poll::Ready(Ok(()));
+        }
+        // The readiness that led to the draining read is still reported
+        // once (async-io reports an event until it is polled for): take it
+        // if it is there. Interest is one-shot and was not armed again
+        // since, so it cannot stand for newer data. The next call arms
+        // interest again, and data that came meanwhile is reported at once.
+        // A later readiness is new, and the next read goes ahead.
+        self.drained = false;
+        ready!(self.io.poll_readable(cx))?;
+        self.io.poll_readable(cx)
+    }
+}
 
 impl Socket for SmolSocket {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        ready!(self.poll_drained(cx))?;
+        loop {
+            match (&mut self.io.get_ref()).read(buf) {
+                Ok(n) => {
+                    // A short read took everything there was.
+                    self.drained = n > 0 && n < buf.len();
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(self.io.poll_readable(cx))?,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
     }
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
     fn shutdown_write(&mut self) -> io::Result<()> {
-        self.0.get_ref().shutdown(std::net::Shutdown::Write)
+        self.io.get_ref().shutdown(std::net::Shutdown::Write)
     }
     fn poll_read_buf(
         &mut self,
@@ -60,23 +96,26 @@ impl Socket for SmolSocket {
             // A partial frame is waiting: append after it (one copy).
             return poll_read_copy(self, cx, buf, scratch);
         }
+        ready!(self.poll_drained(cx))?;
         // Empty buffer: std fills a fresh Vec's spare capacity without zeroing
         // it, and the buffer takes the Vec over without a copy.
         loop {
             let mut v = Vec::with_capacity(READ_CHUNK);
-            let res = (&mut self.0.get_ref()).take(READ_CHUNK as u64).read_to_end(&mut v);
+            let res = (&mut self.io.get_ref()).take(READ_CHUNK as u64).read_to_end(&mut v);
             let n = v.len();
             match res {
                 Ok(_) => {
                     *buf = BytesMut::from(bytes::Bytes::from(v));
                     return Poll::Ready(Ok(n));
                 }
-                Err(_) if n > 0 => {
+                Err(e) if n > 0 => {
                     // Data first; a real error shows again on the next read.
+                    // `WouldBlock`: the socket is empty, the next read waits.
+                    self.drained = e.kind() == io::ErrorKind::WouldBlock;
                     *buf = BytesMut::from(bytes::Bytes::from(v));
                     return Poll::Ready(Ok(n));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.0.poll_readable(cx) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.io.poll_readable(cx) {
                     Poll::Ready(Ok(())) => continue,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => return Poll::Pending,
@@ -93,7 +132,7 @@ const READ_CHUNK: usize = 64 << 10;
 fn socket(s: Async<TcpStream>) -> SmolSocket {
     // Frames are batched by the drain; Nagle would only add latency.
     let _ = s.get_ref().set_nodelay(true);
-    SmolSocket(s)
+    SmolSocket { io: s, drained: false }
 }
 
 /// An async-io TCP listener.
