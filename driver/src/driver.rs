@@ -4,7 +4,7 @@
 
 use crate::recv::{Plan, RecvState};
 use crate::runtime::{ConnectFuture, Listener, Runtime, Socket, Timer};
-use crate::state::{App, Shared, State};
+use crate::state::{App, Drive, Shared, State};
 use estafeta_core::transfer::{FileError, FileReply, FileReqId, FileRequest};
 use estafeta_core::{Action, CloseReason, ConnId, Drain, Event, Sink, Step, Timestamp, WriteOutcome};
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
@@ -138,7 +138,63 @@ fn conn_span(conn: ConnId, addr: &dyn std::fmt::Display, dialed: bool) -> tracin
     tracing::info_span!("conn", id = conn.0, %addr, dialed, peer = tracing::field::Empty)
 }
 
-/// The driver future of one node. Spawn it on the runtime.
+/// The driver of one node, shared by its task and the application's tasks
+/// (which run it when they are about to wait: [`Drive`]). Spawn
+/// [`DriverCell::task`] on the runtime.
+pub(crate) struct DriverCell<R: Runtime> {
+    driver: Mutex<Driver<R>>,
+    /// The driver returned `Ready`: the node is closed.
+    done: AtomicBool,
+}
+
+impl<R: Runtime> DriverCell<R> {
+    /// The driver of `shared`, known to it.
+    pub(crate) fn new(shared: Arc<Shared>, listener: Option<R::Listener>) -> Arc<Self> {
+        let cell = Arc::new(DriverCell {
+            driver: Mutex::new(Driver::new(shared.clone(), listener)),
+            done: AtomicBool::new(false),
+        });
+        let weak: Weak<dyn Drive> = Arc::downgrade(&(cell.clone() as Arc<dyn Drive>));
+        shared.set_driver(weak);
+        cell
+    }
+
+    /// The driver's own task.
+    pub(crate) fn task(self: Arc<Self>) -> impl Future<Output = ()> + Send + 'static {
+        std::future::poll_fn(move |cx| {
+            if self.done.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            let mut d = self.driver.lock().unwrap_or_else(|e| e.into_inner());
+            let r = Pin::new(&mut *d).poll(cx);
+            if r.is_ready() {
+                self.done.store(true, Ordering::Release);
+            }
+            r
+        })
+    }
+}
+
+impl<R: Runtime> Drive for DriverCell<R> {
+    fn drive(&self) {
+        if self.done.load(Ordering::Acquire) || !R::may_drive_here() {
+            return;
+        }
+        // Busy: its task (or another application task) is running it.
+        let Ok(mut d) = self.driver.try_lock() else { return };
+        // Polled with the driver task's own waker: whatever the driver
+        // waits for wakes its task, not the caller.
+        let Some(waker) = d.task.lock().clone() else { return };
+        let mut cx = Context::from_waker(&waker);
+        if Pin::new(&mut *d).poll(&mut cx).is_ready() {
+            self.done.store(true, Ordering::Release);
+            // The task ends at its next poll.
+            waker.wake();
+        }
+    }
+}
+
+/// The driver future of one node.
 pub(crate) struct Driver<R: Runtime> {
     shared: Arc<Shared>,
     task: Arc<TaskWaker>,

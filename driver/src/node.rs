@@ -1,6 +1,6 @@
 //! The node handle and its builder.
 
-use crate::driver::Driver;
+use crate::driver::DriverCell;
 use crate::format::{encode, Format, Postcard};
 use crate::runtime::{Listener, Runtime};
 use crate::state::{App, AppLimits, Shared, State};
@@ -168,7 +168,7 @@ impl<R: Runtime> NodeBuilder<R> {
             *app.topic_refs.entry(Topic::from(t.as_str())).or_insert(0) += 1;
         }
         let shared = Shared::new(State { node, app }, R::now);
-        R::spawn(Driver::<R>::new(shared.clone(), listener));
+        R::spawn(DriverCell::<R>::new(shared.clone(), listener).task());
         Ok(Node { inner: Arc::new(Inner { shared, address }), _runtime: PhantomData })
     }
 }

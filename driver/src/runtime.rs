@@ -36,6 +36,14 @@ pub trait Runtime: Send + Sync + Sized + 'static {
     fn timer() -> Self::Timer;
     /// The runtime's clock (tokio's paused clock in tests, for example).
     fn now() -> Instant;
+    /// True if the calling thread may run the driver: it can spawn here.
+    /// A task about to wait runs the driver itself when the driver has work
+    /// it did not pick up yet, so that a request leaves without a hop to the
+    /// driver's task (see `Shared::wait`). The default says no, which is
+    /// always safe: the driver's own task runs it.
+    fn may_drive_here() -> bool {
+        false
+    }
 }
 
 /// A connected, non-blocking TCP stream.

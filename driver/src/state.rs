@@ -3,7 +3,7 @@
 
 use estafeta_core::{DialEvent, DiscoveryEvent, Event, Message, Node, PubSubEvent, Timestamp, Topic};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -408,17 +408,53 @@ impl App {
     }
 }
 
+/// The driver, run in the calling task if it is free (see [`Shared::wait`]).
+pub(crate) trait Drive: Send + Sync {
+    /// Runs the driver once here, unless its own task is running it now,
+    /// it finished, or this thread may not run it.
+    fn drive(&self);
+}
+
 /// The shared state: one mutex, the clock origin and the runtime's clock.
-#[derive(Debug)]
 pub(crate) struct Shared {
     state: Mutex<State>,
     origin: Instant,
     clock: fn() -> Instant,
+    /// The driver (weak: the driver holds the shared state).
+    driver: OnceLock<Weak<dyn Drive>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("state", &self.state).field("origin", &self.origin).finish_non_exhaustive()
+    }
 }
 
 impl Shared {
     pub(crate) fn new(state: State, clock: fn() -> Instant) -> Arc<Shared> {
-        Arc::new(Shared { state: Mutex::new(state), origin: clock(), clock })
+        Arc::new(Shared { state: Mutex::new(state), origin: clock(), clock, driver: OnceLock::new() })
+    }
+
+    /// Tells the shared state where its driver is.
+    pub(crate) fn set_driver(&self, driver: Weak<dyn Drive>) {
+        let _ = self.driver.set(driver);
+    }
+
+    /// A task that registered its waker in `st` is about to wait. If the
+    /// driver was told of work and has not run since (this task published,
+    /// opened a stream, wrote a reply, gave credit back), the task runs the
+    /// driver itself before it waits: its bytes leave now, not after a
+    /// wake-up of the driver's task, which on a multi-threaded runtime is a
+    /// hop to another thread. A task that does not wait (a publishing loop)
+    /// leaves the driver to its task, which batches what it writes.
+    pub(crate) fn wait(&self, st: MutexGuard<'_, State>) {
+        let due = st.app.driver_notified;
+        drop(st);
+        if due {
+            if let Some(d) = self.driver.get().and_then(Weak::upgrade) {
+                d.drive();
+            }
+        }
     }
 
     /// Starts closing the node (gracefully, or at once with `abort`) and

@@ -168,6 +168,7 @@ fn poll_take(
     if let Some(q) = st.app.subs.get_mut(&id) {
         q.waker = Some(cx.waker().clone());
     }
+    shared.wait(st);
     Poll::Pending
 }
 

@@ -295,6 +295,7 @@ impl ReplyStream {
             return Poll::Ready(Some(Err(StreamClosed { code: CloseCode::GOING_AWAY, text })));
         }
         set_waker(&mut q.waker, cx);
+        self.shared.wait(guard);
         Poll::Pending
     }
 }
@@ -400,6 +401,7 @@ impl Stream for StreamServer {
             return Poll::Ready(None);
         }
         set_waker(&mut q.waker, cx);
+        this.shared.wait(st);
         Poll::Pending
     }
 }

@@ -214,4 +214,8 @@ impl Runtime for Smol {
     fn now() -> Instant {
         Instant::now()
     }
+    /// smol spawns from any thread.
+    fn may_drive_here() -> bool {
+        true
+    }
 }

@@ -136,4 +136,8 @@ impl Runtime for Tokio {
     fn now() -> Instant {
         tokio::time::Instant::now().into_std()
     }
+    /// Inside a tokio runtime (where the driver can spawn).
+    fn may_drive_here() -> bool {
+        tokio::runtime::Handle::try_current().is_ok()
+    }
 }
