@@ -455,12 +455,17 @@ impl Model {
             prop_assert!(stats.pubsub.sent <= *q, "sent {} > queued {}", stats.pubsub.sent, q);
             // Every message queued by this instance was handed to its driver,
             // dropped unsent on a disconnect (counted, reported as
-            // `Disconnected`; the receiving side reports `Unprocessed`), or
+            // `Disconnected`; the receiving side reports `Unprocessed`) or
+            // because its subscriber unsubscribed (`PeerUnsubscribed`), or
             // overwritten by a newer one in a full queue (`Overwritten`).
             let unsent: u64 = events
                 .iter()
                 .map(|e| match e {
-                    Event::PubSub(PubSubEvent::Dropped { count, reason: DropReason::Disconnected, .. }) => *count,
+                    Event::PubSub(PubSubEvent::Dropped {
+                        count,
+                        reason: DropReason::Disconnected | DropReason::PeerUnsubscribed,
+                        ..
+                    }) => *count,
                     Event::PubSub(PubSubEvent::Overwritten { count, .. }) => *count,
                     _ => 0,
                 })

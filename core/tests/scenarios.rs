@@ -614,3 +614,30 @@ fn credit_taken_on_poll_flows_across_interleaved_sources() {
         assert_eq!(got, (0..200).collect::<Vec<u8>>(), "{flow:?}");
     }
 }
+
+#[test]
+fn messages_queued_for_a_subscriber_that_unsubscribes_are_reported_by_the_publisher() {
+    // n1 grants a window of 2 and takes nothing: 3 of 5 messages wait at n0
+    // for credit when n1 unsubscribes. n0 drops them, counts them and says why.
+    let mut net = pair_with(|i| config_with(i as u64, |c| c.pubsub.window_messages = 2));
+    net.slots[1].stalled = true;
+    for i in 0..5u8 {
+        net.node(0).pubsub().publish("t", Bytes::from(vec![i]), SendMode::All).unwrap();
+    }
+    net.settle();
+    net.node(1).pubsub().unsubscribe("t").unwrap();
+    net.settle();
+    let n1 = net.node(1).id();
+    let dropped: Vec<(Option<NodeId>, u64, DropReason)> = net.slots[0]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PubSub(PubSubEvent::Dropped { peer, count, reason }) => {
+                Some((peer.as_ref().map(|p| p.id), *count, *reason))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dropped, vec![(Some(n1), 3, DropReason::PeerUnsubscribed)]);
+    assert_eq!(net.node(0).stats().pubsub.dropped, 3);
+}

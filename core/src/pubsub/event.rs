@@ -59,6 +59,10 @@ pub enum DropReason {
     Disconnected,
     /// A message arrived for a topic this node no longer subscribes to.
     NotSubscribed,
+    /// The peer unsubscribed from the topic while these messages were
+    /// queued for it, not yet handed to the driver (the sending side; the
+    /// peer would have dropped them as `NotSubscribed`).
+    PeerUnsubscribed,
     /// Messages received on a connection that ended, or that a newer
     /// connection from the same peer superseded, before they were processed
     /// (the application was behind). `Disconnected` is the sending side.

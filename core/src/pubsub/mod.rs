@@ -336,7 +336,7 @@ impl PubSubState {
                 self.relay_release(up, &t, 1, len);
             }
             events.push(Event::PubSub(PubSubEvent::Unsubscribed { peer: peer.clone(), topic: t }));
-            self.report_drop(events, Some(peer.clone()), dropped.0 as u64, DropReason::NotSubscribed);
+            self.report_drop(events, Some(peer.clone()), dropped.0 as u64, DropReason::PeerUnsubscribed);
         }
         Ok(())
     }

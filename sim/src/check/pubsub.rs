@@ -659,7 +659,7 @@ impl Observer for PubSub {
                 let kind = match reason {
                     DropReason::QueueFull => DropKind::QueueFull,
                     DropReason::Disconnected => DropKind::Disconnected,
-                    DropReason::NotSubscribed => DropKind::NotSubscribed,
+                    DropReason::NotSubscribed | DropReason::PeerUnsubscribed => DropKind::NotSubscribed,
                     DropReason::Unprocessed => DropKind::Unprocessed,
                     _ => DropKind::Other,
                 };
