@@ -185,3 +185,24 @@ proptest! {
         run(ops)?;
     }
 }
+
+#[test]
+fn an_ack_that_frees_unbounded_bytes_wakes_the_writer_that_waits_for_them_once() {
+    let mut log: SendLog<u64> = SendLog::new(MAX_FRAMES, MAX_BYTES);
+    assert!(log.admit(10));
+    assert_eq!(log.pull(0, 10), 0);
+    assert_eq!(log.push_unbounded(1, 50), 1);
+    assert_eq!(log.push_unbounded(2, 50), 2);
+    log.wait_outside();
+    // An ack of a bounded entry frees nothing outside the bound.
+    log.ack(1, |_, _| {}).unwrap();
+    assert!(!log.take_outside_wait());
+    // One of the writer's entries is acknowledged: it is woken, once.
+    log.ack(2, |_, _| {}).unwrap();
+    assert_eq!(log.outside_bytes(), 50);
+    assert!(log.take_outside_wait());
+    assert!(!log.take_outside_wait());
+    // Room freed while nobody waits wakes nobody later.
+    log.ack(3, |_, _| {}).unwrap();
+    assert!(!log.take_outside_wait());
+}

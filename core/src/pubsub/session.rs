@@ -242,7 +242,6 @@ impl PubSubState {
         // leaves before any more data).
         let resent = p.log.unacked() - p.log.pending_resend();
         let resending = p.log.pending_resend() > 0;
-        let streamed = p.log.outside_bytes();
         let mut messages = 0;
         let n = p
             .log
@@ -252,7 +251,7 @@ impl PubSubState {
             p.resume_from = Some(p.log.acked());
             self.wake.push(p.conn);
         }
-        if p.closing && p.log.is_empty() || p.log.take_outside_wait(streamed) {
+        if p.closing && p.log.is_empty() || p.log.take_outside_wait() {
             // A graceful close waited for this ack (the goodbye may leave),
             // or stream data did (its room in the log is bounded).
             self.wake.push(p.conn);

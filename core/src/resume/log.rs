@@ -70,6 +70,8 @@ pub struct SendLog<T> {
     outside_bytes: usize,
     /// A writer outside the bound stopped at its limit and waits for room.
     outside_waits: bool,
+    /// An ack freed room for that writer since it was last told.
+    outside_freed: bool,
     /// `entries[cursor..]` are to be written again (after a resume).
     cursor: usize,
 }
@@ -89,6 +91,7 @@ impl<T> SendLog<T> {
             outside: 0,
             outside_bytes: 0,
             outside_waits: false,
+            outside_freed: false,
             cursor: 0,
         }
     }
@@ -206,11 +209,10 @@ impl<T> SendLog<T> {
         self.outside_waits = true;
     }
 
-    /// True (once) if a writer outside the bound waits and room was freed.
-    pub fn take_outside_wait(&mut self, before: usize) -> bool {
-        let freed = self.outside_waits && self.outside_bytes < before;
-        self.outside_waits &= !freed;
-        freed
+    /// True (once) if an ack freed room for a writer outside the bound
+    /// that waited for it: wake it.
+    pub fn take_outside_wait(&mut self) -> bool {
+        std::mem::take(&mut self.outside_freed)
     }
 
     /// Messages to re-send before any new one.
@@ -239,6 +241,7 @@ impl<T> SendLog<T> {
             if cost & OUTSIDE != 0 {
                 self.outside -= 1;
                 self.outside_bytes -= cost & !OUTSIDE;
+                self.outside_freed |= std::mem::take(&mut self.outside_waits);
                 done(item, 0);
             } else {
                 self.logged_bytes -= cost;

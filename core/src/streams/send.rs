@@ -192,8 +192,8 @@ impl StreamsState {
                 p.ring.push_back(wid);
             }
         }
-        if let Some(l) = log.filter(|_| !p.ring.is_empty()) {
-            if l.outside_bytes() >= limit {
+        if !p.ring.is_empty() && full(&log) {
+            if let Some(l) = log {
                 l.wait_outside();
             }
         }
