@@ -26,6 +26,20 @@ fn pair() -> Net {
     pair_with(|i| fast_config(i as u64))
 }
 
+/// Slot `i`'s `Dropped` events: (peer, count, reason).
+fn drops(net: &Net, i: usize) -> Vec<(Option<NodeId>, u64, DropReason)> {
+    net.slots[i]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PubSub(PubSubEvent::Dropped { peer, count, reason }) => {
+                Some((peer.as_ref().map(|p| p.id), *count, *reason))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 fn count(net: &Net, i: usize, f: impl Fn(&Event) -> bool) -> usize {
     net.slots[i].events.iter().filter(|e| f(e)).count()
 }
@@ -553,11 +567,8 @@ fn a_message_sent_within_credit_after_an_unsubscribe_is_dropped_and_counted_not_
     net.node(1).pubsub().unsubscribe("t").unwrap();
     net.settle();
     assert_eq!(net.messages(1).len(), 0);
-    let dropped = net.slots[1].events.iter().find_map(|e| match e {
-        Event::PubSub(PubSubEvent::Dropped { count, reason, .. }) => Some((*count, *reason)),
-        _ => None,
-    });
-    assert_eq!(dropped, Some((1, DropReason::NotSubscribed)));
+    let n0 = net.node(0).id();
+    assert_eq!(drops(&net, 1), vec![(Some(n0), 1, DropReason::NotSubscribed)]);
     assert_eq!(net.node(1).stats().session.malformed, 0);
     assert_eq!(net.node(0).peers().count(), 1, "the session goes on");
 }
@@ -592,9 +603,8 @@ fn credit_taken_on_poll_flows_across_interleaved_sources() {
     for round in 0..200u8 {
         for i in 1..3 {
             for t in ["a", "b"] {
-                while net.node(i).pubsub().publish(t, Bytes::from(vec![round]), SendMode::All).is_err() {
-                    assert!(net.step(), "a publisher is refused and nothing moves: credit stalled");
-                }
+                // Queued whatever the credit: a stalled flow shows in the count.
+                net.node(i).pubsub().publish(t, Bytes::from(vec![round]), SendMode::All).unwrap();
                 sent += 1;
             }
         }
@@ -628,16 +638,6 @@ fn messages_queued_for_a_subscriber_that_unsubscribes_are_reported_by_the_publis
     net.node(1).pubsub().unsubscribe("t").unwrap();
     net.settle();
     let n1 = net.node(1).id();
-    let dropped: Vec<(Option<NodeId>, u64, DropReason)> = net.slots[0]
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::PubSub(PubSubEvent::Dropped { peer, count, reason }) => {
-                Some((peer.as_ref().map(|p| p.id), *count, *reason))
-            }
-            _ => None,
-        })
-        .collect();
-    assert_eq!(dropped, vec![(Some(n1), 3, DropReason::PeerUnsubscribed)]);
+    assert_eq!(drops(&net, 0), vec![(Some(n1), 3, DropReason::PeerUnsubscribed)]);
     assert_eq!(net.node(0).stats().pubsub.dropped, 3);
 }
