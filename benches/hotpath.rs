@@ -17,6 +17,11 @@
 //! pair on the secure channel (Noise, AES-GCM); `HOTPATH_RESUME=0` turns
 //! sessions off (`resume_window` 0), to see what resumption costs.
 //!
+//! `HOTPATH_STREAM=1` measures one stream instead of pub/sub: the server
+//! writes 64 B replies (`HOTPATH_SIZE`) on a stream the client opened, the
+//! client takes them as events, credit flows back (toggle
+//! `hotpath::stream_send_side` and `hotpath::stream_recv_side`).
+//!
 //! `HOTPATH_RTT=1` measures a request round trip instead (the streams
 //! plane's `request`: open with a 64 B request, the server writes one 64 B
 //! reply and closes), `HOTPATH_MESSAGES` round trips (default 100,000; 1,000
@@ -30,7 +35,9 @@
 #[path = "support/pair.rs"]
 mod support;
 
-use estafeta_core::{CloseCode, ConnId, CreditMode, Event, Node, PubSubEvent, SendMode, StreamEvent, Timestamp};
+use estafeta_core::{
+    CloseCode, ConnId, CreditMode, Event, Node, PubSubEvent, SendMode, StreamEvent, StreamId, Timestamp,
+};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -84,6 +91,89 @@ fn recv_side(b: &mut Node, cb: ConnId, input: &[u8], got: &mut usize, out: &mut 
     }
     out.clear();
     while b.poll_transmit(now, cb, out) > 0 {}
+}
+
+/// The stream producer's work: write until the stream has no credit, then pull bytes.
+#[inline(never)]
+fn stream_send_side(
+    s: &mut Node,
+    cs: ConnId,
+    id: StreamId,
+    payload: &bytes::Bytes,
+    left: &mut usize,
+    out: &mut Vec<u8>,
+) {
+    let now = Timestamp::from_millis(2);
+    while *left > 0 && s.streams().write(id, payload.clone()).is_ok() {
+        *left -= 1;
+    }
+    out.clear();
+    while s.poll_transmit(now, cs, out) > 0 {
+        if out.len() >= 1 << 20 {
+            break;
+        }
+    }
+}
+
+/// The stream consumer's work: take the bytes, take the replies, pull credit.
+#[inline(never)]
+fn stream_recv_side(c: &mut Node, cc: ConnId, input: &[u8], got: &mut usize, out: &mut Vec<u8>) {
+    let now = Timestamp::from_millis(2);
+    for chunk in input.chunks(64 << 10) {
+        c.handle_bytes(now, cc, chunk);
+        while let Some(ev) = c.poll_event() {
+            if let Event::Stream(StreamEvent::Data { payload, .. }) = ev {
+                *got += 1;
+                black_box(payload);
+            }
+        }
+    }
+    out.clear();
+    while c.poll_transmit(now, cc, out) > 0 {}
+}
+
+/// One stream's replies through memory: the producer writes while it has
+/// credit, the consumer takes them.
+fn stream_main(bench: bool) {
+    let n = env("HOTPATH_MESSAGES", if bench { 1_000_000 } else { 10_000 });
+    let size = env("HOTPATH_SIZE", 64);
+    let (mut s, cs, mut c, cc) = support::connected_in(false, "unused", |cfg| {
+        cfg.streams.credit = CreditMode::OnPoll;
+    });
+    let now = Timestamp::from_millis(2);
+    s.streams().serve(ETOPIC).expect("serves");
+    support::pump(&mut s, cs, &mut c, cc, now);
+    c.streams().open(ETOPIC, bytes::Bytes::from_static(b"go"), None, None);
+    let mut open = Vec::new();
+    while c.poll_transmit(now, cc, &mut open) > 0 {}
+    s.handle_bytes(now, cs, &open);
+    let mut id = None;
+    while let Some(ev) = s.poll_event() {
+        if let Event::Stream(StreamEvent::Request { stream, .. }) = ev {
+            id = Some(stream);
+        }
+    }
+    let id = id.expect("the request arrived");
+    let payload = bytes::Bytes::from(vec![0xA5u8; size]);
+    let (mut left, mut got) = (n, 0usize);
+    let (mut to_c, mut to_s) = (Vec::new(), Vec::new());
+    let (mut t_send, mut t_recv) = (Duration::ZERO, Duration::ZERO);
+    while got < n {
+        let t = Instant::now();
+        stream_send_side(&mut s, cs, id, &payload, &mut left, &mut to_c);
+        t_send += t.elapsed();
+        let t = Instant::now();
+        stream_recv_side(&mut c, cc, &to_c, &mut got, &mut to_s);
+        t_recv += t.elapsed();
+        s.handle_bytes(now, cs, &to_s);
+        while s.poll_event().is_some() {}
+    }
+    let per = |d: Duration| d.as_nanos() as f64 / n as f64;
+    println!(
+        "hotpath stream size={size} messages={n} send_ns_per_msg={:.1} recv_ns_per_msg={:.1}",
+        per(t_send),
+        per(t_recv)
+    );
 }
 
 const ETOPIC: &str = "bench-echo";
@@ -161,6 +251,9 @@ fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     if env("HOTPATH_RTT", 0) == 1 {
         return rtt_main(bench);
+    }
+    if env("HOTPATH_STREAM", 0) == 1 {
+        return stream_main(bench);
     }
     let n = env("HOTPATH_MESSAGES", if bench { 1_000_000 } else { 10_000 });
     let size = env("HOTPATH_SIZE", 64);

@@ -70,6 +70,7 @@ pub fn encode_frame(out: &mut Vec<u8>, header: &Header<'_>, payload: &[u8]) -> u
             out.extend_from_slice(topic.as_bytes());
         }
         Header::Discovery(f) if super::relay_frame::encode_relay_header(out, f, payload.len()) => {}
+        Header::Stream(f) if super::stream_data::encode_data_header(out, f, payload.len()) => {}
         _ => {
             out.extend_from_slice(&[0; LEN_PREFIX]);
             let taken = std::mem::take(out);
@@ -140,6 +141,9 @@ impl RawFrame {
     pub fn parse(&self) -> Result<(Header<'_>, Bytes), WireError> {
         if let Some((topic, rest)) = parse_publish(&self.0) {
             return Ok((Header::Publish { topic }, self.0.slice_ref(rest)));
+        }
+        if let Some((frame, rest)) = super::stream_data::parse_data(&self.0) {
+            return Ok((Header::Stream(frame), self.0.slice_ref(rest)));
         }
         if let Some((frame, rest)) = super::relay_frame::parse_relay(&self.0) {
             return Ok((Header::Discovery(frame), self.0.slice_ref(rest)));

@@ -15,6 +15,7 @@ mod membership;
 mod relay_frame;
 mod session;
 mod stream;
+mod stream_data;
 pub mod transfer;
 
 pub use codec::{

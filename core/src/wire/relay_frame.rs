@@ -109,7 +109,7 @@ pub(super) fn parse_relay(frame: &[u8]) -> Option<(DiscoveryFrame<'_>, &[u8])> {
 /// values accepted (the last possible byte may only carry the bits left).
 /// Bytes are gathered 8 at a time (56 bits) in 64-bit words.
 #[inline(always)]
-fn take_varint<const MAX: usize>(buf: &[u8]) -> Option<(u128, &[u8])> {
+pub(super) fn take_varint<const MAX: usize>(buf: &[u8]) -> Option<(u128, &[u8])> {
     let max_last: u8 = match MAX {
         19 => 0b11,
         10 => 0b1,
