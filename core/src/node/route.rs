@@ -11,7 +11,8 @@ use crate::session::handshake::check_hello;
 use crate::session::{Closing, Gate, HelloOutcome, Open, Phase};
 use crate::time::Timestamp;
 use crate::wire::{
-    check_preamble, decode_frame, take_publish_on, Capabilities, CloseCode, Header, Hello, SessionFrame, PREAMBLE_LEN,
+    check_preamble, decode_frame, take_publish_on, take_stream_data, Capabilities, CloseCode, Header, Hello,
+    SessionFrame, PREAMBLE_LEN,
 };
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
@@ -148,6 +149,17 @@ impl Node {
                     continue;
                 }
                 self.rx_topic = Some(t);
+            }
+            // The consumer's hot path: a stream reply (every gate still applies).
+            if let Some((f, payload)) = take_stream_data(&mut c.rx, max_frame) {
+                let flow = match self.route(conn, Header::Stream(f), payload) {
+                    Ok(flow) => flow,
+                    Err(e) => self.violation(conn, e),
+                };
+                if let Flow::Stop = flow {
+                    return;
+                }
+                continue;
             }
             let frame = match decode_frame(&mut c.rx, max_frame) {
                 Ok(Some(f)) => f,

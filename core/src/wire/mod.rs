@@ -26,6 +26,7 @@ pub use discovery::{DiscoveryFrame, Referred};
 pub use membership::{Hint, MembershipFrame, RefuseReason};
 pub use session::{HelloSession, ResumeClaim, SessionFrame};
 pub use stream::{StreamFrame, MAX_OPEN_PER_SESSION, MESSAGE_COST};
+pub use stream_data::take_stream_data;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

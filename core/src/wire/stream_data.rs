@@ -11,6 +11,7 @@
 
 use super::relay_frame::take_varint;
 use super::{StreamFrame, LEN_PREFIX};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// Postcard's encoding of the variant index of [`Header::Stream`](super::Header::Stream).
 const STREAM_TAG: u8 = 7;
@@ -56,6 +57,26 @@ pub(super) fn parse_data(frame: &[u8]) -> Option<(StreamFrame<'static>, &[u8])> 
     Some((StreamFrame::Data { id: id as u64, more }, payload))
 }
 
+/// Splits the next frame off `buf` if it is a whole, well-formed Data frame
+/// within `max_frame`, and returns it with its payload (shared with `buf`,
+/// no copy). Otherwise `buf` is left as it was, for
+/// [`decode_frame`](super::decode_frame) (which also reports any error).
+/// The consumer's hot path: it skips the split into a
+/// [`RawFrame`](super::RawFrame).
+pub fn take_stream_data(buf: &mut BytesMut, max_frame: usize) -> Option<(StreamFrame<'static>, Bytes)> {
+    let (&len, rest) = buf.split_first_chunk::<LEN_PREFIX>()?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max_frame {
+        return None;
+    }
+    let body = rest.get(..len)?;
+    let (frame, payload) = parse_data(body)?;
+    let head = LEN_PREFIX + len - payload.len();
+    let n = payload.len();
+    buf.advance(head);
+    Some((frame, buf.split_to(n).freeze()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::codec::tests::assert_matches_postcard;
@@ -79,6 +100,36 @@ mod tests {
                 assert_matches_postcard(&Header::Stream(StreamFrame::Data { id, more }));
             }
         }
+    }
+
+    /// The consumer's shortcut takes the same frames as the general path,
+    /// and leaves everything else (another frame, a partial one, one over
+    /// the limit) where it was.
+    #[test]
+    fn the_shortcut_takes_whole_data_frames_only() {
+        let mut out = Vec::new();
+        encode_frame(&mut out, &Header::Stream(StreamFrame::Data { id: 300, more: false }), b"payload");
+        let one = out.len();
+        encode_frame(&mut out, &Header::Stream(StreamFrame::Credit { id: 300, bytes: 5 }), b"");
+        encode_frame(&mut out, &Header::Stream(StreamFrame::Data { id: 7, more: true }), b"xy");
+        let mut buf = BytesMut::from(&out[..]);
+        let (f, p) = take_stream_data(&mut buf, 1 << 20).unwrap();
+        assert_eq!((f, &p[..]), (StreamFrame::Data { id: 300, more: false }, &b"payload"[..]));
+        assert_eq!(buf.len(), out.len() - one);
+        assert!(take_stream_data(&mut buf, 1 << 20).is_none(), "a Credit frame is not taken");
+        let frame = decode_frame(&mut buf, 1 << 20).unwrap().unwrap();
+        assert!(matches!(frame.parse().unwrap().0, Header::Stream(StreamFrame::Credit { .. })));
+        let whole = buf.clone();
+        assert!(take_stream_data(&mut buf, 4).is_none(), "over the limit");
+        for n in 0..whole.len() {
+            let mut part = BytesMut::from(&whole[..n]);
+            assert!(take_stream_data(&mut part, 1 << 20).is_none(), "a partial frame");
+            assert_eq!(part.len(), n);
+        }
+        assert_eq!(buf, whole);
+        let (f, p) = take_stream_data(&mut buf, 1 << 20).unwrap();
+        assert_eq!((f, &p[..]), (StreamFrame::Data { id: 7, more: true }, &b"xy"[..]));
+        assert!(buf.is_empty());
     }
 
     /// On bytes that are not a well-formed Data frame the outcome is
