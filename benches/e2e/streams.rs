@@ -238,15 +238,35 @@ pub(crate) fn run(s: &Settings, rt: Rt) {
         ratio_line(&case, &beside, &solo, "msg/s");
     }
     if s.wants(&format!("{on}stream_idle")) {
-        measuring(format!("{} idle streams", rt.name()));
-        let (mem, hb) = match rt {
-            Rt::Tokio => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime")
-                .block_on(idle_cost::<estafeta_tokio::Tokio>(10_000)),
-            Rt::Smol => smol::block_on(idle_cost::<estafeta_smol::Smol>(10_000)),
-        };
-        eprintln!("# {on}stream_idle: {mem:.0} B of memory per idle open stream (both ends), {hb:.1} B of heartbeat per stream per interval");
+        idle_line(rt, on);
     }
+}
+
+/// The idle-stream figures, measured in a fresh process: resident set
+/// growth shows nothing in a process whose allocator kept the pages freed
+/// by the cases before (smol's figure read 0 B after the tokio lines).
+fn idle_line(rt: Rt, on: &str) {
+    const CHILD: &str = "E2E_IDLE_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let exe = std::env::current_exe().expect("the bench's own path");
+        let status = std::process::Command::new(exe)
+            .args(std::env::args().skip(1).filter(|a| a == "--bench"))
+            .env(CHILD, "1")
+            .env("E2E_CASES", format!("{on}stream_idle"))
+            .env("E2E_RUNTIME", rt.name())
+            .status()
+            .expect("the bench runs itself");
+        assert!(status.success(), "the idle-stream child failed: {status}");
+        return;
+    }
+    measuring(format!("{} idle streams", rt.name()));
+    let (mem, hb) = match rt {
+        Rt::Tokio => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(idle_cost::<estafeta_tokio::Tokio>(10_000)),
+        Rt::Smol => smol::block_on(idle_cost::<estafeta_smol::Smol>(10_000)),
+    };
+    eprintln!("# {on}stream_idle: {mem:.0} B of memory per idle open stream (both ends), {hb:.1} B of heartbeat per stream per interval");
 }
