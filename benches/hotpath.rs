@@ -61,36 +61,58 @@ fn pair() -> (Node, ConnId, Node, ConnId) {
     (a, ca, b, cb)
 }
 
-/// The sender's work: publish until the queue is full, then pull bytes.
-#[inline(never)]
-fn send_side(a: &mut Node, ca: ConnId, payload: &bytes::Bytes, left: &mut usize, out: &mut Vec<u8>) {
-    let now = Timestamp::from_millis(2);
-    while *left > 0 && a.pubsub().publish(TOPIC, payload.clone(), SendMode::All).is_ok() {
-        *left -= 1;
-    }
+/// Pulls up to about 1 MiB of what `node` has to write on `conn`.
+#[inline(always)]
+fn pull(node: &mut Node, conn: ConnId, out: &mut Vec<u8>) {
     out.clear();
-    while a.poll_transmit(now, ca, out) > 0 {
+    while node.poll_transmit(Timestamp::from_millis(2), conn, out) > 0 {
         if out.len() >= 1 << 20 {
             break;
         }
     }
 }
 
-/// The receiver's work: take the bytes, take the messages, pull credit.
-#[inline(never)]
-fn recv_side(b: &mut Node, cb: ConnId, input: &[u8], got: &mut usize, out: &mut Vec<u8>) {
+/// Feeds `input` to `node` in 64 KiB reads, counts the events `payload_of`
+/// takes (black-boxing their payload), then pulls what is owed back.
+#[inline(always)]
+fn take(
+    node: &mut Node,
+    conn: ConnId,
+    input: &[u8],
+    got: &mut usize,
+    out: &mut Vec<u8>,
+    payload_of: fn(Event) -> Option<bytes::Bytes>,
+) {
     let now = Timestamp::from_millis(2);
     for chunk in input.chunks(64 << 10) {
-        b.handle_bytes(now, cb, chunk);
-        while let Some(ev) = b.poll_event() {
-            if let Event::PubSub(PubSubEvent::Message(m)) = ev {
+        node.handle_bytes(now, conn, chunk);
+        while let Some(ev) = node.poll_event() {
+            if let Some(p) = payload_of(ev) {
                 *got += 1;
-                black_box(m.payload);
+                black_box(p);
             }
         }
     }
     out.clear();
-    while b.poll_transmit(now, cb, out) > 0 {}
+    while node.poll_transmit(now, conn, out) > 0 {}
+}
+
+/// The sender's work: publish until the queue is full, then pull bytes.
+#[inline(never)]
+fn send_side(a: &mut Node, ca: ConnId, payload: &bytes::Bytes, left: &mut usize, out: &mut Vec<u8>) {
+    while *left > 0 && a.pubsub().publish(TOPIC, payload.clone(), SendMode::All).is_ok() {
+        *left -= 1;
+    }
+    pull(a, ca, out);
+}
+
+/// The receiver's work: take the bytes, take the messages, pull credit.
+#[inline(never)]
+fn recv_side(b: &mut Node, cb: ConnId, input: &[u8], got: &mut usize, out: &mut Vec<u8>) {
+    take(b, cb, input, got, out, |ev| match ev {
+        Event::PubSub(PubSubEvent::Message(m)) => Some(m.payload),
+        _ => None,
+    });
 }
 
 /// The stream producer's work: write until the stream has no credit, then pull bytes.
@@ -103,33 +125,19 @@ fn stream_send_side(
     left: &mut usize,
     out: &mut Vec<u8>,
 ) {
-    let now = Timestamp::from_millis(2);
     while *left > 0 && s.streams().write(id, payload.clone()).is_ok() {
         *left -= 1;
     }
-    out.clear();
-    while s.poll_transmit(now, cs, out) > 0 {
-        if out.len() >= 1 << 20 {
-            break;
-        }
-    }
+    pull(s, cs, out);
 }
 
 /// The stream consumer's work: take the bytes, take the replies, pull credit.
 #[inline(never)]
 fn stream_recv_side(c: &mut Node, cc: ConnId, input: &[u8], got: &mut usize, out: &mut Vec<u8>) {
-    let now = Timestamp::from_millis(2);
-    for chunk in input.chunks(64 << 10) {
-        c.handle_bytes(now, cc, chunk);
-        while let Some(ev) = c.poll_event() {
-            if let Event::Stream(StreamEvent::Data { payload, .. }) = ev {
-                *got += 1;
-                black_box(payload);
-            }
-        }
-    }
-    out.clear();
-    while c.poll_transmit(now, cc, out) > 0 {}
+    take(c, cc, input, got, out, |ev| match ev {
+        Event::Stream(StreamEvent::Data { payload, .. }) => Some(payload),
+        _ => None,
+    });
 }
 
 /// One stream's replies through memory: the producer writes while it has

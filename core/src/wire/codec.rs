@@ -204,6 +204,23 @@ pub(super) mod tests {
         assert_eq!(&payload[..], b"payload");
     }
 
+    /// The frame body `body` (no length prefix) parses to what postcard
+    /// reads from it: the same header and payload, or an error from both.
+    pub(in crate::wire) fn assert_parse_agrees_with_postcard(body: &[u8]) {
+        if body.is_empty() {
+            return;
+        }
+        let mut buf = BytesMut::from(&(body.len() as u32).to_be_bytes()[..]);
+        buf.extend_from_slice(body);
+        let frame = decode_frame(&mut buf, 1 << 20).unwrap().unwrap();
+        let pc = postcard::take_from_bytes::<Header<'_>>(body).map(|(h, r)| (h, r.to_vec()));
+        match (frame.parse(), pc) {
+            (Ok((h, p)), Ok((h2, p2))) => assert_eq!((h, p.to_vec()), (h2, p2), "{body:?}"),
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!("{body:?}: {a:?} vs {b:?}"),
+        }
+    }
+
     /// The hand-written Publish paths agree with postcard, byte for byte and
     /// in what they decode, on both sides of the one-byte length limit.
     #[test]

@@ -144,9 +144,9 @@ pub(super) fn take_varint<const MAX: usize>(buf: &[u8]) -> Option<(u128, &[u8])>
 
 #[cfg(test)]
 mod tests {
-    use super::super::{decode_frame, encode_frame, Header};
+    use super::super::codec::tests::assert_parse_agrees_with_postcard;
+    use super::super::{encode_frame, Header};
     use super::*;
-    use bytes::BytesMut;
 
     fn frames() -> Vec<(String, u128, u32, u64, u8)> {
         let mut v = Vec::new();
@@ -224,18 +224,7 @@ mod tests {
             bodies.push(good[LEN_PREFIX..LEN_PREFIX + n].to_vec());
         }
         for body in bodies {
-            if body.is_empty() {
-                continue;
-            }
-            let mut buf = BytesMut::from(&(body.len() as u32).to_be_bytes()[..]);
-            buf.extend_from_slice(&body);
-            let frame = decode_frame(&mut buf, 1 << 20).unwrap().unwrap();
-            let pc = postcard::take_from_bytes::<Header<'_>>(&body).map(|(h, r)| (h, r.to_vec()));
-            match (frame.parse(), pc) {
-                (Ok((h, p)), Ok((h2, p2))) => assert_eq!((h, p.to_vec()), (h2, p2), "{body:?}"),
-                (Err(_), Err(_)) => {}
-                (a, b) => panic!("{body:?}: {a:?} vs {b:?}"),
-            }
+            assert_parse_agrees_with_postcard(&body);
         }
     }
 }

@@ -79,7 +79,7 @@ pub fn take_stream_data(buf: &mut BytesMut, max_frame: usize) -> Option<(StreamF
 
 #[cfg(test)]
 mod tests {
-    use super::super::codec::tests::assert_matches_postcard;
+    use super::super::codec::tests::{assert_matches_postcard, assert_parse_agrees_with_postcard};
     use super::super::{decode_frame, encode_frame, Header};
     use super::*;
     use bytes::BytesMut;
@@ -161,18 +161,7 @@ mod tests {
             bodies.push(good[LEN_PREFIX..LEN_PREFIX + n].to_vec());
         }
         for body in bodies {
-            if body.is_empty() {
-                continue;
-            }
-            let mut buf = BytesMut::from(&(body.len() as u32).to_be_bytes()[..]);
-            buf.extend_from_slice(&body);
-            let frame = decode_frame(&mut buf, 1 << 20).unwrap().unwrap();
-            let pc = postcard::take_from_bytes::<Header<'_>>(&body).map(|(h, r)| (h, r.to_vec()));
-            match (frame.parse(), pc) {
-                (Ok((h, p)), Ok((h2, p2))) => assert_eq!((h, p.to_vec()), (h2, p2), "{body:?}"),
-                (Err(_), Err(_)) => {}
-                (a, b) => panic!("{body:?}: {a:?} vs {b:?}"),
-            }
+            assert_parse_agrees_with_postcard(&body);
         }
     }
 }
