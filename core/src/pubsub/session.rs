@@ -95,10 +95,7 @@ pub(crate) struct RxSeq {
     /// An ack must leave with the next pull.
     due: bool,
     /// The ack timer of this peer is armed (kept here so that taking a
-    /// message does not look it up in the timer structure). An ack sent
-    /// does not disarm it: when it fires with nothing to acknowledge it
-    /// does nothing, and a request/reply exchange, whose replies carry the
-    /// acks, then does not move the node's deadline twice per round trip.
+    /// message does not look it up in the timer structure).
     timer: bool,
 }
 
@@ -216,6 +213,8 @@ impl PubSubState {
                 p.rx.since_bytes = 0;
                 self.stats.acks += 1;
             }
+            self.ack_timers.cancel(peer);
+            p.rx.timer = false;
         }
     }
 
@@ -236,6 +235,8 @@ impl PubSubState {
             p.rx.since_bytes = 0;
             p.rx.due = false;
             self.stats.acks += 1;
+            self.ack_timers.cancel(peer);
+            p.rx.timer = false;
         }
         let waits = p.want_writable || p.closing || p.log.outside_waiting();
         if waits && !p.ack_asked && p.log.unacked() > p.log.pending_resend() {
