@@ -40,6 +40,13 @@ fn drops(net: &Net, i: usize) -> Vec<(Option<NodeId>, u64, DropReason)> {
         .collect()
 }
 
+/// n0 publishes messages 0, 1, .. `n - 1` (one byte each) on `t`.
+fn publish_numbered(net: &mut Net, n: u8) {
+    for i in 0..n {
+        net.node(0).pubsub().publish("t", Bytes::from(vec![i]), SendMode::All).unwrap();
+    }
+}
+
 fn count(net: &Net, i: usize, f: impl Fn(&Event) -> bool) -> usize {
     net.slots[i].events.iter().filter(|e| f(e)).count()
 }
@@ -173,9 +180,7 @@ fn a_stalled_driver_pauses_input_without_loss() {
     // The backstop for a driver that stops taking events at all.
     let mut net = pair_with(|i| config_with(i as u64, |c| c.session.max_pending_events = 8));
     net.slots[1].stalled = true;
-    for i in 0..50u8 {
-        net.node(0).pubsub().publish("t", Bytes::from(vec![i]), SendMode::All).unwrap();
-    }
+    publish_numbered(&mut net, 50);
     net.run_for(Duration::from_secs(2));
     assert_eq!(net.messages(1).len(), 0);
     assert_eq!(net.node(0).peers().count(), 1, "a stalled reader is not a dead peer");
@@ -208,9 +213,7 @@ fn end_of_stream_still_delivers_what_was_buffered() {
     // closes gracefully and its socket ends. They must still be delivered.
     let mut net = pair_with(|i| config_with(i as u64, |c| c.session.max_pending_events = 4));
     net.slots[1].stalled = true;
-    for i in 0..40u8 {
-        net.node(0).pubsub().publish("t", Bytes::from(vec![i]), SendMode::All).unwrap();
-    }
+    publish_numbered(&mut net, 40);
     net.node(0).close();
     net.settle();
     // n0 waits in its close wait (goodbye out, socket half-closed) until n1
@@ -362,9 +365,7 @@ fn a_stalled_subscription_stops_neither_other_topics_nor_heartbeats() {
     net.node(1).pubsub().subscribe("b").unwrap();
     net.settle();
     // Topic t is never consumed: its window (8) fills and stays full.
-    for i in 0..20u8 {
-        net.node(0).pubsub().publish("t", Bytes::from(vec![i]), SendMode::All).unwrap();
-    }
+    publish_numbered(&mut net, 20);
     let live = fast_config(0).session.liveness_timeout;
     let mut got_b = 0;
     for round in 0..30u8 {
@@ -631,9 +632,7 @@ fn messages_queued_for_a_subscriber_that_unsubscribes_are_reported_by_the_publis
     // for credit when n1 unsubscribes. n0 drops them, counts them and says why.
     let mut net = pair_with(|i| config_with(i as u64, |c| c.pubsub.window_messages = 2));
     net.slots[1].stalled = true;
-    for i in 0..5u8 {
-        net.node(0).pubsub().publish("t", Bytes::from(vec![i]), SendMode::All).unwrap();
-    }
+    publish_numbered(&mut net, 5);
     net.settle();
     net.node(1).pubsub().unsubscribe("t").unwrap();
     net.settle();

@@ -138,10 +138,7 @@ impl Node {
             // (every gate below still applies).
             if let Some(t) = self.rx_topic.take() {
                 if let Some(payload) = take_publish_on(&mut c.rx, t.as_str(), max_frame) {
-                    let flow = match self.route(conn, Header::Publish { topic: t.as_str() }, payload) {
-                        Ok(flow) => flow,
-                        Err(e) => self.violation(conn, e),
-                    };
+                    let flow = self.route_or_cut(conn, Header::Publish { topic: t.as_str() }, payload);
                     self.rx_topic = Some(t);
                     if let Flow::Stop = flow {
                         return;
@@ -152,11 +149,7 @@ impl Node {
             }
             // The consumer's hot path: a stream reply (every gate still applies).
             if let Some((f, payload)) = take_stream_data(&mut c.rx, max_frame) {
-                let flow = match self.route(conn, Header::Stream(f), payload) {
-                    Ok(flow) => flow,
-                    Err(e) => self.violation(conn, e),
-                };
-                if let Flow::Stop = flow {
+                if let Flow::Stop = self.route_or_cut(conn, Header::Stream(f), payload) {
                     return;
                 }
                 continue;
@@ -181,13 +174,17 @@ impl Node {
                     self.rx_topic = self.pubsub.local_topics().get(topic).cloned();
                 }
             }
-            let flow = match self.route(conn, header, payload) {
-                Ok(flow) => flow,
-                Err(e) => self.violation(conn, e),
-            };
-            if let Flow::Stop = flow {
+            if let Flow::Stop = self.route_or_cut(conn, header, payload) {
                 return;
             }
+        }
+    }
+
+    /// Routes one frame; a frame that breaks the protocol cuts the connection.
+    fn route_or_cut(&mut self, conn: ConnId, header: Header<'_>, payload: Bytes) -> Flow {
+        match self.route(conn, header, payload) {
+            Ok(flow) => flow,
+            Err(e) => self.violation(conn, e),
         }
     }
 

@@ -206,7 +206,7 @@ pub(super) mod tests {
 
     /// The frame body `body` (no length prefix) parses to what postcard
     /// reads from it: the same header and payload, or an error from both.
-    pub(in crate::wire) fn assert_parse_agrees_with_postcard(body: &[u8]) {
+    fn assert_parse_agrees_with_postcard(body: &[u8]) {
         if body.is_empty() {
             return;
         }
@@ -218,6 +218,30 @@ pub(super) mod tests {
             (Ok((h, p)), Ok((h2, p2))) => assert_eq!((h, p.to_vec()), (h2, p2), "{body:?}"),
             (Err(_), Err(_)) => {}
             (a, b) => panic!("{body:?}: {a:?} vs {b:?}"),
+        }
+    }
+
+    /// `n` values spread over the whole u128 range (xorshift, fixed seed),
+    /// for the fast paths' agreement tests.
+    pub(in crate::wire) fn spread_values(n: usize) -> Vec<u128> {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u128;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            })
+            .collect()
+    }
+
+    /// Every body of `bodies`, and every proper prefix of the body of the
+    /// well-formed frame `good` (length prefix included), parses to what
+    /// postcard reads from it.
+    pub(in crate::wire) fn assert_all_agree_with_postcard(bodies: &[Vec<u8>], good: &[u8]) {
+        let body = &good[LEN_PREFIX..];
+        for b in bodies.iter().map(|b| &b[..]).chain((0..body.len()).map(|n| &body[..n])) {
+            assert_parse_agrees_with_postcard(b);
         }
     }
 

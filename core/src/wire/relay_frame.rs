@@ -77,7 +77,9 @@ fn pack(x: u64) -> u64 {
     (x & 0x0fff_ffff) | ((x & 0x0fff_ffff_0000_0000) >> 4)
 }
 
-fn put_varint64(buf: &mut [u8; MAX_TAIL], mut at: usize, mut v: u64) -> usize {
+/// Writes `v` as postcard's varint at `buf[at..]` (at most ten bytes);
+/// returns the end.
+pub(super) fn put_varint64(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
     while v >= 0x80 {
         buf[at] = (v as u8) | 0x80;
         v >>= 7;
@@ -144,20 +146,16 @@ pub(super) fn take_varint<const MAX: usize>(buf: &[u8]) -> Option<(u128, &[u8])>
 
 #[cfg(test)]
 mod tests {
-    use super::super::codec::tests::assert_parse_agrees_with_postcard;
+    use super::super::codec::tests::{assert_all_agree_with_postcard, spread_values};
     use super::super::{encode_frame, Header};
     use super::*;
 
     fn frames() -> Vec<(String, u128, u32, u64, u8)> {
         let mut v = Vec::new();
         for topic in [0usize, 1, 5, 127, 128, 300] {
-            let mut x = 0x9e37_79b9_7f4a_7c15_u128;
             let mut origins = vec![0u128, 1, 127, 128, (1 << 56) - 1, 1 << 56, u64::MAX as u128, u64::MAX as u128 + 1];
             origins.extend([(1 << 112) - 1, 1 << 112, u128::MAX]);
-            for _ in 0..20 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+            for x in spread_values(20) {
                 origins.extend([x, x >> 40, x >> 70]);
             }
             for origin in origins {
@@ -220,11 +218,6 @@ mod tests {
             }),
             b"xy",
         );
-        for n in 0..good.len() - LEN_PREFIX {
-            bodies.push(good[LEN_PREFIX..LEN_PREFIX + n].to_vec());
-        }
-        for body in bodies {
-            assert_parse_agrees_with_postcard(&body);
-        }
+        assert_all_agree_with_postcard(&bodies, &good);
     }
 }

@@ -9,7 +9,7 @@
 //! 7 (Header::Stream) 3 (Data) id:varint(u64) more:u8(0|1) payload
 //! ```
 
-use super::relay_frame::take_varint;
+use super::relay_frame::{put_varint64, take_varint};
 use super::{StreamFrame, LEN_PREFIX};
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -26,17 +26,10 @@ pub(super) fn encode_data_header(out: &mut Vec<u8>, frame: &StreamFrame<'_>, pay
     let mut head = [0u8; LEN_PREFIX + 2 + 10 + 1];
     head[LEN_PREFIX] = STREAM_TAG;
     head[LEN_PREFIX + 1] = DATA_TAG;
-    let mut at = LEN_PREFIX + 2;
-    let mut v = id;
-    while v >= 0x80 {
-        head[at] = (v as u8) | 0x80;
-        v >>= 7;
-        at += 1;
-    }
-    head[at] = v as u8;
-    head[at + 1] = u8::from(more);
-    out.reserve(at + 2 + payload_len);
-    out.extend_from_slice(&head[..at + 2]);
+    let at = put_varint64(&mut head, LEN_PREFIX + 2, id);
+    head[at] = u8::from(more);
+    out.reserve(at + 1 + payload_len);
+    out.extend_from_slice(&head[..at + 1]);
     true
 }
 
@@ -79,7 +72,7 @@ pub fn take_stream_data(buf: &mut BytesMut, max_frame: usize) -> Option<(StreamF
 
 #[cfg(test)]
 mod tests {
-    use super::super::codec::tests::{assert_matches_postcard, assert_parse_agrees_with_postcard};
+    use super::super::codec::tests::{assert_all_agree_with_postcard, assert_matches_postcard, spread_values};
     use super::super::{decode_frame, encode_frame, Header};
     use super::*;
     use bytes::BytesMut;
@@ -88,11 +81,7 @@ mod tests {
     #[test]
     fn data_fast_paths_are_postcards() {
         let mut ids = vec![0u64, 1, 2, 127, 128, 16_383, 16_384, 1 << 35, (1 << 56) - 1, 1 << 56, 1 << 63, u64::MAX];
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        for _ in 0..50 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+        for x in spread_values(50).into_iter().map(|v| v as u64) {
             ids.extend([x, x >> 20, x >> 45]);
         }
         for id in ids {
@@ -157,11 +146,6 @@ mod tests {
         bodies.extend([max, over, long]);
         let mut good = Vec::new();
         encode_frame(&mut good, &Header::Stream(StreamFrame::Data { id: 1 << 40, more: true }), b"xy");
-        for n in 0..good.len() - LEN_PREFIX {
-            bodies.push(good[LEN_PREFIX..LEN_PREFIX + n].to_vec());
-        }
-        for body in bodies {
-            assert_parse_agrees_with_postcard(&body);
-        }
+        assert_all_agree_with_postcard(&bodies, &good);
     }
 }
