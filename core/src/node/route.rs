@@ -413,6 +413,9 @@ impl Node {
                 return Flow::Stop;
             }
             HelloOutcome::Open { close_first } => {
+                if let Some(c) = self.session.conns.get_mut(&conn) {
+                    c.hello_at = self.now;
+                }
                 for old in close_first {
                     self.remove_conn(old, CloseReason::Duplicate);
                 }
@@ -499,14 +502,20 @@ impl Node {
     /// connection opens beside it, both ends take the id of the connection
     /// the larger node id dialed, so a later resume claims the same session.
     ///
-    /// Only for a simultaneous dial: the two sockets opened within one
-    /// handshake timeout of each other and the session carried no message
-    /// yet. A connection opened later beside a live session may come from a
-    /// peer that ended its side of it (its resume window passed while this
-    /// node was cut off or paused) and began a new one: taking that new
-    /// session's id here would make a later resume join two different
-    /// sessions. Erring the other way is safe: ids that differ make the
-    /// next resume fail, and the session ends with its losses reported.
+    /// Only for a simultaneous dial: the new socket opened while the first
+    /// connection's handshake was still fresh (within twice its length after
+    /// it ended, and within one handshake timeout of the first socket) and
+    /// the session carried no message yet. A connection opened later beside
+    /// a live session may come from a peer that ended its side of it (its
+    /// resume window passed while this node was cut off or paused) and began
+    /// a new one, while the old connection still holds that old session's
+    /// frames in flight (simulator seed 5288 with sessions: half a second
+    /// after the first handshake, three frames of the old session came on
+    /// the old connection after the new id was taken, and a resume then
+    /// claimed them in the new session). Taking that new session's id here
+    /// would make a later resume join two different sessions. Erring the
+    /// other way is safe: ids that differ make the next resume fail, and the
+    /// session ends with its losses reported.
     fn settle_session_id(&mut self, conn: ConnId, peer: NodeId) {
         let larger_dialed = |c: &crate::session::Conn| c.target.is_some() == (self.me.id > peer);
         let Some(e) = self.session.peers.get(&peer) else { return };
@@ -517,7 +526,13 @@ impl Node {
             return;
         };
         let sid = new.new_sid();
-        let simultaneous = new.opened_at <= first.opened_at + self.cfg.session.handshake_timeout
+        // The new socket opened before the first connection's handshake
+        // was long over: within twice that handshake after it ended (a
+        // peer's dial crossing ours opens here at most a one-way delay or
+        // so after our session began).
+        let handshake = first.hello_at.saturating_since(first.opened_at);
+        let simultaneous = new.opened_at <= first.hello_at + handshake * 2
+            && new.opened_at <= first.opened_at + self.cfg.session.handshake_timeout
             && !self.pubsub.carried_messages(peer);
         if simultaneous && larger_dialed(new) && !larger_dialed(first) && sid != 0 {
             if let Some(e) = self.session.peers.get_mut(&peer) {

@@ -77,6 +77,8 @@ pub(crate) struct Conn {
     pub(crate) phase: Phase,
     pub(crate) closing: Option<Closing>,
     pub(crate) opened_at: Timestamp,
+    /// When the peer's Hello was read (`Timestamp::MAX` before).
+    pub(crate) hello_at: Timestamp,
     pub(crate) last_recv: Timestamp,
     pub(crate) last_send: Timestamp,
     /// No heartbeat before this: one was due while the connection had
@@ -120,6 +122,7 @@ impl Conn {
             phase,
             closing: None,
             opened_at: now,
+            hello_at: Timestamp::MAX,
             last_recv: now,
             last_send: now,
             hb_retry: now,
