@@ -246,7 +246,7 @@ pub struct StreamsConfig {
     /// connection-wide window), and, in a session whose streams resume, on
     /// the stream bytes written to the peer and not yet acknowledged (kept
     /// for a re-send: the producer writes no more until an ack makes room;
-    /// that cap is never below 64 KiB, four acks' worth). Default 64 MiB.
+    /// that cap is never below 64 KiB). Default 64 MiB.
     pub connection_window: u64,
     /// Streams this node may have open as a consumer, all peers together;
     /// more opens are closed at once with 1013. Default 16 384, at most

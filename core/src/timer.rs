@@ -75,11 +75,6 @@ impl<K: Ord + Copy> Timers<K> {
         self.order.insert((t, key));
     }
 
-    /// True if `key` is armed.
-    pub(crate) fn is_set(&self, key: K) -> bool {
-        self.at.contains_key(&key)
-    }
-
     /// Disarms `key`.
     pub(crate) fn cancel(&mut self, key: K) {
         if let Some(old) = self.at.remove(&key) {

@@ -415,3 +415,60 @@ fn stream_data_a_peer_never_acknowledges_is_bounded_by_the_connection_window() {
     let second = unacked(&mut net);
     assert!((16..=18).contains(&second), "{second} more written after the ack");
 }
+
+/// Acks ride with other bytes: a message is not acknowledged by a write of
+/// its own, and the reply to it carries the ack.
+#[test]
+fn the_reply_carries_the_ack_of_the_request() {
+    let mut net = pair_with(cfg);
+    net.node(0).pubsub().subscribe("t").unwrap();
+    net.run_for(Duration::from_millis(20));
+    let (id0, id1) = (net.node(0).id(), net.node(1).id());
+    let acks = |net: &mut Net, i: usize| net.node(i).stats().pubsub.acks;
+    let before = (acks(&mut net, 0), acks(&mut net, 1));
+    publish(&mut net, 0, 0..1);
+    net.settle();
+    assert_eq!(received(&net, 1), vec![0]);
+    assert_eq!(net.node(0).pubsub_ref().send_log(id1), Some((0, 1)), "no ack of its own");
+    assert_eq!(acks(&mut net, 1), before.1);
+    publish(&mut net, 1, 7..8);
+    net.settle();
+    assert_eq!(received(&net, 0), vec![7]);
+    assert_eq!(net.node(0).pubsub_ref().send_log(id1), Some((0, 0)), "the reply acknowledged the request");
+    assert_eq!(acks(&mut net, 1), before.1 + 1);
+    // The reply itself waits for the ack delay, then is acknowledged.
+    assert_eq!(net.node(1).pubsub_ref().send_log(id0), Some((0, 1)));
+    net.run_for(Duration::from_millis(50));
+    assert_eq!(net.node(1).pubsub_ref().send_log(id0), Some((0, 0)));
+    assert_eq!(acks(&mut net, 0), before.0 + 1);
+}
+
+/// A sender whose queue is full of messages waiting for their ack asks
+/// for it (a heartbeat) and gets it at once, not after the ack delay.
+#[test]
+fn a_sender_held_up_by_acks_asks_for_them() {
+    let mut net = pair_with(|i| {
+        config_with(i as u64, |c| {
+            c.session.resume_window = Duration::from_secs(2);
+            c.session.ack_delay = Duration::from_secs(10);
+            c.pubsub.max_queued_frames_per_peer = 8;
+        })
+    });
+    let id1 = net.node(1).id();
+    publish(&mut net, 0, 0..8);
+    assert!(net.node(0).pubsub().publish("t", Bytes::from_static(b"x"), SendMode::All).unwrap_err().is_full());
+    // No time passes: only the ask can bring the ack.
+    net.settle();
+    assert_eq!(received(&net, 1), (0..8).collect::<Vec<_>>());
+    assert_eq!(net.node(0).pubsub_ref().send_log(id1), Some((0, 0)), "acknowledged without the ack delay");
+    assert!(net.slots[0].events.iter().any(|e| matches!(e, Event::PubSub(PubSubEvent::Writable))));
+    // The same when every message had left before the refused publish.
+    net.slots[0].events.clear();
+    publish(&mut net, 0, 8..16);
+    net.settle();
+    assert_eq!(net.node(0).pubsub_ref().send_log(id1), Some((0, 8)), "written, not acknowledged");
+    assert!(net.node(0).pubsub().publish("t", Bytes::from_static(b"x"), SendMode::All).unwrap_err().is_full());
+    net.settle();
+    assert_eq!(net.node(0).pubsub_ref().send_log(id1), Some((0, 0)));
+    assert!(net.slots[0].events.iter().any(|e| matches!(e, Event::PubSub(PubSubEvent::Writable))));
+}

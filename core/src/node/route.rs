@@ -88,14 +88,13 @@ impl Node {
 
     /// Processes whole frames buffered for `conn`. `bounded`: stop while the
     /// event queue is full (the rest waits in the read buffer). In a
-    /// resumable session the messages taken are acknowledged once per batch
-    /// (one ack however many messages the read brought).
+    /// resumable session the messages taken are acknowledged at the ack
+    /// thresholds, with the next bytes this node writes to the peer anyway,
+    /// when the peer asks (a heartbeat) or after the ack delay: not after
+    /// every read, which cost a write of its own per round trip.
     pub(super) fn process_input(&mut self, conn: ConnId, bounded: bool) {
         self.process_frames(conn, bounded);
-        if let Some(peer) = self.session.conns.get(&conn).and_then(|c| c.peer()).map(|p| p.id) {
-            self.pubsub.ack_now(peer);
-            self.wake_pubsub_conns();
-        }
+        self.wake_pubsub_conns();
     }
 
     fn process_frames(&mut self, conn: ConnId, bounded: bool) {
@@ -201,7 +200,14 @@ impl Node {
         };
         match header {
             Header::Hello(hello) => return Ok(self.on_hello(conn, hello)),
-            Header::Heartbeat => return Ok(Flow::Continue),
+            Header::Heartbeat => {
+                // In a resumable session a heartbeat also asks for an ack.
+                if let Some((_, peer)) = open {
+                    self.pubsub.ack_now(peer);
+                    self.wake_pubsub_conns();
+                }
+                return Ok(Flow::Continue);
+            }
             Header::Goodbye { code, reason } => {
                 // Also the refusal of a peer that refused our Hello before
                 // sending its own.

@@ -90,6 +90,8 @@ struct PeerState {
     cursor: Option<Topic>,
     /// A publish was refused for this peer's queue: report Writable.
     want_writable: bool,
+    /// This node asked the peer for an ack (a heartbeat) and none came yet.
+    ack_asked: bool,
     /// (messages acknowledged by the peer, messages taken from it) when the
     /// current connection took the session: more since is progress.
     progress_mark: (u64, u64),
@@ -222,6 +224,7 @@ impl PubSubState {
                 progress_mark: (0, 0),
                 cursor: None,
                 want_writable: false,
+                ack_asked: false,
                 closing: false,
                 recv: BTreeMap::new(),
                 grants: BTreeSet::new(),
@@ -359,6 +362,12 @@ impl PubSubState {
         buf.len() - start
     }
 
+    /// What follows the rest of a pull on `conn` (`wrote`: it carried
+    /// something): see [`PubSubState::write_session_tail`].
+    pub(crate) fn write_tail(&mut self, conn: ConnId, peer: NodeId, wrote: bool, buf: &mut Vec<u8>) {
+        self.write_session_tail(conn, peer, wrote, buf);
+    }
+
     /// True if `conn` has announcements or grants to send.
     pub(crate) fn has_control(&self, conn: ConnId, peer: Option<NodeId>) -> bool {
         self.links.get(&conn).is_some_and(|l| l.enabled && !l.changes.is_empty())
@@ -452,7 +461,7 @@ impl PubSubState {
             for id in subs.peers.iter().filter(|id| !skip(**id)) {
                 if let Some(p) = peers.get_mut(id) {
                     if !p.has_room(topic, cost, cfg) {
-                        p.want_writable = true;
+                        p.refused(wake);
                         full = true;
                     }
                 }

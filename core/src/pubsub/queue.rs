@@ -7,7 +7,7 @@ use crate::discovery::RelayTag;
 use crate::event::{Event, Events};
 use crate::id::{ConnId, NodeId, Topic};
 use crate::wire::encoded_len_hint;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::ops::Bound;
 
 /// Bytes a queued message counts against the queue limits.
@@ -82,6 +82,16 @@ impl SendQ {
 }
 
 impl PeerState {
+    /// A publish to this peer was refused for a full queue: it reports
+    /// Writable when room frees. If acknowledged room would free it, the
+    /// connection is woken so that its next pull asks the peer for an ack.
+    pub(super) fn refused(&mut self, wake: &mut BTreeSet<ConnId>) {
+        self.want_writable = true;
+        if self.resumable && !self.ack_asked && self.log.unacked() > self.log.pending_resend() {
+            wake.insert(self.conn);
+        }
+    }
+
     /// True if a message costing `cost` fits the peer's and the subscription's limits.
     pub(crate) fn has_room(&self, topic: &str, cost: usize, cfg: &crate::config::PubSubConfig) -> bool {
         let peer_ok = !self.closing && self.log.has_room(cost);

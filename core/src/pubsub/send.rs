@@ -55,7 +55,7 @@ impl PubSubState {
                         return Ok(super::Published { queued: 1, dropped: 0 });
                     }
                     Err(_) if cfg.full_queue_policy == FullQueuePolicy::Backpressure => {
-                        p.want_writable = true;
+                        p.refused(wake);
                         return Err(PublishError::Full(topic.clone()));
                     }
                     Err(payload) => {
@@ -80,7 +80,7 @@ impl PubSubState {
             for id in ids {
                 if let Some(p) = self.peers.get_mut(&id) {
                     if !p.has_room(&topic, cost, &self.cfg) {
-                        p.want_writable = true;
+                        p.refused(wake);
                     }
                 }
             }
@@ -159,7 +159,7 @@ impl PubSubState {
         let Some(id) = pick else {
             for id in subs.peers.clone() {
                 if let Some(p) = self.peers.get_mut(&id) {
-                    p.want_writable = true;
+                    p.refused(wake);
                 }
             }
             self.rr_waiting = true;
@@ -199,7 +199,7 @@ impl PubSubState {
                 }
             }
             if let Some(p) = self.peers.get_mut(&id) {
-                p.want_writable = true;
+                p.refused(wake);
             }
             return Err(PublishError::Full(topic));
         }

@@ -94,11 +94,14 @@ pub(crate) struct RxSeq {
     since_bytes: u64,
     /// An ack must leave with the next pull.
     due: bool,
+    /// The ack timer of this peer is armed (kept here so that taking a
+    /// message does not look it up in the timer structure).
+    timer: bool,
 }
 
 impl Default for RxSeq {
     fn default() -> Self {
-        RxSeq { next: 0, cursor: Some(0), acked: 0, since_bytes: 0, due: false }
+        RxSeq { next: 0, cursor: Some(0), acked: 0, since_bytes: 0, due: false, timer: false }
     }
 }
 
@@ -151,8 +154,9 @@ impl PubSubState {
                 p.rx.due = true;
                 self.wake.push(p.conn);
             }
-        } else if !p.rx.due && !self.ack_timers.is_set(peer) {
+        } else if !p.rx.due && !p.rx.timer {
             self.ack_timers.set(peer, now + delay);
+            p.rx.timer = true;
         }
         Ok(Seq::Take)
     }
@@ -170,6 +174,9 @@ impl PubSubState {
     /// Ack timers due at `now`: their acks leave with the next pull.
     pub(crate) fn ack_timeout(&mut self, now: Timestamp) {
         while let Some(peer) = self.ack_timers.pop_due(now) {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.rx.timer = false;
+            }
             self.ack_now(peer);
         }
     }
@@ -207,6 +214,34 @@ impl PubSubState {
                 self.stats.acks += 1;
             }
             self.ack_timers.cancel(peer);
+            p.rx.timer = false;
+        }
+    }
+
+    /// After the rest of a pull on `conn` (`wrote`: it carried something
+    /// else). An ack that is not due yet rides along with other bytes, so a
+    /// reply and the ack of the request leave in one write. And a node
+    /// whose progress waits for the peer's ack (a refused publish, a
+    /// graceful close, stream data at its cap) asks for it with a
+    /// heartbeat, once until an ack comes: a receiver acks only at its
+    /// thresholds, at its ack delay, when asked and with its heartbeats.
+    pub(super) fn write_session_tail(&mut self, conn: ConnId, peer: NodeId, wrote: bool, buf: &mut Vec<u8>) {
+        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn && p.resumable && !p.suspended) else {
+            return;
+        };
+        if wrote && p.rx.next > p.rx.acked {
+            encode_frame(buf, &Header::Session(SessionFrame::Ack { next: p.rx.next }), &[]);
+            p.rx.acked = p.rx.next;
+            p.rx.since_bytes = 0;
+            p.rx.due = false;
+            self.stats.acks += 1;
+            self.ack_timers.cancel(peer);
+            p.rx.timer = false;
+        }
+        let waits = p.want_writable || p.closing || p.log.outside_waiting();
+        if waits && !p.ack_asked && p.log.unacked() > p.log.pending_resend() {
+            p.ack_asked = true;
+            encode_frame(buf, &Header::Heartbeat, &[]);
         }
     }
 
@@ -247,6 +282,7 @@ impl PubSubState {
             .log
             .ack(next, |e, _| messages += e.messages())
             .map_err(|e| ProtocolError::Sequence(format!("ack: {e}")))?;
+        p.ack_asked = false;
         if resending && n > resent {
             p.resume_from = Some(p.log.acked());
             self.wake.push(p.conn);
@@ -306,6 +342,7 @@ impl PubSubState {
     pub(crate) fn suspend(&mut self, peer: NodeId) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.suspended = true;
+            p.ack_asked = false;
             p.log.disconnect();
             p.rx.due = false;
             // Acks sent on the lost connection may never have arrived: the
@@ -313,6 +350,7 @@ impl PubSubState {
             // messages in its log until the next message makes an ack due.
             p.rx.acked = 0;
             p.resume_from = None;
+            p.rx.timer = false;
         }
         self.ack_timers.cancel(peer);
     }
@@ -387,6 +425,7 @@ impl PubSubState {
     pub(crate) fn end_session(&mut self, peer: NodeId, events: &mut Events) -> EndReport {
         self.ack_timers.cancel(peer);
         let Some(p) = self.peers.get_mut(&peer) else { return EndReport::default() };
+        p.rx.timer = false;
         if !p.resumable {
             return EndReport { unacked: 0..0, unsent: p.log.unsent() as u64, received: 0 };
         }

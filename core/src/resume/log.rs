@@ -209,6 +209,11 @@ impl<T> SendLog<T> {
         self.outside_waits = true;
     }
 
+    /// True while a writer outside the bound waits for an ack to free room.
+    pub fn outside_waiting(&self) -> bool {
+        self.outside_waits
+    }
+
     /// True (once) if an ack freed room for a writer outside the bound
     /// that waited for it: wake it.
     pub fn take_outside_wait(&mut self) -> bool {

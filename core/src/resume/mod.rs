@@ -21,8 +21,10 @@
 //! session, the frames of streams: one sequence per direction); numbers travel only in the Hello, in a
 //! `Resume { from }` frame first on a resumed connection, and in
 //! cumulative acks, which are control state sent after `ack_delay`, every
-//! [`ACK_EVERY_MESSAGES`] messages or [`ACK_EVERY_BYTES`] bytes, with
-//! heartbeats and before a goodbye. A message is acknowledged once the
+//! [`ACK_EVERY_MESSAGES`] messages or [`ACK_EVERY_BYTES`] bytes, with any
+//! other bytes written to the peer, when the peer asks (a heartbeat: a
+//! sender whose progress waits for acks sends one), with heartbeats and
+//! before a goodbye. A message is acknowledged once the
 //! receiving node took responsibility for it: handed to the application's
 //! queue, or counted as a drop.
 //!
@@ -38,9 +40,9 @@ use crate::event::PeerInfo;
 use std::ops::Range;
 
 /// An ack is due once this many messages were taken since the last one.
-pub const ACK_EVERY_MESSAGES: u64 = 256;
+pub const ACK_EVERY_MESSAGES: u64 = 4096;
 /// An ack is due once this many payload bytes were taken since the last one.
-pub const ACK_EVERY_BYTES: u64 = 16 << 10;
+pub const ACK_EVERY_BYTES: u64 = 256 << 10;
 
 /// Why a session ended with messages possibly lost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

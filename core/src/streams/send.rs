@@ -141,10 +141,11 @@ impl StreamsState {
         let Some(p) = self.peers.get_mut(&peer).filter(|p| p.conn == conn && !p.suspended) else { return 0 };
         let Some(mut log) = open_log(log) else { return 0 };
         // What the peer has not acknowledged stays in the session's log: at
-        // most a connection window of it (an ack makes room and wakes us),
-        // and never less than four acks' worth, so a small window does not
-        // wait for the ack delay after every fragment.
-        let floor = 4 * crate::resume::ACK_EVERY_BYTES;
+        // most a connection window of it (an ack makes room and wakes us;
+        // a producer stopped here asks the peer for it), and never less than
+        // 64 KiB, so a small window does not wait for an ack after every
+        // fragment.
+        let floor = 64 << 10;
         let limit = usize::try_from(self.cfg.connection_window.max(floor)).unwrap_or(usize::MAX);
         let full = |log: &Option<&mut SendLog<Logged>>| log.as_ref().is_some_and(|l| l.outside_bytes() >= limit);
         while buf.len() - start < room && !full(&log) {
