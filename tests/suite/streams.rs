@@ -95,10 +95,14 @@ pub async fn a_stalled_stream_does_not_stop_another_on_the_same_connection<R: Ru
     }
     // 2000 KiB went by while the other stream was full (its window held).
     assert_eq!(got, 2000 * 1024);
+    // The stalled stream fills its window (sharing the connection fairly,
+    // it may not have by the time the live one ended), and stops there.
     let window = Config::default().streams.window as usize;
+    let filled = || stalled_writes.load(Ordering::SeqCst) >= window / 1040 - 1;
+    wait_until::<R>(filled, "the stalled producer filled its window").await;
+    sleep::<R>(Duration::from_millis(200)).await;
     let held = stalled_writes.load(Ordering::SeqCst);
     assert!(held <= window / 1040 + 1, "the stalled producer wrote {held} messages, past its window");
-    assert!(held >= window / 1040 - 1, "the stalled producer filled its window ({held})");
 }
 
 pub async fn normal_end_no_server_bad_request_and_limits_have_their_codes<R: Runtime>() {
