@@ -285,10 +285,11 @@ impl Node {
         }
         // Message frames of a resumable session carry an implicit sequence
         // number: a duplicate (re-sent after a resume) is dropped here.
-        if caps.contains(Capabilities::RESUME) && header.is_sequenced(caps) {
-            let seq = self.pubsub.take_seq(peer_id, payload.len(), self.now);
-            self.wake_pubsub_conns();
-            if seq? == crate::pubsub::Seq::Duplicate {
+        // (An ack this makes due wakes its connection after the batch: see
+        // `process_input`.)
+        let sequenced = matches!(header, Header::Publish { .. }) || header.is_sequenced(caps);
+        if sequenced && caps.contains(Capabilities::RESUME) {
+            if self.pubsub.take_seq(peer_id, payload.len(), self.now)? == crate::pubsub::Seq::Duplicate {
                 return Ok(Flow::Continue);
             }
         }
