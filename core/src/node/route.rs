@@ -288,10 +288,11 @@ impl Node {
         // (An ack this makes due wakes its connection after the batch: see
         // `process_input`.)
         let sequenced = matches!(header, Header::Publish { .. }) || header.is_sequenced(caps);
-        if sequenced && caps.contains(Capabilities::RESUME) {
-            if self.pubsub.take_seq(peer_id, payload.len(), self.now)? == crate::pubsub::Seq::Duplicate {
-                return Ok(Flow::Continue);
-            }
+        if sequenced
+            && caps.contains(Capabilities::RESUME)
+            && self.pubsub.take_seq(peer_id, payload.len(), self.now)? == crate::pubsub::Seq::Duplicate
+        {
+            return Ok(Flow::Continue);
         }
         // 4. The plane (the peer is borrowed from the session, not cloned).
         match header {
