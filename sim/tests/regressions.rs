@@ -280,6 +280,15 @@ fn seed_588_the_plaintext_tap_splits_records_as_they_are_sealed() {
 /// "sequence number 1 is past the last one sent". A connection whose session
 /// id is the one the peer claimed and this node did not hold is now closed
 /// as stale.
+///
+/// Seed 5288 again, once acks no longer followed every read: the peer let
+/// the session expire while this node was cut off and dialed again half a
+/// second after the first handshake; this node took the new connection's
+/// session id as if both ends had dialed at once, then read three frames
+/// of the old session on the old connection and counted them in the new
+/// one. Its next resume claimed them: "sequence number 3 is past the last
+/// one sent (0 is next)". A second connection now takes the session's id
+/// only while the first handshake is fresh (`settle_session_id`).
 #[test]
 fn seed_1779_and_5288_a_connection_of_a_session_never_held_is_stale() {
     forty_faults(1779, 1000);
