@@ -260,3 +260,37 @@ fn a_closing_member_leaves_its_groups_before_it_says_goodbye() {
     net.run_for(Duration::from_millis(800));
     assert_settled(&mut net, &[1]);
 }
+
+/// The member's dial to its coordinator can lose to the coordinator's own:
+/// the answer to it is slow, and by the time it comes the member has had a
+/// session on the coordinator's connection, lost it, and begun another, so
+/// the dial closes as stale. The membership then joins on the session that
+/// won (it never joined: simulator heavy seed 967, with a timing shift),
+/// and the member's target, parked while that session lives, dials again
+/// once it is gone (it stayed parked: nothing told it whom it reached).
+#[test]
+fn a_join_whose_dial_turned_stale_joins_on_the_session_that_won_and_redials_later() {
+    let mut net = Net::new(vec![node(0, true), node(1, false)]);
+    net.node(1).join(G, Net::addr(0)).unwrap();
+    net.step();
+    let (dialed, _) = net.conns_of(1)[0];
+    net.hold(1, dialed, true);
+    net.settle();
+    let back = net.node(0).connect(Net::addr(1)).unwrap();
+    net.settle();
+    let theirs = net.conns_of(1).into_iter().map(|(c, _)| c).find(|c| *c != dialed).expect("the coordinator's dial");
+    net.reset(1, theirs);
+    net.run_for(Duration::from_millis(400));
+    net.hold(1, dialed, false);
+    net.run_for(Duration::from_millis(1000));
+    assert!(!net.conns_of(1).iter().any(|(c, _)| *c == dialed), "the member's dial closed as stale");
+    let a = current(&mut net, 1).expect("joined on the coordinator's connection");
+    assert_eq!((a.index, a.total), (0, 1));
+    // The coordinator stops dialing: only the member's target can bring
+    // the session back.
+    net.node(0).disconnect(back);
+    net.run_for(Duration::from_millis(3000));
+    let a = current(&mut net, 1).expect("the member redialed and joined again");
+    assert_eq!((a.index, a.total), (0, 1));
+    assert!(net.conns_of(1).iter().any(|(c, _)| *c > theirs), "on a connection the member dialed");
+}

@@ -414,10 +414,21 @@ impl Node {
                 .is_some_and(|hs| hs.resume.is_some_and(|c| self.holds_claim(id, hs.incarnation, &c)));
         match self.session.on_hello(conn, id, claims_held) {
             HelloOutcome::Stale => {
+                // The target this connection was dialed for reaches `id`:
+                // it is parked while the session with `id` lives, unparked
+                // when that session is lost, and memberships joined through
+                // it join on the session's connection (simulator heavy seed
+                // 967: a dial whose Hello came after the coordinator's own
+                // connection closed as stale, and the member never joined).
+                let target = self.session.conns.get(&conn).and_then(|c| c.target);
+                if let Some(t) = target {
+                    self.target_peers.insert(t, id);
+                }
                 if let Some(c) = self.session.conns.get_mut(&conn) {
                     c.phase = Phase::Open(open);
                 }
                 self.remove_conn(conn, CloseReason::Duplicate);
+                self.membership_after_hello(conn, id);
                 return Flow::Stop;
             }
             HelloOutcome::Open { close_first } => {

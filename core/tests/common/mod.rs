@@ -131,6 +131,8 @@ pub struct Net {
     pub max_write: usize,
     /// Bytes a node may write per settle round before its sockets block.
     pub round_budget: usize,
+    /// Connections whose incoming bytes wait (see [`Net::hold`]).
+    held: BTreeSet<(usize, ConnId)>,
     /// Deadlines a drain returned that were not in the future (a driver
     /// would spin on them): (slot, deadline, now).
     pub stale_deadlines: Vec<(usize, Timestamp, Timestamp)>,
@@ -275,6 +277,7 @@ impl Net {
             round_budget: usize::MAX,
             stale_deadlines: Vec::new(),
             tap: None,
+            held: BTreeSet::new(),
         }
     }
 
@@ -433,7 +436,7 @@ impl Net {
         let mut k = 0;
         while k < self.inflight.len() {
             let (to, conn) = (self.inflight[k].to, self.inflight[k].conn);
-            if blocked.contains(&to) {
+            if blocked.contains(&to) || self.held.contains(&(to, conn)) {
                 k += 1;
                 continue;
             }
@@ -483,6 +486,16 @@ impl Net {
             }
         }
         progressed
+    }
+
+    /// While `on`, bytes on their way to `(slot, conn)` wait (a slow path
+    /// one way: the rest of the network goes on).
+    pub fn hold(&mut self, slot: usize, conn: ConnId, on: bool) {
+        if on {
+            self.held.insert((slot, conn));
+        } else {
+            self.held.remove(&(slot, conn));
+        }
     }
 
     /// Advances virtual time to `t`, firing every deadline on the way.
