@@ -129,7 +129,7 @@ impl Node {
                 self.write_sources(conn, id, first_source, buf, start + limit, quantum);
                 // An ack owed goes out with other bytes, and before a goodbye.
                 let goodbye = self.session.conns.get(&conn).is_some_and(|c| c.control.goodbye);
-                self.pubsub.write_tail(conn, id, goodbye || buf.len() > start, buf);
+                self.pubsub.write_session_tail(conn, id, goodbye || buf.len() > start, buf);
                 self.wake_pubsub_conns();
             }
             self.transfer_wake();

@@ -362,12 +362,6 @@ impl PubSubState {
         buf.len() - start
     }
 
-    /// What follows the rest of a pull on `conn` (`wrote`: it carried
-    /// something): see [`PubSubState::write_session_tail`].
-    pub(crate) fn write_tail(&mut self, conn: ConnId, peer: NodeId, wrote: bool, buf: &mut Vec<u8>) {
-        self.write_session_tail(conn, peer, wrote, buf);
-    }
-
     /// True if `conn` has announcements or grants to send.
     pub(crate) fn has_control(&self, conn: ConnId, peer: Option<NodeId>) -> bool {
         self.links.get(&conn).is_some_and(|l| l.enabled && !l.changes.is_empty())

@@ -87,9 +87,16 @@ impl PeerState {
     /// connection is woken so that its next pull asks the peer for an ack.
     pub(super) fn refused(&mut self, wake: &mut BTreeSet<ConnId>) {
         self.want_writable = true;
-        if self.resumable && !self.ack_asked && self.log.unacked() > self.log.pending_resend() {
+        if self.may_ask_for_ack() {
             wake.insert(self.conn);
         }
+    }
+
+    /// True if an ack from the peer would free something in this node's
+    /// log (written, not just waiting to be re-sent) and none was asked for
+    /// since the last one came.
+    pub(super) fn may_ask_for_ack(&self) -> bool {
+        self.resumable && !self.ack_asked && self.log.unacked() > self.log.pending_resend()
     }
 
     /// True if a message costing `cost` fits the peer's and the subscription's limits.
