@@ -287,9 +287,8 @@ impl Node {
         // number: a duplicate (re-sent after a resume) is dropped here.
         // (An ack this makes due wakes its connection after the batch: see
         // `process_input`.)
-        let sequenced = matches!(header, Header::Publish { .. }) || header.is_sequenced(caps);
-        if sequenced
-            && caps.contains(Capabilities::RESUME)
+        if caps.contains(Capabilities::RESUME)
+            && header.is_sequenced(caps)
             && self.pubsub.take_seq(peer_id, payload.len(), self.now)? == crate::pubsub::Seq::Duplicate
         {
             return Ok(Flow::Continue);
@@ -406,8 +405,8 @@ impl Node {
         // node's Hello, and sequence numbers keep older bytes from following
         // newer ones. (An accepted connection that old may come from a
         // process of the peer's that has since died: it stays stale.)
-        let dialed = self.session.conns.get(&conn).is_some_and(|c| c.target.is_some());
-        let claims_held = dialed
+        let target = self.session.conns.get(&conn).and_then(|c| c.target);
+        let claims_held = target.is_some()
             && hello
                 .session
                 .filter(|_| caps.contains(Capabilities::RESUME))
@@ -420,7 +419,6 @@ impl Node {
                 // it join on the session's connection (simulator heavy seed
                 // 967: a dial whose Hello came after the coordinator's own
                 // connection closed as stale, and the member never joined).
-                let target = self.session.conns.get(&conn).and_then(|c| c.target);
                 if let Some(t) = target {
                     self.target_peers.insert(t, id);
                 }
@@ -457,7 +455,6 @@ impl Node {
         self.pubsub.on_hello(conn, &subs, caps.contains(Capabilities::PUBSUB));
         // Announcements held until the peer's planes were known may leave now.
         self.session.ready.insert(conn);
-        let target = self.session.conns.get(&conn).and_then(|c| c.target);
         let hs = hello.session.filter(|_| caps.contains(Capabilities::RESUME));
         let decision = self.resume_decision(conn, id, hs);
         if let Decision::EndOld(loss) = decision {
