@@ -73,6 +73,13 @@ impl Topic {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// True if both name the same topic; without comparing names when
+    /// both share one string (clones of one `Topic`).
+    #[inline]
+    pub(crate) fn same(&self, other: &Topic) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
 }
 
 impl From<&str> for Topic {

@@ -229,6 +229,46 @@ fn relay_reaches_a_subscriber_that_is_not_directly_connected() {
 }
 
 #[test]
+fn relayed_copies_resent_after_a_resume_keep_their_relay_identity() {
+    // A line n0 - n1 - n2. n1 relays n0's messages to n2; their link is
+    // cut while copies are written and not acknowledged, so n1 sends them
+    // again after the resume: still copies relayed from n0, each with its
+    // own number (the send log keeps their identity beside the payloads).
+    let mut net = relay_net(&[(0, 1), (1, 2)], 64);
+    let origin = net.node(0).id();
+    let link =
+        |net: &Net, i, j| net.conns_of(i).into_iter().find(|(_, e)| matches!(e, common::End::Node(k, _) if *k == j));
+    let (to_n2, _) = link(&net, 2, 1).expect("n2 - n1");
+    // What n1 writes to n2 stays in flight until the cut, which loses it.
+    net.hold(2, to_n2, true);
+    for i in 0..120u32 {
+        net.node(0).discovery().publish("t", Bytes::from(i.to_be_bytes().to_vec())).unwrap();
+    }
+    net.settle();
+    assert!(net.has_inflight_to(2, to_n2), "n1 wrote copies to n2 before the cut");
+    net.reset(2, to_n2);
+    net.hold(2, to_n2, false);
+    net.run_for(Duration::from_secs(2));
+    assert!(net.node(1).stats().pubsub.resent > 0, "copies were sent again after the resume");
+    let got: Vec<(u32, Option<Relayed>)> = net.slots[2]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PubSub(PubSubEvent::Message(m)) => {
+                Some((u32::from_be_bytes(m.payload[..].try_into().unwrap()), m.relayed))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), (0..120).collect::<Vec<_>>(), "in order, once each");
+    for (i, relayed) in got {
+        let r = relayed.unwrap_or_else(|| panic!("message {i} arrived as a plain message"));
+        assert_eq!((r.origin, r.seq, r.hops), (origin, u64::from(i) + 1, 1), "message {i}");
+    }
+    assert!(net.slots[2].events.iter().all(|e| !matches!(e, Event::ProtocolViolation { .. })));
+}
+
+#[test]
 fn without_relay_a_subscriber_out_of_reach_gets_nothing() {
     let mut net = relay_net(&[(0, 1), (1, 2)], 64);
     net.node(1).discovery().set_relay("t", false).unwrap();

@@ -21,6 +21,7 @@
 mod api;
 mod credit;
 mod event;
+mod log_marks;
 mod queue;
 mod send;
 mod session;
@@ -75,6 +76,10 @@ struct PeerState {
     /// The peer's bound (unsent and unacknowledged together) and, in a
     /// resumable session, the messages written and not acknowledged.
     log: crate::resume::SendLog<session::Logged>,
+    /// The topic of each run of messages on one topic in `log`, and the
+    /// identity of each relayed copy in it.
+    topics: log_marks::Marks<Topic>,
+    tags: log_marks::Marks<crate::discovery::RelayTag>,
     /// Sequence numbers and acks of what the peer sends.
     rx: session::RxSeq,
     /// Both ends announced `RESUME`: messages are logged until acknowledged.
@@ -216,6 +221,8 @@ impl PubSubState {
                     self.cfg.max_queued_frames_per_peer,
                     self.cfg.max_queued_bytes_per_peer,
                 ),
+                topics: Default::default(),
+                tags: Default::default(),
                 rx: session::RxSeq::default(),
                 resumable,
                 overwrite,

@@ -239,6 +239,12 @@ impl PeerState {
         Ok(was_empty && q.credit_msgs > 0 && q.credit_bytes > 0 && !self.suspended)
     }
 
+    /// The log let go of what the peer acknowledged: so do its marks.
+    pub(crate) fn trim_marks(&mut self) {
+        self.topics.trim(self.log.acked(), true);
+        self.tags.trim(self.log.acked(), false);
+    }
+
     /// Tells whoever got `Full` for this peer that there is room again,
     /// once its queue fell to the low-water mark.
     pub(crate) fn report_writable(&mut self, cfg: &crate::config::PubSubConfig, events: &mut Events) {
@@ -310,8 +316,9 @@ impl PubSubState {
         }
         // After a resume, what the peer did not acknowledge goes first.
         while p.log.pending_resend() > 0 && buf.len() - start < limit {
-            let Some((_, entry)) = p.log.next_resend() else { break };
-            entry.encode(buf);
+            let Some((seq, entry)) = p.log.next_resend() else { break };
+            let tag = matches!(entry, super::session::Logged::Data(_)).then(|| p.tags.at(seq)).flatten();
+            entry.encode(p.topics.covering(seq), tag, buf);
             self.stats.resent += entry.messages();
         }
         while buf.len() - start < limit {
@@ -365,7 +372,13 @@ impl PubSubState {
                 super::session::encode_data(buf, &topic, &payload, tag.as_ref());
                 if p.resumable {
                     // Kept until the peer acknowledges it (counted as sent then).
-                    p.log.pull(super::session::Logged::Data(topic.clone(), payload, tag), cost);
+                    let seq = p.log.pull(super::session::Logged::Data(payload), cost);
+                    if !p.topics.last().is_some_and(|t| t.same(&topic)) {
+                        p.topics.push(seq, topic.clone());
+                    }
+                    if let Some(tag) = tag {
+                        p.tags.push(seq, tag);
+                    }
                 } else {
                     p.log.unadmit(1, cost);
                     sent += 1;

@@ -19,8 +19,10 @@ use std::ops::Range;
 /// An entry of the send log: written, waiting for its ack.
 #[derive(Debug)]
 pub(crate) enum Logged {
-    /// A message (a plain Publish, or a relayed copy).
-    Data(Topic, Payload, Option<RelayTag>),
+    /// A message (a plain Publish, or a relayed copy); its topic, and a
+    /// relayed copy's identity, are kept beside the log
+    /// ([`Marks`](super::log_marks::Marks)).
+    Data(Payload),
     /// A marker for this many messages a full queue overwrote on the topic.
     Overwritten(Topic, u64),
     /// Reply bytes of the streams plane (the payload shared, never copied).
@@ -30,10 +32,17 @@ pub(crate) enum Logged {
 }
 
 impl Logged {
-    /// Writes the entry's frame again (a re-send after a resume).
-    pub(crate) fn encode(&self, buf: &mut Vec<u8>) {
+    /// Writes the entry's frame again (a re-send after a resume); a
+    /// message is on `topic` (`None`: never marked, a bug; nothing is
+    /// written), a relayed copy with `tag`.
+    pub(crate) fn encode(&self, topic: Option<&Topic>, tag: Option<&RelayTag>, buf: &mut Vec<u8>) {
         match self {
-            Logged::Data(topic, payload, tag) => encode_data(buf, topic, payload, tag.as_ref()),
+            Logged::Data(payload) => {
+                debug_assert!(topic.is_some(), "every logged message has its topic marked");
+                if let Some(topic) = topic {
+                    encode_data(buf, topic, payload, tag)
+                }
+            }
             Logged::Overwritten(topic, count) => encode_overwritten(buf, topic, *count),
             Logged::StreamData { id, more, payload } => {
                 encode_frame(buf, &Header::Stream(StreamFrame::Data { id: *id, more: *more }), payload);
@@ -52,6 +61,10 @@ impl Logged {
 pub(crate) fn encode_overwritten(buf: &mut Vec<u8>, topic: &Topic, count: u64) {
     encode_frame(buf, &Header::Overwritten { topic: topic.as_str(), count }, &[]);
 }
+
+// A log entry (with its cost) is a payload and a little more: 56 bytes
+// (with the topic and relay tag inline it was 144).
+const _: () = assert!(std::mem::size_of::<(Logged, usize)>() <= 56);
 
 /// Writes one message frame (a plain Publish, or a relayed copy).
 pub(crate) fn encode_data(buf: &mut Vec<u8>, topic: &Topic, payload: &Payload, tag: Option<&RelayTag>) {
@@ -291,6 +304,7 @@ impl PubSubState {
             .log
             .ack(next, |e, _| messages += e.messages())
             .map_err(|e| ProtocolError::Sequence(format!("ack: {e}")))?;
+        p.trim_marks();
         p.ack_asked = false;
         if resending && n > resent {
             p.resume_from = Some(p.log.acked());
@@ -381,6 +395,7 @@ impl PubSubState {
         // The planted bug (tests only): re-send from one past the point.
         let from = if self.planted_resend_bug { their_next + 1 } else { their_next };
         let resent = p.log.resume(from.min(p.log.next_seq()), |_, _| {}).unwrap_or(0) as u64;
+        p.trim_marks();
         p.conn = conn;
         p.suspended = false;
         p.resume_from = Some(from.min(p.log.next_seq()));
@@ -449,6 +464,8 @@ impl PubSubState {
         // The range numbers markers too; only messages count as lost.
         let mut lost = 0;
         let (range, _) = p.log.expire(|e| lost += e.messages());
+        p.topics.clear();
+        p.tags.clear();
         let info = p.info.clone();
         let received = p.rx.next;
         self.stats.unacked_lost += lost;
