@@ -10,12 +10,24 @@ use std::time::Duration;
 /// Slot 0 is the root (with `root_max` connections); slots 1.. subscribe to
 /// `topic(i)` and join through the root only.
 fn star(n: usize, root_max: usize, drop_root: bool, topic: impl Fn(usize) -> String) -> Net {
+    star_with(n, root_max, drop_root, topic, |_| {})
+}
+
+/// [`star`], with `f` applied to every node's configuration.
+fn star_with(
+    n: usize,
+    root_max: usize,
+    drop_root: bool,
+    topic: impl Fn(usize) -> String,
+    f: impl Fn(&mut Config),
+) -> Net {
     let nodes = (0..n)
         .map(|i| {
             let cfg = config_with(i as u64 + 1, |c| {
                 c.discovery.root = i == 0;
                 c.discovery.root_max_connections = root_max;
                 c.discovery.drop_root_when_paired = drop_root;
+                f(c);
             });
             let mut node = Node::new(cfg, &format!("n{i}")).unwrap();
             node.set_listen_addr("mem", i as u16);
@@ -95,6 +107,91 @@ fn the_root_is_dropped_once_paired_and_traffic_keeps_flowing() {
     net.node(1).pubsub().publish("t", Bytes::from_static(b"hello"), SendMode::All).unwrap();
     net.run_for(Duration::from_millis(100));
     assert_eq!(net.messages(2), vec![("n1".to_string(), b"hello".to_vec())]);
+}
+
+/// The peers of slot `i` (other than the root, slot 0), by slot.
+fn peer_slots(net: &mut Net, i: usize) -> Vec<usize> {
+    let ids: Vec<NodeId> = net.node(i).peers().map(|p| p.id).collect();
+    (1..net.slots.len()).filter(|&j| net.live(j) && ids.contains(&net.node(j).id())).collect()
+}
+
+#[test]
+fn a_node_cut_off_after_its_root_restarted_finds_its_peers_again() {
+    // n1..n4 share `t`, pair through the root and drop it. The root
+    // restarts knowing nobody; then one node loses every link while the
+    // others stay paired among themselves, so none of them asks for `t`
+    // again and the root learns of nobody. The lone node must pair again
+    // with the peers it met (it knows their addresses). Without sessions,
+    // so that the lost links are not resumed.
+    let no_sessions = |c: &mut Config| c.session.resume_window = Duration::ZERO;
+    let mut tried = Vec::new();
+    for lone in 1..5 {
+        let mut net = star_with(5, 16, true, |_| "t".to_string(), no_sessions);
+        net.run_for(Duration::from_secs(3));
+        assert!(all_paired(&mut net, 1));
+        let others_stay_paired =
+            (1..5).filter(|&j| j != lone).all(|j| peer_slots(&mut net, j).iter().any(|&k| k != lone));
+        if !others_stay_paired {
+            continue;
+        }
+        tried.push(lone);
+        let cfg = config_with(1, |c| {
+            c.discovery.root = true;
+            c.discovery.drop_root_when_paired = true;
+            no_sessions(c);
+        });
+        let mut root = Node::new(cfg, "n0").unwrap();
+        root.set_listen_addr("mem", 0);
+        net.restart(0, root);
+        for (c, _) in net.conns_of(lone) {
+            net.reset(lone, c);
+        }
+        net.run_for(Duration::from_secs(5));
+        assert!(
+            net.node(lone).discovery_ref().is_paired("t"),
+            "n{lone} is paired again (it dialed {} peers before)",
+            net.node(lone).stats().discovery.dials
+        );
+        assert!(!peer_slots(&mut net, lone).is_empty());
+    }
+    eprintln!("cut off in turn: {tried:?}");
+    assert!(tried.len() >= 2, "the pairing left few nodes to cut off: {tried:?}");
+}
+
+#[test]
+fn a_restarted_root_learns_of_paired_nodes_again_and_refers_them() {
+    // n1..n4 share `t`, pair and drop the root, which then restarts knowing
+    // nobody. A new node comes for `t` through the root: the root can refer
+    // it only to nodes that came back to refresh what it knows
+    // (`root_refresh`), since paired nodes ask for nothing.
+    let refresh = |every: Duration| {
+        move |c: &mut Config| {
+            c.discovery.root_refresh = every;
+            c.session.resume_window = Duration::ZERO;
+        }
+    };
+    for every in [Duration::from_secs(1), Duration::ZERO] {
+        let mut net = star_with(6, 16, true, |i| if i == 5 { "other" } else { "t" }.to_string(), refresh(every));
+        net.run_for(Duration::from_secs(3));
+        assert!((1..5).all(|i| net.node(i).discovery_ref().is_paired("t")));
+        let cfg = config_with(1, |c| {
+            c.discovery.root = true;
+            refresh(every)(c);
+        });
+        let mut root = Node::new(cfg, "n0").unwrap();
+        root.set_listen_addr("mem", 0);
+        net.restart(0, root);
+        net.run_for(Duration::from_secs(3));
+        // A new process in slot 5 (it never saw the others' requests).
+        let mut n5 = Node::new(config_with(77, refresh(every)), "n5").unwrap();
+        n5.set_listen_addr("mem", 5);
+        n5.pubsub().subscribe("t").unwrap();
+        n5.discovery().join(Net::addr(0)).unwrap();
+        net.restart(5, n5);
+        net.run_for(Duration::from_secs(3));
+        let paired = net.node(5).discovery_ref().is_paired("t");
+        assert_eq!(paired, !every.is_zero(), "with root_refresh {every:?}");
+    }
 }
 
 #[test]

@@ -140,6 +140,7 @@ fn setup(root: bool, root_limit: Option<usize>, drop_root: bool, planted_bug: bo
     d.drop_root_when_paired = drop_root;
     d.retry_base = Duration::from_millis(20);
     d.retry_cap = Duration::from_millis(300);
+    d.root_refresh = Duration::from_secs(1);
     d.request_ttl = 64;
     d.relay_hop_limit = 64;
     d.planted_bug = planted_bug;
@@ -361,8 +362,9 @@ impl DiscoveryScenario {
     }
 
     /// Every subscriber publishes one relayed message per topic; each must
-    /// reach every other subscriber of its component exactly once. Returns
-    /// how many were checked.
+    /// reach every other subscriber of its component exactly once (and no
+    /// other node, but subscribers of a component that merged with it
+    /// meanwhile). Returns how many were checked.
     fn probe(&self, sim: &mut Sim) -> Result<usize, String> {
         let n = sim.len();
         let mut probes = Vec::new();
@@ -385,10 +387,15 @@ impl DiscoveryScenario {
                     continue;
                 }
                 let give_up = sim.now() + 3_000_000;
+                // Components may merge while probes travel (a node that
+                // lost a stale link dials a peer it knew): subscribers
+                // beyond the component may get a probe too, once.
+                let mut may = holders.clone();
+                may.remove(&s);
                 loop {
                     match sim.relay_publish(s, t, 64) {
                         Ok(g) => {
-                            probes.push((g, s, comp));
+                            probes.push((g, s, comp, may));
                             break;
                         }
                         Err(PublishError::Full(_)) if sim.now() < give_up => sim.run_for(10_000)?,
@@ -400,17 +407,19 @@ impl DiscoveryScenario {
         let deadline = sim.now() + 3_000_000;
         loop {
             let mut missing = Vec::new();
-            for (g, from, want) in &probes {
+            for (g, from, want, may) in &probes {
                 let got: BTreeSet<usize> = sim.relay_delivered_to(*g).into_iter().collect();
-                if &got != want {
-                    missing.push(format!("#{g} from n{from}: reached {got:?}, want {want:?}"));
+                if !want.is_subset(&got) || !got.is_subset(may) {
+                    missing.push(format!(
+                        "#{g} from n{from}: reached {got:?}, want {want:?} (and no node beyond {may:?})"
+                    ));
                 }
             }
             if missing.is_empty() {
                 return Ok(probes.len());
             }
             if sim.now() >= deadline {
-                return Err(format!("liveness: relayed probes not delivered: {}", missing.join("; ")));
+                return Err(format!("relayed probes not delivered as due: {}", missing.join("; ")));
             }
             sim.run_for(10_000)?;
         }

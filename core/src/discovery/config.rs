@@ -51,6 +51,12 @@ pub struct DiscoveryConfig {
     pub max_known_topics: usize,
     /// How long a remembered peer is referred. Default 60 s.
     pub known_expiry: Duration,
+    /// A node that dropped its roots (every topic paired) connects to them
+    /// again this often (with jitter), so that a root that restarted and
+    /// knows nobody learns of it from its Hello and can refer newcomers to
+    /// it; the root is dropped again at once. Zero: never. Default 20 s
+    /// (a third of `known_expiry`, so a root's record never runs out).
+    pub root_refresh: Duration,
     /// Most peers in one referral. Default 16.
     pub max_referrals: usize,
     /// Relay: most relays a message goes through. Default 8.
@@ -95,6 +101,7 @@ impl Default for DiscoveryConfig {
             max_known_per_topic: 8,
             max_known_topics: 1024,
             known_expiry: Duration::from_secs(60),
+            root_refresh: Duration::from_secs(20),
             max_referrals: 16,
             relay_hop_limit: 8,
             relay_window: 1024,

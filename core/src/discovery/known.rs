@@ -41,6 +41,17 @@ impl Known {
         });
     }
 
+    /// A dial to `id` failed: it is tried after every other peer known
+    /// for the same topics (and still expires when its record does).
+    pub(crate) fn demote(&mut self, id: NodeId) {
+        for q in self.by_topic.values_mut() {
+            if let Some(i) = q.iter().position(|(p, _, _)| *p == id) {
+                let e = q.remove(i).expect("found");
+                q.push_front(e);
+            }
+        }
+    }
+
     /// Peers recorded for `topic`, most recent first, not expired.
     pub(crate) fn peers(&mut self, topic: &str, now: Timestamp) -> Vec<(NodeId, PeerAddr)> {
         let expiry = self.expiry;

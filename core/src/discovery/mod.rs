@@ -122,6 +122,8 @@ pub(crate) struct DiscoveryState {
     /// When the next request for unpaired topics leaves.
     pub(crate) retry_at: Option<Timestamp>,
     pub(crate) attempt: u32,
+    /// When the dropped roots are connected again to refresh what they know.
+    pub(crate) refresh_at: Option<Timestamp>,
     pub(crate) known: Known,
     /// Discovery frames queued per connection.
     pub(crate) out: BTreeMap<ConnId, VecDeque<OutFrame>>,
@@ -149,6 +151,7 @@ impl DiscoveryState {
             next_request: 1,
             retry_at: None,
             attempt: 0,
+            refresh_at: None,
             out: BTreeMap::new(),
             relay_topics: BTreeSet::new(),
             epoch,

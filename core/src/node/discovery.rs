@@ -98,7 +98,10 @@ impl Node {
         if d.dirty || d.seen_gen != self.pubsub.local_gen {
             return Some(self.now);
         }
-        d.retry_at
+        match (d.retry_at, d.refresh_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Re-evaluates pairing (events, drop or re-join roots) and sends a
@@ -108,7 +111,12 @@ impl Node {
             self.discovery.dirty = false;
             self.discovery.seen_gen = self.pubsub.local_gen;
             self.discovery.retry_at = None;
+            self.discovery.refresh_at = None;
             return;
+        }
+        if self.discovery.refresh_at.is_some_and(|t| now >= t) {
+            self.discovery.refresh_at = None;
+            self.join_roots();
         }
         if self.discovery.dirty || self.discovery.seen_gen != self.pubsub.local_gen {
             let peer_up = std::mem::take(&mut self.discovery.dirty);
@@ -160,15 +168,27 @@ impl Node {
                     self.discovery.stats.roots_dropped += 1;
                     self.disconnect(t);
                 }
+                let every = self.discovery.cfg.root_refresh;
+                if self.discovery.refresh_at.is_none() && !every.is_zero() {
+                    let micros = u64::try_from(every.as_micros()).unwrap_or(u64::MAX);
+                    let delay = std::time::Duration::from_micros(self.rng.between(micros / 2, micros));
+                    self.discovery.refresh_at = Some(self.now + delay);
+                }
             } else if unpaired {
-                let addrs: Vec<PeerAddr> =
-                    self.discovery.roots.iter().filter(|r| r.target.is_none()).map(|r| r.addr.clone()).collect();
-                for a in addrs {
-                    if let Ok(t) = self.connect(a.clone()) {
-                        if let Some(r) = self.discovery.roots.iter_mut().find(|r| r.addr == a) {
-                            r.target = Some(t);
-                        }
-                    }
+                self.join_roots();
+            }
+        }
+    }
+
+    /// Connects to every root not connected (its Hello tells the root
+    /// this node's topics and address).
+    fn join_roots(&mut self) {
+        let addrs: Vec<PeerAddr> =
+            self.discovery.roots.iter().filter(|r| r.target.is_none()).map(|r| r.addr.clone()).collect();
+        for a in addrs {
+            if let Ok(t) = self.connect(a.clone()) {
+                if let Some(r) = self.discovery.roots.iter_mut().find(|r| r.addr == a) {
+                    r.target = Some(t);
                 }
             }
         }
@@ -196,6 +216,18 @@ impl Node {
         if topics.is_empty() {
             self.discovery.retry_at = None;
             return;
+        }
+        // Peers known to share a topic (met through a referral, a request,
+        // or a connection that was lost) are dialed directly, one per
+        // topic per round: a peer whose links all broke may be unknown to
+        // every node it can still reach (a root that restarted knows
+        // nobody; paired nodes stop asking).
+        for t in &topics {
+            for (id, addr) in self.discovery.known.peers(t, self.now) {
+                if self.discovery_dial(id, addr) {
+                    break;
+                }
+            }
         }
         let peers = self.discovery_peers();
         if !peers.is_empty() {
@@ -244,12 +276,37 @@ impl Node {
         true
     }
 
-    /// A connection dialed by this plane ended: it is not redialed.
-    /// Returns true if `target` was one of this plane's.
-    pub(super) fn discovery_target_lost(&mut self, target: TargetId, reason: &CloseReason) -> bool {
+    /// A peer listening at `addr` announced `topics` in its Hello: it is
+    /// known to share those of them this node subscribes to (to dial again
+    /// if they go unpaired; to refer), and a root refers it for all of them.
+    pub(super) fn discovery_met(&mut self, id: NodeId, addr: PeerAddr, topics: &[&str]) {
+        let root = self.discovery.cfg.root;
+        for t in topics {
+            if let Some(t) = self.pubsub.local_topics().get(*t) {
+                self.discovery.known.record(t, id, &addr, self.now);
+            } else if root && self.pubsub.check_topic(t).is_ok() {
+                self.discovery.known.record(&Topic::from(*t), id, &addr, self.now);
+            }
+        }
+    }
+
+    /// A connection dialed by this plane ended: it is not redialed by the
+    /// dialer. A peer lost without a word (no answer, a broken socket, a
+    /// dial that did not connect) stays known until its record expires, to
+    /// be dialed again while a topic it shares is unpaired (after the
+    /// other peers known for it, if the dial failed); one that closed on
+    /// purpose is forgotten. Returns true if `target` was one of this
+    /// plane's.
+    pub(super) fn discovery_target_lost(&mut self, target: TargetId, reason: &CloseReason, reached: bool) -> bool {
         let Some((id, addr)) = self.discovery.dialed.remove(&target) else { return false };
         self.dialer.remove(target);
-        self.discovery.known.forget(id);
+        use CloseReason::{DialTimeout, HandshakeTimeout, Io, LivenessTimeout};
+        let silent = matches!(reason, LivenessTimeout | Io(_) | DialTimeout | HandshakeTimeout);
+        if !silent {
+            self.discovery.known.forget(id);
+        } else if !reached {
+            self.discovery.known.demote(id);
+        }
         self.events.push(Event::Discovery(DiscoveryEvent::DialFailed { addr, reason: reason.clone() }));
         true
     }
@@ -279,10 +336,11 @@ impl Node {
                     if useful.is_empty() {
                         continue;
                     }
-                    let addr = PeerAddr::new(r.listen.host, r.listen.port);
-                    if self.discovery_dial(NodeId::from_u128(r.id), addr) {
+                    let (id, addr) = (NodeId::from_u128(r.id), PeerAddr::new(r.listen.host, r.listen.port));
+                    if self.discovery_dial(id, addr.clone()) {
                         // One dial per unpaired topic: the next request asks again if it fails.
                         for t in useful {
+                            self.discovery.known.record(&t, id, &addr, self.now);
                             wanted.remove(&t);
                         }
                     }

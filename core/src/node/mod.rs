@@ -545,7 +545,7 @@ impl Node {
                 // for that session to be lost.
                 if reason == CloseReason::Duplicate && peer.as_ref().is_some_and(|p| self.session_live(p.id)) {
                     self.dialer.park(t, Some(conn));
-                } else if !self.closing && !self.discovery_target_lost(t, &reason) {
+                } else if !self.closing && !self.discovery_target_lost(t, &reason, peer.is_some()) {
                     let live = self.cfg.session.liveness_timeout;
                     let (now, rng, events) = (self.now, &mut self.rng, &mut self.events);
                     self.dialer.lost(t, conn, reason, now, live, progressed, rng, events);

@@ -5,7 +5,7 @@
 use super::resume::Decision;
 use super::Node;
 use crate::event::{CloseReason, DialEvent, Event, ProtocolError};
-use crate::id::{ConnId, NodeId};
+use crate::id::{ConnId, NodeId, PeerAddr};
 use crate::pubsub::DropReason;
 use crate::session::handshake::check_hello;
 use crate::session::{Closing, Gate, HelloOutcome, Open, Phase};
@@ -453,6 +453,9 @@ impl Node {
             self.refuse_subscription(conn, t);
         }
         self.pubsub.on_hello(conn, &subs, caps.contains(Capabilities::PUBSUB));
+        if let Some(l) = hello.listen.as_ref().filter(|_| caps.contains(Capabilities::DISCOVERY)) {
+            self.discovery_met(id, PeerAddr::new(l.host, l.port), &subs);
+        }
         // Announcements held until the peer's planes were known may leave now.
         self.session.ready.insert(conn);
         let hs = hello.session.filter(|_| caps.contains(Capabilities::RESUME));
