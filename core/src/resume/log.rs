@@ -241,8 +241,7 @@ impl<T> SendLog<T> {
             return Err(LogError::Ahead { got: next, next: self.next_seq() });
         }
         let n = next.saturating_sub(self.base) as usize;
-        for _ in 0..n {
-            let (item, cost) = self.entries.pop_front().expect("counted above");
+        for (item, cost) in self.entries.drain(..n) {
             if cost & OUTSIDE != 0 {
                 self.outside -= 1;
                 self.outside_bytes -= cost & !OUTSIDE;
