@@ -217,19 +217,25 @@ impl Node {
             self.discovery.retry_at = None;
             return;
         }
-        // Peers known to share a topic (met through a referral, a request,
-        // or a connection that was lost) are dialed directly, one per
-        // topic per round: a peer whose links all broke may be unknown to
-        // every node it can still reach (a root that restarted knows
-        // nobody; paired nodes stop asking).
-        for t in &topics {
-            for (id, addr) in self.discovery.known.peers(t, self.now) {
-                if self.discovery_dial(id, addr) {
-                    break;
+        // Every other round, peers known to share a topic (met through a
+        // referral, a request, or a connection that was lost) are dialed
+        // directly, one per topic: a peer whose links all broke may be
+        // unknown to every node it can still reach (a root that restarted
+        // knows nobody; paired nodes stop asking). Not in the rounds that
+        // ask: a peer that gets the request dials back, and two dials at
+        // once end both connections (docs/protocol.md, "Both ends dial").
+        let mut dialed = false;
+        if self.discovery.attempt % 2 == 1 {
+            for t in &topics {
+                for (id, addr) in self.discovery.known.peers(t, self.now) {
+                    if self.discovery_dial(id, addr) {
+                        dialed = true;
+                        break;
+                    }
                 }
             }
         }
-        let peers = self.discovery_peers();
+        let peers = if dialed { Vec::new() } else { self.discovery_peers() };
         if !peers.is_empty() {
             let id = self.discovery.next_request;
             self.discovery.next_request += 1;
@@ -406,10 +412,7 @@ impl Node {
                 rest.retain(|t| !shared.contains(t));
             }
         }
-        // Asked directly: refer the peers learnt of for these topics.
-        if from == origin {
-            self.refer(conn, origin, &topics);
-        }
+        let mut forwarded_to = Vec::new();
         if ttl > 1 && !rest.is_empty() {
             let me = self.me.id.as_u128();
             let targets: Vec<(NodeId, ConnId)> = self
@@ -431,26 +434,37 @@ impl Node {
                 id: key.1,
                 origin: origin_raw,
                 listen: addr.map(|a| (a.host, a.port)),
-                topics: rest,
+                topics: rest.clone(),
                 ttl: ttl - 1,
                 visited: seen_by,
             };
-            for (_, c) in targets {
+            for (id, c) in targets {
                 if self.discovery.queue(c, frame.clone()) {
                     self.discovery.stats.requests_forwarded += 1;
                     self.session.ready.insert(c);
+                    forwarded_to.push(id);
                 }
             }
+        }
+        // Asked directly: refer the peers learnt of for these topics, but
+        // not a peer the request was just forwarded to for them: it dials
+        // the origin itself if it shares them, and a referral would make
+        // both ends dial at once (which ends both connections).
+        if from == origin {
+            self.refer(conn, origin, &topics, &forwarded_to, &rest);
         }
         Ok(())
     }
 
-    fn refer(&mut self, conn: ConnId, origin: NodeId, topics: &[Topic]) {
+    /// Refers `origin` (on `conn`) to the peers known for `topics`, but
+    /// for a topic in `forwarded` not to the peers in `skip`.
+    fn refer(&mut self, conn: ConnId, origin: NodeId, topics: &[Topic], skip: &[NodeId], forwarded: &[Topic]) {
         let max = self.discovery.cfg.max_referrals;
         let mut peers: Vec<(u128, PeerAddr, Vec<Topic>)> = Vec::new();
         for t in topics {
+            let forwarded = forwarded.contains(t);
             for (id, a) in self.discovery.known.peers(t, self.now) {
-                if id == origin || id == self.me.id {
+                if id == origin || id == self.me.id || forwarded && skip.contains(&id) {
                     continue;
                 }
                 if let Some(p) = peers.iter_mut().find(|(i, _, _)| *i == id.as_u128()) {
