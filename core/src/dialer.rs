@@ -217,8 +217,6 @@ impl Dialer {
 
 /// The wait before attempt `attempts + 1`: `base` doubled per failed
 /// attempt up to `cap`, drawn uniformly from its upper half (jitter).
-fn backoff(base: Duration, cap: Duration, attempts: u32, rng: &mut Rng) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempts.min(20)).min(cap);
-    let micros = u64::try_from(exp.as_micros()).unwrap_or(u64::MAX);
-    Duration::from_micros(rng.between(micros / 2, micros))
+pub(crate) fn backoff(base: Duration, cap: Duration, attempts: u32, rng: &mut Rng) -> Duration {
+    rng.upper_half(base.saturating_mul(1u32 << attempts.min(20)).min(cap))
 }

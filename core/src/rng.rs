@@ -17,6 +17,12 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    /// A duration drawn uniformly from the upper half of `d` (jitter).
+    pub(crate) fn upper_half(&mut self, d: std::time::Duration) -> std::time::Duration {
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        std::time::Duration::from_micros(self.between(micros / 2, micros))
+    }
+
     /// A value in `[lo, hi]` (inclusive); `lo` if the range is empty.
     pub(crate) fn between(&mut self, lo: u64, hi: u64) -> u64 {
         if hi <= lo {

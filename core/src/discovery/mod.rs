@@ -231,10 +231,8 @@ impl DiscoveryState {
 
     /// The next retry delay: capped exponential backoff with jitter.
     pub(crate) fn backoff(&mut self, rng: &mut crate::rng::Rng) -> std::time::Duration {
-        let (base, cap) = (self.cfg.retry_base, self.cfg.retry_cap);
-        let exp = base.saturating_mul(1u32 << self.attempt.min(20)).min(cap);
+        let delay = crate::dialer::backoff(self.cfg.retry_base, self.cfg.retry_cap, self.attempt, rng);
         self.attempt = self.attempt.saturating_add(1);
-        let micros = u64::try_from(exp.as_micros()).unwrap_or(u64::MAX);
-        std::time::Duration::from_micros(rng.between(micros / 2, micros))
+        delay
     }
 }

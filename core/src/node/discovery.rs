@@ -98,10 +98,7 @@ impl Node {
         if d.dirty || d.seen_gen != self.pubsub.local_gen {
             return Some(self.now);
         }
-        match (d.retry_at, d.refresh_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [d.retry_at, d.refresh_at].into_iter().flatten().min()
     }
 
     /// Re-evaluates pairing (events, drop or re-join roots) and sends a
@@ -170,9 +167,7 @@ impl Node {
                 }
                 let every = self.discovery.cfg.root_refresh;
                 if self.discovery.refresh_at.is_none() && !every.is_zero() {
-                    let micros = u64::try_from(every.as_micros()).unwrap_or(u64::MAX);
-                    let delay = std::time::Duration::from_micros(self.rng.between(micros / 2, micros));
-                    self.discovery.refresh_at = Some(self.now + delay);
+                    self.discovery.refresh_at = Some(self.now + self.rng.upper_half(every));
                 }
             } else if unpaired {
                 self.join_roots();
@@ -290,7 +285,8 @@ impl Node {
         for t in topics {
             if let Some(t) = self.pubsub.local_topics().get(*t) {
                 self.discovery.known.record(t, id, &addr, self.now);
-            } else if root && self.pubsub.check_topic(t).is_ok() {
+            } else if root {
+                // Checked with the Hello (`check_hello`).
                 self.discovery.known.record(&Topic::from(*t), id, &addr, self.now);
             }
         }

@@ -45,12 +45,17 @@ impl<T> Marks<T> {
         Some(&self.marks[i].1)
     }
 
-    /// Everything below `base` was acknowledged: marks below it go, but
-    /// for the one whose run `base` is in (with `keep_run`).
-    pub(crate) fn trim(&mut self, base: u64, keep_run: bool) {
-        let below = |m: Option<&(u64, T)>| m.is_some_and(|(s, _)| *s < base);
-        let next_below = |m: Option<&(u64, T)>| m.is_some_and(|(s, _)| *s <= base);
-        while if keep_run { next_below(self.marks.get(1)) } else { below(self.marks.front()) } {
+    /// Everything below `base` was acknowledged: marks below it go.
+    pub(crate) fn trim(&mut self, base: u64) {
+        while self.marks.front().is_some_and(|(s, _)| *s < base) {
+            self.marks.pop_front();
+        }
+    }
+
+    /// Everything below `base` was acknowledged: runs that end below it
+    /// go (the run `base` is in stays).
+    pub(crate) fn trim_runs(&mut self, base: u64) {
+        while self.marks.get(1).is_some_and(|(s, _)| *s <= base) {
             self.marks.pop_front();
         }
     }
@@ -82,12 +87,12 @@ mod tests {
         let topic = |runs: &Marks<Topic>, seq| runs.covering(seq).map(|t| t.as_str().to_owned());
         let all: Vec<_> = [0, 2, 3, 4, 5, 6, 9].iter().map(|&s| topic(&runs, s).unwrap()).collect();
         assert_eq!(all, ["a", "a", "a", "b", "b", "a", "a"]);
-        runs.trim(4, true);
+        runs.trim_runs(4);
         assert_eq!(runs.len(), 2, "the run of 0..3 is acknowledged");
         assert_eq!(topic(&runs, 3), None, "below every run held");
-        runs.trim(5, true);
+        runs.trim_runs(5);
         assert_eq!(runs.len(), 2, "message 5 is still in the run of b");
-        runs.trim(7, true);
+        runs.trim_runs(7);
         assert_eq!((runs.len(), topic(&runs, 7).as_deref()), (1, Some("a")));
         runs.clear();
         assert_eq!(topic(&runs, 7), None);
@@ -99,9 +104,9 @@ mod tests {
         tags.push(2, 'x');
         tags.push(5, 'y');
         assert_eq!([1, 2, 3, 5, 6].map(|s| tags.at(s).copied()), [None, Some('x'), None, Some('y'), None]);
-        tags.trim(5, false);
+        tags.trim(5);
         assert_eq!((tags.len(), tags.at(5)), (1, Some(&'y')));
-        tags.trim(6, false);
+        tags.trim(6);
         assert_eq!(tags.len(), 0);
     }
 }

@@ -241,8 +241,8 @@ impl PeerState {
 
     /// The log let go of what the peer acknowledged: so do its marks.
     pub(crate) fn trim_marks(&mut self) {
-        self.topics.trim(self.log.acked(), true);
-        self.tags.trim(self.log.acked(), false);
+        self.topics.trim_runs(self.log.acked());
+        self.tags.trim(self.log.acked());
     }
 
     /// Tells whoever got `Full` for this peer that there is room again,
@@ -317,8 +317,7 @@ impl PubSubState {
         // After a resume, what the peer did not acknowledge goes first.
         while p.log.pending_resend() > 0 && buf.len() - start < limit {
             let Some((seq, entry)) = p.log.next_resend() else { break };
-            let tag = matches!(entry, super::session::Logged::Data(_)).then(|| p.tags.at(seq)).flatten();
-            entry.encode(p.topics.covering(seq), tag, buf);
+            entry.encode(p.topics.covering(seq), p.tags.at(seq), buf);
             self.stats.resent += entry.messages();
         }
         while buf.len() - start < limit {
