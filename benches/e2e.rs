@@ -100,6 +100,10 @@
 //!   matching lines are measured (`direct/`, `fanout4`, `rtt`, ...).
 //! - `E2E_IMPL` (`ours`, `batch`, `baseline`, `direct`): measure only those, for
 //!   profiling; the others' figures are then printed as 0 (ratio `inf` or 0).
+//! - `E2E_SECURE=1`: our nodes of the cases outside `secure/` run encrypted,
+//!   for profiling the secure mode alone (with `E2E_IMPL=ours`).
+//! - `E2E_RESUME=0`: our nodes of the cases outside `session/` run without
+//!   sessions (`resume_window` 0), for profiling what sessions cost.
 //!
 //! Without `--bench` (as under `cargo test --benches`) it runs a smoke test
 //! at 1 % of the counts.
@@ -802,6 +806,12 @@ fn main() {
         std::env::set_var("SMOL_THREADS", "2");
     }
     let s = Settings::from_env();
+    if std::env::var("E2E_SECURE").is_ok_and(|v| v == "1") {
+        secure::SECURE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    if std::env::var("E2E_RESUME").is_ok_and(|v| v == "0") {
+        secure::NO_RESUME.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     watchdog();
     if s.wants_runtime("tokio") {
         run_runtime(&s, Rt::Tokio);

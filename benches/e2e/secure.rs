@@ -30,9 +30,17 @@ use std::time::{Duration, Instant};
 /// Whether the nodes of "ours" run the secure mode.
 pub(crate) static SECURE: AtomicBool = AtomicBool::new(false);
 
+/// Whether the nodes of "ours" run without sessions (`E2E_RESUME=0`, for profiling).
+pub(crate) static NO_RESUME: AtomicBool = AtomicBool::new(false);
+
 /// A builder for one of "ours" nodes, in the mode `SECURE` says.
 pub(crate) fn builder<R: estafeta_driver::Runtime>(name: &str) -> estafeta_driver::NodeBuilder<R> {
-    let b = estafeta_driver::Node::<R>::builder(name);
+    let mut b = estafeta_driver::Node::<R>::builder(name);
+    if NO_RESUME.load(Ordering::Relaxed) {
+        let mut cfg = estafeta_driver::Config::default();
+        cfg.session.resume_window = Duration::ZERO;
+        b = b.config(cfg);
+    }
     if SECURE.load(Ordering::Relaxed) {
         b
     } else {

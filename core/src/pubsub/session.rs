@@ -25,8 +25,13 @@ pub(crate) enum Logged {
     Data(Payload),
     /// A marker for this many messages a full queue overwrote on the topic.
     Overwritten(Topic, u64),
-    /// Reply bytes of the streams plane (the payload shared, never copied).
-    StreamData { id: u64, more: bool, payload: Bytes },
+    /// Reply bytes of the streams plane (the payload shared, never copied),
+    /// the last of their message.
+    StreamData { id: u64, payload: Bytes },
+    /// The same, with more of their message to come. (`more` is a variant,
+    /// not a field: a byte beside the tag makes every move of an entry an
+    /// unaligned copy, which stalls on the hot path of every message.)
+    StreamDataMore { id: u64, payload: Bytes },
     /// Another frame of the streams plane, as written.
     StreamFrame(Box<[u8]>),
 }
@@ -44,10 +49,22 @@ impl Logged {
                 }
             }
             Logged::Overwritten(topic, count) => encode_overwritten(buf, topic, *count),
-            Logged::StreamData { id, more, payload } => {
-                encode_frame(buf, &Header::Stream(StreamFrame::Data { id: *id, more: *more }), payload);
+            Logged::StreamData { id, payload } => {
+                encode_frame(buf, &Header::Stream(StreamFrame::Data { id: *id, more: false }), payload);
+            }
+            Logged::StreamDataMore { id, payload } => {
+                encode_frame(buf, &Header::Stream(StreamFrame::Data { id: *id, more: true }), payload);
             }
             Logged::StreamFrame(frame) => buf.extend_from_slice(frame),
+        }
+    }
+
+    /// Reply bytes of stream `id`, with `more` of their message to come or not.
+    pub(crate) fn stream_data(id: u64, more: bool, payload: Bytes) -> Self {
+        if more {
+            Logged::StreamDataMore { id, payload }
+        } else {
+            Logged::StreamData { id, payload }
         }
     }
 
@@ -67,7 +84,7 @@ pub(crate) fn encode_overwritten(buf: &mut Vec<u8>, topic: &Topic, count: u64) {
 const _: () = assert!(std::mem::size_of::<(Logged, usize)>() <= 56);
 
 /// Writes one message frame (a plain Publish, or a relayed copy).
-pub(crate) fn encode_data(buf: &mut Vec<u8>, topic: &Topic, payload: &Payload, tag: Option<&RelayTag>) {
+pub(crate) fn encode_data(buf: &mut Vec<u8>, topic: &Topic, payload: &[u8], tag: Option<&RelayTag>) {
     match tag {
         None => encode_frame(buf, &Header::Publish { topic: topic.as_str() }, payload),
         Some(t) => {

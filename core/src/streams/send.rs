@@ -162,7 +162,7 @@ impl StreamsState {
                     encode_frame(buf, &Header::Stream(f), &front[s.offset..s.offset + n]);
                     if let Some(l) = log.as_deref_mut() {
                         let payload = front.slice(s.offset..s.offset + n);
-                        l.push_unbounded(Logged::StreamData { id: wid, more, payload }, n);
+                        l.push_unbounded(Logged::stream_data(wid, more, payload), n);
                     }
                     if more {
                         s.offset += n;
