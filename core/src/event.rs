@@ -331,9 +331,13 @@ impl Events {
     }
 
     pub(crate) fn pop(&mut self) -> Option<Event> {
-        let ev = self.queue.pop_front()?;
-        self.bytes -= payload_len(&ev);
-        Some(ev)
+        // Measured where it lies, not after the move (see `Node::poll_event`).
+        self.bytes -= payload_len(self.queue.front()?);
+        self.queue.pop_front()
+    }
+
+    pub(crate) fn front(&self) -> Option<&Event> {
+        self.queue.front()
     }
 
     pub(crate) fn back_mut(&mut self) -> Option<&mut Event> {

@@ -8,7 +8,7 @@
 //! of bytes, so a run reported before that pull loses no time.
 
 use super::Node;
-use crate::config::CreditMode;
+use crate::config::{Config, CreditMode};
 use crate::event::Event;
 use crate::id::{NodeId, Topic};
 use crate::pubsub::PubSubEvent;
@@ -26,39 +26,38 @@ pub(super) enum Unreported {
     Stream { stream: StreamId, msgs: u64, bytes: u64 },
 }
 
-impl Node {
-    /// Counts `ev` as consumed if it is a message or a reply and its plane
-    /// counts consumption on poll.
-    pub(super) fn note_consumed(&mut self, ev: &Event) {
-        match ev {
-            Event::PubSub(PubSubEvent::Message(m)) if self.cfg.pubsub.credit == CreditMode::OnPoll => {
-                let len = m.payload.len() as u64;
-                if let Unreported::PubSub { peer, topic, msgs, bytes } = &mut self.unreported {
-                    if *peer == m.from.id && *topic == m.topic {
-                        *msgs += 1;
-                        *bytes += len;
-                        return;
-                    }
+/// Counts `ev` as consumed if it is a message or a reply and its plane
+/// counts consumption on poll: in the run `unreported` holds if it is of
+/// that run; otherwise returns the run it starts (report the old one first).
+pub(super) fn count(unreported: &mut Unreported, cfg: &Config, ev: &Event) -> Option<Unreported> {
+    match ev {
+        Event::PubSub(PubSubEvent::Message(m)) if cfg.pubsub.credit == CreditMode::OnPoll => {
+            let len = m.payload.len() as u64;
+            if let Unreported::PubSub { peer, topic, msgs, bytes } = unreported {
+                if *peer == m.from.id && topic.same(&m.topic) {
+                    *msgs += 1;
+                    *bytes += len;
+                    return None;
                 }
-                self.report_consumed();
-                self.unreported = Unreported::PubSub { peer: m.from.id, topic: m.topic.clone(), msgs: 1, bytes: len };
             }
-            Event::Stream(StreamEvent::Data { stream, payload }) if self.cfg.streams.credit == CreditMode::OnPoll => {
-                let len = payload.len() as u64;
-                if let Unreported::Stream { stream: s, msgs, bytes } = &mut self.unreported {
-                    if s == stream {
-                        *msgs += 1;
-                        *bytes += len;
-                        return;
-                    }
-                }
-                self.report_consumed();
-                self.unreported = Unreported::Stream { stream: *stream, msgs: 1, bytes: len };
-            }
-            _ => {}
+            Some(Unreported::PubSub { peer: m.from.id, topic: m.topic.clone(), msgs: 1, bytes: len })
         }
+        Event::Stream(StreamEvent::Data { stream, payload }) if cfg.streams.credit == CreditMode::OnPoll => {
+            let len = payload.len() as u64;
+            if let Unreported::Stream { stream: s, msgs, bytes } = unreported {
+                if s == stream {
+                    *msgs += 1;
+                    *bytes += len;
+                    return None;
+                }
+            }
+            Some(Unreported::Stream { stream: *stream, msgs: 1, bytes: len })
+        }
+        _ => None,
     }
+}
 
+impl Node {
     /// Reports what waits to its plane; a grant that becomes due wakes its
     /// connection.
     #[inline]

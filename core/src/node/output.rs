@@ -206,14 +206,20 @@ impl Node {
         if self.input_stalled && self.events.len() <= self.cfg.session.max_pending_events / 2 {
             self.resume_input();
         }
-        let Some(ev) = self.events.pop() else {
+        // Counted where it lies, before it moves out: moving an event to
+        // the stack and reading it there at once stalls on every message.
+        let Some(front) = self.events.front() else {
             self.report_consumed();
             return None;
         };
-        self.note_consumed(&ev);
+        if let Some(run) = super::consumed::count(&mut self.unreported, &self.cfg, front) {
+            self.report_consumed();
+            self.unreported = run;
+        }
+        let ev = self.events.pop();
         if self.events.len() == 0 {
             self.report_consumed();
         }
-        Some(ev)
+        ev
     }
 }
