@@ -400,23 +400,23 @@ impl SecureConn {
     /// rather than a full one and a sliver, and the receiver reads each
     /// straight into place (both are long, see `record_room`) instead of
     /// reading the sliver with most of the next record and copying that.
-    /// Returns the plaintext length of each record, in order.
-    pub(crate) fn seal_in_place(&mut self, buf: &mut Vec<u8>, at: usize) -> Result<Vec<usize>, ChanError> {
+    /// Returns how many records it made.
+    pub(crate) fn seal_in_place(&mut self, buf: &mut Vec<u8>, at: usize) -> Result<usize, ChanError> {
         let every = self.rekey_every;
         let Some(keys) = self.keys.as_mut() else { return Err(ChanError::Decrypt("no transport".into())) };
         let n = buf.len() - at - 2;
         let lens = record_lens(n);
         let k = lens.len();
         buf.resize(buf.len() + k * TAG + (k - 1) * 2, 0);
-        // Record i's plaintext starts at at + 2 + lens[..i].sum() and moves
-        // right by i * (2 + TAG) bytes: move the later ones first.
+        // Record i's plaintext starts at at + 2 + (the lengths before it)
+        // and moves right by i * (2 + TAG) bytes: move the later ones first.
         let mut from = at + 2 + n;
-        for i in (1..k).rev() {
-            from -= lens[i];
-            buf.copy_within(from..from + lens[i], from + i * (2 + TAG));
+        for (i, len) in lens.clone().enumerate().skip(1).rev() {
+            from -= len;
+            buf.copy_within(from..from + len, from + i * (2 + TAG));
         }
         let mut p = at + 2;
-        for &len in &lens {
+        for len in lens {
             let tag = keys
                 .0
                 .seal(&mut buf[p..p + len])
@@ -430,7 +430,7 @@ impl SecureConn {
                 self.rekeys += 1;
             }
         }
-        Ok(lens)
+        Ok(k)
     }
 
     /// Bytes `crx` misses to end the record it ends in, plus the next
@@ -476,8 +476,8 @@ fn check_identity(payload: &[u8], remote_static: &[u8], skip: bool) -> Result<(P
 
 /// The plaintext lengths of the records `n` bytes are sealed in: as few
 /// records of at most [`MAX_PLAIN`] bytes as hold them, of equal lengths
-/// (within a byte).
-pub(crate) fn record_lens(n: usize) -> Vec<usize> {
+/// (within a byte). Computed, not collected: sealing allocates nothing.
+pub(crate) fn record_lens(n: usize) -> impl DoubleEndedIterator<Item = usize> + ExactSizeIterator + Clone {
     let k = n.div_ceil(MAX_PLAIN).max(1);
-    (0..k).map(|i| n / k + usize::from(i < n % k)).collect()
+    (0..k).map(move |i| n / k + usize::from(i < n % k))
 }
