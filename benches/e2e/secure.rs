@@ -33,10 +33,16 @@ pub(crate) static SECURE: AtomicBool = AtomicBool::new(false);
 /// Whether the nodes of "ours" run without sessions (`E2E_RESUME=0`, for profiling).
 pub(crate) static NO_RESUME: AtomicBool = AtomicBool::new(false);
 
-/// A builder for one of "ours" nodes, in the mode `SECURE` says.
+/// A builder for one of "ours" nodes, in the mode `SECURE` says, with
+/// sessions unless `NO_RESUME` is set.
 pub(crate) fn builder<R: estafeta_driver::Runtime>(name: &str) -> estafeta_driver::NodeBuilder<R> {
+    builder_with(name, !NO_RESUME.load(Ordering::Relaxed))
+}
+
+/// The same, with sessions on or off (`resume_window` 0) as `resume` says.
+pub(crate) fn builder_with<R: estafeta_driver::Runtime>(name: &str, resume: bool) -> estafeta_driver::NodeBuilder<R> {
     let mut b = estafeta_driver::Node::<R>::builder(name);
-    if NO_RESUME.load(Ordering::Relaxed) {
+    if !resume {
         let mut cfg = estafeta_driver::Config::default();
         cfg.session.resume_window = Duration::ZERO;
         b = b.config(cfg);
@@ -48,10 +54,12 @@ pub(crate) fn builder<R: estafeta_driver::Runtime>(name: &str) -> estafeta_drive
     }
 }
 
+/// Runs `f` with `SECURE` set to `secure`, then puts back what it was
+/// (`E2E_SECURE=1` sets it for the whole run).
 fn with_mode<T>(secure: bool, f: impl FnOnce() -> T) -> T {
-    SECURE.store(secure, Ordering::Relaxed);
+    let before = SECURE.swap(secure, Ordering::Relaxed);
     let out = f();
-    SECURE.store(false, Ordering::Relaxed);
+    SECURE.store(before, Ordering::Relaxed);
     out
 }
 

@@ -35,7 +35,7 @@ use super::{
 };
 use super::{on_smol, on_tokio};
 use bytes::Bytes;
-use estafeta_driver::{Config, Error, Node, NodeBuilder, Runtime, Timer};
+use estafeta_driver::{Error, NodeBuilder, Runtime, Timer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -45,18 +45,10 @@ use std::time::{Duration, Instant};
 mod reset_proxy;
 use reset_proxy::ResetProxy;
 
-/// A node of these cases: the default configuration, resumption on or off.
+/// A node of these cases: the default configuration, resumption on or off
+/// as the case says (`E2E_RESUME` does not apply here).
 fn builder<R: Runtime>(name: &str, sessions: bool) -> NodeBuilder<R> {
-    let mut cfg = Config::default();
-    if !sessions {
-        cfg.session.resume_window = Duration::ZERO;
-    }
-    let b = Node::<R>::builder(name).config(cfg);
-    if super::secure::SECURE.load(Ordering::Relaxed) {
-        b
-    } else {
-        b.plaintext()
-    }
+    super::secure::builder_with(name, sessions)
 }
 
 async fn sleep<R: Runtime>(d: Duration) {

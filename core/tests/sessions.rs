@@ -289,6 +289,21 @@ fn a_stream_survives_a_reset_with_nothing_lost_or_duplicated() {
     // Streams belong to the session: a reset with replies in flight (and a
     // grant on its way back) suspends them; the resume re-sends what the
     // other side did not take, and the stream goes on to its one end.
+    stream_survives_a_reset(cfg);
+}
+
+#[test]
+fn replies_cut_in_fragments_are_whole_after_a_reset() {
+    // Each 109-byte reply leaves in two fragments, the first with more to
+    // come: re-sent ones must keep that mark, or replies come apart.
+    stream_survives_a_reset(|i| {
+        let mut c = cfg(i);
+        c.streams.fragment_size = 64;
+        c
+    });
+}
+
+fn stream_survives_a_reset(cfg: impl Fn(usize) -> Config) {
     let mut net = stream_pair(cfg);
     let (c, p) = open_logs(&mut net);
     for i in 0..200 {

@@ -320,7 +320,7 @@ impl Node {
                     p += len;
                 }
             }
-            sec.seal_in_place(buf, at).map(drop)
+            sec.seal_in_place(buf, at)
         } else {
             buf.truncate(at);
             Ok(())

@@ -368,7 +368,7 @@ impl PubSubState {
                         _ => released.push((topic.clone(), up, 1, len)),
                     }
                 }
-                super::session::encode_data(buf, &topic, &payload[..], tag.as_ref());
+                super::session::encode_data(buf, &topic, &payload, tag.as_ref());
                 if p.resumable {
                     // Kept until the peer acknowledges it (counted as sent then).
                     let seq = p.log.pull(super::session::Logged::Data(payload), cost);

@@ -84,7 +84,7 @@ pub(crate) fn encode_overwritten(buf: &mut Vec<u8>, topic: &Topic, count: u64) {
 const _: () = assert!(std::mem::size_of::<(Logged, usize)>() <= 56);
 
 /// Writes one message frame (a plain Publish, or a relayed copy).
-pub(crate) fn encode_data(buf: &mut Vec<u8>, topic: &Topic, payload: &[u8], tag: Option<&RelayTag>) {
+pub(crate) fn encode_data(buf: &mut Vec<u8>, topic: &Topic, payload: &Payload, tag: Option<&RelayTag>) {
     match tag {
         None => encode_frame(buf, &Header::Publish { topic: topic.as_str() }, payload),
         Some(t) => {

@@ -400,8 +400,7 @@ impl SecureConn {
     /// rather than a full one and a sliver, and the receiver reads each
     /// straight into place (both are long, see `record_room`) instead of
     /// reading the sliver with most of the next record and copying that.
-    /// Returns how many records it made.
-    pub(crate) fn seal_in_place(&mut self, buf: &mut Vec<u8>, at: usize) -> Result<usize, ChanError> {
+    pub(crate) fn seal_in_place(&mut self, buf: &mut Vec<u8>, at: usize) -> Result<(), ChanError> {
         let every = self.rekey_every;
         let Some(keys) = self.keys.as_mut() else { return Err(ChanError::Decrypt("no transport".into())) };
         let n = buf.len() - at - 2;
@@ -430,7 +429,7 @@ impl SecureConn {
                 self.rekeys += 1;
             }
         }
-        Ok(k)
+        Ok(())
     }
 
     /// Bytes `crx` misses to end the record it ends in, plus the next
