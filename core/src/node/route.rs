@@ -284,10 +284,13 @@ impl Node {
             }
         }
         // Message frames of a resumable session carry an implicit sequence
-        // number: a duplicate (re-sent after a resume) is dropped here.
-        // (An ack this makes due wakes its connection after the batch: see
-        // `process_input`.)
-        if caps.contains(Capabilities::RESUME)
+        // number: a duplicate (re-sent after a resume) is dropped here, or,
+        // for a Publish, where its credit is spent (one look-up of the peer
+        // for both). (An ack this makes due wakes its connection after the
+        // batch: see `process_input`.)
+        let resume = caps.contains(Capabilities::RESUME);
+        if resume
+            && !matches!(header, Header::Publish { .. })
             && header.is_sequenced(caps)
             && self.pubsub.take_seq(peer_id, payload.len(), self.now)? == crate::pubsub::Seq::Duplicate
         {
@@ -311,10 +314,11 @@ impl Node {
             Header::Publish { topic } => {
                 let Some(peer) = self.session.conns.get(&conn).and_then(|c| c.peer()) else { return Ok(Flow::Stop) };
                 let permitted = self.cfg.security.permissions.may_publish(peer.id, topic);
-                if !permitted {
+                let seq = resume.then_some(self.now);
+                let took = self.pubsub.on_publish(peer, topic, payload, permitted, seq, &mut self.events)?;
+                if !permitted && took == crate::pubsub::Seq::Take {
                     self.secure.stats.publish_denied += 1;
                 }
-                self.pubsub.on_publish(peer, topic, payload, permitted, &mut self.events)?
             }
             Header::Overwritten { topic, count } => {
                 self.pubsub.check_topic(topic).map_err(ProtocolError::Limit)?;

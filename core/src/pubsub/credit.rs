@@ -3,9 +3,11 @@
 //! after about half a window was consumed (yamux's rule); messages that
 //! arrive past the credit are a protocol violation.
 
+use super::session::{AckSide, Seq};
 use super::{DropReason, Message, PubSubEvent, PubSubState};
 use crate::event::{Event, Events, PeerInfo, ProtocolError};
 use crate::id::{ConnId, NodeId, Topic};
+use crate::time::Timestamp;
 use crate::wire::{encode_frame, Header, SessionFrame};
 use bytes::Bytes;
 
@@ -94,16 +96,20 @@ impl Debt {
 }
 
 impl PubSubState {
-    /// A message from `from` arrived through the session gate.
+    /// A message from `from` arrived through the session gate. `seq`:
+    /// `Some(now)` if it takes a sequence number (a resumable session), taken
+    /// here with its credit; a duplicate (re-sent after a resume) is dropped
+    /// and says so.
     pub(crate) fn on_publish(
         &mut self,
         from: &PeerInfo,
         topic: &str,
         payload: Bytes,
         permitted: bool,
+        seq: Option<Timestamp>,
         events: &mut Events,
-    ) -> Result<(), ProtocolError> {
-        self.receive(from, topic, payload, Deliver::Yes(None), permitted, events)
+    ) -> Result<Seq, ProtocolError> {
+        self.receive_at(from, topic, payload, Deliver::Yes(None), permitted, seq, events)
     }
 
     /// A message from `from` on `topic` spends the credit this node granted
@@ -121,9 +127,33 @@ impl PubSubState {
         permitted: bool,
         events: &mut Events,
     ) -> Result<(), ProtocolError> {
+        self.receive_at(from, topic, payload, deliver, permitted, None, events).map(|_| ())
+    }
+
+    /// [`PubSubState::receive`], taking the message's sequence number
+    /// first if `seq` is `Some(now)` (one look-up of the peer for both).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn receive_at(
+        &mut self,
+        from: &PeerInfo,
+        topic: &str,
+        payload: Bytes,
+        deliver: Deliver,
+        permitted: bool,
+        seq: Option<Timestamp>,
+        events: &mut Events,
+    ) -> Result<Seq, ProtocolError> {
         let len = payload.len() as u64;
+        let Some(p) = self.peers.get_mut(&from.id) else { return Ok(Seq::Take) };
+        if let Some(now) = seq.filter(|_| p.resumable) {
+            let took = p.rx.take(payload.len())?;
+            let side = AckSide::of(&mut self.stats, &mut self.wake, &mut self.ack_timers);
+            if side.apply(took, from.id, p.conn, now, self.ack_delay) == Seq::Duplicate {
+                return Ok(Seq::Duplicate);
+            }
+        }
         let subscribed = if permitted { self.local.get(topic).cloned() } else { None };
-        let Some(p) = self.peers.get_mut(&from.id) else { return Ok(()) };
         let r = match p.recv.get_mut(topic) {
             Some(r) => r,
             None => {
@@ -145,7 +175,7 @@ impl PubSubState {
             if let Some(c) = self.consumed(from.id, topic, 0, 0) {
                 self.wake.push(c);
             }
-            return Ok(());
+            return Ok(Seq::Take);
         };
         match subscribed {
             Some(topic) => {
@@ -165,7 +195,7 @@ impl PubSubState {
                 self.report_drop(events, Some(from.clone()), 1, reason);
             }
         }
-        Ok(())
+        Ok(Seq::Take)
     }
 
     /// The application consumed `msgs` messages (`bytes` payload bytes) of

@@ -1,6 +1,6 @@
 //! What the pub/sub send log keeps beside its entries, by sequence number:
-//! the topic of each run of messages on one topic, and the identity of
-//! each relayed copy. Logging a message then clones no topic (an atomic
+//! the topic of each run of messages on one topic, the identity of each
+//! relayed copy, and the kind of each entry that is not a message. Logging a message then clones no topic (an atomic
 //! increment, and a decrement at its ack) and an entry is a payload, not
 //! a payload with its topic and a 64-byte relay tag.
 
@@ -46,10 +46,11 @@ impl<T> Marks<T> {
     }
 
     /// Everything below `base` was acknowledged: marks below it go.
-    pub(crate) fn trim(&mut self, base: u64) {
-        while self.marks.front().is_some_and(|(s, _)| *s < base) {
-            self.marks.pop_front();
-        }
+    /// Returns how many went.
+    pub(crate) fn trim(&mut self, base: u64) -> usize {
+        let n = self.marks.partition_point(|(s, _)| *s < base);
+        self.marks.drain(..n);
+        n
     }
 
     /// Everything below `base` was acknowledged: runs that end below it
@@ -104,9 +105,10 @@ mod tests {
         tags.push(2, 'x');
         tags.push(5, 'y');
         assert_eq!([1, 2, 3, 5, 6].map(|s| tags.at(s).copied()), [None, Some('x'), None, Some('y'), None]);
-        tags.trim(5);
+        assert_eq!(tags.trim(5), 1, "the mark at 2 went");
         assert_eq!((tags.len(), tags.at(5)), (1, Some(&'y')));
-        tags.trim(6);
+        assert_eq!(tags.trim(5), 0, "nothing more below 5");
+        assert_eq!(tags.trim(6), 1);
         assert_eq!(tags.len(), 0);
     }
 }

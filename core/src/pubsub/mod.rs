@@ -29,7 +29,7 @@ mod session;
 pub use api::{PubSub, PubSubRef};
 pub use event::{DropReason, Message, PubSubEvent, Relayed};
 pub use send::{Published, SendMode};
-pub(crate) use session::{Logged, Seq, StreamLog};
+pub(crate) use session::{Kind as LogKind, Seq, SessionLog, StreamLog};
 
 use crate::config::PubSubConfig;
 use crate::event::{Event, Events, PeerInfo, ProtocolError};
@@ -75,11 +75,13 @@ struct PeerState {
     out: BTreeMap<Topic, SendQ>,
     /// The peer's bound (unsent and unacknowledged together) and, in a
     /// resumable session, the messages written and not acknowledged.
-    log: crate::resume::SendLog<session::Logged>,
-    /// The topic of each run of messages on one topic in `log`, and the
-    /// identity of each relayed copy in it.
+    log: crate::resume::SendLog<Payload>,
+    /// The topic of each run of messages on one topic in `log`, the
+    /// identity of each relayed copy in it, and the kind of each entry
+    /// that is not a message.
     topics: log_marks::Marks<Topic>,
     tags: log_marks::Marks<crate::discovery::RelayTag>,
+    kinds: log_marks::Marks<session::Kind>,
     /// Sequence numbers and acks of what the peer sends.
     rx: session::RxSeq,
     /// Both ends announced `RESUME`: messages are logged until acknowledged.
@@ -223,6 +225,7 @@ impl PubSubState {
                 ),
                 topics: Default::default(),
                 tags: Default::default(),
+                kinds: Default::default(),
                 rx: session::RxSeq::default(),
                 resumable,
                 overwrite,

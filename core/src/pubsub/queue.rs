@@ -239,10 +239,21 @@ impl PeerState {
         Ok(was_empty && q.credit_msgs > 0 && q.credit_bytes > 0 && !self.suspended)
     }
 
-    /// The log let go of what the peer acknowledged: so do its marks.
-    pub(crate) fn trim_marks(&mut self) {
-        self.topics.trim_runs(self.log.acked());
-        self.tags.trim(self.log.acked());
+    /// The peer took responsibility for every entry below `next`: the log
+    /// lets go of them, and so do its marks. Returns (entries, messages)
+    /// released (the other entries are markers and stream frames).
+    pub(crate) fn release(&mut self, next: u64) -> Result<(usize, u64), crate::resume::LogError> {
+        let n = self.log.ack(next, |_, _| {})?;
+        Ok((n, self.trim_marks(n)))
+    }
+
+    /// The log let go of `n` entries: so do its marks. Returns how many of
+    /// them were messages.
+    pub(crate) fn trim_marks(&mut self, n: usize) -> u64 {
+        let base = self.log.acked();
+        self.topics.trim_runs(base);
+        self.tags.trim(base);
+        (n - self.kinds.trim(base)) as u64
     }
 
     /// Tells whoever got `Full` for this peer that there is room again,
@@ -316,9 +327,10 @@ impl PubSubState {
         }
         // After a resume, what the peer did not acknowledge goes first.
         while p.log.pending_resend() > 0 && buf.len() - start < limit {
-            let Some((seq, entry)) = p.log.next_resend() else { break };
-            entry.encode(p.topics.covering(seq), p.tags.at(seq), buf);
-            self.stats.resent += entry.messages();
+            let Some((seq, payload)) = p.log.next_resend() else { break };
+            let kind = p.kinds.at(seq);
+            super::session::encode_logged(buf, payload, kind, p.topics.covering(seq), p.tags.at(seq));
+            self.stats.resent += kind.is_none() as u64;
         }
         while buf.len() - start < limit {
             // The next topic after the cursor that can send, wrapping around.
@@ -343,7 +355,9 @@ impl PubSubState {
                 let seq = (p.resumable && !self.planted_overwrite_bug).then(|| {
                     let cost = data_cost(&topic, &Payload::new());
                     p.log.admit_unchecked(cost);
-                    p.log.pull(super::session::Logged::Overwritten(topic.clone(), count), cost)
+                    let seq = p.log.pull(Payload::new(), cost);
+                    p.kinds.push(seq, super::session::Kind::Overwritten(topic.clone(), count));
+                    seq
                 });
                 self.stats.overwritten += count;
                 self.stats.dropped += count;
@@ -371,7 +385,7 @@ impl PubSubState {
                 super::session::encode_data(buf, &topic, &payload, tag.as_ref());
                 if p.resumable {
                     // Kept until the peer acknowledges it (counted as sent then).
-                    let seq = p.log.pull(super::session::Logged::Data(payload), cost);
+                    let seq = p.log.pull(payload, cost);
                     if !p.topics.last().is_some_and(|t| t.same(&topic)) {
                         p.topics.push(seq, topic.clone());
                     }

@@ -3,74 +3,60 @@
 //! messages, cumulative acks as control state, the resume point, absolute
 //! credit, and what a session's end reports.
 
+use super::log_marks::Marks;
 use super::queue::SendQ;
 use super::{DropReason, Payload, PubSubEvent, PubSubState};
 use crate::discovery::RelayTag;
 use crate::event::{Event, Events, PeerInfo, ProtocolError};
 use crate::id::{ConnId, NodeId, Topic};
+use crate::resume::SendLog;
 use crate::resume::{ACK_EVERY_BYTES, ACK_EVERY_MESSAGES};
 use crate::time::Timestamp;
 use crate::timer::Timers;
 use crate::wire::{encode_frame, DiscoveryFrame, Header, SessionFrame, StreamFrame};
-use bytes::Bytes;
 use std::collections::BTreeSet;
 use std::ops::Range;
 
-/// An entry of the send log: written, waiting for its ack.
+/// What an entry of the send log is when it is not a message, marked
+/// beside the log at its sequence number (like a message's topic). The log
+/// itself holds payloads only: a message, nearly every entry, is its
+/// payload and nothing more, so writing one moves 40 bytes laid out as
+/// they were built (a tag before the payload made every move straddle two
+/// stores, and the CPU stalled on it for each message).
 #[derive(Debug)]
-pub(crate) enum Logged {
-    /// A message (a plain Publish, or a relayed copy); its topic, and a
-    /// relayed copy's identity, are kept beside the log
-    /// ([`Marks`](super::log_marks::Marks)).
-    Data(Payload),
-    /// A marker for this many messages a full queue overwrote on the topic.
+pub(crate) enum Kind {
+    /// A marker for this many messages a full queue overwrote on the topic
+    /// (its payload empty).
     Overwritten(Topic, u64),
     /// Reply bytes of the streams plane (the payload shared, never copied),
-    /// the last of their message.
-    StreamData { id: u64, payload: Bytes },
-    /// The same, with more of their message to come. (`more` is a variant,
-    /// not a field: a byte beside the tag makes every move of an entry an
-    /// unaligned copy, which stalls on the hot path of every message.)
-    StreamDataMore { id: u64, payload: Bytes },
-    /// Another frame of the streams plane, as written.
-    StreamFrame(Box<[u8]>),
+    /// with `more` of their message to come or not.
+    StreamData { id: u64, more: bool },
+    /// Another frame of the streams plane, as written (the payload).
+    StreamFrame,
 }
 
-impl Logged {
-    /// Writes the entry's frame again (a re-send after a resume); a
-    /// message is on `topic` (`None`: never marked, a bug; nothing is
-    /// written), a relayed copy with `tag`.
-    pub(crate) fn encode(&self, topic: Option<&Topic>, tag: Option<&RelayTag>, buf: &mut Vec<u8>) {
-        match self {
-            Logged::Data(payload) => {
-                debug_assert!(topic.is_some(), "every logged message has its topic marked");
-                if let Some(topic) = topic {
-                    encode_data(buf, topic, payload, tag)
-                }
+/// Writes a logged entry's frame again (a re-send after a resume): `kind`
+/// as marked (`None`: a message), a message on `topic` (`None`: never
+/// marked, a bug; nothing is written), a relayed copy with `tag`.
+pub(crate) fn encode_logged(
+    buf: &mut Vec<u8>,
+    payload: &Payload,
+    kind: Option<&Kind>,
+    topic: Option<&Topic>,
+    tag: Option<&RelayTag>,
+) {
+    match kind {
+        None => {
+            debug_assert!(topic.is_some(), "every logged message has its topic marked");
+            if let Some(topic) = topic {
+                encode_data(buf, topic, payload, tag)
             }
-            Logged::Overwritten(topic, count) => encode_overwritten(buf, topic, *count),
-            Logged::StreamData { id, payload } => {
-                encode_frame(buf, &Header::Stream(StreamFrame::Data { id: *id, more: false }), payload);
-            }
-            Logged::StreamDataMore { id, payload } => {
-                encode_frame(buf, &Header::Stream(StreamFrame::Data { id: *id, more: true }), payload);
-            }
-            Logged::StreamFrame(frame) => buf.extend_from_slice(frame),
         }
-    }
-
-    /// Reply bytes of stream `id`, with `more` of their message to come or not.
-    pub(crate) fn stream_data(id: u64, more: bool, payload: Bytes) -> Self {
-        if more {
-            Logged::StreamDataMore { id, payload }
-        } else {
-            Logged::StreamData { id, payload }
+        Some(Kind::Overwritten(topic, count)) => encode_overwritten(buf, topic, *count),
+        Some(&Kind::StreamData { id, more }) => {
+            encode_frame(buf, &Header::Stream(StreamFrame::Data { id, more }), payload);
         }
-    }
-
-    /// 1 for a message, 0 for a marker (what `PubSubStats::sent` counts).
-    pub(crate) fn messages(&self) -> u64 {
-        matches!(self, Logged::Data(..)) as u64
+        Some(Kind::StreamFrame) => buf.extend_from_slice(payload),
     }
 }
 
@@ -79,9 +65,9 @@ pub(crate) fn encode_overwritten(buf: &mut Vec<u8>, topic: &Topic, count: u64) {
     encode_frame(buf, &Header::Overwritten { topic: topic.as_str(), count }, &[]);
 }
 
-// A log entry (with its cost) is a payload and a little more: 56 bytes
-// (with the topic and relay tag inline it was 144).
-const _: () = assert!(std::mem::size_of::<(Logged, usize)>() <= 56);
+// A log entry (with its cost) is a payload and a word: 40 bytes (with the
+// topic and relay tag inline it was 144, with a kind beside the payload 56).
+const _: () = assert!(std::mem::size_of::<(Payload, usize)>() <= 40);
 
 /// Writes one message frame (a plain Publish, or a relayed copy).
 pub(crate) fn encode_data(buf: &mut Vec<u8>, topic: &Topic, payload: &Payload, tag: Option<&RelayTag>) {
@@ -107,7 +93,34 @@ pub(crate) enum StreamLog<'a> {
     /// nothing that takes a sequence number may be written.
     Hold,
     /// Write, and log each frame that takes a sequence number.
-    On(&'a mut crate::resume::SendLog<Logged>),
+    On(SessionLog<'a>),
+}
+
+/// A session's send log as the streams plane writes into it: its frames
+/// are bounded by the plane (outside the log's bound), each marked with
+/// its kind.
+pub(crate) struct SessionLog<'a> {
+    log: &'a mut SendLog<Payload>,
+    kinds: &'a mut Marks<Kind>,
+}
+
+impl SessionLog<'_> {
+    /// Logs a frame of `kind` (its payload, or the frame itself for
+    /// [`Kind::StreamFrame`]) costing `cost` of the plane's own bound.
+    pub(crate) fn push(&mut self, kind: Kind, payload: Payload, cost: usize) {
+        let seq = self.log.push_unbounded(payload, cost);
+        self.kinds.push(seq, kind);
+    }
+
+    /// Bytes of the plane's frames written and not acknowledged.
+    pub(crate) fn outside_bytes(&self) -> usize {
+        self.log.outside_bytes()
+    }
+
+    /// The plane stopped at its limit: the next ack that frees room wakes it.
+    pub(crate) fn wait_outside(&mut self) {
+        self.log.wait_outside();
+    }
 }
 
 /// What the peer sent, by sequence number.
@@ -136,6 +149,93 @@ pub(crate) struct RxSeq {
 impl Default for RxSeq {
     fn default() -> Self {
         RxSeq { next: 0, cursor: Some(0), acked: 0, since_bytes: 0, due: false, timer: false }
+    }
+}
+
+impl RxSeq {
+    /// Takes a frame that carries the next implicit sequence number,
+    /// `len` payload bytes: says whether it is new and what the ack needs.
+    #[inline(always)]
+    pub(crate) fn take(&mut self, len: usize) -> Result<Took, ProtocolError> {
+        let Some(seq) = self.cursor else {
+            return Err(ProtocolError::UnexpectedFrame("a message before the Resume frame of a resumed session"));
+        };
+        self.cursor = Some(seq + 1);
+        if seq < self.next {
+            return Ok(Took::Duplicate);
+        }
+        if seq > self.next {
+            return Err(ProtocolError::Sequence(format!(
+                "message {seq} arrived but {} was expected next: the peer skipped messages",
+                self.next
+            )));
+        }
+        self.next += 1;
+        self.since_bytes += len as u64;
+        if self.next - self.acked >= ACK_EVERY_MESSAGES || self.since_bytes >= ACK_EVERY_BYTES {
+            if !self.due {
+                self.due = true;
+                return Ok(Took::AckDue);
+            }
+        } else if !self.due && !self.timer {
+            self.timer = true;
+            return Ok(Took::TimeAck);
+        }
+        Ok(Took::New)
+    }
+}
+
+/// What taking a sequenced frame found ([`RxSeq::take`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Took {
+    /// Taken already (re-sent after a resume): drop it.
+    Duplicate,
+    /// New; the ack is in hand.
+    New,
+    /// New, and an ack is due now: wake the peer's connection.
+    AckDue,
+    /// New, and the first unacknowledged: arm the ack timer.
+    TimeAck,
+}
+
+/// The parts of the plane that taking a sequenced frame touches besides
+/// the peer (borrowed beside it).
+pub(crate) struct AckSide<'a> {
+    stats: &'a mut super::PubSubStats,
+    wake: &'a mut Vec<ConnId>,
+    timers: &'a mut Timers<NodeId>,
+}
+
+impl<'a> AckSide<'a> {
+    #[inline(always)]
+    pub(crate) fn of(
+        stats: &'a mut super::PubSubStats,
+        wake: &'a mut Vec<ConnId>,
+        timers: &'a mut Timers<NodeId>,
+    ) -> Self {
+        AckSide { stats, wake, timers }
+    }
+
+    /// Does what `took` asks for `peer`, whose session's primary is `conn`.
+    #[inline(always)]
+    pub(crate) fn apply(
+        self,
+        took: Took,
+        peer: NodeId,
+        conn: ConnId,
+        now: Timestamp,
+        delay: std::time::Duration,
+    ) -> Seq {
+        match took {
+            Took::Duplicate => {
+                self.stats.duplicates += 1;
+                return Seq::Duplicate;
+            }
+            Took::New => {}
+            Took::AckDue => self.wake.push(conn),
+            Took::TimeAck => self.timers.set(peer, now + delay),
+        }
+        Seq::Take
     }
 }
 
@@ -179,49 +279,27 @@ impl PubSubState {
     /// A frame that takes a sequence number (a message, a marker, or a
     /// frame of a stream) from `peer`, through the session gate, in a
     /// resumable session: its sequence number decides. Payload length
-    /// counts toward the next ack.
-    // Inlined into the router: 4 instructions per message received
-    // (`benches/hotpath.rs` under callgrind, 64 B, sessions on).
+    /// counts toward the next ack. (A message takes its number where its
+    /// credit is spent, in [`PubSubState::receive`], with one look-up of
+    /// the peer for both.)
     #[inline(always)]
     pub(crate) fn take_seq(&mut self, peer: NodeId, len: usize, now: Timestamp) -> Result<Seq, ProtocolError> {
-        let delay = self.ack_delay;
-        let Some(p) = self.peers.get_mut(&peer) else { return Ok(Seq::Take) };
-        if !p.resumable {
-            return Ok(Seq::Take);
-        }
-        let Some(seq) = p.rx.cursor else {
-            return Err(ProtocolError::UnexpectedFrame("a message before the Resume frame of a resumed session"));
-        };
-        p.rx.cursor = Some(seq + 1);
-        if seq < p.rx.next {
-            self.stats.duplicates += 1;
-            return Ok(Seq::Duplicate);
-        }
-        if seq > p.rx.next {
-            return Err(ProtocolError::Sequence(format!(
-                "message {seq} arrived but {} was expected next: the peer skipped messages",
-                p.rx.next
-            )));
-        }
-        p.rx.next += 1;
-        p.rx.since_bytes += len as u64;
-        if p.rx.next - p.rx.acked >= ACK_EVERY_MESSAGES || p.rx.since_bytes >= ACK_EVERY_BYTES {
-            if !p.rx.due {
-                p.rx.due = true;
-                self.wake.push(p.conn);
-            }
-        } else if !p.rx.due && !p.rx.timer {
-            self.ack_timers.set(peer, now + delay);
-            p.rx.timer = true;
-        }
-        Ok(Seq::Take)
+        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.resumable) else { return Ok(Seq::Take) };
+        let took = p.rx.take(len)?;
+        Ok(AckSide::of(&mut self.stats, &mut self.wake, &mut self.ack_timers).apply(
+            took,
+            peer,
+            p.conn,
+            now,
+            self.ack_delay,
+        ))
     }
 
     /// The send log of `peer`'s session for stream frames on `conn`.
     pub(crate) fn stream_log(&mut self, peer: NodeId, conn: ConnId) -> StreamLog<'_> {
         match self.peers.get_mut(&peer) {
             Some(p) if p.conn == conn && p.resumable && !p.suspended && p.log.pending_resend() == 0 => {
-                StreamLog::On(&mut p.log)
+                StreamLog::On(SessionLog { log: &mut p.log, kinds: &mut p.kinds })
             }
             _ => StreamLog::Hold,
         }
@@ -319,12 +397,7 @@ impl PubSubState {
         // leaves before any more data).
         let resent = p.log.unacked() - p.log.pending_resend();
         let resending = p.log.pending_resend() > 0;
-        let mut messages = 0;
-        let n = p
-            .log
-            .ack(next, |e, _| messages += e.messages())
-            .map_err(|e| ProtocolError::Sequence(format!("ack: {e}")))?;
-        p.trim_marks();
+        let (n, messages) = p.release(next).map_err(|e| ProtocolError::Sequence(format!("ack: {e}")))?;
         p.ack_asked = false;
         if resending && n > resent {
             p.resume_from = Some(p.log.acked());
@@ -410,12 +483,11 @@ impl PubSubState {
     ) -> Result<u64, ProtocolError> {
         let Some(p) = self.peers.get_mut(&info.id) else { return Ok(0) };
         let their_next = their_next.max(p.log.acked());
-        let mut acked = 0;
-        p.log.ack(their_next, |e, _| acked += e.messages()).map_err(|e| ProtocolError::Sequence(e.to_string()))?;
+        let (_, acked) = p.release(their_next).map_err(|e| ProtocolError::Sequence(e.to_string()))?;
         // The planted bug (tests only): re-send from one past the point.
         let from = if self.planted_resend_bug { their_next + 1 } else { their_next };
         let resent = p.log.resume(from.min(p.log.next_seq()), |_, _| {}).unwrap_or(0) as u64;
-        p.trim_marks();
+        p.trim_marks((p.log.acked() - their_next) as usize);
         p.conn = conn;
         p.suspended = false;
         p.resume_from = Some(from.min(p.log.next_seq()));
@@ -482,8 +554,8 @@ impl PubSubState {
         // log released their upstream's credit when written.
         let unsent = p.log.unsent() as u64 + p.out.values_mut().map(SendQ::take_overwritten).sum::<u64>();
         // The range numbers markers too; only messages count as lost.
-        let mut lost = 0;
-        let (range, _) = p.log.expire(|e| lost += e.messages());
+        let (range, _) = p.log.expire(|_| {});
+        let lost = range.end - range.start - p.kinds.trim(range.end) as u64;
         p.topics.clear();
         p.tags.clear();
         let info = p.info.clone();

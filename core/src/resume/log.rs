@@ -38,8 +38,21 @@ pub enum LogError {
 /// never reaches it).
 const OUTSIDE: usize = 1 << (usize::BITS - 1);
 
+/// A written entry and its cost, the item first: an entry is built on the
+/// stack and copied into the log in 16-byte moves, and an item whose bytes
+/// start on the entry's first byte is copied as it was stored (a small
+/// field first makes each move straddle two stores, which stalls the CPU
+/// on every message written).
+#[repr(C)]
+#[derive(Debug)]
+struct Entry<T> {
+    item: T,
+    /// With [`OUTSIDE`] set: outside the bound.
+    cost: usize,
+}
+
 /// One peer's send log. `T` is a message as the log keeps it (for pub/sub,
-/// its topic and shared payload: never a copy).
+/// its shared payload, never a copy; its topic and kind are marked beside).
 ///
 /// ```
 /// use estafeta_core::resume::SendLog;
@@ -63,7 +76,7 @@ pub struct SendLog<T> {
     base: u64,
     /// Written, not acknowledged: each with its cost (with [`OUTSIDE`] set:
     /// outside the bound, see [`SendLog::push_unbounded`]).
-    entries: VecDeque<(T, usize)>,
+    entries: VecDeque<Entry<T>>,
     logged_bytes: usize,
     /// Entries outside the bound, and their bytes.
     outside: usize,
@@ -177,7 +190,7 @@ impl<T> SendLog<T> {
         debug_assert_eq!(self.cursor, self.entries.len(), "re-sends go first");
         self.unadmit(1, cost);
         let seq = self.next_seq();
-        self.entries.push_back((item, cost));
+        self.entries.push_back(Entry { item, cost });
         self.logged_bytes += cost;
         self.cursor = self.entries.len();
         seq
@@ -191,7 +204,7 @@ impl<T> SendLog<T> {
         debug_assert_eq!(self.cursor, self.entries.len(), "re-sends go first");
         let cost = cost.min(OUTSIDE - 1);
         let seq = self.next_seq();
-        self.entries.push_back((item, cost | OUTSIDE));
+        self.entries.push_back(Entry { item, cost: cost | OUTSIDE });
         self.outside += 1;
         self.outside_bytes += cost;
         self.cursor = self.entries.len();
@@ -228,7 +241,7 @@ impl<T> SendLog<T> {
     /// The next message to re-send and its sequence number.
     pub fn next_resend(&mut self) -> Option<(u64, &T)> {
         let seq = self.base + self.cursor as u64;
-        let (item, _) = self.entries.get(self.cursor)?;
+        let item = &self.entries.get(self.cursor)?.item;
         self.cursor += 1;
         Some((seq, item))
     }
@@ -241,7 +254,7 @@ impl<T> SendLog<T> {
             return Err(LogError::Ahead { got: next, next: self.next_seq() });
         }
         let n = next.saturating_sub(self.base) as usize;
-        for (item, cost) in self.entries.drain(..n) {
+        for Entry { item, cost } in self.entries.drain(..n) {
             if cost & OUTSIDE != 0 {
                 self.outside -= 1;
                 self.outside_bytes -= cost & !OUTSIDE;
@@ -280,7 +293,7 @@ impl<T> SendLog<T> {
     /// unsent messages left the bound with them (those the caller drops).
     pub fn expire(&mut self, mut lost: impl FnMut(T)) -> (Range<u64>, usize) {
         let range = self.base..self.next_seq();
-        for (item, _) in self.entries.drain(..) {
+        for Entry { item, .. } in self.entries.drain(..) {
             lost(item);
         }
         self.base = range.end;

@@ -4,10 +4,10 @@
 
 use super::{remaining_ms, StreamsState};
 use crate::id::{ConnId, NodeId};
-use crate::pubsub::{Logged, StreamLog};
-use crate::resume::SendLog;
+use crate::pubsub::{LogKind, SessionLog, StreamLog};
 use crate::time::Timestamp;
 use crate::wire::{encode_frame, Header, StreamFrame};
+use bytes::Bytes;
 
 /// Every stream's first grant is at least this (or an eighth of the
 /// window), even past the connection window, so that any number of streams
@@ -36,8 +36,8 @@ impl StreamsState {
         let Some(mut log) = open_log(log) else { return 0 };
         let mut mark = buf.len();
         let mut logged = |buf: &Vec<u8>, mark: &mut usize| {
-            if let Some(l) = log.as_deref_mut() {
-                l.push_unbounded(Logged::StreamFrame(buf[*mark..].into()), buf.len() - *mark);
+            if let Some(l) = log.as_mut() {
+                l.push(LogKind::StreamFrame, Bytes::copy_from_slice(&buf[*mark..]), buf.len() - *mark);
             }
             *mark = buf.len();
         };
@@ -147,7 +147,7 @@ impl StreamsState {
         // fragment.
         let floor = 64 << 10;
         let limit = usize::try_from(self.cfg.connection_window.max(floor)).unwrap_or(usize::MAX);
-        let full = |log: &Option<&mut SendLog<Logged>>| log.as_ref().is_some_and(|l| l.outside_bytes() >= limit);
+        let full = |log: &Option<SessionLog<'_>>| log.as_ref().is_some_and(|l| l.outside_bytes() >= limit);
         while buf.len() - start < room && !full(&log) {
             let Some(wid) = p.ring.pop_front() else { break };
             let Some(s) = p.served.get_mut(&wid) else { continue };
@@ -160,9 +160,9 @@ impl StreamsState {
                     let more = s.offset + n < front.len();
                     let f = StreamFrame::Data { id: wid, more };
                     encode_frame(buf, &Header::Stream(f), &front[s.offset..s.offset + n]);
-                    if let Some(l) = log.as_deref_mut() {
+                    if let Some(l) = log.as_mut() {
                         let payload = front.slice(s.offset..s.offset + n);
-                        l.push_unbounded(Logged::stream_data(wid, more, payload), n);
+                        l.push(LogKind::StreamData { id: wid, more }, payload, n);
                     }
                     if more {
                         s.offset += n;
@@ -175,8 +175,8 @@ impl StreamsState {
                     let f = StreamFrame::Close { id: wid, code: code.0, text: &text };
                     let mark = buf.len();
                     encode_frame(buf, &Header::Stream(f), &[]);
-                    if let Some(l) = log.as_deref_mut() {
-                        l.push_unbounded(Logged::StreamFrame(buf[mark..].into()), buf.len() - mark);
+                    if let Some(l) = log.as_mut() {
+                        l.push(LogKind::StreamFrame, Bytes::copy_from_slice(&buf[mark..]), buf.len() - mark);
                     }
                     done = true;
                     break;
@@ -194,7 +194,7 @@ impl StreamsState {
             }
         }
         if !p.ring.is_empty() && full(&log) {
-            if let Some(l) = log {
+            if let Some(mut l) = log {
                 l.wait_outside();
             }
         }
@@ -205,7 +205,7 @@ impl StreamsState {
 /// Where this plane's numbered frames go: `None` if nothing may be written
 /// now (the session's re-sends go first), else the log to record them in
 /// (`None` inside: the session does not number them).
-fn open_log(log: Option<StreamLog<'_>>) -> Option<Option<&mut SendLog<Logged>>> {
+fn open_log(log: Option<StreamLog<'_>>) -> Option<Option<SessionLog<'_>>> {
     match log {
         Some(StreamLog::Hold) => None,
         Some(StreamLog::On(l)) => Some(Some(l)),
