@@ -17,7 +17,8 @@
 //! case=<name> ours=<value> baseline=<value> unit=<unit> ratio=<ours/baseline>
 //! ```
 //!
-//! (followed by ` samples=<n> spread=<ours>/<baseline>`, see `E2E_SAMPLES`).
+//! (followed by ` samples=<n> spread=<ours>/<baseline> ci90=<lo>..<hi>`, see
+//! `E2E_SAMPLES`).
 //! For throughput higher is better; for round trips (unit `us`) lower is better.
 //! The names, with `smol/` after the group on smol (`smol/throughput_64B`,
 //! `direct/smol/throughput_64B`, `fanout4/smol/throughput_64B`):
@@ -91,7 +92,8 @@
 //!   a case, taken in turn (ours, baseline, ours, baseline, ...); the line
 //!   gives each side's median and the ratio of the medians, then
 //!   `samples=<n> spread=<ours>/<baseline>` ((max - min) / median of each
-//!   side). See `e2e/samples.rs`.
+//!   side) and `ci90=<lo>..<hi>` (a 90 % bootstrap interval of the ratio,
+//!   from three samples a side). See `e2e/samples.rs`.
 //! - `E2E_SAMPLES_LONG` (default 3, at most `E2E_SAMPLES`; 1 in the smoke
 //!   test): the same for the long cases (`file_*`, `discovery_50_loopback`).
 //! - `E2E_REPEAT`: the old name of `E2E_SAMPLES`, read if that one is unset.
