@@ -487,17 +487,20 @@ impl Node {
         }
         if origin == self.me.id {
             self.discovery.stats.relay_returned += 1;
-            return self.pubsub.receive(&peer, &topic, payload, Deliver::No, permitted, &mut self.events);
+            return self
+                .pubsub
+                .receive(&peer, &topic, payload, Deliver::No, permitted, None, &mut self.events)
+                .map(drop);
         }
         let verdict = self.discovery.check_relay(origin, &topic, tag.epoch, tag.seq, self.now);
         match verdict {
             Verdict::Duplicate => {
                 self.discovery.stats.relay_duplicates += 1;
-                self.pubsub.receive(&peer, &topic, payload, Deliver::No, permitted, &mut self.events)
+                self.pubsub.receive(&peer, &topic, payload, Deliver::No, permitted, None, &mut self.events).map(drop)
             }
             Verdict::TooOld => {
                 self.relay_lost(&topic, origin, 1, RelayLoss::TooOld);
-                self.pubsub.receive(&peer, &topic, payload, Deliver::No, permitted, &mut self.events)
+                self.pubsub.receive(&peer, &topic, payload, Deliver::No, permitted, None, &mut self.events).map(drop)
             }
             Verdict::New { skipped } => {
                 if skipped > 0 {
@@ -505,7 +508,7 @@ impl Node {
                 }
                 let relayed = Relayed { origin, epoch: tag.epoch, seq: tag.seq, hops: tag.hops };
                 let deliver = Deliver::Yes(Some(relayed));
-                self.pubsub.receive(&peer, &topic, payload.clone(), deliver, permitted, &mut self.events)?;
+                self.pubsub.receive(&peer, &topic, payload.clone(), deliver, permitted, None, &mut self.events)?;
                 let hops = tag.hops.saturating_add(1);
                 let relays = permitted && self.discovery.relay_topics.contains(&topic);
                 if relays && hops < self.discovery.cfg.relay_hop_limit {
