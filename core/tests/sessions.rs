@@ -487,3 +487,59 @@ fn a_sender_held_up_by_acks_asks_for_them() {
     assert_eq!(net.node(0).pubsub_ref().send_log(id1), Some((0, 0)));
     assert!(net.slots[0].events.iter().any(|e| matches!(e, Event::PubSub(PubSubEvent::Writable))));
 }
+
+/// n0 subscribes to `t` and opens a stream on n1's `logs`: n1's session log
+/// then holds messages and stream frames side by side.
+fn mixed_pair() -> (Net, StreamId, StreamId) {
+    let mut net = stream_pair(cfg);
+    net.node(0).pubsub().subscribe("t").unwrap();
+    net.run_for(Duration::from_millis(20));
+    assert_eq!(net.node(1).pubsub_ref().ready_subscriber_count("t"), 1);
+    let (c, p) = open_logs(&mut net);
+    (net, c, p)
+}
+
+/// Messages and stream replies, interleaved: 7 messages, 5 replies.
+fn write_mixed(net: &mut Net, p: StreamId) {
+    for i in 0..7u32 {
+        publish(net, 1, i..i + 1);
+        if i < 5 {
+            net.node(1).streams().write(p, item(i)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn acknowledged_stream_frames_are_not_counted_as_sent_messages() {
+    let (mut net, c, p) = mixed_pair();
+    write_mixed(&mut net, p);
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(received(&net, 0), (0..7).collect::<Vec<_>>());
+    assert_eq!(stream_story(&net, 0, c).0.len(), 5);
+    let n0 = net.node(0).id();
+    assert_eq!(net.node(1).pubsub_ref().send_log(n0), Some((0, 0)), "all acknowledged");
+    assert_eq!(net.node(1).stats().pubsub.sent, 7, "messages only, not the stream frames");
+}
+
+#[test]
+fn an_expired_session_counts_only_its_messages_as_lost() {
+    let (mut net, _, p) = mixed_pair();
+    // n0 reads nothing from now on: n1's log keeps all it writes.
+    net.slots[0].frozen = true;
+    write_mixed(&mut net, p);
+    net.settle();
+    let n0 = net.node(0).id();
+    let (_, unacked) = net.node(1).pubsub_ref().send_log(n0).unwrap();
+    assert!(unacked > 7, "messages and stream frames logged: {unacked}");
+    // Liveness suspends the session, then its 2 s window passes.
+    net.run_for(Duration::from_secs(3));
+    let ended = session_events(&net, 1).into_iter().find_map(|e| match e {
+        SessionEvent::Ended { unacked, unsent, .. } => Some((unacked, unsent)),
+        _ => None,
+    });
+    let (range, unsent) = ended.expect("the session ended");
+    assert!(range.end - range.start > 7, "the range numbers the stream frames too: {range:?}");
+    let s = net.node(1).stats().pubsub;
+    assert_eq!(s.unacked_lost + unsent, 7, "only messages count as lost (unsent {unsent})");
+    assert_eq!((s.sent, s.dropped), (0, 7));
+}
