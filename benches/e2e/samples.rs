@@ -14,11 +14,12 @@
 //! `ci90` is a 90 % bootstrap interval of the ratio: the ratio of medians
 //! recomputed over 2,000 resamples of each side's figures (drawn with
 //! replacement, a fixed seed), the 5th and 95th percentiles. On the 2-vCPU
-//! development machine one sample of a throughput case varies by about
-//! 13 % (coefficient of variation), so with 11 samples a side the interval
-//! is about ±5 %: a ratio of 0.93 whose interval reaches past 1.0 says the
-//! run cannot tell the two sides apart. (Comparing a build with itself in
-//! this layout gave ratios from 0.88 to 1.05.)
+//! development machine one sample of a 64 B throughput case varies by
+//! 7-14 % (coefficient of variation), and with 11 samples a side the
+//! intervals of the 64 B `session/` and `secure/` lines spanned 0.06 to
+//! 0.22: a ratio of 0.93 whose interval reaches past 1.0 says the run
+//! cannot tell the two sides apart. (Comparing a build with itself in the
+//! `session/` layout gave ratios from 0.88 to 1.05.)
 //!
 //! `n` is `E2E_SAMPLES` (default 5) for short cases and `E2E_SAMPLES_LONG`
 //! (default 3, at most `E2E_SAMPLES`) for long ones (a 1 GiB file, 50 nodes

@@ -315,7 +315,8 @@ impl Node {
                 let Some(peer) = self.session.conns.get(&conn).and_then(|c| c.peer()) else { return Ok(Flow::Stop) };
                 let permitted = self.cfg.security.permissions.may_publish(peer.id, topic);
                 let seq = resume.then_some(self.now);
-                let took = self.pubsub.on_publish((peer, topic, payload), permitted, seq, &mut self.events)?;
+                let deliver = crate::pubsub::Deliver::Yes(None);
+                let took = self.pubsub.receive(peer, topic, payload, deliver, permitted, seq, &mut self.events)?;
                 if !permitted && took == crate::pubsub::Seq::Take {
                     self.secure.stats.publish_denied += 1;
                 }

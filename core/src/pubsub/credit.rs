@@ -96,21 +96,6 @@ impl Debt {
 }
 
 impl PubSubState {
-    /// A Publish through the session gate (`m`: its sender, topic and
-    /// payload): [`PubSubState::receive`] for a message that is not a
-    /// relayed copy. (A call of its own: the
-    /// receive path inlined with `deliver` known is 10 instructions a
-    /// message shorter, `benches/hotpath.rs` under callgrind.)
-    pub(crate) fn on_publish(
-        &mut self,
-        m: (&PeerInfo, &str, Bytes),
-        permitted: bool,
-        seq: Option<Timestamp>,
-        events: &mut Events,
-    ) -> Result<Seq, ProtocolError> {
-        self.receive(m.0, m.1, m.2, Deliver::Yes(None), permitted, seq, events)
-    }
-
     /// A message from `from` on `topic` (through the session gate) spends
     /// the credit this node granted it (a relayed one too). `deliver`: hand
     /// it to the application if subscribed (with its relay identity, if
@@ -121,7 +106,6 @@ impl PubSubState {
     /// Publish in a resumable session: one look-up of the peer for both); a
     /// duplicate (re-sent after a resume) is dropped and says so.
     #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
     pub(crate) fn receive(
         &mut self,
         from: &PeerInfo,
@@ -135,7 +119,7 @@ impl PubSubState {
         let len = payload.len() as u64;
         let Some(p) = self.peers.get_mut(&from.id) else { return Ok(Seq::Take) };
         if let Some(now) = seq.filter(|_| p.resumable) {
-            let took = p.rx.take(payload.len())?;
+            let took = p.rx.take(len as usize)?;
             let side = AckSide::of(&mut self.stats, &mut self.wake, &mut self.ack_timers);
             if side.apply(took, from.id, p.conn, now, self.ack_delay) == Seq::Duplicate {
                 return Ok(Seq::Duplicate);

@@ -1,8 +1,8 @@
 //! What the pub/sub send log keeps beside its entries, by sequence number:
 //! the topic of each run of messages on one topic, the identity of each
-//! relayed copy, and the kind of each entry that is not a message. Logging a message then clones no topic (an atomic
-//! increment, and a decrement at its ack) and an entry is a payload, not
-//! a payload with its topic and a 64-byte relay tag.
+//! relayed copy, and the kind of each entry that is not a message. Logging
+//! a message then clones no topic (an atomic increment, and a decrement at
+//! its ack) and an entry is a payload and its cost, nothing more.
 
 use std::collections::VecDeque;
 

@@ -81,6 +81,14 @@ impl SendQ {
     }
 }
 
+/// Messages among `entries` entries of the log of which `others` carried a
+/// kind mark (markers, stream frames). Every entry past the acknowledged
+/// point has its mark until it leaves, so `others` never exceeds `entries`.
+fn messages_among(entries: usize, others: usize) -> u64 {
+    debug_assert!(others <= entries, "{others} kind marks among {entries} entries");
+    entries.saturating_sub(others) as u64
+}
+
 impl PeerState {
     /// A publish to this peer was refused for a full queue: it reports
     /// Writable when room frees. If acknowledged room would free it, the
@@ -241,19 +249,26 @@ impl PeerState {
 
     /// The peer took responsibility for every entry below `next`: the log
     /// lets go of them, and so do its marks. Returns (entries, messages)
-    /// released (the other entries are markers and stream frames).
+    /// released (the other entries are markers and stream frames, each
+    /// with a kind mark).
     pub(crate) fn release(&mut self, next: u64) -> Result<(usize, u64), crate::resume::LogError> {
         let n = self.log.ack(next, |_, _| {})?;
-        Ok((n, self.trim_marks(n)))
-    }
-
-    /// The log let go of `n` entries: so do its marks. Returns how many of
-    /// them were messages.
-    pub(crate) fn trim_marks(&mut self, n: usize) -> u64 {
         let base = self.log.acked();
         self.topics.trim_runs(base);
         self.tags.trim(base);
-        (n - self.kinds.trim(base)) as u64
+        Ok((n, messages_among(n, self.kinds.trim(base))))
+    }
+
+    /// The session ended: every entry of the log is lost, and its marks
+    /// go. Returns the entries' sequence numbers and how many of them were
+    /// messages.
+    pub(crate) fn expire_log(&mut self) -> (std::ops::Range<u64>, u64) {
+        let (range, _) = self.log.expire(|_| {});
+        let others = self.kinds.trim(range.end);
+        self.topics.clear();
+        self.tags.clear();
+        let n = (range.end - range.start) as usize;
+        (range, messages_among(n, others))
     }
 
     /// Tells whoever got `Full` for this peer that there is room again,
@@ -356,7 +371,7 @@ impl PubSubState {
                     let cost = data_cost(&topic, &Payload::new());
                     p.log.admit_unchecked(cost);
                     let seq = p.log.pull(Payload::new(), cost);
-                    p.kinds.push(seq, super::session::Kind::Overwritten(topic.clone(), count));
+                    p.kinds.push(seq, super::session::Kind::Overwritten(Box::new((topic.clone(), count))));
                     seq
                 });
                 self.stats.overwritten += count;

@@ -26,14 +26,17 @@ use std::ops::Range;
 #[derive(Debug)]
 pub(crate) enum Kind {
     /// A marker for this many messages a full queue overwrote on the topic
-    /// (its payload empty).
-    Overwritten(Topic, u64),
+    /// (its payload empty). Boxed, as it is rare: a mark is then 24 bytes,
+    /// and a stream's reply, which takes one each, moves no more.
+    Overwritten(Box<(Topic, u64)>),
     /// Reply bytes of the streams plane (the payload shared, never copied),
     /// with `more` of their message to come or not.
     StreamData { id: u64, more: bool },
     /// Another frame of the streams plane, as written (the payload).
     StreamFrame,
 }
+
+const _: () = assert!(std::mem::size_of::<(u64, Kind)>() == 24);
 
 /// Writes a logged entry's frame again (a re-send after a resume): `kind`
 /// as marked (`None`: a message), a message on `topic` (`None`: never
@@ -52,7 +55,7 @@ pub(crate) fn encode_logged(
                 encode_data(buf, topic, payload, tag)
             }
         }
-        Some(Kind::Overwritten(topic, count)) => encode_overwritten(buf, topic, *count),
+        Some(Kind::Overwritten(o)) => encode_overwritten(buf, &o.0, o.1),
         Some(&Kind::StreamData { id, more }) => {
             encode_frame(buf, &Header::Stream(StreamFrame::Data { id, more }), payload);
         }
@@ -64,10 +67,6 @@ pub(crate) fn encode_logged(
 pub(crate) fn encode_overwritten(buf: &mut Vec<u8>, topic: &Topic, count: u64) {
     encode_frame(buf, &Header::Overwritten { topic: topic.as_str(), count }, &[]);
 }
-
-// A log entry (with its cost) is a payload and a word: 40 bytes (with the
-// topic and relay tag inline it was 144, with a kind beside the payload 56).
-const _: () = assert!(std::mem::size_of::<(Payload, usize)>() <= 40);
 
 /// Writes one message frame (a plain Publish, or a relayed copy).
 pub(crate) fn encode_data(buf: &mut Vec<u8>, topic: &Topic, payload: &Payload, tag: Option<&RelayTag>) {
@@ -107,6 +106,7 @@ pub(crate) struct SessionLog<'a> {
 impl SessionLog<'_> {
     /// Logs a frame of `kind` (its payload, or the frame itself for
     /// [`Kind::StreamFrame`]) costing `cost` of the plane's own bound.
+    #[inline]
     pub(crate) fn push(&mut self, kind: Kind, payload: Payload, cost: usize) {
         let seq = self.log.push_unbounded(payload, cost);
         self.kinds.push(seq, kind);
@@ -484,13 +484,14 @@ impl PubSubState {
         let Some(p) = self.peers.get_mut(&info.id) else { return Ok(0) };
         let their_next = their_next.max(p.log.acked());
         let (_, acked) = p.release(their_next).map_err(|e| ProtocolError::Sequence(e.to_string()))?;
-        // The planted bug (tests only): re-send from one past the point.
-        let from = if self.planted_resend_bug { their_next + 1 } else { their_next };
-        let resent = p.log.resume(from.min(p.log.next_seq()), |_, _| {}).unwrap_or(0) as u64;
-        p.trim_marks((p.log.acked() - their_next) as usize);
+        // The planted bug (tests only): re-send from one past the point
+        // (the entry skipped leaves the log as if acknowledged).
+        let from = if self.planted_resend_bug { their_next + 1 } else { their_next }.min(p.log.next_seq());
+        p.release(from).map_err(|e| ProtocolError::Sequence(e.to_string()))?;
+        let resent = p.log.resume(from, |_, _| {}).unwrap_or(0) as u64;
         p.conn = conn;
         p.suspended = false;
-        p.resume_from = Some(from.min(p.log.next_seq()));
+        p.resume_from = Some(from);
         p.progress_mark = (p.log.acked(), p.rx.next);
         p.rx.cursor = None;
         p.rx.due = p.rx.next > p.rx.acked;
@@ -554,10 +555,7 @@ impl PubSubState {
         // log released their upstream's credit when written.
         let unsent = p.log.unsent() as u64 + p.out.values_mut().map(SendQ::take_overwritten).sum::<u64>();
         // The range numbers markers too; only messages count as lost.
-        let (range, _) = p.log.expire(|_| {});
-        let lost = range.end - range.start - p.kinds.trim(range.end) as u64;
-        p.topics.clear();
-        p.tags.clear();
+        let (range, lost) = p.expire_log();
         let info = p.info.clone();
         let received = p.rx.next;
         self.stats.unacked_lost += lost;
