@@ -406,6 +406,91 @@ proptest! {
         }
     }
 
+    /// The hand-written Relay encoding is postcard's, byte for byte, for
+    /// any origin, epoch, sequence number and hops.
+    #[test]
+    fn relay_frames_are_postcards(topic in text(), origin in any::<u128>(), epoch in any::<u32>(), seq in any::<u64>(), hops in any::<u8>(), p in payload()) {
+        let h = Header::Discovery(DiscoveryFrame::Relay { topic: &topic, origin, epoch, seq, hops });
+        let mut ours = Vec::new();
+        encode_frame(&mut ours, &h, &p);
+        let mut theirs = postcard::to_allocvec(&h).unwrap();
+        theirs.extend_from_slice(&p);
+        prop_assert_eq!(&ours[LEN_PREFIX..], &theirs[..]);
+    }
+
+    /// The receiver's shortcut for a relayed copy on a known topic takes
+    /// exactly what the decoder takes, and reads it the same; on anything
+    /// else (bytes changed anywhere, another topic, a frame cut short) it
+    /// leaves the buffer as it was.
+    #[test]
+    fn the_relay_shortcut_agrees_with_the_decoder(
+        topic in "[a-z]{1,6}",
+        (other, same) in ("[a-z]{1,6}", prop::bool::weighted(0.8)),
+        (origin, epoch, seq, hops) in (any::<u128>(), any::<u32>(), any::<u64>(), any::<u8>()),
+        p in payload(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        cut in any::<prop::sample::Index>(),
+        max in prop_oneof![Just(BIG), 0usize..200],
+    ) {
+        let other = if same { topic.clone() } else { other };
+        let mut bytes = Vec::new();
+        let h = Header::Discovery(DiscoveryFrame::Relay { topic: &topic, origin, epoch, seq, hops });
+        encode_frame(&mut bytes, &h, &p);
+        for (at, x) in &flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= x;
+        }
+        let keep = if flips.len() == 2 { cut.index(bytes.len() + 1) } else { bytes.len() };
+        bytes.truncate(keep);
+        let mut fast = BytesMut::from(&bytes[..]);
+        let mut slow = BytesMut::from(&bytes[..]);
+        match estafeta_core::wire::take_relay_on(&mut fast, &other, max) {
+            None => prop_assert_eq!(&fast[..], &bytes[..], "nothing taken"),
+            Some((got, payload)) => {
+                let frame = decode_frame(&mut slow, max).unwrap().expect("a whole frame");
+                prop_assert_eq!(fast.len(), slow.len(), "the same bytes taken");
+                let (h, body) = frame.parse().unwrap();
+                let want = Header::Discovery(DiscoveryFrame::Relay {
+                    topic: &other,
+                    origin: got.origin,
+                    epoch: got.epoch,
+                    seq: got.seq,
+                    hops: got.hops,
+                });
+                prop_assert_eq!(h, want);
+                prop_assert_eq!(&body[..], &payload[..]);
+            }
+        }
+    }
+
+    /// A Relay frame's header with arbitrary varint bytes (mostly
+    /// continuing ones: long, overlong and overflowing varints) parses to
+    /// what postcard reads from it, through the decoder and the shortcut.
+    #[test]
+    fn relay_varints_read_as_postcard_reads_them(
+        tail in prop::collection::vec(prop_oneof![0x80u8..=0xff, any::<u8>(), Just(0x80u8), 0u8..4], 0..48),
+    ) {
+        let mut body = vec![9, 2, 1, b't'];
+        body.extend_from_slice(&tail);
+        let theirs = postcard::take_from_bytes::<Header<'_>>(&body).ok();
+        let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&body);
+        let mut buf = BytesMut::from(&framed[..]);
+        let frame = decode_frame(&mut buf, BIG).unwrap().unwrap();
+        let ours = frame.parse().ok();
+        prop_assert_eq!(ours.as_ref().map(|(h, p)| (h.clone(), &p[..])), theirs.clone());
+        let mut buf = BytesMut::from(&framed[..]);
+        let taken = estafeta_core::wire::take_relay_on(&mut buf, "t", BIG);
+        match (&taken, &theirs) {
+            (Some((got, payload)), Some((Header::Discovery(DiscoveryFrame::Relay { origin, epoch, seq, hops, .. }), rest))) => {
+                prop_assert_eq!((got.origin, got.epoch, got.seq, got.hops), (*origin, *epoch, *seq, *hops));
+                prop_assert_eq!(&payload[..], *rest);
+            }
+            (None, None) => {}
+            _ => prop_assert!(false, "the shortcut read {:?}, postcard {:?}", taken, theirs),
+        }
+    }
+
     /// The preamble check accepts exactly magic + our version.
     #[test]
     fn preamble_check(bytes in prop::collection::vec(any::<u8>(), 0..10)) {

@@ -11,8 +11,8 @@ use crate::session::handshake::check_hello;
 use crate::session::{Closing, Gate, HelloOutcome, Open, Phase};
 use crate::time::Timestamp;
 use crate::wire::{
-    check_preamble, decode_frame, take_publish_on, take_stream_data, Capabilities, CloseCode, Header, Hello,
-    SessionFrame, PREAMBLE_LEN,
+    check_preamble, decode_frame, take_publish_on, take_relay_on, take_stream_data, Capabilities, CloseCode,
+    DiscoveryFrame, Header, Hello, RelayHead, SessionFrame, PREAMBLE_LEN,
 };
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
@@ -135,9 +135,22 @@ impl Node {
             }
             // The hot path: a message on the topic of the one before it
             // (every gate below still applies).
+            // A relayed copy on that topic likewise.
             if let Some(t) = self.rx_topic.take() {
-                if let Some(payload) = take_publish_on(&mut c.rx, t.as_str(), max_frame) {
-                    let flow = self.route_or_cut(conn, Header::Publish { topic: t.as_str() }, payload);
+                let taken = match take_publish_on(&mut c.rx, t.as_str(), max_frame) {
+                    Some(payload) => Some((Header::Publish { topic: t.as_str() }, payload)),
+                    None => take_relay_on(&mut c.rx, t.as_str(), max_frame).map(|(h, payload)| {
+                        let RelayHead { origin, epoch, seq, hops } = h;
+                        let relay = DiscoveryFrame::Relay { topic: t.as_str(), origin, epoch, seq, hops };
+                        (Header::Discovery(relay), payload)
+                    }),
+                };
+                if let Some((header, payload)) = taken {
+                    if matches!(header, Header::Discovery(_)) {
+                        // The relay plane takes its topic from here.
+                        self.rx_topic = Some(t.clone());
+                    }
+                    let flow = self.route_or_cut(conn, header, payload);
                     self.rx_topic = Some(t);
                     if let Flow::Stop = flow {
                         return;
@@ -168,7 +181,7 @@ impl Node {
                     return;
                 }
             };
-            if let Header::Publish { topic } = header {
+            if let Header::Publish { topic } | Header::Discovery(DiscoveryFrame::Relay { topic, .. }) = header {
                 if self.rx_topic.as_ref().is_none_or(|t| t.as_str() != topic) {
                     self.rx_topic = self.pubsub.local_topics().get(topic).cloned();
                 }

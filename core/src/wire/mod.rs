@@ -24,6 +24,7 @@ pub use codec::{
 };
 pub use discovery::{DiscoveryFrame, Referred};
 pub use membership::{Hint, MembershipFrame, RefuseReason};
+pub use relay_frame::{take_relay_on, RelayHead};
 pub use session::{HelloSession, ResumeClaim, SessionFrame};
 pub use stream::{StreamFrame, MAX_OPEN_PER_SESSION, MESSAGE_COST};
 pub use stream_data::take_stream_data;

@@ -78,8 +78,15 @@ fn pack(x: u64) -> u64 {
 }
 
 /// Writes `v` as postcard's varint at `buf[at..]` (at most ten bytes);
-/// returns the end.
+/// returns the end. Below 2^56, with eight bytes of room, the groups are
+/// spread in one word and written at once.
 pub(super) fn put_varint64(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
+    if let Some(room) = buf.get_mut(at..at + 8).filter(|_| v >> 56 == 0) {
+        let n = varint_len(v);
+        let continued = CONTINUED & ((1u64 << (8 * (n - 1))) - 1);
+        room.copy_from_slice(&(spread(v) | continued).to_le_bytes());
+        return at + n;
+    }
     while v >= 0x80 {
         buf[at] = (v as u8) | 0x80;
         v >>= 7;
@@ -87,6 +94,11 @@ pub(super) fn put_varint64(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
     }
     buf[at] = v as u8;
     at + 1
+}
+
+/// The bytes of `v`'s varint, for `v` below 2^56 (1 to 8).
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Decodes a Relay frame whose topic is shorter than 128 bytes; `None` for
@@ -106,6 +118,53 @@ pub(super) fn parse_relay(frame: &[u8]) -> Option<(DiscoveryFrame<'_>, &[u8])> {
     Some((frame, payload))
 }
 
+/// The relay identity of a Relay frame taken by [`take_relay_on`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelayHead {
+    /// The node that published the message.
+    pub origin: u128,
+    /// The origin's epoch.
+    pub epoch: u32,
+    /// The origin's sequence number on the topic.
+    pub seq: u64,
+    /// Relays it has passed through.
+    pub hops: u8,
+}
+
+/// Splits the next frame off `buf` if it is a whole Relay frame on `topic`
+/// in the form [`encode_relay_header`] writes (a topic shorter than 128
+/// bytes), and returns its identity and payload (shared with `buf`, no
+/// copy). Otherwise `buf` is left as it was, for
+/// [`decode_frame`](super::decode_frame) (which also reports any error). A
+/// relay's and a relayed subscriber's hot path, as
+/// [`take_publish_on`](super::take_publish_on) is a subscriber's: a copy on
+/// the topic of the frame before it skips the UTF-8 check, the tries of the
+/// other frame kinds and the split into a [`RawFrame`](super::RawFrame).
+pub fn take_relay_on(buf: &mut bytes::BytesMut, topic: &str, max_frame: usize) -> Option<(RelayHead, bytes::Bytes)> {
+    let t = topic.as_bytes();
+    let at = LEN_PREFIX + 3 + t.len();
+    if t.len() >= ONE_BYTE || buf.len() < at {
+        return None;
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let framed = len <= max_frame && len >= 3 + t.len() && buf.len() >= LEN_PREFIX + len;
+    if !framed || buf[LEN_PREFIX..LEN_PREFIX + 3] != [DISCOVERY_TAG, RELAY_TAG, t.len() as u8] {
+        return None;
+    }
+    if &buf[LEN_PREFIX + 3..at] != t {
+        return None;
+    }
+    let tail = &buf[at..LEN_PREFIX + len];
+    let (origin, rest) = take_varint::<19>(tail)?;
+    let (epoch, rest) = take_varint::<5>(rest)?;
+    let (seq, rest) = take_varint::<10>(rest)?;
+    let (&hops, payload) = rest.split_first()?;
+    let head = RelayHead { origin, epoch: epoch as u32, seq: seq as u64, hops };
+    let payload_len = payload.len();
+    bytes::Buf::advance(buf, LEN_PREFIX + len - payload_len);
+    Some((head, buf.split_to(payload_len).freeze()))
+}
+
 /// Postcard's varint reader for an integer of at most `MAX` varint bytes
 /// (19 for u128, 10 for u64, 5 for u32): the same bytes taken, the same
 /// values accepted (the last possible byte may only carry the bits left).
@@ -119,15 +178,26 @@ pub(super) fn take_varint<const MAX: usize>(buf: &[u8]) -> Option<(u128, &[u8])>
     };
     let mut parts = [0u64; 4];
     let mut i = 0;
-    // Whole groups of 8 continuing bytes that cannot hold the last one.
-    while i + 8 < MAX {
-        let Some(group) = buf.get(i..i + 8) else { break };
+    // Eight bytes at a time while eight are there: whole groups of
+    // continuing bytes, then the group that ends the varint.
+    while let Some(group) = buf.get(i..i + 8) {
         let raw = u64::from_le_bytes(group.try_into().expect("8 bytes"));
-        if raw & CONTINUED != CONTINUED {
-            break;
+        let stop = !raw & CONTINUED;
+        if stop == 0 {
+            if i + 8 >= MAX {
+                return None; // no room left for the last byte
+            }
+            parts[(i / 8) & 3] = pack(raw);
+            i += 8;
+            continue;
         }
-        parts[(i / 8) & 3] = pack(raw);
-        i += 8;
+        let n = stop.trailing_zeros() as usize / 8 + 1;
+        if i + n > MAX || i + n == MAX && (raw >> (8 * (n - 1))) as u8 > max_last {
+            return None;
+        }
+        parts[(i / 8) & 3] = pack(raw) & ((1u64 << (7 * n)) - 1);
+        let v = u128::from(parts[0]) | u128::from(parts[1]) << 56 | u128::from(parts[2]) << 112;
+        return Some((v, &buf[i + n..]));
     }
     while i < MAX {
         let b = *buf.get(i)?;
