@@ -11,6 +11,11 @@
 //!     target/release/deps/relay_hotpath-* --bench
 //! ```
 //!
+//! Toggle `relay_hotpath::a_side` (the origin's publishing) or
+//! `relay_hotpath::c_side` (the last subscriber's receiving) for the
+//! other two nodes; `benches/hotpath.rs` gives the same two figures for a
+//! plain publish on one connection.
+//!
 //! `HOTPATH_MESSAGES` (default 1,000,000; 10,000 without `--bench`) and
 //! `HOTPATH_SIZE` (default 64) change the run.
 
@@ -80,6 +85,38 @@ fn relay_side(
     while b.poll_transmit(now, ba, to_a) > 0 {}
 }
 
+/// A's work: publish relayed copies until the queue is full, then pull bytes.
+#[inline(never)]
+fn a_side(a: &mut Node, ab: ConnId, payload: &bytes::Bytes, left: &mut usize, a_out: &mut Vec<u8>) {
+    let now = Timestamp::from_millis(2);
+    while *left > 0 && a.discovery().publish(TOPIC, payload.clone()).is_ok() {
+        *left -= 1;
+    }
+    a_out.clear();
+    while a.poll_transmit(now, ab, a_out) > 0 {
+        if a_out.len() >= 1 << 20 {
+            break;
+        }
+    }
+}
+
+/// C's work: take B's bytes, take the messages, pull credit for B.
+#[inline(never)]
+fn c_side(c: &mut Node, cb: ConnId, from_b: &[u8], got: &mut usize, c_out: &mut Vec<u8>) {
+    let now = Timestamp::from_millis(2);
+    for chunk in from_b.chunks(64 << 10) {
+        c.handle_bytes(now, cb, chunk);
+        while let Some(ev) = c.poll_event() {
+            if let Event::PubSub(PubSubEvent::Message(m)) = ev {
+                *got += 1;
+                black_box(m.payload);
+            }
+        }
+    }
+    c_out.clear();
+    while c.poll_transmit(now, cb, c_out) > 0 {}
+}
+
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let n = env("HOTPATH_MESSAGES", if bench { 1_000_000 } else { 10_000 });
@@ -102,27 +139,11 @@ fn main() {
     let mut t_relay = Duration::ZERO;
     let now = Timestamp::from_millis(2);
     while at_c < n {
-        while left > 0 && a.discovery().publish(TOPIC, payload.clone()).is_ok() {
-            left -= 1;
-        }
-        a_out.clear();
-        while a.poll_transmit(now, ab, &mut a_out) > 0 {
-            if a_out.len() >= 1 << 20 {
-                break;
-            }
-        }
+        a_side(&mut a, ab, &payload, &mut left, &mut a_out);
         let t = Instant::now();
         relay_side(&mut b, (ba, bc), &a_out, &c_out, &mut at_b, &mut to_c, &mut to_a);
         t_relay += t.elapsed();
-        c.handle_bytes(now, cb, &to_c);
-        while let Some(ev) = c.poll_event() {
-            if let Event::PubSub(PubSubEvent::Message(m)) = ev {
-                at_c += 1;
-                black_box(m.payload);
-            }
-        }
-        c_out.clear();
-        while c.poll_transmit(now, cb, &mut c_out) > 0 {}
+        c_side(&mut c, cb, &to_c, &mut at_c, &mut c_out);
         a.handle_bytes(now, ab, &to_a);
         while a.poll_event().is_some() {}
     }

@@ -43,7 +43,7 @@ pub use event::{DiscoveryEvent, RelayLoss};
 
 pub(crate) use known::Known;
 pub(crate) use seen::Seen;
-pub(crate) use window::{Verdict, Window};
+pub(crate) use window::{Verdict, Windows};
 
 use crate::event::TargetId;
 use crate::id::{ConnId, NodeId, PeerAddr, Topic};
@@ -133,7 +133,7 @@ pub(crate) struct DiscoveryState {
     pub(crate) epoch: u32,
     pub(crate) next_seq: BTreeMap<Topic, u64>,
     /// Relay: de-duplication windows per (origin, topic), with their last use.
-    pub(crate) windows: BTreeMap<(NodeId, Topic), (Window, Timestamp)>,
+    pub(crate) windows: Windows,
     pub(crate) stats: DiscoveryStats,
 }
 
@@ -156,7 +156,7 @@ impl DiscoveryState {
             relay_topics: BTreeSet::new(),
             epoch,
             next_seq: BTreeMap::new(),
-            windows: BTreeMap::new(),
+            windows: Windows::default(),
             stats: DiscoveryStats::default(),
         }
     }
@@ -211,22 +211,12 @@ impl DiscoveryState {
         seq: u64,
         now: Timestamp,
     ) -> Verdict {
-        let key = (origin, topic.clone());
-        if let Some((w, at)) = self.windows.get_mut(&key) {
-            *at = now;
-            return w.check(epoch, seq);
+        let limits = (self.cfg.relay_window, self.cfg.max_relay_origins);
+        let (verdict, evicted) = self.windows.check(origin, topic, epoch, seq, now, limits);
+        if evicted {
+            self.stats.relay_windows_evicted += 1;
         }
-        if self.windows.len() >= self.cfg.max_relay_origins {
-            let oldest = self.windows.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                self.windows.remove(&k);
-                self.stats.relay_windows_evicted += 1;
-            }
-        }
-        let size = self.cfg.relay_window;
-        let (w, at) = self.windows.entry(key).or_insert_with(|| (Window::new(size, epoch), now));
-        *at = now;
-        w.check(epoch, seq)
+        verdict
     }
 
     /// The next retry delay: capped exponential backoff with jitter.

@@ -1,6 +1,10 @@
 //! Relay de-duplication: per (origin, topic) a high-water mark and a bitmap
 //! window of the sequence numbers below it (boringtun's replay window).
 
+use crate::id::{NodeId, Topic};
+use crate::time::Timestamp;
+use std::collections::BTreeMap;
+
 /// What the window says of a sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -95,9 +99,108 @@ impl Window {
     }
 }
 
+/// The windows of every (origin, topic) seen, at most `max` of them (the
+/// least recently used goes first). A relay checks one per message, mostly
+/// the same as the last: that one is found without a search.
+#[derive(Debug, Default)]
+pub(crate) struct Windows {
+    /// Each window with its key and last use. A slot is reused, never
+    /// moved, so the index and the last-used hint stay valid.
+    slots: Vec<((NodeId, Topic), Window, Timestamp)>,
+    index: BTreeMap<(NodeId, Topic), usize>,
+    /// The slot of the last check.
+    last: Option<usize>,
+}
+
+impl Windows {
+    /// Checks and records `seq` of `epoch` from `origin` on `topic` at
+    /// `now`; a new (origin, topic) takes a window of `size` bits,
+    /// evicting the least recently used beyond `max` (`evicted` is then true).
+    pub(crate) fn check(
+        &mut self,
+        origin: NodeId,
+        topic: &Topic,
+        epoch: u32,
+        seq: u64,
+        now: Timestamp,
+        (size, max): (u32, usize),
+    ) -> (Verdict, bool) {
+        let hit = self.last.filter(|&i| {
+            let ((o, t), _, _) = &self.slots[i];
+            *o == origin && t.same(topic)
+        });
+        let (slot, evicted) = match hit.or_else(|| self.index.get(&(origin, topic.clone())).copied()) {
+            Some(i) => (i, false),
+            None => self.insert(origin, topic, epoch, now, (size, max)),
+        };
+        self.last = Some(slot);
+        let (_, w, at) = &mut self.slots[slot];
+        *at = now;
+        (w.check(epoch, seq), evicted)
+    }
+
+    /// A window for a new (origin, topic): a new slot, or the least
+    /// recently used one's when `max` are kept (true).
+    fn insert(
+        &mut self,
+        origin: NodeId,
+        topic: &Topic,
+        epoch: u32,
+        now: Timestamp,
+        (size, max): (u32, usize),
+    ) -> (usize, bool) {
+        let key = (origin, topic.clone());
+        let fresh = (key.clone(), Window::new(size, epoch), now);
+        if self.slots.len() < max.max(1) {
+            self.index.insert(key, self.slots.len());
+            self.slots.push(fresh);
+            return (self.slots.len() - 1, false);
+        }
+        let oldest = (0..self.slots.len()).min_by_key(|&i| self.slots[i].2).expect("at least one slot");
+        self.index.remove(&self.slots[oldest].0);
+        self.index.insert(key, oldest);
+        self.slots[oldest] = fresh;
+        (oldest, true)
+    }
+
+    /// Windows kept.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_keep_the_most_recently_used_and_never_mix_two_keys() {
+        let (a, b, c) = (NodeId::from_u128(1), NodeId::from_u128(2), NodeId::from_u128(3));
+        let t = Topic::from("t");
+        let at = Timestamp::from_millis;
+        let mut ws = Windows::default();
+        let limits = (64, 2);
+        assert_eq!(ws.check(a, &t, 1, 1, at(1), limits), (Verdict::New { skipped: 0 }, false));
+        assert_eq!(ws.check(b, &t, 1, 1, at(2), limits), (Verdict::New { skipped: 0 }, false));
+        assert_eq!(ws.check(a, &t, 1, 1, at(3), limits), (Verdict::Duplicate, false), "a's window, not b's");
+        // A third key evicts the least recently used: b.
+        assert_eq!(ws.check(c, &t, 1, 1, at(4), limits), (Verdict::New { skipped: 0 }, true));
+        assert_eq!(ws.len(), 2);
+        assert_eq!(ws.check(a, &t, 1, 1, at(5), limits), (Verdict::Duplicate, false), "a kept");
+        // b's window was forgotten: its number is new again, and a new
+        // slot goes to the least recently used (c).
+        assert_eq!(ws.check(b, &t, 1, 1, at(6), limits), (Verdict::New { skipped: 0 }, true));
+        assert_eq!(ws.check(c, &t, 1, 1, at(7), limits), (Verdict::New { skipped: 0 }, true), "c forgotten");
+        // One window only: the slot the last check used is reused for
+        // another key, and the hint must not take it for the old one.
+        let mut one = Windows::default();
+        assert_eq!(one.check(a, &t, 1, 5, at(1), (64, 1)).0, Verdict::New { skipped: 0 });
+        assert_eq!(one.check(b, &t, 1, 5, at(2), (64, 1)), (Verdict::New { skipped: 0 }, true));
+        assert_eq!(one.check(a, &t, 1, 5, at(3), (64, 1)), (Verdict::New { skipped: 0 }, true));
+        assert_eq!(one.check(a, &Topic::from("u"), 1, 5, at(4), (64, 1)), (Verdict::New { skipped: 0 }, true));
+        assert_eq!(one.check(a, &Topic::from("u"), 1, 5, at(5), (64, 1)), (Verdict::Duplicate, false));
+    }
 
     #[test]
     fn each_number_is_new_once_inside_the_window() {

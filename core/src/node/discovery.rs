@@ -6,7 +6,7 @@ use crate::discovery::{DiscoveryEvent, DiscoveryState, OutFrame, RelayLoss, Rela
 use crate::error::{CommandError, PublishError};
 use crate::event::{CloseReason, Event, ProtocolError, TargetId};
 use crate::id::{ConnId, NodeId, PeerAddr, Topic};
-use crate::pubsub::{Deliver, Published, Relayed};
+use crate::pubsub::{Deliver, Published, RelayPush, Relayed};
 use crate::session::{Closing, Phase};
 use crate::time::Timestamp;
 use crate::wire::{Capabilities, DiscoveryFrame};
@@ -478,8 +478,14 @@ impl Node {
 
     fn on_relay(&mut self, from: NodeId, topic: &str, tag: RelayTag, payload: Bytes) -> Result<(), ProtocolError> {
         let Some(peer) = self.session.peers.get(&from).map(|p| p.info.clone()) else { return Ok(()) };
-        self.pubsub.check_topic(topic).map_err(ProtocolError::Limit)?;
-        let topic = self.pubsub.topic(topic);
+        // The topic of the frame before it (a local subscription) is known good.
+        let topic = match &self.rx_topic {
+            Some(t) if t.as_str() == topic => t.clone(),
+            _ => {
+                self.pubsub.check_topic(topic).map_err(ProtocolError::Limit)?;
+                self.pubsub.topic(topic)
+            }
+        };
         let origin = NodeId::from_u128(tag.origin);
         let permitted = self.cfg.security.permissions.may_publish(from, &topic);
         if !permitted {
@@ -508,10 +514,12 @@ impl Node {
                 }
                 let relayed = Relayed { origin, epoch: tag.epoch, seq: tag.seq, hops: tag.hops };
                 let deliver = Deliver::Yes(Some(relayed));
-                self.pubsub.receive(&peer, &topic, payload.clone(), deliver, permitted, None, &mut self.events)?;
                 let hops = tag.hops.saturating_add(1);
                 let relays = permitted && self.discovery.relay_topics.contains(&topic);
-                if relays && hops < self.discovery.cfg.relay_hop_limit {
+                // The payload is shared with the copies only if there are any.
+                let copies = (relays && hops < self.discovery.cfg.relay_hop_limit).then(|| payload.clone());
+                self.pubsub.receive(&peer, &topic, payload, deliver, permitted, None, &mut self.events)?;
+                if let Some(payload) = copies {
                     self.forward(&topic, payload, RelayTag { hops, ..tag }, &[from, origin]);
                 }
                 Ok(())
@@ -521,11 +529,9 @@ impl Node {
 
     fn forward(&mut self, topic: &Topic, payload: Bytes, tag: RelayTag, except: &[NodeId]) {
         // Peers without the plane cannot tell copies apart: no forwards to them.
-        let (peers, conns) = (&self.session.peers, &self.session.conns);
-        let skip = |id: NodeId| except.contains(&id) || !runs_discovery(peers, conns, id);
         let upstream = except.first().copied();
         let tag = RelayTag { upstream, ..tag };
-        let r = self.pubsub.push_relay(topic, &payload, tag, skip, |_| false, false, &mut self.session.ready);
+        let r = self.pubsub.push_relay(topic, &payload, tag, except, RelayPush::Forward, &mut self.session.ready);
         let Ok((queued, skipped)) = r else { return };
         self.discovery.stats.relay_forwarded += queued as u64;
         if let Some(up) = upstream {
@@ -563,23 +569,24 @@ impl Node {
         if size > max {
             return Err(PublishError::TooLarge { size, max });
         }
-        if self.pubsub.subscriber_ids(topic).next().is_none() {
-            return Err(PublishError::NoSubscribers(Topic::from(topic)));
-        }
         let d = &mut self.discovery;
-        if !d.next_seq.contains_key(topic) && d.next_seq.len() >= d.cfg.max_relay_topics {
-            return Err(PublishError::BadTopic(format!(
-                "more than discovery.max_relay_topics ({}) topics published with relay",
-                d.cfg.max_relay_topics
-            )));
-        }
-        let seq = d.next_seq.get(topic).copied().unwrap_or(1);
+        let seq = match d.next_seq.get(topic) {
+            Some(s) => *s,
+            None if d.next_seq.len() >= d.cfg.max_relay_topics => {
+                if self.pubsub.subscriber_ids(topic).next().is_none() {
+                    return Err(PublishError::NoSubscribers(Topic::from(topic)));
+                }
+                return Err(PublishError::BadTopic(format!(
+                    "more than discovery.max_relay_topics ({}) topics published with relay",
+                    d.cfg.max_relay_topics
+                )));
+            }
+            None => 1,
+        };
         let tag = RelayTag::new(self.me.id.as_u128(), d.epoch, seq, 0);
         // Peers without the discovery plane get it as a plain message.
-        let (peers, conns) = (&self.session.peers, &self.session.conns);
-        let plain = |id: NodeId| !runs_discovery(peers, conns, id);
         let (queued, _) =
-            self.pubsub.push_relay(topic, &payload, tag, |_| false, plain, true, &mut self.session.ready)?;
+            self.pubsub.push_relay(topic, &payload, tag, &[], RelayPush::Publish, &mut self.session.ready)?;
         match self.discovery.next_seq.get_mut(topic) {
             Some(s) => *s = seq + 1,
             None => {
@@ -606,16 +613,6 @@ impl Node {
     pub(super) fn discovery_touch(&mut self) {
         self.discovery.dirty = true;
     }
-}
-
-/// True if `id`'s session runs the discovery plane (its Hello announced it).
-fn runs_discovery(
-    peers: &BTreeMap<NodeId, crate::session::PeerEntry>,
-    conns: &BTreeMap<ConnId, crate::session::Conn>,
-    id: NodeId,
-) -> bool {
-    let phase = peers.get(&id).and_then(|p| conns.get(&p.primary)).map(|c| &c.phase);
-    matches!(phase, Some(Phase::Open(o)) if o.caps.contains(Capabilities::DISCOVERY))
 }
 
 fn is_refusing(c: &crate::session::Conn) -> bool {

@@ -595,8 +595,9 @@ impl Node {
         let authenticated = self.is_authenticated(conn);
         self.events.push(Event::PeerUp { peer: info.clone(), conn, target, authenticated });
         let resumable = self.session.peers.get(&info.id).is_some_and(|e| e.sid != 0);
-        let overwrite = self.open_caps(conn).contains(Capabilities::OVERWRITE);
-        self.pubsub.on_peer_up(info, conn, resumable, overwrite, &mut self.events);
+        let caps = self.open_caps(conn);
+        let (overwrite, relay) = (caps.contains(Capabilities::OVERWRITE), caps.contains(Capabilities::DISCOVERY));
+        self.pubsub.on_peer_up(info, conn, resumable, (overwrite, relay), &mut self.events);
         self.planes_up(conn, info);
     }
 

@@ -89,6 +89,9 @@ struct PeerState {
     /// The peer announced `OVERWRITE`: a full queue may overwrite its oldest
     /// messages (with [`FullQueuePolicy::DropOldest`]) and tell it so.
     overwrite: bool,
+    /// The peer announced `DISCOVERY`: relayed copies reach it with their
+    /// relay identity (and a peer without it gets none forwarded).
+    relay: bool,
     /// The connection is lost and the session waits for a resume.
     suspended: bool,
     /// Sent first on the connection after a resume: where re-sending starts.
@@ -201,7 +204,7 @@ impl PubSubState {
         info: &PeerInfo,
         conn: ConnId,
         resumable: bool,
-        overwrite: bool,
+        (overwrite, relay): (bool, bool),
         events: &mut Events,
     ) {
         if !self.links.get(&conn).is_some_and(|l| l.enabled) {
@@ -229,6 +232,7 @@ impl PubSubState {
                 rx: session::RxSeq::default(),
                 resumable,
                 overwrite,
+                relay,
                 suspended: false,
                 resume_from: None,
                 progress_mark: (0, 0),
@@ -442,27 +446,56 @@ impl PubSubState {
     }
 
     /// Queues a relayed (or relay-published) message on `topic` for every
-    /// subscriber except `except`; those in `plain` (peers without the
-    /// discovery plane) get it as a plain message. With `all_or_nothing` nothing is queued
-    /// if one of them is full (`Full`, and Writable follows); otherwise the
-    /// full ones are skipped and returned. Returns (queued, skipped).
-    #[allow(clippy::too_many_arguments)]
+    /// subscriber but those in `except`. Publishing (`RelayPush::Publish`),
+    /// nothing is queued if one of them is full (`Full`, and Writable
+    /// follows), and peers without the discovery plane get a plain message;
+    /// forwarding (`RelayPush::Forward`), the full ones are skipped and
+    /// returned, and peers without the plane get nothing (they could not
+    /// tell copies apart). Returns (queued, skipped); `NoSubscribers` if the
+    /// topic has none at all.
     pub(crate) fn push_relay(
         &mut self,
         topic: &str,
         payload: &Payload,
         tag: crate::discovery::RelayTag,
-        skip: impl Fn(NodeId) -> bool,
-        plain: impl Fn(NodeId) -> bool,
-        all_or_nothing: bool,
+        except: &[NodeId],
+        how: RelayPush,
         wake: &mut BTreeSet<ConnId>,
     ) -> Result<(usize, Vec<PeerInfo>), crate::error::PublishError> {
         let PubSubState { index, peers, cfg, .. } = self;
-        let Some((topic, subs)) = index.get_key_value(topic) else { return Ok((0, Vec::new())) };
+        let no_subscribers = || crate::error::PublishError::NoSubscribers(Topic::from(topic));
+        let Some((topic, subs)) = index.get_key_value(topic).filter(|(_, s)| !s.peers.is_empty()) else {
+            return Err(no_subscribers());
+        };
         let cost = queue::data_cost(topic, payload);
-        if all_or_nothing {
+        let forward = how == RelayPush::Forward;
+        let tag_for = |p: &PeerState| match (p.relay, forward) {
+            (true, _) => Some(Some(tag)),
+            (false, false) => Some(None),
+            (false, true) => None,
+        };
+        if let (1, Some(id)) = (subs.peers.len(), subs.peers.first()) {
+            // One subscriber, the common case: its queue is looked up once.
+            let Some(p) = peers.get_mut(id).filter(|_| !except.contains(id)) else { return Ok((0, Vec::new())) };
+            let Some(tag) = tag_for(p) else { return Ok((0, Vec::new())) };
+            return match p.try_push_tagged(topic, payload.clone(), tag, cost, cfg) {
+                Some(sendable) => {
+                    if sendable {
+                        wake.insert(p.conn);
+                    }
+                    Ok((1, Vec::new()))
+                }
+                None if forward => Ok((0, vec![p.info.clone()])),
+                None => {
+                    p.refused(wake);
+                    Err(crate::error::PublishError::Full(topic.clone()))
+                }
+            };
+        }
+        let targets = || subs.peers.iter().filter(|id| !except.contains(id));
+        if !forward {
             let mut full = false;
-            for id in subs.peers.iter().filter(|id| !skip(**id)) {
+            for id in targets() {
                 if let Some(p) = peers.get_mut(id) {
                     if !p.has_room(topic, cost, cfg) {
                         p.refused(wake);
@@ -475,9 +508,9 @@ impl PubSubState {
             }
         }
         let (mut queued, mut skipped) = (0, Vec::new());
-        for id in subs.peers.iter().filter(|id| !skip(**id)) {
+        for id in targets() {
             let Some(p) = peers.get_mut(id) else { continue };
-            let tag = (!plain(*id)).then_some(tag);
+            let Some(tag) = tag_for(p) else { continue };
             match p.try_push_tagged(topic, payload.clone(), tag, cost, cfg) {
                 None => skipped.push(p.info.clone()),
                 Some(sendable) => {
@@ -511,6 +544,16 @@ pub(crate) fn unprocessed_messages(rx: &[u8]) -> u64 {
         rest = &rest[LEN_PREFIX + len..];
     }
     n
+}
+
+/// How [`PubSubState::push_relay`] treats full queues and peers without
+/// the discovery plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RelayPush {
+    /// This node publishes: all or nothing; plain copies to peers without the plane.
+    Publish,
+    /// This node forwards: full queues skipped; none to peers without the plane.
+    Forward,
 }
 
 /// The payload of a message as queued: shared, never copied.
