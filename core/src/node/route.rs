@@ -135,22 +135,22 @@ impl Node {
             }
             // The hot path: a message on the topic of the one before it
             // (every gate below still applies).
-            // A relayed copy on that topic likewise.
             if let Some(t) = self.rx_topic.take() {
-                let taken = match take_publish_on(&mut c.rx, t.as_str(), max_frame) {
-                    Some(payload) => Some((Header::Publish { topic: t.as_str() }, payload)),
-                    None => take_relay_on(&mut c.rx, t.as_str(), max_frame).map(|(h, payload)| {
-                        let RelayHead { origin, epoch, seq, hops } = h;
-                        let relay = DiscoveryFrame::Relay { topic: t.as_str(), origin, epoch, seq, hops };
-                        (Header::Discovery(relay), payload)
-                    }),
-                };
-                if let Some((header, payload)) = taken {
-                    if matches!(header, Header::Discovery(_)) {
-                        // The relay plane takes its topic from here.
-                        self.rx_topic = Some(t.clone());
+                if let Some(payload) = take_publish_on(&mut c.rx, t.as_str(), max_frame) {
+                    let flow = self.route_or_cut(conn, Header::Publish { topic: t.as_str() }, payload);
+                    self.rx_topic = Some(t);
+                    if let Flow::Stop = flow {
+                        return;
                     }
-                    let flow = self.route_or_cut(conn, header, payload);
+                    continue;
+                }
+                // A relayed copy on that topic likewise (the relay plane
+                // takes its topic from `rx_topic`).
+                if let Some((h, payload)) = take_relay_on(&mut c.rx, t.as_str(), max_frame) {
+                    let RelayHead { origin, epoch, seq, hops } = h;
+                    let relay = DiscoveryFrame::Relay { topic: t.as_str(), origin, epoch, seq, hops };
+                    self.rx_topic = Some(t.clone());
+                    let flow = self.route_or_cut(conn, Header::Discovery(relay), payload);
                     self.rx_topic = Some(t);
                     if let Flow::Stop = flow {
                         return;

@@ -80,7 +80,17 @@ fn pack(x: u64) -> u64 {
 /// Writes `v` as postcard's varint at `buf[at..]` (at most ten bytes);
 /// returns the end. Below 2^56, with eight bytes of room, the groups are
 /// spread in one word and written at once.
-pub(super) fn put_varint64(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
+#[inline]
+pub(super) fn put_varint64(buf: &mut [u8], at: usize, v: u64) -> usize {
+    if v < 0x80 {
+        buf[at] = v as u8;
+        return at + 1;
+    }
+    put_long_varint64(buf, at, v)
+}
+
+/// [`put_varint64`] of a value of two bytes or more.
+fn put_long_varint64(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
     if let Some(room) = buf.get_mut(at..at + 8).filter(|_| v >> 56 == 0) {
         let n = varint_len(v);
         let continued = CONTINUED & ((1u64 << (8 * (n - 1))) - 1);
@@ -176,6 +186,9 @@ pub(super) fn take_varint<const MAX: usize>(buf: &[u8]) -> Option<(u128, &[u8])>
         10 => 0b1,
         _ => 0b1111,
     };
+    if let Some(&b) = buf.first().filter(|b| **b < 0x80) {
+        return Some((u128::from(b), &buf[1..]));
+    }
     let mut parts = [0u64; 4];
     let mut i = 0;
     // Eight bytes at a time while eight are there: whole groups of
