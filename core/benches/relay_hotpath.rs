@@ -70,19 +70,27 @@ fn relay_side(
 ) {
     let now = Timestamp::from_millis(2);
     b.handle_bytes(now, bc, from_c);
-    for chunk in from_a.chunks(64 << 10) {
-        b.handle_bytes(now, ba, chunk);
-        while let Some(ev) = b.poll_event() {
+    take_messages(b, ba, from_a, got);
+    to_c.clear();
+    while b.poll_transmit(now, bc, to_c) > 0 {}
+    to_a.clear();
+    while b.poll_transmit(now, ba, to_a) > 0 {}
+}
+
+/// Feeds `input` to `node` in 64 KiB reads and counts the messages it
+/// delivers (black-boxing their payload).
+#[inline(always)]
+fn take_messages(node: &mut Node, conn: ConnId, input: &[u8], got: &mut usize) {
+    let now = Timestamp::from_millis(2);
+    for chunk in input.chunks(64 << 10) {
+        node.handle_bytes(now, conn, chunk);
+        while let Some(ev) = node.poll_event() {
             if let Event::PubSub(PubSubEvent::Message(m)) = ev {
                 *got += 1;
                 black_box(m.payload);
             }
         }
     }
-    to_c.clear();
-    while b.poll_transmit(now, bc, to_c) > 0 {}
-    to_a.clear();
-    while b.poll_transmit(now, ba, to_a) > 0 {}
 }
 
 /// A's work: publish relayed copies until the queue is full, then pull bytes.
@@ -104,15 +112,7 @@ fn a_side(a: &mut Node, ab: ConnId, payload: &bytes::Bytes, left: &mut usize, a_
 #[inline(never)]
 fn c_side(c: &mut Node, cb: ConnId, from_b: &[u8], got: &mut usize, c_out: &mut Vec<u8>) {
     let now = Timestamp::from_millis(2);
-    for chunk in from_b.chunks(64 << 10) {
-        c.handle_bytes(now, cb, chunk);
-        while let Some(ev) = c.poll_event() {
-            if let Event::PubSub(PubSubEvent::Message(m)) = ev {
-                *got += 1;
-                black_box(m.payload);
-            }
-        }
-    }
+    take_messages(c, cb, from_b, got);
     c_out.clear();
     while c.poll_transmit(now, cb, c_out) > 0 {}
 }

@@ -203,16 +203,9 @@ impl DiscoveryState {
 
     /// The de-duplication verdict for a relayed message; the least recently
     /// used window makes room when the table is full (counted).
-    pub(crate) fn check_relay(
-        &mut self,
-        origin: NodeId,
-        topic: &Topic,
-        epoch: u32,
-        seq: u64,
-        now: Timestamp,
-    ) -> Verdict {
+    pub(crate) fn check_relay(&mut self, origin: NodeId, topic: &Topic, tag: &RelayTag, now: Timestamp) -> Verdict {
         let limits = (self.cfg.relay_window, self.cfg.max_relay_origins);
-        let (verdict, evicted) = self.windows.check(origin, topic, epoch, seq, now, limits);
+        let (verdict, evicted) = self.windows.check((origin, topic), (tag.epoch, tag.seq), now, limits);
         if evicted {
             self.stats.relay_windows_evicted += 1;
         }

@@ -118,10 +118,8 @@ impl Windows {
     /// evicting the least recently used beyond `max` (`evicted` is then true).
     pub(crate) fn check(
         &mut self,
-        origin: NodeId,
-        topic: &Topic,
-        epoch: u32,
-        seq: u64,
+        (origin, topic): (NodeId, &Topic),
+        (epoch, seq): (u32, u64),
         now: Timestamp,
         (size, max): (u32, usize),
     ) -> (Verdict, bool) {
@@ -181,25 +179,25 @@ mod tests {
         let at = Timestamp::from_millis;
         let mut ws = Windows::default();
         let limits = (64, 2);
-        assert_eq!(ws.check(a, &t, 1, 1, at(1), limits), (Verdict::New { skipped: 0 }, false));
-        assert_eq!(ws.check(b, &t, 1, 1, at(2), limits), (Verdict::New { skipped: 0 }, false));
-        assert_eq!(ws.check(a, &t, 1, 1, at(3), limits), (Verdict::Duplicate, false), "a's window, not b's");
+        assert_eq!(ws.check((a, &t), (1, 1), at(1), limits), (Verdict::New { skipped: 0 }, false));
+        assert_eq!(ws.check((b, &t), (1, 1), at(2), limits), (Verdict::New { skipped: 0 }, false));
+        assert_eq!(ws.check((a, &t), (1, 1), at(3), limits), (Verdict::Duplicate, false), "a's window, not b's");
         // A third key evicts the least recently used: b.
-        assert_eq!(ws.check(c, &t, 1, 1, at(4), limits), (Verdict::New { skipped: 0 }, true));
+        assert_eq!(ws.check((c, &t), (1, 1), at(4), limits), (Verdict::New { skipped: 0 }, true));
         assert_eq!(ws.len(), 2);
-        assert_eq!(ws.check(a, &t, 1, 1, at(5), limits), (Verdict::Duplicate, false), "a kept");
+        assert_eq!(ws.check((a, &t), (1, 1), at(5), limits), (Verdict::Duplicate, false), "a kept");
         // b's window was forgotten: its number is new again, and a new
         // slot goes to the least recently used (c).
-        assert_eq!(ws.check(b, &t, 1, 1, at(6), limits), (Verdict::New { skipped: 0 }, true));
-        assert_eq!(ws.check(c, &t, 1, 1, at(7), limits), (Verdict::New { skipped: 0 }, true), "c forgotten");
+        assert_eq!(ws.check((b, &t), (1, 1), at(6), limits), (Verdict::New { skipped: 0 }, true));
+        assert_eq!(ws.check((c, &t), (1, 1), at(7), limits), (Verdict::New { skipped: 0 }, true), "c forgotten");
         // One window only: the slot the last check used is reused for
         // another key, and the hint must not take it for the old one.
         let mut one = Windows::default();
-        assert_eq!(one.check(a, &t, 1, 5, at(1), (64, 1)).0, Verdict::New { skipped: 0 });
-        assert_eq!(one.check(b, &t, 1, 5, at(2), (64, 1)), (Verdict::New { skipped: 0 }, true));
-        assert_eq!(one.check(a, &t, 1, 5, at(3), (64, 1)), (Verdict::New { skipped: 0 }, true));
-        assert_eq!(one.check(a, &Topic::from("u"), 1, 5, at(4), (64, 1)), (Verdict::New { skipped: 0 }, true));
-        assert_eq!(one.check(a, &Topic::from("u"), 1, 5, at(5), (64, 1)), (Verdict::Duplicate, false));
+        assert_eq!(one.check((a, &t), (1, 5), at(1), (64, 1)).0, Verdict::New { skipped: 0 });
+        assert_eq!(one.check((b, &t), (1, 5), at(2), (64, 1)), (Verdict::New { skipped: 0 }, true));
+        assert_eq!(one.check((a, &t), (1, 5), at(3), (64, 1)), (Verdict::New { skipped: 0 }, true));
+        assert_eq!(one.check((a, &Topic::from("u")), (1, 5), at(4), (64, 1)), (Verdict::New { skipped: 0 }, true));
+        assert_eq!(one.check((a, &Topic::from("u")), (1, 5), at(5), (64, 1)), (Verdict::Duplicate, false));
     }
 
     #[test]

@@ -498,7 +498,7 @@ impl Node {
                 .receive(&peer, &topic, payload, Deliver::No, permitted, None, &mut self.events)
                 .map(drop);
         }
-        let verdict = self.discovery.check_relay(origin, &topic, tag.epoch, tag.seq, self.now);
+        let verdict = self.discovery.check_relay(origin, &topic, &tag, self.now);
         match verdict {
             Verdict::Duplicate => {
                 self.discovery.stats.relay_duplicates += 1;
