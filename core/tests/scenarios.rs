@@ -576,6 +576,29 @@ fn a_message_sent_within_credit_after_an_unsubscribe_is_dropped_and_counted_not_
 }
 
 #[test]
+fn after_an_unsubscribe_the_receivers_shortcut_delivers_nothing_more_on_the_topic() {
+    let mut net = pair();
+    // The first message makes "t" the receiver's shortcut topic.
+    net.node(0).pubsub().publish("t", Bytes::from_static(b"first"), SendMode::All).unwrap();
+    net.settle();
+    assert_eq!(net.messages(1).len(), 1);
+    // The next one is in flight when n1 unsubscribes: it arrives through
+    // the shortcut on a topic that is no longer subscribed.
+    net.node(0).pubsub().publish("t", Bytes::from_static(b"second"), SendMode::All).unwrap();
+    net.node(1).pubsub().unsubscribe("t").unwrap();
+    net.settle();
+    assert_eq!(net.messages(1).len(), 1, "nothing delivered after the unsubscribe");
+    let n0 = net.node(0).id();
+    assert_eq!(drops(&net, 1), vec![(Some(n0), 1, DropReason::NotSubscribed)]);
+    // Subscribed again, the topic is delivered again.
+    net.node(1).pubsub().subscribe("t").unwrap();
+    net.settle();
+    net.node(0).pubsub().publish("t", Bytes::from_static(b"third"), SendMode::All).unwrap();
+    net.settle();
+    assert_eq!(net.messages(1).len(), 2);
+}
+
+#[test]
 fn credit_taken_on_poll_flows_across_interleaved_sources() {
     // Consumption counted on poll is reported to the plane once per run of
     // events from one peer and topic. Two publishers on two topics, their

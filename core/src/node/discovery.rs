@@ -478,12 +478,16 @@ impl Node {
 
     fn on_relay(&mut self, from: NodeId, topic: &str, tag: RelayTag, payload: Bytes) -> Result<(), ProtocolError> {
         let Some(peer) = self.session.peers.get(&from).map(|p| p.info.clone()) else { return Ok(()) };
-        // The topic of the frame before it (a local subscription) is known good.
-        let topic = match &self.rx_topic {
-            Some(t) if t.as_str() == topic => t.clone(),
+        // The topic of the frame before it (a local subscription) is known
+        // good, and still subscribed while the generation is the same.
+        let (topic, local) = match self.rx_topic.clone() {
+            Some(t) if t.as_str() == topic => {
+                let local = self.rx_topic_is_local(&t);
+                (t, local)
+            }
             _ => {
                 self.pubsub.check_topic(topic).map_err(ProtocolError::Limit)?;
-                self.pubsub.topic(topic)
+                (self.pubsub.topic(topic), false)
             }
         };
         let origin = NodeId::from_u128(tag.origin);
@@ -495,18 +499,22 @@ impl Node {
             self.discovery.stats.relay_returned += 1;
             return self
                 .pubsub
-                .receive(&peer, &topic, payload, Deliver::No, permitted, None, &mut self.events)
+                .receive(&peer, (&topic, None), payload, Deliver::No, permitted, None, &mut self.events)
                 .map(drop);
         }
         let verdict = self.discovery.check_relay(origin, &topic, &tag, self.now);
         match verdict {
             Verdict::Duplicate => {
                 self.discovery.stats.relay_duplicates += 1;
-                self.pubsub.receive(&peer, &topic, payload, Deliver::No, permitted, None, &mut self.events).map(drop)
+                self.pubsub
+                    .receive(&peer, (&topic, None), payload, Deliver::No, permitted, None, &mut self.events)
+                    .map(drop)
             }
             Verdict::TooOld => {
                 self.relay_lost(&topic, origin, 1, RelayLoss::TooOld);
-                self.pubsub.receive(&peer, &topic, payload, Deliver::No, permitted, None, &mut self.events).map(drop)
+                self.pubsub
+                    .receive(&peer, (&topic, None), payload, Deliver::No, permitted, None, &mut self.events)
+                    .map(drop)
             }
             Verdict::New { skipped } => {
                 if skipped > 0 {
@@ -518,7 +526,8 @@ impl Node {
                 let relays = permitted && self.discovery.relay_topics.contains(&topic);
                 // The payload is shared with the copies only if there are any.
                 let copies = (relays && hops < self.discovery.cfg.relay_hop_limit).then(|| payload.clone());
-                self.pubsub.receive(&peer, &topic, payload, deliver, permitted, None, &mut self.events)?;
+                let known = local.then_some(&topic);
+                self.pubsub.receive(&peer, (&topic, known), payload, deliver, permitted, None, &mut self.events)?;
                 if let Some(payload) = copies {
                     self.forward(&topic, payload, RelayTag { hops, ..tag }, &[from, origin]);
                 }

@@ -79,10 +79,15 @@ pub struct Node {
     closed: bool,
     /// Some connection holds unprocessed input because the event queue was full.
     input_stalled: bool,
-    /// The subscribed topic of the last Publish received (any connection):
-    /// the next one on it takes the receiver's shortcut
-    /// ([`take_publish_on`](crate::wire::take_publish_on)).
+    /// The subscribed topic of the last Publish or Relay received (any
+    /// connection): the next one on it takes the receiver's shortcut
+    /// ([`take_publish_on`](crate::wire::take_publish_on),
+    /// [`take_relay_on`](crate::wire::take_relay_on)).
     rx_topic: Option<crate::id::Topic>,
+    /// `pubsub.local_gen` when `rx_topic` was read from the local
+    /// subscriptions: while it is the same, `rx_topic` is still one of them
+    /// and a message on it is delivered without looking it up.
+    rx_gen: u64,
     /// Keys, entropy and counters of the secure channel.
     secure: secure::SecureNode,
     /// The peer each dial target reached last: a redial claims its session.
@@ -169,6 +174,7 @@ impl Node {
             closed: false,
             input_stalled: false,
             rx_topic: None,
+            rx_gen: 0,
             secure: secure::SecureNode::plaintext(),
             target_peers: Default::default(),
             peer_listen: Default::default(),

@@ -5,7 +5,7 @@
 use super::resume::Decision;
 use super::Node;
 use crate::event::{CloseReason, DialEvent, Event, ProtocolError};
-use crate::id::{ConnId, NodeId, PeerAddr};
+use crate::id::{ConnId, NodeId, PeerAddr, Topic};
 use crate::pubsub::DropReason;
 use crate::session::handshake::check_hello;
 use crate::session::{Closing, Gate, HelloOutcome, Open, Phase};
@@ -137,7 +137,8 @@ impl Node {
             // (every gate below still applies).
             if let Some(t) = self.rx_topic.take() {
                 if let Some(payload) = take_publish_on(&mut c.rx, t.as_str(), max_frame) {
-                    let flow = self.route_or_cut(conn, Header::Publish { topic: t.as_str() }, payload);
+                    let local = self.rx_topic_is_local(&t).then_some(&t);
+                    let flow = self.route_or_cut(conn, Header::Publish { topic: t.as_str() }, payload, local);
                     self.rx_topic = Some(t);
                     if let Flow::Stop = flow {
                         return;
@@ -150,7 +151,7 @@ impl Node {
                     let RelayHead { origin, epoch, seq, hops } = h;
                     let relay = DiscoveryFrame::Relay { topic: t.as_str(), origin, epoch, seq, hops };
                     self.rx_topic = Some(t.clone());
-                    let flow = self.route_or_cut(conn, Header::Discovery(relay), payload);
+                    let flow = self.route_or_cut(conn, Header::Discovery(relay), payload, None);
                     self.rx_topic = Some(t);
                     if let Flow::Stop = flow {
                         return;
@@ -161,7 +162,7 @@ impl Node {
             }
             // The consumer's hot path: a stream reply (every gate still applies).
             if let Some((f, payload)) = take_stream_data(&mut c.rx, max_frame) {
-                if let Flow::Stop = self.route_or_cut(conn, Header::Stream(f), payload) {
+                if let Flow::Stop = self.route_or_cut(conn, Header::Stream(f), payload, None) {
                     return;
                 }
                 continue;
@@ -182,26 +183,48 @@ impl Node {
                 }
             };
             if let Header::Publish { topic } | Header::Discovery(DiscoveryFrame::Relay { topic, .. }) = header {
-                if self.rx_topic.as_ref().is_none_or(|t| t.as_str() != topic) {
+                if self.rx_topic.as_ref().is_none_or(|t| t.as_str() != topic) || self.rx_gen != self.pubsub.local_gen {
                     self.rx_topic = self.pubsub.local_topics().get(topic).cloned();
+                    self.rx_gen = self.pubsub.local_gen;
                 }
             }
-            if let Flow::Stop = self.route_or_cut(conn, header, payload) {
+            if let Flow::Stop = self.route_or_cut(conn, header, payload, None) {
                 return;
             }
         }
     }
 
     /// Routes one frame; a frame that breaks the protocol cuts the connection.
-    fn route_or_cut(&mut self, conn: ConnId, header: Header<'_>, payload: Bytes) -> Flow {
-        match self.route(conn, header, payload) {
+    /// True if `t` (the receiver's shortcut topic) is still a local
+    /// subscription: at once while no subscription changed since it was
+    /// read, else looked up (once per change).
+    pub(super) fn rx_topic_is_local(&mut self, t: &Topic) -> bool {
+        if self.rx_gen != self.pubsub.local_gen {
+            if !self.pubsub.local_topics().contains(t.as_str()) {
+                return false;
+            }
+            self.rx_gen = self.pubsub.local_gen;
+        }
+        true
+    }
+
+    /// `local`: the frame's topic is known to be this local subscription
+    /// (the topic of the frame before it, still subscribed).
+    fn route_or_cut(&mut self, conn: ConnId, header: Header<'_>, payload: Bytes, local: Option<&Topic>) -> Flow {
+        match self.route(conn, header, payload, local) {
             Ok(flow) => flow,
             Err(e) => self.violation(conn, e),
         }
     }
 
     /// The router: gates, then the plane.
-    fn route(&mut self, conn: ConnId, header: Header<'_>, payload: Bytes) -> Result<Flow, ProtocolError> {
+    fn route(
+        &mut self,
+        conn: ConnId,
+        header: Header<'_>,
+        payload: Bytes,
+        local: Option<&Topic>,
+    ) -> Result<Flow, ProtocolError> {
         let Some(c) = self.session.conns.get(&conn) else { return Ok(Flow::Stop) };
         // 1. The handshake gate.
         let open = match (&c.phase, &header) {
@@ -329,7 +352,8 @@ impl Node {
                 let permitted = self.cfg.security.permissions.may_publish(peer.id, topic);
                 let seq = resume.then_some(self.now);
                 let deliver = crate::pubsub::Deliver::Yes(None);
-                let took = self.pubsub.receive(peer, topic, payload, deliver, permitted, seq, &mut self.events)?;
+                let took =
+                    self.pubsub.receive(peer, (topic, local), payload, deliver, permitted, seq, &mut self.events)?;
                 if !permitted && took == crate::pubsub::Seq::Take {
                     self.secure.stats.publish_denied += 1;
                 }

@@ -104,12 +104,14 @@ impl PubSubState {
     /// (if not, the message is dropped and counted as `NotPermitted`).
     /// `seq`: `Some(now)` if the message takes its sequence number here (a
     /// Publish in a resumable session: one look-up of the peer for both); a
-    /// duplicate (re-sent after a resume) is dropped and says so.
+    /// duplicate (re-sent after a resume) is dropped and says so. `topic`:
+    /// its name, and the local subscription if the caller knows it is one
+    /// (saves looking it up).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn receive(
         &mut self,
         from: &PeerInfo,
-        topic: &str,
+        (topic, local): (&str, Option<&Topic>),
         payload: Bytes,
         deliver: Deliver,
         permitted: bool,
@@ -125,7 +127,11 @@ impl PubSubState {
                 return Ok(Seq::Duplicate);
             }
         }
-        let subscribed = if permitted { self.local.get(topic).cloned() } else { None };
+        let subscribed = match (permitted, local) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t.clone()),
+            (true, None) => self.local.get(topic).cloned(),
+        };
         let r = match p.recv.get_mut(topic) {
             Some(r) => r,
             None => {
