@@ -60,11 +60,13 @@
 //!
 //! # The baselines
 //!
-//! Like with like: in every case but `secure/`, our nodes run in the
-//! plaintext mode (`secure::builder`), as the plain-TCP baselines carry no
-//! encryption; this includes `request_rtt_p50` (streams) and `file_1GiB`.
-//! The `secure/` lines compare an encrypted node with the same node in
-//! plaintext, and are the only place encryption is measured.
+//! Like with like: in every case set against a plain-TCP baseline, our
+//! nodes run in the plaintext mode (`secure::builder`), as the baselines
+//! carry no encryption; this includes `request_rtt_p50` (streams) and
+//! `file_1GiB`. The `secure/` lines compare an encrypted node with the same
+//! node in plaintext. The discovery and relay lines set our nodes against
+//! our nodes (relayed against direct, discovered against connected) and run
+//! the default configuration, encrypted, on both sides.
 //!
 //! What a competent engineer writes on plain TCP (Nagle off), in two ways:
 //!
