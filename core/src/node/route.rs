@@ -194,7 +194,6 @@ impl Node {
         }
     }
 
-    /// Routes one frame; a frame that breaks the protocol cuts the connection.
     /// True if `t` (the receiver's shortcut topic) is still a local
     /// subscription: at once while no subscription changed since it was
     /// read, else looked up (once per change).
@@ -208,6 +207,7 @@ impl Node {
         true
     }
 
+    /// Routes one frame; a frame that breaks the protocol cuts the connection.
     /// `local`: the frame's topic is known to be this local subscription
     /// (the topic of the frame before it, still subscribed).
     fn route_or_cut(&mut self, conn: ConnId, header: Header<'_>, payload: Bytes, local: Option<&Topic>) -> Flow {
