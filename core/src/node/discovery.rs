@@ -320,6 +320,7 @@ impl Node {
         peer: NodeId,
         frame: DiscoveryFrame<'_>,
         payload: Bytes,
+        local: Option<&Topic>,
     ) -> Result<(), ProtocolError> {
         match frame {
             DiscoveryFrame::Request { id, origin, listen, topics, ttl, visited } => {
@@ -350,7 +351,7 @@ impl Node {
                 Ok(())
             }
             DiscoveryFrame::Relay { topic, origin, epoch, seq, hops } => {
-                let r = self.on_relay(peer, topic, RelayTag::new(origin, epoch, seq, hops), payload);
+                let r = self.on_relay(peer, (topic, local), RelayTag::new(origin, epoch, seq, hops), payload);
                 self.wake_pubsub_conns();
                 r
             }
@@ -476,16 +477,19 @@ impl Node {
         }
     }
 
-    fn on_relay(&mut self, from: NodeId, topic: &str, tag: RelayTag, payload: Bytes) -> Result<(), ProtocolError> {
+    /// A relayed copy on `topic` (`local`: known to be this local
+    /// subscription, see [`Node::route`](super::Node)'s shortcut).
+    fn on_relay(
+        &mut self,
+        from: NodeId,
+        (topic, local): (&str, Option<&Topic>),
+        tag: RelayTag,
+        payload: Bytes,
+    ) -> Result<(), ProtocolError> {
         let Some(peer) = self.session.peers.get(&from).map(|p| p.info.clone()) else { return Ok(()) };
-        // The topic of the frame before it (a local subscription) is known
-        // good, and still subscribed while the generation is the same.
-        let (topic, local) = match self.rx_topic.clone() {
-            Some(t) if t.as_str() == topic => {
-                let local = self.rx_topic_is_local(&t);
-                (t, local)
-            }
-            _ => {
+        let (topic, local) = match local {
+            Some(t) => (t.clone(), true),
+            None => {
                 self.pubsub.check_topic(topic).map_err(ProtocolError::Limit)?;
                 (self.pubsub.topic(topic), false)
             }

@@ -145,13 +145,12 @@ impl Node {
                     }
                     continue;
                 }
-                // A relayed copy on that topic likewise (the relay plane
-                // takes its topic from `rx_topic`).
+                // A relayed copy on that topic likewise.
                 if let Some((h, payload)) = take_relay_on(&mut c.rx, t.as_str(), max_frame) {
                     let RelayHead { origin, epoch, seq, hops } = h;
                     let relay = DiscoveryFrame::Relay { topic: t.as_str(), origin, epoch, seq, hops };
-                    self.rx_topic = Some(t.clone());
-                    let flow = self.route_or_cut(conn, Header::Discovery(relay), payload, None);
+                    let local = self.rx_topic_is_local(&t).then_some(&t);
+                    let flow = self.route_or_cut(conn, Header::Discovery(relay), payload, local);
                     self.rx_topic = Some(t);
                     if let Flow::Stop = flow {
                         return;
@@ -379,7 +378,7 @@ impl Node {
                 self.membership.on_frame(peer_id, frame, self.now, &mut self.events)?;
                 self.membership.flush_wake(&mut self.session);
             }
-            Header::Discovery(frame) => self.on_discovery(conn, peer_id, frame, payload)?,
+            Header::Discovery(frame) => self.on_discovery(conn, peer_id, frame, payload, local)?,
             Header::Transfer(frame) => {
                 let Some(peer) = self.session.conns.get(&conn).and_then(|c| c.peer()) else { return Ok(Flow::Stop) };
                 let r = self.transfer.on_frame(peer, frame, payload, self.now, &mut self.events);
