@@ -132,6 +132,27 @@ pub fn take_publish_on(buf: &mut BytesMut, topic: &str, max_frame: usize) -> Opt
     Some(buf.split_to(len - 2 - t.len()).freeze())
 }
 
+/// The body (after its length prefix) of the frame at the front of `buf`,
+/// if it is all there and within `max_frame`: what a receiver's shortcut
+/// reads before it splits the frame off with [`split_payload`].
+#[inline]
+pub(super) fn front_body(buf: &[u8], max_frame: usize) -> Option<&[u8]> {
+    let (&len, rest) = buf.split_first_chunk::<LEN_PREFIX>()?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max_frame {
+        return None;
+    }
+    rest.get(..len)
+}
+
+/// Splits the frame of `body_len` bytes at the front of `buf` off and
+/// returns its last `payload_len` bytes, shared with `buf` (no copy).
+#[inline]
+pub(super) fn split_payload(buf: &mut BytesMut, body_len: usize, payload_len: usize) -> Bytes {
+    buf.advance(LEN_PREFIX + body_len - payload_len);
+    buf.split_to(payload_len).freeze()
+}
+
 /// One whole frame split off the read buffer (length prefix removed).
 #[derive(Clone, Debug)]
 pub struct RawFrame(Bytes);

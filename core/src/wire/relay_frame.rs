@@ -10,6 +10,7 @@
 //! epoch:varint(u32) seq:varint(u64) hops:u8 payload
 //! ```
 
+use super::codec::{front_body, split_payload};
 use super::{DiscoveryFrame, LEN_PREFIX};
 
 /// Postcard's encoding of the variant index of [`Header::Discovery`](super::Header::Discovery).
@@ -120,12 +121,18 @@ pub(super) fn parse_relay(frame: &[u8]) -> Option<(DiscoveryFrame<'_>, &[u8])> {
     }
     let (topic, rest) = rest.split_at_checked(usize::from(len))?;
     let topic = std::str::from_utf8(topic).ok()?;
+    let (RelayHead { origin, epoch, seq, hops }, payload) = take_identity(rest)?;
+    Some((DiscoveryFrame::Relay { topic, origin, epoch, seq, hops }, payload))
+}
+
+/// The relay identity after a Relay frame's topic, and the payload after it.
+#[inline(always)]
+fn take_identity(rest: &[u8]) -> Option<(RelayHead, &[u8])> {
     let (origin, rest) = take_varint::<19>(rest)?;
     let (epoch, rest) = take_varint::<5>(rest)?;
     let (seq, rest) = take_varint::<10>(rest)?;
     let (&hops, payload) = rest.split_first()?;
-    let frame = DiscoveryFrame::Relay { topic, origin, epoch: epoch as u32, seq: seq as u64, hops };
-    Some((frame, payload))
+    Some((RelayHead { origin, epoch: epoch as u32, seq: seq as u64, hops }, payload))
 }
 
 /// The relay identity of a Relay frame taken by [`take_relay_on`].
@@ -152,27 +159,14 @@ pub struct RelayHead {
 /// other frame kinds and the split into a [`RawFrame`](super::RawFrame).
 pub fn take_relay_on(buf: &mut bytes::BytesMut, topic: &str, max_frame: usize) -> Option<(RelayHead, bytes::Bytes)> {
     let t = topic.as_bytes();
-    let at = LEN_PREFIX + 3 + t.len();
-    if t.len() >= ONE_BYTE || buf.len() < at {
+    if t.len() >= ONE_BYTE {
         return None;
     }
-    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    let framed = len <= max_frame && len >= 3 + t.len() && buf.len() >= LEN_PREFIX + len;
-    if !framed || buf[LEN_PREFIX..LEN_PREFIX + 3] != [DISCOVERY_TAG, RELAY_TAG, t.len() as u8] {
-        return None;
-    }
-    if &buf[LEN_PREFIX + 3..at] != t {
-        return None;
-    }
-    let tail = &buf[at..LEN_PREFIX + len];
-    let (origin, rest) = take_varint::<19>(tail)?;
-    let (epoch, rest) = take_varint::<5>(rest)?;
-    let (seq, rest) = take_varint::<10>(rest)?;
-    let (&hops, payload) = rest.split_first()?;
-    let head = RelayHead { origin, epoch: epoch as u32, seq: seq as u64, hops };
-    let payload_len = payload.len();
-    bytes::Buf::advance(buf, LEN_PREFIX + len - payload_len);
-    Some((head, buf.split_to(payload_len).freeze()))
+    let body = front_body(buf, max_frame)?;
+    let rest = body.strip_prefix(&[DISCOVERY_TAG, RELAY_TAG, t.len() as u8])?.strip_prefix(t)?;
+    let (head, payload) = take_identity(rest)?;
+    let (len, n) = (body.len(), payload.len());
+    Some((head, split_payload(buf, len, n)))
 }
 
 /// Postcard's varint reader for an integer of at most `MAX` varint bytes

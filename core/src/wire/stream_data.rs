@@ -9,9 +9,10 @@
 //! 7 (Header::Stream) 3 (Data) id:varint(u64) more:u8(0|1) payload
 //! ```
 
+use super::codec::{front_body, split_payload};
 use super::relay_frame::{put_varint64, take_varint};
 use super::{StreamFrame, LEN_PREFIX};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 /// Postcard's encoding of the variant index of [`Header::Stream`](super::Header::Stream).
 const STREAM_TAG: u8 = 7;
@@ -57,17 +58,10 @@ pub(super) fn parse_data(frame: &[u8]) -> Option<(StreamFrame<'static>, &[u8])> 
 /// The consumer's hot path: it skips the split into a
 /// [`RawFrame`](super::RawFrame).
 pub fn take_stream_data(buf: &mut BytesMut, max_frame: usize) -> Option<(StreamFrame<'static>, Bytes)> {
-    let (&len, rest) = buf.split_first_chunk::<LEN_PREFIX>()?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > max_frame {
-        return None;
-    }
-    let body = rest.get(..len)?;
+    let body = front_body(buf, max_frame)?;
     let (frame, payload) = parse_data(body)?;
-    let head = LEN_PREFIX + len - payload.len();
-    let n = payload.len();
-    buf.advance(head);
-    Some((frame, buf.split_to(n).freeze()))
+    let (len, n) = (body.len(), payload.len());
+    Some((frame, split_payload(buf, len, n)))
 }
 
 #[cfg(test)]
