@@ -106,15 +106,9 @@ pub(crate) fn ratio_interval(ours: &Samples, base: &Samples, rounds: usize) -> O
     if ours.len() < 3 || base.len() < 3 {
         return None;
     }
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = |n: usize| {
-        // xorshift64*: enough for picking indices.
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
-    };
-    let mut resample = |v: &Samples| Samples::of((0..v.len()).map(|_| v.0[next(v.len())]));
+    // The simulator's generator: seeded, so the same figures give the same interval.
+    let mut rng = estafeta_sim::Rng::new(7);
+    let mut resample = |v: &Samples| Samples::of((0..v.len()).map(|_| v.0[rng.below(v.len() as u64) as usize]));
     let mut ratios: Vec<f64> =
         (0..rounds).map(|_| resample(ours).median() / resample(base).median()).filter(|r| r.is_finite()).collect();
     if ratios.is_empty() {
