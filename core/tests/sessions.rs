@@ -543,3 +543,42 @@ fn an_expired_session_counts_only_its_messages_as_lost() {
     assert_eq!(s.unacked_lost + unsent, 7, "only messages count as lost (unsent {unsent})");
     assert_eq!((s.sent, s.dropped), (0, 7));
 }
+
+/// Both ends dial at once. n0 reads n1's Hello first and begins the session
+/// on the connection n1 dialed; n1 is slow to read n0's answer on it and
+/// reads the Hello of n0's dial first. Neither connection is closed for it,
+/// the session is never suspended, and everything n0 publishes arrives once,
+/// in order (a discovery test on smol lost the connection both ends kept
+/// about once in 40 runs).
+#[test]
+fn a_simultaneous_dial_read_out_of_order_keeps_the_session() {
+    let mut net = Net::new((0..2).map(|i| node(i, cfg(i))).collect());
+    for i in 0..2 {
+        net.node(i).set_listen_addr("mem", i as u16);
+    }
+    net.node(1).pubsub().subscribe("t").unwrap();
+    // n1's dial is n1's first connection: what n0 writes on it waits.
+    net.hold(1, ConnId(1), true);
+    // n0's dial connects only after n0 read n1's Hello (as a secure
+    // handshake on it ends after the plaintext Hello on the other).
+    net.hold_dials(0, true);
+    net.node(0).connect(Net::addr(1)).unwrap();
+    net.settle();
+    net.node(1).connect(Net::addr(0)).unwrap();
+    net.settle();
+    assert_eq!(net.node(0).peers().count(), 1, "n0 read n1's Hello: the session began");
+    net.hold_dials(0, false);
+    net.run_for(Duration::from_millis(20));
+    assert_eq!(net.node(1).peers().count(), 1, "n1 read the Hello of n0's dial");
+    net.hold(1, ConnId(1), false);
+    net.run_for(Duration::from_millis(20));
+    assert_eq!(net.node(0).pubsub_ref().ready_subscriber_count("t"), 1);
+    publish(&mut net, 0, 0..100);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(received(&net, 1), (0..100).collect::<Vec<_>>());
+    for i in 0..2 {
+        assert_eq!(session_events(&net, i), vec![], "n{i}");
+        assert_eq!(net.node(i).peers().count(), 1);
+        assert_eq!(net.conns_of(i).len(), 2, "n{i}: both connections stay open");
+    }
+}

@@ -294,3 +294,16 @@ fn seed_1779_and_5288_a_connection_of_a_session_never_held_is_stale() {
     forty_faults(1779, 1000);
     forty_faults(5288, 1000);
 }
+
+/// Sweep seed 677 (`Options::sweep()`): a dial that crossed a resume
+/// claimed nothing (while a rule in the making left every dial opened before
+/// the session's current connection unclaimed); the peer read it first, ended
+/// the suspended session and began a new one, while the other connection
+/// resumed it: "resume from 3, but only 0 messages were taken". Only a dial
+/// that crossed the session's first handshake, never suspended, now claims
+/// nothing (`core/tests/sessions.rs`
+/// `a_simultaneous_dial_read_out_of_order_keeps_the_session`).
+#[test]
+fn seed_677_a_dial_that_crossed_a_resume_claims_the_session() {
+    heavy(677);
+}

@@ -76,7 +76,25 @@ impl Node {
                 .copied()
                 .filter(held)
                 .or_else(|| self.peer_listen.iter().filter(|(p, _)| held(p)).find_map(listening_there));
-            let entry = peer.and_then(|p| self.session.peers.get(&p)).filter(|e| e.sid != 0);
+            // A dial that opened before the session it finds live began was
+            // not made to resume it: both ends dialed at once. Were it
+            // claimed, a peer that reads this Hello before the one this node
+            // sent on the session's own connection (a paused reader) holds
+            // no such session yet: it would begin a new one here, then close
+            // the session's connection as belonging to a session left behind
+            // (`began_unknown_claim`), losing what was sent on it. Unclaimed,
+            // the two connections open side by side and the ids are settled
+            // (`settle_session_id`). A later dial claims a live session: the
+            // peer may have lost it before this node noticed; so does one
+            // crossing a resume (the peer claims the session on both
+            // connections, and resumes it on whichever it reads first).
+            let opened_at = c.opened_at;
+            let crossed = |e: &crate::session::PeerEntry| {
+                e.suspended.is_none()
+                    && e.resumed_at.is_none()
+                    && self.session.conns.get(&e.primary).is_some_and(|p| opened_at <= p.hello_at)
+            };
+            let entry = peer.and_then(|p| self.session.peers.get(&p)).filter(|e| e.sid != 0 && !crossed(e));
             if let (Some(p), Some(e)) = (peer, entry) {
                 let claim = ResumeClaim {
                     your_incarnation: e.inc,

@@ -133,6 +133,8 @@ pub struct Net {
     pub round_budget: usize,
     /// Connections whose incoming bytes wait (see [`Net::hold`]).
     held: BTreeSet<(usize, ConnId)>,
+    /// Slots whose dials wait (not yet connected) while held.
+    held_dials: BTreeSet<usize>,
     /// Deadlines a drain returned that were not in the future (a driver
     /// would spin on them): (slot, deadline, now).
     pub stale_deadlines: Vec<(usize, Timestamp, Timestamp)>,
@@ -278,6 +280,7 @@ impl Net {
             stale_deadlines: Vec::new(),
             tap: None,
             held: BTreeSet::new(),
+            held_dials: BTreeSet::new(),
         }
     }
 
@@ -403,7 +406,12 @@ impl Net {
 
     fn do_dials(&mut self) -> bool {
         let mut busy = false;
+        let mut waiting = VecDeque::new();
         while let Some((i, conn, addr)) = self.dials.pop_front() {
+            if self.held_dials.contains(&i) {
+                waiting.push_back((i, conn, addr));
+                continue;
+            }
             busy = true;
             if self.slots[i].node.is_none() {
                 continue;
@@ -426,7 +434,18 @@ impl Net {
                 }
             }
         }
+        self.dials = waiting;
         busy
+    }
+
+    /// While `on`, the dials slot `i` makes wait unconnected (a slow
+    /// connect: the rest of the network goes on).
+    pub fn hold_dials(&mut self, i: usize, on: bool) {
+        if on {
+            self.held_dials.insert(i);
+        } else {
+            self.held_dials.remove(&i);
+        }
     }
 
     fn deliver(&mut self) -> bool {
