@@ -15,6 +15,14 @@ use crate::wire::{
     DiscoveryFrame, Header, Hello, RelayHead, SessionFrame, PREAMBLE_LEN,
 };
 use bytes::{Bytes, BytesMut};
+
+/// On a secure connection, the bytes of records not yet whole that count as
+/// hearing the peer, as if a record had opened. A peer sending a long record
+/// delivers this much well within any liveness timeout; the heartbeats and
+/// acks of an idle peer (a few dozen bytes each per heartbeat interval) do
+/// not, so they cannot keep alive a channel whose record length was
+/// corrupted.
+const PARTIAL_RECORD_LIVENESS: usize = 1024;
 use std::sync::Arc;
 
 /// What one frame did to the connection.
@@ -61,17 +69,25 @@ impl Node {
         if c.secure.is_none() {
             c.last_recv = self.now;
         } else {
-            // On a secure connection only opened records show the peer is
-            // alive: a corrupted record length would otherwise keep a dead
-            // channel open on the bytes of later records (heartbeats included)
-            // that can never complete it.
+            // On a secure connection an opened record shows the peer is
+            // alive, and so does a part of one as long as it comes at a
+            // rate (`PARTIAL_RECORD_LIVENESS`): a record of 64 KiB on a slow
+            // link may take longer than the liveness timeout to arrive
+            // (simulator seed 45 with `--secure 1000 --sessions 1000`: a
+            // 47 KB message re-sent after each resume never arrived in
+            // time, and the connection was lost again and again). A
+            // corrupted record length must not keep a dead channel open on
+            // the heartbeats that trickle into a record they can never
+            // complete: those are far below the rate.
             let before = c.rx.len();
+            c.unopened = c.unopened.saturating_add(n);
             if !self.secure_input(conn) {
                 return;
             }
             let Some(c) = self.session.conns.get_mut(&conn) else { return };
-            if c.rx.len() != before {
+            if c.rx.len() != before || c.unopened >= PARTIAL_RECORD_LIVENESS {
                 c.last_recv = self.now;
+                c.unopened = 0;
             }
         }
         self.process_input(conn, true);

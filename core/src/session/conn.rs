@@ -80,6 +80,10 @@ pub(crate) struct Conn {
     /// When the peer's Hello was read (`Timestamp::MAX` before).
     pub(crate) hello_at: Timestamp,
     pub(crate) last_recv: Timestamp,
+    /// On a secure connection: bytes read since a record last opened or
+    /// they last counted as the peer being heard (see
+    /// `PARTIAL_RECORD_LIVENESS`).
+    pub(crate) unopened: usize,
     pub(crate) last_send: Timestamp,
     /// No heartbeat before this: one was due while the connection had
     /// output waiting (a blocked socket), which needs none.
@@ -124,6 +128,7 @@ impl Conn {
             opened_at: now,
             hello_at: Timestamp::MAX,
             last_recv: now,
+            unopened: 0,
             last_send: now,
             hb_retry: now,
             rx: BytesMut::new(),
