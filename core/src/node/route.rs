@@ -15,6 +15,7 @@ use crate::wire::{
     DiscoveryFrame, Header, Hello, RelayHead, SessionFrame, PREAMBLE_LEN,
 };
 use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
 
 /// On a secure connection, the bytes of records not yet whole that count as
 /// hearing the peer, as if a record had opened. A peer sending a long record
@@ -23,7 +24,6 @@ use bytes::{Bytes, BytesMut};
 /// not, so they cannot keep alive a channel whose record length was
 /// corrupted.
 const PARTIAL_RECORD_LIVENESS: usize = 1024;
-use std::sync::Arc;
 
 /// What one frame did to the connection.
 pub(super) enum Flow {
