@@ -321,3 +321,14 @@ fn seed_45_a_long_record_on_a_slow_link_keeps_the_connection() {
         panic!("seed 45 (estafeta-sim run --seed 45 --secure 1000 --sessions 1000):\n{e}");
     }
 }
+
+/// Sweep seed 7904 (`Options::sweep()`, a checker defect): n1 crashed with
+/// latest-value gaps to n3 unreported (lost with the crash) and restarted
+/// with the same id; the checker matched n3's reports of the new process's
+/// markers to the old process's gaps first, and then called the new
+/// process's gaps unreported. It now takes the latest gap over every
+/// process that ran with the sender's id.
+#[test]
+fn seed_7904_gaps_of_a_restarted_sender_match_its_own_markers() {
+    heavy(7904);
+}

@@ -18,13 +18,20 @@ impl PubSub {
             let me = cx.procs[p as usize].id;
             let senders: Vec<ProcId> =
                 (0..cx.procs.len()).filter(|q| cx.procs[*q].id == from).map(|q| q as ProcId).collect();
-            let found = senders.iter().find_map(|q| {
-                let list = self.overwritten.get_mut(&(*q, me))?;
-                // The latest such gap before it (sequence numbers start
-                // again in each session).
-                let i = list.iter().rposition(|g| (g.0, g.1) == (count, seq) && g.2 <= when)?;
-                Some(list.remove(i))
-            });
+            // The latest such gap before it, over every process that ran
+            // with the sender's id (sequence numbers start again in each
+            // session; a restarted sender's gaps come after its old
+            // process's, whose unmatched gaps were lost with its crash:
+            // sweep seed 7904 matched a new process's marker to one of those).
+            let latest = senders
+                .iter()
+                .filter_map(|q| {
+                    let list = self.overwritten.get(&(*q, me))?;
+                    let i = list.iter().rposition(|g| (g.0, g.1) == (count, seq) && g.2 <= when)?;
+                    Some((list[i].2, *q, i))
+                })
+                .max();
+            let found = latest.and_then(|(_, q, i)| Some(self.overwritten.get_mut(&(q, me))?.remove(i)));
             if found.is_some() {
                 self.accounting.overwritten_matched += count;
             } else {
