@@ -45,11 +45,14 @@ pub(crate) struct Link {
     /// (they are retransmitted, later, on repair).
     pub(crate) stash: Vec<(super::net::NetEv, bool)>,
     pub(crate) rng: Rng,
+    /// The last time a write on this link found its window full: bytes
+    /// written after it wait behind a backlog.
+    pub(crate) last_full: u64,
 }
 
 impl Link {
     pub(crate) fn new(params: LinkParams, rng: Rng) -> Link {
-        Link { params, free_at: 0, partitioned: false, held: false, stash: Vec::new(), rng }
+        Link { params, free_at: 0, partitioned: false, held: false, stash: Vec::new(), rng, last_full: 0 }
     }
 
     pub(crate) fn block(&self) -> Option<Block> {
@@ -60,6 +63,12 @@ impl Link {
         } else {
             None
         }
+    }
+
+    /// Until when bytes written now wait behind a backlog: the last full
+    /// window, or the bytes the link is still sending.
+    pub(crate) fn backlog_until(&self) -> u64 {
+        self.last_full.max(self.free_at)
     }
 
     /// One-way delay for a small control segment: latency plus jitter.

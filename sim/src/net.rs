@@ -473,6 +473,9 @@ impl Net {
         let space = pipe.window.saturating_sub(pipe.unacked);
         if space == 0 || bytes.is_empty() {
             pipe.blocked = space == 0;
+            if space == 0 {
+                self.link_mut(from, to).last_full = now;
+            }
             return WriteOutcome::Blocked;
         }
         let (short, max_seg) = (self.params.short_write_per_mille, self.params.max_segment);

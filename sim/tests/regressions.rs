@@ -332,3 +332,15 @@ fn seed_45_a_long_record_on_a_slow_link_keeps_the_connection() {
 fn seed_7904_gaps_of_a_restarted_sender_match_its_own_markers() {
     heavy(7904);
 }
+
+/// Sweep seed 18161 (`Options::sweep()`, a checker bound): once part of a
+/// long record counted as hearing the peer, a slow reader's connection to
+/// its coordinator lived through the slow phase instead of timing out, and
+/// kept a second of backlog after the heal; the Joins and answers waited
+/// behind it and the group settled 1.3 s after the heal, past the strict
+/// bound. The bound now also counts from the end of any backlog between the
+/// coordinator and a member.
+#[test]
+fn seed_18161_a_group_behind_a_backlog_settles_once_it_drains() {
+    heavy(18161);
+}

@@ -63,9 +63,10 @@ impl Sim {
     /// whose own dial is still pending is not) but the group is still not
     /// settled more than
     /// `settle` + two renewals + `slack_us` after the latest of the last
-    /// change at the coordinator, the last member's connection and `healed_us`
+    /// change at the coordinator, the last member's connection, `healed_us`
     /// (until the heal, slow links may hold a member's renewals behind a
-    /// backlog of other bytes, so its lease may lapse).
+    /// backlog of other bytes, so its lease may lapse) and the end of any
+    /// backlog between the coordinator and a member.
     pub fn group_late(&self, coordinator: usize, members: &[usize], slack_us: u64, healed_us: u64) -> Option<String> {
         let bound = |m: usize| self.node(m).is_some_and(|n| n.membership_ref().connected(GROUP));
         if !members.iter().all(|m| self.connected(*m, coordinator) && bound(*m)) {
@@ -76,7 +77,17 @@ impl Sim {
         let cfg = &self.hosts[coordinator].config.membership;
         let settle = cfg.settle.as_micros() as u64;
         let renew = cfg.renew_interval.as_micros() as u64;
-        let bound = (obs.last_change + settle).max(up).max(healed_us) + 2 * renew + slack_us;
+        // A member's Joins and the coordinator's answers wait behind what
+        // was queued before them on the two links (simulator seed 18161: a
+        // slow reader left the coordinator's link to it backlogged for a
+        // second after the heal, and the group settled once it drained).
+        let backlog = members
+            .iter()
+            .flat_map(|m| [self.net.link(coordinator, *m), self.net.link(*m, coordinator)])
+            .map(crate::link::Link::backlog_until)
+            .max()
+            .unwrap_or(0);
+        let bound = (obs.last_change + settle).max(up).max(healed_us).max(backlog) + 2 * renew + slack_us;
         let why = self.group_settled(members).err()?;
         (self.now > bound).then(|| {
             format!(
