@@ -463,6 +463,41 @@ proptest! {
         }
     }
 
+    /// The receiver's Publish shortcut takes a frame only if the decoder
+    /// reads the same Publish on the same topic with the same payload, and
+    /// the same bytes; otherwise it leaves the buffer as it was.
+    #[test]
+    fn the_publish_shortcut_agrees_with_the_decoder(
+        topic in "[a-z]{1,6}",
+        (other, same) in ("[a-z]{1,6}", prop::bool::weighted(0.8)),
+        p in payload(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        cut in any::<prop::sample::Index>(),
+        max in prop_oneof![Just(BIG), 0usize..200],
+    ) {
+        let other = if same { topic.clone() } else { other };
+        let mut bytes = Vec::new();
+        encode_frame(&mut bytes, &Header::Publish { topic: &topic }, &p);
+        for (at, x) in &flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= x;
+        }
+        let keep = if flips.len() == 2 { cut.index(bytes.len() + 1) } else { bytes.len() };
+        bytes.truncate(keep);
+        let mut fast = BytesMut::from(&bytes[..]);
+        let mut slow = BytesMut::from(&bytes[..]);
+        match estafeta_core::wire::take_publish_on(&mut fast, &other, max) {
+            None => prop_assert_eq!(&fast[..], &bytes[..], "nothing taken"),
+            Some(payload) => {
+                let frame = decode_frame(&mut slow, max).unwrap().expect("a whole frame");
+                prop_assert_eq!(fast.len(), slow.len(), "the same bytes taken");
+                let (h, body) = frame.parse().unwrap();
+                prop_assert_eq!(h, Header::Publish { topic: &other });
+                prop_assert_eq!(&body[..], &payload[..]);
+            }
+        }
+    }
+
     /// A Relay frame's header with arbitrary varint bytes (mostly
     /// continuing ones: long, overlong and overflowing varints) parses to
     /// what postcard reads from it, through the decoder and the shortcut.

@@ -114,22 +114,13 @@ fn parse_publish(frame: &[u8]) -> Option<(&str, &[u8])> {
 /// the UTF-8 check and the split into a [`RawFrame`].
 pub fn take_publish_on(buf: &mut BytesMut, topic: &str, max_frame: usize) -> Option<Bytes> {
     let t = topic.as_bytes();
-    let head = LEN_PREFIX + 2 + t.len();
-    if t.len() >= VARINT_ONE_BYTE || buf.len() < head {
+    if t.len() >= VARINT_ONE_BYTE {
         return None;
     }
-    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    let ok = len <= max_frame
-        && len >= 2 + t.len()
-        && buf.len() >= LEN_PREFIX + len
-        && buf[LEN_PREFIX] == PUBLISH_TAG
-        && usize::from(buf[LEN_PREFIX + 1]) == t.len()
-        && &buf[LEN_PREFIX + 2..head] == t;
-    if !ok {
-        return None;
-    }
-    buf.advance(head);
-    Some(buf.split_to(len - 2 - t.len()).freeze())
+    let body = front_body(buf, max_frame)?;
+    let payload = body.strip_prefix(&[PUBLISH_TAG, t.len() as u8])?.strip_prefix(t)?;
+    let (len, n) = (body.len(), payload.len());
+    Some(split_payload(buf, len, n))
 }
 
 /// The body (after its length prefix) of the frame at the front of `buf`,
