@@ -172,6 +172,17 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
 }
 
 /// Cuts `total` bytes into pieces at the given fractions.
+/// Flips the bytes `flips` names in `bytes`, and with two flips also cuts
+/// it at `cut`: a frame as a shortcut may meet it.
+fn tamper(bytes: &mut Vec<u8>, flips: &[(prop::sample::Index, u8)], cut: prop::sample::Index) {
+    for (at, x) in flips {
+        let i = at.index(bytes.len());
+        bytes[i] ^= x;
+    }
+    let keep = if flips.len() == 2 { cut.index(bytes.len() + 1) } else { bytes.len() };
+    bytes.truncate(keep);
+}
+
 fn cut_points(total: usize, fractions: &[u16]) -> Vec<usize> {
     let mut cuts: Vec<usize> =
         fractions.iter().map(|f| (*f as usize * (total + 1)) / (u16::MAX as usize + 1)).collect();
@@ -436,12 +447,7 @@ proptest! {
         let mut bytes = Vec::new();
         let h = Header::Discovery(DiscoveryFrame::Relay { topic: &topic, origin, epoch, seq, hops });
         encode_frame(&mut bytes, &h, &p);
-        for (at, x) in &flips {
-            let i = at.index(bytes.len());
-            bytes[i] ^= x;
-        }
-        let keep = if flips.len() == 2 { cut.index(bytes.len() + 1) } else { bytes.len() };
-        bytes.truncate(keep);
+        tamper(&mut bytes, &flips, cut);
         let mut fast = BytesMut::from(&bytes[..]);
         let mut slow = BytesMut::from(&bytes[..]);
         match estafeta_core::wire::take_relay_on(&mut fast, &other, max) {
@@ -478,12 +484,7 @@ proptest! {
         let other = if same { topic.clone() } else { other };
         let mut bytes = Vec::new();
         encode_frame(&mut bytes, &Header::Publish { topic: &topic }, &p);
-        for (at, x) in &flips {
-            let i = at.index(bytes.len());
-            bytes[i] ^= x;
-        }
-        let keep = if flips.len() == 2 { cut.index(bytes.len() + 1) } else { bytes.len() };
-        bytes.truncate(keep);
+        tamper(&mut bytes, &flips, cut);
         let mut fast = BytesMut::from(&bytes[..]);
         let mut slow = BytesMut::from(&bytes[..]);
         match estafeta_core::wire::take_publish_on(&mut fast, &other, max) {
