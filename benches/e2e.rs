@@ -98,6 +98,10 @@
 //!   from three samples a side). See `e2e/samples.rs`.
 //! - `E2E_SAMPLES_LONG` (default 3, at most `E2E_SAMPLES`; 1 in the smoke
 //!   test): the same for the long cases (`file_*`, `discovery_50_loopback`).
+//! - `E2E_SAMPLES_PRECISE` (default 21 under `--bench`; `E2E_SAMPLES` if
+//!   that is set, or in the smoke test): the same for the `session/`
+//!   throughput lines and the `secure/` lines, whose ratio is judged
+//!   against a target a few percent from 1.0 (see `e2e/samples.rs`).
 //! - `E2E_REPEAT`: the old name of `E2E_SAMPLES`, read if that one is unset.
 //! - `E2E_RUNTIME` (`tokio`, `smol`, default both).
 //! - `E2E_CASES`: comma-separated substrings of the printed names; only
@@ -141,6 +145,9 @@ enum Unit {
     MegabytesPerSec,
 }
 
+/// Default samples of a side of a `Length::Precise` case (see `e2e/samples.rs`).
+const PRECISE_SAMPLES: usize = 21;
+
 const CASES: [Case; 3] = [
     Case { name: "throughput_64B", size: 64, count: 1_000_000, unit: Unit::MsgPerSec },
     Case { name: "throughput_1KiB", size: 1024, count: 300_000, unit: Unit::MsgPerSec },
@@ -154,6 +161,9 @@ struct Settings {
     repeat: usize,
     /// Samples of each side of a long case (`E2E_SAMPLES_LONG`).
     long_repeat: usize,
+    /// Samples of each side of a case judged against a target near 1.0
+    /// (`E2E_SAMPLES_PRECISE`).
+    precise_repeat: usize,
     runtimes: Vec<String>,
     cases: Vec<String>,
     impls: Vec<String>,
@@ -172,6 +182,10 @@ impl Settings {
         let count = |k: &str| var(k).map(|v| v.parse::<usize>().unwrap_or_else(|_| panic!("{k} is a count")));
         let repeat = count("E2E_SAMPLES").or_else(|| count("E2E_REPEAT")).unwrap_or(if bench { 5 } else { 2 }).max(1);
         let long_repeat = count("E2E_SAMPLES_LONG").unwrap_or(if bench { 3 } else { 1 }).clamp(1, repeat);
+        // Unset, it follows an explicit `E2E_SAMPLES` (a quick run stays quick).
+        let given = count("E2E_SAMPLES").or_else(|| count("E2E_REPEAT")).is_some();
+        let precise_default = if bench && !given { PRECISE_SAMPLES } else { repeat };
+        let precise_repeat = count("E2E_SAMPLES_PRECISE").unwrap_or(precise_default).max(1);
         let list =
             |k: &str| -> Vec<String> { var(k).map_or_else(Vec::new, |v| v.split(',').map(str::to_string).collect()) };
         Settings {
@@ -179,6 +193,7 @@ impl Settings {
             rounds: ((rounds as f64 * scale) as usize).max(100),
             repeat,
             long_repeat,
+            precise_repeat,
             runtimes: list("E2E_RUNTIME"),
             cases: list("E2E_CASES"),
             impls: list("E2E_IMPL"),
@@ -190,6 +205,7 @@ impl Settings {
         match length {
             Length::Short => self.repeat,
             Length::Long => self.long_repeat,
+            Length::Precise => self.precise_repeat,
         }
     }
 

@@ -12,8 +12,9 @@
 //! On smol the first four are `secure/smol/throughput_64B` and so on; the
 //! handshakes (two in-memory nodes on one thread) are measured once.
 //!
-//! Each side is sampled in turn (plaintext, encrypted, plaintext, ...) and
-//! the line gives the medians (see `samples.rs`).
+//! Each side is sampled in turn (plaintext, encrypted, plaintext, ...),
+//! `E2E_SAMPLES_PRECISE` times for the throughput and RTT lines, and the
+//! line gives the medians (see `samples.rs`).
 //!
 //! Every other case of this bench runs its nodes in the plaintext mode
 //! (`SECURE` is off; build them with [`builder`]): a case that sets a node
@@ -73,13 +74,13 @@ pub(crate) fn run_secure(s: &Settings, rt: Rt) {
         let n = s.count(case.count);
         let run = Run { size: case.size, warm: warmup(n), n };
         let (rate, unit) = case.rate(n);
-        let (enc, plain) = ours_and_baseline(s.samples(Length::Short), |secure| {
+        let (enc, plain) = ours_and_baseline(s.samples(Length::Precise), |secure| {
             rate / with_mode(secure, || throughput_once(rt, Impl::Ours, run, 1)).as_secs_f64()
         });
         ratio_line(&name, &enc, &plain, unit);
     }
     if s.wants(&format!("secure/{on}rtt")) {
-        let (enc, plain) = ours_and_baseline(s.samples(Length::Short), |secure| {
+        let (enc, plain) = ours_and_baseline(s.samples(Length::Precise), |secure| {
             with_mode(secure, || rtt_once(rt, Impl::Ours, s.rounds).0).as_secs_f64() * 1e6
         });
         ratio_line(&format!("secure/{on}rtt_p50"), &enc, &plain, "us");

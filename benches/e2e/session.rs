@@ -10,7 +10,8 @@
 //! ```
 //!
 //! With `smol/` after `session/` on smol. Each figure is the median of
-//! `max(E2E_SAMPLES, 3)` samples taken alternately (off, on, off, on, ...),
+//! `max(E2E_SAMPLES, 3)` samples (`E2E_SAMPLES_PRECISE` for the three
+//! throughput lines) taken alternately (off, on, off, on, ...),
 //! printed with ` samples=<n> spread=<on>/<off>` (see `samples.rs`; for
 //! `resume_latency` the samples are every reset of every round).
 //! Both nodes run the default configuration (plaintext, like every
@@ -31,7 +32,8 @@
 
 use super::baseline::Plain;
 use super::{
-    ends, measuring, publish_n, ratio_line, receive_n, warmup, Rt, Run, RxEnds, Samples, Settings, TxEnds, CASES, TOPIC,
+    ends, measuring, publish_n, ratio_line, receive_n, warmup, Length, Rt, Run, RxEnds, Samples, Settings, TxEnds,
+    CASES, TOPIC,
 };
 use super::{on_smol, on_tokio};
 use bytes::Bytes;
@@ -58,9 +60,10 @@ async fn sleep<R: Runtime>(d: Duration) {
     std::future::poll_fn(|cx| if R::now() >= at { Poll::Ready(()) } else { t.poll_fire(cx) }).await
 }
 
-/// Samples per figure.
-fn samples(s: &Settings) -> usize {
-    s.repeat.max(3)
+/// Samples per figure: at least three; the throughput lines, judged
+/// against 0.95, take `E2E_SAMPLES_PRECISE` (see `samples.rs`).
+fn samples(s: &Settings, length: Length) -> usize {
+    s.samples(length).max(3)
 }
 
 pub(crate) fn run(s: &Settings, rt: Rt) {
@@ -92,7 +95,7 @@ fn throughput(s: &Settings, rt: Rt, name: &str, case: &super::Case) {
     };
     let unit = if matches!(case.unit, super::Unit::MsgPerSec) { "msg/s" } else { "MB/s" };
     let mut figures = [Vec::new(), Vec::new()];
-    for _ in 0..samples(s) {
+    for _ in 0..samples(s, Length::Precise) {
         for (i, sessions) in [(0, false), (1, true)] {
             measuring(format!("{name} sessions {sessions}"));
             let d = on_runtime!(rt, throughput_on(run, sessions));
@@ -149,7 +152,7 @@ const RESET_SIZE: usize = 1024;
 fn resets(s: &Settings, rt: Rt, name: &str) {
     let span = Duration::from_secs_f64((3.0 * s.scale).max(0.5));
     let mut figures = [Vec::new(), Vec::new()];
-    for _ in 0..samples(s) {
+    for _ in 0..samples(s, Length::Short) {
         for (i, resetting) in [(0, false), (1, true)] {
             measuring(format!("{name} resetting {resetting}"));
             let (d, n, count) = on_runtime!(rt, through_proxy_on(span, resetting));
@@ -247,7 +250,7 @@ const RESETS: usize = 5;
 
 fn resume_latency(s: &Settings, rt: Rt, name: &str) {
     let mut figures = [Vec::new(), Vec::new()];
-    for _ in 0..samples(s) {
+    for _ in 0..samples(s, Length::Short) {
         for (i, sessions) in [(0, false), (1, true)] {
             measuring(format!("{name} sessions {sessions}"));
             let us = on_runtime!(rt, latency_on(sessions));
