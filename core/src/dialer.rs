@@ -119,6 +119,12 @@ impl Dialer {
         self.targets.get(&id)?.conn
     }
 
+    /// True if `id` is not dialed while its peer's session lives on
+    /// another connection ([`Dialer::park`]).
+    pub(crate) fn is_parked(&self, id: TargetId) -> bool {
+        self.targets.get(&id).is_some_and(|t| t.parked)
+    }
+
     /// True if `id` used up its attempts and is no longer dialed.
     pub(crate) fn gave_up(&self, id: TargetId) -> bool {
         self.targets.get(&id).is_some_and(|t| t.conn.is_none() && !t.scheduled && !t.parked)

@@ -58,6 +58,8 @@ pub struct SessionStats {
 pub struct DialerStats {
     /// Connections re-established to a dial target after a loss.
     pub reconnects: u64,
+    /// Dials started (one [`Action::Dial`](crate::Action::Dial) each).
+    pub dials: u64,
 }
 
 /// Counters of the pub/sub plane.

@@ -582,3 +582,61 @@ fn a_simultaneous_dial_read_out_of_order_keeps_the_session() {
         assert_eq!(net.conns_of(i).len(), 2, "n{i}: both connections stay open");
     }
 }
+
+/// An application's `connect` to a peer that already dialed this node
+/// opens no second connection (one the peer read first could cost the
+/// session): the target reaches that peer at once, a second call returns
+/// it too, messages flow on the one session, and the target dials when
+/// the session is lost.
+#[test]
+fn connect_to_a_peer_that_dialed_us_opens_no_second_connection() {
+    let mut net = Net::new((0..2).map(|i| node(i, cfg(i))).collect());
+    for i in 0..2 {
+        net.node(i).set_listen_addr("mem", i as u16);
+    }
+    net.node(1).pubsub().subscribe("t").unwrap();
+    net.node(1).connect(Net::addr(0)).unwrap();
+    net.settle();
+    assert_eq!(net.node(0).pubsub_ref().ready_subscriber_count("t"), 1);
+    let n1 = net.node(1).id();
+    let target = net.node(0).connect(Net::addr(1)).unwrap();
+    assert_eq!(net.node(0).target_peer(target).map(|p| p.id), Some(n1), "reached at once");
+    net.settle();
+    assert_eq!(net.conns_of(0).len(), 1, "no second connection");
+    assert_eq!(net.node(0).target_peer(target).map(|p| p.id), Some(n1));
+    assert_eq!(net.node(0).connect(Net::addr(1)).unwrap(), target, "the same target");
+    assert_eq!(net.node(0).target_peer(target).map(|p| p.id), Some(n1), "still reached");
+    assert!(!net.node(0).target_gave_up(target));
+    publish(&mut net, 0, 0..100);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(received(&net, 1), (0..100).collect::<Vec<_>>());
+    for i in 0..2 {
+        assert_eq!(session_events(&net, i), vec![], "n{i}");
+    }
+    // n1 is gone for good: n0's target dials it (and n1's own target no
+    // longer exists), so a restarted n1 is reached through n0's dial.
+    net.crash(1);
+    net.restart(1, node(1, cfg(1)));
+    net.node(1).set_listen_addr("mem", 1);
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(net.node(0).target_peer(target).map(|p| p.id), Some(n1), "redialed");
+    assert_eq!(net.conns_of(0).len(), 1);
+}
+
+/// An address that pins another node's id, or names another node, is
+/// dialed even though a connected peer announced it as its listen address.
+#[test]
+fn connect_to_an_address_pinning_another_id_still_dials() {
+    for name in [format!("{:032x}", 999u128), "someone-else".to_string()] {
+        let mut net = Net::new((0..2).map(|i| node(i, cfg(i))).collect());
+        for i in 0..2 {
+            net.node(i).set_listen_addr("mem", i as u16);
+        }
+        net.node(1).connect(Net::addr(0)).unwrap();
+        net.settle();
+        let mut addr = Net::addr(1);
+        addr.name = Some(name.clone());
+        let target = net.node(0).connect(addr).unwrap();
+        assert_eq!(net.node(0).target_peer(target), None, "{name}: dialing, not reached through n1's session");
+    }
+}

@@ -320,7 +320,10 @@ impl<R: Runtime> Node<R> {
     /// connected: the node redials with backoff after any failure, and
     /// re-sends its subscriptions on every new connection. Waits for the first
     /// handshake; fails only if the attempts run out
-    /// ([`Config::reconnect_max_attempts`]).
+    /// ([`Config::reconnect_max_attempts`]). A peer that dialed this node
+    /// and announced `addr` as where it listens is returned at once, with
+    /// no second connection; the node dials `addr` if that peer's session
+    /// is lost (see `docs/protocol.md`, "Dial targets").
     ///
     /// `Ok` means the connection is open *on this side*: the peer's handshake
     /// arrived and passed this node's checks, and the returned [`PeerInfo`]

@@ -55,6 +55,7 @@ macro_rules! behaviour_suite {
             two_nodes_exchange_100k_in_order_without_duplicates,
             round_robin_splits_evenly_over_three,
             send_to_one_peer_by_id_and_name,
+            connect_to_a_peer_that_dialed_us_returns_it_at_once,
             unsubscribe_stops_and_late_subscribe_starts_delivery,
             restarted_peer_is_reconnected_and_resubscribed,
             silent_peer_is_declared_down_by_liveness_timeout,
@@ -212,6 +213,34 @@ pub async fn send_to_one_peer_by_id_and_name<R: Runtime>() {
         Err(Error::Publish(PublishError::NotSubscribed { .. })) => {}
         other => panic!("expected NotSubscribed, got {other:?}"),
     }
+}
+
+/// `connect` to a peer that already dialed this node returns that peer at
+/// once, opens no second connection, and the one session carries on.
+pub async fn connect_to_a_peer_that_dialed_us_returns_it_at_once<R: Runtime>() {
+    let a = node::<R>("a", fast_config()).await;
+    let b = node::<R>("b", fast_config()).await;
+    let mut t = b.subscribe("t").unwrap();
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    a.wait_for_subscribers("t", 1).await.unwrap();
+    let limit = Duration::from_millis(500);
+    let p = util::within::<R, _>(limit, a.connect(b.address().unwrap().to_string())).await.unwrap();
+    assert_eq!(p.id, b.id());
+    // Again: the same answer.
+    let p = util::within::<R, _>(limit, a.connect(b.address().unwrap().to_string())).await.unwrap();
+    assert_eq!(p.id, b.id());
+    for i in 0..1000u32 {
+        a.publish("t", i.to_be_bytes().to_vec()).await.unwrap();
+    }
+    for i in 0..1000u32 {
+        assert_eq!(&t.recv().await.unwrap().payload[..], &i.to_be_bytes());
+    }
+    for n in [&a, &b] {
+        let s = n.stats();
+        assert_eq!((s.session.suspended, s.session.not_resumed, s.pubsub.dropped), (0, 0, 0));
+        assert_eq!(n.peers().len(), 1);
+    }
+    assert_eq!((a.stats().dialer.dials, b.stats().dialer.dials), (0, 1), "one connection, b's");
 }
 
 pub async fn unsubscribe_stops_and_late_subscribe_starts_delivery<R: Runtime>() {

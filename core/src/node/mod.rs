@@ -92,9 +92,10 @@ pub struct Node {
     secure: secure::SecureNode,
     /// The peer each dial target reached last: a redial claims its session.
     target_peers: std::collections::BTreeMap<TargetId, NodeId>,
-    /// The listen address each peer with a session announced in its Hello:
-    /// a target that never reached its peer yet still claims the session
-    /// with the peer listening there (see `hello_session`).
+    /// The listen address each connected peer announced in its Hello: a
+    /// target that never reached its peer yet still claims the session
+    /// with the peer listening there (see `hello_session`), and a new
+    /// target for it is not dialed while that session lives (`connect`).
     peer_listen: std::collections::BTreeMap<NodeId, (String, u16)>,
     /// Per peer, the last session it claimed that this node did not hold
     /// (one this node never saw start, or saw end): a connection that
@@ -300,10 +301,18 @@ impl Node {
         self.me.listen = Some((host.to_string(), port));
     }
 
-    /// The peer `target` is connected to now, if its connection is open.
+    /// The peer `target` is connected to now: the peer on its open
+    /// connection, or, while the target is not dialed because that peer's
+    /// session lives on a connection the peer dialed, that peer.
     pub fn target_peer(&self, target: TargetId) -> Option<&PeerInfo> {
-        let conn = self.dialer.conn(target)?;
-        self.session.conns.get(&conn)?.peer()
+        match self.dialer.conn(target) {
+            Some(conn) => self.session.conns.get(&conn)?.peer(),
+            None if self.dialer.is_parked(target) => {
+                let peer = self.target_peers.get(&target)?;
+                self.session.peers.get(peer).filter(|e| e.is_connected()).map(|e| &e.info)
+            }
+            None => None,
+        }
     }
 
     /// True if `target` used up its dial attempts and is no longer dialed.
@@ -345,6 +354,14 @@ impl Node {
     /// Keeps this node connected to `addr`: dials now, and redials with
     /// backoff whenever the connection fails, until the attempts in a row run
     /// out. Returns the existing target if `addr` is already one.
+    ///
+    /// If a peer whose session lives on a connection it dialed announced
+    /// `addr` as where it listens (and `addr` pins no other id and names
+    /// no other node), no second connection is opened: the target reaches
+    /// that peer at once ([`Node::target_peer`]) and dials when the
+    /// session is lost. (A second connection would only be a duplicate,
+    /// and one the peer read before the first one's frames could cost the
+    /// session.)
     pub fn connect(&mut self, addr: PeerAddr) -> Result<TargetId, CommandError> {
         if self.closing {
             return Err(CommandError::Closed);
@@ -359,9 +376,31 @@ impl Node {
         if self.conn_count() >= max || self.dialer.len() >= max {
             return Err(CommandError::TooManyConnections);
         }
+        let listening = self.live_peer_listening_at(&addr);
         let id = self.dialer.add(addr);
+        if let Some(peer) = listening {
+            // `dial` parks the target while the session lives.
+            self.target_peers.insert(id, peer);
+        }
         self.dial(id);
         Ok(id)
+    }
+
+    /// The peer with a live session that announced `addr` as its listen
+    /// address, if `addr` pins no other id and names no other node.
+    fn live_peer_listening_at(&self, addr: &PeerAddr) -> Option<NodeId> {
+        let (pin, name) = (addr.pinned_id(), addr.name.as_deref());
+        let entry = |p: &NodeId| self.session.peers.get(p).filter(|e| e.is_connected());
+        let (&peer, _) = self
+            .peer_listen
+            .iter()
+            .find(|(p, (host, port))| *host == addr.host && *port == addr.port && entry(p).is_some())?;
+        let info = &entry(&peer)?.info;
+        let named_other = match pin {
+            Some(id) => id != peer,
+            None => name.is_some_and(|n| n != &*info.name),
+        };
+        (!named_other).then_some(peer)
     }
 
     /// Stops keeping `target` connected and closes its connection gracefully.
@@ -482,7 +521,10 @@ impl Node {
         }
         let conn = self.session.dial(target, self.now, self.cfg.dialer.dial_timeout);
         match self.dialer.dialing(target, conn) {
-            Some(addr) => self.actions.push_back(Action::Dial { conn, addr }),
+            Some(addr) => {
+                self.dialer.stats.dials += 1;
+                self.actions.push_back(Action::Dial { conn, addr });
+            }
             None => {
                 self.session.take(conn);
             }

@@ -526,7 +526,7 @@ impl Node {
         if let Some(t) = target {
             self.target_peers.insert(t, id);
         }
-        if let Some(l) = hello.listen.as_ref().filter(|_| hs.is_some()) {
+        if let Some(l) = hello.listen.as_ref() {
             self.peer_listen.insert(id, (l.host.to_string(), l.port));
         }
         if let Decision::Inconclusive = decision {
