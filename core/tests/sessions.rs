@@ -18,6 +18,15 @@ fn cfg(i: usize) -> Config {
     config_with(i as u64, |c| c.session.resume_window = Duration::from_secs(2))
 }
 
+/// Two nodes, not connected, each announcing where it listens (`mem:<i>`).
+fn listening_pair() -> Net {
+    let mut net = Net::new((0..2).map(|i| node(i, cfg(i))).collect());
+    for i in 0..2 {
+        net.node(i).set_listen_addr("mem", i as u16);
+    }
+    net
+}
+
 /// n0 dials n1, which subscribes to `t`.
 fn pair_with(cfg: impl Fn(usize) -> Config) -> Net {
     let mut net = Net::new((0..2).map(|i| node(i, cfg(i))).collect());
@@ -552,10 +561,7 @@ fn an_expired_session_counts_only_its_messages_as_lost() {
 /// about once in 25 runs: failures at runs 13, 18 and 39).
 #[test]
 fn a_simultaneous_dial_read_out_of_order_keeps_the_session() {
-    let mut net = Net::new((0..2).map(|i| node(i, cfg(i))).collect());
-    for i in 0..2 {
-        net.node(i).set_listen_addr("mem", i as u16);
-    }
+    let mut net = listening_pair();
     net.node(1).pubsub().subscribe("t").unwrap();
     // n1's dial is n1's first connection: what n0 writes on it waits.
     net.hold(1, ConnId(1), true);
@@ -590,10 +596,7 @@ fn a_simultaneous_dial_read_out_of_order_keeps_the_session() {
 /// the session is lost.
 #[test]
 fn connect_to_a_peer_that_dialed_us_opens_no_second_connection() {
-    let mut net = Net::new((0..2).map(|i| node(i, cfg(i))).collect());
-    for i in 0..2 {
-        net.node(i).set_listen_addr("mem", i as u16);
-    }
+    let mut net = listening_pair();
     net.node(1).pubsub().subscribe("t").unwrap();
     net.node(1).connect(Net::addr(0)).unwrap();
     net.settle();
@@ -628,10 +631,7 @@ fn connect_to_a_peer_that_dialed_us_opens_no_second_connection() {
 #[test]
 fn connect_to_an_address_pinning_another_id_still_dials() {
     for name in [format!("{:032x}", 999u128), "someone-else".to_string()] {
-        let mut net = Net::new((0..2).map(|i| node(i, cfg(i))).collect());
-        for i in 0..2 {
-            net.node(i).set_listen_addr("mem", i as u16);
-        }
+        let mut net = listening_pair();
         net.node(1).connect(Net::addr(0)).unwrap();
         net.settle();
         let mut addr = Net::addr(1);
