@@ -294,3 +294,22 @@ fn a_join_whose_dial_turned_stale_joins_on_the_session_that_won_and_redials_late
     assert_eq!((a.index, a.total), (0, 1));
     assert!(net.conns_of(1).iter().any(|(c, _)| *c > theirs), "on a connection the member dialed");
 }
+
+/// A member the coordinator already dialed (and which knows where the
+/// coordinator listens) joins on that connection at once: its join opens
+/// no second connection.
+#[test]
+fn a_member_the_coordinator_dialed_joins_on_that_connection() {
+    let mut net = Net::new(vec![node(0, true), node(1, false)]);
+    for i in 0..2 {
+        net.node(i).set_listen_addr("mem", i as u16);
+    }
+    net.node(0).connect(Net::addr(1)).unwrap();
+    net.settle();
+    let target = net.node(1).join(G, Net::addr(0)).unwrap();
+    assert_eq!(net.node(1).target_peer(target).map(|p| p.id), Some(net.node(0).id()));
+    net.run_for(Duration::from_millis(1000));
+    let a = current(&mut net, 1).expect("joined on the coordinator's connection");
+    assert_eq!((a.index, a.total), (0, 1));
+    assert_eq!(net.conns_of(1).len(), 1, "no second connection");
+}

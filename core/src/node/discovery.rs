@@ -86,9 +86,8 @@ impl Node {
     }
 
     fn root_peers(&self) -> BTreeSet<NodeId> {
-        let conn_peer =
-            |t: TargetId| self.dialer.conn(t).and_then(|c| self.session.conns.get(&c)?.peer().map(|p| p.id));
-        self.discovery.roots.iter().filter_map(|r| r.target.and_then(conn_peer)).collect()
+        let root = |t: TargetId| self.target_peer(t).map(|p| p.id);
+        self.discovery.roots.iter().filter_map(|r| r.target.and_then(root)).collect()
     }
 
     /// The discovery plane's deadline: now if pairing must be looked at,

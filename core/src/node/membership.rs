@@ -27,8 +27,9 @@ impl Node {
         }
         let target = self.connect(addr)?;
         self.membership.members.join(group, target);
-        // Already connected to the coordinator: join now.
-        if let Some(conn) = self.dialer.conn(target) {
+        // Already connected to the coordinator (through this target, or
+        // through the coordinator's own dial): join now.
+        if let Some(conn) = self.target_conn(target) {
             self.membership_conn_up(conn);
         }
         Ok(target)

@@ -305,14 +305,21 @@ impl Node {
     /// connection, or, while the target is not dialed because that peer's
     /// session lives on a connection the peer dialed, that peer.
     pub fn target_peer(&self, target: TargetId) -> Option<&PeerInfo> {
-        match self.dialer.conn(target) {
-            Some(conn) => self.session.conns.get(&conn)?.peer(),
-            None if self.dialer.is_parked(target) => {
-                let peer = self.target_peers.get(&target)?;
-                self.session.peers.get(peer).filter(|e| e.is_connected()).map(|e| &e.info)
-            }
-            None => None,
+        self.session.conns.get(&self.target_conn(target)?)?.peer()
+    }
+
+    /// The connection `target` reaches its peer on: its own (open or
+    /// opening), or, while it is parked, the connection of the peer's live
+    /// session.
+    pub(crate) fn target_conn(&self, target: TargetId) -> Option<ConnId> {
+        if let Some(conn) = self.dialer.conn(target) {
+            return Some(conn);
         }
+        if !self.dialer.is_parked(target) {
+            return None;
+        }
+        let e = self.session.peers.get(self.target_peers.get(&target)?)?;
+        e.is_connected().then_some(e.primary)
     }
 
     /// True if `target` used up its dial attempts and is no longer dialed.
