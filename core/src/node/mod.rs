@@ -362,7 +362,7 @@ impl Node {
     /// backoff whenever the connection fails, until the attempts in a row run
     /// out. Returns the existing target if `addr` is already one.
     ///
-    /// If a peer whose session lives on a connection it dialed announced
+    /// If a connected peer (one that dialed this node, say) announced
     /// `addr` as where it listens (and `addr` pins no other id and names
     /// no other node), no second connection is opened: the target reaches
     /// that peer at once ([`Node::target_peer`]) and dials when the
@@ -410,7 +410,9 @@ impl Node {
         (!named_other).then_some(peer)
     }
 
-    /// Stops keeping `target` connected and closes its connection gracefully.
+    /// Stops keeping `target` connected and closes its connection
+    /// gracefully. A target waiting on a session that lives on the peer's
+    /// own connection closes nothing: that connection is the peer's.
     pub fn disconnect(&mut self, target: TargetId) {
         self.report_consumed();
         self.target_peers.remove(&target);
