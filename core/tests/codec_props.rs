@@ -6,9 +6,10 @@ use bytes::BytesMut;
 use estafeta_core::wire::transfer::TransferFrame;
 use estafeta_core::wire::{
     check_preamble, decode_frame, encode_frame, encoded_len_hint, write_preamble, DiscoveryFrame, Header, Hello, Hint,
-    ListenAddr, MembershipFrame, RefuseReason, StreamFrame, WireError, LEN_PREFIX, PREAMBLE_LEN, VERSION,
+    ListenAddr, MembershipFrame, RefuseReason, RelayHead, StreamFrame, WireError, LEN_PREFIX, PREAMBLE_LEN, VERSION,
 };
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 /// An owned [`Header`], so proptest can generate it.
 #[derive(Clone, Debug)]
@@ -171,7 +172,6 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// Cuts `total` bytes into pieces at the given fractions.
 /// Flips the bytes `flips` names in `bytes`, and with two flips also cuts
 /// it at `cut`: a frame as a shortcut may meet it.
 fn tamper(bytes: &mut Vec<u8>, flips: &[(prop::sample::Index, u8)], cut: prop::sample::Index) {
@@ -183,6 +183,31 @@ fn tamper(bytes: &mut Vec<u8>, flips: &[(prop::sample::Index, u8)], cut: prop::s
     bytes.truncate(keep);
 }
 
+/// Runs a receiver's shortcut `take` on `bytes`. If it takes nothing, the
+/// buffer must be as it was; if it takes a frame, the decoder must take the
+/// same bytes, and `same` checks what the decoder read against what the
+/// shortcut returned.
+fn shortcut_agrees<T>(
+    bytes: &[u8],
+    max: usize,
+    take: impl FnOnce(&mut BytesMut) -> Option<T>,
+    same: impl FnOnce(T, Header<'_>, &[u8]) -> Result<(), TestCaseError>,
+) -> Result<(), TestCaseError> {
+    let mut fast = BytesMut::from(bytes);
+    match take(&mut fast) {
+        None => prop_assert_eq!(&fast[..], bytes, "nothing taken"),
+        Some(got) => {
+            let mut slow = BytesMut::from(bytes);
+            let frame = decode_frame(&mut slow, max).unwrap().expect("a whole frame");
+            prop_assert_eq!(fast.len(), slow.len(), "the same bytes taken");
+            let (h, body) = frame.parse().unwrap();
+            same(got, h, &body)?;
+        }
+    }
+    Ok(())
+}
+
+/// Cuts `total` bytes into pieces at the given fractions.
 fn cut_points(total: usize, fractions: &[u16]) -> Vec<usize> {
     let mut cuts: Vec<usize> =
         fractions.iter().map(|f| (*f as usize * (total + 1)) / (u16::MAX as usize + 1)).collect();
@@ -448,25 +473,13 @@ proptest! {
         let h = Header::Discovery(DiscoveryFrame::Relay { topic: &topic, origin, epoch, seq, hops });
         encode_frame(&mut bytes, &h, &p);
         tamper(&mut bytes, &flips, cut);
-        let mut fast = BytesMut::from(&bytes[..]);
-        let mut slow = BytesMut::from(&bytes[..]);
-        match estafeta_core::wire::take_relay_on(&mut fast, &other, max) {
-            None => prop_assert_eq!(&fast[..], &bytes[..], "nothing taken"),
-            Some((got, payload)) => {
-                let frame = decode_frame(&mut slow, max).unwrap().expect("a whole frame");
-                prop_assert_eq!(fast.len(), slow.len(), "the same bytes taken");
-                let (h, body) = frame.parse().unwrap();
-                let want = Header::Discovery(DiscoveryFrame::Relay {
-                    topic: &other,
-                    origin: got.origin,
-                    epoch: got.epoch,
-                    seq: got.seq,
-                    hops: got.hops,
-                });
-                prop_assert_eq!(h, want);
-                prop_assert_eq!(&body[..], &payload[..]);
-            }
-        }
+        let take = |b: &mut BytesMut| estafeta_core::wire::take_relay_on(b, &other, max);
+        shortcut_agrees(&bytes, max, take, |(got, payload), h, body| {
+            let RelayHead { origin, epoch, seq, hops } = got;
+            prop_assert_eq!(h, Header::Discovery(DiscoveryFrame::Relay { topic: &other, origin, epoch, seq, hops }));
+            prop_assert_eq!(body, &payload[..]);
+            Ok(())
+        })?;
     }
 
     /// The receiver's Publish shortcut takes a frame only if the decoder
@@ -485,18 +498,12 @@ proptest! {
         let mut bytes = Vec::new();
         encode_frame(&mut bytes, &Header::Publish { topic: &topic }, &p);
         tamper(&mut bytes, &flips, cut);
-        let mut fast = BytesMut::from(&bytes[..]);
-        let mut slow = BytesMut::from(&bytes[..]);
-        match estafeta_core::wire::take_publish_on(&mut fast, &other, max) {
-            None => prop_assert_eq!(&fast[..], &bytes[..], "nothing taken"),
-            Some(payload) => {
-                let frame = decode_frame(&mut slow, max).unwrap().expect("a whole frame");
-                prop_assert_eq!(fast.len(), slow.len(), "the same bytes taken");
-                let (h, body) = frame.parse().unwrap();
-                prop_assert_eq!(h, Header::Publish { topic: &other });
-                prop_assert_eq!(&body[..], &payload[..]);
-            }
-        }
+        let take = |b: &mut BytesMut| estafeta_core::wire::take_publish_on(b, &other, max);
+        shortcut_agrees(&bytes, max, take, |payload, h, body| {
+            prop_assert_eq!(h, Header::Publish { topic: &other });
+            prop_assert_eq!(body, &payload[..]);
+            Ok(())
+        })?;
     }
 
     /// A Relay frame's header with arbitrary varint bytes (mostly
