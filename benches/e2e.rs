@@ -180,11 +180,11 @@ impl Settings {
         });
         let rounds = var("E2E_ROUNDS").map(|v| v.parse::<usize>().expect("E2E_ROUNDS is a count")).unwrap_or(5000);
         let count = |k: &str| var(k).map(|v| v.parse::<usize>().unwrap_or_else(|_| panic!("{k} is a count")));
-        let repeat = count("E2E_SAMPLES").or_else(|| count("E2E_REPEAT")).unwrap_or(if bench { 5 } else { 2 }).max(1);
+        let given = count("E2E_SAMPLES").or_else(|| count("E2E_REPEAT"));
+        let repeat = given.unwrap_or(if bench { 5 } else { 2 }).max(1);
         let long_repeat = count("E2E_SAMPLES_LONG").unwrap_or(if bench { 3 } else { 1 }).clamp(1, repeat);
         // Unset, it follows an explicit `E2E_SAMPLES` (a quick run stays quick).
-        let given = count("E2E_SAMPLES").or_else(|| count("E2E_REPEAT")).is_some();
-        let precise_default = if bench && !given { PRECISE_SAMPLES } else { repeat };
+        let precise_default = if bench && given.is_none() { PRECISE_SAMPLES } else { repeat };
         let precise_repeat = count("E2E_SAMPLES_PRECISE").unwrap_or(precise_default).max(1);
         let list =
             |k: &str| -> Vec<String> { var(k).map_or_else(Vec::new, |v| v.split(',').map(str::to_string).collect()) };

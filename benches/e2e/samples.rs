@@ -28,13 +28,15 @@
 //! The lines judged against a target a few percent from 1.0 (`session/`
 //! throughput, on against off, ≥ 0.95; `secure/`, encrypted against
 //! plaintext, RTT ≤ 1.1) take `E2E_SAMPLES_PRECISE` (default 21): the
-//! difference they look for is smaller than one sample's noise. On tokio a
-//! 64 B sample lands in one of two modes (about 3.1-3.6 M or 4.8-5.2 M
-//! msg/s, on either side alike; not traced), so with few samples a side the ratio of medians moves with how
-//! many of each side fell in the slow mode. With five or six samples a side,
-//! single runs of the `session/` lines read 0.888 to 1.207 (64 KiB, smol)
-//! and 0.937 to 1.022 (64 B, smol); with 21 a side, two runs read 0.963 to
-//! 1.098 for the four 64 B lines (at `707d195`).
+//! difference they look for is smaller than one sample's noise. In one run
+//! with 15 samples a side, tokio's 64 B samples fell in two modes (about
+//! 3.1-3.6 M or 4.8-5.2 M msg/s, on either side alike; not traced), and the
+//! 64 KiB samples spread over a factor of three. More samples narrow the
+//! interval but do not let one run decide a difference of a few percent:
+//! with 11 or 21 samples a side, single runs of the `session/` lines read
+//! 0.888 to 1.207 (smol, 64 KiB) and 0.937 to 1.022 (smol, 64 B) in six
+//! runs on 2026-12-01, and 0.885 to 1.133 over all six lines in five runs
+//! on 2026-12-02 (`707d195` to `1d5a999`). Compare several runs.
 
 /// How long one sample of a case takes, which sets how many are taken.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
