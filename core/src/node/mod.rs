@@ -396,16 +396,14 @@ impl Node {
     /// The peer with a live session that announced `addr` as its listen
     /// address, if `addr` pins no other id and names no other node.
     fn live_peer_listening_at(&self, addr: &PeerAddr) -> Option<NodeId> {
-        let (pin, name) = (addr.pinned_id(), addr.name.as_deref());
-        let entry = |p: &NodeId| self.session.peers.get(p).filter(|e| e.is_connected());
-        let (&peer, _) = self
+        let (peer, e) = self
             .peer_listen
             .iter()
-            .find(|(p, (host, port))| *host == addr.host && *port == addr.port && entry(p).is_some())?;
-        let info = &entry(&peer)?.info;
-        let named_other = match pin {
+            .filter(|(_, (host, port))| *host == addr.host && *port == addr.port)
+            .find_map(|(p, _)| Some((*p, self.session.peers.get(p).filter(|e| e.is_connected())?)))?;
+        let named_other = match addr.pinned_id() {
             Some(id) => id != peer,
-            None => name.is_some_and(|n| n != &*info.name),
+            None => addr.name.as_deref().is_some_and(|n| n != &*e.info.name),
         };
         (!named_other).then_some(peer)
     }
