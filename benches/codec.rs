@@ -125,9 +125,18 @@ fn handle_bytes(c: &mut Criterion) {
                 for chunk in input.chunks(READ_CHUNK) {
                     node.handle_bytes(now, conn, chunk);
                     while let Some(ev) = node.poll_event() {
-                        if let Event::PubSub(PubSubEvent::Message(m)) = ev {
-                            got += 1;
-                            black_box(m.payload);
+                        match ev {
+                            Event::PubSub(PubSubEvent::Message(m)) => {
+                                got += 1;
+                                black_box(m.payload);
+                            }
+                            Event::PubSub(PubSubEvent::Messages(run)) => {
+                                for m in run {
+                                    got += 1;
+                                    black_box(m.payload);
+                                }
+                            }
+                            _ => {}
                         }
                     }
                 }

@@ -28,7 +28,7 @@
 //! | `throughput_64B`, `throughput_1KiB` (msg/s), `throughput_64KiB` (MB/s) | one publisher, one subscriber | the channel baseline |
 //! | `rtt_p50`, `rtt_p99` (us) | ping-pong between two nodes | the channel baseline's ping-pong |
 //! | `direct/throughput_*`, `direct/rtt_*` | the same figure as above | the direct baseline |
-//! | `batch/throughput_*` | the same through `Node::publish_batch` (256 messages a call) and `Subscription::next_batch` | the direct baseline |
+//! | `batch/throughput_*` | the same through `Node::publish_batch` (256 messages a call) and `Subscription::next_runs` (payloads read in place) | the direct baseline |
 //! | `fanout4/throughput_64B` (msg/s) | messages received per second by the four subscribers together | the direct baseline writing every frame to four sockets |
 //! | `fanout4/per_subscriber_64B` (msg/s) | the same divided by four: what each subscriber receives | the same, per socket |
 //! | `discovery_50_sim`, `discovery_50_loopback` (s), `relay_64B` (msg/s) | see `e2e/discovery.rs` (tokio; `relay_64B` also on smol) | ditto |
@@ -117,7 +117,7 @@
 //! at 1 % of the counts.
 
 use bytes::Bytes;
-use estafeta_driver::{Message, Node, Runtime, Subscription};
+use estafeta_driver::{MessageRun, Node, Runtime, Subscription};
 use samples::{interleave, ours_and_baseline, ratio_line, Length, Samples};
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -353,8 +353,9 @@ fn ends() -> (RxEnds, TxEnds) {
 /// Messages per `publish_batch` in the batch cases.
 const BATCH: usize = 256;
 
-/// Receives `n` messages of `size` bytes, one by one or in batches.
-async fn receive_n(sub: &mut Subscription, n: usize, size: usize, batch: &mut Option<Vec<Message>>) {
+/// Receives `n` messages of `size` bytes, one by one or in batches (runs
+/// of messages, their payloads read in place).
+async fn receive_n(sub: &mut Subscription, n: usize, size: usize, batch: &mut Option<Vec<MessageRun>>) {
     let Some(batch) = batch else {
         for _ in 0..n {
             let m = sub.recv().await.expect("stream open");
@@ -364,8 +365,8 @@ async fn receive_n(sub: &mut Subscription, n: usize, size: usize, batch: &mut Op
     };
     let mut got = 0;
     while got < n {
-        got += sub.next_batch(batch).await;
-        assert!(batch.drain(..).all(|m| m.payload.len() == size));
+        got += sub.next_runs(batch).await;
+        assert!(batch.drain(..).all(|r| r.payload_slices().all(|p| p.len() == size)));
     }
     assert_eq!(got, n, "more messages than sent");
 }
@@ -385,7 +386,7 @@ async fn publish_n<R: Runtime>(node: &Node<R>, payload: &Bytes, n: usize, batch:
     }
 }
 
-/// Our receiver (`batch`: through `Subscription::next_batch`).
+/// Our receiver (`batch`: through `Subscription::next_runs`).
 async fn ours_receive<R: Runtime>(run: Run, ends: RxEnds, batch: bool) -> Instant {
     let (Run { size, warm, n }, RxEnds { addr_tx, warm_tx, done_tx }) = (run, ends);
     let node = secure::builder::<R>("rx").build().await.expect("node starts");
@@ -545,7 +546,7 @@ enum Rt {
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Impl {
     Ours,
-    /// Ours through `publish_batch` and `next_batch`.
+    /// Ours through `publish_batch` and `next_runs`.
     Batch,
     /// The channel baseline.
     Base,

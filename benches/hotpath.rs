@@ -81,16 +81,13 @@ fn take(
     input: &[u8],
     got: &mut usize,
     out: &mut Vec<u8>,
-    payload_of: fn(Event) -> Option<bytes::Bytes>,
+    messages_of: fn(Event) -> usize,
 ) {
     let now = Timestamp::from_millis(2);
     for chunk in input.chunks(64 << 10) {
         node.handle_bytes(now, conn, chunk);
         while let Some(ev) = node.poll_event() {
-            if let Some(p) = payload_of(ev) {
-                *got += 1;
-                black_box(p);
-            }
+            *got += messages_of(ev);
         }
     }
     out.clear();
@@ -110,8 +107,19 @@ fn send_side(a: &mut Node, ca: ConnId, payload: &bytes::Bytes, left: &mut usize,
 #[inline(never)]
 fn recv_side(b: &mut Node, cb: ConnId, input: &[u8], got: &mut usize, out: &mut Vec<u8>) {
     take(b, cb, input, got, out, |ev| match ev {
-        Event::PubSub(PubSubEvent::Message(m)) => Some(m.payload),
-        _ => None,
+        Event::PubSub(PubSubEvent::Message(m)) => {
+            black_box(m.payload);
+            1
+        }
+        // Each message is built, as the application would take it.
+        Event::PubSub(PubSubEvent::Messages(run)) => {
+            let n = run.len();
+            for m in run {
+                black_box(m.payload);
+            }
+            n
+        }
+        _ => 0,
     });
 }
 
@@ -135,8 +143,11 @@ fn stream_send_side(
 #[inline(never)]
 fn stream_recv_side(c: &mut Node, cc: ConnId, input: &[u8], got: &mut usize, out: &mut Vec<u8>) {
     take(c, cc, input, got, out, |ev| match ev {
-        Event::Stream(StreamEvent::Data { payload, .. }) => Some(payload),
-        _ => None,
+        Event::Stream(StreamEvent::Data { payload, .. }) => {
+            black_box(payload);
+            1
+        }
+        _ => 0,
     });
 }
 

@@ -47,8 +47,8 @@
 
 use estafeta_core::transfer::{FileRequest, MemFs};
 use estafeta_core::{
-    Action, Bytes, CloseReason, Config, ConnId, DialEvent, Drain, Event, Node, PeerAddr, PubSubEvent, PublishError,
-    SendMode, Sink, Step, Timestamp, WriteOutcome,
+    Action, Bytes, CloseReason, Config, ConnId, DialEvent, Drain, Event, Message, Node, PeerAddr, PubSubEvent,
+    PublishError, SendMode, Sink, Step, Timestamp, WriteOutcome,
 };
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
@@ -358,16 +358,22 @@ impl Host {
         }
     }
 
+    /// The application got a message.
+    fn on_message(&mut self, m: Message) {
+        let me = self.label;
+        let text = String::from_utf8_lossy(&m.payload).into_owned();
+        println!("[{me}] {}: {text:?} from {}", m.topic, m.from.name);
+        self.received.push((m.from.name.to_string(), text));
+    }
+
     /// The application: look at what the node reported.
     fn handle_events(&mut self) {
         for event in std::mem::take(&mut self.inbox) {
             let me = self.label;
             match event {
-                Event::PubSub(PubSubEvent::Message(m)) => {
-                    let text = String::from_utf8_lossy(&m.payload).into_owned();
-                    println!("[{me}] {}: {text:?} from {}", m.topic, m.from.name);
-                    self.received.push((m.from.name.to_string(), text));
-                }
+                Event::PubSub(PubSubEvent::Message(m)) => self.on_message(m),
+                // Messages that arrived together: the same, one by one.
+                Event::PubSub(PubSubEvent::Messages(run)) => run.into_iter().for_each(|m| self.on_message(m)),
                 Event::PeerUp { peer, .. } => println!("[{me}] peer up: {peer}"),
                 Event::PeerDown { peer, reason } => {
                     println!("[{me}] peer down: {peer}: {reason}")

@@ -29,8 +29,8 @@
 pub use estafeta_core as core;
 pub use estafeta_driver::{
     encode, AppLimits, Bytes, CloseCode, CloseReason, Config, DiscoveryEvent, Error, Event, Events, Format,
-    FullQueuePolicy, Message, MessageExt, NodeId, PeerAddr, PeerInfo, PeerRef, Postcard, Published, SendMode, Stats,
-    Subscription, Topic,
+    FullQueuePolicy, Message, MessageExt, MessageRun, NodeId, PeerAddr, PeerInfo, PeerRef, Postcard, Published,
+    SendMode, Stats, Subscription, Topic,
 };
 pub use estafeta_driver::{secure, Identity, OsEntropy, SecurityConfig, SecurityMode, SecurityStats};
 pub use estafeta_driver::{Assignment, GroupInfo, GroupMember, MembershipConfig, MembershipEvent};

@@ -72,7 +72,7 @@ fn describe(ev: &Event) -> Option<String> {
         Event::PubSub(PubSubEvent::Skipped { peer, topic, count, .. }) => {
             format!("{peer} overwrote {count} messages on {topic} before sending them")
         }
-        Event::PubSub(PubSubEvent::Message(_) | PubSubEvent::Writable) => return None,
+        Event::PubSub(PubSubEvent::Message(_) | PubSubEvent::Messages(_) | PubSubEvent::Writable) => return None,
         Event::Stream(StreamEvent::Serving { peer, topic, serving: true }) => {
             format!("{peer} serves streams on {topic}")
         }

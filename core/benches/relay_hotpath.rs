@@ -85,9 +85,18 @@ fn take_messages(node: &mut Node, conn: ConnId, input: &[u8], got: &mut usize) {
     for chunk in input.chunks(64 << 10) {
         node.handle_bytes(now, conn, chunk);
         while let Some(ev) = node.poll_event() {
-            if let Event::PubSub(PubSubEvent::Message(m)) = ev {
-                *got += 1;
-                black_box(m.payload);
+            match ev {
+                Event::PubSub(PubSubEvent::Message(m)) => {
+                    *got += 1;
+                    black_box(m.payload);
+                }
+                Event::PubSub(PubSubEvent::Messages(run)) => {
+                    for m in run {
+                        *got += 1;
+                        black_box(m.payload);
+                    }
+                }
+                _ => {}
             }
         }
     }

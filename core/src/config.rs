@@ -68,7 +68,10 @@ pub struct SessionConfig {
     pub max_read_buffer: usize,
     /// Events the node holds for the application before it stops processing
     /// received bytes. With credit flow control this is only a backstop for a
-    /// driver that stops taking events. Default 16 384.
+    /// driver that stops taking events. A run of messages that arrived
+    /// together ([`PubSubEvent::Messages`](crate::PubSubEvent::Messages), at
+    /// most 1024 of them, within the sender's credit) is one event.
+    /// Default 16 384.
     pub max_pending_events: usize,
     /// Payload bytes the node holds in pending events before the same. Default 16 MiB.
     pub max_pending_event_bytes: usize,

@@ -312,6 +312,7 @@ pub enum Action {
 fn payload_len(ev: &Event) -> usize {
     match ev {
         Event::PubSub(PubSubEvent::Message(m)) => m.payload.len(),
+        Event::PubSub(PubSubEvent::Messages(run)) => run.payload_bytes() as usize,
         Event::Stream(StreamEvent::Request { request: p, .. } | StreamEvent::Data { payload: p, .. }) => p.len(),
         _ => 0,
     }

@@ -106,7 +106,9 @@ pub use membership::{
     Assignment, GroupInfo, LeftReason, Membership, MembershipConfig, MembershipEvent, MembershipRef, MembershipStats,
 };
 pub use node::Node;
-pub use pubsub::{DropReason, Message, PubSub, PubSubEvent, PubSubRef, Published, Relayed, SendMode};
+pub use pubsub::{
+    DropReason, Message, MessageRun, PubSub, PubSubEvent, PubSubRef, Published, Relayed, RunIntoIter, RunIter, SendMode,
+};
 pub use resume::{LossReason, SessionEvent};
 pub use secure::{Identity, PlaintextTap, SecurityConfig, SecurityMode, SecurityStats};
 pub use stats::{DialerStats, DiscoveryStats, PubSubStats, SessionStats, Stats, StreamsStats, TransferStats};

@@ -93,7 +93,12 @@ fn drain(node: &mut Node, now: Timestamp, seen: &mut Seen) {
             moved = true;
         }
         while let Some(ev) = node.poll_event() {
-            seen.events.push(ev);
+            match ev {
+                Event::PubSub(PubSubEvent::Messages(run)) => {
+                    seen.events.extend(run.into_iter().map(|m| Event::PubSub(PubSubEvent::Message(m))))
+                }
+                ev => seen.events.push(ev),
+            }
             moved = true;
         }
         if !moved {

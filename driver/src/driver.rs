@@ -294,7 +294,7 @@ impl<R: Runtime> Sink for DriverSink<'_, '_, R> {
         // Messages are never logged: skip the call on the hot path.
         if !matches!(
             event,
-            Event::PubSub(estafeta_core::PubSubEvent::Message(_))
+            Event::PubSub(estafeta_core::PubSubEvent::Message(_) | estafeta_core::PubSubEvent::Messages(_))
                 | Event::Stream(estafeta_core::StreamEvent::Data { .. })
         ) {
             // Connection events are logged inside their connection's span.

@@ -14,6 +14,7 @@
 mod anchor;
 mod discovery;
 mod driver;
+mod entry;
 mod error;
 mod fileio;
 mod format;
@@ -44,9 +45,9 @@ pub use estafeta_core::transfer::{Direction, Offered, Received, TransferError};
 pub use estafeta_core::{Assignment, GroupInfo, LeftReason, MembershipConfig, MembershipEvent};
 pub use estafeta_core::{
     Bytes, CloseCode, CloseReason, Config, DialEvent, DialerConfig, DiscoveryConfig, DiscoveryEvent, DiscoveryStats,
-    DropReason, Event, FullQueuePolicy, Identity, Message, NodeId, PeerAddr, PeerInfo, PeerRef, PubSubConfig,
-    PubSubEvent, Published, RelayLoss, Relayed, SecurityConfig, SecurityMode, SecurityStats, SendMode, SessionConfig,
-    Stats, StreamEnd, StreamEvent, StreamId, StreamsConfig, Topic, TransferConfig, TransferEvent,
+    DropReason, Event, FullQueuePolicy, Identity, Message, MessageRun, NodeId, PeerAddr, PeerInfo, PeerRef,
+    PubSubConfig, PubSubEvent, Published, RelayLoss, Relayed, SecurityConfig, SecurityMode, SecurityStats, SendMode,
+    SessionConfig, Stats, StreamEnd, StreamEvent, StreamId, StreamsConfig, Topic, TransferConfig, TransferEvent,
 };
 pub use estafeta_core::{LossReason, SessionEvent};
 pub use node::OsEntropy;

@@ -49,7 +49,7 @@ pub(crate) fn event(event: &Event) {
         Event::Dial(DialEvent::GaveUp { target, addr }) => {
             tracing::info!(target = target.0, %addr, "dial target gave up: attempts used up")
         }
-        Event::PubSub(PubSubEvent::Message(_)) => {}
+        Event::PubSub(PubSubEvent::Message(_) | PubSubEvent::Messages(_)) => {}
         Event::PubSub(PubSubEvent::Subscribed { peer, topic }) => {
             tracing::debug!(peer = %peer, topic = %topic, "peer subscribed")
         }

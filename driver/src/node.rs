@@ -514,18 +514,16 @@ impl<R: Runtime> Node<R> {
         let mut queued = 0;
         std::future::poll_fn(|cx| {
             let mut st = self.shared().lock();
-            let mut n = 0;
-            let result = loop {
-                let Some(payload) = payloads.get(n) else { break Poll::Ready(Ok(())) };
-                // The core drops a payload it refuses: keep ours for the retry.
-                match st.node.pubsub().publish(topic, payload.clone(), SendMode::All) {
-                    Ok(_) => n += 1,
-                    Err(e) if e.is_full() => {
-                        st.app.writable.register(cx.waker());
-                        break Poll::Pending;
-                    }
-                    Err(e) => break Poll::Ready(Err(e.into())),
+            // The core moves each payload it queues out of the slice and
+            // leaves the refused one (and those after it) in place.
+            let (n, refused) = st.node.pubsub().publish_batch(topic, payloads);
+            let result = match refused {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(e) if e.is_full() => {
+                    st.app.writable.register(cx.waker());
+                    Poll::Pending
                 }
+                Err(e) => Poll::Ready(Err(e.into())),
             };
             if n > 0 || result.is_pending() {
                 st.app.wake_driver();

@@ -1,7 +1,8 @@
 //! The state shared by the driver task and the handles: the core node behind
 //! one mutex, the application's bounded queues, and the wakers.
 
-use estafeta_core::{DialEvent, DiscoveryEvent, Event, Message, Node, PubSubEvent, Timestamp, Topic};
+use crate::entry::Entry;
+use estafeta_core::{DialEvent, DiscoveryEvent, Event, MessageRun, Node, PubSubEvent, Timestamp, Topic};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::Waker;
@@ -85,7 +86,10 @@ pub(crate) struct SubQueue {
     /// The stream holds one reference on its topic's subscription, until an
     /// explicit `Node::unsubscribe` of that topic releases them all.
     pub(crate) counted: bool,
-    pub(crate) queue: VecDeque<Message>,
+    /// Single messages and runs of them, in order.
+    pub(crate) queue: VecDeque<Entry>,
+    /// Messages in `queue`.
+    pub(crate) msgs: usize,
     /// Which messages of `queue` carry credit, as runs (owned?, count): a
     /// message delivered to several subscriptions carries its sender's credit
     /// in the first of them only; the others hold copies.
@@ -101,19 +105,21 @@ pub(crate) struct SubQueue {
 }
 
 impl SubQueue {
-    /// True if one more message of `size` payload bytes would pass `limits`.
-    fn has_room(&self, limits: &AppLimits, size: usize) -> bool {
-        self.queue.len() + self.taken < limits.subscription_messages
+    /// True if `n` more messages of `size` payload bytes in all would pass `limits`.
+    fn has_room(&self, limits: &AppLimits, n: usize, size: usize) -> bool {
+        self.msgs + self.taken + n <= limits.subscription_messages
             && (self.bytes == 0 || self.bytes + size <= limits.subscription_bytes)
     }
 
-    fn push(&mut self, m: Message, owned: bool) {
-        self.bytes += m.payload.len();
+    fn push(&mut self, e: Entry, owned: bool) {
+        let n = e.len();
+        self.bytes += e.bytes();
+        self.msgs += n;
         match self.owned.back_mut() {
-            Some((o, n)) if *o == owned => *n += 1,
-            _ => self.owned.push_back((owned, 1)),
+            Some((o, k)) if *o == owned => *k += n,
+            _ => self.owned.push_back((owned, n)),
         }
-        self.queue.push_back(m);
+        self.queue.push_back(e);
         if let Some(w) = self.waker.take() {
             w.wake();
         }
@@ -167,8 +173,9 @@ pub(crate) struct App {
     pub(crate) closed_waiters: Wakers,
     /// The driver has exited: streams end, commands fail.
     pub(crate) finished: bool,
-    /// Subscription queues examined to deliver messages (a diagnostic, see
-    /// `Node::queue_visits`).
+    /// Subscription queues examined to deliver messages, once per message
+    /// (a run visits a queue once for all of its messages; a diagnostic,
+    /// see `Node::queue_visits`).
     pub(crate) queue_visits: u64,
     /// When a close must be over: connections still lingering with an
     /// unwritten goodbye are dropped then (`close_timeout` after `close`,
@@ -226,6 +233,7 @@ impl App {
             topic,
             counted,
             queue: VecDeque::new(),
+            msgs: 0,
             owned: VecDeque::new(),
             bytes: 0,
             taken: 0,
@@ -282,7 +290,10 @@ impl App {
     pub(crate) fn deliver(&mut self, event: Event) -> Result<(), Event> {
         match event {
             Event::PubSub(PubSubEvent::Message(m)) => {
-                self.deliver_message(m).map_err(|m| Event::PubSub(PubSubEvent::Message(m)))
+                self.deliver_entry(Entry::One(m)).map_err(|e| Event::PubSub(e.into_event()))
+            }
+            Event::PubSub(PubSubEvent::Messages(run)) => {
+                self.deliver_run(run).map_err(|r| Event::PubSub(PubSubEvent::Messages(r)))
             }
             Event::PubSub(PubSubEvent::Writable) => {
                 self.writable.wake_all();
@@ -321,6 +332,7 @@ impl App {
                         | PubSubEvent::Overwritten { .. }
                         | PubSubEvent::Skipped { .. }
                         | PubSubEvent::Message(_)
+                        | PubSubEvent::Messages(_)
                         | PubSubEvent::Writable,
                     )
                     | Event::Stream(_)
@@ -338,43 +350,83 @@ impl App {
     }
 
     #[allow(clippy::result_large_err)]
-    fn deliver_message(&mut self, m: Message) -> Result<(), Message> {
-        let App { limits, subs, by_topic, every, route, queue_visits, .. } = self;
-        let size = m.payload.len();
-        // The queues of the message's topic, then those of every topic.
-        if !route.as_ref().is_some_and(|(t, _)| std::ptr::eq(t.as_str(), m.topic.as_str())) {
-            let found = by_topic.get(&m.topic).into_iter().flatten().chain(every.iter()).copied();
+    /// Delivers a run whole if every queue that takes a copy has room for
+    /// it, else message by message while they have; gives back the rest.
+    fn deliver_run(&mut self, mut run: MessageRun) -> Result<(), MessageRun> {
+        loop {
+            if run.len() <= 1 || self.copies_fit(&run.topic, run.len(), run.payload_bytes() as usize) {
+                return self.deliver_entry(Entry::Run(run)).map_err(|e| match e {
+                    Entry::Run(r) => r,
+                    Entry::One(_) => unreachable!("a run is given back as a run"),
+                });
+            }
+            let first = run.first_len().unwrap_or(0);
+            if !self.copies_fit(&run.topic, 1, first) {
+                self.app_blocked = true;
+                return Err(run);
+            }
+            // Fits: delivered.
+            let _ = self.deliver_entry(Entry::Run(run.split_to(1)));
+        }
+    }
+
+    /// True if every queue of `topic` that takes copies (all but the first)
+    /// has room for `n` messages of `size` bytes in all.
+    fn copies_fit(&mut self, topic: &Topic, n: usize, size: usize) -> bool {
+        let ids = self.route_of(topic);
+        let App { limits, subs, route, .. } = self;
+        let ids = &route.as_ref().expect("routed").1[..ids];
+        ids.iter().skip(1).all(|id| subs.get(id).is_none_or(|q| q.has_room(limits, n, size)))
+    }
+
+    /// The ids of the queues of `topic` (its own, then those of every
+    /// topic), kept in `route` for the next delivery; returns how many.
+    fn route_of(&mut self, topic: &Topic) -> usize {
+        let App { by_topic, every, route, .. } = self;
+        if !route.as_ref().is_some_and(|(t, _)| std::ptr::eq(t.as_str(), topic.as_str())) {
+            let found = by_topic.get(topic).into_iter().flatten().chain(every.iter()).copied();
             match route {
                 Some((t, ids)) => {
-                    *t = m.topic.clone();
+                    *t = topic.clone();
                     ids.clear();
                     ids.extend(found);
                 }
-                None => *route = Some((m.topic.clone(), found.collect())),
+                None => *route = Some((topic.clone(), found.collect())),
             }
         }
+        route.as_ref().map_or(0, |(_, ids)| ids.len())
+    }
+
+    // Handed back by value, like `deliver`'s event.
+    #[allow(clippy::result_large_err)]
+    fn deliver_entry(&mut self, e: Entry) -> Result<(), Entry> {
+        self.route_of(e.topic());
+        let App { limits, subs, route, queue_visits, .. } = self;
+        let (n, size) = (e.len(), e.bytes());
         let ids = &route.as_ref().expect("routed above").1;
         // The first queue carries the message's credit: the core bounds it
         // (one window per sending peer), so it never refuses. The others
         // hold copies, bounded by `limits`: one pass checks their room, then
         // the last queue takes the message itself and the others a clone.
         let Some((&last, _)) = ids.split_last() else { return Ok(()) };
+        // Visits count per message: a run's visit stands for each of its messages.
+        let visit = n as u64;
         for id in ids.iter().skip(1) {
-            *queue_visits += 1;
-            if !subs.get(id).is_none_or(|q| q.has_room(limits, size)) {
+            *queue_visits += visit;
+            if !subs.get(id).is_none_or(|q| q.has_room(limits, n, size)) {
                 self.app_blocked = true;
-                return Err(m);
+                return Err(e);
             }
         }
-        *queue_visits += 1;
+        *queue_visits += visit;
         let owner = ids[0];
         for id in &ids[..ids.len() - 1] {
             if let Some(q) = subs.get_mut(id) {
-                q.push(m.clone(), *id == owner);
+                q.push(e.clone(), *id == owner);
             }
         }
         if let Some(q) = subs.get_mut(&last) {
-            q.push(m, last == owner);
+            q.push(e, last == owner);
         }
         Ok(())
     }
@@ -506,15 +558,18 @@ impl Shared {
 pub(crate) struct Consumed(Vec<(estafeta_core::NodeId, Topic, u64, u64)>);
 
 impl Consumed {
-    /// `msgs` just left `q` from its front (in order): counts those that
-    /// carry credit.
-    pub(crate) fn count<'a>(&mut self, q: &mut SubQueue, msgs: impl Iterator<Item = &'a Message>) {
-        for m in msgs {
+    /// `entries` just left `q` from its front (in order): counts the
+    /// messages that carry credit. An entry was pushed with one mark, so
+    /// its messages all carry credit or none does.
+    pub(crate) fn count<'a>(&mut self, q: &mut SubQueue, entries: impl Iterator<Item = &'a Entry>) {
+        for e in entries {
+            let n = e.len();
+            q.msgs -= n;
             let owned = match q.owned.front_mut() {
-                Some((o, n)) => {
+                Some((o, k)) => {
                     let o = *o;
-                    *n -= 1;
-                    if *n == 0 {
+                    *k -= n;
+                    if *k == 0 {
                         q.owned.pop_front();
                     }
                     o
@@ -524,13 +579,13 @@ impl Consumed {
             if !owned {
                 continue;
             }
-            let len = m.payload.len() as u64;
+            let (from, topic, len) = (e.from(), e.topic(), e.bytes() as u64);
             match self.0.last_mut() {
-                Some((id, t, n, b)) if *id == m.from.id && std::ptr::eq(t.as_str(), m.topic.as_str()) => {
-                    *n += 1;
+                Some((id, t, k, b)) if *id == from && std::ptr::eq(t.as_str(), topic.as_str()) => {
+                    *k += n as u64;
                     *b += len;
                 }
-                _ => self.0.push((m.from.id, m.topic.clone(), 1, len)),
+                _ => self.0.push((from, topic.clone(), n as u64, len)),
             }
         }
     }

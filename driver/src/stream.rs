@@ -1,7 +1,8 @@
 //! The streams a node hands out: messages of a subscription, and lifecycle events.
 
+use crate::entry::{Entry, Taken};
 use crate::state::{Consumed, Shared, State, SubQueue};
-use estafeta_core::{Event, Message, Topic};
+use estafeta_core::{Event, Message, MessageRun, Topic};
 use futures_core::Stream;
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -27,13 +28,13 @@ pub struct Subscription {
     topic: Option<Topic>,
     /// Messages taken from the shared queue in one batch, handed out without
     /// the lock. They count against the limits until the next batch is taken.
-    taken: VecDeque<Message>,
+    taken: Taken,
 }
 
 impl Subscription {
     pub(crate) fn new(shared: Arc<Shared>, topic: Option<Topic>) -> Subscription {
         let id = shared.lock().app.add_sub(topic.clone());
-        Subscription { shared, id, topic, taken: VecDeque::new() }
+        Subscription { shared, id, topic, taken: Taken::default() }
     }
 
     /// The topic, or `None` for the stream of all messages.
@@ -43,12 +44,13 @@ impl Subscription {
 
     /// Takes a message if one is waiting, without waiting.
     pub fn try_next(&mut self) -> Option<Message> {
-        if let Some(m) = self.taken.pop_front() {
+        if let Some(m) = self.taken.pop() {
             return Some(m);
         }
         let mut st = self.shared.lock();
-        refill(&mut st, self.id, |q, c| take_batch(q, &mut self.taken, c));
-        self.taken.pop_front()
+        refill(&mut st, self.id, |q, c| take_batch(q, self.taken.entries(), c));
+        drop(st);
+        self.taken.pop()
     }
 
     /// Waits for the next message; `None` once the node is closed.
@@ -78,12 +80,54 @@ impl Subscription {
     /// ```
     pub async fn next_batch(&mut self, batch: &mut Vec<Message>) -> usize {
         std::future::poll_fn(|cx| {
-            if !self.taken.is_empty() {
-                let n = self.taken.len();
-                batch.extend(self.taken.drain(..));
-                return Poll::Ready(n);
+            if self.taken.is_empty() {
+                let entries = self.taken.entries();
+                if std::task::ready!(poll_take(&self.shared, self.id, cx, |q, c| take_all(q, entries, c))).is_none() {
+                    return Poll::Ready(0);
+                }
             }
-            poll_take(&self.shared, self.id, cx, |q, c| take_all(q, batch, c)).map(|n| n.unwrap_or(0))
+            // The messages are built here, without the lock.
+            Poll::Ready(self.taken.drain_into(batch))
+        })
+        .await
+    }
+}
+
+impl Subscription {
+    /// Waits until messages are waiting, then appends all of them to `runs`
+    /// as they arrived: runs of consecutive messages from one peer (a
+    /// message that came alone is a run of one). Returns how many messages:
+    /// at least one, or 0 once the node is closed. The batch path that
+    /// costs least per message: read each run's payloads in place
+    /// ([`MessageRun::payload_slices`]) or as shared `Bytes`
+    /// ([`MessageRun::payloads`]), without a [`Message`] for each. Like
+    /// [`Subscription::next_batch`], the messages handed out count against
+    /// the subscription's limits until the next call that takes messages.
+    ///
+    /// ```
+    /// use estafeta_driver::{MessageRun, Node, Runtime, Error};
+    ///
+    /// async fn count_bytes<R: Runtime>(node: &Node<R>) -> Result<u64, Error> {
+    ///     let mut ticks = node.subscribe("ticks")?;
+    ///     let (mut runs, mut bytes) = (Vec::new(), 0u64);
+    ///     while ticks.next_runs(&mut runs).await > 0 {
+    ///         for run in runs.drain(..) {
+    ///             // One topic and one sender per run: `run.topic`, `run.from`.
+    ///             bytes += run.payload_slices().map(|p| p.len() as u64).sum::<u64>();
+    ///         }
+    ///     }
+    ///     Ok(bytes) // the node was closed
+    /// }
+    /// ```
+    pub async fn next_runs(&mut self, runs: &mut Vec<MessageRun>) -> usize {
+        std::future::poll_fn(|cx| {
+            if self.taken.is_empty() {
+                let entries = self.taken.entries();
+                if std::task::ready!(poll_take(&self.shared, self.id, cx, |q, c| take_all(q, entries, c))).is_none() {
+                    return Poll::Ready(0);
+                }
+            }
+            Poll::Ready(self.taken.drain_runs(runs))
         })
         .await
     }
@@ -91,37 +135,40 @@ impl Subscription {
 
 /// Messages `recv` moves out of the shared queue per lock, at most.
 const BATCH_MESSAGES: usize = 64;
-/// Payload bytes it moves, at most (but always one message).
+/// Payload bytes it moves, at most, counted per entry: the last entry may
+/// pass it by one run of messages (those of one socket read, at most).
 const BATCH_BYTES: usize = 256 << 10;
 
-/// Moves up to a batch of messages from `q` to `taken`; returns how many and
-/// their payload bytes.
-fn take_batch(q: &mut SubQueue, taken: &mut VecDeque<Message>, consumed: &mut Consumed) -> (usize, usize) {
+/// Moves up to a batch of messages from `q` to `taken` (splitting a run
+/// if need be); returns how many and their payload bytes.
+fn take_batch(q: &mut SubQueue, taken: &mut VecDeque<Entry>, consumed: &mut Consumed) -> (usize, usize) {
     let (mut n, mut bytes) = (0, 0);
     let start = taken.len();
     while n < BATCH_MESSAGES && bytes < BATCH_BYTES {
-        let Some(m) = q.queue.pop_front() else { break };
-        n += 1;
-        bytes += m.payload.len();
-        taken.push_back(m);
+        let Some(front) = q.queue.front_mut() else { break };
+        let e = match front.split_to(BATCH_MESSAGES - n) {
+            Some(part) => part,
+            None => q.queue.pop_front().expect("front checked"),
+        };
+        n += e.len();
+        bytes += e.bytes();
+        taken.push_back(e);
     }
     consumed.count(q, taken.range(start..));
     (n, bytes)
 }
 
-/// Moves every message from `q` to the end of `out`; returns how many and
-/// their payload bytes. Into an empty `out`, the two buffers are swapped
-/// (no message is copied, nothing is allocated).
-fn take_all(q: &mut SubQueue, out: &mut Vec<Message>, consumed: &mut Consumed) -> (usize, usize) {
-    let n = q.queue.len();
+/// Moves every entry from `q` to the end of `out`; returns how many
+/// messages and their payload bytes.
+fn take_all(q: &mut SubQueue, out: &mut VecDeque<Entry>, consumed: &mut Consumed) -> (usize, usize) {
+    let n = q.msgs;
     let start = out.len();
     if out.is_empty() {
-        let spare = VecDeque::from(std::mem::take(out));
-        *out = Vec::from(std::mem::replace(&mut q.queue, spare));
+        std::mem::swap(out, &mut q.queue);
     } else {
         out.extend(q.queue.drain(..));
     }
-    consumed.count(q, out[start..].iter());
+    consumed.count(q, out.range(start..));
     // With the last batch given back, `bytes` counts the queue only.
     (n, q.bytes)
 }
@@ -178,13 +225,13 @@ impl Stream for Subscription {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
         let this = self.get_mut();
         if this.taken.is_empty() {
-            let taken = &mut this.taken;
+            let taken = this.taken.entries();
             let took = std::task::ready!(poll_take(&this.shared, this.id, cx, |q, c| take_batch(q, taken, c)));
             if took.is_none() {
                 return Poll::Ready(None);
             }
         }
-        Poll::Ready(this.taken.pop_front())
+        Poll::Ready(this.taken.pop())
     }
 }
 

@@ -232,6 +232,25 @@ impl Sink for SimSink<'_> {
     }
 
     fn deliver(&mut self, event: Event) -> Result<(), Event> {
+        // A run is observed message by message, as the application takes it.
+        if let Event::PubSub(PubSubEvent::Messages(run)) = event {
+            for m in run {
+                self.deliver_one(Event::PubSub(PubSubEvent::Message(m)));
+            }
+            return Ok(());
+        }
+        self.deliver_one(event);
+        Ok(())
+    }
+
+    fn file(&mut self, request: FileRequest) {
+        self.files.push(request);
+    }
+}
+
+impl SimSink<'_> {
+    /// One event, as the application sees it.
+    fn deliver_one(&mut self, event: Event) {
         let slot = self.slot;
         let words = event_words(&event);
         self.trace.record(self.now, kind::EVENT, &words, || format!("n{slot} event {}", short_event(&event)));
@@ -249,11 +268,6 @@ impl Sink for SimSink<'_> {
         if let Event::Stream(StreamEvent::Request { stream, .. }) = &event {
             self.requests.push(*stream);
         }
-        Ok(())
-    }
-
-    fn file(&mut self, request: FileRequest) {
-        self.files.push(request);
     }
 }
 
@@ -263,6 +277,7 @@ fn event_words(ev: &Event) -> [u64; 4] {
         Event::PubSub(PubSubEvent::Message(m)) => {
             [1, id(&m.from.id), crate::payload::id_of(&m.payload).unwrap_or(u64::MAX), m.payload.len() as u64]
         }
+        Event::PubSub(PubSubEvent::Messages(run)) => [45, id(&run.from.id), run.len() as u64, run.payload_bytes()],
         Event::PeerUp { peer, conn, .. } => [2, id(&peer.id), conn.0, 0],
         Event::PeerDown { peer, .. } => [3, id(&peer.id), 0, 0],
         Event::PubSub(PubSubEvent::Subscribed { peer, topic }) => [4, id(&peer.id), topic.as_str().len() as u64, 0],

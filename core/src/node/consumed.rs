@@ -32,15 +32,10 @@ pub(super) enum Unreported {
 pub(super) fn count(unreported: &mut Unreported, cfg: &Config, ev: &Event) -> Option<Unreported> {
     match ev {
         Event::PubSub(PubSubEvent::Message(m)) if cfg.pubsub.credit == CreditMode::OnPoll => {
-            let len = m.payload.len() as u64;
-            if let Unreported::PubSub { peer, topic, msgs, bytes } = unreported {
-                if *peer == m.from.id && topic.same(&m.topic) {
-                    *msgs += 1;
-                    *bytes += len;
-                    return None;
-                }
-            }
-            Some(Unreported::PubSub { peer: m.from.id, topic: m.topic.clone(), msgs: 1, bytes: len })
+            count_pubsub(unreported, &m.from.id, &m.topic, 1, m.payload.len() as u64)
+        }
+        Event::PubSub(PubSubEvent::Messages(run)) if cfg.pubsub.credit == CreditMode::OnPoll => {
+            count_pubsub(unreported, &run.from.id, &run.topic, run.len() as u64, run.payload_bytes())
         }
         Event::Stream(StreamEvent::Data { stream, payload }) if cfg.streams.credit == CreditMode::OnPoll => {
             let len = payload.len() as u64;
@@ -55,6 +50,18 @@ pub(super) fn count(unreported: &mut Unreported, cfg: &Config, ev: &Event) -> Op
         }
         _ => None,
     }
+}
+
+/// [`count`] for `n` messages of `from` on `t`, `len` payload bytes.
+fn count_pubsub(unreported: &mut Unreported, from: &NodeId, t: &Topic, n: u64, len: u64) -> Option<Unreported> {
+    if let Unreported::PubSub { peer, topic, msgs, bytes } = unreported {
+        if peer == from && topic.same(t) {
+            *msgs += n;
+            *bytes += len;
+            return None;
+        }
+    }
+    Some(Unreported::PubSub { peer: *from, topic: t.clone(), msgs: n, bytes: len })
 }
 
 impl Node {

@@ -153,8 +153,13 @@ impl Node {
             // (every gate below still applies).
             if let Some(t) = self.rx_topic.take() {
                 if let Some(payload) = take_publish_on(&mut c.rx, t.as_str(), max_frame) {
-                    let local = self.rx_topic_is_local(&t).then_some(&t);
-                    let flow = self.route_or_cut(conn, Header::Publish { topic: t.as_str() }, payload, local);
+                    let local = self.rx_topic_is_local(&t);
+                    let flow =
+                        self.route_or_cut(conn, Header::Publish { topic: t.as_str() }, payload, local.then_some(&t));
+                    // The frames on that topic that follow it, as one run.
+                    if let (Flow::Continue, true) = (&flow, local && !(bounded && self.events_full())) {
+                        self.take_run(conn, &t);
+                    }
                     self.rx_topic = Some(t);
                     if let Flow::Stop = flow {
                         return;
@@ -207,6 +212,21 @@ impl Node {
                 return;
             }
         }
+    }
+
+    /// After a Publish on `t`, a local subscription, passed every gate on
+    /// `conn`: takes the Publish frames on `t` that follow it in the read
+    /// buffer as one run (the gates hold for them as for the first; the
+    /// credit and sequence numbers are checked as the run is cut).
+    fn take_run(&mut self, conn: ConnId, t: &Topic) {
+        let max_frame = self.cfg.session.max_frame_size;
+        let Some(c) = self.session.conns.get_mut(&conn) else { return };
+        let crate::session::Conn { phase: Phase::Open(o), rx, .. } = c else { return };
+        if !self.cfg.security.permissions.may_publish(o.peer.id, t.as_str()) {
+            return;
+        }
+        let seq = o.caps.contains(Capabilities::RESUME).then_some(self.now);
+        self.pubsub.receive_run(&o.peer, t, rx, max_frame, seq, &mut self.events);
     }
 
     /// True if `t` (the receiver's shortcut topic) is still a local

@@ -11,6 +11,11 @@ use crate::time::Timestamp;
 use crate::wire::{encode_frame, Header, SessionFrame};
 use bytes::Bytes;
 
+/// Messages one [`PubSubEvent::Messages`] takes at most: it bounds how
+/// long a consumer spends on one event and how much of a subscription
+/// queue's room one takes.
+const MAX_RUN: u64 = 1024;
+
 /// What [`PubSubState::receive`] does with a message once its credit is spent.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Deliver {
@@ -174,6 +179,47 @@ impl PubSubState {
             }
         }
         Ok(Seq::Take)
+    }
+
+    /// After a Publish from `from` on `topic` (a local subscription) was
+    /// taken from `conn`'s read buffer `rx` and passed every gate: takes the
+    /// run of further whole Publish frames on `topic` that follow it, as far
+    /// as the credit granted goes, as one [`PubSubEvent::Messages`]. The
+    /// gates hold for them as for the first (same connection, peer and
+    /// topic); `permitted` is the publish permission, checked by the caller.
+    /// Returns how many messages it took (0: none, or fewer than two, left
+    /// for the one-by-one path, which also reports any violation).
+    pub(crate) fn receive_run(
+        &mut self,
+        from: &PeerInfo,
+        topic: &Topic,
+        rx: &mut bytes::BytesMut,
+        max_frame: usize,
+        now: Option<Timestamp>,
+        events: &mut Events,
+    ) -> usize {
+        let Some(p) = self.peers.get_mut(&from.id) else { return 0 };
+        let resume = now.filter(|_| p.resumable);
+        if resume.is_some() && !p.rx.in_order() {
+            return 0;
+        }
+        let Some(r) = p.recv.get_mut(topic.as_str()) else { return 0 };
+        let limit = crate::wire::RunLimit {
+            msgs: r.granted.msgs.saturating_sub(r.received.msgs).min(MAX_RUN),
+            bytes: r.granted.bytes.saturating_sub(r.received.bytes),
+        };
+        let Some(run) = crate::wire::take_publish_run(rx, topic.as_str(), max_frame, limit) else { return 0 };
+        let (n, len) = (run.count as u64, run.payload_bytes);
+        r.received.msgs += n;
+        r.received.bytes += len;
+        if let Some(now) = resume {
+            let took = p.rx.take_run(n, len);
+            let side = AckSide::of(&mut self.stats, &mut self.wake, &mut self.ack_timers);
+            side.apply(took, from.id, p.conn, now, self.ack_delay);
+        }
+        self.stats.received += n;
+        events.push(Event::PubSub(PubSubEvent::Messages(super::MessageRun::new(topic.clone(), from.clone(), run))));
+        n as usize
     }
 
     /// The application consumed `msgs` messages (`bytes` payload bytes) of

@@ -77,6 +77,10 @@ pub enum DropReason {
 pub enum PubSubEvent {
     /// A message arrived on a subscribed topic.
     Message(Message),
+    /// Messages arrived together on a subscribed topic, from one peer, in
+    /// order: frames that came in one read, handed out as one event (each
+    /// is counted and handled as a [`PubSubEvent::Message`] would be).
+    Messages(super::MessageRun),
     /// A peer subscribed to a topic.
     Subscribed {
         /// The peer.

@@ -23,11 +23,13 @@ mod credit;
 mod event;
 mod log_marks;
 mod queue;
+mod run;
 mod send;
 mod session;
 
 pub use api::{PubSub, PubSubRef};
 pub use event::{DropReason, Message, PubSubEvent, Relayed};
+pub use run::{IntoIter as RunIntoIter, Iter as RunIter, MessageRun};
 pub use send::{Published, SendMode};
 pub(crate) use session::{Kind as LogKind, Seq, SessionLog, StreamLog};
 

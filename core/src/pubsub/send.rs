@@ -127,6 +127,66 @@ impl PubSubState {
         Ok(super::Published { queued, dropped })
     }
 
+    /// [`PubSubState::publish_all`] of each payload of `payloads` in turn
+    /// until one is refused (see [`crate::PubSub::publish_batch`]); frames
+    /// over `max_frame` are refused with `TooLarge`.
+    pub(crate) fn publish_all_batch(
+        &mut self,
+        topic: &str,
+        payloads: &mut [Payload],
+        max_frame: usize,
+        events: &mut Events,
+        wake: &mut BTreeSet<ConnId>,
+    ) -> (usize, Result<(), PublishError>) {
+        let too_large = |p: &Payload| {
+            let size = crate::wire::encoded_len_hint(topic.len(), p.len());
+            (size > max_frame).then_some(PublishError::TooLarge { size, max: max_frame })
+        };
+        let mut n = 0;
+        // One subscriber that refuses when full, the common case: its queue
+        // is looked up once, and each payload moves into it.
+        if self.cfg.full_queue_policy == FullQueuePolicy::Backpressure {
+            let (t, subs) = match subscribers(&self.index, topic) {
+                Ok(x) => x,
+                Err(e) => return (0, Err(e)),
+            };
+            if let (1, Some(p)) = (subs.peers.len(), subs.peers.first().and_then(|id| self.peers.get_mut(id))) {
+                while n < payloads.len() {
+                    if let Some(e) = too_large(&payloads[n]) {
+                        return (n, Err(e));
+                    }
+                    let payload = std::mem::take(&mut payloads[n]);
+                    let cost = data_cost(t, &payload);
+                    match p.push_if_room(t, payload, cost, &self.cfg) {
+                        Ok(now) => {
+                            if now {
+                                wake.insert(p.conn);
+                            }
+                            n += 1;
+                        }
+                        Err(back) => {
+                            payloads[n] = back;
+                            p.refused(wake);
+                            return (n, Err(PublishError::Full(t.clone())));
+                        }
+                    }
+                }
+                return (n, Ok(()));
+            }
+        }
+        while n < payloads.len() {
+            if let Some(e) = too_large(&payloads[n]) {
+                return (n, Err(e));
+            }
+            if let Err(e) = self.publish_all(topic, payloads[n].clone(), events, wake) {
+                return (n, Err(e));
+            }
+            payloads[n] = Payload::new();
+            n += 1;
+        }
+        (n, Ok(()))
+    }
+
     /// Queues `payload` for one subscriber with spare credit and room, taking turns.
     pub(crate) fn publish_round_robin(
         &mut self,

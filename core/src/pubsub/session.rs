@@ -170,18 +170,38 @@ impl RxSeq {
                 self.next
             )));
         }
-        self.next += 1;
-        self.since_bytes += len as u64;
+        Ok(self.took(1, len as u64))
+    }
+
+    /// True if the next message frame is the next new one (no re-sent
+    /// duplicates come first): a run may then take its numbers at once.
+    pub(crate) fn in_order(&self) -> bool {
+        self.cursor == Some(self.next)
+    }
+
+    /// Takes `n` new frames of `len` payload bytes in all (after
+    /// [`RxSeq::in_order`]): what the ack needs, as for one.
+    pub(crate) fn take_run(&mut self, n: u64, len: u64) -> Took {
+        debug_assert!(self.in_order());
+        self.cursor = Some(self.next + n);
+        self.took(n, len)
+    }
+
+    /// `n` new frames of `len` bytes were taken: the ack's bookkeeping.
+    #[inline(always)]
+    fn took(&mut self, n: u64, len: u64) -> Took {
+        self.next += n;
+        self.since_bytes += len;
         if self.next - self.acked >= ACK_EVERY_MESSAGES || self.since_bytes >= ACK_EVERY_BYTES {
             if !self.due {
                 self.due = true;
-                return Ok(Took::AckDue);
+                return Took::AckDue;
             }
         } else if !self.due && !self.timer {
             self.timer = true;
-            return Ok(Took::TimeAck);
+            return Took::TimeAck;
         }
-        Ok(Took::New)
+        Took::New
     }
 }
 

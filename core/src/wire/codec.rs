@@ -123,6 +123,71 @@ pub fn take_publish_on(buf: &mut BytesMut, topic: &str, max_frame: usize) -> Opt
     Some(split_payload(buf, len, n))
 }
 
+/// A run of Publish frames split off the read buffer by [`take_publish_run`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishRun {
+    /// The frames as received, length prefixes included.
+    pub frames: Bytes,
+    /// Bytes of each frame's header (after its length prefix): the same
+    /// for every frame of the run.
+    pub head: usize,
+    /// How many frames.
+    pub count: usize,
+    /// Their payload bytes, added up.
+    pub payload_bytes: u64,
+}
+
+/// What a run may take at most: the credit left to the sender and a cap.
+#[derive(Clone, Copy, Debug)]
+pub struct RunLimit {
+    /// Messages: the run takes fewer than this.
+    pub msgs: u64,
+    /// Payload bytes: a frame is taken while the payload bytes before it
+    /// are fewer than this (the last may overshoot, as credit allows).
+    pub bytes: u64,
+}
+
+/// Splits off the front of `buf` the longest run of at least two whole
+/// Publish frames on `topic` in the form [`encode_frame`] writes, within
+/// `max_frame` and `limit`; `None` (and `buf` untouched) if there are fewer.
+/// The receiver's batch path: one split for the whole run, and one event.
+///
+/// ```
+/// use estafeta_core::wire::{encode_frame, take_publish_run, Header, RunLimit};
+/// use bytes::BytesMut;
+/// let mut out = Vec::new();
+/// for p in [&b"a"[..], b"bc", b"def"] {
+///     encode_frame(&mut out, &Header::Publish { topic: "t" }, p);
+/// }
+/// encode_frame(&mut out, &Header::Publish { topic: "u" }, b"other topic");
+/// let mut buf = BytesMut::from(&out[..]);
+/// let run = take_publish_run(&mut buf, "t", 1024, RunLimit { msgs: 10, bytes: 100 }).unwrap();
+/// assert_eq!((run.count, run.payload_bytes), (3, 6));
+/// assert!(take_publish_run(&mut buf, "u", 1024, RunLimit { msgs: 10, bytes: 100 }).is_none(), "one frame");
+/// ```
+pub fn take_publish_run(buf: &mut BytesMut, topic: &str, max_frame: usize, limit: RunLimit) -> Option<PublishRun> {
+    let t = topic.as_bytes();
+    if t.len() >= VARINT_ONE_BYTE {
+        return None;
+    }
+    let head = 2 + t.len();
+    let (mut at, mut count, mut bytes) = (0usize, 0u64, 0u64);
+    while count < limit.msgs && bytes < limit.bytes {
+        let Some(body) = front_body(&buf[at..], max_frame) else { break };
+        let Some(rest) = body.strip_prefix(&[PUBLISH_TAG, t.len() as u8]).and_then(|r| r.strip_prefix(t)) else {
+            break;
+        };
+        bytes += rest.len() as u64;
+        count += 1;
+        at += LEN_PREFIX + body.len();
+    }
+    if count < 2 {
+        return None;
+    }
+    let frames = buf.split_to(at).freeze();
+    Some(PublishRun { frames, head, count: count as usize, payload_bytes: bytes })
+}
+
 /// The body (after its length prefix) of the frame at the front of `buf`,
 /// if it is all there and within `max_frame`: what a receiver's shortcut
 /// reads before it splits the frame off with [`split_payload`].

@@ -202,7 +202,13 @@ impl Sink for NetSink<'_> {
         if self.stalled {
             return Err(event);
         }
-        self.events.push(event);
+        // Tests look at messages one by one, as the application takes them.
+        match event {
+            Event::PubSub(PubSubEvent::Messages(run)) => {
+                self.events.extend(run.into_iter().map(|m| Event::PubSub(PubSubEvent::Message(m))))
+            }
+            event => self.events.push(event),
+        }
         Ok(())
     }
 
