@@ -118,6 +118,11 @@ pub struct SessionConfig {
     /// sender reports the gap, the receiver never learns of it).
     #[doc(hidden)]
     pub planted_overwrite_bug: bool,
+    /// Test only: a deliberate bug for the simulator's checker to find (a
+    /// run of received messages loses its last one, its credit and sequence
+    /// number spent, uncounted: a silent loss).
+    #[doc(hidden)]
+    pub planted_run_bug: bool,
 }
 
 impl Default for SessionConfig {
@@ -140,6 +145,7 @@ impl Default for SessionConfig {
             ack_delay: Duration::from_millis(5),
             planted_resend_bug: false,
             planted_overwrite_bug: false,
+            planted_run_bug: false,
         }
     }
 }

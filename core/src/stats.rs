@@ -71,6 +71,11 @@ pub struct PubSubStats {
     pub sent: u64,
     /// Messages received and handed to the application.
     pub received: u64,
+    /// Of those, messages that came in runs
+    /// ([`PubSubEvent::Messages`](crate::PubSubEvent::Messages)).
+    pub received_in_runs: u64,
+    /// Runs handed to the application.
+    pub runs: u64,
     /// Messages dropped by policy (full queue policy, disconnect with queued
     /// messages, arrival after unsubscribe). Each drop is also an event.
     pub dropped: u64,

@@ -52,6 +52,7 @@ pub(crate) fn draw_resume_window(seed: u64, opts: &crate::scenario::Options, nod
     for n in nodes {
         n.config.session.resume_window = d(us);
         n.config.session.planted_resend_bug = opts.plant_resend_bug;
+        n.config.session.planted_run_bug = opts.plant_run_bug;
         n.config.streams.planted_suspend_bug = opts.plant_stream_resume_bug;
     }
     us

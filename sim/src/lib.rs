@@ -21,7 +21,8 @@
 //! let opts = Options { min_nodes: 3, max_nodes: 3, min_faults: 2, max_faults: 2, fault_window_us: 500_000,
 //!                     groups: false, plant_lease_bug: false, secure_per_mille: 0,
 //!                     resume_per_mille: 0, plant_resend_bug: false, overwrite_per_mille: 0,
-//!                     plant_overwrite_bug: false, plant_stream_resume_bug: false };
+//!                     plant_overwrite_bug: false, plant_stream_resume_bug: false,
+//!                     plant_run_bug: false };
 //! let report = Scenario::random(1, &opts).run().expect("seed 1 passes");
 //! assert_eq!(report.nodes, 3);
 //! let again = Scenario::random(1, &opts).run().unwrap();

@@ -3,7 +3,7 @@
 //! ```text
 //! estafeta-sim sweep [--seeds N] [--start S] [--nodes K | --min-nodes A --max-nodes B]
 //!                    [--faults F | --min-faults A --max-faults B] [--heavy]
-//!                    [--window-ms W] [--groups] [--plant-lease-bug] [--secure P] [--sessions P] [--overwrite P] [--plant-resend-bug] [--plant-overwrite-bug] [--plant-stream-resume-bug] [--quiet]
+//!                    [--window-ms W] [--groups] [--plant-lease-bug] [--secure P] [--sessions P] [--overwrite P] [--plant-resend-bug] [--plant-overwrite-bug] [--plant-stream-resume-bug] [--plant-run-bug] [--quiet]
 //! estafeta-sim run --seed S [same scenario options] [--trace] [--keep N]
 //! ```
 //!
@@ -22,7 +22,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   estafeta-sim sweep [--seeds N] [--start S] [--nodes K | --min-nodes A --max-nodes B]
                      [--faults F | --min-faults A --max-faults B] [--heavy]
-                     [--window-ms W] [--groups] [--plant-lease-bug] [--secure P] [--sessions P] [--overwrite P] [--plant-resend-bug] [--plant-overwrite-bug] [--plant-stream-resume-bug] [--quiet]
+                     [--window-ms W] [--groups] [--plant-lease-bug] [--secure P] [--sessions P] [--overwrite P] [--plant-resend-bug] [--plant-overwrite-bug] [--plant-stream-resume-bug] [--plant-run-bug] [--quiet]
   estafeta-sim run --seed S [scenario options] [--trace] [--keep N]";
 
 struct Args {
@@ -77,6 +77,10 @@ fn parse() -> Result<Args, String> {
             }
             "--plant-overwrite-bug" => {
                 a.opts.plant_overwrite_bug = true;
+                a.given.push(flag.clone());
+            }
+            "--plant-run-bug" => {
+                a.opts.plant_run_bug = true;
                 a.given.push(flag.clone());
             }
             "--plant-stream-resume-bug" => {

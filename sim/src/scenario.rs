@@ -102,6 +102,9 @@ pub struct Options {
     /// suspended (`streams.planted_suspend_bug`, the bug the replies check
     /// must catch).
     pub plant_stream_resume_bug: bool,
+    /// Test only: a run of received messages loses its last one
+    /// (`session.planted_run_bug`, the bug the delivery accounting must catch).
+    pub plant_run_bug: bool,
 }
 
 impl Default for Options {
@@ -119,6 +122,7 @@ impl Default for Options {
             plant_resend_bug: false,
             overwrite_per_mille: 0,
             plant_overwrite_bug: false,
+            plant_run_bug: false,
             plant_stream_resume_bug: false,
         }
     }
@@ -217,6 +221,9 @@ pub struct Report {
     pub transfers_failed: u64,
     /// Bytes sent again after resumes (each at most one window).
     pub bytes_resent: u64,
+    /// Runs of messages the nodes running at the end received
+    /// (`PubSubEvent::Messages`), and the messages in them.
+    pub runs: (u64, u64),
 }
 
 impl Scenario {
@@ -450,6 +457,7 @@ impl Scenario {
             files_received,
             transfers_failed,
             bytes_resent,
+            runs: sim.run_counts(),
         })
     }
 

@@ -72,6 +72,7 @@ macro_rules! behaviour_suite {
             close_returns_by_close_timeout_when_a_peer_reads_nothing,
             a_stalled_subscriber_holds_what_its_limits_allow_and_no_more,
             batches_are_published_and_received_in_order_through_backpressure,
+            runs_reach_a_copy_stream_with_little_room_whole_and_in_order,
             a_stalled_subscription_stops_neither_another_topic_nor_heartbeats,
             a_child_process_is_killed_by_sigkill,
             ten_thousand_concurrent_streams_share_one_connection,
@@ -713,6 +714,51 @@ pub async fn a_stalled_subscriber_holds_what_its_limits_allow_and_no_more<R: Run
         held >> 10,
         allowed >> 10
     );
+}
+
+pub async fn runs_reach_a_copy_stream_with_little_room_whole_and_in_order<R: Runtime>() {
+    use estafeta_driver::Bytes;
+    const N: u64 = 20_000;
+    const ROOM: usize = 16;
+    // The messages() stream holds copies in at most 16 messages: runs of
+    // messages that arrived together (hundreds at a time here) must reach
+    // it split, message by message while it has room, and whole and in
+    // order everywhere.
+    let limits = AppLimits { subscription_messages: ROOM, subscription_bytes: 1 << 20, events: 64 };
+    let a = Node::<R>::builder("a").config(fast_config()).app_limits(limits).build().await.unwrap();
+    let mut sub = a.subscribe("seq").unwrap();
+    let mut all = a.messages();
+    let b = node::<R>("b", fast_config()).await;
+    b.connect(a.address().unwrap().to_string()).await.unwrap();
+    b.wait_for_subscribers("seq", 1).await.unwrap();
+    let publisher = async {
+        let mut batch = Vec::new();
+        for chunk in (0..N).collect::<Vec<_>>().chunks(1000) {
+            batch.extend(chunk.iter().map(|i| Bytes::copy_from_slice(&i.to_be_bytes())));
+            b.publish_batch("seq", &mut batch).await.unwrap();
+        }
+    };
+    // Reads runs as they came; returns the longest.
+    async fn read_runs(s: &mut estafeta_driver::Subscription, bound: usize) -> usize {
+        let (mut next, mut runs, mut longest) = (0u64, Vec::new(), 0);
+        while next < N {
+            assert!(s.next_runs(&mut runs).await > 0, "stream open");
+            for r in runs.drain(..) {
+                assert!(r.len() <= bound, "a run of {} in a stream of {bound}", r.len());
+                assert_eq!(r.topic.as_str(), "seq");
+                longest = longest.max(r.len());
+                for p in r.payload_slices() {
+                    assert_eq!(p, next.to_be_bytes(), "out of order or duplicated");
+                    next += 1;
+                }
+            }
+        }
+        longest
+    }
+    let ((), (longest, longest_copy)) =
+        util::join(publisher, util::join(read_runs(&mut sub, usize::MAX), read_runs(&mut all, ROOM))).await;
+    assert!(longest > 1, "no message arrived in a run");
+    println!("longest run {longest}, in the copy stream {longest_copy}");
 }
 
 pub async fn batches_are_published_and_received_in_order_through_backpressure<R: Runtime>() {

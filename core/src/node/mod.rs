@@ -151,6 +151,7 @@ impl Node {
         pubsub.ack_delay = cfg.session.ack_delay;
         pubsub.planted_resend_bug = cfg.session.planted_resend_bug;
         pubsub.planted_overwrite_bug = cfg.session.planted_overwrite_bug;
+        pubsub.planted_run_bug = cfg.session.planted_run_bug;
         Ok(Node {
             session,
             dialer: Dialer::new(cfg.dialer.clone()),

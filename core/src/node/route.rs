@@ -208,8 +208,17 @@ impl Node {
                     self.rx_gen = self.pubsub.local_gen;
                 }
             }
+            // A message on a local subscription: those on its topic that
+            // follow it come as one run (a cheap clone: once per topic change).
+            let run = match header {
+                Header::Publish { .. } => self.rx_topic.clone(),
+                _ => None,
+            };
             if let Flow::Stop = self.route_or_cut(conn, header, payload, None) {
                 return;
+            }
+            if let Some(t) = run.filter(|_| !(bounded && self.events_full())) {
+                self.take_run(conn, &t);
             }
         }
     }

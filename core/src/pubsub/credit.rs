@@ -218,7 +218,18 @@ impl PubSubState {
             side.apply(took, from.id, p.conn, now, self.ack_delay);
         }
         self.stats.received += n;
-        events.push(Event::PubSub(PubSubEvent::Messages(super::MessageRun::new(topic.clone(), from.clone(), run))));
+        self.stats.received_in_runs += n;
+        self.stats.runs += 1;
+        let mut run = super::MessageRun::new(topic.clone(), from.clone(), run);
+        if self.planted_run_bug {
+            // Test only: the run's last message is lost (its credit and
+            // sequence number spent, and not counted as received): a silent
+            // loss the simulator's checker must catch.
+            run = run.split_to(run.len() - 1);
+            self.stats.received -= 1;
+            self.stats.received_in_runs -= 1;
+        }
+        events.push(Event::PubSub(PubSubEvent::Messages(run)));
         n as usize
     }
 

@@ -142,6 +142,8 @@ pub(crate) struct PubSubState {
     pub(crate) planted_resend_bug: bool,
     /// Test only: overwritten messages' markers are not written (a planted bug).
     pub(crate) planted_overwrite_bug: bool,
+    /// Test only: see `SessionConfig::planted_run_bug`.
+    pub(crate) planted_run_bug: bool,
 }
 
 impl PubSubState {
@@ -162,6 +164,7 @@ impl PubSubState {
             ack_delay: std::time::Duration::from_millis(5),
             planted_resend_bug: false,
             planted_overwrite_bug: false,
+            planted_run_bug: false,
         }
     }
 

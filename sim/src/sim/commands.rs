@@ -177,6 +177,13 @@ impl Sim {
         (t.sent, t.received, t.failed, t.resent)
     }
 
+    /// Runs of messages the running nodes received, and the messages in
+    /// them (their stats: a crash takes its node's counts with it).
+    pub fn run_counts(&self) -> (u64, u64) {
+        let stats = self.hosts.iter().filter_map(|h| h.node.as_ref()).map(|n| n.stats().pubsub);
+        stats.fold((0, 0), |(r, m), s| (r + s.runs, m + s.received_in_runs))
+    }
+
     /// The application of `slot` closes its node gracefully
     /// ([`estafeta_core::Node::close`]): queued messages are flushed, every
     /// connection says goodbye. The process stays (a closed node) until
