@@ -506,6 +506,62 @@ proptest! {
         })?;
     }
 
+    /// A run taken by the receiver's batch path is exactly the frames the
+    /// decoder reads one by one from the front, while they are Publish
+    /// frames on the run's topic within the limits: the same payloads, the
+    /// same bytes; fewer than two such frames take nothing. Frames of other
+    /// topics, other kinds, a flipped or cut byte end the run.
+    #[test]
+    fn a_run_is_what_the_decoder_reads_frame_by_frame(
+        frames in prop::collection::vec((prop::bool::weighted(0.85), payload()), 1..12),
+        kinds in prop::collection::vec(0u8..8, 12),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..2),
+        cut in any::<prop::sample::Index>(),
+        max in prop_oneof![Just(BIG), 0usize..200],
+        (limit_msgs, limit_bytes) in (0u64..14, prop_oneof![Just(u64::MAX), 0u64..400]),
+    ) {
+        let mut bytes = Vec::new();
+        for (i, (on_topic, p)) in frames.iter().enumerate() {
+            match (on_topic, kinds[i]) {
+                (true, _) => encode_frame(&mut bytes, &Header::Publish { topic: "t" }, p),
+                (false, 0) => encode_frame(&mut bytes, &Header::Heartbeat, &[]),
+                (false, 1) => encode_frame(&mut bytes, &Header::Credit { topic: "t", messages: 1, bytes: 2 }, &[]),
+                (false, _) => encode_frame(&mut bytes, &Header::Publish { topic: "tt" }, p),
+            };
+        }
+        tamper(&mut bytes, &flips, cut);
+        let limit = estafeta_core::wire::RunLimit { msgs: limit_msgs, bytes: limit_bytes };
+        let mut fast = BytesMut::from(&bytes[..]);
+        let run = estafeta_core::wire::take_publish_run(&mut fast, "t", max, limit);
+        // What the decoder reads, frame by frame, under the same rule.
+        let mut slow = BytesMut::from(&bytes[..]);
+        let (mut want, mut taken_bytes) = (Vec::new(), 0u64);
+        while (want.len() as u64) < limit_msgs && taken_bytes < limit_bytes {
+            let mut peek = slow.clone();
+            let Ok(Some(frame)) = decode_frame(&mut peek, max) else { break };
+            match frame.parse() {
+                Ok((Header::Publish { topic: "t" }, body)) => {
+                    taken_bytes += body.len() as u64;
+                    want.push(body.to_vec());
+                    slow = peek;
+                }
+                _ => break,
+            }
+        }
+        match run {
+            None => {
+                prop_assert!(want.len() < 2, "the decoder reads a run of {}", want.len());
+                prop_assert_eq!(&fast[..], &bytes[..], "nothing taken");
+            }
+            Some(run) => {
+                prop_assert_eq!(run.count, want.len());
+                prop_assert_eq!(run.payload_bytes, taken_bytes);
+                prop_assert_eq!(fast.len(), slow.len(), "the same bytes taken");
+                prop_assert_eq!(run.frames.len(), bytes.len() - fast.len());
+            }
+        }
+    }
+
     /// A Relay frame's header with arbitrary varint bytes (mostly
     /// continuing ones: long, overlong and overflowing varints) parses to
     /// what postcard reads from it, through the decoder and the shortcut.

@@ -247,6 +247,42 @@ impl PeerState {
         Ok(was_empty && q.credit_msgs > 0 && q.credit_bytes > 0 && !self.suspended)
     }
 
+    /// [`PeerState::push_if_room`] of each payload of `payloads` in turn
+    /// while there is room, the topic's queue looked up once: each queued
+    /// payload moves out of the slice. Returns how many were queued, and
+    /// whether the connection must be woken.
+    pub(crate) fn push_batch_if_room(
+        &mut self,
+        topic: &Topic,
+        payloads: &mut [Payload],
+        cfg: &crate::config::PubSubConfig,
+    ) -> (usize, bool) {
+        if self.closing {
+            return (0, false);
+        }
+        let q = match self.out.get_mut(topic.as_str()) {
+            Some(q) => q,
+            None => self.out.entry(topic.clone()).or_default(),
+        };
+        let was_empty = q.msgs.is_empty();
+        let mut n = 0;
+        for slot in payloads.iter_mut() {
+            let cost = data_cost(topic, slot);
+            if !self.log.has_room(cost)
+                || q.msgs.len() >= cfg.max_queued_frames_per_subscription
+                || (q.bytes != 0 && q.bytes + cost > cfg.max_queued_bytes_per_subscription)
+            {
+                break;
+            }
+            q.bytes += cost;
+            q.msgs.push_back((std::mem::take(slot), false));
+            self.log.admit_unchecked(cost);
+            n += 1;
+        }
+        let wake = n > 0 && was_empty && q.credit_msgs > 0 && q.credit_bytes > 0 && !self.suspended;
+        (n, wake)
+    }
+
     /// The peer took responsibility for every entry below `next`: the log
     /// lets go of them, and so do its marks. Returns (entries, messages)
     /// released (the other entries are markers and stream frames, each

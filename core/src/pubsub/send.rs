@@ -138,10 +138,9 @@ impl PubSubState {
         events: &mut Events,
         wake: &mut BTreeSet<ConnId>,
     ) -> (usize, Result<(), PublishError>) {
-        let too_large = |p: &Payload| {
-            let size = crate::wire::encoded_len_hint(topic.len(), p.len());
-            (size > max_frame).then_some(PublishError::TooLarge { size, max: max_frame })
-        };
+        let size = |p: &Payload| crate::wire::encoded_len_hint(topic.len(), p.len());
+        let too_large =
+            |p: &Payload| (size(p) > max_frame).then(|| PublishError::TooLarge { size: size(p), max: max_frame });
         let mut n = 0;
         // One subscriber that refuses when full, the common case: its queue
         // is looked up once, and each payload moves into it.
@@ -151,27 +150,20 @@ impl PubSubState {
                 Err(e) => return (0, Err(e)),
             };
             if let (1, Some(p)) = (subs.peers.len(), subs.peers.first().and_then(|id| self.peers.get_mut(id))) {
-                while n < payloads.len() {
-                    if let Some(e) = too_large(&payloads[n]) {
-                        return (n, Err(e));
-                    }
-                    let payload = std::mem::take(&mut payloads[n]);
-                    let cost = data_cost(t, &payload);
-                    match p.push_if_room(t, payload, cost, &self.cfg) {
-                        Ok(now) => {
-                            if now {
-                                wake.insert(p.conn);
-                            }
-                            n += 1;
-                        }
-                        Err(back) => {
-                            payloads[n] = back;
-                            p.refused(wake);
-                            return (n, Err(PublishError::Full(t.clone())));
-                        }
-                    }
+                // Up to the first payload too large for a frame.
+                let fit = payloads.iter().position(|p| size(p) > max_frame).unwrap_or(payloads.len());
+                let (queued, now) = p.push_batch_if_room(t, &mut payloads[..fit], &self.cfg);
+                if now {
+                    wake.insert(p.conn);
                 }
-                return (n, Ok(()));
+                if queued < fit {
+                    p.refused(wake);
+                    return (queued, Err(PublishError::Full(t.clone())));
+                }
+                return match payloads.get(fit).and_then(too_large) {
+                    Some(e) => (fit, Err(e)),
+                    None => (fit, Ok(())),
+                };
             }
         }
         while n < payloads.len() {

@@ -71,7 +71,7 @@ pub(crate) fn encode_overwritten(buf: &mut Vec<u8>, topic: &Topic, count: u64) {
 /// Writes one message frame (a plain Publish, or a relayed copy).
 pub(crate) fn encode_data(buf: &mut Vec<u8>, topic: &Topic, payload: &Payload, tag: Option<&RelayTag>) {
     match tag {
-        None => encode_frame(buf, &Header::Publish { topic: topic.as_str() }, payload),
+        None => crate::wire::encode_publish(buf, topic.as_str(), payload),
         Some(t) => {
             let f = DiscoveryFrame::Relay {
                 topic: topic.as_str(),

@@ -63,12 +63,7 @@ pub fn encode_frame(out: &mut Vec<u8>, header: &Header<'_>, payload: &[u8]) -> u
     let start = out.len();
     match header {
         // The frame of every message: written by hand, the bytes postcard writes.
-        Header::Publish { topic } if topic.len() < VARINT_ONE_BYTE => {
-            out.reserve(LEN_PREFIX + 2 + topic.len() + payload.len());
-            out.extend_from_slice(&[0; LEN_PREFIX]);
-            out.extend_from_slice(&[PUBLISH_TAG, topic.len() as u8]);
-            out.extend_from_slice(topic.as_bytes());
-        }
+        Header::Publish { topic } if topic.len() < VARINT_ONE_BYTE => return encode_publish(out, topic, payload),
         Header::Discovery(f) if super::relay_frame::encode_relay_header(out, f, payload.len()) => {}
         Header::Stream(f) if super::stream_data::encode_data_header(out, f, payload.len()) => {}
         _ => {
@@ -86,6 +81,32 @@ pub fn encode_frame(out: &mut Vec<u8>, header: &Header<'_>, payload: &[u8]) -> u
     let len = out.len() - start - LEN_PREFIX;
     out[start..start + LEN_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
     out.len() - start
+}
+
+/// [`encode_frame`] of a [`Header::Publish`]: the frame of every message,
+/// written by hand (the bytes postcard writes; a topic of 128 bytes or
+/// more goes through postcard).
+///
+/// ```
+/// use estafeta_core::wire::{encode_frame, encode_publish, Header};
+/// let (mut a, mut b) = (Vec::new(), Vec::new());
+/// encode_publish(&mut a, "news", b"hi");
+/// encode_frame(&mut b, &Header::Publish { topic: "news" }, b"hi");
+/// assert_eq!(a, b);
+/// ```
+#[inline]
+pub fn encode_publish(out: &mut Vec<u8>, topic: &str, payload: &[u8]) -> usize {
+    let t = topic.as_bytes();
+    if t.len() >= VARINT_ONE_BYTE {
+        return encode_frame(out, &Header::Publish { topic }, payload);
+    }
+    let len = 2 + t.len() + payload.len();
+    out.reserve(LEN_PREFIX + len);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.extend_from_slice(&[PUBLISH_TAG, t.len() as u8]);
+    out.extend_from_slice(t);
+    out.extend_from_slice(payload);
+    LEN_PREFIX + len
 }
 
 /// Postcard's encoding of the variant index of [`Header::Publish`] (a varint).
@@ -171,13 +192,18 @@ pub fn take_publish_run(buf: &mut BytesMut, topic: &str, max_frame: usize, limit
         return None;
     }
     let head = 2 + t.len();
+    // The header every frame of the run starts with, compared in one go.
+    let mut expect = [0u8; 2 + VARINT_ONE_BYTE];
+    expect[..2].copy_from_slice(&[PUBLISH_TAG, t.len() as u8]);
+    expect[2..head].copy_from_slice(t);
+    let expect = &expect[..head];
     let (mut at, mut count, mut bytes) = (0usize, 0u64, 0u64);
     while count < limit.msgs && bytes < limit.bytes {
         let Some(body) = front_body(&buf[at..], max_frame) else { break };
-        let Some(rest) = body.strip_prefix(&[PUBLISH_TAG, t.len() as u8]).and_then(|r| r.strip_prefix(t)) else {
+        if body.len() < head || body[..head] != *expect {
             break;
-        };
-        bytes += rest.len() as u64;
+        }
+        bytes += (body.len() - head) as u64;
         count += 1;
         at += LEN_PREFIX + body.len();
     }

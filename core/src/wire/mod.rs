@@ -19,8 +19,8 @@ mod stream_data;
 pub mod transfer;
 
 pub use codec::{
-    check_preamble, decode_frame, encode_frame, encoded_len_hint, take_publish_on, take_publish_run, write_preamble,
-    write_preamble_mode, PublishRun, RawFrame, RunLimit,
+    check_preamble, decode_frame, encode_frame, encode_publish, encoded_len_hint, take_publish_on, take_publish_run,
+    write_preamble, write_preamble_mode, PublishRun, RawFrame, RunLimit,
 };
 pub use discovery::{DiscoveryFrame, Referred};
 pub use membership::{Hint, MembershipFrame, RefuseReason};
