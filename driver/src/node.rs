@@ -469,7 +469,7 @@ impl<R: Runtime> Node<R> {
         mut publish: impl FnMut(&mut estafeta_core::Node) -> Result<Published, estafeta_core::PublishError>,
     ) -> Result<Published, Error> {
         std::future::poll_fn(|cx| {
-            let mut st = self.shared().lock();
+            let Some(mut st) = self.shared().lock_or_yield(cx) else { return Poll::Pending };
             match publish(&mut st.node) {
                 Ok(r) => {
                     st.app.wake_driver();
@@ -513,7 +513,7 @@ impl<R: Runtime> Node<R> {
     pub async fn publish_batch(&self, topic: &str, payloads: &mut Vec<Bytes>) -> Result<usize, Error> {
         let mut queued = 0;
         std::future::poll_fn(|cx| {
-            let mut st = self.shared().lock();
+            let Some(mut st) = self.shared().lock_or_yield(cx) else { return Poll::Pending };
             // The core moves each payload it queues out of the slice and
             // leaves the refused one (and those after it) in place.
             let (n, refused) = st.node.pubsub().publish_batch(topic, payloads);

@@ -534,6 +534,21 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Locks the state if it is free; if the driver holds it (it does
+    /// while it reads and writes sockets), asks to be polled again and
+    /// returns `None`, so the task yields to the executor instead of
+    /// blocking its thread on the lock.
+    pub(crate) fn lock_or_yield(&self, cx: &mut std::task::Context<'_>) -> Option<MutexGuard<'_, State>> {
+        match self.state.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                cx.waker().wake_by_ref();
+                None
+            }
+        }
+    }
+
     /// The runtime clock now, as the core's time.
     pub(crate) fn now(&self) -> Timestamp {
         self.timestamp((self.clock)())

@@ -204,7 +204,7 @@ fn poll_take(
     cx: &mut Context<'_>,
     take: impl FnOnce(&mut SubQueue, &mut Consumed) -> (usize, usize),
 ) -> Poll<Option<usize>> {
-    let mut st = shared.lock();
+    let Some(mut st) = shared.lock_or_yield(cx) else { return Poll::Pending };
     let n = refill(&mut st, id, take);
     if n > 0 {
         return Poll::Ready(Some(n));
