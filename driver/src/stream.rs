@@ -79,6 +79,14 @@ impl Subscription {
     /// }
     /// ```
     pub async fn next_batch(&mut self, batch: &mut Vec<Message>) -> usize {
+        // The messages are built here, without the lock.
+        self.take_everything(|taken| taken.drain_into(batch)).await
+    }
+
+    /// Waits until messages are waiting, takes all of them from the shared
+    /// queue, and hands them out with `out` (returns what it returns; 0 once
+    /// the node is closed).
+    async fn take_everything(&mut self, mut out: impl FnMut(&mut Taken) -> usize) -> usize {
         std::future::poll_fn(|cx| {
             if self.taken.is_empty() {
                 let entries = self.taken.entries();
@@ -86,8 +94,7 @@ impl Subscription {
                     return Poll::Ready(0);
                 }
             }
-            // The messages are built here, without the lock.
-            Poll::Ready(self.taken.drain_into(batch))
+            Poll::Ready(out(&mut self.taken))
         })
         .await
     }
@@ -120,16 +127,7 @@ impl Subscription {
     /// }
     /// ```
     pub async fn next_runs(&mut self, runs: &mut Vec<MessageRun>) -> usize {
-        std::future::poll_fn(|cx| {
-            if self.taken.is_empty() {
-                let entries = self.taken.entries();
-                if std::task::ready!(poll_take(&self.shared, self.id, cx, |q, c| take_all(q, entries, c))).is_none() {
-                    return Poll::Ready(0);
-                }
-            }
-            Poll::Ready(self.taken.drain_runs(runs))
-        })
-        .await
+        self.take_everything(|taken| taken.drain_runs(runs)).await
     }
 }
 
