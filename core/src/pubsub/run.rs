@@ -340,7 +340,7 @@ mod tests {
         let mut run = MessageRun::from(m.clone());
         assert_eq!((run.len(), run.payload_bytes(), run.first_len()), (1, 4, Some(4)));
         assert_eq!(run.payload_slices().collect::<Vec<_>>(), [&b"solo"[..]]);
-        assert_eq!(run.iter().collect::<Vec<_>>(), [m.clone()]);
+        assert_eq!(run.iter().collect::<Vec<_>>(), std::slice::from_ref(&m));
         assert_eq!(run.split_to(1).into_iter().collect::<Vec<_>>(), [m]);
         assert!(run.is_empty());
     }
