@@ -373,15 +373,15 @@ impl App {
     /// True if every queue of `topic` that takes copies (all but the first)
     /// has room for `n` messages of `size` bytes in all.
     fn copies_fit(&mut self, topic: &Topic, n: usize, size: usize) -> bool {
-        let ids = self.route_of(topic);
+        self.route_of(topic);
         let App { limits, subs, route, .. } = self;
-        let ids = &route.as_ref().expect("routed").1[..ids];
+        let ids = route.as_ref().map_or(&[][..], |(_, ids)| &ids[..]);
         ids.iter().skip(1).all(|id| subs.get(id).is_none_or(|q| q.has_room(limits, n, size)))
     }
 
-    /// The ids of the queues of `topic` (its own, then those of every
-    /// topic), kept in `route` for the next delivery; returns how many.
-    fn route_of(&mut self, topic: &Topic) -> usize {
+    /// Makes `route` hold the ids of the queues of `topic` (its own, then
+    /// those of every topic), kept for the next delivery.
+    fn route_of(&mut self, topic: &Topic) {
         let App { by_topic, every, route, .. } = self;
         if !route.as_ref().is_some_and(|(t, _)| std::ptr::eq(t.as_str(), topic.as_str())) {
             let found = by_topic.get(topic).into_iter().flatten().chain(every.iter()).copied();
@@ -394,31 +394,25 @@ impl App {
                 None => *route = Some((topic.clone(), found.collect())),
             }
         }
-        route.as_ref().map_or(0, |(_, ids)| ids.len())
     }
 
     // Handed back by value, like `deliver`'s event.
     #[allow(clippy::result_large_err)]
     fn deliver_entry(&mut self, e: Entry) -> Result<(), Entry> {
-        self.route_of(e.topic());
-        let App { limits, subs, route, queue_visits, .. } = self;
         let (n, size) = (e.len(), e.bytes());
-        let ids = &route.as_ref().expect("routed above").1;
         // The first queue carries the message's credit: the core bounds it
         // (one window per sending peer), so it never refuses. The others
         // hold copies, bounded by `limits`: one pass checks their room, then
         // the last queue takes the message itself and the others a clone.
-        let Some((&last, _)) = ids.split_last() else { return Ok(()) };
-        // Visits count per message: a run's visit stands for each of its messages.
-        let visit = n as u64;
-        for id in ids.iter().skip(1) {
-            *queue_visits += visit;
-            if !subs.get(id).is_none_or(|q| q.has_room(limits, n, size)) {
-                self.app_blocked = true;
-                return Err(e);
-            }
+        if !self.copies_fit(e.topic(), n, size) {
+            self.app_blocked = true;
+            return Err(e);
         }
-        *queue_visits += visit;
+        let App { subs, route, queue_visits, .. } = self;
+        let ids = route.as_ref().map_or(&[][..], |(_, ids)| &ids[..]);
+        let Some((&last, _)) = ids.split_last() else { return Ok(()) };
+        // One visit per queue and message: a run's stands for each of its messages.
+        *queue_visits += (n * ids.len()) as u64;
         let owner = ids[0];
         for id in &ids[..ids.len() - 1] {
             if let Some(q) = subs.get_mut(id) {

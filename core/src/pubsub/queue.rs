@@ -74,6 +74,13 @@ impl SendQ {
         self.overwritten > 0 || self.data_ready()
     }
 
+    /// True if one more message costing `cost` fits the subscription's
+    /// limits (a message over the byte limit fits an empty queue).
+    fn fits(&self, cost: usize, cfg: &crate::config::PubSubConfig) -> bool {
+        self.msgs.len() < cfg.max_queued_frames_per_subscription
+            && (self.bytes == 0 || self.bytes + cost <= cfg.max_queued_bytes_per_subscription)
+    }
+
     /// True if one more message would still be within the credit: round-robin
     /// picks only such subscribers.
     pub(crate) fn spare_credit(&self) -> bool {
@@ -110,10 +117,8 @@ impl PeerState {
     /// True if a message costing `cost` fits the peer's and the subscription's limits.
     pub(crate) fn has_room(&self, topic: &str, cost: usize, cfg: &crate::config::PubSubConfig) -> bool {
         let peer_ok = !self.closing && self.log.has_room(cost);
-        let q = self.out.get(topic);
-        let (frames, bytes) = q.map_or((0, 0), |q| (q.msgs.len(), q.bytes));
-        let sub_ok = frames < cfg.max_queued_frames_per_subscription
-            && (bytes == 0 || bytes + cost <= cfg.max_queued_bytes_per_subscription);
+        let sub_ok =
+            self.out.get(topic).is_none_or(|q| q.fits(cost, cfg)) && cfg.max_queued_frames_per_subscription > 0;
         peer_ok && sub_ok
     }
 
@@ -184,9 +189,7 @@ impl PeerState {
             Some(q) => q,
             None => self.out.entry(topic.clone()).or_default(),
         };
-        let sub_ok = q.msgs.len() < cfg.max_queued_frames_per_subscription
-            && (q.bytes == 0 || q.bytes + cost <= cfg.max_queued_bytes_per_subscription);
-        if !sub_ok {
+        if !q.fits(cost, cfg) {
             return None;
         }
         q.bytes += cost;
@@ -215,42 +218,28 @@ impl PeerState {
         q.credit_msgs > 0 && q.credit_bytes > 0 && !self.suspended
     }
 
-    /// [`PeerState::has_room`] and [`PeerState::push`] of a plain message
-    /// costing `cost`, with one lookup of the topic's queue: `Ok(true)` if the
-    /// connection must be woken (the queue was empty and has credit; a queue
-    /// that already held sendable messages woke it then), `Err` with the
-    /// payload if there is no room.
+    /// [`PeerState::push_batch_if_room`] of one message: `Ok` with whether
+    /// the connection must be woken, `Err` with the payload if there is no
+    /// room.
     pub(crate) fn push_if_room(
         &mut self,
         topic: &Topic,
         payload: Payload,
-        cost: usize,
         cfg: &crate::config::PubSubConfig,
     ) -> Result<bool, Payload> {
-        let peer_ok = !self.closing && self.log.has_room(cost);
-        if !peer_ok {
-            return Err(payload);
+        let mut one = [payload];
+        match self.push_batch_if_room(topic, &mut one, cfg) {
+            (1, wake) => Ok(wake),
+            _ => Err(std::mem::take(&mut one[0])),
         }
-        let q = match self.out.get_mut(topic.as_str()) {
-            Some(q) => q,
-            None => self.out.entry(topic.clone()).or_default(),
-        };
-        if q.msgs.len() >= cfg.max_queued_frames_per_subscription
-            || (q.bytes != 0 && q.bytes + cost > cfg.max_queued_bytes_per_subscription)
-        {
-            return Err(payload);
-        }
-        let was_empty = q.msgs.is_empty();
-        q.bytes += cost;
-        q.msgs.push_back((payload, false));
-        self.log.admit_unchecked(cost);
-        Ok(was_empty && q.credit_msgs > 0 && q.credit_bytes > 0 && !self.suspended)
     }
 
-    /// [`PeerState::push_if_room`] of each payload of `payloads` in turn
-    /// while there is room, the topic's queue looked up once: each queued
-    /// payload moves out of the slice. Returns how many were queued, and
-    /// whether the connection must be woken.
+    /// [`PeerState::has_room`] and [`PeerState::push`] of each plain
+    /// message of `payloads` in turn while there is room, the topic's queue
+    /// looked up once: each queued payload moves out of the slice. Returns
+    /// how many were queued, and whether the connection must be woken (the
+    /// queue was empty and has credit; a queue that already held sendable
+    /// messages woke it then).
     pub(crate) fn push_batch_if_room(
         &mut self,
         topic: &Topic,
@@ -268,10 +257,7 @@ impl PeerState {
         let mut n = 0;
         for slot in payloads.iter_mut() {
             let cost = data_cost(topic, slot);
-            if !self.log.has_room(cost)
-                || q.msgs.len() >= cfg.max_queued_frames_per_subscription
-                || (q.bytes != 0 && q.bytes + cost > cfg.max_queued_bytes_per_subscription)
-            {
+            if !self.log.has_room(cost) || !q.fits(cost, cfg) {
                 break;
             }
             q.bytes += cost;

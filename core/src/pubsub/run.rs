@@ -90,7 +90,7 @@ impl MessageRun {
 
     /// The messages, in order (each shares the run's bytes: no copy).
     pub fn iter(&self) -> Iter<'_> {
-        Iter { run: self, at: 0, left: self.count }
+        Iter { run: self, spans: self.spans() }
     }
 
     /// The payloads, in order, each shared with the run (no copy, one
@@ -176,6 +176,7 @@ impl From<Message> for MessageRun {
 }
 
 /// The payload ranges of a run.
+#[derive(Debug)]
 struct Spans<'a> {
     run: &'a MessageRun,
     at: usize,
@@ -206,25 +207,18 @@ impl ExactSizeIterator for Spans<'_> {}
 #[derive(Debug)]
 pub struct Iter<'a> {
     run: &'a MessageRun,
-    at: usize,
-    left: usize,
+    spans: Spans<'a>,
 }
 
 impl Iterator for Iter<'_> {
     type Item = Message;
 
     fn next(&mut self) -> Option<Message> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
-        let (next, span) = self.run.bounds(self.at);
-        self.at = next;
-        Some(self.run.message(self.run.frames.slice(span)))
+        self.spans.next().map(|span| self.run.message(self.run.frames.slice(span)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left, Some(self.left))
+        self.spans.size_hint()
     }
 }
 

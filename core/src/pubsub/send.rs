@@ -47,7 +47,7 @@ impl PubSubState {
         if let (1, Some(id)) = (subs.peers.len(), subs.peers.first()) {
             // One subscriber, the common case: its queue is looked up once.
             if let Some(p) = self.peers.get_mut(id) {
-                match p.push_if_room(topic, payload, cost, cfg) {
+                match p.push_if_room(topic, payload, cfg) {
                     Ok(now) => {
                         if now {
                             wake.insert(p.conn);
